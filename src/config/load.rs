@@ -1,0 +1,267 @@
+//! Pass one: file + environment into [`RawConfig`], every structural error collected.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Value};
+
+use super::{ConfigError, ConfigErrors, RawConfig, validate};
+
+/// The environment prefix; only variables that also contain `__` are config keys.
+const ENV_PREFIX: &str = "DBWARDEN_";
+
+/// Parses file + environment into the raw config. Returns the raw config (with every
+/// offending key removed) plus the structural errors found, and the set of key paths
+/// that failed, so validation does not report them a second time.
+pub struct Parsed {
+    pub raw: RawConfig,
+    pub errors: Vec<ConfigError>,
+    pub failed_keys: BTreeSet<String>,
+    pub env_keys: BTreeSet<String>,
+}
+
+fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .filter(|k| k.as_str().contains("__"))
+        .split("__")
+}
+
+/// Which dotted key paths the environment sets, with the variable that sets each.
+fn env_keys() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter_map(|k| {
+            let rest = k.strip_prefix(ENV_PREFIX)?;
+            rest.contains("__")
+                .then(|| (rest.to_ascii_lowercase().replace("__", "."), k.clone()))
+        })
+        .collect()
+}
+
+/// Reads and parses the config file and the environment. Every unknown key and every value
+/// of the wrong type is reported; the offending key is dropped and parsing carries on.
+pub fn load_raw(path: &Path) -> Result<Parsed, ConfigErrors> {
+    let origin = path.display().to_string();
+    let fatal = |message: String| ConfigErrors {
+        errors: vec![ConfigError {
+            origin: origin.clone(),
+            key: String::new(),
+            message,
+        }],
+        warnings: vec![],
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(fatal("is not a file".into())),
+        Err(e) => {
+            return Err(fatal(format!(
+                "cannot read the config file: {}; pass another with -c FILE (config/dbwarden.toml is a runnable example)",
+                super::secret::io_reason(&e)
+            )));
+        }
+    }
+    let figment = Figment::from(Toml::file_exact(path)).merge(env_provider());
+    let value: Value = figment.extract().map_err(|e| {
+        // Syntax errors: figment's message already carries toml's line and column.
+        fatal(e.to_string())
+    })?;
+    let Value::Dict(_, mut dict) = value else {
+        return Err(fatal("the file must contain TOML tables and keys".into()));
+    };
+    let env = env_keys();
+    let origin_of = |key: &str| -> String {
+        env.iter()
+            .find(|(k, _)| key == k || key.starts_with(&format!("{k}.")))
+            .map(|(_, var)| format!("environment variable {var}"))
+            .unwrap_or_else(|| origin.clone())
+    };
+
+    let mut errors = Vec::new();
+    let mut failed_keys = BTreeSet::new();
+    // Each pass reports one error, removes the offending key and tries again; a config
+    // with 200 mistakes is not worth more passes than that.
+    for _ in 0..200 {
+        let v = Value::Dict(figment::value::Tag::Default, dict.clone());
+        match serde_path_to_error::deserialize::<_, RawConfig>(&v) {
+            Ok(raw) => {
+                return Ok(Parsed {
+                    raw,
+                    errors,
+                    failed_keys,
+                    env_keys: env.iter().map(|(k, _)| k.clone()).collect(),
+                });
+            }
+            Err(e) => {
+                let mut path: Vec<Seg> = segments(&e.path().to_string());
+                let inner = e.into_inner();
+                let mut message = inner.to_string();
+                if let Some(field) = unknown_field(&message) {
+                    path.push(Seg::Key(field.clone()));
+                    message = format!("unknown key `{field}`{}", expected_hint(&inner.to_string()));
+                }
+                let key = render(&path);
+                let removed = remove_path(&mut dict, &path);
+                errors.push(ConfigError {
+                    origin: origin_of(&key),
+                    key: key.clone(),
+                    message: tidy(&message),
+                });
+                failed_keys.insert(key);
+                if !removed {
+                    // Nothing to remove (should not happen with defaulted fields): stop
+                    // rather than loop on the same error.
+                    break;
+                }
+            }
+        }
+    }
+    Err(ConfigErrors {
+        errors,
+        warnings: vec![],
+    })
+}
+
+/// Loads, parses and validates a config file; all errors at once, or the usable config.
+pub fn load(path: &Path) -> Result<super::Config, ConfigErrors> {
+    let parsed = load_raw(path)?;
+    validate::validate(path, parsed)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Parses serde_path_to_error's rendering (`target[1].pool.max_connections`).
+fn segments(p: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    if p == "." || p.is_empty() {
+        return out;
+    }
+    for part in p.split('.') {
+        let mut rest = part;
+        if let Some(b) = rest.find('[') {
+            if b > 0 {
+                out.push(Seg::Key(rest[..b].to_string()));
+            }
+            rest = &rest[b..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let end = stripped.find(']').unwrap_or(stripped.len());
+                if let Ok(i) = stripped[..end].parse() {
+                    out.push(Seg::Index(i));
+                }
+                rest = stripped.get(end + 1..).unwrap_or("");
+            }
+        } else if !rest.is_empty() {
+            out.push(Seg::Key(rest.to_string()));
+        }
+    }
+    out
+}
+
+fn render(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+fn remove_path(dict: &mut Dict, path: &[Seg]) -> bool {
+    let Some((Seg::Key(first), rest)) = path.split_first() else {
+        return false;
+    };
+    if rest.is_empty() {
+        return dict.remove(first).is_some();
+    }
+    match dict.get_mut(first) {
+        Some(v) => remove_in_value(v, rest),
+        None => false,
+    }
+}
+
+fn remove_in_value(v: &mut Value, path: &[Seg]) -> bool {
+    match (v, path.first()) {
+        (Value::Dict(_, d), Some(Seg::Key(_))) => remove_path(d, path),
+        (Value::Array(_, items), Some(Seg::Index(i))) => {
+            if path.len() == 1 {
+                if *i < items.len() {
+                    items.remove(*i);
+                    return true;
+                }
+                false
+            } else {
+                match items.get_mut(*i) {
+                    Some(item) => remove_in_value(item, &path[1..]),
+                    None => false,
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
+fn unknown_field(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+fn expected_hint(msg: &str) -> String {
+    match msg.find("expected one of ") {
+        Some(i) => format!(
+            "; known keys here: {}",
+            &msg[i + "expected one of ".len()..]
+        ),
+        None => match msg.find("there are no fields") {
+            Some(_) => "; this table takes no keys".into(),
+            None => String::new(),
+        },
+    }
+}
+
+/// figment's messages mention its own types; keep the part a user understands.
+fn tidy(msg: &str) -> String {
+    msg.replace("invalid type: found", "wrong type: found")
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_round_trip() {
+        let p = segments("target[1].pool.max_connections");
+        assert_eq!(
+            p,
+            vec![
+                Seg::Key("target".into()),
+                Seg::Index(1),
+                Seg::Key("pool".into()),
+                Seg::Key("max_connections".into())
+            ]
+        );
+        assert_eq!(render(&p), "target[1].pool.max_connections");
+        assert!(segments(".").is_empty());
+    }
+
+    #[test]
+    fn finds_unknown_field_names() {
+        assert_eq!(
+            unknown_field("unknown field `histroy`, expected one of `history`, `listen`"),
+            Some("histroy".into())
+        );
+    }
+}

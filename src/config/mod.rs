@@ -1,0 +1,357 @@
+//! Configuration: the TOML file plus `DBWARDEN_<SECTION>__<KEY>` environment overrides,
+//! loaded by [`load`] into a validated, immutable [`Config`].
+//!
+//! Loading happens in two passes. `load::parse` turns file + environment into the raw
+//! serde types below, collecting every unknown key and type error instead of stopping at the
+//! first. `validate` then checks meaning (schedules, URLs, references, secrets) and builds
+//! the [`Config`] the rest of the program uses. Both passes report every problem at once.
+
+mod load;
+pub mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, load_raw};
+pub use secret::{Secret, SecretUrl};
+pub use validate::{Config, Job, JobKind, Target, TargetSelector};
+
+use crate::health::ThresholdValue;
+
+/// Where `dbwarden` looks for its config when neither `-c` nor `DBWARDEN_CONFIG` says.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/dbwarden/dbwarden.toml";
+
+/// One problem found in a config: where (file or environment variable), which key, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file path, or `environment variable DBWARDEN_...` when the value came from there.
+    pub origin: String,
+    /// Dotted key path, e.g. `target[1].url` or `job[0].schedule`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.origin, self.key, self.message)
+        }
+    }
+}
+
+/// Every error of a config that cannot be used, plus the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "{n} error{} in the configuration:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  error: {e}")?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "  warning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------------------------------
+// Raw types: exactly what the file may contain. Doc comments are the user documentation.
+// Required strings default to "" so a missing one is reported by `validate` alongside every
+// other problem, rather than aborting deserialization.
+// ---------------------------------------------------------------------------------------
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Global threshold defaults, by check name.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, ThresholdConfig>,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetConfig>,
+    #[serde(default, rename = "job")]
+    pub jobs: Vec<JobConfig>,
+    #[serde(default, rename = "channel")]
+    pub channels: Vec<ChannelConfig>,
+}
+
+/// `[daemon]`: the daemon's own settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// History store: `sqlite://PATH` (created on first use) or `postgres://...`.
+    #[serde(default = "default_history")]
+    pub history: SecretUrl,
+    /// Password for a PostgreSQL history store, from a file.
+    #[serde(default)]
+    pub history_password_file: Option<String>,
+    /// HTTP API / metrics / dashboard address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// File holding the bearer token mutating API calls need.
+    #[serde(default)]
+    pub api_token_file: Option<String>,
+    /// Default IANA time zone for schedules and windows.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// How long SIGTERM waits for running jobs to stop before exiting anyway.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// At most this many targets are probed at the same time.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_targets: usize,
+    /// Runs missed by at most this much (suspend, clock jump) are run once, late; older
+    /// missed runs are skipped. `0s` never catches up.
+    #[serde(default = "default_catch_up", with = "humantime_serde")]
+    pub catch_up: Duration,
+}
+
+fn default_history() -> SecretUrl {
+    SecretUrl::new("sqlite://./data/history.db")
+}
+fn default_listen() -> String {
+    "127.0.0.1:9645".into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_concurrent() -> usize {
+    16
+}
+fn default_catch_up() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            history: default_history(),
+            history_password_file: None,
+            listen: default_listen(),
+            api_token_file: None,
+            timezone: default_timezone(),
+            shutdown_grace: default_grace(),
+            max_concurrent_targets: default_max_concurrent(),
+            catch_up: default_catch_up(),
+        }
+    }
+}
+
+/// Thresholds of one check. Values take the check's unit: "80%", "1GB", "5m", or a number.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<ThresholdValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<ThresholdValue>,
+    /// `false` turns the check off (for this target, or everywhere when global).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Size floor in rows: smaller tables are not judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_rows: Option<u64>,
+    /// Size floor in bytes ("16MB"): smaller objects are not judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<ThresholdValue>,
+}
+
+/// `[[target]]`: one database to watch.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    #[serde(default)]
+    pub name: String,
+    /// `postgres://`, `mysql://` (also MariaDB) or `sqlite://PATH`. TLS through the URL's
+    /// standard parameters (`sslmode=verify-full`, `ssl-mode=VERIFY_IDENTITY`, ...).
+    #[serde(default)]
+    pub url: SecretUrl,
+    /// File holding the password (trailing newline trimmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// Name of an environment variable holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Separate credentials for maintenance, so checks can run as a monitoring-only role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_url: Option<SecretUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_password_file: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// Per-target threshold overrides, by check name.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, ThresholdConfig>,
+    /// SQLite: run the thorough `PRAGMA integrity_check` instead of `quick_check`.
+    #[serde(default)]
+    pub integrity_check: bool,
+    /// SQLite: how long to wait for a lock held by the application before giving up.
+    #[serde(default = "default_busy_timeout", with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+fn default_busy_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `pool = { ... }`: the small connection pool dbwarden keeps per target.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Time to establish one connection; a refused connection fails at once.
+    #[serde(default = "default_5s", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time to wait for a free pooled connection.
+    #[serde(default = "default_5s", with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    #[serde(default = "default_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(default = "default_lifetime", with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// Ping a pooled connection before handing it out.
+    #[serde(default = "default_true")]
+    pub test_before_acquire: bool,
+}
+
+fn default_max_connections() -> u32 {
+    2
+}
+fn default_5s() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_lifetime() -> Duration {
+    Duration::from_secs(1800)
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_connections: default_max_connections(),
+            connect_timeout: default_5s(),
+            acquire_timeout: default_5s(),
+            idle_timeout: default_idle(),
+            max_lifetime: default_lifetime(),
+            test_before_acquire: true,
+        }
+    }
+}
+
+/// `[[job]]`: what to run, when, against which targets.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    #[serde(default)]
+    pub name: String,
+    /// `health` (more kinds arrive with maintenance, sampling and rollups).
+    #[serde(default)]
+    pub kind: String,
+    /// 5-field crontab, 6 fields with seconds, `@hourly`/`@daily`/..., or `@every 30s`.
+    #[serde(default)]
+    pub schedule: String,
+    /// IANA time zone for cron schedules; defaults to `daemon.timezone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Target names, `"*"` for all, or `"tag:NAME"` for targets carrying a tag.
+    #[serde(default = "default_all_targets")]
+    pub targets: Vec<String>,
+    /// A run still going after this long is stopped and recorded as `timed_out`.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// Random delay up to this much before each run, to spread a fleet's load.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub jitter: Option<Duration>,
+    /// Maintenance window length: no new work starts after it closes.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window: Option<Duration>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_all_targets() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// `[[channel]]`: where alerts go. Validated now; delivery arrives with the alerting work.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    #[serde(default)]
+    pub name: String,
+    /// `slack`, `webhook` or `email`.
+    #[serde(default)]
+    pub kind: String,
+    /// Webhook URL inline (a secret: prefer `url_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<String>,
+    /// Email: `smtp://host:587` (STARTTLS) or `smtps://host:465` (implicit TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<SecretUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Only alerts for targets with one of these tags (empty = all).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// The config file path chosen by `-c`, `DBWARDEN_CONFIG`, or the default.
+pub fn config_path(cli: Option<PathBuf>) -> PathBuf {
+    cli.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}

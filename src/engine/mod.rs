@@ -1,0 +1,170 @@
+//! Engines: the only place with engine-specific SQL. Each engine opens a target's small pool
+//! and returns typed [`Measurement`]s; everything above this module speaks in those.
+//!
+//! An [`Engine`] is created without I/O (pools connect lazily) and kept across rounds so
+//! connections are reused; reload replaces only the engines whose target changed.
+
+pub mod mysql;
+pub mod postgres;
+pub mod sqlite;
+
+use std::time::Duration;
+
+use crate::config::Target;
+use crate::health::Measurement;
+
+/// Database engines dbwarden speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+impl EngineKind {
+    /// The engine a URL's scheme names; `None` for anything else.
+    pub fn from_url(url: &str) -> Option<EngineKind> {
+        let scheme = url.split_once(':')?.0.to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Some(EngineKind::Postgres),
+            "mysql" | "mariadb" => Some(EngineKind::Mysql),
+            "sqlite" => Some(EngineKind::Sqlite),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Postgres => "postgres",
+            EngineKind::Mysql => "mysql",
+            EngineKind::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// What one health round of one target measured.
+#[derive(Debug, Clone, Default)]
+pub struct HealthReport {
+    pub measurements: Vec<Measurement>,
+    /// Identifies the server (PostgreSQL system identifier, MySQL server UUID) so
+    /// cluster-level checks of targets sharing a server are done once.
+    pub server_id: Option<String>,
+    /// Per-table statistics of this round (for the statistics API and trends).
+    pub table_stats: Vec<TableStat>,
+}
+
+/// One table's statistics in one round. Counters are lifetime values as the engine reports
+/// them; `*_delta` fields are the change since the previous round (None on the first).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TableStat {
+    /// `schema.table`.
+    pub table: String,
+    pub rows: Option<f64>,
+    pub dead_rows: Option<f64>,
+    pub size_bytes: Option<f64>,
+    pub inserts_delta: Option<f64>,
+    pub updates_delta: Option<f64>,
+    pub deletes_delta: Option<f64>,
+    pub seq_scans: Option<f64>,
+    pub idx_scans: Option<f64>,
+    /// Unix seconds of the last (auto)vacuum / (auto)analyze, whichever is newer.
+    pub last_vacuum: Option<i64>,
+    pub last_analyze: Option<i64>,
+}
+
+/// Errors opening an engine (bad URL, unreadable secret). Failing to *reach* a database is
+/// not an error: it is a CRITICAL connectivity measurement.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("target {target}: {message}")]
+    Setup { target: String, message: String },
+}
+
+/// A target's engine with its connection pool.
+pub enum Engine {
+    Sqlite(sqlite::SqliteEngine),
+    Postgres(postgres::PostgresEngine),
+    Mysql(mysql::MysqlEngine),
+}
+
+impl Engine {
+    /// Prepares the engine for a target; no connection is made yet.
+    pub fn open(target: &Target) -> Result<Engine, EngineError> {
+        match target.engine {
+            EngineKind::Sqlite => sqlite::SqliteEngine::open(target).map(Engine::Sqlite),
+            EngineKind::Postgres => postgres::PostgresEngine::open(target).map(Engine::Postgres),
+            EngineKind::Mysql => mysql::MysqlEngine::open(target).map(Engine::Mysql),
+        }
+    }
+
+    /// Runs one health round. Never fails: an unreachable database is a measurement.
+    pub async fn health(&self) -> HealthReport {
+        match self {
+            Engine::Sqlite(e) => e.health().await,
+            Engine::Postgres(e) => e.health().await,
+            Engine::Mysql(e) => e.health().await,
+        }
+    }
+
+    /// Stops statements this engine is running on the server (shutdown, timeouts).
+    pub async fn cancel_running(&self) {
+        match self {
+            Engine::Sqlite(e) => e.cancel_running().await,
+            Engine::Postgres(e) => e.cancel_running().await,
+            Engine::Mysql(e) => e.cancel_running().await,
+        }
+    }
+
+    /// Closes the pool, waiting at most `within`.
+    pub async fn close(&self, within: Duration) {
+        let fut = async {
+            match self {
+                Engine::Sqlite(e) => e.close().await,
+                Engine::Postgres(e) => e.close().await,
+                Engine::Mysql(e) => e.close().await,
+            }
+        };
+        let _ = tokio::time::timeout(within, fut).await;
+    }
+}
+
+/// Measurements for a target that could not be reached: connectivity is CRITICAL, every
+/// other check of the engine is UNKNOWN because it could not run.
+pub fn unreachable(message: &str, other_checks: &[&'static str]) -> Vec<Measurement> {
+    let mut out = vec![Measurement::verdict(
+        "connectivity",
+        crate::health::Status::Critical,
+        None,
+        message.to_string(),
+    )];
+    out.extend(
+        other_checks
+            .iter()
+            .map(|c| Measurement::unknown(c, "not measured: the database is unreachable", None)),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_map_to_engines() {
+        assert_eq!(
+            EngineKind::from_url("postgresql://h/db"),
+            Some(EngineKind::Postgres)
+        );
+        assert_eq!(
+            EngineKind::from_url("mariadb://h/db"),
+            Some(EngineKind::Mysql)
+        );
+        assert_eq!(
+            EngineKind::from_url("sqlite://./x.db"),
+            Some(EngineKind::Sqlite)
+        );
+        assert_eq!(EngineKind::from_url("redis://h"), None);
+        assert_eq!(EngineKind::from_url("nonsense"), None);
+    }
+}
