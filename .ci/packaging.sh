@@ -13,6 +13,9 @@
 #   DBWARDEN_DEB      test this .deb instead of building one (skips the build)
 #   MAX_EXPOSURE      highest accepted `systemd-analyze security` score (default 2.0)
 #   CARGO_DEB_VERSION cargo-deb installed when missing (default 3.8.0)
+#   DBWARDEN_CONTAINER_TEST=0 skips the run under a real systemd
+#                     (packaging/container-test.sh; other variables of that script
+#                     such as RELOAD_TEST=0 pass through)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -237,6 +240,18 @@ check "/var/lib/dbwarden gone (data)" test ! -e "$state"
 check "user gone" sh -c "! getent passwd $user"
 check "group gone" sh -c "! getent group $user"
 check "no enable symlink or mask left" sh -c "[ ! -e $wants_link ] && [ ! -L $wants_link ] && [ ! -L /etc/systemd/system/dbwarden.service ]"
+
+# ---------------------------------------------------------------- under a real systemd
+if [[ "${DBWARDEN_CONTAINER_TEST:-1}" == 1 ]]; then
+    log "the service under a real systemd (packaging/container-test.sh)"
+    ct_rc=0
+    bash "$repo/packaging/container-test.sh" "$deb" || ct_rc=$?
+    case $ct_rc in
+        0) passed=$((passed + 1)); echo "  ok    service runs hardened under systemd in a container" ;;
+        77) echo "  SKIP  container test could not run here (see above)" ;;
+        *) failed=$((failed + 1)); echo "  FAIL  service under systemd in a container" ;;
+    esac
+fi
 
 log "packaging summary"
 echo "exposure: $exposure; release binary: $(stat -c %s "$DBWARDEN_BIN") bytes; deb: $(stat -c %s "$deb") bytes"

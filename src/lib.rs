@@ -24,7 +24,13 @@
 //! - [`cli`]: the command line (clap), shared by the daemon and the one-shot commands.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod health;
+pub mod jobs;
+pub mod logging;
 pub mod schedule;
+pub mod scheduler;
+pub mod store;

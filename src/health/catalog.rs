@@ -123,7 +123,7 @@ pub const CATALOG: &[CheckSpec] = &[
     },
     CheckSpec {
         name: "sqlite_freelist",
-        label: "of pages on the freelist",
+        label: "of pages free",
         unit: Unit::Percent,
         direction: Direction::HigherIsWorse,
         warning: Some(25.0),

@@ -294,11 +294,10 @@ fn evaluate_values(
     }
     let Some(worst) = worst else {
         let message = if obs.is_empty() {
-            format!("{}: nothing to report", spec.label)
+            "nothing to report".to_string()
         } else {
             format!(
-                "{}: {} checked, none above the size floor",
-                spec.label,
+                "{} checked, all below the size floor (min_rows / min_size): not judged",
                 obs.len()
             )
         };
