@@ -15,7 +15,7 @@
 #   CARGO_DEB_VERSION cargo-deb installed when missing (default 3.8.0)
 #   DBWARDEN_CONTAINER_TEST=0 skips the run under a real systemd
 #                     (packaging/container-test.sh; other variables of that script
-#                     such as RELOAD_TEST=0 pass through)
+#                     such as STUB=1 pass through)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -466,3 +466,200 @@ async fn run_inner(
     .instrument(span)
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An executor whose runs take a fixed (tokio) time.
+    struct Slow {
+        delay: Duration,
+        started: AtomicUsize,
+        aborted: AtomicUsize,
+    }
+
+    impl Executor for Slow {
+        fn run(
+            &self,
+            _: &str,
+            _: &Job,
+            _: &Target,
+        ) -> BoxFuture<'static, Result<Option<Status>, String>> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let d = self.delay;
+            Box::pin(async move {
+                tokio::time::sleep(d).await;
+                Ok(Some(Status::Ok))
+            })
+        }
+
+        fn abort(&self, _: &Target) -> BoxFuture<'static, ()> {
+            self.aborted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
+        }
+    }
+
+    fn config(jobs: &str) -> Arc<Config> {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("c.toml");
+        let body = format!("[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n{jobs}");
+        std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(crate::config::load(&path).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn job(name: &str, schedule: &str, timeout: &str) -> String {
+        format!(
+            "[[job]]\nname = \"{name}\"\nkind = \"health\"\nschedule = \"{schedule}\"\ntimeout = \"{timeout}\"\n"
+        )
+    }
+
+    struct Harness {
+        exec: Arc<Slow>,
+        ctx: Arc<Context>,
+        rx: mpsc::UnboundedReceiver<Record>,
+        log: Mutex<Vec<Record>>,
+    }
+
+    fn harness(delay: Duration, start: &str) -> Harness {
+        let exec = Arc::new(Slow {
+            delay,
+            started: AtomicUsize::new(0),
+            aborted: AtomicUsize::new(0),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let wall = DateTime::parse_from_rfc3339(start)
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ctx = Arc::new(Context::new(
+            exec.clone(),
+            Recorder::Channel(tx),
+            Arc::new(TokioClock::starting_at(wall)),
+            4,
+        ));
+        Harness {
+            exec,
+            ctx,
+            rx,
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    impl Harness {
+        fn drain(&mut self) -> Vec<Record> {
+            let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            while let Ok(r) = self.rx.try_recv() {
+                log.push(r);
+            }
+            log.clone()
+        }
+
+        fn outcomes(&mut self) -> Vec<RunOutcome> {
+            self.drain()
+                .into_iter()
+                .filter_map(|r| match r {
+                    Record::Run(r) if r.outcome != RunOutcome::Running => Some(r.outcome),
+                    Record::RunEnd(e) => Some(e.outcome),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_fires_at_start_and_a_slow_run_is_not_started_twice() {
+        let mut h = harness(Duration::from_secs(25), "2026-01-01T00:00:00Z");
+        let sched = Scheduler::start(h.ctx.clone(), config(&job("slow", "@every 10s", "5m")));
+        tokio::time::sleep(Duration::from_millis(35_500)).await;
+        // Ticks at 0, 10, 20, 30: the run from 0 lasts until 25, so 10 and 20 are skipped,
+        // and 30 starts a new run.
+        assert_eq!(h.exec.started.load(Ordering::SeqCst), 2);
+        let o = h.outcomes();
+        assert_eq!(
+            o.iter().filter(|x| **x == RunOutcome::Skipped).count(),
+            2,
+            "{o:?}"
+        );
+        assert_eq!(
+            o.iter().filter(|x| **x == RunOutcome::Ok).count(),
+            1,
+            "{o:?}"
+        );
+        assert!(sched.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_past_its_timeout_is_recorded_timed_out_and_aborted() {
+        let mut h = harness(Duration::from_secs(3600), "2026-01-01T00:00:00Z");
+        let sched = Scheduler::start(h.ctx.clone(), config(&job("stuck", "@every 1h", "5s")));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(h.outcomes(), vec![RunOutcome::TimedOut]);
+        assert_eq!(h.exec.aborted.load(Ordering::SeqCst), 1);
+        assert!(sched.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_interrupts_running_runs_and_drains() {
+        let mut h = harness(Duration::from_secs(3600), "2026-01-01T00:00:00Z");
+        let sched = Scheduler::start(h.ctx.clone(), config(&job("long", "@every 1h", "2h")));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(sched.shutdown(Duration::from_secs(30)).await);
+        assert_eq!(h.outcomes(), vec![RunOutcome::Interrupted]);
+        assert_eq!(h.exec.aborted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cron_fires_at_its_next_match_only() {
+        let mut h = harness(Duration::from_millis(10), "2026-01-01T00:00:05Z");
+        let sched = Scheduler::start(h.ctx.clone(), config(&job("c", "*/10 * * * * *", "5s")));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(
+            h.exec.started.load(Ordering::SeqCst),
+            0,
+            "must not fire at start"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(h.exec.started.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(h.exec.started.load(Ordering::SeqCst), 2);
+        assert_eq!(h.outcomes(), vec![RunOutcome::Ok, RunOutcome::Ok]);
+        assert!(sched.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reload_adds_removes_and_keeps_jobs() {
+        let h = harness(Duration::from_millis(10), "2026-01-01T00:00:00Z");
+        let mut sched = Scheduler::start(
+            h.ctx.clone(),
+            config(&(job("a", "@every 1h", "5s") + &job("b", "@every 1h", "5s"))),
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(h.exec.started.load(Ordering::SeqCst), 2);
+        let changes = sched.apply(config(
+            &(job("a", "@every 1h", "5s")
+                + &job("b", "@every 2h", "5s")
+                + &job("c", "@every 1h", "5s")),
+        ));
+        assert_eq!(changes.added, vec!["c".to_string()]);
+        assert_eq!(changes.changed, vec!["b".to_string()]);
+        assert!(changes.removed.is_empty());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // a keeps its loop (no new start-up run); b restarts and c starts: 2 more runs.
+        assert_eq!(h.exec.started.load(Ordering::SeqCst), 4);
+        let changes = sched.apply(config(&job("a", "@every 1h", "5s")));
+        assert_eq!(changes.removed, vec!["b".to_string(), "c".to_string()]);
+        assert_eq!(sched.jobs(), vec!["a".to_string()]);
+        assert!(sched.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_delays_but_does_not_skip() {
+        let h = harness(Duration::from_millis(10), "2026-01-01T00:00:00Z");
+        let cfg = config(&(job("j", "@every 1h", "5s") + "jitter = \"20s\"\n"));
+        let sched = Scheduler::start(h.ctx.clone(), cfg);
+        tokio::time::sleep(Duration::from_secs(21)).await;
+        assert_eq!(h.exec.started.load(Ordering::SeqCst), 1);
+        assert!(sched.shutdown(Duration::from_secs(5)).await);
+    }
+}

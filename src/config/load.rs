@@ -94,19 +94,14 @@ pub fn load_raw(path: &Path) -> Result<Parsed, ConfigErrors> {
                 });
             }
             Err(e) => {
-                let mut path: Vec<Seg> = segments(&e.path().to_string());
-                let inner = e.into_inner();
-                let mut message = inner.to_string();
-                if let Some(field) = unknown_field(&message) {
-                    path.push(Seg::Key(field.clone()));
-                    message = format!("unknown key `{field}`{}", expected_hint(&inner.to_string()));
-                }
+                let path: Vec<Seg> = segments(&e.path().to_string());
+                let message = explain(&e.into_inner().to_string());
                 let key = render(&path);
                 let removed = remove_path(&mut dict, &path);
                 errors.push(ConfigError {
                     origin: origin_of(&key),
                     key: key.clone(),
-                    message: tidy(&message),
+                    message,
                 });
                 failed_keys.insert(key);
                 if !removed {
@@ -212,22 +207,19 @@ fn remove_in_value(v: &mut Value, path: &[Seg]) -> bool {
     }
 }
 
-fn unknown_field(msg: &str) -> Option<String> {
-    let rest = msg.strip_prefix("unknown field `")?;
-    Some(rest[..rest.find('`')?].to_string())
-}
-
-fn expected_hint(msg: &str) -> String {
-    match msg.find("expected one of ") {
-        Some(i) => format!(
-            "; known keys here: {}",
-            &msg[i + "expected one of ".len()..]
-        ),
-        None => match msg.find("there are no fields") {
-            Some(_) => "; this table takes no keys".into(),
-            None => String::new(),
-        },
+/// Rewrites figment's "unknown field: found `x`, expected `one of ...`" for humans; the
+/// key itself is already the last segment of the error's path.
+fn explain(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("unknown field: found `") {
+        let name = rest.split('`').next().unwrap_or("");
+        let known = rest
+            .split_once("expected `one of ")
+            .map(|(_, k)| k.strip_suffix('`').unwrap_or(k))
+            .map(|k| format!("; known keys here: {k}"))
+            .unwrap_or_default();
+        return format!("unknown key `{name}`{known}");
     }
+    tidy(msg)
 }
 
 /// figment's messages mention its own types; keep the part a user understands.
@@ -258,10 +250,10 @@ mod tests {
     }
 
     #[test]
-    fn finds_unknown_field_names() {
+    fn explains_unknown_keys() {
         assert_eq!(
-            unknown_field("unknown field `histroy`, expected one of `history`, `listen`"),
-            Some("histroy".into())
+            explain("unknown field: found `histroy`, expected `one of `history`, `listen``"),
+            "unknown key `histroy`; known keys here: `history`, `listen`"
         );
     }
 }

