@@ -254,6 +254,6 @@ if [[ "${DBWARDEN_CONTAINER_TEST:-1}" == 1 ]]; then
 fi
 
 log "packaging summary"
-echo "exposure: $exposure; release binary: $(stat -c %s "$DBWARDEN_BIN") bytes; deb: $(stat -c %s "$deb") bytes"
+echo "exposure: $exposure; binary $DBWARDEN_BIN: $(stat -c %s "$DBWARDEN_BIN") bytes; deb: $(stat -c %s "$deb") bytes"
 echo "packaging: $passed passed, $failed failed"
 ((failed == 0))

@@ -131,6 +131,8 @@ pub(crate) enum Pool {
     Postgres(PgPool),
 }
 
+// Records are moved, not boxed: one allocation less per record on the hot write path.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Write(Record),
     Flush(oneshot::Sender<()>),
@@ -476,13 +478,26 @@ async fn connect(url: &SecretUrl, password: Option<Secret>) -> Result<(Pool, Poo
         if let Some(p) = &password {
             opts = opts.password(p.expose());
         }
+        // One direct connection first: a pool would retry a refused connection silently
+        // until its acquire timeout; a direct attempt fails at once with the real reason.
+        use sqlx::Connection;
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            sqlx::PgConnection::connect_with(&opts),
+        )
+        .await
+        {
+            Ok(Ok(c)) => {
+                let _ = c.close().await;
+            }
+            Ok(Err(e)) => return Err(open_err(url, format!("cannot connect: {e}"))),
+            Err(_) => return Err(open_err(url, "cannot connect: no answer within 10s".into())),
+        }
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
-            .await
-            .map_err(|e| open_err(url, format!("cannot connect: {e}")))?;
+            .connect_lazy_with(opts);
         Ok((Pool::Postgres(pool.clone()), Pool::Postgres(pool)))
     } else {
         Err(open_err(url, "use sqlite://PATH or postgres://...".into()))

@@ -128,10 +128,12 @@ pub const CHECKS: &[CheckSpec] = &[
 
 /// An account as `CURRENT_USER()` returns it (`app@10.0.%`), quoted for a GRANT.
 pub fn grant_account(current_user: &str) -> String {
-    let (user, host) = current_user
-        .rsplit_once('@')
-        .unwrap_or((current_user, "%"));
-    format!("'{}'@'{}'", user.replace('\'', "''"), host.replace('\'', "''"))
+    let (user, host) = current_user.rsplit_once('@').unwrap_or((current_user, "%"));
+    format!(
+        "'{}'@'{}'",
+        user.replace('\'', "''"),
+        host.replace('\'', "''")
+    )
 }
 
 /// The privileges an "Access denied; you need (at least one of) the SUPER, SLAVE MONITOR
@@ -158,7 +160,10 @@ pub fn privileges_named(message: &str) -> Vec<String> {
 pub fn grant_fix(error_message: &str, fallback: &str, current_user: &str) -> String {
     let named = privileges_named(error_message);
     let privilege = named.first().map(String::as_str).unwrap_or(fallback);
-    format!("GRANT {privilege} ON *.* TO {}", grant_account(current_user))
+    format!(
+        "GRANT {privilege} ON *.* TO {}",
+        grant_account(current_user)
+    )
 }
 
 /// One replication channel from `SHOW REPLICA STATUS` / `SHOW ALL SLAVES STATUS`.
@@ -201,7 +206,8 @@ fn error_text(e: &Option<(i64, String)>) -> String {
 pub fn judge_replicas(channels: &[ReplicaChannel], scope: &Scope) -> (Measurement, Measurement) {
     if channels.is_empty() {
         return (
-            Measurement::verdict(REPLICA_LAG, Status::Ok, None, "not a replica").with_scope(scope.clone()),
+            Measurement::verdict(REPLICA_LAG, Status::Ok, None, "not a replica")
+                .with_scope(scope.clone()),
             Measurement::verdict(REPLICA_THREADS, Status::Ok, None, "not a replica")
                 .with_scope(scope.clone()),
         );
@@ -212,7 +218,11 @@ pub fn judge_replicas(channels: &[ReplicaChannel], scope: &Scope) -> (Measuremen
         let (status, msg) = if ch.sql_running != "Yes" {
             (
                 Status::Critical,
-                format!("{}: SQL thread not running{}", ch.label(), error_text(&ch.sql_error)),
+                format!(
+                    "{}: SQL thread not running{}",
+                    ch.label(),
+                    error_text(&ch.sql_error)
+                ),
             )
         } else if ch.io_running == "Connecting" {
             (
@@ -226,7 +236,11 @@ pub fn judge_replicas(channels: &[ReplicaChannel], scope: &Scope) -> (Measuremen
         } else if ch.io_running != "Yes" {
             (
                 Status::Critical,
-                format!("{}: IO thread not running{}", ch.label(), error_text(&ch.io_error)),
+                format!(
+                    "{}: IO thread not running{}",
+                    ch.label(),
+                    error_text(&ch.io_error)
+                ),
             )
         } else {
             (Status::Ok, String::new())
@@ -243,7 +257,10 @@ pub fn judge_replicas(channels: &[ReplicaChannel], scope: &Scope) -> (Measuremen
             REPLICA_THREADS,
             Status::Ok,
             Some(0.0),
-            format!("IO and SQL threads running on {} channel(s)", channels.len()),
+            format!(
+                "IO and SQL threads running on {} channel(s)",
+                channels.len()
+            ),
         )
     } else {
         let more = if bad > 1 {
@@ -251,7 +268,12 @@ pub fn judge_replicas(channels: &[ReplicaChannel], scope: &Scope) -> (Measuremen
         } else {
             String::new()
         };
-        Measurement::verdict(REPLICA_THREADS, worst.0, Some(bad as f64), format!("{}{more}", worst.1))
+        Measurement::verdict(
+            REPLICA_THREADS,
+            worst.0,
+            Some(bad as f64),
+            format!("{}{more}", worst.1),
+        )
     }
     .with_scope(scope.clone());
 
@@ -314,7 +336,10 @@ pub fn delta_check(
 /// "in the last 30s" for a delta's detail.
 pub fn interval_text(elapsed: Option<Duration>) -> String {
     match elapsed {
-        Some(d) => format!("in the last {}", Unit::Seconds.format(d.as_secs_f64().round())),
+        Some(d) => format!(
+            "in the last {}",
+            Unit::Seconds.format(d.as_secs_f64().round())
+        ),
         None => "since the previous round".to_string(),
     }
 }
@@ -341,7 +366,12 @@ pub fn buffer_pool_hit(inc: &BTreeMap<String, f64>, interval: &str) -> Measureme
 }
 
 /// The increase of one counter as a count observation.
-pub fn counter_increase(check: &'static str, key: &str, inc: &BTreeMap<String, f64>, detail: String) -> Measurement {
+pub fn counter_increase(
+    check: &'static str,
+    key: &str,
+    inc: &BTreeMap<String, f64>,
+    detail: String,
+) -> Measurement {
     let v = inc.get(key).copied().unwrap_or(0.0);
     Measurement::value(check, Observation::new(v).detail(detail))
 }
@@ -366,7 +396,11 @@ pub fn fragmentation(schema: &str, tables: &[TableRow], shared: &[String]) -> Ve
         .filter(|t| !shared.contains(&t.name))
         .map(|t| {
             let total = t.data + t.index + t.free;
-            let pct = if total > 0.0 { t.free * 100.0 / total } else { 0.0 };
+            let pct = if total > 0.0 {
+                t.free * 100.0 / total
+            } else {
+                0.0
+            };
             Observation::new(pct)
                 .subject(format!("table {schema}.{}", t.name))
                 .floor(total)
@@ -412,10 +446,18 @@ mod tests {
             grant_fix(msg, "REPLICATION CLIENT", "mon@10.0.%"),
             "GRANT SLAVE MONITOR ON *.* TO 'mon'@'10.0.%'"
         );
-        let msg = "Access denied; you need (at least one of) the PROCESS privilege(s) for this operation";
-        assert_eq!(grant_fix(msg, "X", "o'neil@%"), "GRANT PROCESS ON *.* TO 'o''neil'@'%'");
-        assert_eq!(grant_fix("something else", "REPLICATION CLIENT", "m@h"), "GRANT REPLICATION CLIENT ON *.* TO 'm'@'h'");
-        let only_super = "Access denied; you need (at least one of) the SUPER privilege(s) for this operation";
+        let msg =
+            "Access denied; you need (at least one of) the PROCESS privilege(s) for this operation";
+        assert_eq!(
+            grant_fix(msg, "X", "o'neil@%"),
+            "GRANT PROCESS ON *.* TO 'o''neil'@'%'"
+        );
+        assert_eq!(
+            grant_fix("something else", "REPLICATION CLIENT", "m@h"),
+            "GRANT REPLICATION CLIENT ON *.* TO 'm'@'h'"
+        );
+        let only_super =
+            "Access denied; you need (at least one of) the SUPER privilege(s) for this operation";
         assert_eq!(privileges_named(only_super), vec!["SUPER".to_string()]);
     }
 
@@ -442,11 +484,18 @@ mod tests {
     #[test]
     fn stopped_sql_thread_is_critical_with_a_redacted_error() {
         let mut ch = channel("Yes", "No", None);
-        ch.sql_error = Some((1062, "Error 'Duplicate entry 'alice@example.com' for key 'PRIMARY'' on query".into()));
+        ch.sql_error = Some((
+            1062,
+            "Error 'Duplicate entry 'alice@example.com' for key 'PRIMARY'' on query".into(),
+        ));
         let (lag, threads) = judge_replicas(&[ch], &Scope::Database);
         let t = judge(&threads);
         assert_eq!(t.status, Status::Critical);
-        assert!(t.message.contains("SQL thread not running (error 1062"), "{}", t.message);
+        assert!(
+            t.message.contains("SQL thread not running (error 1062"),
+            "{}",
+            t.message
+        );
         assert!(!t.message.contains("alice"), "{}", t.message);
         assert_eq!(judge(&lag).status, Status::Unknown);
     }
@@ -464,7 +513,12 @@ mod tests {
         assert_eq!(judge(&threads).status, Status::Warning);
         let l = judge(&lag);
         assert_eq!(l.status, Status::Critical);
-        assert!(l.message.starts_with("channel 'east' from db1:3306: 6.7min replication lag"), "{}", l.message);
+        assert!(
+            l.message
+                .starts_with("channel 'east' from db1:3306: 6.7min replication lag"),
+            "{}",
+            l.message
+        );
     }
 
     fn counters(pairs: &[(&str, f64)]) -> Counters {
@@ -475,20 +529,44 @@ mod tests {
     fn deltas_pending_then_judged_then_reset() {
         let scope = Scope::Server("s".into());
         let judge_bp = |inc: &BTreeMap<String, f64>| buffer_pool_hit(inc, "in the last 30s");
-        let first = counters(&[("uptime", 100.0), ("bp_read_requests", 1000.0), ("bp_reads", 10.0)]);
+        let first = counters(&[
+            ("uptime", 100.0),
+            ("bp_read_requests", 1000.0),
+            ("bp_reads", 10.0),
+        ]);
         let m = delta_check(BUFFER_POOL_HIT, None, &first, &scope, judge_bp);
         let r = judge(&m);
         assert_eq!(r.status, Status::Ok);
         assert!(r.message.contains("baseline pending"));
         assert_eq!(m.scope, scope);
 
-        let second = counters(&[("uptime", 130.0), ("bp_read_requests", 101_000.0), ("bp_reads", 15_010.0)]);
-        let r = judge(&delta_check(BUFFER_POOL_HIT, Some(&first), &second, &scope, judge_bp));
+        let second = counters(&[
+            ("uptime", 130.0),
+            ("bp_read_requests", 101_000.0),
+            ("bp_reads", 15_010.0),
+        ]);
+        let r = judge(&delta_check(
+            BUFFER_POOL_HIT,
+            Some(&first),
+            &second,
+            &scope,
+            judge_bp,
+        ));
         assert_eq!(r.status, Status::Critical, "{}", r.message);
         assert_eq!(r.value, Some(85.0));
 
-        let restarted = counters(&[("uptime", 5.0), ("bp_read_requests", 50.0), ("bp_reads", 40.0)]);
-        let r = judge(&delta_check(BUFFER_POOL_HIT, Some(&second), &restarted, &scope, judge_bp));
+        let restarted = counters(&[
+            ("uptime", 5.0),
+            ("bp_read_requests", 50.0),
+            ("bp_reads", 40.0),
+        ]);
+        let r = judge(&delta_check(
+            BUFFER_POOL_HIT,
+            Some(&second),
+            &restarted,
+            &scope,
+            judge_bp,
+        ));
         assert_eq!(r.status, Status::Ok);
         assert!(r.message.contains("new baseline"), "{}", r.message);
     }
@@ -497,13 +575,21 @@ mod tests {
     fn quiet_buffer_pool_is_not_judged() {
         let prev = counters(&[("bp_read_requests", 1000.0), ("bp_reads", 10.0)]);
         let cur = counters(&[("bp_read_requests", 1100.0), ("bp_reads", 60.0)]);
-        let r = judge(&delta_check(BUFFER_POOL_HIT, Some(&prev), &cur, &Scope::Database, |i| {
-            buffer_pool_hit(i, "x")
-        }));
+        let r = judge(&delta_check(
+            BUFFER_POOL_HIT,
+            Some(&prev),
+            &cur,
+            &Scope::Database,
+            |i| buffer_pool_hit(i, "x"),
+        ));
         assert_eq!(r.status, Status::Ok, "{}", r.message);
-        let same = judge(&delta_check(BUFFER_POOL_HIT, Some(&cur), &cur, &Scope::Database, |i| {
-            buffer_pool_hit(i, "x")
-        }));
+        let same = judge(&delta_check(
+            BUFFER_POOL_HIT,
+            Some(&cur),
+            &cur,
+            &Scope::Database,
+            |i| buffer_pool_hit(i, "x"),
+        ));
         assert_eq!(same.status, Status::Ok);
     }
 
@@ -516,9 +602,13 @@ mod tests {
         });
         assert!(matches!(m.outcome, Outcome::Counters(_)));
         let next = counters(&[("uptime", 3.0), ("deadlocks", 7.0)]);
-        let r = judge(&delta_check(DEADLOCKS, Some(&cur), &next, &Scope::Database, |i| {
-            counter_increase(DEADLOCKS, "deadlocks", i, "x".into())
-        }));
+        let r = judge(&delta_check(
+            DEADLOCKS,
+            Some(&cur),
+            &next,
+            &Scope::Database,
+            |i| counter_increase(DEADLOCKS, "deadlocks", i, "x".into()),
+        ));
         assert_eq!((r.status, r.value), (Status::Warning, Some(2.0)));
     }
 

@@ -54,7 +54,10 @@ impl ServerVersion {
             Flavor::MariaDb => version.strip_prefix("5.5.5-").unwrap_or(version),
             Flavor::MySql => version,
         };
-        let numeric: &str = v.split(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap_or("");
+        let numeric: &str = v
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()
+            .unwrap_or("");
         let mut parts = numeric.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         ServerVersion {
             flavor,
@@ -79,39 +82,51 @@ pub fn session_settings(v: &ServerVersion) -> String {
     let mut parts = Vec::new();
     match v.flavor {
         // max_statement_time: MariaDB 10.1+, seconds (fractional allowed).
-        Flavor::MariaDb if v.at_least(10, 1, 0) => {
-            parts.push(format!("max_statement_time = {}", STATEMENT_TIMEOUT.as_secs()))
-        }
+        Flavor::MariaDb if v.at_least(10, 1, 0) => parts.push(format!(
+            "max_statement_time = {}",
+            STATEMENT_TIMEOUT.as_secs()
+        )),
         // max_execution_time: MySQL 5.7.8+, milliseconds, SELECT only.
-        Flavor::MySql if v.at_least(5, 7, 8) => {
-            parts.push(format!("max_execution_time = {}", STATEMENT_TIMEOUT.as_millis()))
-        }
+        Flavor::MySql if v.at_least(5, 7, 8) => parts.push(format!(
+            "max_execution_time = {}",
+            STATEMENT_TIMEOUT.as_millis()
+        )),
         _ => {}
     }
     parts.push(format!("lock_wait_timeout = {LOCK_TIMEOUT_SECS}"));
     parts.push(format!("innodb_lock_wait_timeout = {LOCK_TIMEOUT_SECS}"));
     if v.flavor == Flavor::MySql && v.at_least(8, 0, 0) {
-        parts.push(format!("information_schema_stats_expiry = {STATS_EXPIRY_SECS}"));
+        parts.push(format!(
+            "information_schema_stats_expiry = {STATS_EXPIRY_SECS}"
+        ));
     }
     format!("/* dbwarden */ SET SESSION {}", parts.join(", "))
 }
 
 /// A column as text (the text protocol sends every value as text; this also reads
 /// columns whose type differs between MySQL and MariaDB). Invalid UTF-8 is replaced.
-pub fn text<I: ColumnIndex<MySqlRow>>(row: &MySqlRow, index: I) -> Result<Option<String>, sqlx::Error> {
+pub fn text<I: ColumnIndex<MySqlRow>>(
+    row: &MySqlRow,
+    index: I,
+) -> Result<Option<String>, sqlx::Error> {
     let v: Option<Vec<u8>> = row.try_get_unchecked(index)?;
     Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 /// A numeric column; NULL or non-numeric text is `None`.
-pub fn number<I: ColumnIndex<MySqlRow>>(row: &MySqlRow, index: I) -> Result<Option<f64>, sqlx::Error> {
+pub fn number<I: ColumnIndex<MySqlRow>>(
+    row: &MySqlRow,
+    index: I,
+) -> Result<Option<f64>, sqlx::Error> {
     Ok(text(row, index)?.and_then(|s| s.trim().parse::<f64>().ok()))
 }
 
 /// The server error number of a database error.
 pub fn error_number(e: &sqlx::Error) -> Option<u16> {
     match e {
-        sqlx::Error::Database(db) => db.try_downcast_ref::<MySqlDatabaseError>().map(|m| m.number()),
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(|m| m.number()),
         _ => None,
     }
 }
@@ -157,7 +172,8 @@ impl Connector {
     /// Parses the URL and prepares the lazy pool; no I/O.
     pub fn new(target: &Target) -> Result<Connector, String> {
         let raw = target.url.expose();
-        let parsed = url::Url::parse(raw).map_err(|e| format!("\"{}\" is not a valid URL: {e}", target.url.redacted()))?;
+        let parsed = url::Url::parse(raw)
+            .map_err(|e| format!("\"{}\" is not a valid URL: {e}", target.url.redacted()))?;
         let base = MySqlConnectOptions::from_str(parsed.as_str())
             .map_err(|e| format!("\"{}\": {e}", target.url.redacted()))?;
         let place = match base.get_socket() {
@@ -221,7 +237,10 @@ impl Connector {
             Ok(None) => Ok(self.base.clone()),
             Ok(Some(secret)) => {
                 let opts = self.base.clone().password(secret.expose());
-                let mut current = self.current_password.lock().unwrap_or_else(|p| p.into_inner());
+                let mut current = self
+                    .current_password
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 if current.as_ref() != Some(&secret) {
                     self.pool.set_connect_options(opts.clone());
                     *current = Some(secret);
@@ -288,7 +307,9 @@ impl Connector {
                 std::io::ErrorKind::NotFound if place.starts_with('/') => {
                     format!("socket {place} does not exist — is the server running?")
                 }
-                std::io::ErrorKind::PermissionDenied => format!("permission denied opening {place}"),
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("permission denied opening {place}")
+                }
                 _ => format!("cannot reach {place}: {io}"),
             },
             sqlx::Error::Tls(t) => format!("TLS with {place} failed: {t}"),
@@ -300,13 +321,15 @@ impl Connector {
                         self.user
                     ),
                     Some(1044) => format!("access denied to the database at {place}: {msg}"),
-                    Some(1049) => format!("{msg} at {place} (dbwarden never creates a watched database; fix the URL)"),
+                    Some(1049) => format!(
+                        "{msg} at {place} (dbwarden never creates a watched database; fix the URL)"
+                    ),
                     Some(1040) => format!(
                         "too many connections at {place}: max_connections is used up, so new connections are refused"
                     ),
-                    Some(1129) => format!(
-                        "{msg} (run FLUSH HOSTS, or mysqladmin flush-hosts, on {place})"
-                    ),
+                    Some(1129) => {
+                        format!("{msg} (run FLUSH HOSTS, or mysqladmin flush-hosts, on {place})")
+                    }
                     Some(1130) => format!("{msg} (the account may not connect from this host)"),
                     Some(n) => format!("{place}: error {n}: {msg}"),
                     None => format!("{place}: {msg}"),
@@ -347,12 +370,23 @@ impl Connector {
         };
         for id in ids {
             let sql = format!("/* dbwarden */ KILL QUERY {id}");
-            match tokio::time::timeout(self.connect_timeout, sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn)).await {
-                Ok(Ok(_)) => tracing::info!(target_name = %self.target, connection_id = id, "mysql: cancelled a running probe"),
+            match tokio::time::timeout(
+                self.connect_timeout,
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {
+                    tracing::info!(target_name = %self.target, connection_id = id, "mysql: cancelled a running probe")
+                }
                 // 1094: unknown thread id: it finished meanwhile.
                 Ok(Err(e)) if error_number(&e) == Some(1094) => {}
-                Ok(Err(e)) => tracing::warn!(target_name = %self.target, connection_id = id, error = %error_message(&e), "mysql: KILL QUERY failed"),
-                Err(_) => tracing::warn!(target_name = %self.target, connection_id = id, "mysql: KILL QUERY timed out"),
+                Ok(Err(e)) => {
+                    tracing::warn!(target_name = %self.target, connection_id = id, error = %error_message(&e), "mysql: KILL QUERY failed")
+                }
+                Err(_) => {
+                    tracing::warn!(target_name = %self.target, connection_id = id, "mysql: KILL QUERY timed out")
+                }
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
@@ -375,11 +409,17 @@ mod tests {
     #[test]
     fn versions_parse_for_both_products() {
         let v = ServerVersion::parse("10.11.19-MariaDB-0+deb12u1");
-        assert_eq!((v.flavor, v.major, v.minor, v.patch), (Flavor::MariaDb, 10, 11, 19));
+        assert_eq!(
+            (v.flavor, v.major, v.minor, v.patch),
+            (Flavor::MariaDb, 10, 11, 19)
+        );
         let v = ServerVersion::parse("5.5.5-10.4.32-MariaDB-log");
         assert_eq!((v.flavor, v.major, v.minor), (Flavor::MariaDb, 10, 4));
         let v = ServerVersion::parse("8.0.36-0ubuntu0.22.04.1");
-        assert_eq!((v.flavor, v.major, v.minor, v.patch), (Flavor::MySql, 8, 0, 36));
+        assert_eq!(
+            (v.flavor, v.major, v.minor, v.patch),
+            (Flavor::MySql, 8, 0, 36)
+        );
         assert!(v.at_least(8, 0, 22));
         assert!(!ServerVersion::parse("5.7.44").at_least(8, 0, 0));
     }

@@ -53,9 +53,7 @@ pub fn redact_literals(sql: &str) -> String {
                 }
                 push_collapsed(&mut out, &chars[start..i]);
             }
-            '-' if i + 2 < n
-                && chars[i + 1] == '-'
-                && chars[i + 2].is_whitespace()
+            '-' if i + 2 < n && chars[i + 1] == '-' && chars[i + 2].is_whitespace()
                 || (i + 2 == n && chars.get(i + 1) == Some(&'-')) =>
             {
                 let start = i;
@@ -73,7 +71,10 @@ pub fn redact_literals(sql: &str) -> String {
                 }
             }
             c if c.is_ascii_digit()
-                || (c == '.' && i + 1 < n && chars[i + 1].is_ascii_digit() && !prev_is_ident(&out)) =>
+                || (c == '.'
+                    && i + 1 < n
+                    && chars[i + 1].is_ascii_digit()
+                    && !prev_is_ident(&out)) =>
             {
                 i = skip_number(&chars, i);
                 out.push('?');
@@ -86,7 +87,9 @@ pub fn redact_literals(sql: &str) -> String {
                 let word: String = chars[start..i].iter().collect();
                 let next_is_quote = i < n && chars[i] == '\'';
                 let lower = word.to_ascii_lowercase();
-                if next_is_quote && (matches!(lower.as_str(), "x" | "b" | "n") || word.starts_with('_')) {
+                if next_is_quote
+                    && (matches!(lower.as_str(), "x" | "b" | "n") || word.starts_with('_'))
+                {
                     // X'1F', b'101', N'text', _utf8mb4'text': the whole thing is a literal.
                     i = skip_string(&chars, i);
                     out.push('?');

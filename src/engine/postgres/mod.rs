@@ -1,39 +1,942 @@
-//! Postgres engine (being written: see issue "Health checks that a DBA trusts").
+//! PostgreSQL engine (13+): connectivity, sessions, wraparound, table health, replication,
+//! indexes, counters and disk space, read from catalogs and statistics views by a handful
+//! of queries per round on a small lazy pool.
+//!
+//! - `sql`: the probe queries and the rules they follow (no relation locks, timeouts, a
+//!   `/* dbwarden */` comment, few round trips).
+//! - `probe`: the rows they return and the pure functions that turn them into
+//!   measurements (unit-tested without a server).
+//! - `checks`: the catalogue (names, units, built-in thresholds).
+//! - `redact`: query text with literals replaced by `?`.
+//! - `disk`: free space of the data directory when the server runs on this host.
+//!
+//! Cost classes: every round runs three cheap queries (`INSTANCE`, `ACTIVITY`, `TABLES`,
+//! plus `ARCHIVE_READY` when archiving is on); the bloat estimate and the duplicate-index
+//! analysis run at most every [`EXPENSIVE_INTERVAL`] and their last result is reused, with
+//! its age in the message.
 
-use super::{EngineError, HealthReport};
+mod checks;
+mod disk;
+mod probe;
+pub mod redact;
+mod sql;
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, Postgres, Row};
+use tokio::sync::Mutex;
+
+use super::{EngineError, HealthReport, TableStat, unreachable};
+use crate::config::Secret;
 use crate::config::Target;
-use crate::health::{CheckSpec, Measurement, Status};
+use crate::health::{CheckThresholds, Measurement, Observation, Scope, Status};
 
-/// Postgres checks (names, units, built-in thresholds).
-pub const CHECKS: &[CheckSpec] = &[];
+pub use checks::{CHECKS, NAMES};
+pub use probe::{grant_monitor, quote_ident, standby_replay_lag};
+pub use redact::redact_literals;
+
+use probe::{Activity, BloatRow, DbCounters, DuplicateGroup, Instance, TableRow};
+
+/// The bloat estimate and the duplicate-index analysis (tens of ms of server time on a
+/// database with ~1,600 relations) run at most this often; in between, their last result is
+/// reused and its age is shown in the message.
+pub const EXPENSIVE_INTERVAL: Duration = Duration::from_secs(30 * 60);
+/// How long a server's system identifier is trusted before it is read again (a name may
+/// move to another server on failover).
+const SERVER_ID_TTL: Duration = Duration::from_secs(10 * 60);
+/// Every probe statement runs with these (set as connection startup options).
+const STATEMENT_TIMEOUT: &str = "5s";
+const LOCK_TIMEOUT: &str = "1s";
+
+/// Checks whose facts belong to the whole server, not to one database.
+const SERVER_CHECKS: &[&str] = &[
+    checks::CONNECTIONS,
+    checks::WRAPAROUND,
+    checks::REPLICATION_LAG,
+    checks::REPLICATION_SLOTS,
+    checks::ARCHIVER,
+    checks::PREPARED_XACTS,
+    checks::XMIN_HORIZON,
+    checks::DISK_SPACE,
+];
+
+/// A backend of this engine's pool, identified by pid and start time (a pid can be reused
+/// by an unrelated backend once ours is gone; the pair cannot).
+#[derive(Debug, Clone, PartialEq)]
+struct Backend {
+    pid: i32,
+    started: String,
+}
+
+/// Why a probe could not measure, and what would fix it.
+#[derive(Debug, Clone, PartialEq)]
+struct ProbeError {
+    reason: String,
+    fix: Option<String>,
+}
+
+impl ProbeError {
+    fn measurement(&self, check: &'static str) -> Measurement {
+        Measurement::unknown(check, self.reason.clone(), self.fix.clone())
+    }
+}
+
+/// The last result of the expensive probes.
+struct Expensive {
+    at: Instant,
+    bloat: Option<Result<Vec<BloatRow>, ProbeError>>,
+    duplicates: Option<Result<Vec<DuplicateGroup>, ProbeError>>,
+}
+
+/// What an engine remembers between rounds.
+#[derive(Default)]
+struct RoundState {
+    counters: Option<DbCounters>,
+    /// Per table (by oid): inserts, updates, deletes at the previous round.
+    tables: HashMap<i64, [f64; 3]>,
+    /// Never-analyzed tables needing analyze: when this engine first saw them so.
+    never_analyzed: HashMap<i64, Instant>,
+    expensive: Option<Expensive>,
+    server_id: Option<(String, Instant)>,
+}
 
 pub struct PostgresEngine {
     target: String,
+    /// From the URL, plus application_name and timeouts; the password is added per connect.
+    options: PgConnectOptions,
+    /// Reads the password from the target's source (`password_file`, `password_env`).
+    password: Box<dyn Fn() -> Result<Option<Secret>, String> + Send + Sync>,
+    /// `host:port` or the socket directory, for messages (never the URL: it may hold a password).
+    endpoint: String,
+    /// Connected over a Unix socket or loopback: the data directory is on this host.
+    local: bool,
+    pool: PgPool,
+    connect_timeout: Duration,
+    acquire_timeout: Duration,
+    max_connections: u32,
+    thresholds: BTreeMap<&'static str, CheckThresholds>,
+    backends: Arc<Mutex<Vec<Backend>>>,
+    state: Mutex<RoundState>,
 }
 
 impl PostgresEngine {
+    /// Prepares the engine and its lazy pool; no connection is made and no secret is read.
     pub fn open(target: &Target) -> Result<Self, EngineError> {
+        let setup = |message: String| EngineError::Setup {
+            target: target.name.clone(),
+            message,
+        };
+        let options = PgConnectOptions::from_str(target.url.expose())
+            .map_err(|e| {
+                setup(format!(
+                    "{} is not a usable PostgreSQL URL: {}",
+                    target.url.redacted(),
+                    redact_error(&e.to_string(), target.url.expose())
+                ))
+            })?
+            .application_name("dbwarden")
+            .options([
+                ("statement_timeout", STATEMENT_TIMEOUT),
+                ("lock_timeout", LOCK_TIMEOUT),
+            ])
+            .disable_statement_logging();
+        let (endpoint, local) = match options.get_socket() {
+            Some(dir) => (
+                format!("{} (port {})", dir.display(), options.get_port()),
+                true,
+            ),
+            None => {
+                let host = options.get_host();
+                let shown = if host.contains(':') {
+                    format!("[{host}]:{}", options.get_port())
+                } else {
+                    format!("{host}:{}", options.get_port())
+                };
+                (shown, disk::is_local_endpoint(host, false))
+            }
+        };
+        let backends: Arc<Mutex<Vec<Backend>>> = Arc::default();
+        let recorder = backends.clone();
+        let p = &target.pool;
+        let pool = PgPoolOptions::new()
+            .max_connections(p.max_connections)
+            .min_connections(0)
+            .acquire_timeout(p.acquire_timeout)
+            .idle_timeout(Some(p.idle_timeout))
+            .max_lifetime(Some(p.max_lifetime))
+            .test_before_acquire(p.test_before_acquire)
+            .after_connect(move |conn, _meta| {
+                let recorder = recorder.clone();
+                Box::pin(async move {
+                    record_backend(conn, &recorder).await;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options.clone());
         Ok(PostgresEngine {
             target: target.name.clone(),
+            options,
+            password: {
+                let source = target.password.clone();
+                Box::new(move || source.resolve())
+            },
+            endpoint,
+            local,
+            pool,
+            connect_timeout: p.connect_timeout,
+            acquire_timeout: p.acquire_timeout,
+            max_connections: p.max_connections,
+            thresholds: target.thresholds.clone(),
+            backends,
+            state: Mutex::default(),
         })
     }
 
-    pub async fn health(&self) -> HealthReport {
-        HealthReport {
-            measurements: vec![Measurement::verdict(
-                "connectivity",
-                Status::Unknown,
-                None,
-                format!(
-                    "target {}: the postgres engine is not part of this build yet",
-                    self.target
-                ),
-            )],
-            ..HealthReport::default()
+    fn thresholds(&self, check: &str) -> CheckThresholds {
+        self.thresholds
+            .get(check)
+            .cloned()
+            .or_else(|| {
+                CHECKS
+                    .iter()
+                    .find(|s| s.name == check)
+                    .map(CheckThresholds::builtin)
+            })
+            .unwrap_or(CheckThresholds {
+                enabled: true,
+                warning: None,
+                critical: None,
+                floor: None,
+            })
+    }
+
+    fn enabled(&self, check: &str) -> bool {
+        self.thresholds.get(check).is_none_or(|t| t.enabled)
+    }
+
+    fn enabled_checks(&self) -> Vec<&'static str> {
+        NAMES.iter().copied().filter(|c| self.enabled(c)).collect()
+    }
+
+    /// Connect options with the password read now (a rotated password file is picked up by
+    /// the next connection without a reload).
+    fn connect_options(&self) -> Result<PgConnectOptions, String> {
+        match (self.password)() {
+            Ok(Some(secret)) => Ok(self.options.clone().password(secret.expose())),
+            Ok(None) => Ok(self.options.clone()),
+            Err(e) => Err(format!("cannot read the password: {e}")),
         }
     }
 
-    pub async fn cancel_running(&self) {}
+    /// One direct connection attempt, bounded by connect_timeout, to learn *why* a
+    /// connection fails: the pool retries refused connections silently until its
+    /// acquire_timeout and then reports only "timed out".
+    async fn preflight(&self, opts: &PgConnectOptions) -> Result<(), String> {
+        match tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(opts)).await {
+            Err(_) => Err(format!(
+                "no answer from {} within {} (connect_timeout): host down, firewalled or overloaded?",
+                self.endpoint,
+                humantime::format_duration(self.connect_timeout)
+            )),
+            Ok(Err(e)) => Err(describe_connect_error(&e, &self.endpoint, &self.options)),
+            Ok(Ok(conn)) => {
+                let _ = tokio::time::timeout(self.connect_timeout, conn.close()).await;
+                Ok(())
+            }
+        }
+    }
 
-    pub async fn close(&self) {}
+    /// A pooled connection, or a one-line reason why there is none, within the connect
+    /// timeout (plus acquire_timeout when the pool is busy).
+    async fn connection(&self) -> Result<PoolConnection<Postgres>, String> {
+        let opts = self.connect_options()?;
+        self.pool.set_connect_options(opts.clone());
+        if self.pool.size() == 0 {
+            // A cold pool would have to connect, retrying a refused connection silently;
+            // one direct attempt reports a down server at once. It costs one extra
+            // connection when the pool starts (or after idle_timeout), not per round.
+            self.preflight(&opts).await?;
+        }
+        match tokio::time::timeout(
+            self.acquire_timeout + self.connect_timeout,
+            self.pool.acquire(),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
+                self.preflight(&opts).await?;
+                Err(format!(
+                    "{}: no free connection within acquire_timeout {} (pool of {}: a previous round still running?)",
+                    self.endpoint,
+                    humantime::format_duration(self.acquire_timeout),
+                    self.max_connections
+                ))
+            }
+            Ok(Err(e)) => Err(describe_connect_error(&e, &self.endpoint, &self.options)),
+        }
+    }
+
+    /// Runs one health round. Never fails: an unreachable server is a CRITICAL
+    /// connectivity measurement, and a probe that fails makes only its checks UNKNOWN.
+    pub async fn health(&self) -> HealthReport {
+        let mut st = self.state.lock().await;
+        let cached_id = st.server_id.as_ref().map(|(id, _)| id.clone());
+        let unreachable_report = |message: String| HealthReport {
+            measurements: unreachable(&message, &self.enabled_checks()),
+            server_id: cached_id.clone(),
+            table_stats: Vec::new(),
+        };
+        let mut conn = match self.connection().await {
+            Ok(c) => c,
+            Err(message) => {
+                tracing::debug!(target_name = %self.target, %message, "postgres unreachable");
+                return unreachable_report(message);
+            }
+        };
+
+        let started = Instant::now();
+        let instance = sqlx::query(sql::INSTANCE).fetch_one(&mut *conn).await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let inst = match instance
+            .map_err(|e| e.to_string())
+            .and_then(|r| decode_instance(&r).map_err(|e| e.to_string()))
+        {
+            Ok(i) => i,
+            Err(e) => {
+                return unreachable_report(format!(
+                    "{}: connected, but the first probe failed: {e}",
+                    self.endpoint
+                ));
+            }
+        };
+
+        let server_id = match &st.server_id {
+            Some((id, at)) if at.elapsed() < SERVER_ID_TTL => id.clone(),
+            _ => {
+                let id = sqlx::query_scalar::<_, String>(sql::SERVER_ID)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap_or_else(|_| self.endpoint.clone());
+                st.server_id = Some((id.clone(), Instant::now()));
+                id
+            }
+        };
+
+        let unused_floor = self.thresholds(checks::UNUSED_INDEXES).floor.unwrap_or(0.0);
+        let activity = match sqlx::query(sql::ACTIVITY)
+            .bind(unused_floor)
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(row) => decode_activity(&row).map_err(|e| ProbeError {
+                reason: format!("could not read the activity probe: {e}"),
+                fix: None,
+            }),
+            Err(e) => Err(probe_error(&e, "the activity probe", &inst.user)),
+        };
+        let tables = match sqlx::query(sql::TABLES).fetch_all(&mut *conn).await {
+            Ok(rows) => rows
+                .iter()
+                .map(decode_table)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ProbeError {
+                    reason: format!("could not read the table probe: {e}"),
+                    fix: None,
+                }),
+            Err(e) => Err(probe_error(&e, "the table probe", &inst.user)),
+        };
+        let archive_ready =
+            if inst.archive_mode != "off" && inst.monitor && self.enabled(checks::ARCHIVER) {
+                sqlx::query_scalar::<_, f64>(sql::ARCHIVE_READY)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .ok()
+            } else {
+                None
+            };
+        self.refresh_expensive(&mut st, &mut conn, &inst.user).await;
+        drop(conn);
+
+        let mut measurements = vec![Measurement::value(
+            "connectivity",
+            Observation::new(latency_ms).detail(format!(
+                "PostgreSQL {}, {}",
+                version_text(inst.version_num),
+                if inst.in_recovery {
+                    "standby"
+                } else {
+                    "primary"
+                }
+            )),
+        )];
+
+        // Counter deltas; the baseline moves forward every round.
+        let counter_ms = probe::counter_checks(st.counters.as_ref(), &inst.counters);
+        st.counters = Some(inst.counters);
+
+        let now = Instant::now();
+        let first_seen: HashMap<i64, f64> = match &tables {
+            Ok(rows) => {
+                let waiting: Vec<i64> = rows
+                    .iter()
+                    .filter(|r| {
+                        r.last_analyze.is_none()
+                            && r.needs_analyze(inst.analyze_threshold, inst.analyze_scale)
+                    })
+                    .map(|r| r.relid)
+                    .collect();
+                st.never_analyzed.retain(|k, _| waiting.contains(k));
+                waiting
+                    .iter()
+                    .map(|id| {
+                        let since = *st.never_analyzed.entry(*id).or_insert(now);
+                        (*id, now.duration_since(since).as_secs_f64())
+                    })
+                    .collect()
+            }
+            Err(_) => HashMap::new(),
+        };
+
+        let expensive_age = st
+            .expensive
+            .as_ref()
+            .map(|e| e.at.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
+        for &check in NAMES {
+            if !self.enabled(check) {
+                continue;
+            }
+            let t = self.thresholds(check);
+            let act = activity.as_ref();
+            let tab = tables.as_ref();
+            let m = match check {
+                checks::CONNECTIONS => act.map(|a| probe::connections(&inst, a)),
+                checks::CONNECTION_LIMIT => act.map(|a| probe::connection_limit(&inst, a)),
+                checks::LONG_QUERY => act.map(|a| probe::long_queries(&inst, a)),
+                checks::IDLE_IN_TRANSACTION => act.map(|a| probe::idle_in_transaction(&inst, a)),
+                checks::BLOCKED_SESSIONS => act.map(|a| probe::blocked_sessions(&inst, a)),
+                checks::CACHE_HIT | checks::DEADLOCKS | checks::TEMP_FILES => Ok(counter_ms
+                    .iter()
+                    .find(|m| m.check == check)
+                    .cloned()
+                    .unwrap_or_else(|| Measurement::unknown(check, "not measured", None))),
+                checks::WRAPAROUND => act.map(|a| probe::wraparound(&inst, a)),
+                checks::DEAD_TUPLES => tab.map(|r| probe::dead_tuples(r, &t)),
+                checks::STALE_STATS => tab.map(|r| probe::stale_stats(&inst, r, &first_seen, &t)),
+                checks::SEQ_SCANS => tab.map(|r| probe::seq_scans(r, &t)),
+                checks::REPLICATION_LAG => act.map(|a| probe::replication_lag(&inst, a)),
+                checks::REPLICATION_SLOTS => act.map(probe::replication_slots),
+                checks::DATABASE_SIZE => act.map(|a| probe::database_size(&inst, a)),
+                checks::INVALID_INDEXES => act.map(probe::invalid_indexes),
+                checks::UNUSED_INDEXES => act.map(probe::unused_indexes),
+                checks::ARCHIVER => act.map(|a| probe::archiver(&inst, a, archive_ready, &t)),
+                checks::PREPARED_XACTS => act.map(probe::prepared_xacts),
+                checks::XMIN_HORIZON => act.map(|a| probe::xmin_horizon(&inst, a)),
+                checks::BLOAT => Ok(match st.expensive.as_ref().and_then(|e| e.bloat.as_ref()) {
+                    Some(Ok(rows)) => probe::bloat(rows, &inst.user, expensive_age, &t),
+                    Some(Err(e)) => e.measurement(check),
+                    None => Measurement::unknown(check, "not measured yet", None),
+                }),
+                checks::DUPLICATE_INDEXES => Ok(
+                    match st.expensive.as_ref().and_then(|e| e.duplicates.as_ref()) {
+                        Some(Ok(groups)) => probe::duplicate_indexes(groups, expensive_age),
+                        Some(Err(e)) => e.measurement(check),
+                        None => Measurement::unknown(check, "not measured yet", None),
+                    },
+                ),
+                checks::DISK_SPACE => Ok(self.disk_space(&inst)),
+                _ => continue,
+            };
+            let m = m.unwrap_or_else(|e| e.measurement(check));
+            let m = if SERVER_CHECKS.contains(&check) {
+                m.with_scope(Scope::Server(server_id.clone()))
+            } else {
+                m
+            };
+            measurements.push(m);
+        }
+
+        let table_stats = match &tables {
+            Ok(rows) => table_stats(rows, &mut st.tables),
+            Err(_) => Vec::new(),
+        };
+        HealthReport {
+            measurements,
+            server_id: Some(server_id),
+            table_stats,
+        }
+    }
+
+    /// Runs the expensive probes when their last result is older than [`EXPENSIVE_INTERVAL`]
+    /// (or missing). A failure is kept as the result too, so a probe that times out is not
+    /// retried every round.
+    async fn refresh_expensive(&self, st: &mut RoundState, conn: &mut PgConnection, user: &str) {
+        let want_bloat = self.enabled(checks::BLOAT);
+        let want_dups = self.enabled(checks::DUPLICATE_INDEXES);
+        if !(want_bloat || want_dups) {
+            return;
+        }
+        if st
+            .expensive
+            .as_ref()
+            .is_some_and(|e| e.at.elapsed() < EXPENSIVE_INTERVAL)
+        {
+            return;
+        }
+        let bloat = if want_bloat {
+            let floor = self.thresholds(checks::BLOAT).floor.unwrap_or(0.0);
+            Some(
+                match sqlx::query(sql::BLOAT)
+                    .bind(floor)
+                    .fetch_all(&mut *conn)
+                    .await
+                {
+                    Ok(rows) => rows
+                        .iter()
+                        .map(|r| {
+                            Ok(BloatRow {
+                                name: r.try_get("name")?,
+                                real_size: r.try_get::<Option<f64>, _>("real_size")?.unwrap_or(0.0),
+                                bloat_size: r
+                                    .try_get::<Option<f64>, _>("bloat_size")?
+                                    .unwrap_or(0.0),
+                                visible: r.try_get::<Option<bool>, _>("visible")?.unwrap_or(false),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, sqlx::Error>>()
+                        .map_err(|e| probe_error(&e, "the bloat estimate", user)),
+                    Err(e) => Err(probe_error(&e, "the bloat estimate", user)),
+                },
+            )
+        } else {
+            None
+        };
+        let duplicates = if want_dups {
+            Some(
+                match sqlx::query(sql::DUPLICATE_INDEXES)
+                    .fetch_all(&mut *conn)
+                    .await
+                {
+                    Ok(rows) => rows
+                        .iter()
+                        .map(|r| {
+                            Ok(DuplicateGroup {
+                                table: r.try_get("tbl")?,
+                                names: r.try_get("names")?,
+                                sizes: r.try_get("sizes")?,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, sqlx::Error>>()
+                        .map_err(|e| probe_error(&e, "the duplicate-index analysis", user)),
+                    Err(e) => Err(probe_error(&e, "the duplicate-index analysis", user)),
+                },
+            )
+        } else {
+            None
+        };
+        st.expensive = Some(Expensive {
+            at: Instant::now(),
+            bloat,
+            duplicates,
+        });
+    }
+
+    fn disk_space(&self, inst: &Instance) -> Measurement {
+        let not_visible = |why: &str| {
+            Measurement::verdict(
+                checks::DISK_SPACE,
+                Status::Ok,
+                None,
+                format!("data directory not visible from here ({why})"),
+            )
+        };
+        if !self.local {
+            return not_visible("the server is on another host");
+        }
+        let Some(dir) = &inst.data_directory else {
+            return not_visible(&format!(
+                "role {} may not read data_directory: GRANT pg_read_all_settings or pg_monitor",
+                inst.user
+            ));
+        };
+        let dir = std::path::Path::new(dir);
+        let Some(data) = disk::usage(dir) else {
+            return not_visible(&format!(
+                "{} is not accessible to this process",
+                dir.display()
+            ));
+        };
+        let mut obs = vec![Observation::new(data.used_percent()).detail(format!(
+            "{} available of {} at {}",
+            crate::health::Unit::Bytes.format(data.available),
+            crate::health::Unit::Bytes.format(data.total),
+            dir.display()
+        ))];
+        // pg_wal on a filesystem of its own (visible only when this process may enter the
+        // data directory, i.e. runs as postgres or root).
+        let wal = dir.join("pg_wal");
+        if let Some(w) = disk::usage(&wal).filter(|w| w.fsid != data.fsid) {
+            obs.push(
+                Observation::new(w.used_percent())
+                    .subject("pg_wal")
+                    .detail(format!(
+                        "{} available of {} at {}",
+                        crate::health::Unit::Bytes.format(w.available),
+                        crate::health::Unit::Bytes.format(w.total),
+                        wal.display()
+                    )),
+            );
+        }
+        Measurement::values(checks::DISK_SPACE, obs)
+    }
+
+    /// Cancels this engine's statements still running on the server (shutdown, a job
+    /// timeout): dropping a sqlx future does not stop the statement, so the backends we
+    /// opened are told to cancel with `pg_cancel_backend` from a fresh connection.
+    pub async fn cancel_running(&self) {
+        let known = self.backends.lock().await.clone();
+        if known.is_empty() {
+            return;
+        }
+        let Ok(opts) = self.connect_options() else {
+            return;
+        };
+        let conn =
+            tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&opts)).await;
+        let Ok(Ok(mut conn)) = conn else {
+            tracing::warn!(target_name = %self.target, endpoint = %self.endpoint, "cannot connect to cancel running statements");
+            return;
+        };
+        let pids: Vec<i32> = known.iter().map(|b| b.pid).collect();
+        let started: Vec<String> = known.iter().map(|b| b.started.clone()).collect();
+        match sqlx::query_scalar::<_, i64>(sql::CANCEL)
+            .bind(pids)
+            .bind(started)
+            .fetch_one(&mut conn)
+            .await
+        {
+            Ok(n) => {
+                tracing::info!(target_name = %self.target, cancelled = n, "cancelled running statements")
+            }
+            Err(e) => {
+                tracing::warn!(target_name = %self.target, error = %e, "cancelling running statements failed")
+            }
+        }
+        let _ = tokio::time::timeout(self.connect_timeout, conn.close()).await;
+    }
+
+    /// The backend pids of this engine's pooled connections seen so far (diagnostics, tests).
+    pub async fn backend_pids(&self) -> Vec<i32> {
+        self.backends.lock().await.iter().map(|b| b.pid).collect()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Remembers a new pooled connection's backend. Never fails the connection: without the
+/// record, cancel_running merely cannot reach that backend.
+async fn record_backend(conn: &mut PgConnection, backends: &Mutex<Vec<Backend>>) {
+    match sqlx::query_as::<_, (i32, Option<String>)>(sql::BACKEND_IDENTITY)
+        .fetch_one(&mut *conn)
+        .await
+    {
+        Ok((pid, Some(started))) => {
+            let mut b = backends.lock().await;
+            b.push(Backend { pid, started });
+            // Pools are small; older entries belong to connections long closed.
+            let excess = b.len().saturating_sub(64);
+            b.drain(..excess);
+        }
+        Ok((_, None)) => {}
+        Err(e) => tracing::debug!(error = %e, "could not record the backend pid"),
+    }
+}
+
+fn version_text(num: i32) -> String {
+    if num >= 100_000 {
+        format!("{}.{}", num / 10_000, num % 10_000)
+    } else {
+        format!("{}.{}.{}", num / 10_000, num / 100 % 100, num % 100)
+    }
+}
+
+/// A URL parse error could quote the URL; hide any password in it.
+fn redact_error(message: &str, url: &str) -> String {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+    {
+        Some(p) if !p.is_empty() => message.replace(&p, "***"),
+        _ => message.to_string(),
+    }
+}
+
+/// A one-line reason for a failed connection, naming the endpoint and what to check.
+fn describe_connect_error(e: &sqlx::Error, endpoint: &str, opts: &PgConnectOptions) -> String {
+    let user = opts.get_username();
+    let db = opts.get_database().unwrap_or(user);
+    match e {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                format!("connection refused at {endpoint} — is the server running?")
+            }
+            std::io::ErrorKind::NotFound => {
+                format!("no server socket at {endpoint} — is the server running?")
+            }
+            std::io::ErrorKind::TimedOut => format!("timed out connecting to {endpoint}"),
+            _ => {
+                let text = io.to_string();
+                if text.contains("lookup") || text.contains("resolve") || text.contains("not known")
+                {
+                    format!("cannot resolve the host of {endpoint}: {text}")
+                } else {
+                    format!("{endpoint}: {text}")
+                }
+            }
+        },
+        sqlx::Error::Database(d) => {
+            let code = d.code().map(|c| c.to_string()).unwrap_or_default();
+            match code.as_str() {
+                "28P01" => {
+                    format!("password authentication failed for user \"{user}\" at {endpoint}")
+                }
+                "3D000" => format!("database \"{db}\" does not exist at {endpoint}"),
+                "53300" => format!(
+                    "{endpoint}: too many connections ({}); max_connections or a CONNECTION LIMIT is used up",
+                    d.message()
+                ),
+                "57P03" => format!(
+                    "{endpoint}: the server is starting up, shutting down or in recovery without hot_standby ({})",
+                    d.message()
+                ),
+                _ => format!("{endpoint}: {}", d.message()),
+            }
+        }
+        sqlx::Error::Tls(t) => format!("{endpoint}: TLS failed: {t}"),
+        sqlx::Error::Configuration(c) => format!("{endpoint}: bad connection settings: {c}"),
+        sqlx::Error::PoolTimedOut => format!("{endpoint}: timed out waiting for a connection"),
+        other => format!("{endpoint}: {other}"),
+    }
+}
+
+/// Maps a failed probe query to the reason shown in its checks' UNKNOWN result.
+fn probe_error(e: &sqlx::Error, what: &str, user: &str) -> ProbeError {
+    if let sqlx::Error::Database(d) = e {
+        let code = d.code().map(|c| c.to_string()).unwrap_or_default();
+        return match code.as_str() {
+            "42501" => ProbeError {
+                reason: format!("{what} was refused: {}", d.message()),
+                fix: Some(grant_monitor(user)),
+            },
+            "57014" => ProbeError {
+                reason: format!(
+                    "{what} was cancelled (statement_timeout {STATEMENT_TIMEOUT}, or stopped on shutdown)"
+                ),
+                fix: None,
+            },
+            "55P03" => ProbeError {
+                reason: format!("{what} waited longer than lock_timeout {LOCK_TIMEOUT} for a lock"),
+                fix: None,
+            },
+            _ => ProbeError {
+                reason: format!("{what} failed: {}", d.message()),
+                fix: None,
+            },
+        };
+    }
+    ProbeError {
+        reason: format!("{what} failed: {e}"),
+        fix: None,
+    }
+}
+
+fn decode_instance(r: &PgRow) -> Result<Instance, sqlx::Error> {
+    Ok(Instance {
+        version_num: r.try_get("version_num")?,
+        db: r.try_get("db")?,
+        user: r.try_get("usr")?,
+        in_recovery: r.try_get("in_recovery")?,
+        read_stats: r.try_get("read_stats")?,
+        read_settings: r.try_get("read_settings")?,
+        monitor: r.try_get("monitor")?,
+        max_connections: r.try_get("max_connections")?,
+        su_reserved: r.try_get("su_reserved")?,
+        reserved: r.try_get("reserved")?,
+        freeze_max_age: r.try_get("freeze_max_age")?,
+        analyze_threshold: r.try_get("analyze_threshold")?,
+        analyze_scale: r.try_get("analyze_scale")?,
+        block_size: r.try_get("block_size")?,
+        archive_mode: r.try_get("archive_mode")?,
+        data_directory: r.try_get("data_directory")?,
+        counters: DbCounters {
+            blks_hit: r.try_get::<Option<f64>, _>("blks_hit")?.unwrap_or(0.0),
+            blks_read: r.try_get::<Option<f64>, _>("blks_read")?.unwrap_or(0.0),
+            deadlocks: r.try_get::<Option<f64>, _>("deadlocks")?.unwrap_or(0.0),
+            temp_files: r.try_get::<Option<f64>, _>("temp_files")?.unwrap_or(0.0),
+            temp_bytes: r.try_get::<Option<f64>, _>("temp_bytes")?.unwrap_or(0.0),
+            stats_reset: r.try_get("stats_reset")?,
+        },
+        db_connlimit: r.try_get::<Option<f64>, _>("db_connlimit")?.unwrap_or(-1.0),
+        role_connlimit: r
+            .try_get::<Option<f64>, _>("role_connlimit")?
+            .unwrap_or(-1.0),
+    })
+}
+
+fn json_list<T: serde::de::DeserializeOwned>(r: &PgRow, col: &str) -> Result<Vec<T>, String> {
+    let text: Option<String> = r.try_get(col).map_err(|e| e.to_string())?;
+    match text {
+        None => Ok(Vec::new()),
+        Some(t) => serde_json::from_str(&t).map_err(|e| format!("{col}: {e}")),
+    }
+}
+
+fn json_one<T: serde::de::DeserializeOwned>(r: &PgRow, col: &str) -> Result<Option<T>, String> {
+    let text: Option<String> = r.try_get(col).map_err(|e| e.to_string())?;
+    match text {
+        None => Ok(None),
+        Some(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| format!("{col}: {e}")),
+    }
+}
+
+fn decode_activity(r: &PgRow) -> Result<Activity, String> {
+    let num = |col: &str| -> Result<f64, String> {
+        r.try_get::<Option<f64>, _>(col)
+            .map(|v| v.unwrap_or(0.0))
+            .map_err(|e| e.to_string())
+    };
+    Ok(Activity {
+        client_connections: num("client_connections")?,
+        db_connections: num("db_connections")?,
+        role_connections: num("role_connections")?,
+        long: json_list(r, "long_json")?,
+        idle: json_list(r, "idle_json")?,
+        blocked: json_list(r, "blocked_json")?,
+        xmin: json_list(r, "xmin_json")?,
+        databases: json_list(r, "databases_json")?,
+        oldest: json_list(r, "oldest_json")?,
+        replicas: json_list(r, "replicas_json")?,
+        standby: json_one(r, "standby_json")?,
+        slots: json_list(r, "slots_json")?,
+        prepared: json_list(r, "prepared_json")?,
+        archiver: json_one(r, "archiver_json")?,
+        invalid: json_list(r, "invalid_json")?,
+        unused: json_list(r, "unused_json")?,
+        database_size: r.try_get("database_size").map_err(|e| e.to_string())?,
+    })
+}
+
+fn decode_table(r: &PgRow) -> Result<TableRow, sqlx::Error> {
+    let num = |col: &str| -> Result<f64, sqlx::Error> {
+        Ok(r.try_get::<Option<f64>, _>(col)?.unwrap_or(0.0))
+    };
+    Ok(TableRow {
+        relid: r.try_get("relid")?,
+        name: r.try_get("name")?,
+        live: num("live")?,
+        dead: num("dead")?,
+        mod_since_analyze: num("mod_since_analyze")?,
+        ins: num("ins")?,
+        upd: num("upd")?,
+        del: num("del")?,
+        seq_scan: num("seq_scan")?,
+        idx_scan: r.try_get("idx_scan")?,
+        size: num("size")?,
+        last_vacuum: r.try_get("last_vacuum")?,
+        last_analyze: r.try_get("last_analyze")?,
+        now: num("now")?,
+        reloptions: r.try_get("reloptions")?,
+    })
+}
+
+/// Per-table statistics of this round, with insert/update/delete deltas against the
+/// previous round (none on the first, or when a counter went backwards: a stats reset).
+fn table_stats(rows: &[TableRow], previous: &mut HashMap<i64, [f64; 3]>) -> Vec<TableStat> {
+    let mut next = HashMap::with_capacity(rows.len());
+    let out = rows
+        .iter()
+        .map(|r| {
+            let now = [r.ins, r.upd, r.del];
+            let delta = previous.get(&r.relid).and_then(|p| {
+                (now.iter().zip(p).all(|(n, p)| n >= p))
+                    .then(|| [now[0] - p[0], now[1] - p[1], now[2] - p[2]])
+            });
+            next.insert(r.relid, now);
+            TableStat {
+                table: r.name.clone(),
+                rows: Some(r.live),
+                dead_rows: Some(r.dead),
+                size_bytes: Some(r.size),
+                inserts_delta: delta.map(|d| d[0]),
+                updates_delta: delta.map(|d| d[1]),
+                deletes_delta: delta.map(|d| d[2]),
+                seq_scans: Some(r.seq_scan),
+                idx_scans: r.idx_scan,
+                last_vacuum: r.last_vacuum.map(|v| v as i64),
+                last_analyze: r.last_analyze.map(|v| v as i64),
+            }
+        })
+        .collect();
+    *previous = next;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_read_like_postgres_prints_them() {
+        assert_eq!(version_text(150_020), "15.20");
+        assert_eq!(version_text(130_004), "13.4");
+        assert_eq!(version_text(90_624), "9.6.24");
+    }
+
+    #[test]
+    fn table_deltas_start_on_the_second_round_and_survive_resets() {
+        let mut prev = HashMap::new();
+        let row = |ins: f64| TableRow {
+            relid: 7,
+            name: "public.t".into(),
+            ins,
+            upd: 5.0,
+            del: 1.0,
+            ..TableRow::default()
+        };
+        let first = table_stats(&[row(100.0)], &mut prev);
+        assert_eq!(first[0].inserts_delta, None);
+        let second = table_stats(&[row(150.0)], &mut prev);
+        assert_eq!(second[0].inserts_delta, Some(50.0));
+        assert_eq!(second[0].updates_delta, Some(0.0));
+        let reset = table_stats(&[row(3.0)], &mut prev);
+        assert_eq!(reset[0].inserts_delta, None);
+    }
+
+    #[test]
+    fn url_errors_never_show_the_password() {
+        assert_eq!(
+            redact_error(
+                "bad url postgres://u:hunter2@h/db",
+                "postgres://u:hunter2@h/db"
+            ),
+            "bad url postgres://u:***@h/db"
+        );
+    }
+
+    #[test]
+    fn probe_errors_suggest_the_grant() {
+        let e = probe_error(&sqlx::Error::PoolClosed, "the table probe", "mon");
+        assert!(e.reason.starts_with("the table probe failed"));
+        assert_eq!(e.fix, None);
+    }
 }

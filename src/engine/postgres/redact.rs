@@ -75,8 +75,7 @@ pub fn redact_literals(sql: &str) -> String {
                 out.push('?');
                 continue;
             }
-            if upper == 'U' && chars.get(i + 1) == Some(&'&') && chars.get(i + 2) == Some(&'\'')
-            {
+            if upper == 'U' && chars.get(i + 1) == Some(&'&') && chars.get(i + 2) == Some(&'\'') {
                 i = skip_string(&chars, i + 3, false);
                 out.push('?');
                 continue;
@@ -116,8 +115,8 @@ pub fn redact_literals(sql: &str) -> String {
             i += 1;
             while i < chars.len() {
                 let d = chars[i];
-                let exponent_sign = matches!(d, '+' | '-')
-                    && matches!(chars.get(i - 1), Some('e') | Some('E'));
+                let exponent_sign =
+                    matches!(d, '+' | '-') && matches!(chars.get(i - 1), Some('e') | Some('E'));
                 if d.is_ascii_alphanumeric() || d == '.' || d == '_' || exponent_sign {
                     i += 1;
                 } else {
@@ -217,10 +216,7 @@ mod tests {
 
     #[test]
     fn dollar_quotes_and_parameters() {
-        assert_eq!(
-            redact_literals("DO $$BEGIN PERFORM 1; END$$"),
-            "DO ?"
-        );
+        assert_eq!(redact_literals("DO $$BEGIN PERFORM 1; END$$"), "DO ?");
         assert_eq!(
             redact_literals("SELECT $fn$ it's $$ inside $fn$, $1, $2"),
             "SELECT ?, $1, $2"

@@ -105,7 +105,7 @@ SELECT
      ORDER BY b.state_secs DESC NULLS LAST LIMIT 20) x)::text AS blocked_json,
   (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT pid, usr, datname, state, xact_secs, xmin_age
-     FROM a WHERE xmin_age IS NOT NULL
+     FROM a WHERE xmin_age IS NOT NULL AND backend_type IS DISTINCT FROM 'autovacuum worker'
      ORDER BY xmin_age DESC LIMIT 1) x)::text AS xmin_json,
   (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT datname::text AS name, age(datfrozenxid)::float8 AS xid_age,

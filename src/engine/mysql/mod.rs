@@ -1,0 +1,860 @@
+//! MySQL/MariaDB engine: connectivity and latency, connections vs max_connections,
+//! long-running queries, replica threads and lag, InnoDB buffer pool hit ratio, deadlock and
+//! slow-query deltas, history list length, and table fragmentation (data_free).
+//!
+//! One round costs a handful of cheap round trips on one pooled connection, all through
+//! the text protocol (no server-side prepared statements) and tagged `/* dbwarden */`:
+//! a variables SELECT (also the latency probe), `SHOW GLOBAL STATUS WHERE ...`,
+//! `information_schema.INNODB_METRICS` (two rows; also tells whether PROCESS is granted),
+//! the processlist filtered server-side to long runners, `SHOW REPLICA STATUS` (or its
+//! older spelling), and, at most every 5 minutes, `information_schema.TABLES` for the
+//! target's own database. Every connection gets a statement time limit and short lock
+//! waits on connect, so a probe never hangs on a locked table.
+//!
+//! MySQL and MariaDB differ here; both are handled:
+//! - server identity: MySQL `@@server_uuid`; MariaDB has none, so `hostname:port:server_id`
+//!   as the server reports them (the same for every target that is a database on it);
+//! - statement limit: MySQL `max_execution_time` (ms, SELECT only), MariaDB
+//!   `max_statement_time` (s); MySQL 8 also `information_schema_stats_expiry`;
+//! - processlist: MySQL 8.0.22+ `performance_schema.processlist` when performance_schema
+//!   is on, else `information_schema.PROCESSLIST` (MariaDB: with `TIME_MS`);
+//! - replication: MySQL 8.0.22+ `SHOW REPLICA STATUS` (`Replica_*`/`Source_*` columns),
+//!   older MySQL `SHOW SLAVE STATUS`, MariaDB `SHOW ALL SLAVES STATUS` (every
+//!   multi-source connection; `Slave_*`/`Master_*` columns);
+//! - deadlocks and history list: MariaDB status variables `Innodb_deadlocks` and
+//!   `Innodb_history_list_length` (no privilege needed); MySQL `INNODB_METRICS`
+//!   `lock_deadlocks` and `trx_rseg_history_len` (PROCESS);
+//! - INNODB_METRICS' enabled flag: MariaDB column `ENABLED`, MySQL column `STATUS`.
+
+mod checks;
+mod conn;
+pub mod redact;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::AssertSqlSafe;
+use sqlx::mysql::MySqlConnection;
+
+use self::checks::{
+    BUFFER_POOL_HIT, CONNECTIONS, DEADLOCKS, FRAGMENTATION, HISTORY_LIST, LONG_QUERY, NAMES,
+    REPLICA_LAG, REPLICA_THREADS, ReplicaChannel, SLOW_QUERIES, TableRow,
+};
+use self::conn::{
+    Connector, ServerVersion, error_message, is_access_denied, is_timeout, number, text,
+    text_by_names,
+};
+use super::{EngineError, HealthReport, TableStat};
+use crate::config::Target;
+use crate::health::delta::Counters;
+use crate::health::{CheckThresholds, Measurement, Observation, Scope, Status, Unit, catalog};
+
+pub use self::checks::CHECKS;
+pub use self::redact::redact_literals;
+
+/// information_schema.TABLES (fragmentation, table statistics) is read at most this often;
+/// in between the last result is reused with its age shown.
+const TABLES_EVERY: Duration = Duration::from_secs(300);
+/// At most this many long-running statements are listed per round.
+const LONG_QUERY_LIMIT: u32 = 20;
+
+/// Identifies the server for server-scoped checks. MySQL: its `server_uuid`. MariaDB has
+/// no server UUID: `hostname:port:server_id` as the server reports them is stable across
+/// restarts, the same for every database (target) of one server whichever address a target
+/// uses to reach it, and different for two instances on one host (port).
+pub fn server_identity(
+    uuid: Option<&str>,
+    mariadb: bool,
+    hostname: &str,
+    port: &str,
+    server_id: &str,
+) -> String {
+    match uuid.filter(|u| !u.is_empty()) {
+        Some(u) if !mariadb => format!("mysql:{u}"),
+        _ => format!(
+            "{}:{hostname}:{port}:{server_id}",
+            if mariadb { "mariadb" } else { "mysql" }
+        ),
+    }
+}
+
+/// What the first query of a round learned about the server.
+struct ServerInfo {
+    connection_id: u64,
+    version_text: String,
+    version: ServerVersion,
+    current_user: String,
+    server_id: String,
+    max_connections: Option<f64>,
+    performance_schema: bool,
+    long_query_time: Option<f64>,
+    database: Option<String>,
+}
+
+/// Whether this account has the PROCESS privilege (learned from INNODB_METRICS).
+enum Process {
+    Granted,
+    Denied { fix: String },
+    Unknown,
+}
+
+struct TablesCache {
+    at: Instant,
+    observations: Vec<Observation>,
+}
+
+/// Marks a connection id as running a probe while alive, for `cancel_running`.
+struct Running<'a> {
+    set: &'a Mutex<BTreeSet<u64>>,
+    id: u64,
+}
+
+impl<'a> Running<'a> {
+    fn enter(set: &'a Mutex<BTreeSet<u64>>, id: u64) -> Self {
+        set.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        Running { set, id }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+pub struct MysqlEngine {
+    target: String,
+    conn: Connector,
+    thresholds: BTreeMap<&'static str, CheckThresholds>,
+    /// Connection ids currently running a probe.
+    running: Arc<Mutex<BTreeSet<u64>>>,
+    /// The previous round's lifetime counters, for delta checks.
+    previous: tokio::sync::Mutex<Option<(Instant, Counters)>>,
+    tables: tokio::sync::Mutex<Option<TablesCache>>,
+}
+
+impl MysqlEngine {
+    /// Prepares the engine: parses the URL and sets up a lazy pool. No I/O (the password
+    /// file is read when a connection is made, so a rotated password is picked up).
+    pub fn open(target: &Target) -> Result<Self, EngineError> {
+        let conn = Connector::new(target).map_err(|message| EngineError::Setup {
+            target: target.name.clone(),
+            message,
+        })?;
+        Ok(MysqlEngine {
+            target: target.name.clone(),
+            conn,
+            thresholds: target.thresholds.clone(),
+            running: Arc::new(Mutex::new(BTreeSet::new())),
+            previous: tokio::sync::Mutex::new(None),
+            tables: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn thresholds(&self, check: &str) -> CheckThresholds {
+        match self.thresholds.get(check) {
+            Some(t) => t.clone(),
+            None => match catalog::spec(check) {
+                Some(s) => CheckThresholds::builtin(s),
+                None => CheckThresholds {
+                    enabled: true,
+                    warning: None,
+                    critical: None,
+                    floor: None,
+                },
+            },
+        }
+    }
+
+    fn enabled(&self, check: &str) -> bool {
+        self.thresholds(check).enabled
+    }
+
+    fn down(&self, message: &str) -> HealthReport {
+        let others: Vec<&'static str> = NAMES.iter().copied().filter(|c| self.enabled(c)).collect();
+        HealthReport {
+            measurements: super::unreachable(message, &others),
+            server_id: None,
+            table_stats: Vec::new(),
+        }
+    }
+
+    /// Runs one health round. Never fails: an unreachable server is CRITICAL on
+    /// connectivity, a check that cannot be measured is UNKNOWN with the reason.
+    pub async fn health(&self) -> HealthReport {
+        let mut conn = match self.conn.acquire().await {
+            Ok(c) => c,
+            Err(message) => {
+                tracing::debug!(target_name = %self.target, error = %message, "mysql: unreachable");
+                return self.down(&message);
+            }
+        };
+        let started = Instant::now();
+        let info = match self.server_info(&mut conn).await {
+            Ok(i) => i,
+            Err(e) => {
+                conn.close_on_drop();
+                return self.down(&format!(
+                    "{}: the first query failed: {}",
+                    self.conn.place,
+                    error_message(&e)
+                ));
+            }
+        };
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let running = Running::enter(&self.running, info.connection_id);
+        let report = self.probe(&mut conn, &info, latency_ms).await;
+        drop(running);
+        report
+    }
+
+    async fn server_info(&self, conn: &mut MySqlConnection) -> Result<ServerInfo, sqlx::Error> {
+        let known = *self.conn.version.lock().unwrap_or_else(|p| p.into_inner());
+        let mysql = known.is_some_and(|v| !v.is_mariadb());
+        let sql = if mysql {
+            "/* dbwarden */ SELECT CONNECTION_ID(), VERSION(), CURRENT_USER(), @@hostname, @@port, @@server_id, @@max_connections, @@performance_schema, @@long_query_time, DATABASE(), @@server_uuid"
+        } else {
+            "/* dbwarden */ SELECT CONNECTION_ID(), VERSION(), CURRENT_USER(), @@hostname, @@port, @@server_id, @@max_connections, @@performance_schema, @@long_query_time, DATABASE()"
+        };
+        let row = sqlx::raw_sql(sql).fetch_one(&mut *conn).await?;
+        let version_text = text(&row, 1)?.unwrap_or_default();
+        let version = ServerVersion::parse(&version_text);
+        let uuid = if mysql { text(&row, 10)? } else { None };
+        let hostname = text(&row, 3)?.unwrap_or_default();
+        let port = text(&row, 4)?.unwrap_or_default();
+        let server_id = text(&row, 5)?.unwrap_or_default();
+        Ok(ServerInfo {
+            connection_id: number(&row, 0)?.unwrap_or(0.0) as u64,
+            current_user: text(&row, 2)?.unwrap_or_default(),
+            server_id: server_identity(
+                uuid.as_deref(),
+                version.is_mariadb(),
+                &hostname,
+                &port,
+                &server_id,
+            ),
+            max_connections: number(&row, 6)?,
+            performance_schema: number(&row, 7)?.is_some_and(|v| v > 0.0),
+            long_query_time: number(&row, 8)?,
+            database: text(&row, 9)?,
+            version,
+            version_text,
+        })
+    }
+
+    async fn probe(
+        &self,
+        conn: &mut MySqlConnection,
+        info: &ServerInfo,
+        latency_ms: f64,
+    ) -> HealthReport {
+        let scope = Scope::Server(info.server_id.clone());
+        let mut out = vec![Measurement::value(
+            "connectivity",
+            Observation::new(latency_ms).detail(info.version_text.clone()),
+        )];
+
+        let status = global_status(conn).await;
+        let metrics = innodb_metrics(conn, info.version).await;
+        let process = match &metrics {
+            Ok(_) => Process::Granted,
+            Err(e) if is_access_denied(e) => Process::Denied {
+                fix: checks::grant_fix(&error_message(e), "PROCESS", &info.current_user),
+            },
+            Err(e) => {
+                tracing::debug!(target_name = %self.target, error = %error_message(e), "mysql: INNODB_METRICS not readable");
+                Process::Unknown
+            }
+        };
+        let status_err = status.as_ref().err().map(probe_failure);
+        let status = status.unwrap_or_default();
+        let metrics = metrics.unwrap_or_default();
+
+        // Connections.
+        out.push(
+            match (status.get("Threads_connected"), info.max_connections) {
+                (Some(&connected), Some(max)) if max > 0.0 => {
+                    let running = status.get("Threads_running").copied().unwrap_or(0.0);
+                    let peak = status.get("Max_used_connections").copied().unwrap_or(0.0);
+                    Measurement::value(
+                        CONNECTIONS,
+                        Observation::new(connected * 100.0 / max).detail(format!(
+                            "{connected} of {max} connections, {running} running, peak {peak}"
+                        )),
+                    )
+                }
+                _ => Measurement::unknown(
+                    CONNECTIONS,
+                    status_err.clone().unwrap_or_else(|| {
+                        "Threads_connected or max_connections not readable".into()
+                    }),
+                    None,
+                ),
+            }
+            .with_scope(scope.clone()),
+        );
+
+        // Long-running statements.
+        if self.enabled(LONG_QUERY) {
+            let m = match &process {
+                Process::Denied { fix } => Measurement::unknown(
+                    LONG_QUERY,
+                    "cannot see other sessions' statements without the PROCESS privilege",
+                    Some(fix.clone()),
+                ),
+                _ => match self.long_queries(conn, info).await {
+                    Ok(obs) => Measurement::values(LONG_QUERY, obs),
+                    Err(e) => self.failed(LONG_QUERY, &e, "PROCESS", info),
+                },
+            };
+            out.push(m.with_scope(scope.clone()));
+        }
+
+        // Replication.
+        if self.enabled(REPLICA_LAG) || self.enabled(REPLICA_THREADS) {
+            match replicas(conn, info.version).await {
+                Ok(channels) => {
+                    let (lag, threads) = checks::judge_replicas(&channels, &scope);
+                    out.push(lag);
+                    out.push(threads);
+                }
+                Err(e) => {
+                    let fallback = if info.version.is_mariadb() && info.version.at_least(10, 5, 0) {
+                        "SLAVE MONITOR"
+                    } else {
+                        "REPLICATION CLIENT"
+                    };
+                    out.push(
+                        self.failed(REPLICA_LAG, &e, fallback, info)
+                            .with_scope(scope.clone()),
+                    );
+                    out.push(
+                        self.failed(REPLICA_THREADS, &e, fallback, info)
+                            .with_scope(scope.clone()),
+                    );
+                }
+            }
+        }
+
+        // Lifetime counters and their deltas.
+        let innodb_counter = |status_name: &str,
+                              metric: &str|
+         -> Result<f64, (String, Option<String>)> {
+            if let Some(v) = status.get(status_name) {
+                return Ok(*v);
+            }
+            if let Some(err) = &status_err {
+                return Err((err.clone(), None));
+            }
+            match (&process, metrics.get(metric)) {
+                (_, Some((v, true))) => Ok(*v),
+                (_, Some((_, false))) => Err((
+                    format!("the InnoDB metric {metric} is disabled"),
+                    Some(format!("SET GLOBAL innodb_monitor_enable = '{metric}'")),
+                )),
+                (Process::Denied { fix }, None) => Err((
+                    format!(
+                        "information_schema.INNODB_METRICS ({metric}) needs the PROCESS privilege"
+                    ),
+                    Some(fix.clone()),
+                )),
+                _ => Err((
+                    format!("{status_name} / {metric} not available on this server"),
+                    None,
+                )),
+            }
+        };
+        let mut counters = Counters::new();
+        for (key, name) in [
+            ("uptime", "Uptime"),
+            ("bp_read_requests", "Innodb_buffer_pool_read_requests"),
+            ("bp_reads", "Innodb_buffer_pool_reads"),
+            ("slow_queries", "Slow_queries"),
+        ] {
+            if let Some(v) = status.get(name) {
+                counters.insert(key.to_string(), *v);
+            }
+        }
+        let deadlocks = innodb_counter("Innodb_deadlocks", "lock_deadlocks");
+        if let Ok(v) = &deadlocks {
+            counters.insert("deadlocks".into(), *v);
+        }
+        let now = Instant::now();
+        {
+            let mut previous = self.previous.lock().await;
+            let elapsed = previous.as_ref().map(|(at, _)| now.duration_since(*at));
+            let prev = previous.as_ref().map(|(_, c)| c);
+            let interval = checks::interval_text(elapsed);
+            let missing = |what: &str| {
+                status_err
+                    .clone()
+                    .unwrap_or_else(|| format!("{what} not available on this server"))
+            };
+            out.push(
+                match checks::subset(&counters, &["uptime", "bp_read_requests", "bp_reads"]) {
+                    Some(c) => checks::delta_check(BUFFER_POOL_HIT, prev, &c, &scope, |inc| {
+                        checks::buffer_pool_hit(inc, &interval)
+                    }),
+                    None => Measurement::unknown(
+                        BUFFER_POOL_HIT,
+                        missing("Innodb_buffer_pool_read_requests"),
+                        None,
+                    )
+                    .with_scope(scope.clone()),
+                },
+            );
+            out.push(
+                match (
+                    checks::subset(&counters, &["uptime", "deadlocks"]),
+                    &deadlocks,
+                ) {
+                    (Some(c), _) => checks::delta_check(DEADLOCKS, prev, &c, &scope, |inc| {
+                        checks::counter_increase(DEADLOCKS, "deadlocks", inc, interval.clone())
+                    }),
+                    (None, Err((reason, fix))) => {
+                        Measurement::unknown(DEADLOCKS, reason.clone(), fix.clone())
+                            .with_scope(scope.clone())
+                    }
+                    (None, Ok(_)) => Measurement::unknown(DEADLOCKS, missing("Uptime"), None)
+                        .with_scope(scope.clone()),
+                },
+            );
+            out.push(
+                match checks::subset(&counters, &["uptime", "slow_queries"]) {
+                    Some(c) => checks::delta_check(SLOW_QUERIES, prev, &c, &scope, |inc| {
+                        let lqt = info
+                            .long_query_time
+                            .map(|s| format!("; long_query_time = {}", Unit::Seconds.format(s)))
+                            .unwrap_or_default();
+                        checks::counter_increase(
+                            SLOW_QUERIES,
+                            "slow_queries",
+                            inc,
+                            format!("{interval}{lqt}"),
+                        )
+                    }),
+                    None => Measurement::unknown(SLOW_QUERIES, missing("Slow_queries"), None)
+                        .with_scope(scope.clone()),
+                },
+            );
+            *previous = Some((now, counters));
+        }
+
+        // History list length.
+        out.push(
+            match innodb_counter("Innodb_history_list_length", "trx_rseg_history_len") {
+                Ok(len) => {
+                    let mut obs = Observation::new(len);
+                    let t = self.thresholds(HISTORY_LIST);
+                    let over = [t.warning, t.critical]
+                        .into_iter()
+                        .flatten()
+                        .any(|l| len >= l);
+                    if over
+                        && matches!(process, Process::Granted | Process::Unknown)
+                        && let Ok(Some(oldest)) = oldest_transaction(conn).await
+                    {
+                        obs = obs.detail(oldest);
+                    }
+                    Measurement::value(HISTORY_LIST, obs)
+                }
+                Err((reason, fix)) => Measurement::unknown(HISTORY_LIST, reason, fix),
+            }
+            .with_scope(scope.clone()),
+        );
+
+        // Fragmentation and table statistics of the target's database.
+        let (fragmentation, table_stats) = self.tables(conn, info, &process).await;
+        out.push(fragmentation);
+
+        out.retain(|m| self.enabled(m.check));
+        HealthReport {
+            measurements: out,
+            server_id: Some(info.server_id.clone()),
+            table_stats,
+        }
+    }
+
+    /// A probe query failed: UNKNOWN with the GRANT when a privilege is missing.
+    fn failed(
+        &self,
+        check: &'static str,
+        e: &sqlx::Error,
+        privilege: &str,
+        info: &ServerInfo,
+    ) -> Measurement {
+        if is_access_denied(e) {
+            let msg = error_message(e);
+            Measurement::unknown(
+                check,
+                format!("permission denied: {msg}"),
+                Some(checks::grant_fix(&msg, privilege, &info.current_user)),
+            )
+        } else {
+            Measurement::unknown(check, probe_failure(e), None)
+        }
+    }
+
+    async fn long_queries(
+        &self,
+        conn: &mut MySqlConnection,
+        info: &ServerInfo,
+    ) -> Result<Vec<Observation>, sqlx::Error> {
+        let t = self.thresholds(LONG_QUERY);
+        let min = [t.warning, t.critical]
+            .into_iter()
+            .flatten()
+            .fold(f64::INFINITY, f64::min);
+        let min_secs = if min.is_finite() {
+            min.floor().max(0.0) as u64
+        } else {
+            60
+        };
+        let v = info.version;
+        let (time_expr, table) = if v.is_mariadb() {
+            ("TIME_MS / 1000", "information_schema.PROCESSLIST")
+        } else if v.at_least(8, 0, 22) && info.performance_schema {
+            ("TIME", "performance_schema.processlist")
+        } else {
+            ("TIME", "information_schema.PROCESSLIST")
+        };
+        let sql = format!(
+            "/* dbwarden */ SELECT ID, USER, HOST, DB, {time_expr}, STATE, LEFT(INFO, 2000) \
+             FROM {table} \
+             WHERE COMMAND IN ('Query', 'Execute') AND ID <> CONNECTION_ID() \
+             AND USER NOT IN ('system user', 'event_scheduler') AND TIME >= {min_secs} \
+             ORDER BY TIME DESC LIMIT {LONG_QUERY_LIMIT}"
+        );
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let id = text(&row, 0)?.unwrap_or_default();
+            let user = text(&row, 1)?.unwrap_or_default();
+            let host = text(&row, 2)?.unwrap_or_default();
+            let host = host
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_string())
+                .unwrap_or(host);
+            let db = text(&row, 3)?;
+            let secs = number(&row, 4)?.unwrap_or(0.0);
+            let state = text(&row, 5)?.unwrap_or_default();
+            let query = text(&row, 6)?;
+            let mut detail = format!("user {user}@{host}");
+            if let Some(db) = db.filter(|d| !d.is_empty()) {
+                detail.push_str(&format!(", db {db}"));
+            }
+            match query.filter(|q| !q.trim().is_empty()) {
+                Some(q) => detail.push_str(&format!(": {}", redact::query_for_message(&q))),
+                None if !state.is_empty() => detail.push_str(&format!(", {state}")),
+                None => {}
+            }
+            out.push(
+                Observation::new(secs)
+                    .subject(format!("connection {id}"))
+                    .detail(detail),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Fragmentation (reused for up to [`TABLES_EVERY`]) and, when freshly read, table stats.
+    async fn tables(
+        &self,
+        conn: &mut MySqlConnection,
+        info: &ServerInfo,
+        process: &Process,
+    ) -> (Measurement, Vec<TableStat>) {
+        let Some(schema) = info.database.clone() else {
+            return (
+                Measurement::verdict(
+                    FRAGMENTATION,
+                    Status::Ok,
+                    None,
+                    "no database in the target URL: no tables to check",
+                ),
+                Vec::new(),
+            );
+        };
+        let mut cache = self.tables.lock().await;
+        if let Some(c) = cache.as_ref()
+            && c.at.elapsed() < TABLES_EVERY
+        {
+            let age = format!(
+                "measured {} ago",
+                Unit::Seconds.format(c.at.elapsed().as_secs_f64().round())
+            );
+            let obs = c
+                .observations
+                .iter()
+                .cloned()
+                .map(|mut o| {
+                    o.detail = Some(match o.detail.take() {
+                        Some(d) => format!("{d}; {age}"),
+                        None => age.clone(),
+                    });
+                    o
+                })
+                .collect();
+            return (Measurement::values(FRAGMENTATION, obs), Vec::new());
+        }
+        let rows = match table_rows(conn).await {
+            Ok(r) => r,
+            Err(e) => return (self.failed(FRAGMENTATION, &e, "SELECT", info), Vec::new()),
+        };
+        // Tables of a shared tablespace report the tablespace's free space; find them only
+        // when one would otherwise be judged.
+        let t = self.thresholds(FRAGMENTATION);
+        let lowest = [t.warning, t.critical]
+            .into_iter()
+            .flatten()
+            .fold(f64::INFINITY, f64::min);
+        let candidates = checks::fragmentation(&schema, &rows, &[])
+            .iter()
+            .zip(&rows)
+            .any(|(o, r)| {
+                r.engine.eq_ignore_ascii_case("InnoDB")
+                    && o.value >= lowest
+                    && t.floor.is_none_or(|f| o.floor_value.unwrap_or(0.0) >= f)
+            });
+        let shared = if candidates && !matches!(process, Process::Denied { .. }) {
+            match shared_tablespace_tables(conn, info.version, &schema).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(target_name = %self.target, error = %error_message(&e), "mysql: tablespace types not readable");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let observations = checks::fragmentation(&schema, &rows, &shared);
+        let stats = rows
+            .iter()
+            .map(|r| TableStat {
+                table: format!("{schema}.{}", r.name),
+                rows: r.rows,
+                size_bytes: Some(r.data + r.index),
+                ..TableStat::default()
+            })
+            .collect();
+        *cache = Some(TablesCache {
+            at: Instant::now(),
+            observations: observations.clone(),
+        });
+        (Measurement::values(FRAGMENTATION, observations), stats)
+    }
+
+    /// Stops the probe statements this engine is running (`KILL QUERY` from a separate
+    /// connection; the connections themselves stay).
+    pub async fn cancel_running(&self) {
+        let ids: Vec<u64> = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        self.conn.kill_queries(&ids).await;
+    }
+
+    pub async fn close(&self) {
+        self.conn.pool.close().await;
+    }
+}
+
+/// A probe error (not a privilege problem) as an UNKNOWN reason.
+fn probe_failure(e: &sqlx::Error) -> String {
+    if is_timeout(e) {
+        format!(
+            "the probe was stopped by its time limit ({}s statement, {}s lock wait): {}",
+            conn::STATEMENT_TIMEOUT.as_secs(),
+            conn::LOCK_TIMEOUT_SECS,
+            error_message(e)
+        )
+    } else {
+        format!("probe query failed: {}", error_message(e))
+    }
+}
+
+const STATUS_SQL: &str = "/* dbwarden */ SHOW GLOBAL STATUS WHERE Variable_name IN (\
+    'Threads_connected', 'Threads_running', 'Max_used_connections', \
+    'Innodb_buffer_pool_read_requests', 'Innodb_buffer_pool_reads', 'Innodb_deadlocks', \
+    'Innodb_history_list_length', 'Slow_queries', 'Uptime')";
+
+async fn global_status(conn: &mut MySqlConnection) -> Result<BTreeMap<String, f64>, sqlx::Error> {
+    let rows = sqlx::raw_sql(STATUS_SQL).fetch_all(&mut *conn).await?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        if let (Some(name), Some(v)) = (text(&row, 0)?, number(&row, 1)?) {
+            out.insert(name, v);
+        }
+    }
+    Ok(out)
+}
+
+/// `lock_deadlocks` and `trx_rseg_history_len` with their enabled flag. Needs PROCESS:
+/// an access-denied error here also tells the round that PROCESS is missing.
+async fn innodb_metrics(
+    conn: &mut MySqlConnection,
+    v: ServerVersion,
+) -> Result<BTreeMap<String, (f64, bool)>, sqlx::Error> {
+    let sql = if v.is_mariadb() {
+        "/* dbwarden */ SELECT NAME, COUNT, ENABLED FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
+    } else {
+        "/* dbwarden */ SELECT NAME, COUNT, STATUS FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
+    };
+    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let name = text(&row, 0)?.unwrap_or_default();
+        let count = number(&row, 1)?.unwrap_or(0.0);
+        let flag = text(&row, 2)?.unwrap_or_default().to_ascii_lowercase();
+        out.insert(name, (count, flag == "1" || flag == "enabled"));
+    }
+    Ok(out)
+}
+
+/// "oldest transaction: connection 42, open 25min (RUNNING)".
+async fn oldest_transaction(conn: &mut MySqlConnection) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::raw_sql(
+        "/* dbwarden */ SELECT trx_mysql_thread_id, TIMESTAMPDIFF(SECOND, trx_started, NOW()), trx_state \
+         FROM information_schema.INNODB_TRX ORDER BY trx_started LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id = text(&row, 0)?.unwrap_or_default();
+    let secs = number(&row, 1)?.unwrap_or(0.0);
+    let state = text(&row, 2)?.unwrap_or_default();
+    Ok(Some(format!(
+        "oldest transaction: connection {id}, open {} ({state})",
+        Unit::Seconds.format(secs)
+    )))
+}
+
+async fn replicas(
+    conn: &mut MySqlConnection,
+    v: ServerVersion,
+) -> Result<Vec<ReplicaChannel>, sqlx::Error> {
+    let sql = if v.is_mariadb() {
+        "/* dbwarden */ SHOW ALL SLAVES STATUS"
+    } else if v.at_least(8, 0, 22) {
+        "/* dbwarden */ SHOW REPLICA STATUS"
+    } else {
+        "/* dbwarden */ SHOW SLAVE STATUS"
+    };
+    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let get = |names: &[&str]| text_by_names(row, names);
+            let err = |no: &str, msg: &str| {
+                let n = get(&[no]).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+                let m = get(&[msg]).unwrap_or_default();
+                (n != 0 || !m.is_empty()).then_some((n, m))
+            };
+            ReplicaChannel {
+                name: get(&["Channel_Name", "Connection_name"]).unwrap_or_default(),
+                source: format!(
+                    "{}:{}",
+                    get(&["Source_Host", "Master_Host"]).unwrap_or_default(),
+                    get(&["Source_Port", "Master_Port"]).unwrap_or_default()
+                ),
+                io_running: get(&["Replica_IO_Running", "Slave_IO_Running"]).unwrap_or_default(),
+                sql_running: get(&["Replica_SQL_Running", "Slave_SQL_Running"]).unwrap_or_default(),
+                lag: get(&["Seconds_Behind_Source", "Seconds_Behind_Master"])
+                    .and_then(|s| s.parse::<f64>().ok()),
+                io_error: err("Last_IO_Errno", "Last_IO_Error"),
+                sql_error: err("Last_SQL_Errno", "Last_SQL_Error"),
+            }
+        })
+        .collect())
+}
+
+/// Base tables of the connection's database (`DATABASE()`, so no name is pasted into SQL).
+async fn table_rows(conn: &mut MySqlConnection) -> Result<Vec<TableRow>, sqlx::Error> {
+    let rows = sqlx::raw_sql(
+        "/* dbwarden */ SELECT TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, DATA_FREE \
+         FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(TableRow {
+            name: text(&row, 0)?.unwrap_or_default(),
+            engine: text(&row, 1)?.unwrap_or_default(),
+            rows: number(&row, 2)?,
+            data: number(&row, 3)?.unwrap_or(0.0),
+            index: number(&row, 4)?.unwrap_or(0.0),
+            free: number(&row, 5)?.unwrap_or(0.0),
+        });
+    }
+    Ok(out)
+}
+
+/// InnoDB tables of the connection's database that live in the system tablespace
+/// (MariaDB: space 0) or a shared tablespace (MySQL 8: System/General). Needs PROCESS.
+async fn shared_tablespace_tables(
+    conn: &mut MySqlConnection,
+    v: ServerVersion,
+    schema: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let sql = if v.is_mariadb() {
+        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_SYS_TABLES \
+         WHERE SPACE = 0 AND NAME LIKE CONCAT(DATABASE(), '/%')"
+    } else if v.at_least(8, 0, 0) {
+        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_TABLES \
+         WHERE SPACE_TYPE IN ('System', 'General') AND NAME LIKE CONCAT(DATABASE(), '/%')"
+    } else {
+        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_SYS_TABLES \
+         WHERE SPACE = 0 AND NAME LIKE CONCAT(DATABASE(), '/%')"
+    };
+    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
+    let prefix = format!("{schema}/");
+    let mut out = Vec::new();
+    for row in rows {
+        if let Some(name) = text(&row, 0)?
+            && let Some(table) = name.strip_prefix(&prefix)
+        {
+            out.push(table.to_string());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_identity_prefers_the_uuid_on_mysql() {
+        assert_eq!(
+            server_identity(
+                Some("3e11fa47-71ca-11e1-9e33-c80aa9429562"),
+                false,
+                "db1",
+                "3306",
+                "1"
+            ),
+            "mysql:3e11fa47-71ca-11e1-9e33-c80aa9429562"
+        );
+        assert_eq!(
+            server_identity(None, true, "db1", "3306", "7"),
+            "mariadb:db1:3306:7"
+        );
+        assert_eq!(
+            server_identity(Some(""), false, "h", "3307", "2"),
+            "mysql:h:3307:2"
+        );
+    }
+}
