@@ -308,6 +308,7 @@ async fn run_job(path: &std::path::Path, name: &str, only: Option<&str>) -> anyh
         engines: engines.clone(),
         store: store.clone(),
         facts: Arc::new(ServerFacts::default()),
+        tracker: Arc::new(jobs::StatusTracker::new(crate::daemon::policy_of(&config))),
     });
     let ctx = Arc::new(Context::new(
         executor,

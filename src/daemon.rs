@@ -12,15 +12,25 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{self, Config, Job, JobKind, Target};
 use crate::health::Status;
-use crate::jobs::{self, Engines, ServerFacts};
+use crate::health::hysteresis::Policy;
+use crate::jobs::{self, Engines, ServerFacts, StatusTracker};
 use crate::scheduler::{Context, Executor, Recorder, Scheduler, SystemClock};
-use crate::store::{Store, agent_name};
+use crate::store::{Record, Store, agent_name};
 
 /// Runs health rounds for the scheduler and stores their results.
 pub struct HealthExecutor {
     pub engines: Arc<Engines>,
     pub store: Store,
     pub facts: Arc<ServerFacts>,
+    pub tracker: Arc<StatusTracker>,
+}
+
+/// The hysteresis policy a config asks for.
+pub fn policy_of(config: &Config) -> Policy {
+    Policy {
+        rounds: config.daemon.confirm_rounds,
+        min_duration: config.daemon.confirm_for,
+    }
 }
 
 impl Executor for HealthExecutor {
@@ -33,6 +43,7 @@ impl Executor for HealthExecutor {
         let engines = self.engines.clone();
         let store = self.store.clone();
         let facts = self.facts.clone();
+        let tracker = self.tracker.clone();
         let target = target.clone();
         let kind = job.kind;
         let run_id = run_id.to_string();
@@ -44,7 +55,39 @@ impl Executor for HealthExecutor {
                         .await
                         .map_err(|e| e.to_string())?;
                     for c in h.checks.iter().filter(|c| c.status != Status::Ok) {
-                        tracing::warn!(check = %c.check, status = c.status.as_str(), "{}", c.message);
+                        tracing::debug!(check = %c.check, status = c.status.as_str(), "{}", c.message);
+                    }
+                    for change in tracker.observe(&h) {
+                        let check = change.check.as_deref().unwrap_or("(target)");
+                        let (from, to) = (change.transition.from, change.transition.to);
+                        if to == Status::Ok {
+                            tracing::info!(
+                                check,
+                                status = to.as_str(),
+                                from = from.as_str(),
+                                "{check}: {from} -> {to}: {}",
+                                change.message
+                            );
+                        } else {
+                            tracing::warn!(
+                                check,
+                                status = to.as_str(),
+                                from = from.as_str(),
+                                "{check}: {from} -> {to}: {}",
+                                change.message
+                            );
+                        }
+                        store
+                            .write(Record::Transition {
+                                ts: h.measured_at,
+                                target: change.target,
+                                check: change.check,
+                                from,
+                                to,
+                                message: change.message,
+                            })
+                            .await
+                            .map_err(|e| e.to_string())?;
                     }
                     Ok(Some(h.status))
                 }
@@ -124,10 +167,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         }
     }
     let engines = Arc::new(Engines::default());
+    let tracker = Arc::new(StatusTracker::new(policy_of(&config)));
     let executor = Arc::new(HealthExecutor {
         engines: engines.clone(),
         store: store.clone(),
         facts: Arc::new(ServerFacts::default()),
+        tracker: tracker.clone(),
     });
     let ctx = Arc::new(Context::new(
         executor,
@@ -178,6 +223,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                         }
                         let new = Arc::new(new);
                         engines.retain(&new);
+                        tracker.set_policy(policy_of(&new));
                         let changes = sched.apply(new.clone());
                         tracing::info!(
                             added = ?changes.added, removed = ?changes.removed, changed = ?changes.changed,

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Target};
 use crate::engine::{Engine, HealthReport};
+use crate::health::hysteresis::{self, Policy, Transition};
 use crate::health::{self, CheckResult, Scope, Status, catalog};
 use crate::store::{Record, Store, StoreError};
 
@@ -128,6 +129,70 @@ impl ServerFacts {
     }
 }
 
+/// Believed statuses per target and per check (hysteresis), across rounds.
+pub struct StatusTracker {
+    policy: Mutex<Policy>,
+    states: Mutex<HashMap<(String, Option<String>), hysteresis::State>>,
+}
+
+/// A believed change of a target's or a check's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BelievedChange {
+    pub target: String,
+    /// `None` for the target's overall status.
+    pub check: Option<String>,
+    pub transition: Transition,
+    pub message: String,
+}
+
+impl StatusTracker {
+    pub fn new(policy: Policy) -> Self {
+        StatusTracker {
+            policy: Mutex::new(policy),
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Applies a reloaded config's hysteresis policy.
+    pub fn set_policy(&self, policy: Policy) {
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// Feeds one round; returns the changes now believed.
+    pub fn observe(&self, h: &TargetHealth) -> Vec<BelievedChange> {
+        let policy = *self.policy.lock().unwrap_or_else(|p| p.into_inner());
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        let mut feed = |check: Option<&CheckResult>, raw: Status, message: String| {
+            let key = (h.target.clone(), check.map(|c| c.check.clone()));
+            if let Some(t) = states
+                .entry(key)
+                .or_default()
+                .observe(raw, h.measured_at, &policy)
+            {
+                out.push(BelievedChange {
+                    target: h.target.clone(),
+                    check: check.map(|c| c.check.clone()),
+                    transition: t,
+                    message,
+                });
+            }
+        };
+        for c in &h.checks {
+            feed(Some(c), c.status, c.message.clone());
+        }
+        let worst = h
+            .checks
+            .iter()
+            .filter(|c| c.status == h.status && c.status != Status::Ok)
+            .map(|c| format!("{}: {}", c.check, c.message))
+            .next()
+            .unwrap_or_else(|| "all checks OK".into());
+        feed(None, h.status, worst);
+        out
+    }
+}
+
 /// One target's health round, judged.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TargetHealth {
@@ -224,6 +289,41 @@ mod tests {
             subject: None,
             scope,
         }
+    }
+
+    fn round(target: &str, statuses: &[(&str, Status)], at: i64) -> TargetHealth {
+        let checks: Vec<CheckResult> = statuses
+            .iter()
+            .map(|(c, s)| result(c, Scope::Database, *s))
+            .collect();
+        TargetHealth {
+            target: target.into(),
+            engine: "sqlite",
+            status: health::target_status(&checks),
+            checks,
+            report: HealthReport::default(),
+            measured_at: DateTime::<Utc>::from_timestamp(at, 0).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn tracker_believes_changes_per_check_and_target() {
+        let t = StatusTracker::new(Policy::default());
+        assert!(
+            t.observe(&round("a", &[("c1", Status::Critical)], 0))
+                .is_empty()
+        );
+        let changes = t.observe(&round("a", &[("c1", Status::Critical)], 30));
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(changes[0].check.as_deref(), Some("c1"));
+        assert_eq!(changes[1].check, None);
+        assert_eq!(changes[1].transition.to, Status::Critical);
+        assert!(changes[1].message.contains("c1"));
+        // Another target is tracked separately.
+        assert!(
+            t.observe(&round("b", &[("c1", Status::Critical)], 30))
+                .is_empty()
+        );
     }
 
     #[test]

@@ -270,7 +270,7 @@ timeout = "10m"
 #[tokio::test]
 async fn a_missing_sqlite_target_is_critical_not_created() {
     let d = Daemon::start(
-        "[[target]]\nname = \"gone\"\nurl = \"sqlite://./nope/missing.db\"\n[[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1h\"\n",
+        "[[target]]\nname = \"gone\"\nurl = \"sqlite://./nope/missing.db\"\n[[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1s\"\n",
     );
     let h = d.history().await;
     wait_for("the health run", || async {
@@ -285,6 +285,16 @@ async fn a_missing_sqlite_target_is_critical_not_created() {
     .unwrap_or_default();
     assert_eq!(status, "CRITICAL");
     assert!(message.contains("file not found"), "{message}");
+    // After two rounds (the default confirm_rounds) the change is believed and recorded.
+    wait_for("a believed transition to CRITICAL", || async {
+        count(
+            &h,
+            "SELECT COUNT(*) FROM health_transitions WHERE target = 'gone' AND check_name IS NULL AND to_status = 'CRITICAL'",
+        )
+        .await
+            == 1
+    })
+    .await;
     assert!(!d.path().join("nope/missing.db").exists());
 }
 

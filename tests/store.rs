@@ -222,7 +222,7 @@ async fn sqlite_store_round_trip() {
     let v = Store::migrate_only(&url, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v, vec![1]);
+    assert_eq!(v, vec![1, 2]);
 }
 
 #[tokio::test]
@@ -237,7 +237,7 @@ async fn postgres_store_round_trip() {
     let v = Store::migrate_only(&url, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v, vec![1]);
+    assert_eq!(v, vec![1, 2]);
     db.drop_db().await;
 }
 

@@ -125,6 +125,17 @@ pub struct DaemonConfig {
     /// missed runs are skipped. `0s` never catches up.
     #[serde(default = "default_catch_up", with = "humantime_serde")]
     pub catch_up: Duration,
+    /// A status change is believed (recorded as a transition, alerted on) only after it
+    /// holds for this many consecutive rounds ...
+    #[serde(default = "default_confirm_rounds")]
+    pub confirm_rounds: u32,
+    /// ... and for at least this long (`0s`: rounds only).
+    #[serde(default, with = "humantime_serde")]
+    pub confirm_for: Duration,
+}
+
+fn default_confirm_rounds() -> u32 {
+    2
 }
 
 fn default_history() -> SecretUrl {
@@ -157,6 +168,8 @@ impl Default for DaemonConfig {
             shutdown_grace: default_grace(),
             max_concurrent_targets: default_max_concurrent(),
             catch_up: default_catch_up(),
+            confirm_rounds: default_confirm_rounds(),
+            confirm_for: Duration::ZERO,
         }
     }
 }

@@ -308,6 +308,12 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
     if d.max_concurrent_targets == 0 {
         c.error("daemon.max_concurrent_targets", "must be at least 1");
     }
+    if d.confirm_rounds == 0 {
+        c.error(
+            "daemon.confirm_rounds",
+            "must be at least 1 (1 believes every change at once)",
+        );
+    }
     if d.shutdown_grace.is_zero() {
         c.error(
             "daemon.shutdown_grace",

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod delta;
+pub mod hysteresis;
 pub mod threshold;
 
 use std::fmt;

@@ -106,6 +106,15 @@ pub enum Record {
         target: String,
         stat: TableStat,
     },
+    /// A believed status change (after hysteresis); `check` is `None` for the target.
+    Transition {
+        ts: DateTime<Utc>,
+        target: String,
+        check: Option<String>,
+        from: Status,
+        to: Status,
+        message: String,
+    },
 }
 
 /// Store errors, with what to do about them.
@@ -401,6 +410,7 @@ pub enum HistoryTable {
     CheckResults,
     MetricSamples,
     TableStats,
+    HealthTransitions,
 }
 
 impl HistoryTable {
@@ -410,6 +420,7 @@ impl HistoryTable {
             HistoryTable::CheckResults => "check_results",
             HistoryTable::MetricSamples => "metric_samples",
             HistoryTable::TableStats => "table_stats",
+            HistoryTable::HealthTransitions => "health_transitions",
         }
     }
 }

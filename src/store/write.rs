@@ -81,6 +81,7 @@ async fn commit(pool: &Pool, batch: &[Record]) -> Result<(), sqlx::Error> {
     let mut checks = Vec::new();
     let mut metrics = Vec::new();
     let mut tables = Vec::new();
+    let mut transitions = Vec::new();
     for r in batch {
         match r {
             Record::Run(x) => runs.push(x),
@@ -88,6 +89,7 @@ async fn commit(pool: &Pool, batch: &[Record]) -> Result<(), sqlx::Error> {
             Record::Check { .. } => checks.push(r),
             Record::Metric { .. } => metrics.push(r),
             Record::Table { .. } => tables.push(r),
+            Record::Transition { .. } => transitions.push(r),
         }
     }
     // The same statements for both dialects: QueryBuilder renders `?` or `$n` itself.
@@ -167,6 +169,22 @@ async fn commit(pool: &Pool, batch: &[Record]) -> Result<(), sqlx::Error> {
                             .push_bind(stat.idx_scans)
                             .push_bind(stat.last_vacuum)
                             .push_bind(stat.last_analyze);
+                    }
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in transitions.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO health_transitions (ts, target, check_name, from_status, to_status, message) ",
+                );
+                q.push_values(chunk, |mut b, r| {
+                    if let Record::Transition { ts, target, check, from, to, message } = r {
+                        b.push_bind(ms(*ts))
+                            .push_bind(target.clone())
+                            .push_bind(check.clone())
+                            .push_bind(from.as_str())
+                            .push_bind(to.as_str())
+                            .push_bind(message.clone());
                     }
                 });
                 q.build().execute(&mut *tx).await?;

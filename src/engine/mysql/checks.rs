@@ -196,7 +196,7 @@ fn error_text(e: &Option<(i64, String)>) -> String {
     match e {
         Some((no, msg)) if *no != 0 || !msg.is_empty() => format!(
             " (error {no}: {})",
-            super::redact::shorten(&super::redact::redact_literals(msg), 100)
+            super::redact::shorten(&super::redact::message_prefix(msg), 100)
         ),
         _ => String::new(),
     }

@@ -316,10 +316,16 @@ impl Connector {
             sqlx::Error::Database(_) => {
                 let msg = error_message(e);
                 match error_number(e) {
-                    Some(1045) => format!(
-                        "access denied for user '{}' at {place}: {msg} (check the password, password_file/password_env, and the account's allowed hosts)",
-                        self.user
-                    ),
+                    Some(1045) => {
+                        let using = msg
+                            .find("(using password")
+                            .map(|i| format!(" {}", &msg[i..]))
+                            .unwrap_or_default();
+                        format!(
+                            "access denied for user '{}' at {place}{using} — check the password (password_file / password_env) and the hosts the account may connect from",
+                            self.user
+                        )
+                    }
                     Some(1044) => format!("access denied to the database at {place}: {msg}"),
                     Some(1049) => format!(
                         "{msg} at {place} (dbwarden never creates a watched database; fix the URL)"

@@ -1,0 +1,613 @@
+//! The MySQL/MariaDB engine against a real server. Set DBWARDEN_TEST_MYSQL_URL (e.g.
+//! `mysql://root@127.0.0.1:3306/test`, an account allowed to create databases and users);
+//! without it these tests print "skipping" and pass, unless DBWARDEN_REQUIRE_SERVICES=1.
+//! Each test works in its own database `dbw_t_<random>`, dropped afterwards.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use dbwarden::config::Target;
+use dbwarden::engine::{Engine, HealthReport};
+use dbwarden::health::{CheckResult, Measurement, Observation, Outcome, Status, catalog, evaluate};
+use sqlx::mysql::MySqlConnection;
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+const CHECKS: &[&str] = &[
+    "connectivity",
+    "mysql_connections",
+    "mysql_long_query",
+    "mysql_replica_lag",
+    "mysql_replica_threads",
+    "mysql_buffer_pool_hit",
+    "mysql_deadlocks",
+    "mysql_slow_queries",
+    "mysql_history_list",
+    "mysql_fragmentation",
+];
+
+fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+fn base_url() -> Option<String> {
+    match std::env::var("DBWARDEN_TEST_MYSQL_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("DBWARDEN_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("DBWARDEN_TEST_MYSQL_URL not set but DBWARDEN_REQUIRE_SERVICES=1");
+            }
+            println!("skipping: DBWARDEN_TEST_MYSQL_URL not set");
+            None
+        }
+    }
+}
+
+/// `base` with its database replaced by `db` (empty: no database).
+fn url_with_db(base: &str, db: &str) -> String {
+    let mut u = ok(url::Url::parse(base), "DBWARDEN_TEST_MYSQL_URL");
+    u.set_path(db);
+    u.to_string()
+}
+
+#[derive(Clone)]
+struct TestDb {
+    base: String,
+    name: String,
+    dir: PathBuf,
+}
+
+impl TestDb {
+    fn url(&self) -> String {
+        url_with_db(&self.base, &self.name)
+    }
+
+    fn user(&self) -> String {
+        ok(url::Url::parse(&self.base), "url")
+            .username()
+            .to_string()
+    }
+
+    async fn conn(&self) -> MySqlConnection {
+        ok(
+            MySqlConnection::connect(&self.url()).await,
+            "connect to the test database",
+        )
+    }
+
+    /// A target named "m" for this database, with extra TOML lines in its [[target]].
+    fn target(&self, extra: &str) -> Target {
+        self.target_for(&self.url(), extra)
+    }
+
+    fn target_for(&self, url: &str, extra: &str) -> Target {
+        let path = self
+            .dir
+            .join(format!("dbwarden-{}.toml", rand::random::<u32>()));
+        let toml = format!("[[target]]\nname = \"m\"\nurl = \"{url}\"\n{extra}\n");
+        ok(std::fs::write(&path, toml), "write config");
+        let config = match dbwarden::config::load(&path) {
+            Ok(c) => c,
+            Err(e) => panic!("config: {e}"),
+        };
+        match config.targets.into_iter().next() {
+            Some(t) => t,
+            None => panic!("no target in the config"),
+        }
+    }
+}
+
+async fn exec(conn: &mut MySqlConnection, sql: impl Into<String>) {
+    let sql = sql.into();
+    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+        .execute(&mut *conn)
+        .await
+    {
+        panic!("{sql}: {e}");
+    }
+}
+
+async fn scalar(conn: &mut MySqlConnection, sql: &str) -> String {
+    let row = ok(
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut *conn)
+            .await,
+        sql,
+    );
+    let v: Option<Vec<u8>> = ok(row.try_get_unchecked(0), sql);
+    String::from_utf8_lossy(&v.unwrap_or_default()).into_owned()
+}
+
+/// Runs `body` with a fresh database (and drops it, and the test's user, afterwards, also
+/// when the body panics).
+async fn with_db<F, Fut>(body: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(base) = base_url() else {
+        return;
+    };
+    let name = format!("dbw_t_{:08x}", rand::random::<u32>());
+    let dir = ok(tempfile::tempdir(), "tempdir");
+    let mut admin = ok(
+        MySqlConnection::connect(&base).await,
+        "connect to DBWARDEN_TEST_MYSQL_URL",
+    );
+    exec(&mut admin, format!("CREATE DATABASE `{name}`")).await;
+    let db = TestDb {
+        base,
+        name: name.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let outcome = tokio::spawn(body(db)).await;
+    exec(&mut admin, format!("DROP DATABASE IF EXISTS `{name}`")).await;
+    exec(&mut admin, format!("DROP USER IF EXISTS '{name}'@'%'")).await;
+    let _ = admin.close().await;
+    if let Err(e) = outcome
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn round(target: &Target) -> (HealthReport, Vec<CheckResult>) {
+    let engine = ok(Engine::open(target), "open engine");
+    let report = engine.health().await;
+    let results = judge(target, &report);
+    engine.close(Duration::from_secs(2)).await;
+    (report, results)
+}
+
+fn judge(target: &Target, report: &HealthReport) -> Vec<CheckResult> {
+    report
+        .measurements
+        .iter()
+        .map(|m| match catalog::spec(m.check) {
+            Some(spec) => evaluate(m, spec, &target.thresholds_for(spec)),
+            None => panic!("check {} is not in the catalogue", m.check),
+        })
+        .collect()
+}
+
+fn result<'a>(results: &'a [CheckResult], check: &str) -> &'a CheckResult {
+    match results.iter().find(|r| r.check == check) {
+        Some(r) => r,
+        None => panic!("no result for {check} in {results:#?}"),
+    }
+}
+
+fn measurement<'a>(report: &'a HealthReport, check: &str) -> &'a Measurement {
+    match report.measurements.iter().find(|m| m.check == check) {
+        Some(m) => m,
+        None => panic!("no measurement for {check}"),
+    }
+}
+
+fn observations(m: &Measurement) -> &[Observation] {
+    match &m.outcome {
+        Outcome::Values(v) => v,
+        other => panic!("{}: expected values, got {other:?}", m.check),
+    }
+}
+
+#[tokio::test]
+async fn healthy_database_is_ok_on_the_first_round() {
+    with_db(|db| async move {
+        let mut c = db.conn().await;
+        exec(
+            &mut c,
+            "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(100))",
+        )
+        .await;
+        exec(
+            &mut c,
+            "INSERT INTO orders VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+        )
+        .await;
+        let target = db.target("");
+        let (report, results) = round(&target).await;
+        for check in CHECKS {
+            let r = result(&results, check);
+            assert_eq!(r.status, Status::Ok, "{check}: {}", r.message);
+        }
+        assert_eq!(results.len(), CHECKS.len(), "{results:#?}");
+        for delta in [
+            "mysql_buffer_pool_hit",
+            "mysql_deadlocks",
+            "mysql_slow_queries",
+        ] {
+            let r = result(&results, delta);
+            assert!(
+                r.message.contains("baseline pending"),
+                "{delta}: {}",
+                r.message
+            );
+        }
+        assert!(result(&results, "connectivity").value.is_some());
+        let server = match &report.server_id {
+            Some(s) => s.clone(),
+            None => panic!("no server id"),
+        };
+        assert!(
+            server.starts_with("mariadb:") || server.starts_with("mysql:"),
+            "{server}"
+        );
+        let conns = result(&results, "mysql_connections");
+        assert_eq!(conns.scope, dbwarden::health::Scope::Server(server.clone()));
+        assert_eq!(
+            result(&results, "mysql_fragmentation").scope,
+            dbwarden::health::Scope::Database
+        );
+        let stat = report
+            .table_stats
+            .iter()
+            .find(|t| t.table == format!("{}.orders", db.name));
+        match stat {
+            Some(s) => assert!(s.size_bytes.is_some_and(|b| b > 0.0), "{s:?}"),
+            None => panic!("no table stats for orders: {:?}", report.table_stats),
+        }
+
+        // A second target on the same server (here: no database at all) is recognized as
+        // the same server, so server-wide checks can be shared.
+        let other = db.target_for(&url_with_db(&db.base, ""), "");
+        let (report2, results2) = round(&other).await;
+        assert_eq!(report2.server_id.as_deref(), Some(server.as_str()));
+        let frag = result(&results2, "mysql_fragmentation");
+        assert_eq!(frag.status, Status::Ok);
+        assert!(frag.message.contains("no database"), "{}", frag.message);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn long_query_warns_naming_connection_and_user() {
+    with_db(|db| async move {
+        let mut sleeper = db.conn().await;
+        let id = scalar(&mut sleeper, "SELECT CONNECTION_ID()").await;
+        let running = tokio::spawn(async move {
+            let r = sqlx::raw_sql("SELECT SLEEP(5), 'secret-literal-4711'")
+                .fetch_one(&mut sleeper)
+                .await;
+            (sleeper, r.is_ok())
+        });
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let target =
+            db.target(r#"thresholds = { mysql_long_query = { warning = "1s", critical = "1h" } }"#);
+        let (report, results) = round(&target).await;
+        let r = result(&results, "mysql_long_query");
+        assert_eq!(r.status, Status::Warning, "{}", r.message);
+        let obs = observations(measurement(&report, "mysql_long_query"));
+        let mine = match obs
+            .iter()
+            .find(|o| o.subject.as_deref() == Some(&format!("connection {id}")))
+        {
+            Some(o) => o,
+            None => panic!("connection {id} not listed: {obs:?}"),
+        };
+        assert!(mine.value >= 1.0 && mine.value < 60.0, "{mine:?}");
+        let detail = mine.detail.clone().unwrap_or_default();
+        assert!(detail.contains(&format!("user {}@", db.user())), "{detail}");
+        assert!(detail.contains("SELECT SLEEP(?), ?"), "{detail}");
+        assert!(!detail.contains("secret-literal"), "{detail}");
+        assert!(!r.message.contains("secret-literal"), "{}", r.message);
+        let (_c, finished) = ok(running.await, "sleeper");
+        assert!(finished);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_over_a_low_threshold_warn() {
+    with_db(|db| async move {
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            held.push(db.conn().await);
+        }
+        let target = db
+            .target(r#"thresholds = { mysql_connections = { warning = "1%", critical = "99%" } }"#);
+        let (_report, results) = round(&target).await;
+        let r = result(&results, "mysql_connections");
+        assert_eq!(r.status, Status::Warning, "{}", r.message);
+        assert!(
+            r.message.contains("of max_connections in use"),
+            "{}",
+            r.message
+        );
+        assert!(r.value.is_some_and(|v| v > 0.0));
+        drop(held);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fragmented_table_is_reported() {
+    with_db(|db| async move {
+        let mut c = db.conn().await;
+        exec(
+            &mut c,
+            "CREATE TABLE churn (id INT AUTO_INCREMENT PRIMARY KEY, pad VARCHAR(1000)) ENGINE=InnoDB",
+        )
+        .await;
+        exec(&mut c, "INSERT INTO churn (pad) VALUES (REPEAT('x', 900))").await;
+        for _ in 0..15 {
+            exec(&mut c, "INSERT INTO churn (pad) SELECT pad FROM churn").await;
+        }
+        exec(&mut c, "DELETE FROM churn WHERE id > 3000").await;
+        // The space is freed once purge has removed the deleted rows.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            exec(&mut c, "ANALYZE TABLE churn").await;
+            let free: f64 = scalar(
+                &mut c,
+                "SELECT DATA_FREE / (DATA_LENGTH + INDEX_LENGTH + DATA_FREE) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'churn'",
+            )
+            .await
+            .parse()
+            .unwrap_or(0.0);
+            if free > 0.5 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "purge did not free the deleted rows' space ({free})");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let target = db.target(r#"thresholds = { mysql_fragmentation = { min_size = "1MB" } }"#);
+        let (_report, results) = round(&target).await;
+        let r = result(&results, "mysql_fragmentation");
+        assert_eq!(r.status, Status::Critical, "{}", r.message);
+        assert_eq!(r.subject.as_deref(), Some(format!("table {}.churn", db.name).as_str()));
+        assert!(r.message.contains("OPTIMIZE TABLE"), "{}", r.message);
+
+        // With the default 100 MB floor the same table is too small to judge.
+        let (_report, results) = round(&db.target("")).await;
+        let r = result(&results, "mysql_fragmentation");
+        assert_eq!(r.status, Status::Ok, "{}", r.message);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deadlock_shows_on_the_next_round() {
+    with_db(|db| async move {
+        let mut c1 = db.conn().await;
+        let mut c2 = db.conn().await;
+        exec(
+            &mut c1,
+            "CREATE TABLE acct (id INT PRIMARY KEY, v INT) ENGINE=InnoDB",
+        )
+        .await;
+        exec(&mut c1, "INSERT INTO acct VALUES (1, 0), (2, 0)").await;
+        let target = db.target("");
+        let engine = ok(Engine::open(&target), "open");
+        let first_report = engine.health().await;
+        assert_eq!(first_report.table_stats.len(), 1);
+        let first = judge(&target, &first_report);
+        assert!(
+            result(&first, "mysql_deadlocks")
+                .message
+                .contains("baseline pending")
+        );
+
+        exec(&mut c1, "BEGIN").await;
+        exec(&mut c1, "UPDATE acct SET v = v + 1 WHERE id = 1").await;
+        exec(&mut c2, "BEGIN").await;
+        exec(&mut c2, "UPDATE acct SET v = v + 1 WHERE id = 2").await;
+        let blocked = tokio::spawn(async move {
+            let r = sqlx::raw_sql("UPDATE acct SET v = v + 1 WHERE id = 2")
+                .execute(&mut c1)
+                .await;
+            (c1, r.err().map(|e| e.to_string()))
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = sqlx::raw_sql("UPDATE acct SET v = v + 1 WHERE id = 1")
+            .execute(&mut c2)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        let (mut c1, first_err) = ok(blocked.await, "blocked update");
+        let errors: Vec<String> = [first_err, second].into_iter().flatten().collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("1213") || e.contains("Deadlock")),
+            "{errors:?}"
+        );
+        exec(&mut c1, "ROLLBACK").await;
+        exec(&mut c2, "ROLLBACK").await;
+
+        let report = engine.health().await;
+        let results = judge(&target, &report);
+        // information_schema.TABLES is read at most every 5 minutes: the second round
+        // reuses the first round's fragmentation result and reports no table stats.
+        assert!(report.table_stats.is_empty(), "{:?}", report.table_stats);
+        let frag = observations(measurement(&report, "mysql_fragmentation"));
+        assert_eq!(frag.len(), 1, "{frag:?}");
+        assert!(
+            frag[0]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("measured")),
+            "{frag:?}"
+        );
+        let r = result(&results, "mysql_deadlocks");
+        assert_eq!(r.status, Status::Warning, "{}", r.message);
+        assert!(r.value.is_some_and(|v| v >= 1.0), "{r:?}");
+        assert!(r.message.contains("in the last"), "{}", r.message);
+        engine.close(Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn slow_queries_show_as_a_delta() {
+    with_db(|db| async move {
+        let target = db
+            .target(r#"thresholds = { mysql_slow_queries = { warning = 3, critical = 1000000 } }"#);
+        let engine = ok(Engine::open(&target), "open");
+        let first = judge(&target, &engine.health().await);
+        assert!(
+            result(&first, "mysql_slow_queries")
+                .message
+                .contains("baseline pending")
+        );
+        let mut c = db.conn().await;
+        exec(&mut c, "SET SESSION long_query_time = 0").await;
+        for _ in 0..4 {
+            scalar(&mut c, "SELECT 1").await;
+        }
+        let results = judge(&target, &engine.health().await);
+        let r = result(&results, "mysql_slow_queries");
+        assert_eq!(r.status, Status::Warning, "{}", r.message);
+        assert!(r.value.is_some_and(|v| v >= 4.0), "{r:?}");
+        engine.close(Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn history_list_grows_behind_an_old_snapshot() {
+    with_db(|db| async move {
+        let mut reader = db.conn().await;
+        let mut writer = db.conn().await;
+        exec(
+            &mut writer,
+            "CREATE TABLE h (id INT PRIMARY KEY, v INT) ENGINE=InnoDB",
+        )
+        .await;
+        exec(&mut writer, "INSERT INTO h VALUES (1, 0)").await;
+        let reader_id = scalar(&mut reader, "SELECT CONNECTION_ID()").await;
+        exec(&mut reader, "START TRANSACTION WITH CONSISTENT SNAPSHOT").await;
+        scalar(&mut reader, "SELECT COUNT(*) FROM h").await;
+        for _ in 0..300 {
+            exec(&mut writer, "UPDATE h SET v = v + 1 WHERE id = 1").await;
+        }
+        let target = db.target(
+            r#"thresholds = { mysql_history_list = { warning = 200, critical = 100000000 } }"#,
+        );
+        let (_report, results) = round(&target).await;
+        exec(&mut reader, "COMMIT").await;
+        let r = result(&results, "mysql_history_list");
+        assert_eq!(r.status, Status::Warning, "{}", r.message);
+        assert!(r.value.is_some_and(|v| v >= 300.0), "{r:?}");
+        assert!(
+            r.message.contains("oldest transaction: connection"),
+            "{}",
+            r.message
+        );
+        // Another test's transaction may be older; ours is usually the one named.
+        if !r.message.contains(&format!("connection {reader_id},")) {
+            println!(
+                "note: an older transaction than the test's was named: {}",
+                r.message
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn missing_privilege_is_unknown_with_the_grant() {
+    with_db(|db| async move {
+        let mut admin = db.conn().await;
+        let user = db.name.clone();
+        exec(
+            &mut admin,
+            format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'"),
+        )
+        .await;
+        exec(
+            &mut admin,
+            format!("GRANT SELECT ON `{user}`.* TO '{user}'@'%'"),
+        )
+        .await;
+        let pw = db.dir.join("mysql.password");
+        ok(std::fs::write(&pw, format!("pw-{user}\n")), "password file");
+        let mut u = ok(url::Url::parse(&db.url()), "url");
+        let _ = u.set_username(&user);
+        let _ = u.set_password(None);
+        let target = db.target_for(u.as_str(), &format!("password_file = \"{}\"", pw.display()));
+        let (_report, results) = round(&target).await;
+        assert_eq!(result(&results, "connectivity").status, Status::Ok);
+        assert_eq!(result(&results, "mysql_connections").status, Status::Ok);
+        let lq = result(&results, "mysql_long_query");
+        assert_eq!(lq.status, Status::Unknown, "{}", lq.message);
+        assert!(
+            lq.message
+                .contains(&format!("GRANT PROCESS ON *.* TO '{user}'@'%'")),
+            "{}",
+            lq.message
+        );
+        for check in ["mysql_replica_lag", "mysql_replica_threads"] {
+            let r = result(&results, check);
+            assert_eq!(r.status, Status::Unknown, "{check}: {}", r.message);
+            assert!(r.message.contains("fix: GRANT "), "{check}: {}", r.message);
+            assert!(
+                r.message.contains(&format!("ON *.* TO '{user}'@'%'")),
+                "{check}: {}",
+                r.message
+            );
+        }
+
+        // The wrong password: CRITICAL, says so, and never shows it.
+        ok(std::fs::write(&pw, "not-the-password\n"), "password file");
+        let started = Instant::now();
+        let (_report, results) = round(&target).await;
+        let c = result(&results, "connectivity");
+        assert_eq!(c.status, Status::Critical, "{}", c.message);
+        assert!(
+            c.message.contains("access denied for user"),
+            "{}",
+            c.message
+        );
+        assert!(!c.message.contains("not-the-password"), "{}", c.message);
+        assert!(started.elapsed() < Duration::from_secs(4));
+    })
+    .await;
+}
+
+/// Needs no server: nothing listens on port 1.
+#[tokio::test]
+async fn down_target_is_critical_within_the_connect_timeout() {
+    let dir = ok(tempfile::tempdir(), "tempdir");
+    let db = TestDb {
+        base: "mysql://root@127.0.0.1:1/x".into(),
+        name: "x".into(),
+        dir: dir.path().to_path_buf(),
+    };
+    let target = db.target(r#"pool = { connect_timeout = "1s" }"#);
+    let started = Instant::now();
+    let (report, results) = round(&target).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    let c = result(&results, "connectivity");
+    assert_eq!(c.status, Status::Critical);
+    assert!(
+        c.message.contains("connection refused at 127.0.0.1:1"),
+        "{}",
+        c.message
+    );
+    for check in &CHECKS[1..] {
+        assert_eq!(result(&results, check).status, Status::Unknown, "{check}");
+    }
+    assert!(report.server_id.is_none());
+}
+
+#[tokio::test]
+async fn cancel_when_idle_is_harmless() {
+    with_db(|db| async move {
+        let target = db.target("");
+        let engine = ok(Engine::open(&target), "open");
+        engine.cancel_running().await;
+        let results = judge(&target, &engine.health().await);
+        assert_eq!(result(&results, "connectivity").status, Status::Ok);
+        engine.cancel_running().await;
+        let results = judge(&target, &engine.health().await);
+        assert_eq!(result(&results, "connectivity").status, Status::Ok);
+        engine.close(Duration::from_secs(2)).await;
+    })
+    .await;
+}

@@ -1,0 +1,943 @@
+//! The PostgreSQL engine against a real server. Each test creates its own database (and
+//! roles) and drops them afterwards, provokes one condition for real and checks that the
+//! right check turns WARNING/CRITICAL with the offender named.
+//!
+//! Needs `DBWARDEN_TEST_PG_URL` (a superuser, e.g. postgres://postgres@127.0.0.1:5432/test);
+//! without it every test prints "skipping" and passes, unless DBWARDEN_REQUIRE_SERVICES=1.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dbwarden::config::Target;
+use dbwarden::engine::HealthReport;
+use dbwarden::engine::postgres::PostgresEngine;
+use dbwarden::health::{CheckResult, Status, catalog, evaluate};
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, Executor};
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+fn base_url() -> Option<url::Url> {
+    match std::env::var("DBWARDEN_TEST_PG_URL") {
+        Ok(u) if !u.trim().is_empty() => match url::Url::parse(u.trim()) {
+            Ok(u) => Some(u),
+            Err(e) => panic!("DBWARDEN_TEST_PG_URL is not a URL: {e}"),
+        },
+        _ => {
+            if std::env::var("DBWARDEN_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("DBWARDEN_TEST_PG_URL not set, but DBWARDEN_REQUIRE_SERVICES=1");
+            }
+            eprintln!("skipping: DBWARDEN_TEST_PG_URL not set");
+            None
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{:08x}", rand::random::<u32>())
+}
+
+async fn connect(url: &str) -> PgConnection {
+    match PgConnection::connect(url).await {
+        Ok(c) => c,
+        Err(e) => panic!("cannot connect to the test server: {e}"),
+    }
+}
+
+async fn exec(conn: &mut PgConnection, sql: &str) {
+    if let Err(e) = conn.execute(AssertSqlSafe(sql.to_string())).await {
+        panic!("{sql}: {e}");
+    }
+}
+
+async fn scalar_i32(conn: &mut PgConnection, sql: &str) -> i32 {
+    match sqlx::query_scalar::<_, i32>(AssertSqlSafe(sql.to_string()))
+        .fetch_one(conn)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+/// A database (and roles) of one test, dropped when the value goes out of scope, even
+/// when the test panics.
+struct TestDb {
+    base: url::Url,
+    name: String,
+    roles: Mutex<Vec<String>>,
+}
+
+impl TestDb {
+    async fn create(base: &url::Url) -> TestDb {
+        let name = unique("dbw_t");
+        let mut admin = connect(base.as_str()).await;
+        exec(&mut admin, &format!("CREATE DATABASE {name}")).await;
+        let _ = admin.close().await;
+        TestDb {
+            base: base.clone(),
+            name,
+            roles: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The test database's URL, as `user` (default: the base URL's user).
+    fn url_as(&self, user: Option<&str>) -> String {
+        let mut u = self.base.clone();
+        u.set_path(&format!("/{}", self.name));
+        if let Some(user) = user {
+            let _ = u.set_username(user);
+            let _ = u.set_password(None);
+        }
+        u.to_string()
+    }
+
+    fn url(&self) -> String {
+        self.url_as(None)
+    }
+
+    async fn conn(&self) -> PgConnection {
+        connect(&self.url()).await
+    }
+
+    async fn conn_as(&self, user: &str) -> PgConnection {
+        connect(&self.url_as(Some(user))).await
+    }
+
+    /// A login role (no password: the test server trusts local connections).
+    async fn role(&self, extra: &str) -> String {
+        let role = unique("dbw_t_role");
+        let mut c = self.conn().await;
+        exec(&mut c, &format!("CREATE ROLE {role} LOGIN {extra}")).await;
+        if let Ok(mut roles) = self.roles.lock() {
+            roles.push(role.clone());
+        }
+        role
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let base = self.base.to_string();
+        let name = self.name.clone();
+        let roles = self.roles.lock().map(|r| r.clone()).unwrap_or_default();
+        // Async drop does not exist: clean up on a thread with its own runtime.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(mut c) = PgConnection::connect(&base).await else {
+                    return;
+                };
+                let _ = c
+                    .execute(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .await;
+                for r in roles {
+                    let _ = c
+                        .execute(AssertSqlSafe(format!("DROP ROLE IF EXISTS {r}")))
+                        .await;
+                }
+                let _ = c.close().await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A target for `url`, built the way the daemon builds it: a TOML file through
+/// `dbwarden::config::load`. `extra` is appended inside the `[[target]]` table.
+fn target(url: &str, extra: &str) -> (tempfile::TempDir, Target) {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let path = dir.path().join("dbwarden.toml");
+    let body = format!(
+        r#"[daemon]
+history = "sqlite://{}/history.db"
+
+[[target]]
+name = "pg"
+url = "{url}"
+pool = {{ max_connections = 2, connect_timeout = "2s", acquire_timeout = "2s" }}
+{extra}
+
+[[job]]
+name = "health"
+kind = "health"
+schedule = "@every 30s"
+"#,
+        dir.path().display()
+    );
+    if let Err(e) = std::fs::write(&path, body) {
+        panic!("write config: {e}");
+    }
+    let config = match dbwarden::config::load(&path) {
+        Ok(c) => c,
+        Err(e) => panic!("config: {e}"),
+    };
+    let Some(t) = config.target("pg").cloned() else {
+        panic!("target pg missing")
+    };
+    (dir, t)
+}
+
+fn engine(t: &Target) -> PostgresEngine {
+    match PostgresEngine::open(t) {
+        Ok(e) => e,
+        Err(e) => panic!("open: {e}"),
+    }
+}
+
+/// The results of a round, judged with the target's thresholds (as the daemon does).
+fn judge(t: &Target, report: &HealthReport) -> Vec<CheckResult> {
+    report
+        .measurements
+        .iter()
+        .map(|m| {
+            let Some(spec) = catalog::spec(m.check) else {
+                panic!("check {} is not in the catalogue", m.check)
+            };
+            evaluate(m, spec, &t.thresholds_for(spec))
+        })
+        .collect()
+}
+
+fn find<'a>(results: &'a [CheckResult], check: &str) -> &'a CheckResult {
+    match results.iter().find(|r| r.check == check) {
+        Some(r) => r,
+        None => panic!("no result for {check}: {}", show(results)),
+    }
+}
+
+fn show(results: &[CheckResult]) -> String {
+    results
+        .iter()
+        .map(|r| format!("  {} {}: {}", r.status, r.check, r.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs rounds until `check` is no longer OK (statistics reach the views with a delay of up
+/// to a second), at most ~10 s.
+async fn until_not_ok(e: &PostgresEngine, t: &Target, check: &str) -> Vec<CheckResult> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let results = judge(t, &e.health().await);
+        if find(&results, check).status != Status::Ok || Instant::now() > deadline {
+            return results;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn healthy_database_is_ok_from_the_first_round() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut c = db.conn().await;
+    exec(
+        &mut c,
+        "CREATE TABLE small (id int PRIMARY KEY, v text);
+         INSERT INTO small SELECT g, 'x' || g FROM generate_series(1, 500) g;
+         ANALYZE small;",
+    )
+    .await;
+    let _ = c.close().await;
+
+    let (_dir, t) = target(&db.url(), "");
+    let e = engine(&t);
+    let report = e.health().await;
+    let results = judge(&t, &report);
+    eprintln!("first round:\n{}", show(&results));
+    assert_eq!(report.measurements[0].check, "connectivity");
+    let not_ok: Vec<&CheckResult> = results.iter().filter(|r| r.status != Status::Ok).collect();
+    assert!(
+        not_ok.is_empty(),
+        "not OK on a healthy database:\n{}",
+        show(&results)
+    );
+    for delta in ["cache_hit", "deadlocks", "temp_files"] {
+        assert!(
+            find(&results, delta).message.contains("baseline pending"),
+            "{}",
+            show(&results)
+        );
+    }
+    // Every PostgreSQL check answered, exactly once.
+    for name in dbwarden::engine::postgres::NAMES {
+        assert_eq!(
+            results.iter().filter(|r| r.check == *name).count(),
+            1,
+            "{name}"
+        );
+    }
+    let Some(server_id) = &report.server_id else {
+        panic!("no server id")
+    };
+    assert!(
+        server_id.parse::<u64>().is_ok(),
+        "system identifier: {server_id}"
+    );
+    assert!(
+        matches!(&find(&results, "connections").scope, dbwarden::health::Scope::Server(id) if id == server_id)
+    );
+    assert_eq!(
+        find(&results, "dead_tuples").scope,
+        dbwarden::health::Scope::Database
+    );
+    let Some(small) = report
+        .table_stats
+        .iter()
+        .find(|s| s.table == "public.small")
+    else {
+        panic!("no table stats for public.small: {:?}", report.table_stats)
+    };
+    assert_eq!(small.rows, Some(500.0));
+    assert!(small.size_bytes.is_some_and(|s| s > 0.0));
+    assert!(small.last_analyze.is_some());
+    assert_eq!(small.inserts_delta, None);
+
+    // Second round: deltas exist now, still OK; table deltas start.
+    let report = e.health().await;
+    let results = judge(&t, &report);
+    assert!(
+        results.iter().all(|r| r.status == Status::Ok),
+        "{}",
+        show(&results)
+    );
+    assert!(
+        !find(&results, "deadlocks")
+            .message
+            .contains("baseline pending")
+    );
+    let Some(small) = report
+        .table_stats
+        .iter()
+        .find(|s| s.table == "public.small")
+    else {
+        panic!("no table stats")
+    };
+    assert_eq!(small.inserts_delta, Some(0.0));
+    // The engine's connections are known (cancel_running) and stay within the pool.
+    let pids = e.backend_pids().await;
+    assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
+    e.close().await;
+}
+
+#[tokio::test]
+async fn dead_tuples_name_the_table() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut c = db.conn().await;
+    exec(
+        &mut c,
+        "CREATE TABLE orders (id int PRIMARY KEY, v int) WITH (autovacuum_enabled = false);
+         INSERT INTO orders SELECT g, 0 FROM generate_series(1, 20000) g;
+         UPDATE orders SET v = 1;",
+    )
+    .await;
+    // A backend flushes its statistics when it exits.
+    let _ = c.close().await;
+
+    let (_dir, t) = target(&db.url(), "");
+    let e = engine(&t);
+    let results = until_not_ok(&e, &t, "dead_tuples").await;
+    let r = find(&results, "dead_tuples");
+    assert_eq!(r.status, Status::Critical, "{}", show(&results));
+    assert!(
+        r.message
+            .starts_with("table public.orders: 50% dead tuples (20000 dead of 40000 rows"),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains("autovacuum disabled on this table"),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains("(warning ≥ 20%, critical ≥ 40%)"),
+        "{}",
+        r.message
+    );
+    assert_eq!(r.subject.as_deref(), Some("table public.orders"));
+    e.close().await;
+}
+
+#[tokio::test]
+async fn idle_transaction_is_named_with_pid_and_query() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut idle = db.conn().await;
+    exec(
+        &mut idle,
+        "CREATE TABLE t (id int PRIMARY KEY, secret text)",
+    )
+    .await;
+    let pid = scalar_i32(&mut idle, "SELECT pg_backend_pid()").await;
+    exec(&mut idle, "BEGIN").await;
+    exec(&mut idle, "INSERT INTO t VALUES (1, 'hunter2')").await;
+
+    let (_dir, t) = target(
+        &db.url(),
+        r#"thresholds = { idle_in_transaction = { warning = "1s", critical = "1h" } }"#,
+    );
+    let e = engine(&t);
+    let results = until_not_ok(&e, &t, "idle_in_transaction").await;
+    let r = find(&results, "idle_in_transaction");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message.starts_with(&format!("pid {pid}: ")),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains("idle in transaction (user "),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message
+            .contains("last query: INSERT INTO t VALUES (?, ?)"),
+        "{}",
+        r.message
+    );
+    assert!(!r.message.contains("hunter2"), "{}", r.message);
+    exec(&mut idle, "ROLLBACK").await;
+    e.close().await;
+}
+
+#[tokio::test]
+async fn blocked_session_names_the_blocker() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut holder = db.conn().await;
+    exec(
+        &mut holder,
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0);",
+    )
+    .await;
+    let holder_pid = scalar_i32(&mut holder, "SELECT pg_backend_pid()").await;
+    exec(&mut holder, "BEGIN").await;
+    exec(&mut holder, "UPDATE t SET v = 1 WHERE id = 1").await;
+
+    let mut waiter = db.conn().await;
+    let waiter_pid = scalar_i32(&mut waiter, "SELECT pg_backend_pid()").await;
+    let blocked = tokio::spawn(async move {
+        let r = waiter.execute("UPDATE t SET v = 2 WHERE id = 1").await;
+        (waiter, r.map(|_| ()))
+    });
+
+    let (_dir, t) = target(
+        &db.url(),
+        r#"thresholds = { blocked_sessions = { warning = "1s", critical = "1h" } }"#,
+    );
+    let e = engine(&t);
+    let results = until_not_ok(&e, &t, "blocked_sessions").await;
+    let r = find(&results, "blocked_sessions");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message.starts_with(&format!("pid {waiter_pid}: ")),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains(&format!("blocked by pid {holder_pid}")),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message
+            .contains("waiting: UPDATE t SET v = ? WHERE id = ?"),
+        "{}",
+        r.message
+    );
+
+    exec(&mut holder, "ROLLBACK").await;
+    match tokio::time::timeout(Duration::from_secs(10), blocked).await {
+        Ok(Ok((_, Ok(())))) => {}
+        other => panic!("the blocked update did not finish: {other:?}"),
+    }
+    e.close().await;
+}
+
+#[tokio::test]
+async fn long_query_is_named_with_its_redacted_text() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut sleeper = db.conn().await;
+    let pid = scalar_i32(&mut sleeper, "SELECT pg_backend_pid()").await;
+    let sleeping = tokio::spawn(async move {
+        let _ = sleeper.execute("SELECT pg_sleep(60)").await;
+    });
+
+    let (_dir, t) = target(
+        &db.url(),
+        r#"thresholds = { long_query = { warning = "1s", critical = "1h" } }"#,
+    );
+    let e = engine(&t);
+    let results = until_not_ok(&e, &t, "long_query").await;
+    let r = find(&results, "long_query");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message.starts_with(&format!("pid {pid}: ")),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("running (user "), "{}", r.message);
+    assert!(r.message.contains("SELECT pg_sleep(?)"), "{}", r.message);
+    assert!(
+        r.message.contains("(warning ≥ 1s, critical ≥ 60min)"),
+        "{}",
+        r.message
+    );
+
+    let mut admin = db.conn().await;
+    exec(&mut admin, &format!("SELECT pg_cancel_backend({pid})")).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), sleeping).await;
+    e.close().await;
+}
+
+#[tokio::test]
+async fn connection_limit_nearly_used_is_critical() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let role = db.role("CONNECTION LIMIT 3").await;
+    let (_dir, t) = target(
+        &db.url_as(Some(&role)),
+        r#"thresholds = { connections = { warning = "1%", critical = "99.9%" } }"#,
+    );
+    let e = engine(&t);
+    // Round 1 opens the engine's connection (1 of 3).
+    let first = judge(&t, &e.health().await);
+    assert_eq!(
+        find(&first, "connectivity").status,
+        Status::Ok,
+        "{}",
+        show(&first)
+    );
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        others.push(db.conn_as(&role).await);
+    }
+    let results = judge(&t, &e.health().await);
+    let r = find(&results, "connection_limit");
+    assert_eq!(r.status, Status::Critical, "{}", show(&results));
+    assert!(
+        r.message.starts_with(&format!(
+            "role {role}: 100% of the connection limit in use (3 of CONNECTION LIMIT 3)"
+        )),
+        "{}",
+        r.message
+    );
+    // Server-wide usage against a deliberately low threshold.
+    let r = find(&results, "connections");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message.contains("of usable connections in use ("),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains("usable: max_connections"),
+        "{}",
+        r.message
+    );
+    for c in others {
+        let _ = c.close().await;
+    }
+    e.close().await;
+}
+
+#[tokio::test]
+async fn failed_concurrent_index_build_is_an_invalid_index() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut c = db.conn().await;
+    exec(
+        &mut c,
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 7), (2, 7);",
+    )
+    .await;
+    let failed = sqlx::raw_sql("CREATE UNIQUE INDEX CONCURRENTLY t_v_key ON t (v)")
+        .execute(&mut c)
+        .await;
+    assert!(
+        failed.is_err(),
+        "the unique build on duplicate data must fail"
+    );
+
+    let (_dir, t) = target(&db.url(), "");
+    let e = engine(&t);
+    let results = judge(&t, &e.health().await);
+    let r = find(&results, "invalid_indexes");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message
+            .starts_with("index public.t_v_key: 1 invalid index(es) (on table public.t;"),
+        "{}",
+        r.message
+    );
+    e.close().await;
+}
+
+#[tokio::test]
+async fn unused_index_above_the_floor_is_named() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut c = db.conn().await;
+    exec(
+        &mut c,
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         INSERT INTO t SELECT g, g % 100 FROM generate_series(1, 20000) g;
+         CREATE INDEX t_v_idx ON t (v);
+         CREATE INDEX t_tiny_idx ON t (id) WHERE id < 0;",
+    )
+    .await;
+    let _ = c.close().await;
+
+    let (_dir, t) = target(
+        &db.url(),
+        r#"thresholds = { unused_indexes = { warning = "64kB", min_size = "64kB" } }"#,
+    );
+    let e = engine(&t);
+    let results = judge(&t, &e.health().await);
+    let r = find(&results, "unused_indexes");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message.starts_with("index public.t_v_idx: "),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains("never scanned (on public.t"),
+        "{}",
+        r.message
+    );
+    // The primary key backs a constraint, and the tiny index is below the floor.
+    assert!(!r.message.contains("t_pkey") && !r.message.contains("t_tiny_idx"));
+    e.close().await;
+}
+
+#[tokio::test]
+async fn expensive_probes_are_reused_with_their_age() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut c = db.conn().await;
+    exec(
+        &mut c,
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 20000) g;
+         CREATE INDEX t_v_a ON t (v);
+         CREATE INDEX t_v_b ON t (v);
+         ANALYZE t;",
+    )
+    .await;
+
+    let (_dir, t) = target(
+        &db.url(),
+        r#"thresholds = { duplicate_indexes = { warning = "8kB" }, bloat = { min_size = "8kB" } }"#,
+    );
+    let e = engine(&t);
+    let first = judge(&t, &e.health().await);
+    let r = find(&first, "duplicate_indexes");
+    assert_eq!(r.status, Status::Warning, "{}", show(&first));
+    assert!(
+        r.message
+            .contains("duplicate index (same definition as public.t_v_"),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("found 0s ago"), "{}", r.message);
+    assert!(
+        find(&first, "bloat").message.contains("estimated 0s ago"),
+        "{}",
+        show(&first)
+    );
+
+    // Fixed on the server, but the analysis is not run again before its interval: the
+    // old result is shown with its age.
+    exec(&mut c, "DROP INDEX t_v_b").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = judge(&t, &e.health().await);
+    let r = find(&second, "duplicate_indexes");
+    assert_eq!(r.status, Status::Warning, "{}", show(&second));
+    assert!(!r.message.contains("found 0s ago"), "{}", r.message);
+    assert!(r.message.contains("s ago"), "{}", r.message);
+    e.close().await;
+}
+
+#[tokio::test]
+async fn down_target_is_critical_within_the_connect_timeout() {
+    if base_url().is_none() {
+        return;
+    }
+    let (_dir, mut t) = target("postgres://postgres@127.0.0.1:1/test", "");
+    t.pool.connect_timeout = Duration::from_secs(1);
+    t.pool.acquire_timeout = Duration::from_secs(1);
+    let e = engine(&t);
+    let started = Instant::now();
+    let report = e.health().await;
+    let took = started.elapsed();
+    let results = judge(&t, &report);
+    let r = find(&results, "connectivity");
+    assert_eq!(r.status, Status::Critical, "{}", show(&results));
+    assert_eq!(
+        r.message,
+        "connection refused at 127.0.0.1:1 — is the server running?"
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    let others: Vec<&CheckResult> = results
+        .iter()
+        .filter(|r| r.check != "connectivity")
+        .collect();
+    assert!(!others.is_empty());
+    assert!(
+        others.iter().all(|r| r.status == Status::Unknown),
+        "{}",
+        show(&results)
+    );
+    // A second round (cold pool again) is just as quick.
+    let started = Instant::now();
+    let _ = e.health().await;
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn silent_server_times_out_within_the_connect_timeout() {
+    if base_url().is_none() {
+        return;
+    }
+    // Accepts TCP connections and never answers the startup message.
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let port = match listener.local_addr() {
+        Ok(a) => a.port(),
+        Err(e) => panic!("local_addr: {e}"),
+    };
+    let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let accept = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            keep.lock().await.push(s);
+        }
+    });
+    let (_dir, mut t) = target(&format!("postgres://postgres@127.0.0.1:{port}/test"), "");
+    t.pool.connect_timeout = Duration::from_secs(1);
+    t.pool.acquire_timeout = Duration::from_secs(1);
+    let e = engine(&t);
+    let started = Instant::now();
+    let results = judge(&t, &e.health().await);
+    let took = started.elapsed();
+    let r = find(&results, "connectivity");
+    assert_eq!(r.status, Status::Critical, "{}", show(&results));
+    assert!(
+        r.message
+            .starts_with(&format!("no answer from 127.0.0.1:{port} within 1s")),
+        "{}",
+        r.message
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    accept.abort();
+}
+
+#[tokio::test]
+async fn missing_database_and_role_are_named() {
+    let Some(base) = base_url() else { return };
+    let mut u = base.clone();
+    u.set_path("/dbw_t_does_not_exist");
+    let (_dir, t) = target(u.as_str(), "");
+    let e = engine(&t);
+    let results = judge(&t, &e.health().await);
+    let r = find(&results, "connectivity");
+    assert_eq!(r.status, Status::Critical);
+    assert!(
+        r.message
+            .starts_with("database \"dbw_t_does_not_exist\" does not exist at "),
+        "{}",
+        r.message
+    );
+
+    let mut u = base.clone();
+    let _ = u.set_username("dbw_t_no_such_role");
+    let _ = u.set_password(Some("s3cret-pw"));
+    let (_dir2, t) = target(u.as_str(), "");
+    let e = engine(&t);
+    let results = judge(&t, &e.health().await);
+    let r = find(&results, "connectivity");
+    assert_eq!(r.status, Status::Critical);
+    assert!(r.message.contains("dbw_t_no_such_role"), "{}", r.message);
+    assert!(!r.message.contains("s3cret-pw"), "{}", r.message);
+}
+
+#[tokio::test]
+async fn locked_table_neither_fails_nor_stalls_the_round() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut locker = db.conn().await;
+    exec(
+        &mut locker,
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;
+         ANALYZE t;",
+    )
+    .await;
+    exec(&mut locker, "BEGIN").await;
+    exec(&mut locker, "LOCK TABLE t IN ACCESS EXCLUSIVE MODE").await;
+
+    // Small floors so the bloat estimate (first round) covers the locked table too.
+    let (_dir, t) = target(
+        &db.url(),
+        r#"thresholds = { bloat = { min_size = "8kB" }, unused_indexes = { min_size = "0kB" } }"#,
+    );
+    let e = engine(&t);
+    let started = Instant::now();
+    let report = e.health().await;
+    let took = started.elapsed();
+    let results = judge(&t, &report);
+    let failed: Vec<&CheckResult> = results
+        .iter()
+        .filter(|r| r.status == Status::Unknown || r.status == Status::Critical)
+        .collect();
+    assert!(failed.is_empty(), "{}", show(&results));
+    // Well under lock_timeout (1 s): nothing waited for the lock.
+    assert!(took < Duration::from_millis(900), "took {took:?}");
+    assert!(report.table_stats.iter().any(|s| s.table == "public.t"));
+    exec(&mut locker, "ROLLBACK").await;
+    e.close().await;
+}
+
+#[tokio::test]
+async fn monitoring_roles_get_ok_or_unknown_with_the_grant() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut c = db.conn().await;
+    exec(
+        &mut c,
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g;
+         ANALYZE t;",
+    )
+    .await;
+    let monitor = db.role("IN ROLE pg_monitor").await;
+    let plain = db.role("").await;
+    for (role, is_monitor) in [(monitor, true), (plain, false)] {
+        let (_dir, t) = target(
+            &db.url_as(Some(&role)),
+            r#"thresholds = { bloat = { min_size = "8kB" } }"#,
+        );
+        let e = engine(&t);
+        let results = judge(&t, &e.health().await);
+        eprintln!("{role}:\n{}", show(&results));
+        for r in &results {
+            match r.status {
+                Status::Ok => {}
+                Status::Unknown => assert!(
+                    r.message.contains("fix: GRANT"),
+                    "{role}: UNKNOWN without the grant to run:\n{}",
+                    show(&results)
+                ),
+                _ => panic!("{role}: unexpected status:\n{}", show(&results)),
+            }
+        }
+        let long = find(&results, "long_query");
+        if is_monitor {
+            assert_eq!(long.status, Status::Ok, "{}", show(&results));
+            // pg_stats hides columns of tables the role may not SELECT.
+            let b = find(&results, "bloat");
+            assert_eq!(b.status, Status::Unknown, "{}", show(&results));
+            assert!(
+                b.message.contains("GRANT pg_read_all_data"),
+                "{}",
+                b.message
+            );
+            assert_eq!(find(&results, "disk_space").status, Status::Ok);
+        } else {
+            assert_eq!(long.status, Status::Unknown, "{}", show(&results));
+            assert!(
+                long.message
+                    .ends_with(&format!("fix: GRANT pg_monitor TO {role}")),
+                "{}",
+                long.message
+            );
+            let d = find(&results, "disk_space");
+            assert!(d.message.contains("not visible from here"), "{}", d.message);
+        }
+        e.close().await;
+    }
+}
+
+#[tokio::test]
+async fn cancel_running_stops_a_waiting_probe() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let (_dir, t) = target(&db.url(), "");
+    let e = Arc::new(engine(&t));
+    // Warm the pool, so the round below starts at once.
+    let _ = e.health().await;
+
+    // The activity probe reads pg_constraint (unused indexes); nothing else does, not even
+    // connection startup, so the fresh connection cancel_running opens is not held up.
+    let mut locker = db.conn().await;
+    exec(&mut locker, "BEGIN").await;
+    exec(
+        &mut locker,
+        "LOCK TABLE pg_constraint IN ACCESS EXCLUSIVE MODE",
+    )
+    .await;
+    let round = {
+        let e = e.clone();
+        tokio::spawn(async move { e.health().await })
+    };
+    // Cancel whatever the round is waiting on until it finishes.
+    let started = Instant::now();
+    let mut cancels = 0;
+    while !round.is_finished() && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        e.cancel_running().await;
+        cancels += 1;
+    }
+    let report = match round.await {
+        Ok(r) => r,
+        Err(err) => panic!("round panicked: {err}"),
+    };
+    exec(&mut locker, "ROLLBACK").await;
+    let results = judge(&t, &report);
+    assert!(cancels > 0);
+    let r = find(&results, "long_query");
+    assert_eq!(r.status, Status::Unknown, "{}", show(&results));
+    assert!(
+        r.message.contains("the activity probe was cancelled"),
+        "{}",
+        r.message
+    );
+    // Cancelled before lock_timeout (1 s) would have ended the wait.
+    assert!(
+        started.elapsed() < Duration::from_millis(950),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The other probes of the round still measured.
+    assert_eq!(
+        find(&results, "dead_tuples").status,
+        Status::Ok,
+        "{}",
+        show(&results)
+    );
+    e.close().await;
+}
