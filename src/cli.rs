@@ -366,7 +366,7 @@ async fn check(path: &std::path::Path, only: Option<&str>, format: Format) -> an
         let facts = &facts;
         async move {
             let _p = limit.acquire().await;
-            jobs::health_round(engines, t, facts).await
+            jobs::health_round(engines, t, facts, &Default::default()).await
         }
     }))
     .await;

@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{self, Config, Job, JobKind, Target};
+use crate::engine::HealthOptions;
 use crate::health::Status;
 use crate::health::hysteresis::Policy;
 use crate::jobs::{self, Engines, ServerFacts, StatusTracker};
@@ -46,11 +47,14 @@ impl Executor for HealthExecutor {
         let tracker = self.tracker.clone();
         let target = target.clone();
         let kind = job.kind;
+        let opts = HealthOptions {
+            integrity_check: job.integrity_check,
+        };
         let run_id = run_id.to_string();
         Box::pin(async move {
             match kind {
                 JobKind::Health => {
-                    let h = jobs::health_round(&engines, &target, &facts).await;
+                    let h = jobs::health_round(&engines, &target, &facts, &opts).await;
                     jobs::record_health(&store, &run_id, &h)
                         .await
                         .map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Target};
-use crate::engine::{Engine, HealthReport};
+use crate::engine::{Engine, HealthOptions, HealthReport};
 use crate::health::hysteresis::{self, Policy, Transition};
 use crate::health::{self, CheckResult, Scope, Status, catalog};
 use crate::store::{Record, Store, StoreError};
@@ -206,10 +206,15 @@ pub struct TargetHealth {
 }
 
 /// Runs one health round against a target and judges it (no storing, no hysteresis).
-pub async fn health_round(engines: &Engines, target: &Target, facts: &ServerFacts) -> TargetHealth {
+pub async fn health_round(
+    engines: &Engines,
+    target: &Target,
+    facts: &ServerFacts,
+    opts: &HealthOptions,
+) -> TargetHealth {
     let measured_at = Utc::now();
     let report = match engines.get(target) {
-        Ok(e) => e.health().await,
+        Ok(e) => e.health(opts).await,
         Err(e) => HealthReport {
             measurements: vec![health::Measurement::verdict(
                 "connectivity",

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dbwarden::config::Target;
-use dbwarden::engine::{Engine, HealthReport};
+use dbwarden::engine::{Engine, HealthOptions, HealthReport};
 use dbwarden::health::{CheckResult, Measurement, Observation, Outcome, Status, catalog, evaluate};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
@@ -156,7 +156,7 @@ where
 
 async fn round(target: &Target) -> (HealthReport, Vec<CheckResult>) {
     let engine = ok(Engine::open(target), "open engine");
-    let report = engine.health().await;
+    let report = engine.health(&HealthOptions::default()).await;
     let results = judge(target, &report);
     engine.close(Duration::from_secs(2)).await;
     (report, results)
@@ -383,7 +383,7 @@ async fn deadlock_shows_on_the_next_round() {
         exec(&mut c1, "INSERT INTO acct VALUES (1, 0), (2, 0)").await;
         let target = db.target("");
         let engine = ok(Engine::open(&target), "open");
-        let first_report = engine.health().await;
+        let first_report = engine.health(&HealthOptions::default()).await;
         assert_eq!(first_report.table_stats.len(), 1);
         let first = judge(&target, &first_report);
         assert!(
@@ -419,7 +419,7 @@ async fn deadlock_shows_on_the_next_round() {
         exec(&mut c1, "ROLLBACK").await;
         exec(&mut c2, "ROLLBACK").await;
 
-        let report = engine.health().await;
+        let report = engine.health(&HealthOptions::default()).await;
         let results = judge(&target, &report);
         // information_schema.TABLES is read at most every 5 minutes: the second round
         // reuses the first round's fragmentation result and reports no table stats.
@@ -448,7 +448,7 @@ async fn slow_queries_show_as_a_delta() {
         let target = db
             .target(r#"thresholds = { mysql_slow_queries = { warning = 3, critical = 1000000 } }"#);
         let engine = ok(Engine::open(&target), "open");
-        let first = judge(&target, &engine.health().await);
+        let first = judge(&target, &engine.health(&HealthOptions::default()).await);
         assert!(
             result(&first, "mysql_slow_queries")
                 .message
@@ -459,7 +459,7 @@ async fn slow_queries_show_as_a_delta() {
         for _ in 0..4 {
             scalar(&mut c, "SELECT 1").await;
         }
-        let results = judge(&target, &engine.health().await);
+        let results = judge(&target, &engine.health(&HealthOptions::default()).await);
         let r = result(&results, "mysql_slow_queries");
         assert_eq!(r.status, Status::Warning, "{}", r.message);
         assert!(r.value.is_some_and(|v| v >= 4.0), "{r:?}");
@@ -602,10 +602,10 @@ async fn cancel_when_idle_is_harmless() {
         let target = db.target("");
         let engine = ok(Engine::open(&target), "open");
         engine.cancel_running().await;
-        let results = judge(&target, &engine.health().await);
+        let results = judge(&target, &engine.health(&HealthOptions::default()).await);
         assert_eq!(result(&results, "connectivity").status, Status::Ok);
         engine.cancel_running().await;
-        let results = judge(&target, &engine.health().await);
+        let results = judge(&target, &engine.health(&HealthOptions::default()).await);
         assert_eq!(result(&results, "connectivity").status, Status::Ok);
         engine.close(Duration::from_secs(2)).await;
     })

@@ -315,6 +315,10 @@ pub struct JobConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub jitter: Option<Duration>,
+    /// Health jobs: run SQLite's thorough `PRAGMA integrity_check` instead of `quick_check`
+    /// (e.g. a nightly job next to a frequent one).
+    #[serde(default)]
+    pub integrity_check: bool,
     /// Maintenance window length: no new work starts after it closes.
     #[serde(
         default,

@@ -161,6 +161,8 @@ pub struct Job {
     pub jitter: Duration,
     pub window: Option<Duration>,
     pub enabled: bool,
+    /// Health jobs: SQLite targets run `integrity_check` instead of `quick_check`.
+    pub integrity_check: bool,
 }
 
 impl Job {
@@ -176,6 +178,7 @@ impl Job {
             && self.jitter == other.jitter
             && self.window == other.window
             && self.enabled == other.enabled
+            && self.integrity_check == other.integrity_check
     }
 }
 
@@ -484,6 +487,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 jitter: j.jitter.unwrap_or(Duration::ZERO),
                 window: j.window,
                 enabled: j.enabled,
+                integrity_check: j.integrity_check,
             });
         }
     }

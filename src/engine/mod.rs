@@ -73,6 +73,13 @@ pub struct TableStat {
     pub last_analyze: Option<i64>,
 }
 
+/// Per-round options that come from the job rather than the target.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HealthOptions {
+    /// SQLite: the thorough `integrity_check` instead of `quick_check`.
+    pub integrity_check: bool,
+}
+
 /// Errors opening an engine (bad URL, unreadable secret). Failing to *reach* a database is
 /// not an error: it is a CRITICAL connectivity measurement.
 #[derive(Debug, thiserror::Error)]
@@ -99,9 +106,9 @@ impl Engine {
     }
 
     /// Runs one health round. Never fails: an unreachable database is a measurement.
-    pub async fn health(&self) -> HealthReport {
+    pub async fn health(&self, opts: &HealthOptions) -> HealthReport {
         match self {
-            Engine::Sqlite(e) => e.health().await,
+            Engine::Sqlite(e) => e.health(opts).await,
             Engine::Postgres(e) => e.health().await,
             Engine::Mysql(e) => e.health().await,
         }

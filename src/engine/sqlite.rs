@@ -8,7 +8,7 @@ use std::time::Instant;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
-use super::{EngineError, HealthReport, unreachable};
+use super::{EngineError, HealthOptions, HealthReport, unreachable};
 use crate::config::Target;
 use crate::health::{Measurement, Observation, Status};
 
@@ -89,7 +89,7 @@ impl SqliteEngine {
         })
     }
 
-    pub async fn health(&self) -> HealthReport {
+    pub async fn health(&self, opts: &HealthOptions) -> HealthReport {
         let path = &self.url.path;
         if !self.url.create && !path.exists() {
             return HealthReport {
@@ -104,7 +104,10 @@ impl SqliteEngine {
                 table_stats: Vec::new(),
             };
         }
-        match self.probe(path).await {
+        match self
+            .probe(path, opts.integrity_check || self.integrity_check)
+            .await
+        {
             Ok(m) => HealthReport {
                 measurements: m,
                 server_id: None,
@@ -121,7 +124,7 @@ impl SqliteEngine {
         }
     }
 
-    async fn probe(&self, path: &Path) -> Result<Vec<Measurement>, sqlx::Error> {
+    async fn probe(&self, path: &Path, integrity: bool) -> Result<Vec<Measurement>, sqlx::Error> {
         let started = Instant::now();
         let mut conn = self.pool.acquire().await?;
         // Reading the page count touches the file (a shared lock), so the latency includes
@@ -135,13 +138,13 @@ impl SqliteEngine {
             Observation::new(latency_ms),
         )];
 
-        let pragma = if self.integrity_check {
+        let pragma = if integrity {
             "PRAGMA integrity_check(20)"
         } else {
             "PRAGMA quick_check(20)"
         };
         let rows: Vec<String> = sqlx::query_scalar(pragma).fetch_all(&mut *conn).await?;
-        let name = if self.integrity_check {
+        let name = if integrity {
             "integrity_check"
         } else {
             "quick_check"

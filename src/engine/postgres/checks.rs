@@ -190,7 +190,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: None,
         critical: None,
         floor: None,
-        description: "pg_database_size(current_database()); no thresholds by default, recorded for growth trends; cheap (one stat() per file of the database)",
+        description: "pg_database_size(current_database()); no thresholds by default, recorded for growth trends; one stat() per file of the database, so it runs every 5 min and the last value is reused in between",
     },
     CheckSpec {
         name: INVALID_INDEXES,

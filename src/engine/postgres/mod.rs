@@ -11,9 +11,10 @@
 //! - `disk`: free space of the data directory when the server runs on this host.
 //!
 //! Cost classes: every round runs three cheap queries (`INSTANCE`, `ACTIVITY`, `TABLES`,
-//! plus `ARCHIVE_READY` when archiving is on); the bloat estimate and the duplicate-index
-//! analysis run at most every [`EXPENSIVE_INTERVAL`] and their last result is reused, with
-//! its age in the message.
+//! plus `ARCHIVE_READY` when archiving is on); the database size runs at most every
+//! [`SIZE_INTERVAL`], the bloat estimate and the duplicate-index analysis at most every
+//! [`EXPENSIVE_INTERVAL`], and their last result is reused in between, with its age in the
+//! message.
 
 mod checks;
 mod disk;
@@ -46,6 +47,9 @@ use probe::{Activity, BloatRow, DbCounters, DuplicateGroup, Instance, TableRow};
 /// database with ~1,600 relations) run at most this often; in between, their last result is
 /// reused and its age is shown in the message.
 pub const EXPENSIVE_INTERVAL: Duration = Duration::from_secs(30 * 60);
+/// `pg_database_size()` stats every file of the database (~4 ms for ~1,100 files): enough
+/// for growth trends every 5 minutes.
+pub const SIZE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// How long a server's system identifier is trusted before it is read again (a name may
 /// move to another server on failover).
 const SERVER_ID_TTL: Duration = Duration::from_secs(10 * 60);
@@ -86,11 +90,30 @@ impl ProbeError {
     }
 }
 
-/// The last result of the expensive probes.
-struct Expensive {
+/// The last result of a probe on a slow cadence, and when it ran. A failure is kept too,
+/// so a probe that times out is not retried every round.
+struct Cached<T> {
     at: Instant,
-    bloat: Option<Result<Vec<BloatRow>, ProbeError>>,
-    duplicates: Option<Result<Vec<DuplicateGroup>, ProbeError>>,
+    result: Result<T, ProbeError>,
+}
+
+impl<T> Cached<T> {
+    fn due(this: &Option<Cached<T>>, every: Duration) -> bool {
+        this.as_ref().is_none_or(|c| c.at.elapsed() >= every)
+    }
+
+    /// The check's measurement from the cached result, given its age in seconds.
+    fn measure(
+        this: &Option<Cached<T>>,
+        check: &'static str,
+        f: impl FnOnce(&T, f64) -> Measurement,
+    ) -> Measurement {
+        match this {
+            Some(Cached { at, result: Ok(v) }) => f(v, at.elapsed().as_secs_f64()),
+            Some(Cached { result: Err(e), .. }) => e.measurement(check),
+            None => Measurement::unknown(check, "not measured yet", None),
+        }
+    }
 }
 
 /// What an engine remembers between rounds.
@@ -101,7 +124,9 @@ struct RoundState {
     tables: HashMap<i64, [f64; 3]>,
     /// Never-analyzed tables needing analyze: when this engine first saw them so.
     never_analyzed: HashMap<i64, Instant>,
-    expensive: Option<Expensive>,
+    bloat: Option<Cached<Vec<BloatRow>>>,
+    duplicates: Option<Cached<Vec<DuplicateGroup>>>,
+    database_size: Option<Cached<f64>>,
     server_id: Option<(String, Instant)>,
 }
 
@@ -328,12 +353,7 @@ impl PostgresEngine {
             }
         };
 
-        let unused_floor = self.thresholds(checks::UNUSED_INDEXES).floor.unwrap_or(0.0);
-        let activity = match sqlx::query(sql::ACTIVITY)
-            .bind(unused_floor)
-            .fetch_one(&mut *conn)
-            .await
-        {
+        let activity = match sqlx::query(sql::ACTIVITY).fetch_one(&mut *conn).await {
             Ok(row) => decode_activity(&row).map_err(|e| ProbeError {
                 reason: format!("could not read the activity probe: {e}"),
                 fix: None,
@@ -360,7 +380,7 @@ impl PostgresEngine {
             } else {
                 None
             };
-        self.refresh_expensive(&mut st, &mut conn, &inst.user).await;
+        self.refresh_slow(&mut st, &mut conn, &inst.user).await;
         drop(conn);
 
         let mut measurements = vec![Measurement::value(
@@ -403,11 +423,6 @@ impl PostgresEngine {
             Err(_) => HashMap::new(),
         };
 
-        let expensive_age = st
-            .expensive
-            .as_ref()
-            .map(|e| e.at.elapsed().as_secs_f64())
-            .unwrap_or(0.0);
         for &check in NAMES {
             if !self.enabled(check) {
                 continue;
@@ -432,24 +447,22 @@ impl PostgresEngine {
                 checks::SEQ_SCANS => tab.map(|r| probe::seq_scans(r, &t)),
                 checks::REPLICATION_LAG => act.map(|a| probe::replication_lag(&inst, a)),
                 checks::REPLICATION_SLOTS => act.map(probe::replication_slots),
-                checks::DATABASE_SIZE => act.map(|a| probe::database_size(&inst, a)),
+                checks::DATABASE_SIZE => Ok(Cached::measure(&st.database_size, check, |s, age| {
+                    probe::database_size(&inst.db, *s, age)
+                })),
                 checks::INVALID_INDEXES => act.map(probe::invalid_indexes),
                 checks::UNUSED_INDEXES => act.map(probe::unused_indexes),
                 checks::ARCHIVER => act.map(|a| probe::archiver(&inst, a, archive_ready, &t)),
                 checks::PREPARED_XACTS => act.map(probe::prepared_xacts),
                 checks::XMIN_HORIZON => act.map(|a| probe::xmin_horizon(&inst, a)),
-                checks::BLOAT => Ok(match st.expensive.as_ref().and_then(|e| e.bloat.as_ref()) {
-                    Some(Ok(rows)) => probe::bloat(rows, &inst.user, expensive_age, &t),
-                    Some(Err(e)) => e.measurement(check),
-                    None => Measurement::unknown(check, "not measured yet", None),
-                }),
-                checks::DUPLICATE_INDEXES => Ok(
-                    match st.expensive.as_ref().and_then(|e| e.duplicates.as_ref()) {
-                        Some(Ok(groups)) => probe::duplicate_indexes(groups, expensive_age),
-                        Some(Err(e)) => e.measurement(check),
-                        None => Measurement::unknown(check, "not measured yet", None),
-                    },
-                ),
+                checks::BLOAT => Ok(Cached::measure(&st.bloat, check, |rows, age| {
+                    probe::bloat(rows, &inst.user, age, &t)
+                })),
+                checks::DUPLICATE_INDEXES => {
+                    Ok(Cached::measure(&st.duplicates, check, |g, age| {
+                        probe::duplicate_indexes(g, age)
+                    }))
+                }
                 checks::DISK_SPACE => Ok(self.disk_space(&inst)),
                 _ => continue,
             };
@@ -473,78 +486,70 @@ impl PostgresEngine {
         }
     }
 
-    /// Runs the expensive probes when their last result is older than [`EXPENSIVE_INTERVAL`]
-    /// (or missing). A failure is kept as the result too, so a probe that times out is not
-    /// retried every round.
-    async fn refresh_expensive(&self, st: &mut RoundState, conn: &mut PgConnection, user: &str) {
-        let want_bloat = self.enabled(checks::BLOAT);
-        let want_dups = self.enabled(checks::DUPLICATE_INDEXES);
-        if !(want_bloat || want_dups) {
-            return;
+    /// Runs the probes on slower cadences whose last result is older than their interval
+    /// (or missing): database size, bloat estimate, duplicate indexes.
+    async fn refresh_slow(&self, st: &mut RoundState, conn: &mut PgConnection, user: &str) {
+        if self.enabled(checks::DATABASE_SIZE) && Cached::due(&st.database_size, SIZE_INTERVAL) {
+            let result = sqlx::query_scalar::<_, f64>(sql::DATABASE_SIZE)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| probe_error(&e, "pg_database_size", user));
+            st.database_size = Some(Cached {
+                at: Instant::now(),
+                result,
+            });
         }
-        if st
-            .expensive
-            .as_ref()
-            .is_some_and(|e| e.at.elapsed() < EXPENSIVE_INTERVAL)
-        {
-            return;
-        }
-        let bloat = if want_bloat {
+        if self.enabled(checks::BLOAT) && Cached::due(&st.bloat, EXPENSIVE_INTERVAL) {
             let floor = self.thresholds(checks::BLOAT).floor.unwrap_or(0.0);
-            Some(
-                match sqlx::query(sql::BLOAT)
-                    .bind(floor)
-                    .fetch_all(&mut *conn)
-                    .await
-                {
-                    Ok(rows) => rows
-                        .iter()
-                        .map(|r| {
-                            Ok(BloatRow {
-                                name: r.try_get("name")?,
-                                real_size: r.try_get::<Option<f64>, _>("real_size")?.unwrap_or(0.0),
-                                bloat_size: r
-                                    .try_get::<Option<f64>, _>("bloat_size")?
-                                    .unwrap_or(0.0),
-                                visible: r.try_get::<Option<bool>, _>("visible")?.unwrap_or(false),
-                            })
+            let result = match sqlx::query(sql::BLOAT)
+                .bind(floor)
+                .fetch_all(&mut *conn)
+                .await
+            {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|r| {
+                        Ok(BloatRow {
+                            name: r.try_get("name")?,
+                            real_size: r.try_get::<Option<f64>, _>("real_size")?.unwrap_or(0.0),
+                            bloat_size: r.try_get::<Option<f64>, _>("bloat_size")?.unwrap_or(0.0),
+                            visible: r.try_get::<Option<bool>, _>("visible")?.unwrap_or(false),
                         })
-                        .collect::<Result<Vec<_>, sqlx::Error>>()
-                        .map_err(|e| probe_error(&e, "the bloat estimate", user)),
-                    Err(e) => Err(probe_error(&e, "the bloat estimate", user)),
-                },
-            )
-        } else {
-            None
-        };
-        let duplicates = if want_dups {
-            Some(
-                match sqlx::query(sql::DUPLICATE_INDEXES)
-                    .fetch_all(&mut *conn)
-                    .await
-                {
-                    Ok(rows) => rows
-                        .iter()
-                        .map(|r| {
-                            Ok(DuplicateGroup {
-                                table: r.try_get("tbl")?,
-                                names: r.try_get("names")?,
-                                sizes: r.try_get("sizes")?,
-                            })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(|e| probe_error(&e, "the bloat estimate", user)),
+                Err(e) => Err(probe_error(&e, "the bloat estimate", user)),
+            };
+            st.bloat = Some(Cached {
+                at: Instant::now(),
+                result,
+            });
+        }
+        if self.enabled(checks::DUPLICATE_INDEXES)
+            && Cached::due(&st.duplicates, EXPENSIVE_INTERVAL)
+        {
+            let result = match sqlx::query(sql::DUPLICATE_INDEXES)
+                .fetch_all(&mut *conn)
+                .await
+            {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|r| {
+                        Ok(DuplicateGroup {
+                            table: r.try_get("tbl")?,
+                            names: r.try_get("names")?,
+                            sizes: r.try_get("sizes")?,
                         })
-                        .collect::<Result<Vec<_>, sqlx::Error>>()
-                        .map_err(|e| probe_error(&e, "the duplicate-index analysis", user)),
-                    Err(e) => Err(probe_error(&e, "the duplicate-index analysis", user)),
-                },
-            )
-        } else {
-            None
-        };
-        st.expensive = Some(Expensive {
-            at: Instant::now(),
-            bloat,
-            duplicates,
-        });
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(|e| probe_error(&e, "the duplicate-index analysis", user)),
+                Err(e) => Err(probe_error(&e, "the duplicate-index analysis", user)),
+            };
+            st.duplicates = Some(Cached {
+                at: Instant::now(),
+                result,
+            });
+        }
     }
 
     fn disk_space(&self, inst: &Instance) -> Measurement {
@@ -832,7 +837,6 @@ fn decode_activity(r: &PgRow) -> Result<Activity, String> {
         archiver: json_one(r, "archiver_json")?,
         invalid: json_list(r, "invalid_json")?,
         unused: json_list(r, "unused_json")?,
-        database_size: r.try_get("database_size").map_err(|e| e.to_string())?,
     })
 }
 

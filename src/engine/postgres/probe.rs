@@ -220,7 +220,6 @@ pub struct Activity {
     pub archiver: Option<Archiver>,
     pub invalid: Vec<IndexRef>,
     pub unused: Vec<IndexRef>,
-    pub database_size: Option<f64>,
 }
 
 /// One row of the `TABLES` query.
@@ -631,11 +630,20 @@ pub fn counter_checks(previous: Option<&DbCounters>, now: &DbCounters) -> Vec<Me
 pub fn wraparound(inst: &Instance, act: &Activity) -> Measurement {
     let mut obs = Vec::new();
     for d in &act.databases {
-        let mut detail = format!(
-            "age {} XIDs, {}× autovacuum_freeze_max_age",
-            count(d.xid_age),
-            Unit::Count.format((d.xid_age / inst.freeze_max_age.max(1.0) * 10.0).round() / 10.0)
-        );
+        let ratio = d.xid_age / inst.freeze_max_age.max(1.0);
+        let mut detail = if ratio < 1.0 {
+            format!(
+                "age {} XIDs, {} of autovacuum_freeze_max_age",
+                count(d.xid_age),
+                Unit::Percent.format(ratio * 100.0)
+            )
+        } else {
+            format!(
+                "age {} XIDs, {}× autovacuum_freeze_max_age: anti-wraparound vacuum is not keeping up",
+                count(d.xid_age),
+                Unit::Count.format((ratio * 10.0).round() / 10.0)
+            )
+        };
         if d.name == inst.db && !act.oldest.is_empty() {
             let oldest: Vec<String> = act
                 .oldest
@@ -962,14 +970,14 @@ pub fn unused_indexes(act: &Activity) -> Measurement {
     Measurement::values(UNUSED_INDEXES, obs)
 }
 
-pub fn database_size(inst: &Instance, act: &Activity) -> Measurement {
-    match act.database_size {
-        Some(s) => Measurement::value(
-            DATABASE_SIZE,
-            Observation::new(s).subject(format!("database {}", inst.db)),
-        ),
-        None => Measurement::unknown(DATABASE_SIZE, "pg_database_size returned nothing", None),
-    }
+/// `age`: seconds since the size was measured (it runs on a slower cadence).
+pub fn database_size(db: &str, size: f64, age: f64) -> Measurement {
+    Measurement::value(
+        DATABASE_SIZE,
+        Observation::new(size)
+            .subject(format!("database {db}"))
+            .detail(format!("measured {} ago", secs(age))),
+    )
 }
 
 fn ago(now: f64, then: Option<f64>) -> Option<f64> {
@@ -1475,7 +1483,7 @@ mod tests {
         };
         let r = judge(&wraparound(&inst(), &act));
         assert_eq!(r.status, Status::Warning);
-        assert!(r.message.starts_with("database shop: 55.9% of the transaction ID wraparound horizon (age 1200000000 XIDs, 6× autovacuum_freeze_max_age; oldest tables: public.orders 1200000000)"), "{}", r.message);
+        assert!(r.message.starts_with("database shop: 55.9% of the transaction ID wraparound horizon (age 1200000000 XIDs, 6× autovacuum_freeze_max_age: anti-wraparound vacuum is not keeping up; oldest tables: public.orders 1200000000)"), "{}", r.message);
     }
 
     #[test]
