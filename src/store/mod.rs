@@ -425,31 +425,25 @@ impl HistoryTable {
     }
 }
 
-fn run_row_sqlite(r: &sqlx::sqlite::SqliteRow) -> Result<RunRow, sqlx::Error> {
-    Ok(RunRow {
-        id: r.try_get(0)?,
-        job: r.try_get(1)?,
-        target: r.try_get(2)?,
-        started_at: from_ms(r.try_get(3)?),
-        finished_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
-        outcome: r.try_get(5)?,
-        status: r.try_get(6)?,
-        error: r.try_get(7)?,
-    })
+/// Decodes a `job_runs` row; the same code for both dialects' row types.
+macro_rules! run_row {
+    ($fn_name:ident, $row:ty) => {
+        fn $fn_name(r: &$row) -> Result<RunRow, sqlx::Error> {
+            Ok(RunRow {
+                id: r.try_get(0)?,
+                job: r.try_get(1)?,
+                target: r.try_get(2)?,
+                started_at: from_ms(r.try_get(3)?),
+                finished_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
+                outcome: r.try_get(5)?,
+                status: r.try_get(6)?,
+                error: r.try_get(7)?,
+            })
+        }
+    };
 }
-
-fn run_row_pg(r: &sqlx::postgres::PgRow) -> Result<RunRow, sqlx::Error> {
-    Ok(RunRow {
-        id: r.try_get(0)?,
-        job: r.try_get(1)?,
-        target: r.try_get(2)?,
-        started_at: from_ms(r.try_get(3)?),
-        finished_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
-        outcome: r.try_get(5)?,
-        status: r.try_get(6)?,
-        error: r.try_get(7)?,
-    })
-}
+run_row!(run_row_sqlite, sqlx::sqlite::SqliteRow);
+run_row!(run_row_pg, sqlx::postgres::PgRow);
 
 fn open_err(url: &SecretUrl, message: String) -> StoreError {
     StoreError::Open {
