@@ -1,0 +1,164 @@
+//! One-shot commands through the real binary: `check` (exit codes, text and JSON),
+//! `run-job`, `jobs`, `migrate`, `--help`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dbwarden");
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DBWARDEN_CONFIG")
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap_or_else(|e| panic!("run {BIN}: {e}"))
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn all(o: &Output) -> String {
+    format!("{}{}", stdout(o), String::from_utf8_lossy(&o.stderr))
+}
+
+fn setup(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let body = format!(
+        "[daemon]\nhistory = \"sqlite://./data/history.db\"\n\
+         [[target]]\nname = \"ok\"\nurl = \"sqlite://./ok.db?mode=rwc\"\n\
+         {extra}\
+         [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\n"
+    );
+    std::fs::write(dir.path().join("c.toml"), body).unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+#[test]
+fn check_is_a_nagios_plugin() {
+    let dir = setup("");
+    let o = run(dir.path(), &["check", "-c", "c.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", all(&o));
+    assert!(stdout(&o).starts_with("DBWARDEN OK"), "{}", all(&o));
+
+    let dir = setup(
+        "[[target]]\nname = \"big\"\nurl = \"sqlite://./big.db?mode=rwc\"\nthresholds = { connectivity = { warning = \"0ms\" } }\n",
+    );
+    let o = run(dir.path(), &["check", "-c", "c.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", all(&o));
+    assert!(stdout(&o).contains("WARNING   connectivity"), "{}", all(&o));
+
+    let dir = setup("[[target]]\nname = \"gone\"\nurl = \"sqlite://./nope.db\"\n");
+    let o = run(dir.path(), &["check", "-c", "c.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", all(&o));
+    let out = stdout(&o);
+    assert!(out.contains("gone (sqlite): CRITICAL"), "{out}");
+    assert!(out.contains("file not found"), "{out}");
+    // The other checks of the unreachable target are UNKNOWN, not OK.
+    assert!(out.contains("UNKNOWN   sqlite_quick_check"), "{out}");
+    // --target narrows the round.
+    let o = run(dir.path(), &["check", "-c", "c.toml", "--target", "ok"]);
+    assert_eq!(o.status.code(), Some(0), "{}", all(&o));
+    let o = run(dir.path(), &["check", "-c", "c.toml", "--target", "nosuch"]);
+    assert_eq!(o.status.code(), Some(3), "{}", all(&o));
+}
+
+#[test]
+fn check_json_is_stable_and_alone_on_stdout() {
+    let dir = setup("[[target]]\nname = \"gone\"\nurl = \"sqlite://./nope.db\"\n");
+    let o = run(
+        dir.path(),
+        &[
+            "check",
+            "-c",
+            "c.toml",
+            "--format",
+            "json",
+            "--log-level",
+            "debug",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", all(&o)));
+    assert_eq!(doc["status"], "CRITICAL");
+    let targets = doc["targets"].as_array().cloned().unwrap_or_default();
+    assert_eq!(targets.len(), 2);
+    let gone = targets
+        .iter()
+        .find(|t| t["target"] == "gone")
+        .unwrap_or_else(|| panic!("no target gone: {doc}"));
+    assert_eq!(gone["status"], "CRITICAL");
+    assert_eq!(gone["engine"], "sqlite");
+    let ok = targets
+        .iter()
+        .find(|t| t["target"] == "ok")
+        .unwrap_or_else(|| panic!("no target ok: {doc}"));
+    for c in ok["checks"].as_array().cloned().unwrap_or_default() {
+        for field in [
+            "check", "status", "value", "unit", "warning", "critical", "message",
+        ] {
+            assert!(c.get(field).is_some(), "check without {field}: {c}");
+        }
+    }
+    let latency = ok["checks"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["check"] == "connectivity").cloned())
+        .unwrap_or_default();
+    assert_eq!(latency["unit"], "milliseconds");
+    assert_eq!(latency["warning"], 250.0);
+}
+
+#[test]
+fn run_job_runs_records_and_prints() {
+    let dir = setup("");
+    let o = run(dir.path(), &["run-job", "health", "-c", "c.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", all(&o));
+    assert!(
+        stdout(&o).contains("health on ok: ok, target status OK"),
+        "{}",
+        all(&o)
+    );
+    assert!(dir.path().join("data/history.db").exists());
+    let o = run(dir.path(), &["run-job", "nosuch", "-c", "c.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(all(&o).contains("configured jobs: health"), "{}", all(&o));
+}
+
+#[test]
+fn jobs_lists_next_fire_times_in_utc() {
+    let dir = setup("");
+    let o = run(dir.path(), &["jobs", "-c", "c.toml"]);
+    assert!(o.status.success(), "{}", all(&o));
+    let out = stdout(&o);
+    assert!(out.contains("0 3 * * * (Europe/Berlin)"), "{out}");
+    // 03:00 Berlin is 01:00 or 02:00 UTC depending on DST.
+    assert!(
+        out.contains(" 01:00:00") || out.contains(" 02:00:00"),
+        "{out}"
+    );
+}
+
+#[test]
+fn migrate_creates_the_store() {
+    let dir = setup("");
+    let o = run(dir.path(), &["migrate", "-c", "c.toml"]);
+    assert!(o.status.success(), "{}", all(&o));
+    assert!(stdout(&o).contains("schema version 2"), "{}", all(&o));
+}
+
+#[test]
+fn help_has_examples_and_version_works() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let o = run(dir.path(), &["--help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("Examples:"), "{}", stdout(&o));
+    let o = run(dir.path(), &["--version"]);
+    assert!(stdout(&o).starts_with("dbwarden "), "{}", stdout(&o));
+    let o = run(dir.path(), &["manpage"]);
+    assert!(stdout(&o).contains(".TH dbwarden"), "{}", stdout(&o));
+    let o = run(dir.path(), &["completions", "bash"]);
+    assert!(stdout(&o).contains("_dbwarden"), "{}", stdout(&o));
+}
