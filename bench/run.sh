@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 idle=${1:-90}
-cargo build --release --quiet
-bin=$PWD/target/release/dbwarden
+# DBWARDEN_BIN: measure this binary instead of building one.
+if [ -z "${DBWARDEN_BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${DBWARDEN_BIN:-$PWD/target/release/dbwarden}
 work=$(mktemp -d)
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 cp config/dbwarden.toml "$work/"
@@ -46,4 +47,4 @@ kill -TERM "$pid"; wait "$pid" || true
 cd - >/dev/null
 
 echo "== history writes"
-cargo bench --quiet --bench history_write
+if [ -z "${SKIP_WRITE_BENCH:-}" ]; then cargo bench --quiet --bench history_write; fi
