@@ -611,3 +611,38 @@ async fn cancel_when_idle_is_harmless() {
     })
     .await;
 }
+
+/// Needs no server: the `mariadb://` scheme works like `mysql://`.
+#[tokio::test]
+async fn mariadb_scheme_is_accepted() {
+    let dir = ok(tempfile::tempdir(), "tempdir");
+    let db = TestDb {
+        base: "mariadb://root@127.0.0.1:1/x".into(),
+        name: "x".into(),
+        dir: dir.path().to_path_buf(),
+    };
+    let target = db.target(r#"pool = { connect_timeout = "1s" }"#);
+    let (_report, results) = round(&target).await;
+    let c = result(&results, "connectivity");
+    assert!(c.message.contains("connection refused"), "{}", c.message);
+}
+
+/// Needs no server: a URL the driver rejects fails `open` without showing the password.
+#[test]
+fn a_bad_url_option_fails_open_without_the_password() {
+    let dir = ok(tempfile::tempdir(), "tempdir");
+    let db = TestDb {
+        base: "mysql://root:sekrit@127.0.0.1:3306/x?ssl-mode=bogus".into(),
+        name: "x".into(),
+        dir: dir.path().to_path_buf(),
+    };
+    let target = db.target("");
+    match Engine::open(&target) {
+        Ok(_) => panic!("ssl-mode=bogus was accepted"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("ssl"), "{msg}");
+            assert!(!msg.contains("sekrit"), "{msg}");
+        }
+    }
+}
