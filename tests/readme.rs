@@ -1,0 +1,34 @@
+//! Keeps the README true: every check in the catalogue is documented there, and the two
+//! commands it starts with are the ones CI relies on.
+
+#[test]
+fn every_check_is_documented_in_the_readme() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .unwrap_or_else(|e| panic!("README.md: {e}"));
+    let missing: Vec<&str> = dbwarden::health::catalog::all()
+        .map(|s| s.name)
+        .filter(|n| !readme.contains(&format!("`{n}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "checks missing from README.md: {missing:?}"
+    );
+}
+
+#[test]
+fn readme_starts_with_the_two_commands() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .unwrap_or_else(|e| panic!("README.md: {e}"));
+    let head: String = readme.lines().take(6).collect::<Vec<_>>().join("\n");
+    assert!(
+        head.contains("cargo run -- run -c config/dbwarden.toml"),
+        "{head}"
+    );
+    assert!(head.contains("cargo test"), "{head}");
+    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run"))
+        .unwrap_or_else(|e| panic!(".ci/run: {e}"));
+    assert!(
+        ci.lines().any(|l| l.trim() == "cargo test"),
+        ".ci/run must run the README's test command"
+    );
+}
