@@ -89,6 +89,8 @@ pub enum EngineError {
 }
 
 /// A target's engine with its connection pool.
+// One engine per target, created once and kept across rounds: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Engine {
     Sqlite(sqlite::SqliteEngine),
     Postgres(postgres::PostgresEngine),

@@ -11,8 +11,8 @@
 //! - `disk`: free space of the data directory when the server runs on this host.
 //!
 //! Cost classes: every round runs three cheap queries (`INSTANCE`, `ACTIVITY`, `TABLES`,
-//! plus `ARCHIVE_READY` when archiving is on); the database size runs at most every
-//! [`SIZE_INTERVAL`], the bloat estimate and the duplicate-index analysis at most every
+//! plus `ARCHIVE_READY` when archiving is on); the database size and the index lists
+//! (invalid, never scanned) run at most every [`CATALOG_INTERVAL`], the bloat estimate and the duplicate-index analysis at most every
 //! [`EXPENSIVE_INTERVAL`], and their last result is reused in between, with its age in the
 //! message.
 
@@ -41,20 +41,24 @@ pub use checks::{CHECKS, NAMES};
 pub use probe::{grant_monitor, quote_ident, standby_replay_lag};
 pub use redact::redact_literals;
 
-use probe::{Activity, BloatRow, DbCounters, DuplicateGroup, Instance, TableRow};
+use probe::{Activity, BloatRow, DbCounters, DuplicateGroup, IndexLists, Instance, TableRow};
 
 /// The bloat estimate and the duplicate-index analysis (tens of ms of server time on a
 /// database with ~1,600 relations) run at most this often; in between, their last result is
 /// reused and its age is shown in the message.
 pub const EXPENSIVE_INTERVAL: Duration = Duration::from_secs(30 * 60);
-/// `pg_database_size()` stats every file of the database (~4 ms for ~1,100 files): enough
-/// for growth trends every 5 minutes.
-pub const SIZE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// `pg_database_size()` stats every file of the database (~4 ms for ~1,100 files), and
+/// index state (invalid, never scanned) changes slowly: both are read at most this often.
+pub const CATALOG_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// How long a server's system identifier is trusted before it is read again (a name may
 /// move to another server on failover).
 const SERVER_ID_TTL: Duration = Duration::from_secs(10 * 60);
+/// `server_version_num` of the oldest supported release (13).
+const MIN_VERSION_NUM: i32 = 130_000;
 /// Every probe statement runs with these (set as connection startup options).
 const STATEMENT_TIMEOUT: &str = "5s";
+/// After failing to open a second connection, rounds use one for this long.
+const SECOND_CONNECTION_RETRY: Duration = Duration::from_secs(10 * 60);
 const LOCK_TIMEOUT: &str = "1s";
 
 /// Checks whose facts belong to the whole server, not to one database.
@@ -82,6 +86,9 @@ struct Backend {
 struct ProbeError {
     reason: String,
     fix: Option<String>,
+    /// Stopped by us (cancel_running): try again next round instead of keeping the failure
+    /// for a slow probe's whole interval.
+    transient: bool,
 }
 
 impl ProbeError {
@@ -99,7 +106,9 @@ struct Cached<T> {
 
 impl<T> Cached<T> {
     fn due(this: &Option<Cached<T>>, every: Duration) -> bool {
-        this.as_ref().is_none_or(|c| c.at.elapsed() >= every)
+        this.as_ref().is_none_or(|c| {
+            c.at.elapsed() >= every || c.result.as_ref().is_err_and(|e| e.transient)
+        })
     }
 
     /// The check's measurement from the cached result, given its age in seconds.
@@ -127,13 +136,16 @@ struct RoundState {
     bloat: Option<Cached<Vec<BloatRow>>>,
     duplicates: Option<Cached<Vec<DuplicateGroup>>>,
     database_size: Option<Cached<f64>>,
+    indexes: Option<Cached<IndexLists>>,
     server_id: Option<(String, Instant)>,
+    /// When opening a second connection last failed.
+    second_failed: Option<Instant>,
 }
 
 pub struct PostgresEngine {
     target: String,
     /// From the URL, plus application_name and timeouts; the password is added per connect.
-    options: PgConnectOptions,
+    options: Box<PgConnectOptions>,
     /// Reads the password from the target's source (`password_file`, `password_env`).
     password: Box<dyn Fn() -> Result<Option<Secret>, String> + Send + Sync>,
     /// `host:port` or the socket directory, for messages (never the URL: it may hold a password).
@@ -144,9 +156,10 @@ pub struct PostgresEngine {
     connect_timeout: Duration,
     acquire_timeout: Duration,
     max_connections: u32,
+    test_before_acquire: bool,
     thresholds: BTreeMap<&'static str, CheckThresholds>,
     backends: Arc<Mutex<Vec<Backend>>>,
-    state: Mutex<RoundState>,
+    state: Box<Mutex<RoundState>>,
 }
 
 impl PostgresEngine {
@@ -205,7 +218,7 @@ impl PostgresEngine {
             .connect_lazy_with(options.clone());
         Ok(PostgresEngine {
             target: target.name.clone(),
-            options,
+            options: Box::new(options),
             password: {
                 let source = target.password.clone();
                 Box::new(move || source.resolve())
@@ -216,9 +229,10 @@ impl PostgresEngine {
             connect_timeout: p.connect_timeout,
             acquire_timeout: p.acquire_timeout,
             max_connections: p.max_connections,
+            test_before_acquire: p.test_before_acquire,
             thresholds: target.thresholds.clone(),
             backends,
-            state: Mutex::default(),
+            state: Box::default(),
         })
     }
 
@@ -252,8 +266,8 @@ impl PostgresEngine {
     /// the next connection without a reload).
     fn connect_options(&self) -> Result<PgConnectOptions, String> {
         match (self.password)() {
-            Ok(Some(secret)) => Ok(self.options.clone().password(secret.expose())),
-            Ok(None) => Ok(self.options.clone()),
+            Ok(Some(secret)) => Ok((*self.options).clone().password(secret.expose())),
+            Ok(None) => Ok((*self.options).clone()),
             Err(e) => Err(format!("cannot read the password: {e}")),
         }
     }
@@ -307,6 +321,42 @@ impl PostgresEngine {
         }
     }
 
+    /// A second pooled connection for running probes side by side: an idle one, or a new
+    /// one when the pool may grow. Never waits long: without it the probes run one after
+    /// the other. After a failure (e.g. a CONNECTION LIMIT used up) it is not tried again for
+    /// a while, so such a server is not asked for a connection every round.
+    async fn second_connection(&self, st: &mut RoundState) -> Option<PoolConnection<Postgres>> {
+        if self.max_connections < 2 {
+            return None;
+        }
+        if let Some(mut c) = self.pool.try_acquire() {
+            // try_acquire skips test_before_acquire: make sure the connection survived
+            // (e.g. a server restart) before the table probe depends on it.
+            if !self.test_before_acquire {
+                return Some(c);
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(self.connect_timeout, c.ping()).await {
+                return Some(c);
+            }
+            c.close_on_drop();
+        }
+        if self.pool.size() >= self.max_connections
+            || st
+                .second_failed
+                .is_some_and(|at| at.elapsed() < SECOND_CONNECTION_RETRY)
+        {
+            return None;
+        }
+        let wait = self.connect_timeout.min(Duration::from_secs(1));
+        match tokio::time::timeout(wait, self.pool.acquire()).await {
+            Ok(Ok(c)) => Some(c),
+            _ => {
+                st.second_failed = Some(Instant::now());
+                None
+            }
+        }
+    }
+
     /// Runs one health round. Never fails: an unreachable server is a CRITICAL
     /// connectivity measurement, and a probe that fails makes only its checks UNKNOWN.
     pub async fn health(&self) -> HealthReport {
@@ -340,37 +390,65 @@ impl PostgresEngine {
                 ));
             }
         };
+        let connectivity = Measurement::value(
+            "connectivity",
+            Observation::new(latency_ms).detail(format!(
+                "PostgreSQL {}, {}",
+                version_text(inst.version_num),
+                if inst.in_recovery {
+                    "standby"
+                } else {
+                    "primary"
+                }
+            )),
+        );
+        if inst.version_num < MIN_VERSION_NUM {
+            let reason = format!(
+                "PostgreSQL {} is older than 13, the oldest version dbwarden supports",
+                version_text(inst.version_num)
+            );
+            let mut measurements = vec![connectivity];
+            measurements.extend(
+                self.enabled_checks()
+                    .into_iter()
+                    .map(|c| Measurement::unknown(c, reason.clone(), None)),
+            );
+            return HealthReport {
+                measurements,
+                server_id: cached_id,
+                table_stats: Vec::new(),
+            };
+        }
 
         let server_id = match &st.server_id {
             Some((id, at)) if at.elapsed() < SERVER_ID_TTL => id.clone(),
-            _ => {
-                let id = sqlx::query_scalar::<_, String>(sql::SERVER_ID)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .unwrap_or_else(|_| self.endpoint.clone());
-                st.server_id = Some((id.clone(), Instant::now()));
-                id
-            }
+            _ => match sqlx::query_scalar::<_, String>(sql::SERVER_ID)
+                .fetch_one(&mut *conn)
+                .await
+            {
+                Ok(id) => {
+                    st.server_id = Some((id.clone(), Instant::now()));
+                    id
+                }
+                // Not cached: the next round asks again.
+                Err(_) => self.endpoint.clone(),
+            },
         };
 
-        let activity = match sqlx::query(sql::ACTIVITY).fetch_one(&mut *conn).await {
-            Ok(row) => decode_activity(&row).map_err(|e| ProbeError {
-                reason: format!("could not read the activity probe: {e}"),
-                fix: None,
-            }),
-            Err(e) => Err(probe_error(&e, "the activity probe", &inst.user)),
+        // The two larger probes run side by side when the pool has a second connection,
+        // so a round's wall time stays close to the server's time for it.
+        let mut second = self.second_connection(&mut st).await;
+        let (activity, tables) = match second.as_mut() {
+            Some(other) => tokio::join!(
+                probe_activity(&mut conn, &inst.user),
+                probe_tables(other, &inst.user, inst.now)
+            ),
+            None => {
+                let a = probe_activity(&mut conn, &inst.user).await;
+                (a, probe_tables(&mut conn, &inst.user, inst.now).await)
+            }
         };
-        let tables = match sqlx::query(sql::TABLES).fetch_all(&mut *conn).await {
-            Ok(rows) => rows
-                .iter()
-                .map(decode_table)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ProbeError {
-                    reason: format!("could not read the table probe: {e}"),
-                    fix: None,
-                }),
-            Err(e) => Err(probe_error(&e, "the table probe", &inst.user)),
-        };
+        drop(second);
         let archive_ready =
             if inst.archive_mode != "off" && inst.monitor && self.enabled(checks::ARCHIVER) {
                 sqlx::query_scalar::<_, f64>(sql::ARCHIVE_READY)
@@ -383,18 +461,7 @@ impl PostgresEngine {
         self.refresh_slow(&mut st, &mut conn, &inst.user).await;
         drop(conn);
 
-        let mut measurements = vec![Measurement::value(
-            "connectivity",
-            Observation::new(latency_ms).detail(format!(
-                "PostgreSQL {}, {}",
-                version_text(inst.version_num),
-                if inst.in_recovery {
-                    "standby"
-                } else {
-                    "primary"
-                }
-            )),
-        )];
+        let mut measurements = vec![connectivity];
 
         // Counter deltas; the baseline moves forward every round.
         let counter_ms = probe::counter_checks(st.counters.as_ref(), &inst.counters);
@@ -403,7 +470,7 @@ impl PostgresEngine {
         let now = Instant::now();
         let first_seen: HashMap<i64, f64> = match &tables {
             Ok(rows) => {
-                let waiting: Vec<i64> = rows
+                let waiting: std::collections::HashSet<i64> = rows
                     .iter()
                     .filter(|r| {
                         r.last_analyze.is_none()
@@ -450,8 +517,12 @@ impl PostgresEngine {
                 checks::DATABASE_SIZE => Ok(Cached::measure(&st.database_size, check, |s, age| {
                     probe::database_size(&inst.db, *s, age)
                 })),
-                checks::INVALID_INDEXES => act.map(probe::invalid_indexes),
-                checks::UNUSED_INDEXES => act.map(probe::unused_indexes),
+                checks::INVALID_INDEXES => Ok(Cached::measure(&st.indexes, check, |l, age| {
+                    probe::invalid_indexes(l, age)
+                })),
+                checks::UNUSED_INDEXES => Ok(Cached::measure(&st.indexes, check, |l, age| {
+                    probe::unused_indexes(l, age)
+                })),
                 checks::ARCHIVER => act.map(|a| probe::archiver(&inst, a, archive_ready, &t)),
                 checks::PREPARED_XACTS => act.map(probe::prepared_xacts),
                 checks::XMIN_HORIZON => act.map(|a| probe::xmin_horizon(&inst, a)),
@@ -489,7 +560,30 @@ impl PostgresEngine {
     /// Runs the probes on slower cadences whose last result is older than their interval
     /// (or missing): database size, bloat estimate, duplicate indexes.
     async fn refresh_slow(&self, st: &mut RoundState, conn: &mut PgConnection, user: &str) {
-        if self.enabled(checks::DATABASE_SIZE) && Cached::due(&st.database_size, SIZE_INTERVAL) {
+        if (self.enabled(checks::INVALID_INDEXES) || self.enabled(checks::UNUSED_INDEXES))
+            && Cached::due(&st.indexes, CATALOG_INTERVAL)
+        {
+            let result = match sqlx::query(sql::INDEXES).fetch_one(&mut *conn).await {
+                Ok(row) => json_list(&row, "invalid_json")
+                    .and_then(|invalid| {
+                        Ok(IndexLists {
+                            invalid,
+                            unused: json_list(&row, "unused_json")?,
+                        })
+                    })
+                    .map_err(|e| ProbeError {
+                        reason: format!("could not read the index probe: {e}"),
+                        fix: None,
+                        transient: false,
+                    }),
+                Err(e) => Err(probe_error(&e, "the index probe", user)),
+            };
+            st.indexes = Some(Cached {
+                at: Instant::now(),
+                result,
+            });
+        }
+        if self.enabled(checks::DATABASE_SIZE) && Cached::due(&st.database_size, CATALOG_INTERVAL) {
             let result = sqlx::query_scalar::<_, f64>(sql::DATABASE_SIZE)
                 .fetch_one(&mut *conn)
                 .await
@@ -646,6 +740,36 @@ impl PostgresEngine {
     }
 }
 
+async fn probe_activity(conn: &mut PgConnection, user: &str) -> Result<Activity, ProbeError> {
+    match sqlx::query(sql::ACTIVITY).fetch_one(&mut *conn).await {
+        Ok(row) => decode_activity(&row).map_err(|e| ProbeError {
+            reason: format!("could not read the activity probe: {e}"),
+            fix: None,
+            transient: false,
+        }),
+        Err(e) => Err(probe_error(&e, "the activity probe", user)),
+    }
+}
+
+async fn probe_tables(
+    conn: &mut PgConnection,
+    user: &str,
+    now: f64,
+) -> Result<Vec<TableRow>, ProbeError> {
+    match sqlx::query(sql::TABLES).fetch_all(&mut *conn).await {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| decode_table(r, now))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ProbeError {
+                reason: format!("could not read the table probe: {e}"),
+                fix: None,
+                transient: false,
+            }),
+        Err(e) => Err(probe_error(&e, "the table probe", user)),
+    }
+}
+
 /// Remembers a new pooled connection's backend. Never fails the connection: without the
 /// record, cancel_running merely cannot reach that backend.
 async fn record_backend(conn: &mut PgConnection, backends: &Mutex<Vec<Backend>>) {
@@ -740,26 +864,34 @@ fn probe_error(e: &sqlx::Error, what: &str, user: &str) -> ProbeError {
             "42501" => ProbeError {
                 reason: format!("{what} was refused: {}", d.message()),
                 fix: Some(grant_monitor(user)),
+                transient: false,
+            },
+            "57014" if d.message().contains("statement timeout") => ProbeError {
+                reason: format!("{what} ran longer than statement_timeout {STATEMENT_TIMEOUT}"),
+                fix: None,
+                transient: false,
             },
             "57014" => ProbeError {
-                reason: format!(
-                    "{what} was cancelled (statement_timeout {STATEMENT_TIMEOUT}, or stopped on shutdown)"
-                ),
+                reason: format!("{what} was cancelled (shutdown or a job timeout)"),
                 fix: None,
+                transient: true,
             },
             "55P03" => ProbeError {
                 reason: format!("{what} waited longer than lock_timeout {LOCK_TIMEOUT} for a lock"),
                 fix: None,
+                transient: false,
             },
             _ => ProbeError {
                 reason: format!("{what} failed: {}", d.message()),
                 fix: None,
+                transient: false,
             },
         };
     }
     ProbeError {
         reason: format!("{what} failed: {e}"),
         fix: None,
+        transient: false,
     }
 }
 
@@ -780,6 +912,7 @@ fn decode_instance(r: &PgRow) -> Result<Instance, sqlx::Error> {
         analyze_scale: r.try_get("analyze_scale")?,
         block_size: r.try_get("block_size")?,
         archive_mode: r.try_get("archive_mode")?,
+        now: r.try_get("now")?,
         data_directory: r.try_get("data_directory")?,
         counters: DbCounters {
             blks_hit: r.try_get::<Option<f64>, _>("blks_hit")?.unwrap_or(0.0),
@@ -835,12 +968,11 @@ fn decode_activity(r: &PgRow) -> Result<Activity, String> {
         slots: json_list(r, "slots_json")?,
         prepared: json_list(r, "prepared_json")?,
         archiver: json_one(r, "archiver_json")?,
-        invalid: json_list(r, "invalid_json")?,
-        unused: json_list(r, "unused_json")?,
     })
 }
 
-fn decode_table(r: &PgRow) -> Result<TableRow, sqlx::Error> {
+/// `now`: the server's clock from the instance probe (vacuum and analyze ages use it).
+fn decode_table(r: &PgRow, now: f64) -> Result<TableRow, sqlx::Error> {
     let num = |col: &str| -> Result<f64, sqlx::Error> {
         Ok(r.try_get::<Option<f64>, _>(col)?.unwrap_or(0.0))
     };
@@ -858,7 +990,7 @@ fn decode_table(r: &PgRow) -> Result<TableRow, sqlx::Error> {
         size: num("size")?,
         last_vacuum: r.try_get("last_vacuum")?,
         last_analyze: r.try_get("last_analyze")?,
-        now: num("now")?,
+        now,
         reloptions: r.try_get("reloptions")?,
     })
 }

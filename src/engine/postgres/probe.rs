@@ -36,6 +36,8 @@ pub struct Instance {
     pub analyze_scale: f64,
     pub block_size: f64,
     pub archive_mode: String,
+    /// The server's clock, epoch seconds (ages of vacuum/analyze are measured against it).
+    pub now: f64,
     pub data_directory: Option<String>,
     pub counters: DbCounters,
     pub db_connlimit: f64,
@@ -218,6 +220,11 @@ pub struct Activity {
     pub slots: Vec<Slot>,
     pub prepared: Vec<Prepared>,
     pub archiver: Option<Archiver>,
+}
+
+/// The `INDEXES` query's row (slower cadence).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexLists {
     pub invalid: Vec<IndexRef>,
     pub unused: Vec<IndexRef>,
 }
@@ -917,7 +924,8 @@ pub fn archiver(
     )
 }
 
-pub fn invalid_indexes(act: &Activity) -> Measurement {
+/// `age`: seconds since the index lists were read (they run on a slower cadence).
+pub fn invalid_indexes(act: &IndexLists, age: f64) -> Measurement {
     let n = act.invalid.len();
     if n == 0 {
         return Measurement::value(INVALID_INDEXES, Observation::new(0.0));
@@ -939,12 +947,15 @@ pub fn invalid_indexes(act: &Activity) -> Measurement {
     };
     let detail = if n == 1 {
         format!(
-            "on table {}; left by a failed CREATE/REINDEX CONCURRENTLY: DROP INDEX CONCURRENTLY and build it again",
-            act.invalid[0].tbl
+            "on table {}; left by a failed CREATE/REINDEX CONCURRENTLY: DROP INDEX CONCURRENTLY and build it again; checked {} ago",
+            act.invalid[0].tbl,
+            secs(age)
         )
     } else {
-        "left by failed CREATE/REINDEX CONCURRENTLY: DROP INDEX CONCURRENTLY and build them again"
-            .to_string()
+        format!(
+            "left by failed CREATE/REINDEX CONCURRENTLY: DROP INDEX CONCURRENTLY and build them again; checked {} ago",
+            secs(age)
+        )
     };
     Measurement::value(
         INVALID_INDEXES,
@@ -952,7 +963,7 @@ pub fn invalid_indexes(act: &Activity) -> Measurement {
     )
 }
 
-pub fn unused_indexes(act: &Activity) -> Measurement {
+pub fn unused_indexes(act: &IndexLists, age: f64) -> Measurement {
     let obs = act
         .unused
         .iter()
@@ -962,8 +973,9 @@ pub fn unused_indexes(act: &Activity) -> Measurement {
                 .floor(size)
                 .subject(format!("index {}", i.name))
                 .detail(format!(
-                    "on {}, no scan since the statistics were reset; scans on standbys are not counted",
-                    i.tbl
+                    "on {}, no scan since the statistics were reset (scans on standbys are not counted); checked {} ago",
+                    i.tbl,
+                    secs(age)
                 ))
         })
         .collect();
@@ -1558,7 +1570,7 @@ mod tests {
 
     #[test]
     fn index_checks_name_the_indexes() {
-        let act = Activity {
+        let act = IndexLists {
             invalid: vec![IndexRef {
                 name: "public.t_v_key".into(),
                 tbl: "public.t".into(),
@@ -1569,9 +1581,8 @@ mod tests {
                 tbl: "public.t".into(),
                 size: Some(200.0 * 1024.0 * 1024.0),
             }],
-            ..Activity::default()
         };
-        let r = judge(&invalid_indexes(&act));
+        let r = judge(&invalid_indexes(&act, 0.0));
         assert_eq!(r.status, Status::Warning);
         assert!(
             r.message
@@ -1579,7 +1590,7 @@ mod tests {
             "{}",
             r.message
         );
-        let r = judge(&unused_indexes(&act));
+        let r = judge(&unused_indexes(&act, 0.0));
         assert_eq!(r.status, Status::Warning);
         assert!(
             r.message
@@ -1588,7 +1599,7 @@ mod tests {
             r.message
         );
         assert_eq!(
-            judge(&invalid_indexes(&Activity::default())).status,
+            judge(&invalid_indexes(&IndexLists::default(), 0.0)).status,
             Status::Ok
         );
         let dup = duplicate_indexes(

@@ -41,6 +41,7 @@ pub const INSTANCE: &str = r#"/* dbwarden */ SELECT
   current_setting('autovacuum_analyze_scale_factor')::float8 AS analyze_scale,
   current_setting('block_size')::float8 AS block_size,
   current_setting('archive_mode') AS archive_mode,
+  extract(epoch FROM now())::float8 AS now,
   CASE WHEN pg_has_role('pg_read_all_settings', 'USAGE')
        THEN current_setting('data_directory') END AS data_directory,
   d.blks_hit::float8 AS blks_hit,
@@ -55,8 +56,9 @@ FROM pg_stat_database d
 WHERE d.datname = current_database()"#;
 
 /// One row of JSON sections: sessions (one snapshot of pg_stat_activity shared by all),
-/// databases' freeze ages, replication, slots, prepared transactions, the archiver, this
-/// database's oldest tables, invalid and unused indexes. No parameters, so PostgreSQL
+/// databases' freeze ages, replication, slots, prepared transactions, the archiver, and
+/// this database's oldest tables (only once its age passes half of
+/// autovacuum_freeze_max_age: the scan of pg_class is skipped before). No parameters, so PostgreSQL
 /// keeps one generic plan for the connection's prepared statement (planning this text
 /// costs more than running it).
 pub const ACTIVITY: &str = r#"/* dbwarden */ WITH a AS MATERIALIZED (
@@ -74,8 +76,6 @@ pub const ACTIVITY: &str = r#"/* dbwarden */ WITH a AS MATERIALIZED (
   SELECT CASE WHEN pg_is_in_recovery()
               THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
               ELSE pg_current_wal_lsn() END AS now_lsn
-), bs AS (
-  SELECT current_setting('block_size')::float8 AS bs
 )
 SELECT
   (SELECT count(*) FILTER (WHERE backend_type = 'client backend'
@@ -106,17 +106,24 @@ SELECT
      ORDER BY b.state_secs DESC NULLS LAST LIMIT 20) x)::text AS blocked_json,
   (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT pid, usr, datname, state, xact_secs, xmin_age
-     FROM a WHERE xmin_age IS NOT NULL AND backend_type IS DISTINCT FROM 'autovacuum worker'
+     FROM a
+     WHERE xmin_age IS NOT NULL AND backend_type IS DISTINCT FROM 'autovacuum worker'
+       AND NOT (state = 'active' AND query LIKE '/* dbwarden */%')
      ORDER BY xmin_age DESC LIMIT 1) x)::text AS xmin_json,
   (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT datname::text AS name, age(datfrozenxid)::float8 AS xid_age,
             mxid_age(datminmxid)::float8 AS mxid_age
      FROM pg_database) x)::text AS databases_json,
   (SELECT coalesce(json_agg(x), '[]') FROM (
-     SELECT format('%I.%I', n.nspname, c.relname) AS name, age(c.relfrozenxid)::float8 AS xid_age
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'm', 't') AND c.relfrozenxid <> '0'
-     ORDER BY age(c.relfrozenxid) DESC LIMIT 3) x)::text AS oldest_json,
+     SELECT format('%I.%I', n.nspname, c.relname) AS name, o.xid_age
+     FROM (SELECT oid, age(relfrozenxid)::float8 AS xid_age FROM pg_class
+           WHERE relkind IN ('r', 'm', 't') AND relfrozenxid <> '0'
+             AND (SELECT age(datfrozenxid) FROM pg_database WHERE datname = current_database())
+                 > current_setting('autovacuum_freeze_max_age')::float8 / 2
+           ORDER BY 2 DESC LIMIT 3) o
+     JOIN pg_class c ON c.oid = o.oid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     ORDER BY o.xid_age DESC) x)::text AS oldest_json,
   (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT application_name AS name, client_addr::text AS addr, state, sync_state,
             extract(epoch FROM write_lag)::float8 AS write_lag,
@@ -146,7 +153,14 @@ SELECT
      SELECT failed_count::float8 AS failed_count, last_failed_wal,
             extract(epoch FROM now() - last_archived_time)::float8 AS archived_secs_ago,
             extract(epoch FROM now() - last_failed_time)::float8 AS failed_secs_ago
-     FROM pg_stat_archiver) x)::text AS archiver_json,
+     FROM pg_stat_archiver) x)::text AS archiver_json"#;
+
+/// Invalid indexes (builds in progress excluded) and never-scanned indexes not backing a
+/// constraint, largest first. Index state changes slowly; this runs every 5 minutes.
+pub const INDEXES: &str = r#"/* dbwarden */ WITH bs AS (
+  SELECT current_setting('block_size')::float8 AS bs
+)
+SELECT
   (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT format('%I.%I', n.nspname, ic.relname) AS name,
             format('%I.%I', n.nspname, tc.relname) AS tbl
@@ -192,7 +206,6 @@ pub const TABLES: &str = r#"/* dbwarden */ SELECT
   c.relpages::float8 * current_setting('block_size')::float8 AS size,
   extract(epoch FROM greatest(s.last_vacuum, s.last_autovacuum))::float8 AS last_vacuum,
   extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8 AS last_analyze,
-  extract(epoch FROM now())::float8 AS now,
   array_to_string(c.reloptions, ',') AS reloptions
 FROM pg_stat_user_tables s
 JOIN pg_class c ON c.oid = s.relid"#;
