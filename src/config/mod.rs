@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{load, load_raw};
 pub use secret::{Secret, SecretUrl};
-pub use validate::{Config, Job, JobKind, Target, TargetSelector};
+pub use validate::{Config, Job, JobKind, PasswordSource, Target, TargetSelector};
 
 use crate::health::ThresholdValue;
 
