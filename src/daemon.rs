@@ -184,7 +184,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         Arc::new(SystemClock),
         config.daemon.max_concurrent_targets,
     ));
-    let mut sched = Scheduler::start(ctx, config.clone());
+    let mut sched = Scheduler::start(ctx.clone(), config.clone());
     let mut current = config;
 
     let mut hup = signal(SignalKind::hangup())?;
@@ -254,7 +254,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = ping.tick() => {
                 if watchdog.is_some() {
-                    notify(&[sd_notify::NotifyState::Watchdog]);
+                    let stuck = ctx.stuck_loops();
+                    if stuck.is_empty() {
+                        notify(&[sd_notify::NotifyState::Watchdog]);
+                    } else {
+                        tracing::error!(jobs = ?stuck, "job loops are stuck; not feeding the watchdog so systemd restarts the service");
+                    }
                 }
             }
         }

@@ -118,6 +118,9 @@ pub struct Context {
     /// Cancelled on shutdown: running runs stop and are recorded as `interrupted`.
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    /// When each job loop last woke; the systemd watchdog is fed only while every loop
+    /// is alive, so a hung scheduler gets the service restarted.
+    heartbeats: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 impl Context {
@@ -134,8 +137,43 @@ impl Context {
             limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            heartbeats: std::sync::Mutex::new(HashMap::new()),
         }
     }
+}
+
+impl Context {
+    fn beat(&self, job: &str) {
+        let mut h = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        h.insert(job.to_string(), tokio::time::Instant::now());
+    }
+
+    fn forget(&self, job: &str) {
+        let mut h = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        h.remove(job);
+    }
+
+    /// Job loops that have not woken for longer than twice [`MAX_SLEEP`]: a loop sleeps at
+    /// most that long between wakes, so these are stuck.
+    pub fn stuck_loops(&self) -> Vec<String> {
+        let h = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        stale(&h, tokio::time::Instant::now(), MAX_SLEEP * 2)
+    }
+}
+
+/// Names whose last beat is older than `max_age` (pure, for the watchdog).
+fn stale(
+    beats: &HashMap<String, tokio::time::Instant>,
+    now: tokio::time::Instant,
+    max_age: Duration,
+) -> Vec<String> {
+    let mut v: Vec<String> = beats
+        .iter()
+        .filter(|(_, t)| now.saturating_duration_since(**t) > max_age)
+        .map(|(k, _)| k.clone())
+        .collect();
+    v.sort();
+    v
 }
 
 /// What a reload changed.
@@ -239,9 +277,15 @@ impl Scheduler {
 
 /// Sleeps until the wall clock reaches `due`, in slices so jumps are noticed. `false` if
 /// stopped first.
-async fn sleep_until(clock: &dyn Clock, due: DateTime<Utc>, stop: &CancellationToken) -> bool {
+async fn sleep_until(
+    ctx: &Context,
+    job: &str,
+    due: DateTime<Utc>,
+    stop: &CancellationToken,
+) -> bool {
     loop {
-        let now = clock.now();
+        ctx.beat(job);
+        let now = ctx.clock.now();
         if now >= due {
             return true;
         }
@@ -276,7 +320,7 @@ async fn job_loop(
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
     let catch_up = config.borrow().daemon.catch_up;
     loop {
-        if !sleep_until(ctx.clock.as_ref(), due, &stop).await {
+        if !sleep_until(&ctx, &job.name, due, &stop).await {
             break;
         }
         let now = ctx.clock.now();
@@ -325,6 +369,7 @@ async fn job_loop(
             None => break,
         }
     }
+    ctx.forget(&job.name);
     tracing::debug!("job loop stopped");
 }
 
@@ -651,6 +696,35 @@ mod tests {
         assert_eq!(changes.removed, vec!["b".to_string(), "c".to_string()]);
         assert_eq!(sched.jobs(), vec!["a".to_string()]);
         assert!(sched.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[test]
+    fn stale_heartbeats_are_found() {
+        let now = tokio::time::Instant::now();
+        let mut beats = HashMap::new();
+        beats.insert("fresh".to_string(), now);
+        beats.insert(
+            "stuck".to_string(),
+            now.checked_sub(Duration::from_secs(61)).unwrap_or(now),
+        );
+        assert_eq!(stale(&beats, now, MAX_SLEEP * 2), vec!["stuck".to_string()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn live_loops_are_not_stuck_and_stopped_loops_are_forgotten() {
+        let h = harness(Duration::from_millis(10), "2026-01-01T00:00:00Z");
+        let sched = Scheduler::start(h.ctx.clone(), config(&job("daily", "@daily", "5s")));
+        // A daily job sleeps for hours, in slices: it still beats every MAX_SLEEP.
+        tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+        assert!(h.ctx.stuck_loops().is_empty());
+        assert!(sched.shutdown(Duration::from_secs(5)).await);
+        assert!(
+            h.ctx
+                .heartbeats
+                .lock()
+                .map(|b| b.is_empty())
+                .unwrap_or(false)
+        );
     }
 
     #[tokio::test(start_paused = true)]
