@@ -6,6 +6,7 @@
 
 pub mod mysql;
 pub mod postgres;
+pub mod redact;
 pub mod sqlite;
 
 use std::time::Duration;

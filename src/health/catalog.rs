@@ -176,6 +176,22 @@ pub fn spec(name: &str) -> Option<&'static CheckSpec> {
     all().find(|s| s.name == name)
 }
 
+/// A check's spec by name, for tests; an unknown name panics.
+#[cfg(test)]
+pub(crate) fn spec_of(name: &str) -> &'static CheckSpec {
+    match spec(name) {
+        Some(s) => s,
+        None => panic!("no check {name}"),
+    }
+}
+
+/// Judges a measurement against its check's built-in thresholds, for tests.
+#[cfg(test)]
+pub(crate) fn judge_builtin(m: &super::Measurement) -> super::CheckResult {
+    let s = spec_of(m.check);
+    super::evaluate(m, s, &super::CheckThresholds::builtin(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,7 +196,7 @@ fn error_text(e: &Option<(i64, String)>) -> String {
     match e {
         Some((no, msg)) if *no != 0 || !msg.is_empty() => format!(
             " (error {no}: {})",
-            super::redact::shorten(&super::redact::message_prefix(msg), 100)
+            crate::engine::redact::shorten(&crate::engine::redact::message_prefix(msg), 100)
         ),
         _ => String::new(),
     }
@@ -416,19 +416,7 @@ pub fn fragmentation(schema: &str, tables: &[TableRow], shared: &[String]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{CheckThresholds, evaluate};
-
-    fn spec(name: &str) -> &'static CheckSpec {
-        match CHECKS.iter().find(|s| s.name == name) {
-            Some(s) => s,
-            None => panic!("no check {name}"),
-        }
-    }
-
-    fn judge(m: &Measurement) -> crate::health::CheckResult {
-        let s = spec(m.check);
-        evaluate(m, s, &CheckThresholds::builtin(s))
-    }
+    use crate::health::catalog::judge_builtin as judge;
 
     #[test]
     fn every_check_is_in_the_catalogue_once() {

@@ -28,7 +28,6 @@
 
 mod checks;
 mod conn;
-pub mod redact;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -45,13 +44,13 @@ use self::conn::{
     Connector, ServerVersion, error_message, is_access_denied, is_timeout, number, text,
     text_by_names,
 };
-use super::{EngineError, HealthReport, TableStat};
+use super::redact::{Dialect, query_for_message};
+use super::{EngineError, HealthOptions, HealthReport, TableStat};
 use crate::config::Target;
 use crate::health::delta::Counters;
 use crate::health::{CheckThresholds, Measurement, Observation, Scope, Status, Unit, catalog};
 
 pub use self::checks::CHECKS;
-pub use self::redact::redact_literals;
 
 /// information_schema.TABLES (fragmentation, table statistics) is read at most this often;
 /// in between the last result is reused with its age shown.
@@ -550,7 +549,10 @@ impl MysqlEngine {
                 detail.push_str(&format!(", db {db}"));
             }
             match query.filter(|q| !q.trim().is_empty()) {
-                Some(q) => detail.push_str(&format!(": {}", redact::query_for_message(&q))),
+                Some(q) => detail.push_str(&format!(
+                    ": {}",
+                    query_for_message(Some(&q), Dialect::Mysql)
+                )),
                 None if !state.is_empty() => detail.push_str(&format!(", {state}")),
                 None => {}
             }

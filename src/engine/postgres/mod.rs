@@ -7,7 +7,7 @@
 //! - `probe`: the rows they return and the pure functions that turn them into
 //!   measurements (unit-tested without a server).
 //! - `checks`: the catalogue (names, units, built-in thresholds).
-//! - `redact`: query text with literals replaced by `?`.
+//! - query text in messages has its literals replaced by `?` ([`crate::engine::redact`]).
 //! - `disk`: free space of the data directory when the server runs on this host.
 //!
 //! Cost classes: every round runs three cheap queries (`INSTANCE`, `ACTIVITY`, `TABLES`,
@@ -19,7 +19,6 @@
 mod checks;
 mod disk;
 mod probe;
-pub mod redact;
 mod sql;
 
 use std::collections::{BTreeMap, HashMap};
@@ -39,7 +38,6 @@ use crate::health::{CheckThresholds, Measurement, Observation, Scope, Status};
 
 pub use checks::{CHECKS, NAMES};
 pub use probe::{grant_monitor, quote_ident, standby_replay_lag};
-pub use redact::redact_literals;
 
 use probe::{Activity, BloatRow, DbCounters, DuplicateGroup, IndexLists, Instance, TableRow};
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::checks::*;
-use super::redact::query_for_message;
+use crate::engine::redact::{Dialect, query_for_message};
 use crate::health::delta::{self, Counters, Delta};
 use crate::health::{CheckThresholds, Measurement, Observation, Outcome, Status, Unit};
 
@@ -398,7 +398,10 @@ pub fn long_queries(inst: &Instance, act: &Activity) -> Measurement {
                     s.wait_event.as_deref().unwrap_or("?")
                 ));
             }
-            d.push_str(&format!(": {}", query_for_message(s.query.as_deref())));
+            d.push_str(&format!(
+                ": {}",
+                query_for_message(s.query.as_deref(), Dialect::Postgres)
+            ));
             Observation::new(s.secs.unwrap_or(0.0))
                 .subject(format!("pid {}", s.pid))
                 .detail(d)
@@ -424,7 +427,7 @@ pub fn idle_in_transaction(inst: &Instance, act: &Activity) -> Measurement {
             }
             d.push_str(&format!(
                 "; last query: {}",
-                query_for_message(s.query.as_deref())
+                query_for_message(s.query.as_deref(), Dialect::Postgres)
             ));
             Observation::new(s.secs.unwrap_or(0.0))
                 .subject(format!("pid {}", s.pid))
@@ -459,7 +462,7 @@ pub fn blocked_sessions(inst: &Instance, act: &Activity) -> Measurement {
                     }
                 }
                 if s.by_query.is_some() {
-                    by.push(query_for_message(s.by_query.as_deref()));
+                    by.push(query_for_message(s.by_query.as_deref(), Dialect::Postgres));
                 }
                 if !by.is_empty() {
                     d.push_str(&format!(" ({})", by.join(", ")));
@@ -467,7 +470,7 @@ pub fn blocked_sessions(inst: &Instance, act: &Activity) -> Measurement {
             }
             d.push_str(&format!(
                 "; waiting: {}",
-                query_for_message(s.query.as_deref())
+                query_for_message(s.query.as_deref(), Dialect::Postgres)
             ));
             Observation::new(s.secs.unwrap_or(0.0))
                 .subject(format!("pid {}", s.pid))
@@ -1149,19 +1152,7 @@ pub fn duplicate_indexes(groups: &[DuplicateGroup], age: f64) -> Measurement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{CheckSpec, evaluate};
-
-    fn spec(name: &str) -> &'static CheckSpec {
-        match CHECKS.iter().find(|s| s.name == name) {
-            Some(s) => s,
-            None => panic!("no spec {name}"),
-        }
-    }
-
-    fn judge(m: &Measurement) -> crate::health::CheckResult {
-        let s = spec(m.check);
-        evaluate(m, s, &CheckThresholds::builtin(s))
-    }
+    use crate::health::catalog::{judge_builtin as judge, spec_of as spec};
 
     fn inst() -> Instance {
         Instance {
