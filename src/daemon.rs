@@ -49,6 +49,7 @@ impl Executor for HealthExecutor {
         let kind = job.kind;
         let opts = HealthOptions {
             integrity_check: job.integrity_check,
+            ..HealthOptions::default()
         };
         let run_id = run_id.to_string();
         Box::pin(async move {
@@ -172,10 +173,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     }
     let engines = Arc::new(Engines::default());
     let tracker = Arc::new(StatusTracker::new(policy_of(&config)));
+    let facts = Arc::new(ServerFacts::default());
     let executor = Arc::new(HealthExecutor {
         engines: engines.clone(),
         store: store.clone(),
-        facts: Arc::new(ServerFacts::default()),
+        facts: facts.clone(),
         tracker: tracker.clone(),
     });
     let ctx = Arc::new(Context::new(
@@ -227,6 +229,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                         }
                         let new = Arc::new(new);
                         engines.retain(&new);
+                        facts.retain(&new);
                         tracker.set_policy(policy_of(&new));
                         let changes = sched.apply(new.clone());
                         tracing::info!(

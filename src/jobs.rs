@@ -1,14 +1,14 @@
 //! What a job kind does with one target, and the engine registry that keeps pools alive
 //! across rounds and reloads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Target};
-use crate::engine::{Engine, HealthOptions, HealthReport};
+use crate::engine::{Engine, HealthOptions, HealthReport, ServerOwner};
 use crate::health::hysteresis::{self, Policy, Transition};
 use crate::health::{self, CheckResult, Scope, Status, catalog};
 use crate::store::{Record, Store, StoreError};
@@ -93,39 +93,127 @@ pub fn judge(target: &Target, report: &HealthReport) -> Vec<CheckResult> {
         .collect()
 }
 
-/// Server-level results already reported in this round, so targets that are databases of
-/// one server report (and later alert on) connections, replication and the like once.
+/// Which target measures each server's server-level checks (connections, replication,
+/// wraparound of every database, the processlist), so targets that are databases of one
+/// server query those once and report (and later alert on) them once.
+///
+/// The first target to measure a server owns it. The others skip those probes and report
+/// the checks as "measured by target X". Ownership moves when the owner cannot reach the
+/// server (at once), leaves the config, or stops running rounds (after three of its usual
+/// intervals). A target whose schedule is slower than another's keeps ownership while it
+/// runs: the owner is stable, so alert state does not hop between targets.
 #[derive(Default)]
 pub struct ServerFacts {
-    seen: Mutex<BTreeMap<(String, String), String>>,
+    state: Mutex<FactsState>,
+}
+
+#[derive(Default)]
+struct FactsState {
+    /// The server each target was last found on.
+    server_of: HashMap<String, String>,
+    /// Each target's last round and the interval between its last two rounds.
+    rounds: HashMap<String, (DateTime<Utc>, Option<chrono::TimeDelta>)>,
+    /// Server id → owning target.
+    owners: HashMap<String, String>,
+}
+
+/// How long an owner whose interval is not known yet may stay silent before another
+/// target takes its servers over.
+const OWNER_PATIENCE_UNKNOWN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+/// The least patience, whatever the owner's interval.
+const OWNER_PATIENCE_MIN: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+impl FactsState {
+    /// The owner has not run a round for three of its intervals.
+    fn lost(&self, owner: &str, now: DateTime<Utc>) -> bool {
+        let Some((last, interval)) = self.rounds.get(owner) else {
+            return true;
+        };
+        let patience = interval
+            .map(|i| (i * 3).max(OWNER_PATIENCE_MIN))
+            .unwrap_or(OWNER_PATIENCE_UNKNOWN);
+        now.signed_duration_since(*last) > patience
+    }
 }
 
 impl ServerFacts {
-    /// Keeps server-scoped results only for the first target of each server; the others
-    /// get a pointer to it instead.
-    pub fn dedupe(&self, target: &str, results: Vec<CheckResult>) -> Vec<CheckResult> {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+    /// The target that measures `target`'s server-level checks in a round starting `now`;
+    /// `None` when `target` should measure them itself.
+    pub fn owner_for(&self, target: &str, now: DateTime<Utc>) -> Option<ServerOwner> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let server = st.server_of.get(target)?;
+        let owner = st.owners.get(server)?;
+        (owner != target && !st.lost(owner, now)).then(|| ServerOwner {
+            server_id: server.clone(),
+            target: owner.clone(),
+        })
+    }
+
+    /// Learns from a finished round (the target's server, ownership) and points the
+    /// server-level results of every target but the owner to the owner.
+    pub fn settle(
+        &self,
+        target: &str,
+        report: &HealthReport,
+        results: Vec<CheckResult>,
+        now: DateTime<Utc>,
+    ) -> Vec<CheckResult> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let interval = st
+            .rounds
+            .get(target)
+            .map(|(last, _)| now.signed_duration_since(*last))
+            .filter(|i| *i > chrono::TimeDelta::zero());
+        let previous = st.rounds.get(target).and_then(|(_, i)| *i);
+        st.rounds
+            .insert(target.to_string(), (now, interval.or(previous)));
+        if let Some(id) = &report.server_id {
+            st.server_of.insert(target.to_string(), id.clone());
+        }
+        match (&report.server_id, report.server_checks_measured) {
+            (Some(id), true) => {
+                // An owner that moved to another server (failover) gives the old one up.
+                st.owners.retain(|k, o| o != target || k == id);
+                let take = match st.owners.get(id) {
+                    Some(o) => o == target || st.lost(o, now),
+                    None => true,
+                };
+                if take {
+                    st.owners.insert(id.clone(), target.to_string());
+                }
+            }
+            // Could not reach its server: the next target of the server measures instead.
+            (_, false) if !report.reached() => st.owners.retain(|_, o| o != target),
+            _ => {}
+        }
         results
             .into_iter()
             .map(|r| {
                 let Scope::Server(id) = &r.scope else {
                     return r;
                 };
-                let key = (id.clone(), r.check.clone());
-                match seen.get(&key) {
+                match st.owners.get(id) {
                     Some(owner) if owner != target => CheckResult {
                         status: Status::Ok,
                         value: None,
-                        message: format!("server-level check, reported by target {owner}"),
+                        warning: None,
+                        critical: None,
+                        subject: None,
+                        message: format!("server-level check, measured by target {owner}"),
                         ..r
                     },
-                    _ => {
-                        seen.insert(key, target.to_string());
-                        r
-                    }
+                    _ => r,
                 }
             })
             .collect()
+    }
+
+    /// Forgets targets that left the config; their servers get a new owner next round.
+    pub fn retain(&self, config: &Config) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.server_of.retain(|t, _| config.target(t).is_some());
+        st.rounds.retain(|t, _| config.target(t).is_some());
+        st.owners.retain(|_, t| config.target(t).is_some());
     }
 }
 
@@ -213,8 +301,12 @@ pub async fn health_round(
     opts: &HealthOptions,
 ) -> TargetHealth {
     let measured_at = Utc::now();
+    let opts = HealthOptions {
+        server_checks_by: facts.owner_for(&target.name, measured_at),
+        ..opts.clone()
+    };
     let report = match engines.get(target) {
-        Ok(e) => e.health(opts).await,
+        Ok(e) => e.health(&opts).await,
         Err(e) => HealthReport {
             measurements: vec![health::Measurement::verdict(
                 "connectivity",
@@ -225,7 +317,7 @@ pub async fn health_round(
             ..HealthReport::default()
         },
     };
-    let checks = facts.dedupe(&target.name, judge(target, &report));
+    let checks = facts.settle(&target.name, &report, judge(target, &report), measured_at);
     TargetHealth {
         target: target.name.clone(),
         engine: target.engine.as_str(),
@@ -331,30 +423,137 @@ mod tests {
         );
     }
 
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_700_000_000 + secs, 0).unwrap_or_default()
+    }
+
+    /// A round's report: `measured` = the engine measured the server-level checks.
+    fn report(server: Option<&str>, measured: bool, reached: bool) -> HealthReport {
+        let connectivity = if reached {
+            health::Measurement::value("connectivity", health::Observation::new(1.0))
+        } else {
+            health::Measurement::verdict("connectivity", Status::Critical, None, "down")
+        };
+        HealthReport {
+            measurements: vec![connectivity],
+            server_id: server.map(str::to_string),
+            server_checks_measured: measured,
+            table_stats: Vec::new(),
+        }
+    }
+
+    fn owner(facts: &ServerFacts, target: &str, now: i64) -> Option<String> {
+        facts.owner_for(target, at(now)).map(|o| o.target)
+    }
+
     #[test]
-    fn server_facts_are_reported_once_per_server() {
+    fn server_checks_are_measured_and_reported_once_per_server() {
         let facts = ServerFacts::default();
         let s = Scope::Server("sys-1".into());
-        let a = facts.dedupe(
-            "a",
+        let both = || {
             vec![
                 result("connections", s.clone(), Status::Critical),
                 result("dead_tuples", Scope::Database, Status::Warning),
-            ],
-        );
-        let b = facts.dedupe(
-            "b",
-            vec![
-                result("connections", s.clone(), Status::Critical),
-                result("dead_tuples", Scope::Database, Status::Warning),
-            ],
-        );
+            ]
+        };
+        // First round: nobody knows the server yet, both measure; the first to finish
+        // owns the server, the other's server-level results point to it.
+        assert_eq!(owner(&facts, "a", 0), None);
+        assert_eq!(owner(&facts, "b", 0), None);
+        let a = facts.settle("a", &report(Some("sys-1"), true, true), both(), at(0));
+        let b = facts.settle("b", &report(Some("sys-1"), true, true), both(), at(0));
         assert_eq!(a[0].status, Status::Critical);
         assert_eq!(b[0].status, Status::Ok);
-        assert!(b[0].message.contains("reported by target a"));
-        assert_eq!(b[1].status, Status::Warning);
-        // The owner keeps reporting in later rounds of the same registry.
-        let a2 = facts.dedupe("a", vec![result("connections", s, Status::Critical)]);
+        assert_eq!(b[0].value, None);
+        assert!(b[0].message.contains("measured by target a"), "{:?}", b[0]);
+        assert_eq!(b[1].status, Status::Warning, "database checks stay");
+        // From the second round on, b does not measure them at all.
+        let o = facts.owner_for("b", at(30));
+        assert_eq!(
+            o,
+            Some(ServerOwner {
+                server_id: "sys-1".into(),
+                target: "a".into()
+            })
+        );
+        assert_eq!(owner(&facts, "a", 30), None, "the owner measures");
+        let a2 = facts.settle("a", &report(Some("sys-1"), true, true), both(), at(30));
         assert_eq!(a2[0].status, Status::Critical);
+        // Another server has its own owner.
+        assert_eq!(owner(&facts, "c", 30), None);
+        facts.settle("c", &report(Some("sys-2"), true, true), vec![], at(30));
+        assert_eq!(owner(&facts, "c", 60), None);
+    }
+
+    #[test]
+    fn an_unreachable_owner_hands_over_at_once() {
+        let facts = ServerFacts::default();
+        facts.settle("a", &report(Some("s"), true, true), vec![], at(0));
+        facts.settle("b", &report(Some("s"), true, true), vec![], at(0));
+        assert_eq!(owner(&facts, "b", 30).as_deref(), Some("a"));
+        // a's database is down (or its credentials broke); the server may well be fine.
+        facts.settle("a", &report(Some("s"), false, false), vec![], at(30));
+        assert_eq!(owner(&facts, "b", 31), None);
+        facts.settle("b", &report(Some("s"), true, true), vec![], at(31));
+        assert_eq!(owner(&facts, "a", 60).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_silent_owner_is_replaced_after_three_of_its_intervals() {
+        let facts = ServerFacts::default();
+        for t in [0, 60, 120] {
+            facts.settle("a", &report(Some("s"), true, true), vec![], at(t));
+        }
+        facts.settle("b", &report(Some("s"), true, true), vec![], at(120));
+        // a runs every 60 s; its job is then disabled.
+        assert_eq!(owner(&facts, "b", 300).as_deref(), Some("a"));
+        assert_eq!(owner(&facts, "b", 301), None);
+        facts.settle("b", &report(Some("s"), true, true), vec![], at(301));
+        assert_eq!(owner(&facts, "b", 330), None);
+        assert_eq!(owner(&facts, "a", 330).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_slower_owner_keeps_the_server_so_alerts_do_not_hop() {
+        let facts = ServerFacts::default();
+        // a every 5 minutes, b every 30 s, b offset by 10 s.
+        for minute in 0..30 {
+            let t = minute * 60;
+            if minute % 5 == 0 {
+                assert_eq!(owner(&facts, "a", t), None, "minute {minute}");
+                facts.settle("a", &report(Some("s"), true, true), vec![], at(t));
+            }
+            for b in [t + 10, t + 40] {
+                let by = owner(&facts, "b", b);
+                // b's first round does not know its server yet, so it measures.
+                let expected = (b > 10).then_some("a");
+                assert_eq!(by.as_deref(), expected, "second {b}");
+                facts.settle("b", &report(Some("s"), by.is_none(), true), vec![], at(b));
+            }
+        }
+    }
+
+    #[test]
+    fn an_owner_that_moved_server_gives_the_old_one_up() {
+        let facts = ServerFacts::default();
+        facts.settle("a", &report(Some("old"), true, true), vec![], at(0));
+        facts.settle("b", &report(Some("old"), true, true), vec![], at(0));
+        // a's host name now points at another server (failover).
+        facts.settle("a", &report(Some("new"), true, true), vec![], at(30));
+        assert_eq!(owner(&facts, "b", 31), None);
+    }
+
+    #[test]
+    fn placeholders_name_the_current_owner() {
+        let facts = ServerFacts::default();
+        let s = Scope::Server("s".into());
+        facts.settle("a", &report(Some("s"), true, true), vec![], at(0));
+        let b = facts.settle(
+            "b",
+            &report(Some("s"), false, true),
+            vec![result("connections", s, Status::Ok)],
+            at(10),
+        );
+        assert!(b[0].message.contains("measured by target a"));
     }
 }

@@ -194,6 +194,71 @@ fn observations(m: &Measurement) -> &[Observation] {
     }
 }
 
+/// A target whose server's server-level checks another target measures runs only its
+/// schema's probes; the checks name the owner. Taking them back starts a new baseline.
+#[tokio::test]
+async fn server_level_checks_can_be_left_to_another_target() {
+    with_db(|db| async move {
+        let owner = db.target("");
+        let (report, _) = round(&owner).await;
+        let Some(server) = report.server_id.clone() else {
+            panic!("no server id")
+        };
+        let other = db.target_for(&url_with_db(&db.base, "mysql"), "");
+        let engine = ok(Engine::open(&other), "open engine");
+        let defer = HealthOptions {
+            server_checks_by: Some(dbwarden::engine::ServerOwner {
+                server_id: server.clone(),
+                target: "owner".into(),
+            }),
+            ..HealthOptions::default()
+        };
+        let report = engine.health(&defer).await;
+        assert!(!report.server_checks_measured);
+        let results = judge(&other, &report);
+        for check in CHECKS
+            .iter()
+            .filter(|c| !matches!(**c, "connectivity" | "mysql_fragmentation"))
+        {
+            let r = result(&results, check);
+            assert_eq!(r.status, Status::Ok, "{check}");
+            assert_eq!(r.value, None, "{check}");
+            assert_eq!(r.scope, dbwarden::health::Scope::Server(server.clone()));
+            assert!(
+                r.message.contains("measured by target owner"),
+                "{check}: {}",
+                r.message
+            );
+        }
+        assert!(result(&results, "connectivity").value.is_some());
+        assert!(
+            !result(&results, "mysql_fragmentation")
+                .message
+                .contains("measured by")
+        );
+        // An owner chosen for another server (a failover moved this target): measure.
+        let elsewhere = HealthOptions {
+            server_checks_by: Some(dbwarden::engine::ServerOwner {
+                server_id: "mariadb:elsewhere:3306:9".into(),
+                target: "owner".into(),
+            }),
+            ..HealthOptions::default()
+        };
+        let report = engine.health(&elsewhere).await;
+        assert!(report.server_checks_measured);
+        let results = judge(&other, &report);
+        assert!(result(&results, "mysql_connections").value.is_some());
+        assert!(
+            result(&results, "mysql_deadlocks")
+                .message
+                .contains("baseline pending"),
+            "the deferred round must not count as a baseline"
+        );
+        engine.close(Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn healthy_database_is_ok_on_the_first_round() {
     with_db(|db| async move {

@@ -8,9 +8,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dbwarden::config::Target;
-use dbwarden::engine::HealthReport;
+use dbwarden::config::{Config, Target};
 use dbwarden::engine::postgres::PostgresEngine;
+use dbwarden::engine::{HealthOptions, HealthReport};
 use dbwarden::health::{CheckResult, Status, catalog, evaluate};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor};
@@ -152,9 +152,9 @@ impl Drop for TestDb {
     }
 }
 
-/// A target for `url`, built the way the daemon builds it: a TOML file through
-/// `dbwarden::config::load`. `extra` is appended inside the `[[target]]` table.
-fn target(url: &str, extra: &str) -> (tempfile::TempDir, Target) {
+/// A config of `targets` (`[[target]]` tables) plus a health job, loaded the way the
+/// daemon loads it: a TOML file through `dbwarden::config::load`.
+fn config(targets: &str) -> (tempfile::TempDir, Config) {
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => panic!("tempdir: {e}"),
@@ -164,11 +164,7 @@ fn target(url: &str, extra: &str) -> (tempfile::TempDir, Target) {
         r#"[daemon]
 history = "sqlite://{}/history.db"
 
-[[target]]
-name = "pg"
-url = "{url}"
-pool = {{ max_connections = 2, connect_timeout = "2s", acquire_timeout = "2s" }}
-{extra}
+{targets}
 
 [[job]]
 name = "health"
@@ -180,10 +176,21 @@ schedule = "@every 30s"
     if let Err(e) = std::fs::write(&path, body) {
         panic!("write config: {e}");
     }
-    let config = match dbwarden::config::load(&path) {
-        Ok(c) => c,
+    match dbwarden::config::load(&path) {
+        Ok(c) => (dir, c),
         Err(e) => panic!("config: {e}"),
-    };
+    }
+}
+
+/// A target named "pg" for `url`; `extra` is appended inside its `[[target]]` table.
+fn target(url: &str, extra: &str) -> (tempfile::TempDir, Target) {
+    let (dir, config) = config(&format!(
+        r#"[[target]]
+name = "pg"
+url = "{url}"
+pool = {{ max_connections = 2, connect_timeout = "2s", acquire_timeout = "2s" }}
+{extra}"#
+    ));
     let Some(t) = config.target("pg").cloned() else {
         panic!("target pg missing")
     };
@@ -231,7 +238,7 @@ fn show(results: &[CheckResult]) -> String {
 async fn until_not_ok(e: &PostgresEngine, t: &Target, check: &str) -> Vec<CheckResult> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let results = judge(t, &e.health().await);
+        let results = judge(t, &e.health(&Default::default()).await);
         if find(&results, check).status != Status::Ok || Instant::now() > deadline {
             return results;
         }
@@ -259,7 +266,7 @@ async fn healthy_database_is_ok_from_the_first_round() {
 
     let (_dir, t) = target(&db.url(), "");
     let e = engine(&t);
-    let report = e.health().await;
+    let report = e.health(&Default::default()).await;
     let results = judge(&t, &report);
     eprintln!("first round:\n{}", show(&results));
     assert_eq!(report.measurements[0].check, "connectivity");
@@ -311,7 +318,7 @@ async fn healthy_database_is_ok_from_the_first_round() {
     assert_eq!(small.inserts_delta, None);
 
     // Second round: deltas exist now, still OK; table deltas start.
-    let report = e.health().await;
+    let report = e.health(&Default::default()).await;
     let results = judge(&t, &report);
     assert!(
         results.iter().all(|r| r.status == Status::Ok),
@@ -335,6 +342,77 @@ async fn healthy_database_is_ok_from_the_first_round() {
     let pids = e.backend_pids().await;
     assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
     e.close().await;
+}
+
+/// Two targets that are databases of one server: from the second round on, only the first
+/// runs the server-level probes; the other reports them as measured by the first, and
+/// still measures its own database.
+#[tokio::test]
+async fn server_level_checks_run_once_per_server() {
+    let Some(base) = base_url() else { return };
+    let (db_a, db_b) = (TestDb::create(&base).await, TestDb::create(&base).await);
+    let (_dir, config) = config(&format!(
+        "[[target]]\nname = \"a\"\nurl = \"{}\"\n\n[[target]]\nname = \"b\"\nurl = \"{}\"",
+        db_a.url(),
+        db_b.url()
+    ));
+    let (Some(a), Some(b)) = (config.target("a"), config.target("b")) else {
+        panic!("targets missing")
+    };
+    let engines = dbwarden::jobs::Engines::default();
+    let facts = dbwarden::jobs::ServerFacts::default();
+    let opts = HealthOptions::default();
+    // First round, one after the other: a owns the server.
+    let a1 = dbwarden::jobs::health_round(&engines, a, &facts, &opts).await;
+    let b1 = dbwarden::jobs::health_round(&engines, b, &facts, &opts).await;
+    assert!(a1.report.server_checks_measured);
+    assert_eq!(a1.report.server_id, b1.report.server_id);
+    assert!(
+        find(&b1.checks, "connections")
+            .message
+            .contains("measured by target a"),
+        "{}",
+        show(&b1.checks)
+    );
+    // Second round: b's engine skips the server-level probes altogether.
+    let b2 = dbwarden::jobs::health_round(&engines, b, &facts, &opts).await;
+    assert!(
+        !b2.report.server_checks_measured,
+        "b measured server checks"
+    );
+    for check in [
+        "connections",
+        "wraparound",
+        "replication_lag",
+        "replication_slots",
+        "xmin_horizon",
+        "disk_space",
+    ] {
+        let r = find(&b2.checks, check);
+        assert_eq!(r.status, Status::Ok, "{check}");
+        assert_eq!(r.value, None, "{check}");
+        assert!(
+            r.message.contains("measured by target a"),
+            "{check}: {}",
+            r.message
+        );
+    }
+    // Its database's own checks are measured as usual.
+    assert!(find(&b2.checks, "connectivity").value.is_some());
+    for check in [
+        "connection_limit",
+        "long_query",
+        "idle_in_transaction",
+        "dead_tuples",
+    ] {
+        let r = find(&b2.checks, check);
+        assert!(!r.message.contains("measured by"), "{check}: {}", r.message);
+    }
+    let a2 = dbwarden::jobs::health_round(&engines, a, &facts, &opts).await;
+    assert!(a2.report.server_checks_measured);
+    assert!(find(&a2.checks, "connections").value.is_some());
+    assert_eq!(b2.status, Status::Ok, "{}", show(&b2.checks));
+    engines.close_all(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -524,7 +602,7 @@ async fn connection_limit_nearly_used_is_critical() {
     t.pool.max_connections = 1;
     let e = engine(&t);
     // Round 1 opens the engine's connection (1 of 3).
-    let first = judge(&t, &e.health().await);
+    let first = judge(&t, &e.health(&Default::default()).await);
     assert_eq!(
         find(&first, "connectivity").status,
         Status::Ok,
@@ -535,7 +613,7 @@ async fn connection_limit_nearly_used_is_critical() {
     for _ in 0..2 {
         others.push(db.conn_as(&role).await);
     }
-    let results = judge(&t, &e.health().await);
+    let results = judge(&t, &e.health(&Default::default()).await);
     let r = find(&results, "connection_limit");
     assert_eq!(r.status, Status::Critical, "{}", show(&results));
     assert!(
@@ -584,7 +662,7 @@ async fn failed_concurrent_index_build_is_an_invalid_index() {
 
     let (_dir, t) = target(&db.url(), "");
     let e = engine(&t);
-    let results = judge(&t, &e.health().await);
+    let results = judge(&t, &e.health(&Default::default()).await);
     let r = find(&results, "invalid_indexes");
     assert_eq!(r.status, Status::Warning, "{}", show(&results));
     assert!(
@@ -616,7 +694,7 @@ async fn unused_index_above_the_floor_is_named() {
         r#"thresholds = { unused_indexes = { warning = "64kB", min_size = "64kB" } }"#,
     );
     let e = engine(&t);
-    let results = judge(&t, &e.health().await);
+    let results = judge(&t, &e.health(&Default::default()).await);
     let r = find(&results, "unused_indexes");
     assert_eq!(r.status, Status::Warning, "{}", show(&results));
     assert!(
@@ -654,7 +732,7 @@ async fn expensive_probes_are_reused_with_their_age() {
         r#"thresholds = { duplicate_indexes = { warning = "8kB" }, bloat = { min_size = "8kB" } }"#,
     );
     let e = engine(&t);
-    let first = judge(&t, &e.health().await);
+    let first = judge(&t, &e.health(&Default::default()).await);
     let r = find(&first, "duplicate_indexes");
     assert_eq!(r.status, Status::Warning, "{}", show(&first));
     assert!(
@@ -674,7 +752,7 @@ async fn expensive_probes_are_reused_with_their_age() {
     // old result is shown with its age.
     exec(&mut c, "DROP INDEX t_v_b").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let second = judge(&t, &e.health().await);
+    let second = judge(&t, &e.health(&Default::default()).await);
     let r = find(&second, "duplicate_indexes");
     assert_eq!(r.status, Status::Warning, "{}", show(&second));
     assert!(!r.message.contains("found 0s ago"), "{}", r.message);
@@ -692,7 +770,7 @@ async fn down_target_is_critical_within_the_connect_timeout() {
     t.pool.acquire_timeout = Duration::from_secs(1);
     let e = engine(&t);
     let started = Instant::now();
-    let report = e.health().await;
+    let report = e.health(&Default::default()).await;
     let took = started.elapsed();
     let results = judge(&t, &report);
     let r = find(&results, "connectivity");
@@ -714,7 +792,7 @@ async fn down_target_is_critical_within_the_connect_timeout() {
     );
     // A second round (cold pool again) is just as quick.
     let started = Instant::now();
-    let _ = e.health().await;
+    let _ = e.health(&Default::default()).await;
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
@@ -744,7 +822,7 @@ async fn silent_server_times_out_within_the_connect_timeout() {
     t.pool.acquire_timeout = Duration::from_secs(1);
     let e = engine(&t);
     let started = Instant::now();
-    let results = judge(&t, &e.health().await);
+    let results = judge(&t, &e.health(&Default::default()).await);
     let took = started.elapsed();
     let r = find(&results, "connectivity");
     assert_eq!(r.status, Status::Critical, "{}", show(&results));
@@ -765,7 +843,7 @@ async fn missing_database_and_role_are_named() {
     u.set_path("/dbw_t_does_not_exist");
     let (_dir, t) = target(u.as_str(), "");
     let e = engine(&t);
-    let results = judge(&t, &e.health().await);
+    let results = judge(&t, &e.health(&Default::default()).await);
     let r = find(&results, "connectivity");
     assert_eq!(r.status, Status::Critical);
     assert!(
@@ -780,7 +858,7 @@ async fn missing_database_and_role_are_named() {
     let _ = u.set_password(Some("s3cret-pw"));
     let (_dir2, t) = target(u.as_str(), "");
     let e = engine(&t);
-    let results = judge(&t, &e.health().await);
+    let results = judge(&t, &e.health(&Default::default()).await);
     let r = find(&results, "connectivity");
     assert_eq!(r.status, Status::Critical);
     assert!(r.message.contains("dbw_t_no_such_role"), "{}", r.message);
@@ -809,7 +887,7 @@ async fn locked_table_neither_fails_nor_stalls_the_round() {
     );
     let e = engine(&t);
     let started = Instant::now();
-    let report = e.health().await;
+    let report = e.health(&Default::default()).await;
     let took = started.elapsed();
     let results = judge(&t, &report);
     let failed: Vec<&CheckResult> = results
@@ -844,7 +922,7 @@ async fn monitoring_roles_get_ok_or_unknown_with_the_grant() {
             r#"thresholds = { bloat = { min_size = "8kB" } }"#,
         );
         let e = engine(&t);
-        let results = judge(&t, &e.health().await);
+        let results = judge(&t, &e.health(&Default::default()).await);
         eprintln!("{role}:\n{}", show(&results));
         for r in &results {
             match r.status {
@@ -904,7 +982,7 @@ async fn cancel_running_stops_a_waiting_probe() {
     let mut watcher = db.conn().await;
     let round = {
         let e = e.clone();
-        tokio::spawn(async move { e.health().await })
+        tokio::spawn(async move { e.health(&Default::default()).await })
     };
     // Whenever one of the engine's backends waits for the lock, cancel it.
     let started = Instant::now();
@@ -953,7 +1031,7 @@ async fn cancel_running_stops_a_waiting_probe() {
         show(&results)
     );
     // A cancelled slow probe is retried on the next round, not kept for its interval.
-    let results = judge(&t, &e.health().await);
+    let results = judge(&t, &e.health(&Default::default()).await);
     assert!(
         results.iter().all(|r| r.status == Status::Ok),
         "{}",
@@ -984,7 +1062,7 @@ async fn inactive_slot_retaining_wal_is_named() {
         r#"thresholds = { replication_slots = { warning = "1kB", critical = "1TB" } }"#,
     );
     let e = engine(&t);
-    let results = judge(&t, &e.health().await);
+    let results = judge(&t, &e.health(&Default::default()).await);
     let _ = c
         .execute(AssertSqlSafe(format!(
             "SELECT pg_drop_replication_slot('{slot}')"

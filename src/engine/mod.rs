@@ -51,8 +51,20 @@ pub struct HealthReport {
     /// Identifies the server (PostgreSQL system identifier, MySQL server UUID) so
     /// cluster-level checks of targets sharing a server are done once.
     pub server_id: Option<String>,
+    /// This round measured the server-level checks itself: it reached the server and
+    /// did not defer them to another target (see [`HealthOptions::server_checks_by`]).
+    pub server_checks_measured: bool,
     /// Per-table statistics of this round (for the statistics API and trends).
     pub table_stats: Vec<TableStat>,
+}
+
+impl HealthReport {
+    /// The round reached the database (connectivity was measured, not a failure).
+    pub fn reached(&self) -> bool {
+        self.measurements.iter().any(|m| {
+            m.check == "connectivity" && matches!(m.outcome, crate::health::Outcome::Values(_))
+        })
+    }
 }
 
 /// One table's statistics in one round. Counters are lifetime values as the engine reports
@@ -79,6 +91,40 @@ pub struct TableStat {
 pub struct HealthOptions {
     /// SQLite: the thorough `integrity_check` instead of `quick_check`.
     pub integrity_check: bool,
+    /// Another target of the same server measures the server-level checks (connections,
+    /// replication, wraparound of every database, processlist): skip those probes.
+    pub server_checks_by: Option<ServerOwner>,
+}
+
+/// The target that measures a server's server-level checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOwner {
+    /// The server as engines identify it ([`HealthReport::server_id`]).
+    pub server_id: String,
+    pub target: String,
+}
+
+impl HealthOptions {
+    /// The target that measures this server's server-level checks instead of this one;
+    /// `None` when this target measures them (also when the engine now finds itself on
+    /// another server than the one the owner was chosen for: after a failover).
+    pub fn server_owner(&self, server_id: &str) -> Option<&str> {
+        self.server_checks_by
+            .as_ref()
+            .filter(|o| o.server_id == server_id)
+            .map(|o| o.target.as_str())
+    }
+}
+
+/// The stand-in for a server-level check that another target measures this round.
+pub fn measured_elsewhere(check: &'static str, server_id: &str, owner: &str) -> Measurement {
+    Measurement::verdict(
+        check,
+        crate::health::Status::Ok,
+        None,
+        format!("server-level check, measured by target {owner}"),
+    )
+    .with_scope(crate::health::Scope::Server(server_id.to_string()))
 }
 
 /// Errors opening an engine (bad URL, unreadable secret). Failing to *reach* a database is
@@ -112,8 +158,8 @@ impl Engine {
     pub async fn health(&self, opts: &HealthOptions) -> HealthReport {
         match self {
             Engine::Sqlite(e) => e.health(opts).await,
-            Engine::Postgres(e) => e.health().await,
-            Engine::Mysql(e) => e.health().await,
+            Engine::Postgres(e) => e.health(opts).await,
+            Engine::Mysql(e) => e.health(opts).await,
         }
     }
 

@@ -101,6 +101,7 @@ impl SqliteEngine {
                     CHECKS,
                 ),
                 server_id: None,
+                server_checks_measured: false,
                 table_stats: Vec::new(),
             };
         }
@@ -111,6 +112,7 @@ impl SqliteEngine {
             Ok(m) => HealthReport {
                 measurements: m,
                 server_id: None,
+                server_checks_measured: false,
                 table_stats: Vec::new(),
             },
             Err(e) => {
@@ -118,6 +120,7 @@ impl SqliteEngine {
                 HealthReport {
                     measurements: unreachable(&describe(&e, path), CHECKS),
                     server_id: None,
+                    server_checks_measured: false,
                     table_stats: Vec::new(),
                 }
             }

@@ -178,13 +178,14 @@ impl MysqlEngine {
         HealthReport {
             measurements: super::unreachable(message, &others),
             server_id: None,
+            server_checks_measured: false,
             table_stats: Vec::new(),
         }
     }
 
     /// Runs one health round. Never fails: an unreachable server is CRITICAL on
     /// connectivity, a check that cannot be measured is UNKNOWN with the reason.
-    pub async fn health(&self) -> HealthReport {
+    pub async fn health(&self, opts: &HealthOptions) -> HealthReport {
         let mut conn = match self.conn.acquire().await {
             Ok(c) => c,
             Err(message) => {
@@ -206,7 +207,13 @@ impl MysqlEngine {
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let running = Running::enter(&self.running, info.connection_id);
-        let report = self.probe(&mut conn, &info, latency_ms).await;
+        let report = match opts.server_owner(&info.server_id) {
+            Some(owner) => {
+                self.probe_database(&mut conn, &info, latency_ms, owner)
+                    .await
+            }
+            None => self.probe(&mut conn, &info, latency_ms).await,
+        };
         drop(running);
         report
     }
@@ -474,6 +481,41 @@ impl MysqlEngine {
         HealthReport {
             measurements: out,
             server_id: Some(info.server_id.clone()),
+            server_checks_measured: true,
+            table_stats,
+        }
+    }
+
+    /// A round while another target of this server measures the server-level checks
+    /// (everything but connectivity and the database's tables, in MySQL): only the
+    /// schema's tables are read. The counter baseline is dropped, so if this target takes
+    /// the server checks over later, it does not report a delta spanning the time it
+    /// did not look.
+    async fn probe_database(
+        &self,
+        conn: &mut MySqlConnection,
+        info: &ServerInfo,
+        latency_ms: f64,
+        owner: &str,
+    ) -> HealthReport {
+        *self.previous.lock().await = None;
+        let mut out = vec![Measurement::value(
+            "connectivity",
+            Observation::new(latency_ms).detail(info.version_text.clone()),
+        )];
+        out.extend(
+            NAMES
+                .iter()
+                .filter(|c| **c != FRAGMENTATION)
+                .map(|c| super::measured_elsewhere(c, &info.server_id, owner)),
+        );
+        let (fragmentation, table_stats) = self.tables(conn, info, &Process::Unknown).await;
+        out.push(fragmentation);
+        out.retain(|m| self.enabled(m.check));
+        HealthReport {
+            measurements: out,
+            server_id: Some(info.server_id.clone()),
+            server_checks_measured: false,
             table_stats,
         }
     }

@@ -31,7 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{ConnectOptions, Connection, Postgres, Row};
 use tokio::sync::Mutex;
 
-use super::{EngineError, HealthReport, TableStat, unreachable};
+use super::{EngineError, HealthOptions, HealthReport, TableStat, unreachable};
 use crate::config::Secret;
 use crate::config::Target;
 use crate::health::{CheckThresholds, Measurement, Observation, Scope, Status};
@@ -357,12 +357,13 @@ impl PostgresEngine {
 
     /// Runs one health round. Never fails: an unreachable server is a CRITICAL
     /// connectivity measurement, and a probe that fails makes only its checks UNKNOWN.
-    pub async fn health(&self) -> HealthReport {
+    pub async fn health(&self, opts: &HealthOptions) -> HealthReport {
         let mut st = self.state.lock().await;
         let cached_id = st.server_id.as_ref().map(|(id, _)| id.clone());
         let unreachable_report = |message: String| HealthReport {
             measurements: unreachable(&message, &self.enabled_checks()),
             server_id: cached_id.clone(),
+            server_checks_measured: false,
             table_stats: Vec::new(),
         };
         let mut conn = match self.connection().await {
@@ -414,6 +415,7 @@ impl PostgresEngine {
             return HealthReport {
                 measurements,
                 server_id: cached_id,
+                server_checks_measured: false,
                 table_stats: Vec::new(),
             };
         }
@@ -433,29 +435,36 @@ impl PostgresEngine {
             },
         };
 
+        // Another target of this server may measure the server-level checks this round.
+        let owner = opts.server_owner(&server_id);
+
         // The two larger probes run side by side when the pool has a second connection,
         // so a round's wall time stays close to the server's time for it.
         let mut second = self.second_connection(&mut st).await;
+        let server_level = owner.is_none();
         let (activity, tables) = match second.as_mut() {
             Some(other) => tokio::join!(
-                probe_activity(&mut conn, &inst.user),
+                probe_activity(&mut conn, &inst.user, server_level),
                 probe_tables(other, &inst.user, inst.now)
             ),
             None => {
-                let a = probe_activity(&mut conn, &inst.user).await;
+                let a = probe_activity(&mut conn, &inst.user, server_level).await;
                 (a, probe_tables(&mut conn, &inst.user, inst.now).await)
             }
         };
         drop(second);
-        let archive_ready =
-            if inst.archive_mode != "off" && inst.monitor && self.enabled(checks::ARCHIVER) {
-                sqlx::query_scalar::<_, f64>(sql::ARCHIVE_READY)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .ok()
-            } else {
-                None
-            };
+        let archive_ready = if server_level
+            && inst.archive_mode != "off"
+            && inst.monitor
+            && self.enabled(checks::ARCHIVER)
+        {
+            sqlx::query_scalar::<_, f64>(sql::ARCHIVE_READY)
+                .fetch_one(&mut *conn)
+                .await
+                .ok()
+        } else {
+            None
+        };
         self.refresh_slow(&mut st, &mut conn, &inst.user).await;
         drop(conn);
 
@@ -490,6 +499,12 @@ impl PostgresEngine {
 
         for &check in NAMES {
             if !self.enabled(check) {
+                continue;
+            }
+            if let Some(owner) = owner
+                && SERVER_CHECKS.contains(&check)
+            {
+                measurements.push(super::measured_elsewhere(check, &server_id, owner));
                 continue;
             }
             let t = self.thresholds(check);
@@ -551,6 +566,7 @@ impl PostgresEngine {
         HealthReport {
             measurements,
             server_id: Some(server_id),
+            server_checks_measured: server_level,
             table_stats,
         }
     }
@@ -738,8 +754,18 @@ impl PostgresEngine {
     }
 }
 
-async fn probe_activity(conn: &mut PgConnection, user: &str) -> Result<Activity, ProbeError> {
-    match sqlx::query(sql::ACTIVITY).fetch_one(&mut *conn).await {
+/// `server_level`: with the server-level sections (see [`sql::ACTIVITY_DATABASE`]).
+async fn probe_activity(
+    conn: &mut PgConnection,
+    user: &str,
+    server_level: bool,
+) -> Result<Activity, ProbeError> {
+    let text = if server_level {
+        sql::ACTIVITY
+    } else {
+        sql::ACTIVITY_DATABASE
+    };
+    match sqlx::query(text).fetch_one(&mut *conn).await {
         Ok(row) => decode_activity(&row).map_err(|e| ProbeError {
             reason: format!("could not read the activity probe: {e}"),
             fix: None,

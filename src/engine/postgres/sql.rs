@@ -58,10 +58,17 @@ WHERE d.datname = current_database()"#;
 /// One row of JSON sections: sessions (one snapshot of pg_stat_activity shared by all),
 /// databases' freeze ages, replication, slots, prepared transactions, the archiver, and
 /// this database's oldest tables (only once its age passes half of
-/// autovacuum_freeze_max_age: the scan of pg_class is skipped before). No parameters, so PostgreSQL
-/// keeps one generic plan for the connection's prepared statement (planning this text
+/// autovacuum_freeze_max_age: the scan of pg_class is skipped before).
+///
+/// `$server` is `true` or `false`: whether the server-level sections are measured by this
+/// target (when another target of the same server measures them, they are NULL and
+/// PostgreSQL folds them away when planning). A literal rather than a parameter, so each
+/// text keeps one generic plan for the connection's prepared statement (planning this text
 /// costs more than running it).
-pub const ACTIVITY: &str = r#"/* dbwarden */ WITH a AS MATERIALIZED (
+macro_rules! activity {
+    ($server:literal) => {
+        concat!(
+            r#"/* dbwarden */ WITH a AS MATERIALIZED (
   SELECT pid, datname::text AS datname, usename::text AS usr, application_name AS app,
          state, backend_type, wait_event_type, wait_event, left(query, 1000) AS query,
          extract(epoch FROM now() - query_start)::float8 AS query_secs,
@@ -78,8 +85,8 @@ pub const ACTIVITY: &str = r#"/* dbwarden */ WITH a AS MATERIALIZED (
               ELSE pg_current_wal_lsn() END AS now_lsn
 )
 SELECT
-  (SELECT count(*) FILTER (WHERE backend_type = 'client backend'
-                              OR (backend_type IS NULL AND has_db)) + 1 FROM a)::float8 AS client_connections,
+  CASE WHEN "#, $server, r#" THEN (SELECT count(*) FILTER (WHERE backend_type = 'client backend'
+                              OR (backend_type IS NULL AND has_db)) + 1 FROM a)::float8 END AS client_connections,
   (SELECT count(*) FILTER (WHERE here AND (backend_type = 'client backend' OR backend_type IS NULL)) + 1
      FROM a)::float8 AS db_connections,
   (SELECT count(*) FILTER (WHERE usr = current_user AND (backend_type = 'client backend' OR backend_type IS NULL)) + 1
@@ -104,17 +111,17 @@ SELECT
      LEFT JOIN a h ON h.pid = b.blockers[1]
      WHERE cardinality(b.blockers) > 0
      ORDER BY b.state_secs DESC NULLS LAST LIMIT 20) x)::text AS blocked_json,
-  (SELECT coalesce(json_agg(x), '[]') FROM (
+  CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT pid, usr, datname, state, xact_secs, xmin_age
      FROM a
      WHERE xmin_age IS NOT NULL AND backend_type IS DISTINCT FROM 'autovacuum worker'
        AND NOT (state = 'active' AND query LIKE '/* dbwarden */%')
-     ORDER BY xmin_age DESC LIMIT 1) x)::text AS xmin_json,
-  (SELECT coalesce(json_agg(x), '[]') FROM (
+     ORDER BY xmin_age DESC LIMIT 1) x)::text END AS xmin_json,
+  CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT datname::text AS name, age(datfrozenxid)::float8 AS xid_age,
             mxid_age(datminmxid)::float8 AS mxid_age
-     FROM pg_database) x)::text AS databases_json,
-  (SELECT coalesce(json_agg(x), '[]') FROM (
+     FROM pg_database) x)::text END AS databases_json,
+  CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT format('%I.%I', n.nspname, c.relname) AS name, o.xid_age
      FROM (SELECT oid, age(relfrozenxid)::float8 AS xid_age FROM pg_class
            WHERE relkind IN ('r', 'm', 't') AND relfrozenxid <> '0'
@@ -123,37 +130,45 @@ SELECT
            ORDER BY 2 DESC LIMIT 3) o
      JOIN pg_class c ON c.oid = o.oid
      JOIN pg_namespace n ON n.oid = c.relnamespace
-     ORDER BY o.xid_age DESC) x)::text AS oldest_json,
-  (SELECT coalesce(json_agg(x), '[]') FROM (
+     ORDER BY o.xid_age DESC) x)::text END AS oldest_json,
+  CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT application_name AS name, client_addr::text AS addr, state, sync_state,
             extract(epoch FROM write_lag)::float8 AS write_lag,
             extract(epoch FROM flush_lag)::float8 AS flush_lag,
             extract(epoch FROM replay_lag)::float8 AS replay_lag,
             pg_wal_lsn_diff(lsn.now_lsn, replay_lsn)::float8 AS behind_bytes,
             age(backend_xmin)::float8 AS xmin_age
-     FROM pg_stat_replication, lsn) x)::text AS replicas_json,
-  (SELECT row_to_json(x) FROM (
+     FROM pg_stat_replication, lsn) x)::text END AS replicas_json,
+  CASE WHEN "#, $server, r#" THEN (SELECT row_to_json(x) FROM (
      SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 AS receive_minus_replay,
             extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age,
             (SELECT status FROM pg_stat_wal_receiver) AS receiver,
             (SELECT sender_host FROM pg_stat_wal_receiver) AS sender
-     WHERE pg_is_in_recovery()) x)::text AS standby_json,
-  (SELECT coalesce(json_agg(x), '[]') FROM (
+     WHERE pg_is_in_recovery()) x)::text END AS standby_json,
+  CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT slot_name::text AS name, slot_type AS kind, active, wal_status,
             database::text AS database,
             pg_wal_lsn_diff(lsn.now_lsn, restart_lsn)::float8 AS retained,
             age(xmin)::float8 AS xmin_age, age(catalog_xmin)::float8 AS catalog_xmin_age
-     FROM pg_replication_slots, lsn) x)::text AS slots_json,
-  (SELECT coalesce(json_agg(x), '[]') FROM (
+     FROM pg_replication_slots, lsn) x)::text END AS slots_json,
+  CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT gid, database::text AS database, owner::text AS owner,
             extract(epoch FROM now() - prepared)::float8 AS secs,
             age(transaction)::float8 AS xid_age
-     FROM pg_prepared_xacts) x)::text AS prepared_json,
-  (SELECT row_to_json(x) FROM (
+     FROM pg_prepared_xacts) x)::text END AS prepared_json,
+  CASE WHEN "#, $server, r#" THEN (SELECT row_to_json(x) FROM (
      SELECT failed_count::float8 AS failed_count, last_failed_wal,
             extract(epoch FROM now() - last_archived_time)::float8 AS archived_secs_ago,
             extract(epoch FROM now() - last_failed_time)::float8 AS failed_secs_ago
-     FROM pg_stat_archiver) x)::text AS archiver_json"#;
+     FROM pg_stat_archiver) x)::text END AS archiver_json"#
+        )
+    };
+}
+
+/// The activity probe with the server-level sections.
+pub const ACTIVITY: &str = activity!("true");
+/// The activity probe without them: another target of the server measures those.
+pub const ACTIVITY_DATABASE: &str = activity!("false");
 
 /// Invalid indexes (builds in progress excluded) and never-scanned indexes not backing a
 /// constraint, largest first. Index state changes slowly; this runs every 5 minutes.
