@@ -16,6 +16,8 @@
 //! [`EXPENSIVE_INTERVAL`], and their last result is reused in between, with its age in the
 //! message.
 
+#[doc(hidden)]
+pub mod bench_support;
 mod checks;
 mod disk;
 mod probe;

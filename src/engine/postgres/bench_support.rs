@@ -1,0 +1,22 @@
+//! The statements of a cheap health round, for `benches/pg_round.rs`, which times them
+//! server-side to compare with the round's wall time. Not part of the supported API: the
+//! SQL stays in [`super::sql`], this only names what a round runs.
+
+use super::sql;
+
+/// `(name, sql)` of every statement a warm health round runs when this target measures the
+/// server-level checks itself (the slow-cadence probes excluded; `SERVER_ID` is cached for
+/// ten minutes, so it is not per round). `archiving`: `archive_mode` is not `off` and the
+/// role has pg_monitor, so the round also counts WAL segments waiting for archiving. None
+/// of them takes parameters.
+pub fn round_statements(archiving: bool) -> Vec<(&'static str, &'static str)> {
+    let mut out = vec![
+        ("INSTANCE", sql::INSTANCE),
+        ("ACTIVITY", sql::ACTIVITY),
+        ("TABLES", sql::TABLES),
+    ];
+    if archiving {
+        out.push(("ARCHIVE_READY", sql::ARCHIVE_READY));
+    }
+    out
+}
