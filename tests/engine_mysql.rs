@@ -312,7 +312,18 @@ async fn healthy_database_is_ok_on_the_first_round() {
             .iter()
             .find(|t| t.table == format!("{}.orders", db.name));
         match stat {
-            Some(s) => assert!(s.size_bytes.is_some_and(|b| b > 0.0), "{s:?}"),
+            Some(s) => {
+                assert!(s.size_bytes.is_some_and(|b| b > 0.0), "{s:?}");
+                assert_eq!(s.rows, Some(3.0), "{s:?}");
+                assert!(s.free_bytes.is_some(), "{s:?}");
+                // Changed and (by InnoDB's automatic recalculation, or not yet) analyzed
+                // within the last minute.
+                let recent = |t: Option<i64>| {
+                    t.is_some_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 60)
+                };
+                assert!(recent(s.last_modified), "{s:?}");
+                assert!(s.last_analyze.is_none() || recent(s.last_analyze), "{s:?}");
+            }
             None => panic!("no table stats for orders: {:?}", report.table_stats),
         }
 

@@ -73,6 +73,25 @@ fn check(target: &str, name: &str, status: Status, v: f64) -> CheckResult {
     }
 }
 
+/// A table statistics row with every field set.
+fn orders() -> TableStat {
+    TableStat {
+        table: "public.orders".into(),
+        rows: Some(10.0),
+        dead_rows: Some(2.0),
+        size_bytes: Some(8192.0),
+        inserts_delta: Some(3.0),
+        updates_delta: Some(4.0),
+        deletes_delta: Some(5.0),
+        seq_scans: Some(6.0),
+        idx_scans: Some(7.0),
+        last_vacuum: Some(1_700_000_000),
+        last_analyze: Some(1_700_000_001),
+        free_bytes: Some(4096.0),
+        last_modified: Some(1_700_000_002),
+    }
+}
+
 async fn exercise(store: Store) {
     let now = Utc::now();
     let id = new_run_id();
@@ -116,12 +135,7 @@ async fn exercise(store: Store) {
         .write(Record::Table {
             ts: now,
             target: "demo".into(),
-            stat: TableStat {
-                table: "public.orders".into(),
-                rows: Some(10.0),
-                dead_rows: Some(2.0),
-                ..TableStat::default()
-            },
+            stat: orders(),
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -155,6 +169,20 @@ async fn exercise(store: Store) {
     assert_eq!(checks[0].status, "WARNING");
     assert_eq!(store.count(HistoryTable::MetricSamples).await.ok(), Some(1));
     assert_eq!(store.count(HistoryTable::TableStats).await.ok(), Some(1));
+    // Every field of a table's statistics comes back as written.
+    let stats = store
+        .latest_table_stats("demo")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].1, orders());
+    assert_eq!(stats[0].0.timestamp_millis(), now.timestamp_millis());
+    assert!(
+        store
+            .latest_table_stats("nobody")
+            .await
+            .is_ok_and(|s| s.is_empty())
+    );
 
     // Many records are batched and all committed.
     for i in 0..5000 {
@@ -222,7 +250,7 @@ async fn sqlite_store_round_trip() {
     let v = Store::migrate_only(&url, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v, vec![1, 2]);
+    assert_eq!(v, vec![1, 2, 3]);
 }
 
 #[tokio::test]
@@ -237,7 +265,7 @@ async fn postgres_store_round_trip() {
     let v = Store::migrate_only(&url, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v, vec![1, 2]);
+    assert_eq!(v, vec![1, 2, 3]);
     db.drop_db().await;
 }
 

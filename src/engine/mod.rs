@@ -84,10 +84,14 @@ pub struct TableStat {
     /// Unix seconds of the last (auto)vacuum / (auto)analyze, whichever is newer.
     pub last_vacuum: Option<i64>,
     pub last_analyze: Option<i64>,
+    /// Allocated but unused space in the table's files (MySQL `data_free`).
+    pub free_bytes: Option<f64>,
+    /// Unix seconds of the last change to the table's data (MySQL `update_time`).
+    pub last_modified: Option<i64>,
 }
 
-/// Per-round options that come from the job rather than the target.
-#[derive(Debug, Clone, Copy, Default)]
+/// Per-round options that come from the job and the other targets rather than the target.
+#[derive(Debug, Clone, Default)]
 pub struct HealthOptions {
     /// SQLite: the thorough `integrity_check` instead of `quick_check`.
     pub integrity_check: bool,

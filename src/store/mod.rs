@@ -376,6 +376,54 @@ impl Store {
         })
     }
 
+    /// A target's table statistics of its latest round that stored any, by table name,
+    /// with that round's time.
+    pub async fn latest_table_stats(
+        &self,
+        target: &str,
+    ) -> Result<Vec<(DateTime<Utc>, TableStat)>, StoreError> {
+        macro_rules! fetch {
+            ($p:expr, $sql:expr) => {{
+                sqlx::query($sql)
+                    .bind(target)
+                    .fetch_all($p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<(DateTime<Utc>, TableStat), sqlx::Error> {
+                        Ok((
+                            from_ms(r.try_get(0)?),
+                            TableStat {
+                                table: r.try_get(1)?,
+                                rows: r.try_get(2)?,
+                                dead_rows: r.try_get(3)?,
+                                size_bytes: r.try_get(4)?,
+                                inserts_delta: r.try_get(5)?,
+                                updates_delta: r.try_get(6)?,
+                                deletes_delta: r.try_get(7)?,
+                                seq_scans: r.try_get(8)?,
+                                idx_scans: r.try_get(9)?,
+                                last_vacuum: r.try_get(10)?,
+                                last_analyze: r.try_get(11)?,
+                                free_bytes: r.try_get(12)?,
+                                last_modified: r.try_get(13)?,
+                            },
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }};
+        }
+        Ok(match &self.read {
+            Pool::Sqlite(p) => fetch!(
+                p,
+                "SELECT ts, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified FROM table_stats WHERE target = ?1 AND ts = (SELECT max(ts) FROM table_stats WHERE target = ?1) ORDER BY table_name"
+            ),
+            Pool::Postgres(p) => fetch!(
+                p,
+                "SELECT ts, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified FROM table_stats WHERE target = $1 AND ts = (SELECT max(ts) FROM table_stats WHERE target = $1) ORDER BY table_name"
+            ),
+        })
+    }
+
     /// Counts rows of a history table (tests, `dbwarden status`).
     pub async fn count(&self, table: HistoryTable) -> Result<i64, StoreError> {
         let sql = format!("SELECT COUNT(*) FROM {}", table.name());

@@ -152,7 +152,7 @@ async fn commit(pool: &Pool, batch: &[Record]) -> Result<(), sqlx::Error> {
             }
             for chunk in tables.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<$db>::new(
-                    "INSERT INTO table_stats (ts, target, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze) ",
+                    "INSERT INTO table_stats (ts, target, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified) ",
                 );
                 q.push_values(chunk, |mut b, r| {
                     if let Record::Table { ts, target, stat } = r {
@@ -168,7 +168,9 @@ async fn commit(pool: &Pool, batch: &[Record]) -> Result<(), sqlx::Error> {
                             .push_bind(stat.seq_scans)
                             .push_bind(stat.idx_scans)
                             .push_bind(stat.last_vacuum)
-                            .push_bind(stat.last_analyze);
+                            .push_bind(stat.last_analyze)
+                            .push_bind(stat.free_bytes)
+                            .push_bind(stat.last_modified);
                     }
                 });
                 q.build().execute(&mut *tx).await?;

@@ -385,6 +385,9 @@ pub struct TableRow {
     pub data: f64,
     pub index: f64,
     pub free: f64,
+    /// `UPDATE_TIME` as Unix seconds (InnoDB keeps it in memory: NULL after a restart
+    /// until the table is next changed).
+    pub modified: Option<f64>,
 }
 
 /// Fragmentation observations: the share of each table's allocated space that is free.
@@ -609,6 +612,7 @@ mod tests {
             data,
             index: 0.0,
             free,
+            modified: None,
         };
         let tables = [
             t("big", 300.0 * MIB, 200.0 * MIB),

@@ -678,12 +678,23 @@ impl MysqlEngine {
             Vec::new()
         };
         let observations = checks::fragmentation(&schema, &rows, &shared);
+        let analyzed = match last_analyzed(conn).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(target_name = %self.target, error = %error_message(&e), "mysql: mysql.innodb_table_stats not readable");
+                BTreeMap::new()
+            }
+        };
         let stats = rows
             .iter()
             .map(|r| TableStat {
                 table: format!("{schema}.{}", r.name),
                 rows: r.rows,
                 size_bytes: Some(r.data + r.index),
+                // A table in a shared tablespace reports the tablespace's free space.
+                free_bytes: (!shared.contains(&r.name)).then_some(r.free),
+                last_modified: r.modified.map(|t| t as i64),
+                last_analyze: analyzed.get(&r.name).copied(),
                 ..TableStat::default()
             })
             .collect();
@@ -826,7 +837,8 @@ async fn replicas(
 /// Base tables of the connection's database (`DATABASE()`, so no name is pasted into SQL).
 async fn table_rows(conn: &mut MySqlConnection) -> Result<Vec<TableRow>, sqlx::Error> {
     let rows = sqlx::raw_sql(
-        "/* dbwarden */ SELECT TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, DATA_FREE \
+        "/* dbwarden */ SELECT TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, DATA_FREE, \
+         UNIX_TIMESTAMP(UPDATE_TIME) \
          FROM information_schema.TABLES \
          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')",
     )
@@ -841,7 +853,27 @@ async fn table_rows(conn: &mut MySqlConnection) -> Result<Vec<TableRow>, sqlx::E
             data: number(&row, 3)?.unwrap_or(0.0),
             index: number(&row, 4)?.unwrap_or(0.0),
             free: number(&row, 5)?.unwrap_or(0.0),
+            modified: number(&row, 6)?,
         });
+    }
+    Ok(out)
+}
+
+/// When InnoDB last recalculated each table's persistent statistics (ANALYZE TABLE or
+/// the automatic recalculation after enough changes), by table name, as Unix seconds.
+/// Needs SELECT on mysql.innodb_table_stats.
+async fn last_analyzed(conn: &mut MySqlConnection) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+    let rows = sqlx::raw_sql(
+        "/* dbwarden */ SELECT table_name, UNIX_TIMESTAMP(last_update) \
+         FROM mysql.innodb_table_stats WHERE database_name = DATABASE()",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        if let (Some(name), Some(at)) = (text(&row, 0)?, number(&row, 1)?) {
+            out.insert(name, at as i64);
+        }
     }
     Ok(out)
 }

@@ -1046,6 +1046,10 @@ fn table_stats(rows: &[TableRow], previous: &mut HashMap<i64, [f64; 3]>) -> Vec<
                 idx_scans: r.idx_scan,
                 last_vacuum: r.last_vacuum.map(|v| v as i64),
                 last_analyze: r.last_analyze.map(|v| v as i64),
+                // PostgreSQL has no cheap equivalent: dead tuples and the bloat estimate
+                // stand for free space, and no catalog records the last write.
+                free_bytes: None,
+                last_modified: None,
             }
         })
         .collect();
