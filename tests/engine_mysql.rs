@@ -339,6 +339,47 @@ async fn healthy_database_is_ok_on_the_first_round() {
     .await;
 }
 
+/// Pooled connections are not pinged before use: one the server has closed (a restart,
+/// wait_timeout, a DBA's KILL) is replaced within the round instead of costing it.
+#[tokio::test]
+async fn connections_killed_by_the_server_are_replaced_within_the_round() {
+    with_db(|db| async move {
+        let target = db.target("");
+        assert!(!target.pool.test_before_acquire, "the default pings no more");
+        let engine = ok(Engine::open(&target), "open engine");
+        let mut admin = db.conn().await;
+        for round in 0..3 {
+            let results = judge(&target, &engine.health(&HealthOptions::default()).await);
+            assert!(
+                result(&results, "connectivity").value.is_some(),
+                "round {round}: {results:#?}"
+            );
+            assert!(
+                results.iter().all(|r| r.status == Status::Ok),
+                "round {round}: {results:#?}"
+            );
+            // Kill every connection the engine has open on the test database.
+            let mine = scalar(&mut admin, "SELECT CONNECTION_ID()").await;
+            let rows = ok(
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{}' AND ID <> {mine}",
+                    db.name
+                )))
+                .fetch_all(&mut admin)
+                .await,
+                "processlist",
+            );
+            assert!(!rows.is_empty(), "the engine keeps its connection pooled");
+            for row in rows {
+                let id: i64 = ok(row.try_get(0), "id");
+                exec(&mut admin, format!("KILL CONNECTION {id}")).await;
+            }
+        }
+        engine.close(Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn long_query_warns_naming_connection_and_user() {
     with_db(|db| async move {

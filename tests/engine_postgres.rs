@@ -962,6 +962,80 @@ async fn monitoring_roles_get_ok_or_unknown_with_the_grant() {
     }
 }
 
+/// The engine's live backends, per pg_stat_activity.
+async fn live_backends(admin: &mut PgConnection, e: &PostgresEngine) -> Vec<i32> {
+    let pids = e.backend_pids().await;
+    match sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE pid = ANY($1) ORDER BY pid")
+        .bind(&pids)
+        .fetch_all(admin)
+        .await
+    {
+        Ok(p) => p,
+        Err(err) => panic!("pg_stat_activity: {err}"),
+    }
+}
+
+async fn terminate(admin: &mut PgConnection, pids: &[i32]) {
+    let _: Vec<bool> =
+        match sqlx::query_scalar("SELECT pg_terminate_backend(p, 5000) FROM unnest($1::int[]) p")
+            .bind(pids)
+            .fetch_all(admin)
+            .await
+        {
+            Ok(v) => v,
+            Err(err) => panic!("terminate: {err}"),
+        };
+}
+
+/// Pooled connections are not pinged before use. A connection the server has closed (a
+/// restart, idle_session_timeout, a DBA's pg_terminate_backend) must not cost a round:
+/// it is replaced within the round, whichever of the two it was.
+#[tokio::test]
+async fn connections_closed_by_the_server_are_replaced_within_the_round() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut c = db.conn().await;
+    exec(&mut c, "CREATE TABLE t (id int PRIMARY KEY); ANALYZE t;").await;
+    let (_dir, t) = target(&db.url(), "");
+    assert!(!t.pool.test_before_acquire, "the default pings no more");
+    let e = engine(&t);
+    let healthy = |results: &[CheckResult]| {
+        assert!(
+            results.iter().all(|r| r.status == Status::Ok),
+            "{}",
+            show(results)
+        );
+        assert!(find(results, "connectivity").value.is_some());
+    };
+    let first = e.health(&Default::default()).await;
+    healthy(&judge(&t, &first));
+    let both = live_backends(&mut c, &e).await;
+    assert_eq!(both.len(), 2, "{both:?}");
+
+    terminate(&mut c, &both).await;
+    let report = e.health(&Default::default()).await;
+    healthy(&judge(&t, &report));
+    assert!(report.table_stats.iter().any(|s| s.table == "public.t"));
+
+    // Only one of the two (the round's first or its second connection).
+    for round in 0..2 {
+        // Connections being closed still count against the pool for a moment, so a
+        // round right after a loss may run on one connection; the next has two again.
+        let mut live = live_backends(&mut c, &e).await;
+        if live.len() < 2 {
+            healthy(&judge(&t, &e.health(&Default::default()).await));
+            live = live_backends(&mut c, &e).await;
+        }
+        assert_eq!(live.len(), 2, "{live:?}");
+        terminate(&mut c, &live[round..=round]).await;
+        let report = e.health(&Default::default()).await;
+        healthy(&judge(&t, &report));
+        assert!(report.table_stats.iter().any(|s| s.table == "public.t"));
+    }
+    e.close().await;
+    let _ = c.close().await;
+}
+
 #[tokio::test]
 async fn cancel_running_stops_a_waiting_probe() {
     let Some(base) = base_url() else { return };

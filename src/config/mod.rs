@@ -249,8 +249,10 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     #[serde(default = "default_lifetime", with = "humantime_serde")]
     pub max_lifetime: Duration,
-    /// Ping a pooled connection before handing it out.
-    #[serde(default = "default_true")]
+    /// Ping a pooled connection before handing it out (one more round trip each time).
+    /// Off by default: a connection the server has closed fails its first statement of
+    /// the round and is replaced at once, so the ping buys nothing.
+    #[serde(default)]
     pub test_before_acquire: bool,
 }
 
@@ -278,7 +280,7 @@ impl Default for PoolConfig {
             acquire_timeout: default_5s(),
             idle_timeout: default_idle(),
             max_lifetime: default_lifetime(),
-            test_before_acquire: true,
+            test_before_acquire: false,
         }
     }
 }

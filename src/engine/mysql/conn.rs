@@ -144,6 +144,17 @@ pub fn is_access_denied(e: &sqlx::Error) -> bool {
     matches!(error_number(e), Some(1227 | 1142 | 1044 | 1143 | 1370))
 }
 
+/// The connection itself is gone (server restart, `wait_timeout`, `KILL`), not the
+/// statement: another connection will do.
+pub fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        // 1053 server shutdown, 1927 connection killed (MariaDB), 4031 disconnected for
+        // inactivity (MySQL 8).
+        _ => matches!(error_number(e), Some(1053 | 1927 | 4031)),
+    }
+}
+
 /// Error numbers meaning the probe ran into its own time limits (or was cancelled).
 pub fn is_timeout(e: &sqlx::Error) -> bool {
     // 1969 MariaDB max_statement_time, 3024 MySQL max_execution_time, 1205 lock wait,
@@ -285,6 +296,11 @@ impl Connector {
                 }
             },
         }
+    }
+
+    /// The pool's size limit.
+    pub fn max_connections(&self) -> u32 {
+        self.pool.options().get_max_connections()
     }
 
     fn timed_out(&self) -> String {

@@ -186,23 +186,34 @@ impl MysqlEngine {
     /// Runs one health round. Never fails: an unreachable server is CRITICAL on
     /// connectivity, a check that cannot be measured is UNKNOWN with the reason.
     pub async fn health(&self, opts: &HealthOptions) -> HealthReport {
-        let mut conn = match self.conn.acquire().await {
-            Ok(c) => c,
-            Err(message) => {
-                tracing::debug!(target_name = %self.target, error = %message, "mysql: unreachable");
-                return self.down(&message);
-            }
-        };
-        let started = Instant::now();
-        let info = match self.server_info(&mut conn).await {
-            Ok(i) => i,
-            Err(e) => {
-                conn.close_on_drop();
-                return self.down(&format!(
-                    "{}: the first query failed: {}",
-                    self.conn.place,
-                    error_message(&e)
-                ));
+        // Pooled connections are not pinged before use (a round trip each): one the
+        // server has closed fails its first statement and is replaced here, once per
+        // pooled connection at most.
+        let mut attempts = 0;
+        let (mut conn, info, started) = loop {
+            let mut conn = match self.conn.acquire().await {
+                Ok(c) => c,
+                Err(message) => {
+                    tracing::debug!(target_name = %self.target, error = %message, "mysql: unreachable");
+                    return self.down(&message);
+                }
+            };
+            let started = Instant::now();
+            match self.server_info(&mut conn).await {
+                Ok(i) => break (conn, i, started),
+                Err(e) => {
+                    conn.close_on_drop();
+                    if conn::connection_lost(&e) && attempts < self.conn.max_connections() {
+                        tracing::debug!(target_name = %self.target, error = %error_message(&e), "mysql: pooled connection lost; using another");
+                        attempts += 1;
+                        continue;
+                    }
+                    return self.down(&format!(
+                        "{}: the first query failed: {}",
+                        self.conn.place,
+                        error_message(&e)
+                    ));
+                }
             }
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -89,6 +89,8 @@ struct ProbeError {
     /// Stopped by us (cancel_running): try again next round instead of keeping the failure
     /// for a slow probe's whole interval.
     transient: bool,
+    /// The connection was gone, not the statement wrong: worth one retry on another.
+    lost: bool,
 }
 
 impl ProbeError {
@@ -368,17 +370,30 @@ impl PostgresEngine {
             server_checks_measured: false,
             table_stats: Vec::new(),
         };
-        let mut conn = match self.connection().await {
-            Ok(c) => c,
-            Err(message) => {
-                tracing::debug!(target_name = %self.target, %message, "postgres unreachable");
-                return unreachable_report(message);
+        // Pooled connections are not pinged before use (a round trip each): a connection
+        // the server has closed fails its first statement and is replaced here, once per
+        // pooled connection at most.
+        let mut attempts = 0;
+        let (mut conn, instance, latency_ms) = loop {
+            let mut conn = match self.connection().await {
+                Ok(c) => c,
+                Err(message) => {
+                    tracing::debug!(target_name = %self.target, %message, "postgres unreachable");
+                    return unreachable_report(message);
+                }
+            };
+            let started = Instant::now();
+            let instance = sqlx::query(sql::INSTANCE).fetch_one(&mut *conn).await;
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match instance {
+                Err(e) if connection_lost(&e) && attempts < self.max_connections => {
+                    tracing::debug!(target_name = %self.target, error = %e, "pooled connection lost; using another");
+                    conn.close_on_drop();
+                    attempts += 1;
+                }
+                instance => break (conn, instance, latency_ms),
             }
         };
-
-        let started = Instant::now();
-        let instance = sqlx::query(sql::INSTANCE).fetch_one(&mut *conn).await;
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let inst = match instance
             .map_err(|e| e.to_string())
             .and_then(|r| decode_instance(&r).map_err(|e| e.to_string()))
@@ -445,10 +460,20 @@ impl PostgresEngine {
         let mut second = self.second_connection(&mut st).await;
         let server_level = owner.is_none();
         let (activity, tables) = match second.as_mut() {
-            Some(other) => tokio::join!(
-                probe_activity(&mut conn, &inst.user, server_level),
-                probe_tables(other, &inst.user, inst.now)
-            ),
+            Some(other) => {
+                let (a, t) = tokio::join!(
+                    probe_activity(&mut conn, &inst.user, server_level),
+                    probe_tables(other, &inst.user, inst.now)
+                );
+                match t {
+                    // The second connection was closed by the server: drop it, use ours.
+                    Err(e) if e.lost => {
+                        other.close_on_drop();
+                        (a, probe_tables(&mut conn, &inst.user, inst.now).await)
+                    }
+                    t => (a, t),
+                }
+            }
             None => {
                 let a = probe_activity(&mut conn, &inst.user, server_level).await;
                 (a, probe_tables(&mut conn, &inst.user, inst.now).await)
@@ -591,6 +616,7 @@ impl PostgresEngine {
                         reason: format!("could not read the index probe: {e}"),
                         fix: None,
                         transient: false,
+                        lost: false,
                     }),
                 Err(e) => Err(probe_error(&e, "the index probe", user)),
             };
@@ -772,6 +798,7 @@ async fn probe_activity(
             reason: format!("could not read the activity probe: {e}"),
             fix: None,
             transient: false,
+            lost: false,
         }),
         Err(e) => Err(probe_error(&e, "the activity probe", user)),
     }
@@ -791,6 +818,7 @@ async fn probe_tables(
                 reason: format!("could not read the table probe: {e}"),
                 fix: None,
                 transient: false,
+                lost: false,
             }),
         Err(e) => Err(probe_error(&e, "the table probe", user)),
     }
@@ -891,26 +919,31 @@ fn probe_error(e: &sqlx::Error, what: &str, user: &str) -> ProbeError {
                 reason: format!("{what} was refused: {}", d.message()),
                 fix: Some(grant_monitor(user)),
                 transient: false,
+                lost: false,
             },
             "57014" if d.message().contains("statement timeout") => ProbeError {
                 reason: format!("{what} ran longer than statement_timeout {STATEMENT_TIMEOUT}"),
                 fix: None,
                 transient: false,
+                lost: false,
             },
             "57014" => ProbeError {
                 reason: format!("{what} was cancelled (shutdown or a job timeout)"),
                 fix: None,
                 transient: true,
+                lost: false,
             },
             "55P03" => ProbeError {
                 reason: format!("{what} waited longer than lock_timeout {LOCK_TIMEOUT} for a lock"),
                 fix: None,
                 transient: false,
+                lost: false,
             },
             _ => ProbeError {
                 reason: format!("{what} failed: {}", d.message()),
                 fix: None,
                 transient: false,
+                lost: connection_lost(e),
             },
         };
     }
@@ -918,6 +951,19 @@ fn probe_error(e: &sqlx::Error, what: &str, user: &str) -> ProbeError {
         reason: format!("{what} failed: {e}"),
         fix: None,
         transient: false,
+        lost: connection_lost(e),
+    }
+}
+
+/// The connection itself is gone (a server restart, `idle_session_timeout`,
+/// `pg_terminate_backend`), not the statement: another connection will do.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => {
+            matches!(d.code().as_deref(), Some("57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
     }
 }
 
