@@ -1,6 +1,8 @@
 //! The MySQL/MariaDB engine against a real server. Set DBWARDEN_TEST_MYSQL_URL (e.g.
 //! `mysql://root@127.0.0.1:3306/test`, an account allowed to create databases and users);
 //! without it these tests print "skipping" and pass, unless DBWARDEN_REQUIRE_SERVICES=1.
+//! The performance_schema test needs a server that has it on, in
+//! DBWARDEN_TEST_MYSQL_PS_URL (`.ci/run` starts one on 127.0.0.1:3307).
 //! Each test works in its own database `dbw_t_<random>`, dropped afterwards.
 
 use std::future::Future;
@@ -8,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dbwarden::config::Target;
-use dbwarden::engine::{Engine, HealthOptions, HealthReport};
+use dbwarden::engine::{Engine, HealthOptions, HealthReport, TableStat};
 use dbwarden::health::{CheckResult, Measurement, Observation, Outcome, Status, catalog, evaluate};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
@@ -34,13 +36,22 @@ fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
 }
 
 fn base_url() -> Option<String> {
-    match std::env::var("DBWARDEN_TEST_MYSQL_URL") {
+    url_from_env("DBWARDEN_TEST_MYSQL_URL")
+}
+
+/// A server with performance_schema ON (MariaDB's default is OFF).
+fn ps_base_url() -> Option<String> {
+    url_from_env("DBWARDEN_TEST_MYSQL_PS_URL")
+}
+
+fn url_from_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
             if std::env::var("DBWARDEN_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("DBWARDEN_TEST_MYSQL_URL not set but DBWARDEN_REQUIRE_SERVICES=1");
+                panic!("{var} not set but DBWARDEN_REQUIRE_SERVICES=1");
             }
-            println!("skipping: DBWARDEN_TEST_MYSQL_URL not set");
+            println!("skipping: {var} not set");
             None
         }
     }
@@ -48,7 +59,7 @@ fn base_url() -> Option<String> {
 
 /// `base` with its database replaced by `db` (empty: no database).
 fn url_with_db(base: &str, db: &str) -> String {
-    let mut u = ok(url::Url::parse(base), "DBWARDEN_TEST_MYSQL_URL");
+    let mut u = ok(url::Url::parse(base), "the test server's URL");
     u.set_path(db);
     u.to_string()
 }
@@ -128,14 +139,23 @@ where
     F: FnOnce(TestDb) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(base) = base_url() else {
+    with_db_on(base_url(), body).await
+}
+
+/// [`with_db`] on the server at `base` (`None`: the test is skipped).
+async fn with_db_on<F, Fut>(base: Option<String>, body: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(base) = base else {
         return;
     };
     let name = format!("dbw_t_{:08x}", rand::random::<u32>());
     let dir = ok(tempfile::tempdir(), "tempdir");
     let mut admin = ok(
         MySqlConnection::connect(&base).await,
-        "connect to DBWARDEN_TEST_MYSQL_URL",
+        "connect to the test server",
     );
     exec(&mut admin, format!("CREATE DATABASE `{name}`")).await;
     let db = TestDb {
@@ -192,6 +212,76 @@ fn observations(m: &Measurement) -> &[Observation] {
         Outcome::Values(v) => v,
         other => panic!("{}: expected values, got {other:?}", m.check),
     }
+}
+
+fn table_stat<'a>(report: &'a HealthReport, table: &str) -> &'a TableStat {
+    match report.table_stats.iter().find(|t| t.table == table) {
+        Some(s) => s,
+        None => panic!("no table stats for {table}: {:?}", report.table_stats),
+    }
+}
+
+/// information_schema.TABLES and performance_schema are read at most every 5 minutes:
+/// make the engine's next round read them again (keeping the delta baseline).
+async fn refresh_tables(engine: &Engine) {
+    match engine {
+        Engine::Mysql(m) => m.refresh_tables_next_round().await,
+        _ => panic!("not a MySQL engine"),
+    }
+}
+
+/// Every check OK; on rounds after the first, the server-wide deltas (which other tests'
+/// deadlocks and queries move) only need to be measured.
+fn assert_round_ok(results: &[CheckResult], first: bool) {
+    for check in CHECKS {
+        let r = result(results, check);
+        let delta = matches!(
+            *check,
+            "mysql_deadlocks" | "mysql_slow_queries" | "mysql_buffer_pool_hit"
+        );
+        if first || !delta {
+            assert_eq!(r.status, Status::Ok, "{check}: {}", r.message);
+        } else {
+            assert_ne!(r.status, Status::Unknown, "{check}: {}", r.message);
+        }
+    }
+}
+
+/// Rows 1..=3 (k = id, v = 0) in `items`, with an index on k.
+async fn create_items(c: &mut MySqlConnection) {
+    exec(
+        c,
+        "CREATE TABLE items (id INT PRIMARY KEY, k INT, v INT, KEY (k)) ENGINE=InnoDB",
+    )
+    .await;
+    exec(
+        c,
+        "INSERT INTO items VALUES (1, 1, 0), (2, 2, 0), (3, 3, 0)",
+    )
+    .await;
+}
+
+/// 5 rows inserted, 4 updated, 2 deleted; a full scan (6 rows left) and an index lookup.
+async fn write_and_read_items(c: &mut MySqlConnection) {
+    exec(
+        c,
+        "INSERT INTO items VALUES (4, 4, 0), (5, 5, 0), (6, 6, 0), (7, 7, 0), (8, 8, 0)",
+    )
+    .await;
+    exec(c, "UPDATE items SET v = v + 1 WHERE id <= 4").await;
+    exec(c, "DELETE FROM items WHERE id IN (7, 8)").await;
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT COUNT(*) FROM items IGNORE INDEX (PRIMARY, k) WHERE v = 1"
+        )
+        .await,
+        "4"
+    );
+    assert_eq!(
+        scalar(c, "SELECT v FROM items FORCE INDEX (k) WHERE k = 5").await,
+        "0"
+    );
 }
 
 /// A target whose server's server-level checks another target measures runs only its
@@ -254,6 +344,47 @@ async fn server_level_checks_can_be_left_to_another_target() {
                 .contains("baseline pending"),
             "the deferred round must not count as a baseline"
         );
+        engine.close(Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
+/// Pooled connections are not pinged before use: one the server has closed (a restart,
+/// wait_timeout, a DBA's KILL) is replaced within the round instead of costing it.
+#[tokio::test]
+async fn connections_killed_by_the_server_are_replaced_within_the_round() {
+    with_db(|db| async move {
+        let target = db.target("");
+        assert!(!target.pool.test_before_acquire, "the default pings no more");
+        let engine = ok(Engine::open(&target), "open engine");
+        let mut admin = db.conn().await;
+        for round in 0..3 {
+            let results = judge(&target, &engine.health(&HealthOptions::default()).await);
+            assert!(
+                result(&results, "connectivity").value.is_some(),
+                "round {round}: {results:#?}"
+            );
+            assert!(
+                results.iter().all(|r| r.status == Status::Ok),
+                "round {round}: {results:#?}"
+            );
+            // Kill every connection the engine has open on the test database.
+            let mine = scalar(&mut admin, "SELECT CONNECTION_ID()").await;
+            let rows = ok(
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{}' AND ID <> {mine}",
+                    db.name
+                )))
+                .fetch_all(&mut admin)
+                .await,
+                "processlist",
+            );
+            assert!(!rows.is_empty(), "the engine keeps its connection pooled");
+            for row in rows {
+                let id: i64 = ok(row.try_get(0), "id");
+                exec(&mut admin, format!("KILL CONNECTION {id}")).await;
+            }
+        }
         engine.close(Duration::from_secs(2)).await;
     })
     .await;
@@ -335,47 +466,6 @@ async fn healthy_database_is_ok_on_the_first_round() {
         let frag = result(&results2, "mysql_fragmentation");
         assert_eq!(frag.status, Status::Ok);
         assert!(frag.message.contains("no database"), "{}", frag.message);
-    })
-    .await;
-}
-
-/// Pooled connections are not pinged before use: one the server has closed (a restart,
-/// wait_timeout, a DBA's KILL) is replaced within the round instead of costing it.
-#[tokio::test]
-async fn connections_killed_by_the_server_are_replaced_within_the_round() {
-    with_db(|db| async move {
-        let target = db.target("");
-        assert!(!target.pool.test_before_acquire, "the default pings no more");
-        let engine = ok(Engine::open(&target), "open engine");
-        let mut admin = db.conn().await;
-        for round in 0..3 {
-            let results = judge(&target, &engine.health(&HealthOptions::default()).await);
-            assert!(
-                result(&results, "connectivity").value.is_some(),
-                "round {round}: {results:#?}"
-            );
-            assert!(
-                results.iter().all(|r| r.status == Status::Ok),
-                "round {round}: {results:#?}"
-            );
-            // Kill every connection the engine has open on the test database.
-            let mine = scalar(&mut admin, "SELECT CONNECTION_ID()").await;
-            let rows = ok(
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{}' AND ID <> {mine}",
-                    db.name
-                )))
-                .fetch_all(&mut admin)
-                .await,
-                "processlist",
-            );
-            assert!(!rows.is_empty(), "the engine keeps its connection pooled");
-            for row in rows {
-                let id: i64 = ok(row.try_get(0), "id");
-                exec(&mut admin, format!("KILL CONNECTION {id}")).await;
-            }
-        }
-        engine.close(Duration::from_secs(2)).await;
     })
     .await;
 }
@@ -762,4 +852,141 @@ fn a_bad_url_option_fails_open_without_the_password() {
             assert!(!msg.contains("sekrit"), "{msg}");
         }
     }
+}
+
+/// With performance_schema on, table statistics carry the writes since the previous
+/// reading and the rows read with and without an index; a missing SELECT on
+/// performance_schema only leaves those fields empty.
+#[tokio::test]
+async fn table_writes_and_reads_come_from_performance_schema() {
+    with_db_on(ps_base_url(), |db| async move {
+        let mut c = db.conn().await;
+        assert_eq!(
+            scalar(&mut c, "SELECT @@performance_schema").await,
+            "1",
+            "DBWARDEN_TEST_MYSQL_PS_URL must point at a server with performance_schema ON"
+        );
+        create_items(&mut c).await;
+        let items = format!("{}.items", db.name);
+        let target = db.target("");
+        let engine = ok(Engine::open(&target), "open");
+
+        let first = engine.health(&HealthOptions::default()).await;
+        assert_round_ok(&judge(&target, &first), true);
+        let s = table_stat(&first, &items);
+        // First reading: the baseline, no deltas yet; the lifetime fetch counts are there.
+        assert_eq!(
+            (s.inserts_delta, s.updates_delta, s.deletes_delta),
+            (None, None, None),
+            "{s:?}"
+        );
+        let (Some(scan0), Some(index0)) = (s.seq_scans, s.idx_scans) else {
+            panic!("no fetch counts: {s:?}")
+        };
+
+        write_and_read_items(&mut c).await;
+        refresh_tables(&engine).await;
+        let second = engine.health(&HealthOptions::default()).await;
+        assert_round_ok(&judge(&target, &second), false);
+        let s = table_stat(&second, &items);
+        assert_eq!(
+            (s.inserts_delta, s.updates_delta, s.deletes_delta),
+            (Some(5.0), Some(4.0), Some(2.0)),
+            "{s:?}"
+        );
+        assert!(s.rows.is_some(), "{s:?}");
+        // Rows read, not scans: the full scan read all 6 rows without an index.
+        let (Some(scan1), Some(index1)) = (s.seq_scans, s.idx_scans) else {
+            panic!("no fetch counts: {s:?}")
+        };
+        assert!(scan1 - scan0 >= 6.0, "{scan0} -> {scan1}");
+        assert!(index1 - index0 >= 1.0, "{index0} -> {index1}");
+
+        // Without the cached result the next round without writes has zero deltas.
+        refresh_tables(&engine).await;
+        let third = engine.health(&HealthOptions::default()).await;
+        let s = table_stat(&third, &items);
+        assert_eq!(
+            (s.inserts_delta, s.updates_delta, s.deletes_delta),
+            (Some(0.0), Some(0.0), Some(0.0)),
+            "{s:?}"
+        );
+        // Between refreshes the result is reused and no table stats are reported.
+        let cached = engine.health(&HealthOptions::default()).await;
+        assert!(cached.table_stats.is_empty(), "{:?}", cached.table_stats);
+        engine.close(Duration::from_secs(2)).await;
+
+        // An account without SELECT on performance_schema: the same table stats without
+        // those fields, and the table checks unchanged.
+        let user = db.name.clone();
+        exec(
+            &mut c,
+            format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'"),
+        )
+        .await;
+        exec(
+            &mut c,
+            format!("GRANT SELECT ON `{user}`.* TO '{user}'@'%'"),
+        )
+        .await;
+        let pw = db.dir.join("ps.password");
+        ok(std::fs::write(&pw, format!("pw-{user}\n")), "password file");
+        let mut u = ok(url::Url::parse(&db.url()), "url");
+        let _ = u.set_username(&user);
+        let _ = u.set_password(None);
+        let limited = db.target_for(u.as_str(), &format!("password_file = \"{}\"", pw.display()));
+        let (report, results) = round(&limited).await;
+        for check in ["connectivity", "mysql_fragmentation"] {
+            let r = result(&results, check);
+            assert_eq!(r.status, Status::Ok, "{check}: {}", r.message);
+        }
+        let s = table_stat(&report, &items);
+        assert!(s.size_bytes.is_some(), "{s:?}");
+        assert_eq!(
+            (s.inserts_delta, s.seq_scans, s.idx_scans),
+            (None, None, None),
+            "{s:?}"
+        );
+    })
+    .await;
+}
+
+/// With performance_schema off (the MariaDB default) the round is the same and the
+/// table statistics have no write deltas or fetch counts.
+#[tokio::test]
+async fn table_stats_without_performance_schema_have_no_counters() {
+    with_db(|db| async move {
+        let mut c = db.conn().await;
+        if scalar(&mut c, "SELECT @@performance_schema").await != "0" {
+            println!("skipping: performance_schema is on at DBWARDEN_TEST_MYSQL_URL");
+            return;
+        }
+        create_items(&mut c).await;
+        let items = format!("{}.items", db.name);
+        let target = db.target("");
+        let engine = ok(Engine::open(&target), "open");
+        let first = engine.health(&HealthOptions::default()).await;
+        assert_round_ok(&judge(&target, &first), true);
+        write_and_read_items(&mut c).await;
+        refresh_tables(&engine).await;
+        let second = engine.health(&HealthOptions::default()).await;
+        assert_round_ok(&judge(&target, &second), false);
+        for report in [&first, &second] {
+            let s = table_stat(report, &items);
+            assert!(s.size_bytes.is_some() && s.rows.is_some(), "{s:?}");
+            assert_eq!(
+                (
+                    s.inserts_delta,
+                    s.updates_delta,
+                    s.deletes_delta,
+                    s.seq_scans,
+                    s.idx_scans
+                ),
+                (None, None, None, None, None),
+                "{s:?}"
+            );
+        }
+        engine.close(Duration::from_secs(2)).await;
+    })
+    .await;
 }

@@ -76,10 +76,23 @@ pub struct TableStat {
     pub rows: Option<f64>,
     pub dead_rows: Option<f64>,
     pub size_bytes: Option<f64>,
+    /// Rows inserted / updated / deleted since the table's previous row in the history:
+    /// PostgreSQL `n_tup_ins` / `n_tup_upd` / `n_tup_del`, MySQL performance_schema
+    /// `COUNT_INSERT` / `COUNT_UPDATE` / `COUNT_DELETE` (None when performance_schema is
+    /// off or not readable). None on the first reading and after a reset (a counter went
+    /// backwards, the table was re-created).
     pub inserts_delta: Option<f64>,
     pub updates_delta: Option<f64>,
     pub deletes_delta: Option<f64>,
+    /// Lifetime count of reads without an index. PostgreSQL: sequential scans
+    /// (`seq_scan`). MySQL: **rows** fetched without an index, i.e. by table scans
+    /// (performance_schema `COUNT_FETCH` where `INDEX_NAME` is NULL): MySQL counts rows
+    /// read, not scans, so compare the MySQL values only with each other (e.g. the share
+    /// of rows read without an index), never with PostgreSQL's scan counts.
     pub seq_scans: Option<f64>,
+    /// Lifetime count of reads through an index. PostgreSQL: index scans (`idx_scan`).
+    /// MySQL: **rows** fetched through any index (performance_schema `COUNT_FETCH` where
+    /// `INDEX_NAME` is not NULL), not scans; see `seq_scans`.
     pub idx_scans: Option<f64>,
     /// Unix seconds of the last (auto)vacuum / (auto)analyze, whichever is newer.
     pub last_vacuum: Option<i64>,

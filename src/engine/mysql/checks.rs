@@ -388,6 +388,8 @@ pub struct TableRow {
     /// `UPDATE_TIME` as Unix seconds (InnoDB keeps it in memory: NULL after a restart
     /// until the table is next changed).
     pub modified: Option<f64>,
+    /// `CREATE_TIME` as Unix seconds: tells a re-created table from the old one.
+    pub created: Option<f64>,
 }
 
 /// Fragmentation observations: the share of each table's allocated space that is free.
@@ -412,6 +414,77 @@ pub fn fragmentation(schema: &str, tables: &[TableRow], shared: &[String]) -> Ve
                     Unit::Bytes.format(t.free),
                     Unit::Bytes.format(total)
                 ))
+        })
+        .collect()
+}
+
+/// A table's lifetime row counters from performance_schema (since server start or the
+/// last TRUNCATE of the summary tables): rows inserted, updated and deleted
+/// (`table_io_waits_summary_by_table`), and rows fetched without an index, i.e. by table
+/// scans, and through an index (`table_io_waits_summary_by_index_usage`, `INDEX_NAME`
+/// NULL or not). MySQL counts rows read, not scans.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TableIo {
+    /// The table's `CREATE_TIME` (Unix seconds) from information_schema.TABLES at the
+    /// reading: a different value means the table was re-created (DROP and CREATE, a
+    /// copying ALTER TABLE), so its counters are not comparable with the previous ones.
+    pub created: Option<f64>,
+    pub inserts: f64,
+    pub updates: f64,
+    pub deletes: f64,
+    pub fetched_by_scan: f64,
+    pub fetched_by_index: f64,
+}
+
+impl TableIo {
+    fn counters(&self) -> [f64; 5] {
+        [
+            self.inserts,
+            self.updates,
+            self.deletes,
+            self.fetched_by_scan,
+            self.fetched_by_index,
+        ]
+    }
+}
+
+/// Rows inserted, updated and deleted in a table since the previous reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriteDeltas {
+    pub inserts: f64,
+    pub updates: f64,
+    pub deletes: f64,
+}
+
+/// The writes per table (by name) between two readings of [`TableIo`], like the
+/// PostgreSQL engine's table deltas: a table without a previous reading (first reading,
+/// new table) has none, and neither has one that was re-created (another `created`, as
+/// PostgreSQL keys tables by OID) or with any counter lower than before (server restart,
+/// TRUNCATE of the summary tables): its current reading is the next baseline, so no
+/// negative or made-up delta is reported.
+pub fn write_deltas(
+    previous: &BTreeMap<String, TableIo>,
+    current: &BTreeMap<String, TableIo>,
+) -> BTreeMap<String, WriteDeltas> {
+    current
+        .iter()
+        .filter_map(|(table, now)| {
+            let before = previous.get(table)?;
+            let went_back = now
+                .counters()
+                .iter()
+                .zip(before.counters())
+                .any(|(n, b)| *n < b);
+            (now.created == before.created && !went_back).then(|| {
+                (
+                    table.clone(),
+                    WriteDeltas {
+                        inserts: now.inserts - before.inserts,
+                        updates: now.updates - before.updates,
+                        deletes: now.deletes - before.deletes,
+                    },
+                )
+            })
         })
         .collect()
 }
@@ -613,6 +686,7 @@ mod tests {
             index: 0.0,
             free,
             modified: None,
+            created: None,
         };
         let tables = [
             t("big", 300.0 * MIB, 200.0 * MIB),
@@ -625,5 +699,74 @@ mod tests {
         assert_eq!(r.status, Status::Critical);
         assert_eq!(r.subject.as_deref(), Some("table shop.big"));
         assert_eq!(r.value, Some(40.0));
+    }
+
+    #[test]
+    fn table_write_deltas_start_on_the_second_reading_and_survive_resets() {
+        let io = |ins: f64, upd: f64, del: f64, scan: f64| TableIo {
+            created: Some(1_700_000_000.0),
+            inserts: ins,
+            updates: upd,
+            deletes: del,
+            fetched_by_scan: scan,
+            fetched_by_index: 10.0,
+        };
+        let reading = |pairs: &[(&str, TableIo)]| -> BTreeMap<String, TableIo> {
+            pairs.iter().map(|(t, io)| (t.to_string(), *io)).collect()
+        };
+        // First reading: no baseline, no deltas.
+        let first = reading(&[("orders", io(100.0, 5.0, 1.0, 50.0))]);
+        assert!(write_deltas(&BTreeMap::new(), &first).is_empty());
+
+        // Second reading: the increases; a table new since then has none yet.
+        let second = reading(&[
+            ("orders", io(150.0, 5.0, 4.0, 80.0)),
+            ("new_table", io(7.0, 0.0, 0.0, 0.0)),
+        ]);
+        let d = write_deltas(&first, &second);
+        assert_eq!(
+            d.get("orders"),
+            Some(&WriteDeltas {
+                inserts: 50.0,
+                updates: 0.0,
+                deletes: 3.0
+            })
+        );
+        assert_eq!(d.get("new_table"), None);
+        assert_eq!(d.len(), 1);
+
+        // A counter went backwards (restart, TRUNCATE of the summary): no delta, and
+        // that reading is the next baseline.
+        let reset = reading(&[
+            ("orders", io(2.0, 1.0, 0.0, 3.0)),
+            ("new_table", io(9.0, 0.0, 0.0, 0.0)),
+        ]);
+        let d = write_deltas(&second, &reset);
+        assert_eq!(d.get("orders"), None);
+        assert_eq!(d.get("new_table").map(|w| w.inserts), Some(2.0));
+        let after = reading(&[("orders", io(12.0, 1.0, 2.0, 3.0))]);
+        assert_eq!(
+            write_deltas(&reset, &after).get("orders"),
+            Some(&WriteDeltas {
+                inserts: 10.0,
+                updates: 0.0,
+                deletes: 2.0
+            })
+        );
+
+        // Only the fetch counters went backwards (writes unchanged): still a reset.
+        let fetch_reset = reading(&[("orders", io(12.0, 1.0, 2.0, 0.0))]);
+        assert!(write_deltas(&after, &fetch_reset).is_empty());
+
+        // Dropped and re-created, with as many writes since as before: another table,
+        // no delta (the counters alone would say "no change").
+        let recreated = reading(&[(
+            "orders",
+            TableIo {
+                created: Some(1_700_000_600.0),
+                ..io(12.0, 1.0, 2.0, 3.0)
+            },
+        )]);
+        assert!(write_deltas(&after, &recreated).is_empty());
     }
 }

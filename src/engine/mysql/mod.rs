@@ -8,7 +8,8 @@
 //! `information_schema.INNODB_METRICS` (two rows; also tells whether PROCESS is granted),
 //! the processlist filtered server-side to long runners, `SHOW REPLICA STATUS` (or its
 //! older spelling), and, at most every 5 minutes, `information_schema.TABLES` for the
-//! target's own database. Every connection gets a statement time limit and short lock
+//! target's own database (with, when performance_schema is on, its tables' row counters
+//! for the table statistics). Every connection gets a statement time limit and short lock
 //! waits on connect, so a probe never hangs on a locked table.
 //!
 //! MySQL and MariaDB differ here; both are handled:
@@ -38,7 +39,7 @@ use sqlx::mysql::MySqlConnection;
 
 use self::checks::{
     BUFFER_POOL_HIT, CONNECTIONS, DEADLOCKS, FRAGMENTATION, HISTORY_LIST, LONG_QUERY, NAMES,
-    REPLICA_LAG, REPLICA_THREADS, ReplicaChannel, SLOW_QUERIES, TableRow,
+    REPLICA_LAG, REPLICA_THREADS, ReplicaChannel, SLOW_QUERIES, TableIo, TableRow,
 };
 use self::conn::{
     Connector, ServerVersion, error_message, is_access_denied, is_timeout, number, text,
@@ -52,8 +53,9 @@ use crate::health::{CheckThresholds, Measurement, Observation, Scope, Status, Un
 
 pub use self::checks::CHECKS;
 
-/// information_schema.TABLES (fragmentation, table statistics) is read at most this often;
-/// in between the last result is reused with its age shown.
+/// information_schema.TABLES (fragmentation, table statistics) and performance_schema's
+/// table row counters are read at most this often; in between the last fragmentation
+/// result is reused with its age shown, and no table statistics are reported.
 const TABLES_EVERY: Duration = Duration::from_secs(300);
 /// At most this many long-running statements are listed per round.
 const LONG_QUERY_LIMIT: u32 = 20;
@@ -100,7 +102,13 @@ enum Process {
 
 struct TablesCache {
     at: Instant,
+    /// Set by [`MysqlEngine::refresh_tables_next_round`]: read again whatever the age.
+    expired: bool,
     observations: Vec<Observation>,
+    /// The last performance_schema reading of the tables' row counters, the baseline of
+    /// the next table statistics' write deltas (empty: none). Kept when a reading fails,
+    /// so the next delta spans both intervals (as the PostgreSQL engine does).
+    io: BTreeMap<String, TableIo>,
 }
 
 /// Marks a connection id as running a probe while alive, for `cancel_running`.
@@ -638,6 +646,7 @@ impl MysqlEngine {
         };
         let mut cache = self.tables.lock().await;
         if let Some(c) = cache.as_ref()
+            && !c.expired
             && c.at.elapsed() < TABLES_EVERY
         {
             let age = format!(
@@ -696,24 +705,90 @@ impl MysqlEngine {
                 BTreeMap::new()
             }
         };
+        // Writes and reads per table come from performance_schema. They are read on the
+        // same cadence as information_schema.TABLES, not every round, although they are
+        // cheap: table statistics are only reported when information_schema.TABLES was
+        // just read, so every reported row is one consistent snapshot (sizes, rows and
+        // counters measured together), and its write deltas cover exactly the time since
+        // the table's previous reported row (none is lost or counted twice). Reading the
+        // counters every round would either drop the rounds in between or report rows
+        // whose sizes are minutes old.
+        let previous_io = cache.as_ref().map(|c| c.io.clone()).unwrap_or_default();
+        let io = self.table_io(conn, info).await.map(|mut io| {
+            for r in &rows {
+                if let Some(t) = io.get_mut(&r.name) {
+                    t.created = r.created;
+                }
+            }
+            io
+        });
+        let deltas = io
+            .as_ref()
+            .map(|now| checks::write_deltas(&previous_io, now))
+            .unwrap_or_default();
         let stats = rows
             .iter()
-            .map(|r| TableStat {
-                table: format!("{schema}.{}", r.name),
-                rows: r.rows,
-                size_bytes: Some(r.data + r.index),
-                // A table in a shared tablespace reports the tablespace's free space.
-                free_bytes: (!shared.contains(&r.name)).then_some(r.free),
-                last_modified: r.modified.map(|t| t as i64),
-                last_analyze: analyzed.get(&r.name).copied(),
-                ..TableStat::default()
+            .map(|r| {
+                let counters = io.as_ref().and_then(|m| m.get(&r.name));
+                let delta = deltas.get(&r.name);
+                TableStat {
+                    table: format!("{schema}.{}", r.name),
+                    rows: r.rows,
+                    size_bytes: Some(r.data + r.index),
+                    inserts_delta: delta.map(|d| d.inserts),
+                    updates_delta: delta.map(|d| d.updates),
+                    deletes_delta: delta.map(|d| d.deletes),
+                    // MySQL counts rows fetched, not scans: rows read without an index
+                    // (table scans) and through one (see TableStat's field docs).
+                    seq_scans: counters.map(|c| c.fetched_by_scan),
+                    idx_scans: counters.map(|c| c.fetched_by_index),
+                    // A table in a shared tablespace reports the tablespace's free space.
+                    free_bytes: (!shared.contains(&r.name)).then_some(r.free),
+                    last_modified: r.modified.map(|t| t as i64),
+                    last_analyze: analyzed.get(&r.name).copied(),
+                    ..TableStat::default()
+                }
             })
             .collect();
         *cache = Some(TablesCache {
             at: Instant::now(),
+            expired: false,
             observations: observations.clone(),
+            io: io.unwrap_or(previous_io),
         });
         (Measurement::values(FRAGMENTATION, observations), stats)
+    }
+
+    /// The row counters of the schema's tables from performance_schema, by table name;
+    /// `None` when performance_schema is off (the MariaDB default) or not readable (no
+    /// SELECT on performance_schema.*). That only leaves the table statistics' write
+    /// deltas and fetch counts empty: logged at debug, no check changes status.
+    async fn table_io(
+        &self,
+        conn: &mut MySqlConnection,
+        info: &ServerInfo,
+    ) -> Option<BTreeMap<String, TableIo>> {
+        if !info.performance_schema {
+            tracing::debug!(target_name = %self.target, "mysql: performance_schema is off: no per-table write and read counters");
+            return None;
+        }
+        match table_io_rows(conn).await {
+            Ok(io) => Some(io),
+            Err(e) => {
+                tracing::debug!(target_name = %self.target, error = %error_message(&e), "mysql: performance_schema table counters not readable (needs SELECT on performance_schema.*)");
+                None
+            }
+        }
+    }
+
+    /// Makes the next round read information_schema.TABLES and performance_schema again
+    /// instead of reusing the last result (for tests: the interval is 5 minutes). The
+    /// write-delta baseline is kept.
+    #[doc(hidden)]
+    pub async fn refresh_tables_next_round(&self) {
+        if let Some(c) = self.tables.lock().await.as_mut() {
+            c.expired = true;
+        }
     }
 
     /// Stops the probe statements this engine is running (`KILL QUERY` from a separate
@@ -849,7 +924,7 @@ async fn replicas(
 async fn table_rows(conn: &mut MySqlConnection) -> Result<Vec<TableRow>, sqlx::Error> {
     let rows = sqlx::raw_sql(
         "/* dbwarden */ SELECT TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, DATA_FREE, \
-         UNIX_TIMESTAMP(UPDATE_TIME) \
+         UNIX_TIMESTAMP(UPDATE_TIME), UNIX_TIMESTAMP(CREATE_TIME) \
          FROM information_schema.TABLES \
          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')",
     )
@@ -865,7 +940,50 @@ async fn table_rows(conn: &mut MySqlConnection) -> Result<Vec<TableRow>, sqlx::E
             index: number(&row, 4)?.unwrap_or(0.0),
             free: number(&row, 5)?.unwrap_or(0.0),
             modified: number(&row, 6)?,
+            created: number(&row, 7)?,
         });
+    }
+    Ok(out)
+}
+
+/// Lifetime row counters of the connection's database's tables from performance_schema
+/// (`DATABASE()`, so no name is pasted into SQL), one round trip: writes from
+/// `table_io_waits_summary_by_table` (kind 0), rows fetched without an index (`INDEX_NAME`
+/// NULL: table scans) and through one from `table_io_waits_summary_by_index_usage`
+/// (kind 1). Both are in-memory tables. Needs SELECT on performance_schema.*.
+async fn table_io_rows(
+    conn: &mut MySqlConnection,
+) -> Result<BTreeMap<String, TableIo>, sqlx::Error> {
+    let rows = sqlx::raw_sql(
+        "/* dbwarden */ SELECT OBJECT_NAME, 0, COUNT_INSERT, COUNT_UPDATE, COUNT_DELETE \
+         FROM performance_schema.table_io_waits_summary_by_table \
+         WHERE OBJECT_TYPE = 'TABLE' AND OBJECT_SCHEMA = DATABASE() \
+         UNION ALL \
+         SELECT OBJECT_NAME, 1, SUM(IF(INDEX_NAME IS NULL, COUNT_FETCH, 0)), \
+         SUM(IF(INDEX_NAME IS NULL, 0, COUNT_FETCH)), 0 \
+         FROM performance_schema.table_io_waits_summary_by_index_usage \
+         WHERE OBJECT_TYPE = 'TABLE' AND OBJECT_SCHEMA = DATABASE() \
+         GROUP BY OBJECT_NAME",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: BTreeMap<String, TableIo> = BTreeMap::new();
+    for row in rows {
+        let Some(name) = text(&row, 0)? else {
+            continue;
+        };
+        let kind = number(&row, 1)?.unwrap_or(0.0);
+        let (a, b, c) = (
+            number(&row, 2)?.unwrap_or(0.0),
+            number(&row, 3)?.unwrap_or(0.0),
+            number(&row, 4)?.unwrap_or(0.0),
+        );
+        let io = out.entry(name).or_default();
+        if kind == 0.0 {
+            (io.inserts, io.updates, io.deletes) = (a, b, c);
+        } else {
+            (io.fetched_by_scan, io.fetched_by_index) = (a, b);
+        }
     }
     Ok(out)
 }
