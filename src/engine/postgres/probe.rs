@@ -341,19 +341,37 @@ fn count(v: f64) -> String {
 /// [`MAX_OBSERVATIONS`]); when none reaches the floor, some below it so the result still
 /// says how many were checked.
 pub fn worst_first(
-    mut obs: Vec<Observation>,
+    obs: Vec<Observation>,
     floor: Option<f64>,
     lower_is_worse: bool,
 ) -> Vec<Observation> {
-    let above = |o: &Observation| match (floor, o.floor_value) {
+    let items = obs
+        .into_iter()
+        .map(|o| (o.value, o.floor_value, o))
+        .collect();
+    pick_worst(items, floor, lower_is_worse)
+        .into_iter()
+        .map(|(_, _, o)| o)
+        .collect()
+}
+
+/// What [`worst_first`] keeps, chosen from `(value, floor value, item)` alone, so a check
+/// over every table formats messages only for the few it keeps (formatting them all was
+/// most of a round's client CPU on a database with a few hundred tables).
+pub fn pick_worst<T>(
+    mut items: Vec<(f64, Option<f64>, T)>,
+    floor: Option<f64>,
+    lower_is_worse: bool,
+) -> Vec<(f64, Option<f64>, T)> {
+    let above = |v: Option<f64>| match (floor, v) {
         (Some(f), Some(v)) => v >= f,
         _ => true,
     };
-    obs.sort_by(|a, b| {
-        let ord = a.value.total_cmp(&b.value);
+    items.sort_by(|a, b| {
+        let ord = a.0.total_cmp(&b.0);
         if lower_is_worse { ord } else { ord.reverse() }
     });
-    let (keep, rest): (Vec<Observation>, Vec<Observation>) = obs.into_iter().partition(above);
+    let (keep, rest): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| above(i.1));
     if keep.is_empty() {
         rest.into_iter().take(4 * MAX_OBSERVATIONS).collect()
     } else {
@@ -1000,12 +1018,15 @@ fn ago(now: f64, then: Option<f64>) -> Option<f64> {
 }
 
 pub fn dead_tuples(tables: &[TableRow], t: &CheckThresholds) -> Measurement {
-    let obs = tables
+    let candidates = tables
         .iter()
         .filter(|r| r.live + r.dead > 0.0)
-        .map(|r| {
-            let total = r.live + r.dead;
-            let mut d = format!("{} dead of {} rows", count(r.dead), count(total));
+        .map(|r| (r.dead * 100.0 / (r.live + r.dead), Some(r.live + r.dead), r))
+        .collect();
+    let obs = pick_worst(candidates, t.floor, false)
+        .into_iter()
+        .map(|(value, total, r)| {
+            let mut d = format!("{} dead of {} rows", count(r.dead), count(r.live + r.dead));
             match ago(r.now, r.last_vacuum) {
                 Some(a) => d.push_str(&format!(", last vacuum {} ago", secs(a))),
                 None => d.push_str(", never vacuumed"),
@@ -1013,13 +1034,13 @@ pub fn dead_tuples(tables: &[TableRow], t: &CheckThresholds) -> Measurement {
             if r.autovacuum_disabled() {
                 d.push_str(", autovacuum disabled on this table");
             }
-            Observation::new(r.dead * 100.0 / total)
-                .floor(total)
+            Observation::new(value)
+                .floor(total.unwrap_or(0.0))
                 .subject(format!("table {}", r.name))
                 .detail(d)
         })
         .collect();
-    Measurement::values(DEAD_TUPLES, worst_first(obs, t.floor, false))
+    Measurement::values(DEAD_TUPLES, obs)
 }
 
 /// `first_seen`: seconds since this engine first saw a never-analyzed table needing analyze
@@ -1030,63 +1051,69 @@ pub fn stale_stats(
     first_seen: &HashMap<i64, f64>,
     t: &CheckThresholds,
 ) -> Measurement {
-    let obs = tables
+    let staleness = |r: &TableRow| match ago(r.now, r.last_analyze) {
+        Some(a) => (a, true),
+        None => (first_seen.get(&r.relid).copied().unwrap_or(0.0), false),
+    };
+    let candidates = tables
         .iter()
         .filter(|r| r.needs_analyze(inst.analyze_threshold, inst.analyze_scale))
-        .map(|r| {
-            let (value, mut d) = match ago(r.now, r.last_analyze) {
-                Some(a) => (
-                    a,
-                    format!("{} rows modified since", count(r.mod_since_analyze)),
-                ),
-                None => {
-                    let seen = first_seen.get(&r.relid).copied().unwrap_or(0.0);
-                    (
-                        seen,
-                        format!(
-                            "never analyzed, {} rows modified; waiting for ANALYZE for at least {}",
-                            count(r.mod_since_analyze),
-                            secs(seen)
-                        ),
-                    )
-                }
+        .map(|r| (staleness(r).0, Some(r.live + r.dead), r))
+        .collect();
+    let obs = pick_worst(candidates, t.floor, false)
+        .into_iter()
+        .map(|(value, size, r)| {
+            let mut d = if staleness(r).1 {
+                format!("{} rows modified since", count(r.mod_since_analyze))
+            } else {
+                format!(
+                    "never analyzed, {} rows modified; waiting for ANALYZE for at least {}",
+                    count(r.mod_since_analyze),
+                    secs(value)
+                )
             };
             if r.autovacuum_disabled() {
                 d.push_str(", autovacuum disabled on this table");
             }
             Observation::new(value)
-                .floor(r.live + r.dead)
+                .floor(size.unwrap_or(0.0))
                 .subject(format!("table {}", r.name))
                 .detail(d)
         })
         .collect();
-    Measurement::values(STALE_STATS, worst_first(obs, t.floor, false))
+    Measurement::values(STALE_STATS, obs)
 }
 
 pub fn seq_scans(tables: &[TableRow], t: &CheckThresholds) -> Measurement {
-    let obs = tables
+    let candidates = tables
         .iter()
         .filter(|r| r.seq_scan + r.idx_scan.unwrap_or(0.0) >= SEQ_SCAN_MIN_SCANS)
         .map(|r| {
-            let idx = r.idx_scan.unwrap_or(0.0);
+            let share = r.seq_scan * 100.0 / (r.seq_scan + r.idx_scan.unwrap_or(0.0));
+            (share, Some(r.live), r)
+        })
+        .collect();
+    let obs = pick_worst(candidates, t.floor, false)
+        .into_iter()
+        .map(|(value, live, r)| {
             let d = match r.idx_scan {
                 None => format!(
                     "{} sequential scans, the table has no index",
                     count(r.seq_scan)
                 ),
-                Some(_) => format!(
+                Some(idx) => format!(
                     "{} sequential vs {} index scans; a missing index?",
                     count(r.seq_scan),
                     count(idx)
                 ),
             };
-            Observation::new(r.seq_scan * 100.0 / (r.seq_scan + idx))
-                .floor(r.live)
+            Observation::new(value)
+                .floor(live.unwrap_or(0.0))
                 .subject(format!("table {}", r.name))
                 .detail(d)
         })
         .collect();
-    Measurement::values(SEQ_SCANS, worst_first(obs, t.floor, false))
+    Measurement::values(SEQ_SCANS, obs)
 }
 
 /// `age`: seconds since the expensive probe ran (shown so a reused result is not mistaken
