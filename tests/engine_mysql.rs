@@ -94,6 +94,24 @@ impl TestDb {
         self.target_for(&self.url(), extra)
     }
 
+    /// A target for this database as a user of its own (named like the database, dropped
+    /// with it) with only SELECT on the database, its password in `limited.password`.
+    async fn limited_target(&self, admin: &mut MySqlConnection) -> Target {
+        let user = self.name.clone();
+        exec(
+            admin,
+            format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'"),
+        )
+        .await;
+        exec(admin, format!("GRANT SELECT ON `{user}`.* TO '{user}'@'%'")).await;
+        let pw = self.dir.join("limited.password");
+        ok(std::fs::write(&pw, format!("pw-{user}\n")), "password file");
+        let mut u = ok(url::Url::parse(&self.url()), "url");
+        let _ = u.set_username(&user);
+        let _ = u.set_password(None);
+        self.target_for(u.as_str(), &format!("password_file = \"{}\"", pw.display()))
+    }
+
     fn target_for(&self, url: &str, extra: &str) -> Target {
         let path = self
             .dir
@@ -720,23 +738,8 @@ async fn history_list_grows_behind_an_old_snapshot() {
 async fn missing_privilege_is_unknown_with_the_grant() {
     with_db(|db| async move {
         let mut admin = db.conn().await;
-        let user = db.name.clone();
-        exec(
-            &mut admin,
-            format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'"),
-        )
-        .await;
-        exec(
-            &mut admin,
-            format!("GRANT SELECT ON `{user}`.* TO '{user}'@'%'"),
-        )
-        .await;
-        let pw = db.dir.join("mysql.password");
-        ok(std::fs::write(&pw, format!("pw-{user}\n")), "password file");
-        let mut u = ok(url::Url::parse(&db.url()), "url");
-        let _ = u.set_username(&user);
-        let _ = u.set_password(None);
-        let target = db.target_for(u.as_str(), &format!("password_file = \"{}\"", pw.display()));
+        let target = db.limited_target(&mut admin).await;
+        let (user, pw) = (db.name.clone(), db.dir.join("limited.password"));
         let (_report, results) = round(&target).await;
         assert_eq!(result(&results, "connectivity").status, Status::Ok);
         assert_eq!(result(&results, "mysql_connections").status, Status::Ok);
@@ -918,23 +921,7 @@ async fn table_writes_and_reads_come_from_performance_schema() {
 
         // An account without SELECT on performance_schema: the same table stats without
         // those fields, and the table checks unchanged.
-        let user = db.name.clone();
-        exec(
-            &mut c,
-            format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'"),
-        )
-        .await;
-        exec(
-            &mut c,
-            format!("GRANT SELECT ON `{user}`.* TO '{user}'@'%'"),
-        )
-        .await;
-        let pw = db.dir.join("ps.password");
-        ok(std::fs::write(&pw, format!("pw-{user}\n")), "password file");
-        let mut u = ok(url::Url::parse(&db.url()), "url");
-        let _ = u.set_username(&user);
-        let _ = u.set_password(None);
-        let limited = db.target_for(u.as_str(), &format!("password_file = \"{}\"", pw.display()));
+        let limited = db.limited_target(&mut c).await;
         let (report, results) = round(&limited).await;
         for check in ["connectivity", "mysql_fragmentation"] {
             let r = result(&results, check);
