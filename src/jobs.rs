@@ -1,14 +1,14 @@
 //! What a job kind does with one target, and the engine registry that keeps pools alive
 //! across rounds and reloads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Target};
-use crate::engine::{Engine, HealthOptions, HealthReport, ServerOwner};
+use crate::engine::{Engine, HealthOptions, HealthReport, ServerOwners};
 use crate::health::hysteresis::{self, Policy, Transition};
 use crate::health::{self, CheckResult, Scope, Status, catalog};
 use crate::store::{Record, Store, StoreError};
@@ -97,11 +97,14 @@ pub fn judge(target: &Target, report: &HealthReport) -> Vec<CheckResult> {
 /// wraparound of every database, the processlist), so targets that are databases of one
 /// server query those once and report (and later alert on) them once.
 ///
-/// The first target to measure a server owns it. The others skip those probes and report
-/// the checks as "measured by target X". Ownership moves when the owner cannot reach the
-/// server (at once), leaves the config, or stops running rounds (after three of its usual
-/// intervals). A target whose schedule is slower than another's keeps ownership while it
-/// runs: the owner is stable, so alert state does not hop between targets.
+/// Ownership is per server and check: the first target to really measure a check of a
+/// server (enabled there, not UNKNOWN, `disk_space` visible) owns it; the other targets
+/// skip its probe and report it as "measured by target X". A check the owner cannot
+/// measure stays with whoever can. Ownership moves when the owner no longer measures the
+/// check (unreachable, disabled, lost the privilege), leaves the config, or stops running
+/// rounds for three of its intervals (at least a minute, at most [`OWNER_PATIENCE_MAX`]).
+/// A slower owner keeps its checks while within that patience, so alert state does not
+/// hop between targets.
 #[derive(Default)]
 pub struct ServerFacts {
     state: Mutex<FactsState>,
@@ -113,15 +116,18 @@ struct FactsState {
     server_of: HashMap<String, String>,
     /// Each target's last round and the interval between its last two rounds.
     rounds: HashMap<String, (DateTime<Utc>, Option<chrono::TimeDelta>)>,
-    /// Server id → owning target.
-    owners: HashMap<String, String>,
+    /// (server id, check) → owning target.
+    owners: HashMap<(String, String), String>,
 }
 
 /// How long an owner whose interval is not known yet may stay silent before another
-/// target takes its servers over.
+/// target takes its checks over.
 const OWNER_PATIENCE_UNKNOWN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 /// The least patience, whatever the owner's interval.
 const OWNER_PATIENCE_MIN: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// The most: a server's checks are never left unmeasured longer than this while another
+/// of its targets runs (an hourly owner hands over to a target that runs every minute).
+pub const OWNER_PATIENCE_MAX: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
 impl FactsState {
     /// The owner has not run a round for three of its intervals.
@@ -130,27 +136,32 @@ impl FactsState {
             return true;
         };
         let patience = interval
-            .map(|i| (i * 3).max(OWNER_PATIENCE_MIN))
+            .map(|i| (i * 3).clamp(OWNER_PATIENCE_MIN, OWNER_PATIENCE_MAX))
             .unwrap_or(OWNER_PATIENCE_UNKNOWN);
         now.signed_duration_since(*last) > patience
     }
 }
 
 impl ServerFacts {
-    /// The target that measures `target`'s server-level checks in a round starting `now`;
-    /// `None` when `target` should measure them itself.
-    pub fn owner_for(&self, target: &str, now: DateTime<Utc>) -> Option<ServerOwner> {
+    /// The targets that measure `target`'s server-level checks in a round starting `now`
+    /// instead of it; `None` when `target` should measure them all itself.
+    pub fn owner_for(&self, target: &str, now: DateTime<Utc>) -> Option<ServerOwners> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let server = st.server_of.get(target)?;
-        let owner = st.owners.get(server)?;
-        (owner != target && !st.lost(owner, now)).then(|| ServerOwner {
+        let by: BTreeMap<String, String> = st
+            .owners
+            .iter()
+            .filter(|((s, _), owner)| s == server && *owner != target && !st.lost(owner, now))
+            .map(|((_, check), owner)| (check.clone(), owner.clone()))
+            .collect();
+        (!by.is_empty()).then(|| ServerOwners {
             server_id: server.clone(),
-            target: owner.clone(),
+            by,
         })
     }
 
     /// Learns from a finished round (the target's server, ownership) and points the
-    /// server-level results of every target but the owner to the owner.
+    /// server-level results of every target but a check's owner to the owner.
     pub fn settle(
         &self,
         target: &str,
@@ -167,24 +178,28 @@ impl ServerFacts {
         let previous = st.rounds.get(target).and_then(|(_, i)| *i);
         st.rounds
             .insert(target.to_string(), (now, interval.or(previous)));
-        if let Some(id) = &report.server_id {
-            st.server_of.insert(target.to_string(), id.clone());
-        }
-        match (&report.server_id, report.server_checks_measured) {
-            (Some(id), true) => {
-                // An owner that moved to another server (failover) gives the old one up.
-                st.owners.retain(|k, o| o != target || k == id);
-                let take = match st.owners.get(id) {
-                    Some(o) => o == target || st.lost(o, now),
-                    None => true,
-                };
-                if take {
-                    st.owners.insert(id.clone(), target.to_string());
+        match &report.server_id {
+            Some(id) if report.reached() => {
+                st.server_of.insert(target.to_string(), id.clone());
+                // Checks it owned but did not measure now (disabled, UNKNOWN, not visible),
+                // and any of another server (a failover moved it), are free again.
+                st.owners.retain(|(server, check), owner| {
+                    owner != target
+                        || (server == id && report.server_checks.contains(&check.as_str()))
+                });
+                for check in &report.server_checks {
+                    let key = (id.clone(), check.to_string());
+                    let take = match st.owners.get(&key) {
+                        Some(o) => o == target || st.lost(o, now),
+                        None => true,
+                    };
+                    if take {
+                        st.owners.insert(key, target.to_string());
+                    }
                 }
             }
             // Could not reach its server: the next target of the server measures instead.
-            (_, false) if !report.reached() => st.owners.retain(|_, o| o != target),
-            _ => {}
+            _ => st.owners.retain(|_, owner| owner != target),
         }
         results
             .into_iter()
@@ -192,7 +207,7 @@ impl ServerFacts {
                 let Scope::Server(id) = &r.scope else {
                     return r;
                 };
-                match st.owners.get(id) {
+                match st.owners.get(&(id.clone(), r.check.clone())) {
                     Some(owner) if owner != target => CheckResult {
                         status: Status::Ok,
                         value: None,
@@ -208,7 +223,7 @@ impl ServerFacts {
             .collect()
     }
 
-    /// Forgets targets that left the config; their servers get a new owner next round.
+    /// Forgets targets that left the config; their checks get a new owner next round.
     pub fn retain(&self, config: &Config) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.server_of.retain(|t, _| config.target(t).is_some());
@@ -427,8 +442,8 @@ mod tests {
         DateTime::<Utc>::from_timestamp(1_700_000_000 + secs, 0).unwrap_or_default()
     }
 
-    /// A round's report: `measured` = the engine measured the server-level checks.
-    fn report(server: Option<&str>, measured: bool, reached: bool) -> HealthReport {
+    /// A round's report: `measured` = the server-level checks the engine measured.
+    fn report(server: Option<&str>, measured: &[&'static str], reached: bool) -> HealthReport {
         let connectivity = if reached {
             health::Measurement::value("connectivity", health::Observation::new(1.0))
         } else {
@@ -437,13 +452,16 @@ mod tests {
         HealthReport {
             measurements: vec![connectivity],
             server_id: server.map(str::to_string),
-            server_checks_measured: measured,
+            server_checks: measured.to_vec(),
             table_stats: Vec::new(),
         }
     }
 
+    /// Who measures `connections` for `target` instead of it.
     fn owner(facts: &ServerFacts, target: &str, now: i64) -> Option<String> {
-        facts.owner_for(target, at(now)).map(|o| o.target)
+        facts
+            .owner_for(target, at(now))
+            .and_then(|o| o.by.get("connections").cloned())
     }
 
     #[test]
@@ -460,8 +478,18 @@ mod tests {
         // owns the server, the other's server-level results point to it.
         assert_eq!(owner(&facts, "a", 0), None);
         assert_eq!(owner(&facts, "b", 0), None);
-        let a = facts.settle("a", &report(Some("sys-1"), true, true), both(), at(0));
-        let b = facts.settle("b", &report(Some("sys-1"), true, true), both(), at(0));
+        let a = facts.settle(
+            "a",
+            &report(Some("sys-1"), &["connections"], true),
+            both(),
+            at(0),
+        );
+        let b = facts.settle(
+            "b",
+            &report(Some("sys-1"), &["connections"], true),
+            both(),
+            at(0),
+        );
         assert_eq!(a[0].status, Status::Critical);
         assert_eq!(b[0].status, Status::Ok);
         assert_eq!(b[0].value, None);
@@ -471,30 +499,55 @@ mod tests {
         let o = facts.owner_for("b", at(30));
         assert_eq!(
             o,
-            Some(ServerOwner {
+            Some(ServerOwners {
                 server_id: "sys-1".into(),
-                target: "a".into()
+                by: [("connections".to_string(), "a".to_string())].into(),
             })
         );
         assert_eq!(owner(&facts, "a", 30), None, "the owner measures");
-        let a2 = facts.settle("a", &report(Some("sys-1"), true, true), both(), at(30));
+        let a2 = facts.settle(
+            "a",
+            &report(Some("sys-1"), &["connections"], true),
+            both(),
+            at(30),
+        );
         assert_eq!(a2[0].status, Status::Critical);
         // Another server has its own owner.
         assert_eq!(owner(&facts, "c", 30), None);
-        facts.settle("c", &report(Some("sys-2"), true, true), vec![], at(30));
+        facts.settle(
+            "c",
+            &report(Some("sys-2"), &["connections"], true),
+            vec![],
+            at(30),
+        );
         assert_eq!(owner(&facts, "c", 60), None);
     }
 
     #[test]
     fn an_unreachable_owner_hands_over_at_once() {
         let facts = ServerFacts::default();
-        facts.settle("a", &report(Some("s"), true, true), vec![], at(0));
-        facts.settle("b", &report(Some("s"), true, true), vec![], at(0));
+        facts.settle(
+            "a",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(0),
+        );
+        facts.settle(
+            "b",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(0),
+        );
         assert_eq!(owner(&facts, "b", 30).as_deref(), Some("a"));
         // a's database is down (or its credentials broke); the server may well be fine.
-        facts.settle("a", &report(Some("s"), false, false), vec![], at(30));
+        facts.settle("a", &report(Some("s"), &[], false), vec![], at(30));
         assert_eq!(owner(&facts, "b", 31), None);
-        facts.settle("b", &report(Some("s"), true, true), vec![], at(31));
+        facts.settle(
+            "b",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(31),
+        );
         assert_eq!(owner(&facts, "a", 60).as_deref(), Some("b"));
     }
 
@@ -502,13 +555,28 @@ mod tests {
     fn a_silent_owner_is_replaced_after_three_of_its_intervals() {
         let facts = ServerFacts::default();
         for t in [0, 60, 120] {
-            facts.settle("a", &report(Some("s"), true, true), vec![], at(t));
+            facts.settle(
+                "a",
+                &report(Some("s"), &["connections"], true),
+                vec![],
+                at(t),
+            );
         }
-        facts.settle("b", &report(Some("s"), true, true), vec![], at(120));
+        facts.settle(
+            "b",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(120),
+        );
         // a runs every 60 s; its job is then disabled.
         assert_eq!(owner(&facts, "b", 300).as_deref(), Some("a"));
         assert_eq!(owner(&facts, "b", 301), None);
-        facts.settle("b", &report(Some("s"), true, true), vec![], at(301));
+        facts.settle(
+            "b",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(301),
+        );
         assert_eq!(owner(&facts, "b", 330), None);
         assert_eq!(owner(&facts, "a", 330).as_deref(), Some("b"));
     }
@@ -521,14 +589,20 @@ mod tests {
             let t = minute * 60;
             if minute % 5 == 0 {
                 assert_eq!(owner(&facts, "a", t), None, "minute {minute}");
-                facts.settle("a", &report(Some("s"), true, true), vec![], at(t));
+                facts.settle(
+                    "a",
+                    &report(Some("s"), &["connections"], true),
+                    vec![],
+                    at(t),
+                );
             }
             for b in [t + 10, t + 40] {
                 let by = owner(&facts, "b", b);
                 // b's first round does not know its server yet, so it measures.
                 let expected = (b > 10).then_some("a");
                 assert_eq!(by.as_deref(), expected, "second {b}");
-                facts.settle("b", &report(Some("s"), by.is_none(), true), vec![], at(b));
+                let measured: &[&'static str] = if by.is_none() { &["connections"] } else { &[] };
+                facts.settle("b", &report(Some("s"), measured, true), vec![], at(b));
             }
         }
     }
@@ -536,21 +610,114 @@ mod tests {
     #[test]
     fn an_owner_that_moved_server_gives_the_old_one_up() {
         let facts = ServerFacts::default();
-        facts.settle("a", &report(Some("old"), true, true), vec![], at(0));
-        facts.settle("b", &report(Some("old"), true, true), vec![], at(0));
+        facts.settle(
+            "a",
+            &report(Some("old"), &["connections"], true),
+            vec![],
+            at(0),
+        );
+        facts.settle(
+            "b",
+            &report(Some("old"), &["connections"], true),
+            vec![],
+            at(0),
+        );
         // a's host name now points at another server (failover).
-        facts.settle("a", &report(Some("new"), true, true), vec![], at(30));
+        facts.settle(
+            "a",
+            &report(Some("new"), &["connections"], true),
+            vec![],
+            at(30),
+        );
         assert_eq!(owner(&facts, "b", 31), None);
+    }
+
+    #[test]
+    fn each_check_goes_to_a_target_that_can_measure_it() {
+        let facts = ServerFacts::default();
+        // a connects over TCP from elsewhere: it cannot see the data directory.
+        facts.settle(
+            "a",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(0),
+        );
+        // b runs on the database host.
+        facts.settle(
+            "b",
+            &report(Some("s"), &["connections", "disk_space"], true),
+            vec![],
+            at(0),
+        );
+        let for_a = facts.owner_for("a", at(30)).map(|o| o.by);
+        let for_b = facts.owner_for("b", at(30)).map(|o| o.by);
+        assert_eq!(
+            for_a,
+            Some([("disk_space".to_string(), "b".to_string())].into())
+        );
+        assert_eq!(
+            for_b,
+            Some([("connections".to_string(), "a".to_string())].into())
+        );
+    }
+
+    #[test]
+    fn a_check_the_owner_stops_measuring_is_free_again() {
+        let facts = ServerFacts::default();
+        facts.settle(
+            "a",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(0),
+        );
+        facts.settle(
+            "b",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(0),
+        );
+        assert_eq!(owner(&facts, "b", 30).as_deref(), Some("a"));
+        // a's thresholds now disable it (or a lost the privilege: UNKNOWN).
+        facts.settle("a", &report(Some("s"), &[], true), vec![], at(30));
+        assert_eq!(owner(&facts, "b", 31), None);
+    }
+
+    #[test]
+    fn patience_with_a_slow_owner_is_bounded() {
+        let facts = ServerFacts::default();
+        // a runs hourly.
+        for t in [0, 3600] {
+            facts.settle(
+                "a",
+                &report(Some("s"), &["connections"], true),
+                vec![],
+                at(t),
+            );
+        }
+        facts.settle(
+            "b",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(3600),
+        );
+        let cap = OWNER_PATIENCE_MAX.num_seconds();
+        assert_eq!(owner(&facts, "b", 3600 + cap).as_deref(), Some("a"));
+        assert_eq!(owner(&facts, "b", 3600 + cap + 1), None);
     }
 
     #[test]
     fn placeholders_name_the_current_owner() {
         let facts = ServerFacts::default();
         let s = Scope::Server("s".into());
-        facts.settle("a", &report(Some("s"), true, true), vec![], at(0));
+        facts.settle(
+            "a",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(0),
+        );
         let b = facts.settle(
             "b",
-            &report(Some("s"), false, true),
+            &report(Some("s"), &[], true),
             vec![result("connections", s, Status::Ok)],
             at(10),
         );

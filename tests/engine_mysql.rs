@@ -314,15 +314,27 @@ async fn server_level_checks_can_be_left_to_another_target() {
         };
         let other = db.target_for(&url_with_db(&db.base, "mysql"), "");
         let engine = ok(Engine::open(&other), "open engine");
-        let defer = HealthOptions {
-            server_checks_by: Some(dbwarden::engine::ServerOwner {
-                server_id: server.clone(),
-                target: "owner".into(),
+        let owners = |server_id: &str, checks: &[&str]| HealthOptions {
+            server_checks_by: Some(dbwarden::engine::ServerOwners {
+                server_id: server_id.to_string(),
+                by: checks
+                    .iter()
+                    .map(|c| (c.to_string(), "owner".to_string()))
+                    .collect(),
             }),
             ..HealthOptions::default()
         };
-        let report = engine.health(&defer).await;
-        assert!(!report.server_checks_measured);
+        let server_checks: Vec<&str> = CHECKS
+            .iter()
+            .copied()
+            .filter(|c| !matches!(*c, "connectivity" | "mysql_fragmentation"))
+            .collect();
+        let report = engine.health(&owners(&server, &server_checks)).await;
+        assert!(
+            report.server_checks.is_empty(),
+            "{:?}",
+            report.server_checks
+        );
         let results = judge(&other, &report);
         for check in CHECKS
             .iter()
@@ -345,15 +357,10 @@ async fn server_level_checks_can_be_left_to_another_target() {
                 .contains("measured by")
         );
         // An owner chosen for another server (a failover moved this target): measure.
-        let elsewhere = HealthOptions {
-            server_checks_by: Some(dbwarden::engine::ServerOwner {
-                server_id: "mariadb:elsewhere:3306:9".into(),
-                target: "owner".into(),
-            }),
-            ..HealthOptions::default()
-        };
-        let report = engine.health(&elsewhere).await;
-        assert!(report.server_checks_measured);
+        let report = engine
+            .health(&owners("mariadb:elsewhere:3306:9", &server_checks))
+            .await;
+        assert!(report.server_checks.contains(&"mysql_connections"));
         let results = judge(&other, &report);
         assert!(result(&results, "mysql_connections").value.is_some());
         assert!(
@@ -362,6 +369,19 @@ async fn server_level_checks_can_be_left_to_another_target() {
                 .contains("baseline pending"),
             "the deferred round must not count as a baseline"
         );
+        // Only some left to another target: the rest measured here, and claimed.
+        let report = engine
+            .health(&owners(&server, &["mysql_connections"]))
+            .await;
+        let results = judge(&other, &report);
+        assert!(
+            result(&results, "mysql_connections")
+                .message
+                .contains("measured by target owner")
+        );
+        assert!(result(&results, "mysql_history_list").value.is_some());
+        assert!(!report.server_checks.contains(&"mysql_connections"));
+        assert!(report.server_checks.contains(&"mysql_history_list"));
         engine.close(Duration::from_secs(2)).await;
     })
     .await;

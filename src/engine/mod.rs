@@ -9,6 +9,7 @@ pub mod postgres;
 pub mod redact;
 pub mod sqlite;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::Target;
@@ -51,9 +52,11 @@ pub struct HealthReport {
     /// Identifies the server (PostgreSQL system identifier, MySQL server UUID) so
     /// cluster-level checks of targets sharing a server are done once.
     pub server_id: Option<String>,
-    /// This round measured the server-level checks itself: it reached the server and
-    /// did not defer them to another target (see [`HealthOptions::server_checks_by`]).
-    pub server_checks_measured: bool,
+    /// The server-level checks this round really measured itself: not left to another
+    /// target (see [`HealthOptions::server_checks_by`]), not UNKNOWN, and, for
+    /// `disk_space`, with the data directory visible. A target is only made the one that
+    /// measures a check for its server when it can.
+    pub server_checks: Vec<&'static str>,
     /// Per-table statistics of this round (for the statistics API and trends).
     pub table_stats: Vec<TableStat>,
 }
@@ -108,29 +111,49 @@ pub struct TableStat {
 pub struct HealthOptions {
     /// SQLite: the thorough `integrity_check` instead of `quick_check`.
     pub integrity_check: bool,
-    /// Another target of the same server measures the server-level checks (connections,
-    /// replication, wraparound of every database, processlist): skip those probes.
-    pub server_checks_by: Option<ServerOwner>,
+    /// Server-level checks (connections, replication, wraparound of every database, the
+    /// processlist) that other targets of the same server measure: skip their probes.
+    pub server_checks_by: Option<ServerOwners>,
 }
 
-/// The target that measures a server's server-level checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerOwner {
+/// Which other target measures each server-level check of a server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerOwners {
     /// The server as engines identify it ([`HealthReport::server_id`]).
     pub server_id: String,
-    pub target: String,
+    /// Check name → the target that measures it.
+    pub by: BTreeMap<String, String>,
 }
 
 impl HealthOptions {
-    /// The target that measures this server's server-level checks instead of this one;
-    /// `None` when this target measures them (also when the engine now finds itself on
-    /// another server than the one the owner was chosen for: after a failover).
-    pub fn server_owner(&self, server_id: &str) -> Option<&str> {
+    /// The target that measures `check` of this server instead of this one; `None` when
+    /// this target measures it (also when the engine now finds itself on another server
+    /// than the one the owners were chosen for: after a failover).
+    pub fn owner_of(&self, server_id: &str, check: &str) -> Option<&str> {
         self.server_checks_by
             .as_ref()
             .filter(|o| o.server_id == server_id)
-            .map(|o| o.target.as_str())
+            .and_then(|o| o.by.get(check))
+            .map(String::as_str)
     }
+}
+
+/// The server-level checks among `measurements` this target really measured: not
+/// UNKNOWN and not left to another target (per `opts`). What
+/// [`HealthReport::server_checks`] lists.
+pub fn measured_server_checks(
+    measurements: &[Measurement],
+    opts: &HealthOptions,
+) -> Vec<&'static str> {
+    measurements
+        .iter()
+        .filter(|m| match &m.scope {
+            crate::health::Scope::Server(id) => opts.owner_of(id, m.check).is_none(),
+            crate::health::Scope::Database => false,
+        })
+        .filter(|m| !matches!(m.outcome, crate::health::Outcome::Unknown { .. }))
+        .map(|m| m.check)
+        .collect()
 }
 
 /// The stand-in for a server-level check that another target measures this round.

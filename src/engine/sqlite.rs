@@ -101,7 +101,7 @@ impl SqliteEngine {
                     CHECKS,
                 ),
                 server_id: None,
-                server_checks_measured: false,
+                server_checks: Vec::new(),
                 table_stats: Vec::new(),
             };
         }
@@ -112,7 +112,7 @@ impl SqliteEngine {
             Ok(m) => HealthReport {
                 measurements: m,
                 server_id: None,
-                server_checks_measured: false,
+                server_checks: Vec::new(),
                 table_stats: Vec::new(),
             },
             Err(e) => {
@@ -120,7 +120,7 @@ impl SqliteEngine {
                 HealthReport {
                     measurements: unreachable(&describe(&e, path), CHECKS),
                     server_id: None,
-                    server_checks_measured: false,
+                    server_checks: Vec::new(),
                     table_stats: Vec::new(),
                 }
             }

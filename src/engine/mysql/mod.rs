@@ -60,10 +60,11 @@ const TABLES_EVERY: Duration = Duration::from_secs(300);
 /// At most this many long-running statements are listed per round.
 const LONG_QUERY_LIMIT: u32 = 20;
 
-/// Identifies the server for server-scoped checks. MySQL: its `server_uuid`. MariaDB has
-/// no server UUID: `hostname:port:server_id` as the server reports them is stable across
-/// restarts, the same for every database (target) of one server whichever address a target
-/// uses to reach it, and different for two instances on one host (port).
+/// Identifies the server for server-scoped checks. MySQL: its `server_uuid`; MariaDB: its
+/// `server_uid` (`uuid` here too). A MariaDB too old to have one: `hostname:port:server_id`
+/// as the server reports them, stable across restarts, the same for every database
+/// (target) of one server whichever address a target uses to reach it, and different for
+/// two instances on one host (port), but shared by unrelated servers alike in all three.
 pub fn server_identity(
     uuid: Option<&str>,
     mariadb: bool,
@@ -73,7 +74,8 @@ pub fn server_identity(
 ) -> String {
     match uuid.filter(|u| !u.is_empty()) {
         Some(u) if !mariadb => format!("mysql:{u}"),
-        _ => format!(
+        Some(u) => format!("mariadb:{u}"),
+        None => format!(
             "{}:{hostname}:{port}:{server_id}",
             if mariadb { "mariadb" } else { "mysql" }
         ),
@@ -142,7 +144,14 @@ pub struct MysqlEngine {
     /// The previous round's lifetime counters, for delta checks.
     previous: tokio::sync::Mutex<Option<(Instant, Counters)>>,
     tables: tokio::sync::Mutex<Option<TablesCache>>,
+    /// MariaDB's `server_uid` (None: the server has none) and when it was read; it only
+    /// changes with the server, so it is read every [`SERVER_UID_TTL`] and after a lost
+    /// connection, not every round.
+    server_uid: Mutex<Option<(Option<String>, Instant)>>,
 }
+
+/// How long a MariaDB `server_uid` is reused before it is read again.
+const SERVER_UID_TTL: Duration = Duration::from_secs(600);
 
 impl MysqlEngine {
     /// Prepares the engine: parses the URL and sets up a lazy pool. No I/O (the password
@@ -159,6 +168,7 @@ impl MysqlEngine {
             running: Arc::new(Mutex::new(BTreeSet::new())),
             previous: tokio::sync::Mutex::new(None),
             tables: tokio::sync::Mutex::new(None),
+            server_uid: Mutex::new(None),
         })
     }
 
@@ -186,7 +196,7 @@ impl MysqlEngine {
         HealthReport {
             measurements: super::unreachable(message, &others),
             server_id: None,
-            server_checks_measured: false,
+            server_checks: Vec::new(),
             table_stats: Vec::new(),
         }
     }
@@ -212,6 +222,8 @@ impl MysqlEngine {
                 Err(e) => {
                     conn.close_on_drop();
                     if conn::connection_lost(&e) && attempts < self.conn.max_connections() {
+                        // Perhaps a restart: read the server's identity again.
+                        *self.server_uid.lock().unwrap_or_else(|p| p.into_inner()) = None;
                         tracing::debug!(target_name = %self.target, error = %error_message(&e), "mysql: pooled connection lost; using another");
                         attempts += 1;
                         continue;
@@ -226,12 +238,25 @@ impl MysqlEngine {
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let running = Running::enter(&self.running, info.connection_id);
-        let report = match opts.server_owner(&info.server_id) {
-            Some(owner) => {
-                self.probe_database(&mut conn, &info, latency_ms, owner)
-                    .await
+        // In MySQL every check but connectivity and fragmentation is server-level.
+        let others_measure_all = NAMES
+            .iter()
+            .filter(|c| **c != FRAGMENTATION && self.enabled(c))
+            .all(|c| opts.owner_of(&info.server_id, c).is_some());
+        let report = if others_measure_all {
+            self.probe_database(&mut conn, &info, latency_ms, opts)
+                .await
+        } else {
+            let mut r = self.probe(&mut conn, &info, latency_ms).await;
+            // Some are measured elsewhere: report those as such (their probes ran anyway,
+            // they share the round's few statements with the others).
+            for m in r.measurements.iter_mut() {
+                if let Some(owner) = opts.owner_of(&info.server_id, m.check) {
+                    *m = super::measured_elsewhere(m.check, &info.server_id, owner);
+                }
             }
-            None => self.probe(&mut conn, &info, latency_ms).await,
+            r.server_checks = super::measured_server_checks(&r.measurements, opts);
+            r
         };
         drop(running);
         report
@@ -248,7 +273,11 @@ impl MysqlEngine {
         let row = sqlx::raw_sql(sql).fetch_one(&mut *conn).await?;
         let version_text = text(&row, 1)?.unwrap_or_default();
         let version = ServerVersion::parse(&version_text);
-        let uuid = if mysql { text(&row, 10)? } else { None };
+        let uuid = if mysql {
+            text(&row, 10)?
+        } else {
+            self.mariadb_uid(conn).await?
+        };
         let hostname = text(&row, 3)?.unwrap_or_default();
         let port = text(&row, 4)?.unwrap_or_default();
         let server_id = text(&row, 5)?.unwrap_or_default();
@@ -269,6 +298,35 @@ impl MysqlEngine {
             version,
             version_text,
         })
+    }
+
+    /// MariaDB's `server_uid` (10.6.19, 10.11.9, 11.4.3 and later): unique per instance,
+    /// unlike `hostname:port:server_id`, which two unrelated servers can share (containers
+    /// named alike, the default server_id 1). Read through information_schema, so an older
+    /// server answers "none" instead of an error.
+    async fn mariadb_uid(&self, conn: &mut MySqlConnection) -> Result<Option<String>, sqlx::Error> {
+        if let Some((uid, at)) = self
+            .server_uid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && at.elapsed() < SERVER_UID_TTL
+        {
+            return Ok(uid.clone());
+        }
+        let row = sqlx::raw_sql(
+            "/* dbwarden */ SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES \
+             WHERE VARIABLE_NAME = 'SERVER_UID'",
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        let uid = match row {
+            Some(r) => text(&r, 0)?.filter(|u| !u.is_empty()),
+            None => None,
+        };
+        *self.server_uid.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((uid.clone(), Instant::now()));
+        Ok(uid)
     }
 
     async fn probe(
@@ -500,12 +558,12 @@ impl MysqlEngine {
         HealthReport {
             measurements: out,
             server_id: Some(info.server_id.clone()),
-            server_checks_measured: true,
+            server_checks: Vec::new(),
             table_stats,
         }
     }
 
-    /// A round while another target of this server measures the server-level checks
+    /// A round while other targets of this server measure all its server-level checks
     /// (everything but connectivity and the database's tables, in MySQL): only the
     /// schema's tables are read. The counter baseline is dropped, so if this target takes
     /// the server checks over later, it does not report a delta spanning the time it
@@ -515,26 +573,24 @@ impl MysqlEngine {
         conn: &mut MySqlConnection,
         info: &ServerInfo,
         latency_ms: f64,
-        owner: &str,
+        opts: &HealthOptions,
     ) -> HealthReport {
         *self.previous.lock().await = None;
         let mut out = vec![Measurement::value(
             "connectivity",
             Observation::new(latency_ms).detail(info.version_text.clone()),
         )];
-        out.extend(
-            NAMES
-                .iter()
-                .filter(|c| **c != FRAGMENTATION)
-                .map(|c| super::measured_elsewhere(c, &info.server_id, owner)),
-        );
+        out.extend(NAMES.iter().filter_map(|c| {
+            let owner = opts.owner_of(&info.server_id, c)?;
+            Some(super::measured_elsewhere(c, &info.server_id, owner))
+        }));
         let (fragmentation, table_stats) = self.tables(conn, info, &Process::Unknown).await;
         out.push(fragmentation);
         out.retain(|m| self.enabled(m.check));
         HealthReport {
             measurements: out,
             server_id: Some(info.server_id.clone()),
-            server_checks_measured: false,
+            server_checks: Vec::new(),
             table_stats,
         }
     }
@@ -1056,6 +1112,16 @@ mod tests {
         assert_eq!(
             server_identity(None, true, "db1", "3306", "7"),
             "mariadb:db1:3306:7"
+        );
+        assert_eq!(
+            server_identity(
+                Some("5jjIgZuxQe7yprI0rS7+qbalEmk="),
+                true,
+                "db1",
+                "3306",
+                "7"
+            ),
+            "mariadb:5jjIgZuxQe7yprI0rS7+qbalEmk="
         );
         assert_eq!(
             server_identity(Some(""), false, "h", "3307", "2"),

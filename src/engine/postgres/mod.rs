@@ -36,7 +36,7 @@ use tokio::sync::Mutex;
 use super::{EngineError, HealthOptions, HealthReport, TableStat, unreachable};
 use crate::config::Secret;
 use crate::config::Target;
-use crate::health::{CheckThresholds, Measurement, Observation, Scope, Status};
+use crate::health::{CheckThresholds, Measurement, Observation, Outcome, Scope, Status};
 
 pub use checks::{CHECKS, NAMES};
 pub use probe::{grant_monitor, quote_ident, standby_replay_lag};
@@ -367,7 +367,7 @@ impl PostgresEngine {
         let unreachable_report = |message: String| HealthReport {
             measurements: unreachable(&message, &self.enabled_checks()),
             server_id: cached_id.clone(),
-            server_checks_measured: false,
+            server_checks: Vec::new(),
             table_stats: Vec::new(),
         };
         // Pooled connections are not pinged before use (a round trip each): a connection
@@ -390,6 +390,8 @@ impl PostgresEngine {
                     tracing::debug!(target_name = %self.target, error = %e, "pooled connection lost; using another");
                     conn.close_on_drop();
                     attempts += 1;
+                    // Perhaps a restart, which changes the server's identity.
+                    st.server_id = None;
                 }
                 instance => break (conn, instance, latency_ms),
             }
@@ -432,7 +434,7 @@ impl PostgresEngine {
             return HealthReport {
                 measurements,
                 server_id: cached_id,
-                server_checks_measured: false,
+                server_checks: Vec::new(),
                 table_stats: Vec::new(),
             };
         }
@@ -452,13 +454,17 @@ impl PostgresEngine {
             },
         };
 
-        // Another target of this server may measure the server-level checks this round.
-        let owner = opts.server_owner(&server_id);
+        // Other targets of this server may measure some server-level checks this round.
+        let elsewhere = |check: &str| opts.owner_of(&server_id, check);
+        // The activity probe's server sections are needed unless others measure every
+        // server-level check this target has enabled (disk_space needs no query).
+        let server_level = SERVER_CHECKS
+            .iter()
+            .any(|c| *c != checks::DISK_SPACE && self.enabled(c) && elsewhere(c).is_none());
 
         // The two larger probes run side by side when the pool has a second connection,
         // so a round's wall time stays close to the server's time for it.
         let mut second = self.second_connection(&mut st).await;
-        let server_level = owner.is_none();
         let (activity, tables) = match second.as_mut() {
             Some(other) => {
                 let (a, t) = tokio::join!(
@@ -480,7 +486,7 @@ impl PostgresEngine {
             }
         };
         drop(second);
-        let archive_ready = if server_level
+        let archive_ready = if elsewhere(checks::ARCHIVER).is_none()
             && inst.archive_mode != "off"
             && inst.monitor
             && self.enabled(checks::ARCHIVER)
@@ -528,7 +534,7 @@ impl PostgresEngine {
             if !self.enabled(check) {
                 continue;
             }
-            if let Some(owner) = owner
+            if let Some(owner) = elsewhere(check)
                 && SERVER_CHECKS.contains(&check)
             {
                 measurements.push(super::measured_elsewhere(check, &server_id, owner));
@@ -590,10 +596,19 @@ impl PostgresEngine {
             Ok(rows) => table_stats(rows, &mut st.tables),
             Err(_) => Vec::new(),
         };
+        // disk_space "not visible from here" is no measurement: a target on the database
+        // host should measure it instead.
+        let mut server_checks = super::measured_server_checks(&measurements, opts);
+        server_checks.retain(|c| {
+            *c != checks::DISK_SPACE
+                || measurements.iter().any(|m| {
+                    m.check == checks::DISK_SPACE && matches!(m.outcome, Outcome::Values(_))
+                })
+        });
         HealthReport {
             measurements,
             server_id: Some(server_id),
-            server_checks_measured: server_level,
+            server_checks,
             table_stats,
         }
     }

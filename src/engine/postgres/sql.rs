@@ -18,10 +18,12 @@
 pub const BACKEND_IDENTITY: &str = "/* dbwarden */ SELECT pg_backend_pid(), \
      (SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid())";
 
-/// The server's identity: the system identifier is shared by a primary and its physical
-/// standbys' data directory lineage and differs between clusters.
-pub const SERVER_ID: &str =
-    "/* dbwarden */ SELECT system_identifier::text FROM pg_control_system()";
+/// The server instance's identity: the system identifier (one per cluster, but shared by a
+/// primary and its physical standbys) plus the postmaster's start time, which tells a
+/// primary from its standbys. It changes on a restart; the engine asks again then.
+pub const SERVER_ID: &str = "/* dbwarden */ SELECT system_identifier::text || '@' || \
+     (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::int8::text \
+     FROM pg_control_system()";
 
 /// One row: settings, privileges, this database's counters. Its round trip is the
 /// connectivity latency (it touches no user table and costs ~0.1 ms).
