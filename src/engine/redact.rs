@@ -38,11 +38,6 @@ impl Dialect {
     fn is_string_quote(self, c: char) -> bool {
         c == '\'' || (c == '"' && self == Dialect::Mysql)
     }
-
-    /// Whether a backslash escapes the next character in a plain string literal.
-    fn backslash_escapes(self) -> bool {
-        self == Dialect::Mysql
-    }
 }
 
 /// Replaces every literal in `sql` with `?`: quoted strings (with their prefixes), dollar
@@ -51,54 +46,66 @@ impl Dialect {
 /// (`t1`, quoted ones), parameters (`$1`) and comments are kept. An unterminated literal
 /// (text cut by the server) is replaced up to the end, so a cut password never leaks. See
 /// [`Dialect`] for what each dialect reads as what.
+///
+/// Whether a backslash escapes a quote in a plain string depends on the server's settings
+/// (MySQL's `NO_BACKSLASH_ESCAPES`, PostgreSQL's `standard_conforming_strings`), which the
+/// text does not tell. So it is read both ways and whatever either reading takes for a
+/// literal is hidden: `'C:\', 'pw'` hides `pw` under both settings. MySQL's executable
+/// comments (`/*! ... */`, `/*M! ... */`) are read as the SQL they are.
 pub fn redact_literals(sql: &str, dialect: Dialect) -> String {
     let chars: Vec<char> = sql.chars().collect();
+    let mut hidden = vec![false; chars.len()];
+    for plain_backslash_escapes in [true, false] {
+        for (start, end) in literal_spans(&chars, dialect, plain_backslash_escapes) {
+            hidden[start..end].fill(true);
+        }
+    }
+    render(&chars, dialect, &hidden)
+}
+
+/// The literals of `chars` as `(start, end)` index ranges, reading plain strings with or
+/// without backslash escapes.
+fn literal_spans(
+    chars: &[char],
+    dialect: Dialect,
+    plain_backslash_escapes: bool,
+) -> Vec<(usize, usize)> {
     let n = chars.len();
-    let one_line = dialect == Dialect::Mysql;
-    let mut out = String::with_capacity(sql.len());
+    let mut spans = Vec::new();
     let mut i = 0;
     while i < n {
         let c = chars[i];
-        if let Some(end) = comment_end(&chars, i, dialect) {
-            push_comment(&mut out, &chars[i..end], one_line);
+        if let Some(end) = comment_end(chars, i, dialect) {
             i = end;
-        } else if one_line && c.is_whitespace() {
-            while i < n && chars[i].is_whitespace() {
-                i += 1;
-            }
-            if i < n && !out.is_empty() && !out.ends_with(' ') {
-                out.push(' ');
-            }
         } else if c == dialect.identifier_quote() {
-            let end = skip_quoted(&chars, i, false);
-            out.extend(&chars[i..end]);
-            i = end;
+            i = skip_quoted(chars, i, false);
         } else if dialect.is_string_quote(c) {
-            i = skip_quoted(&chars, i, dialect.backslash_escapes());
-            out.push('?');
+            let end = skip_quoted(chars, i, plain_backslash_escapes);
+            spans.push((i, end));
+            i = end;
         } else if c == '$' && dialect == Dialect::Postgres {
-            match dollar_tag_end(&chars, i).filter(|_| !prev_is_ident(&chars, i)) {
+            match dollar_tag_end(chars, i).filter(|_| !prev_is_ident(chars, i)) {
                 Some(tag_end) => {
-                    i = dollar_quote_end(&chars, i, tag_end);
-                    out.push('?');
+                    let end = dollar_quote_end(chars, i, tag_end);
+                    spans.push((i, end));
+                    i = end;
                 }
+                // A parameter: `$` and its digits are kept.
                 None => {
-                    // A parameter: `$` and its digits are kept.
-                    out.push('$');
                     i += 1;
                     while i < n && chars[i].is_ascii_digit() {
-                        out.push(chars[i]);
                         i += 1;
                     }
                 }
             }
-        } else if (c.is_ascii_digit() && !prev_is_ident(&chars, i))
+        } else if (c.is_ascii_digit() && !prev_is_ident(chars, i))
             || (c == '.'
                 && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())
-                && !ends_with_name(&out, dialect))
+                && !follows_name(chars, i, dialect))
         {
-            i = skip_number(&chars, i, dialect);
-            out.push('?');
+            let end = skip_number(chars, i, dialect);
+            spans.push((i, end));
+            i = end;
         } else if is_ident_char(c) {
             // A word (keyword or identifier, digits inside it included), or the prefix of a
             // string literal.
@@ -106,13 +113,50 @@ pub fn redact_literals(sql: &str, dialect: Dialect) -> String {
             while i < n && is_ident_char(chars[i]) {
                 i += 1;
             }
-            match prefixed_string(&chars, start, i, dialect) {
-                Some((quote, backslash_escapes)) => {
-                    i = skip_quoted(&chars, quote, backslash_escapes);
-                    out.push('?');
-                }
-                None => out.extend(&chars[start..i]),
+            if let Some((quote, escapes)) = prefixed_string(chars, start, i, dialect) {
+                let end = skip_quoted(chars, quote, escapes);
+                spans.push((start, end));
+                i = end;
             }
+        } else {
+            i += 1;
+        }
+    }
+    spans
+}
+
+/// The text with every run of `hidden` characters replaced by one `?`; comments and quoted
+/// identifiers kept (white space collapsed outside quoted identifiers for one-line
+/// dialects).
+fn render(chars: &[char], dialect: Dialect, hidden: &[bool]) -> String {
+    let n = chars.len();
+    let one_line = dialect == Dialect::Mysql;
+    // The end of a kept stretch: `end`, or the first hidden character before it.
+    let clip = |from: usize, end: usize| (from..end).find(|&k| hidden[k]).unwrap_or(end);
+    let mut out = String::with_capacity(n);
+    let mut i = 0;
+    while i < n {
+        let c = chars[i];
+        if hidden[i] {
+            out.push('?');
+            while i < n && hidden[i] {
+                i += 1;
+            }
+        } else if let Some(end) = comment_end(chars, i, dialect) {
+            let end = clip(i, end);
+            push_comment(&mut out, &chars[i..end], one_line);
+            i = end;
+        } else if one_line && c.is_whitespace() {
+            while i < n && !hidden[i] && chars[i].is_whitespace() {
+                i += 1;
+            }
+            if i < n && !out.is_empty() && !out.ends_with(' ') {
+                out.push(' ');
+            }
+        } else if c == dialect.identifier_quote() {
+            let end = clip(i, skip_quoted(chars, i, false));
+            out.extend(&chars[i..end]);
+            i = end;
         } else {
             out.push(c);
             i += 1;
@@ -135,11 +179,10 @@ fn prev_is_ident(chars: &[char], i: usize) -> bool {
     i > 0 && is_ident_char(chars[i - 1])
 }
 
-/// Whether the text so far ends with a name (so `.5` after it is a qualifier, `t1.5col`).
-fn ends_with_name(out: &str, dialect: Dialect) -> bool {
-    out.chars()
-        .next_back()
-        .is_some_and(|c| is_ident_char(c) || c == dialect.identifier_quote())
+/// Whether the character before `i` ends a name (so `.5` after it is a qualifier,
+/// `t1.5col`).
+fn follows_name(chars: &[char], i: usize, dialect: Dialect) -> bool {
+    i > 0 && (is_ident_char(chars[i - 1]) || chars[i - 1] == dialect.identifier_quote())
 }
 
 /// If a comment starts at `i`, the index just past it (a line comment ends before its
@@ -151,7 +194,13 @@ fn comment_end(chars: &[char], i: usize, dialect: Dialect) -> Option<usize> {
             .position(|&c| c == '\n')
             .map_or(chars.len(), |p| i + p)
     };
+    let executable = dialect == Dialect::Mysql
+        && (chars.get(i + 2) == Some(&'!')
+            || (chars.get(i + 2) == Some(&'M') && chars.get(i + 3) == Some(&'!')));
     match (chars[i], chars.get(i + 1)) {
+        // MySQL's `/*! ... */` (and MariaDB's `/*M! ... */`) run their contents: SQL, not a
+        // comment; their `/*!` and `*/` are kept as they are.
+        ('/', Some('*')) if executable => None,
         ('/', Some('*')) => Some(block_comment_end(chars, i, dialect == Dialect::Postgres)),
         ('-', Some('-'))
             if dialect == Dialect::Postgres
@@ -470,9 +519,14 @@ mod tests {
 
     #[test]
     fn pg_reads_its_own_syntax() {
-        // A backslash does not escape in a standard string; `#` is an operator; `--` always
-        // starts a comment; block comments nest; `"` quotes an identifier.
-        assert_eq!(pg(r"SELECT 'C:\', 'pw'"), "SELECT ?, ?");
+        // `#` is an operator; `--` always starts a comment; block comments nest; `"`
+        // quotes an identifier. Whether a backslash escapes in a plain string depends on
+        // standard_conforming_strings: both readings are hidden, here as one literal.
+        assert_eq!(pg(r"SELECT 'C:\', 'pw'"), "SELECT ?");
+        assert_eq!(
+            pg(r"ALTER ROLE app PASSWORD 'pa\'ss'"),
+            "ALTER ROLE app PASSWORD ?"
+        );
         assert_eq!(pg("SELECT 5 # 3"), "SELECT ? # ?");
         assert_eq!(pg("SELECT a--1"), "SELECT a--1");
         assert_eq!(
@@ -501,9 +555,18 @@ mod tests {
 
     #[test]
     fn mysql_escapes_and_doubled_quotes_stay_inside_the_string() {
+        assert_eq!(mysql(r"SELECT 'it''s', x"), "SELECT ?, x");
+        // With backslashes, the reading depends on NO_BACKSLASH_ESCAPES: whatever either
+        // reading takes for a literal is hidden (here up to the end).
+        assert_eq!(mysql(r"SELECT 'it\'s', 'it''s', 'a\\' , x"), "SELECT ?");
         assert_eq!(
-            mysql(r"SELECT 'it\'s', 'it''s', 'a\\' , x"),
-            "SELECT ?, ?, ? , x"
+            mysql(r"INSERT INTO creds VALUES ('C:\', 'hunter2')"),
+            "INSERT INTO creds VALUES (?"
+        );
+        assert_eq!(
+            mysql(r"SELECT 'a\\', 'pw', x"),
+            "SELECT ?, ?, x",
+            "a doubled backslash reads the same both ways"
         );
         assert_eq!(mysql(r#"SELECT "say ""hi""""#), "SELECT ?");
     }
@@ -589,6 +652,55 @@ mod tests {
     }
 
     // Both.
+
+    #[test]
+    fn mysql_executable_comments_are_read_as_sql() {
+        assert_eq!(
+            mysql("/*!80000 SET PASSWORD = 'hunter2' */ SELECT 1"),
+            "/*!? SET PASSWORD = ? */ SELECT ?"
+        );
+        assert_eq!(mysql("/*M!100500 SELECT 'x' */"), "/*M!? SELECT ? */");
+        assert_eq!(mysql("/* 'kept' */ SELECT 1"), "/* 'kept' */ SELECT ?");
+    }
+
+    /// Random statements whose string literals hold a secret, written the way a server
+    /// with either backslash setting would read them as strings: the secret never shows.
+    #[test]
+    fn secrets_in_strings_never_show_whatever_the_escaping() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let pieces = [
+            "SELECT", " ", "x", "t1", ",", "(", ")", "=", "1.5", "--c\n", "/* c */", "\n", "`q`",
+            "\"id\"", "$1", "#x\n", "\\", "e",
+        ];
+        for _ in 0..20_000 {
+            for dialect in [Dialect::Postgres, Dialect::Mysql] {
+                let backslash = rng.random_bool(0.5);
+                let mut sql = String::new();
+                for _ in 0..rng.random_range(1..12) {
+                    if rng.random_bool(0.3) {
+                        // A string holding the secret, escaped for this reading.
+                        let inner = match (backslash, rng.random_range(0..3)) {
+                            (true, 0) => "a\\'b SECRET".to_string(),
+                            (true, 1) => "C:\\\\ SECRET".to_string(),
+                            (_, 2) => "it''s SECRET".to_string(),
+                            _ => "SECRET".to_string(),
+                        };
+                        sql.push_str(&format!("'{inner}'"));
+                    } else {
+                        sql.push_str(pieces[rng.random_range(0..pieces.len())]);
+                    }
+                    // Two literals glued together would be one ('a''b'): keep them apart.
+                    sql.push(' ');
+                }
+                let out = redact_literals(&sql, dialect);
+                assert!(
+                    !out.contains("SECRET"),
+                    "{dialect:?}, backslash escapes {backslash}: {sql:?} -> {out:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn message_form_of_missing_and_marker_text() {
