@@ -10,14 +10,15 @@
 /// comments exist and how numbers look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
-    /// PostgreSQL: `'..'` strings with `''` escapes only (standard_conforming_strings);
+    /// PostgreSQL: `'..'` strings with `''` escapes (and, read both ways, backslash escapes
+    /// as with standard_conforming_strings off);
     /// prefixed strings `E'..'` (backslash escapes), `B'..'`, `X'..'`, `N'..'`, `U&'..'`;
     /// dollar quoting (`$$..$$`, `$tag$..$tag$`) and `$1` parameters; `"quoted"`
     /// identifiers; `--` comments and nesting `/* */` comments. The text's layout (line
     /// breaks) is kept; [`shorten`] makes it one line.
     Postgres,
-    /// MySQL/MariaDB: `'..'` and `".."` strings, both with backslash escapes and doubled
-    /// quotes; `X'..'`, `B'..'`, `N'..'` and character-set introducers (`_utf8mb4'..'`);
+    /// MySQL/MariaDB: `'..'` and `".."` strings with doubled quotes and (read both ways, as
+    /// NO_BACKSLASH_ESCAPES may be set) backslash escapes; `X'..'`, `B'..'`, `N'..'` and character-set introducers (`_utf8mb4'..'`);
     /// `0x..`/`0b..` numbers; `` `quoted` `` identifiers; `#` comments, `-- ` comments (the
     /// dashes followed by white space or the end, so `a--1` is arithmetic) and non-nesting
     /// `/* */` comments. The result is one line: every run of white space outside a quoted
