@@ -23,8 +23,10 @@ pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// lock while DDL holds it.
 pub const LOCK_TIMEOUT_SECS: u64 = 2;
 /// MySQL 8 caches table statistics for information_schema.TABLES this long (seconds)
-/// instead of opening every table each round (`information_schema_stats_expiry`).
-pub const STATS_EXPIRY_SECS: u64 = 3600;
+/// instead of opening every table each time (`information_schema_stats_expiry`, 24 h by
+/// default). dbwarden reads TABLES every 5 minutes; the same expiry keeps sizes, rows and
+/// update times that recent without opening the tables more often than that.
+pub const STATS_EXPIRY_SECS: u64 = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
@@ -455,7 +457,7 @@ mod tests {
         assert!(maria.contains("lock_wait_timeout = 2"));
         let mysql = session_settings(&ServerVersion::parse("8.0.36"));
         assert!(mysql.contains("max_execution_time = 10000"), "{mysql}");
-        assert!(mysql.contains("information_schema_stats_expiry = 3600"));
+        assert!(mysql.contains("information_schema_stats_expiry = 300"));
         assert!(!mysql.contains("max_statement_time"));
         let old = session_settings(&ServerVersion::parse("5.7.44"));
         assert!(!old.contains("information_schema_stats_expiry"), "{old}");

@@ -222,8 +222,13 @@ impl MysqlEngine {
                 Err(e) => {
                     conn.close_on_drop();
                     if conn::connection_lost(&e) && attempts < self.conn.max_connections() {
-                        // Perhaps a restart: read the server's identity again.
+                        // Perhaps a restart: read the server's identity again, and do not
+                        // take performance_schema counters that restarted from zero (and
+                        // may have grown past their old values) for a small delta.
                         *self.server_uid.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        if let Some(c) = self.tables.lock().await.as_mut() {
+                            c.io.clear();
+                        }
                         tracing::debug!(target_name = %self.target, error = %error_message(&e), "mysql: pooled connection lost; using another");
                         attempts += 1;
                         continue;
