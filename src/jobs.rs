@@ -101,7 +101,8 @@ pub fn judge(target: &Target, report: &HealthReport) -> Vec<CheckResult> {
 /// server (enabled there, not UNKNOWN, `disk_space` visible) owns it; the other targets
 /// skip its probe and report it as "measured by target X". A check the owner cannot
 /// measure stays with whoever can. Ownership moves when the owner no longer measures the
-/// check (unreachable, disabled, lost the privilege), leaves the config, or stops running
+/// check (unreachable, disabled, lost the privilege), is no longer run by an enabled
+/// health job after a reload, or stops running
 /// rounds for three of its intervals (at least a minute, at most [`OWNER_PATIENCE_MAX`]).
 /// A slower owner keeps its checks while within that patience, so alert state does not
 /// hop between targets.
@@ -223,12 +224,20 @@ impl ServerFacts {
             .collect()
     }
 
-    /// Forgets targets that left the config; their checks get a new owner next round.
+    /// After a reload: forgets targets that left the config, and hands over the checks of
+    /// targets no enabled health job runs any more; they get a new owner next round.
     pub fn retain(&self, config: &Config) {
+        let monitored: std::collections::HashSet<&str> = config
+            .jobs
+            .iter()
+            .filter(|j| j.enabled && j.kind == crate::config::JobKind::Health)
+            .flat_map(|j| config.job_targets(j))
+            .map(|t| t.name.as_str())
+            .collect();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.server_of.retain(|t, _| config.target(t).is_some());
         st.rounds.retain(|t, _| config.target(t).is_some());
-        st.owners.retain(|_, t| config.target(t).is_some());
+        st.owners.retain(|_, t| monitored.contains(t.as_str()));
     }
 }
 
@@ -703,6 +712,42 @@ mod tests {
         let cap = OWNER_PATIENCE_MAX.num_seconds();
         assert_eq!(owner(&facts, "b", 3600 + cap).as_deref(), Some("a"));
         assert_eq!(owner(&facts, "b", 3600 + cap + 1), None);
+    }
+
+    #[test]
+    fn a_reload_hands_over_the_checks_of_targets_no_job_runs() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("dbwarden.toml");
+        let write = |job_targets: &str| {
+            let body = format!(
+                "[daemon]\nhistory = \"sqlite://{}/h.db\"\n\n\
+                 [[target]]\nname = \"a\"\nurl = \"sqlite://{0}/a.db?mode=rwc\"\n\n\
+                 [[target]]\nname = \"b\"\nurl = \"sqlite://{0}/b.db?mode=rwc\"\n\n\
+                 [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 30s\"\n\
+                 targets = {job_targets}\n",
+                dir.path().display()
+            );
+            std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
+            crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let facts = ServerFacts::default();
+        facts.settle(
+            "a",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(0),
+        );
+        facts.settle(
+            "b",
+            &report(Some("s"), &["connections"], true),
+            vec![],
+            at(0),
+        );
+        facts.retain(&write(r#"["a", "b"]"#));
+        assert_eq!(owner(&facts, "b", 30).as_deref(), Some("a"));
+        // a stays a target but no health job runs it any more.
+        facts.retain(&write(r#"["b"]"#));
+        assert_eq!(owner(&facts, "b", 31), None);
     }
 
     #[test]
