@@ -140,6 +140,8 @@ struct RoundState {
     database_size: Option<Cached<f64>>,
     indexes: Option<Cached<IndexLists>>,
     server_id: Option<(String, Instant)>,
+    /// As a standby: the replay position and when a round first saw replay stand there.
+    standby_replay: Option<(f64, Instant)>,
     /// When opening a second connection last failed.
     second_failed: Option<Instant>,
 }
@@ -530,6 +532,23 @@ impl PostgresEngine {
             Err(_) => HashMap::new(),
         };
 
+        // As a standby: how long replay has stood at its current position (rounds only
+        // see it move or stand; the first sighting of a position starts the clock).
+        let replayed = activity
+            .as_ref()
+            .ok()
+            .and_then(|a| a.standby.as_ref())
+            .and_then(|s| s.replayed);
+        let stalled_for = match (replayed, st.standby_replay) {
+            (Some(now), Some((pos, since))) if now <= pos => Some(since.elapsed().as_secs_f64()),
+            _ => None,
+        };
+        st.standby_replay = match (replayed, st.standby_replay) {
+            (Some(now), Some((pos, since))) if now <= pos => Some((pos, since)),
+            (Some(now), _) => Some((now, Instant::now())),
+            (None, _) => None,
+        };
+
         for &check in NAMES {
             if !self.enabled(check) {
                 continue;
@@ -558,7 +577,9 @@ impl PostgresEngine {
                 checks::DEAD_TUPLES => tab.map(|r| probe::dead_tuples(r, &t)),
                 checks::STALE_STATS => tab.map(|r| probe::stale_stats(&inst, r, &first_seen, &t)),
                 checks::SEQ_SCANS => tab.map(|r| probe::seq_scans(r, &t)),
-                checks::REPLICATION_LAG => act.map(|a| probe::replication_lag(&inst, a)),
+                checks::REPLICATION_LAG => {
+                    act.map(|a| probe::replication_lag(&inst, a, stalled_for))
+                }
                 checks::REPLICATION_SLOTS => act.map(probe::replication_slots),
                 checks::DATABASE_SIZE => Ok(Cached::measure(&st.database_size, check, |s, age| {
                     probe::database_size(&inst.db, *s, age)

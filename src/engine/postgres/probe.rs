@@ -149,6 +149,9 @@ pub struct Replica {
 pub struct Standby {
     /// Bytes received but not yet replayed (`None`: nothing received by streaming).
     pub receive_minus_replay: Option<f64>,
+    /// WAL positions (bytes from 0/0) received and replayed.
+    pub received: Option<f64>,
+    pub replayed: Option<f64>,
     /// Seconds since the last replayed transaction's commit on the primary.
     pub replay_age: Option<f64>,
     pub receiver: Option<String>,
@@ -696,28 +699,44 @@ pub fn wraparound(inst: &Instance, act: &Activity) -> Measurement {
     Measurement::values(WRAPAROUND, worst_first(obs, None, false))
 }
 
-/// Replay delay of a standby. When everything received has been replayed the delay is 0,
-/// whatever the age of the last replayed transaction: an idle primary sends nothing, so
-/// "last transaction 2 h ago" is not lag. Otherwise it is the age of the last replayed
-/// transaction (how far behind the primary's clock the standby's data is).
-pub fn standby_replay_lag(receive_minus_replay: Option<f64>, replay_age: Option<f64>) -> f64 {
-    match receive_minus_replay {
-        Some(d) if d <= 0.0 => 0.0,
-        _ => replay_age.unwrap_or(0.0).max(0.0),
+/// Replay delay of a standby, in seconds. `stalled_for`: how long earlier rounds have seen
+/// replay stand at the position it is at now (`None`: the first round, or replay moved).
+/// - its WAL receiver is not streaming (stopped: the primary gone, a network cut; or an
+///   archive-only standby): the age of the last replayed transaction. Nothing tells
+///   whether the primary is idle, so a standby cut off from it shows as growing lag;
+/// - streaming, everything received replayed: 0, whatever the age of the last replayed
+///   transaction (an idle primary sends nothing; that is not lag);
+/// - streaming, behind, and replay moving (or the first round): the age of the last
+///   replayed transaction, how far behind the primary's clock its data is;
+/// - streaming, behind, and replay standing still: no more than how long it has stood.
+///   On an idle primary the last commit can be old while a record that arrives in parts
+///   (a full-page image, a vacuum record) waits to be complete: that is not minutes of
+///   lag. A replay that stays stuck grows with every round.
+pub fn standby_replay_lag(s: &Standby, stalled_for: Option<f64>) -> f64 {
+    let age = s.replay_age.unwrap_or(0.0).max(0.0);
+    if s.receiver.as_deref() != Some("streaming") {
+        return age;
+    }
+    match (s.receive_minus_replay, stalled_for) {
+        (Some(d), _) if d <= 0.0 => 0.0,
+        (Some(_), Some(stalled)) => age.min(stalled.max(0.0)),
+        _ => age,
     }
 }
 
-pub fn replication_lag(inst: &Instance, act: &Activity) -> Measurement {
+/// `stalled_for`: see [`standby_replay_lag`].
+pub fn replication_lag(inst: &Instance, act: &Activity, stalled_for: Option<f64>) -> Measurement {
     let mut obs = Vec::new();
     if inst.in_recovery {
         let s = act.standby.clone().unwrap_or_default();
-        let lag = standby_replay_lag(s.receive_minus_replay, s.replay_age);
+        let lag = standby_replay_lag(&s, stalled_for);
+        let streaming = s.receiver.as_deref() == Some("streaming");
         let mut d = match (s.receive_minus_replay, s.replay_age) {
+            (_, Some(_)) if !streaming => {
+                "delay measured from the last replayed transaction (not streaming: whether the primary is idle cannot be told)".to_string()
+            }
             (Some(b), _) if b <= 0.0 => "everything received is replayed".to_string(),
             (Some(b), Some(_)) => format!("{} received but not replayed yet", bytes(b)),
-            (None, Some(_)) => {
-                "not streaming: delay measured from the last replayed transaction, which overstates it while the primary is idle".to_string()
-            }
             _ => "nothing replayed yet".to_string(),
         };
         match s.receiver.as_deref() {
@@ -1201,17 +1220,90 @@ mod tests {
         }
     }
 
+    fn standby(behind: f64, age: f64, receiver: Option<&str>) -> Standby {
+        Standby {
+            receive_minus_replay: Some(behind),
+            received: Some(1_000_000.0 + behind),
+            replayed: Some(1_000_000.0),
+            replay_age: Some(age),
+            receiver: receiver.map(str::to_string),
+            sender: None,
+        }
+    }
+
     #[test]
     fn standby_lag_is_zero_when_everything_received_is_replayed() {
+        let streaming = Some("streaming");
         // Idle primary: last transaction 2 h ago, but nothing is waiting to be replayed.
-        assert_eq!(standby_replay_lag(Some(0.0), Some(7200.0)), 0.0);
-        // Behind: the age of the last replayed transaction.
-        assert_eq!(standby_replay_lag(Some(16_777_216.0), Some(42.0)), 42.0);
-        // Not streaming (archive recovery): the replay age is all there is.
-        assert_eq!(standby_replay_lag(None, Some(30.0)), 30.0);
-        assert_eq!(standby_replay_lag(None, None), 0.0);
+        assert_eq!(
+            standby_replay_lag(&standby(0.0, 7200.0, streaming), None),
+            0.0
+        );
+        // Behind (first round): the age of the last replayed transaction.
+        assert_eq!(
+            standby_replay_lag(&standby(16e6, 42.0, streaming), None),
+            42.0
+        );
         // Clock skew must not produce negative lag.
-        assert_eq!(standby_replay_lag(Some(10.0), Some(-3.0)), 0.0);
+        assert_eq!(
+            standby_replay_lag(&standby(10.0, -3.0, streaming), None),
+            0.0
+        );
+    }
+
+    #[test]
+    fn a_stalled_replay_counts_from_when_it_stalled() {
+        let streaming = Some("streaming");
+        // Idle primary, last commit 2 h ago, a record still arriving in parts: replay has
+        // stood still since the previous round 0.3 s ago. Not 2 h of lag.
+        assert_eq!(
+            standby_replay_lag(&standby(14_800.0, 7200.0, streaming), Some(0.3)),
+            0.3
+        );
+        // Replay stuck for 10 minutes: the lag grows with it.
+        assert_eq!(
+            standby_replay_lag(&standby(14_800.0, 7200.0, streaming), Some(600.0)),
+            600.0
+        );
+        // Under load the last replayed commit is recent: that is the lag.
+        assert_eq!(
+            standby_replay_lag(&standby(14_800.0, 0.4, streaming), Some(30.0)),
+            0.4
+        );
+        // Replay moving but far behind: the full age.
+        assert_eq!(
+            standby_replay_lag(&standby(16e6, 600.0, streaming), None),
+            600.0
+        );
+    }
+
+    #[test]
+    fn a_standby_without_a_streaming_receiver_shows_the_replay_age() {
+        // The receiver stopped (primary gone, network cut): what it received is replayed,
+        // but the primary may be committing on.
+        for receiver in [None, Some("waiting"), Some("stopping")] {
+            assert_eq!(
+                standby_replay_lag(&standby(0.0, 400.0, receiver), None),
+                400.0,
+                "{receiver:?}"
+            );
+        }
+        let mut archive_only = standby(0.0, 30.0, None);
+        archive_only.receive_minus_replay = None;
+        assert_eq!(standby_replay_lag(&archive_only, None), 30.0);
+        let mut i = inst();
+        i.in_recovery = true;
+        let act = Activity {
+            standby: Some(standby(0.0, 400.0, None)),
+            ..Activity::default()
+        };
+        let r = judge(&replication_lag(&i, &act, None));
+        assert_eq!(r.status, Status::Critical, "{}", r.message);
+        assert!(
+            r.message.contains("no WAL receiver running"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]
@@ -1220,14 +1312,12 @@ mod tests {
         i.in_recovery = true;
         let act = Activity {
             standby: Some(Standby {
-                receive_minus_replay: Some(0.0),
-                replay_age: Some(7200.0),
-                receiver: Some("streaming".into()),
                 sender: Some("10.0.0.1".into()),
+                ..standby(0.0, 7200.0, Some("streaming"))
             }),
             ..Activity::default()
         };
-        let r = judge(&replication_lag(&i, &act));
+        let r = judge(&replication_lag(&i, &act, None));
         assert_eq!(r.status, Status::Ok);
         assert!(
             r.message.contains("standby (primary 10.0.0.1): 0s"),
@@ -1253,7 +1343,7 @@ mod tests {
             }],
             ..Activity::default()
         };
-        let r = judge(&replication_lag(&inst(), &act));
+        let r = judge(&replication_lag(&inst(), &act, None));
         assert_eq!(r.status, Status::Critical);
         assert!(
             r.message
@@ -1264,10 +1354,10 @@ mod tests {
         assert!(r.message.contains("3 MB behind"), "{}", r.message);
         let mut hidden = inst();
         hidden.read_stats = false;
-        let r = judge(&replication_lag(&hidden, &act));
+        let r = judge(&replication_lag(&hidden, &act, None));
         assert_eq!(r.status, Status::Unknown);
         assert!(r.message.contains("GRANT pg_monitor TO dbwarden"));
-        let r = judge(&replication_lag(&inst(), &Activity::default()));
+        let r = judge(&replication_lag(&inst(), &Activity::default(), None));
         assert_eq!(r.status, Status::Ok);
     }
 

@@ -134,7 +134,7 @@ SELECT
      JOIN pg_namespace n ON n.oid = c.relnamespace
      ORDER BY o.xid_age DESC) x)::text END AS oldest_json,
   CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
-     SELECT application_name AS name, client_addr::text AS addr, state, sync_state,
+     SELECT application_name AS name, host(client_addr) AS addr, state, sync_state,
             extract(epoch FROM write_lag)::float8 AS write_lag,
             extract(epoch FROM flush_lag)::float8 AS flush_lag,
             extract(epoch FROM replay_lag)::float8 AS replay_lag,
@@ -143,6 +143,8 @@ SELECT
      FROM pg_stat_replication, lsn) x)::text END AS replicas_json,
   CASE WHEN "#, $server, r#" THEN (SELECT row_to_json(x) FROM (
      SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 AS receive_minus_replay,
+            pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0')::float8 AS received,
+            pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8 AS replayed,
             extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age,
             (SELECT status FROM pg_stat_wal_receiver) AS receiver,
             (SELECT sender_host FROM pg_stat_wal_receiver) AS sender
