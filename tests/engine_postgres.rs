@@ -4,6 +4,9 @@
 //!
 //! Needs `DBWARDEN_TEST_PG_URL` (a superuser, e.g. postgres://postgres@127.0.0.1:5432/test);
 //! without it every test prints "skipping" and passes, unless DBWARDEN_REQUIRE_SERVICES=1.
+//! The tests of archiving, prepared transactions and replication need a primary and its
+//! standby as well (`DBWARDEN_TEST_PG_PRIMARY_URL`, `DBWARDEN_TEST_PG_STANDBY_URL`, which
+//! `.ci/run` starts): see "A real primary and its standby" below.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1161,5 +1164,636 @@ async fn inactive_slot_retaining_wal_is_named() {
         r.message
     );
     assert!(matches!(r.scope, dbwarden::health::Scope::Server(_)));
+    e.close().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// A real primary and its standby
+// ---------------------------------------------------------------------------------------
+//
+// The shared server above has archive_mode off, max_prepared_transactions 0 and no standby.
+// `.ci/run` (ensure_pg_cluster) starts a throwaway primary on 127.0.0.1:5433 (archive_mode
+// on with archive_command 'false', so archiving fails on purpose; max_prepared_transactions
+// 10) and its streaming standby on 127.0.0.1:5434 (application_name dbwarden_ci_standby),
+// and sets DBWARDEN_TEST_PG_PRIMARY_URL and DBWARDEN_TEST_PG_STANDBY_URL. The tests below
+// create nothing but uniquely named transactions and tables there, and remove them.
+
+const PRIMARY_URL: &str = "DBWARDEN_TEST_PG_PRIMARY_URL";
+const STANDBY_URL: &str = "DBWARDEN_TEST_PG_STANDBY_URL";
+/// The standby's `cluster_name`, which its WAL receiver sends as application_name.
+const STANDBY_NAME: &str = "dbwarden_ci_standby";
+
+/// The URL in `var` (a superuser on the primary's or the standby's `test` database).
+fn cluster_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.trim().is_empty() => match url::Url::parse(u.trim()) {
+            Ok(u) => Some(u.to_string()),
+            Err(e) => panic!("{var} is not a URL: {e}"),
+        },
+        _ => {
+            if std::env::var("DBWARDEN_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{var} not set, but DBWARDEN_REQUIRE_SERVICES=1 (.ci/run sets it)");
+            }
+            eprintln!("skipping: {var} not set (see README \"Development\")");
+            None
+        }
+    }
+}
+
+/// The primary and the standby are shared by the tests below, and one test's writes,
+/// paused replay or prepared transaction shows in another's checks: they run one at a
+/// time (the tests on the shared server still run beside them).
+static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The throwaway primary and its standby, connected, held by one test at a time.
+struct Pair {
+    primary_url: String,
+    standby_url: String,
+    primary: PgConnection,
+    standby: PgConnection,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// `None` (the test skips) when the pair's URLs are not set.
+async fn pair() -> Option<Pair> {
+    let (Some(primary_url), Some(standby_url)) =
+        (cluster_url(PRIMARY_URL), cluster_url(STANDBY_URL))
+    else {
+        return None;
+    };
+    let serial = CLUSTER.lock().await;
+    let primary = connect(&primary_url).await;
+    let standby = connect(&standby_url).await;
+    Some(Pair {
+        primary_url,
+        standby_url,
+        primary,
+        standby,
+        _serial: serial,
+    })
+}
+
+/// Statements run on `url` when the value goes out of scope, even when the test panics
+/// (errors are ignored); then `until`, a boolean query, is polled for up to 30 s.
+struct Undo {
+    url: String,
+    sql: Vec<String>,
+    until: Option<String>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        let (url, sql, until) = (self.url.clone(), self.sql.clone(), self.until.clone());
+        // Async drop does not exist: clean up on a thread with its own runtime.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(mut c) = PgConnection::connect(&url).await else {
+                    return;
+                };
+                for s in sql {
+                    let _ = c.execute(AssertSqlSafe(s)).await;
+                }
+                if let Some(q) = until {
+                    let _ = poll_true(&mut c, &q, Duration::from_secs(30)).await;
+                }
+                let _ = c.close().await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Polls a boolean query until it is true or `within` has passed; whether it became true.
+async fn poll_true(c: &mut PgConnection, sql: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = sqlx::query_scalar::<_, Option<bool>>(AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut *c)
+            .await;
+        if matches!(v, Ok(Some(true))) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn scalar_f64(conn: &mut PgConnection, sql: &str) -> f64 {
+    match sqlx::query_scalar::<_, f64>(AssertSqlSafe(sql.to_string()))
+        .fetch_one(conn)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+async fn scalar_text(conn: &mut PgConnection, sql: &str) -> String {
+    match sqlx::query_scalar::<_, String>(AssertSqlSafe(sql.to_string()))
+        .fetch_one(conn)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+/// On the primary: the standby streams and has replayed everything the primary flushed.
+const STANDBY_CAUGHT_UP: &str = "SELECT coalesce(bool_and(state = 'streaming' \
+     AND replay_lsn >= pg_current_wal_flush_lsn()), false) \
+     FROM pg_stat_replication WHERE application_name = 'dbwarden_ci_standby'";
+
+async fn wait_caught_up(primary: &mut PgConnection) {
+    assert!(
+        poll_true(primary, STANDBY_CAUGHT_UP, Duration::from_secs(30)).await,
+        "the standby {STANDBY_NAME} did not catch up with the primary within 30 s"
+    );
+}
+
+#[tokio::test]
+async fn failing_archive_command_is_at_least_a_warning() {
+    let Some(url) = cluster_url(PRIMARY_URL) else {
+        return;
+    };
+    let _serial = CLUSTER.lock().await;
+    let mut c = connect(&url).await;
+    let before = scalar_f64(&mut c, "SELECT failed_count::float8 FROM pg_stat_archiver").await;
+    // A write, then a switch to a new WAL segment: the full one is handed to
+    // archive_command ('false'), which fails.
+    let table = unique("dbw_t_arch");
+    exec(
+        &mut c,
+        &format!(
+            "CREATE TABLE {table} AS SELECT g FROM generate_series(1, 1000) g; DROP TABLE {table}"
+        ),
+    )
+    .await;
+    exec(&mut c, "SELECT pg_switch_wal()").await;
+    assert!(
+        poll_true(
+            &mut c,
+            &format!("SELECT failed_count > {before} FROM pg_stat_archiver"),
+            Duration::from_secs(10),
+        )
+        .await,
+        "pg_stat_archiver.failed_count stayed at {before}: is archive_command 'false'?"
+    );
+    // The archiver retries the oldest waiting segment until it succeeds (never, here).
+    let failed_wal = scalar_text(&mut c, "SELECT last_failed_wal FROM pg_stat_archiver").await;
+
+    let (_dir, t) = target(&url, "");
+    let e = engine(&t);
+    let results = judge(&t, &e.health(&Default::default()).await);
+    let r = find(&results, "archiver");
+    assert!(
+        matches!(r.status, Status::Warning | Status::Critical),
+        "{}",
+        show(&results)
+    );
+    assert!(
+        r.message
+            .starts_with("archive_command failing: last failure "),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains(&format!(" ago on {failed_wal} (")),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message
+            .contains(" failures since the statistics reset); "),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.ends_with(" WAL segment(s) waiting"),
+        "{}",
+        r.message
+    );
+    // At least the segment switched away from waits (pg_ls_archive_statusdir).
+    assert!(r.value.is_some_and(|v| v >= 1.0), "{:?}", r.value);
+    assert!(matches!(r.scope, dbwarden::health::Scope::Server(_)));
+    let _ = c.close().await;
+    e.close().await;
+}
+
+#[tokio::test]
+async fn prepared_transaction_is_named_and_holds_back_the_xmin_horizon() {
+    let Some(url) = cluster_url(PRIMARY_URL) else {
+        return;
+    };
+    let _serial = CLUSTER.lock().await;
+    let gid = unique("dbw_test");
+    let _undo = Undo {
+        url: url.clone(),
+        sql: vec![format!("ROLLBACK PREPARED '{gid}'")],
+        until: None,
+    };
+    let mut c = connect(&url).await;
+    exec(&mut c, "BEGIN").await;
+    // A transaction ID, as any writing transaction has: the xmin horizon stays at it.
+    exec(&mut c, "SELECT pg_current_xact_id()").await;
+    exec(&mut c, &format!("PREPARE TRANSACTION '{gid}'")).await;
+
+    let (_dir, t) = target(
+        &url,
+        r#"thresholds = { prepared_xacts = { warning = "1s", critical = "1h" }, xmin_horizon = { warning = 1, critical = 1000000000 } }"#,
+    );
+    let e = engine(&t);
+    let results = until_not_ok(&e, &t, "prepared_xacts").await;
+    let r = find(&results, "prepared_xacts");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message
+            .starts_with(&format!("prepared transaction '{gid}': ")),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains(
+            " since prepared (database test, owner postgres; COMMIT PREPARED or ROLLBACK PREPARED it)"
+        ),
+        "{}",
+        r.message
+    );
+    assert_eq!(
+        r.subject.as_deref(),
+        Some(format!("prepared transaction '{gid}'").as_str())
+    );
+    // The same round: VACUUM cannot clean past the prepared transaction.
+    let r = find(&results, "xmin_horizon");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message
+            .starts_with(&format!("prepared transaction '{gid}': ")),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message
+            .contains(" transactions behind (xmin horizon) (database test, prepared "),
+        "{}",
+        r.message
+    );
+
+    // Resolved: both are OK again.
+    exec(&mut c, &format!("ROLLBACK PREPARED '{gid}'")).await;
+    let results = judge(&t, &e.health(&Default::default()).await);
+    for check in ["prepared_xacts", "xmin_horizon"] {
+        let r = find(&results, check);
+        assert_eq!(r.status, Status::Ok, "{}", show(&results));
+        assert!(!r.message.contains(&gid), "{}", r.message);
+    }
+    let _ = c.close().await;
+    e.close().await;
+}
+
+#[tokio::test]
+async fn primary_lists_its_streaming_standby() {
+    let Some(url) = cluster_url(PRIMARY_URL) else {
+        return;
+    };
+    let _serial = CLUSTER.lock().await;
+    let mut c = connect(&url).await;
+    wait_caught_up(&mut c).await;
+    let (_dir, t) = target(&url, "");
+    let e = engine(&t);
+    let report = e.health(&Default::default()).await;
+    let results = judge(&t, &report);
+    let r = find(&results, "replication_lag");
+    assert_eq!(r.status, Status::Ok, "{}", show(&results));
+    assert!(
+        r.message
+            .starts_with(&format!("replica '{STANDBY_NAME}' (127.0.0.1")),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains(" (streaming, write "), "{}", r.message);
+    assert!(r.value.is_some_and(|v| v < 60.0), "{:?}", r.value);
+    assert!(
+        find(&results, "connectivity")
+            .message
+            .contains(", primary)"),
+        "{}",
+        show(&results)
+    );
+    let _ = c.close().await;
+    e.close().await;
+}
+
+/// pg_stat_replication.client_addr is `inet`, whose text form carries the netmask.
+#[tokio::test]
+async fn replica_is_named_by_its_plain_client_address() {
+    let Some(url) = cluster_url(PRIMARY_URL) else {
+        return;
+    };
+    let _serial = CLUSTER.lock().await;
+    let mut c = connect(&url).await;
+    wait_caught_up(&mut c).await;
+    let (_dir, t) = target(&url, "");
+    let e = engine(&t);
+    let results = judge(&t, &e.health(&Default::default()).await);
+    let r = find(&results, "replication_lag");
+    assert!(
+        r.message
+            .starts_with(&format!("replica '{STANDBY_NAME}' (127.0.0.1): ")),
+        "{}",
+        r.message
+    );
+    let _ = c.close().await;
+    e.close().await;
+}
+
+/// Replay paused on the standby while the primary commits: the standby falls behind for
+/// real, and both ends say so.
+#[tokio::test]
+async fn paused_replay_is_lag_on_the_primary_and_on_the_standby() {
+    let (Some(primary_url), Some(standby_url)) =
+        (cluster_url(PRIMARY_URL), cluster_url(STANDBY_URL))
+    else {
+        return;
+    };
+    let _serial = CLUSTER.lock().await;
+    let _undo = Undo {
+        url: standby_url.clone(),
+        sql: vec!["SELECT pg_wal_replay_resume()".to_string()],
+        until: None,
+    };
+    let mut primary = connect(&primary_url).await;
+    let mut standby = connect(&standby_url).await;
+    wait_caught_up(&mut primary).await;
+    exec(&mut standby, "SELECT pg_wal_replay_pause()").await;
+    assert!(
+        poll_true(
+            &mut standby,
+            "SELECT pg_get_wal_replay_pause_state() = 'paused'",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    // Commits the standby receives but does not apply.
+    for _ in 0..12 {
+        exec(&mut primary, "SELECT pg_current_xact_id()").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lag = r#"thresholds = { replication_lag = { warning = "1s", critical = "1h" } }"#;
+    let (_dp, tp) = target(&primary_url, lag);
+    let (_ds, ts) = target(&standby_url, lag);
+    let (ep, es) = (engine(&tp), engine(&ts));
+
+    let results = until_not_ok(&ep, &tp, "replication_lag").await;
+    let r = find(&results, "replication_lag");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message
+            .starts_with(&format!("replica '{STANDBY_NAME}' (127.0.0.1")),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains(" replication lag (streaming, write "),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains(" behind)"), "{}", r.message);
+
+    let results = until_not_ok(&es, &ts, "replication_lag").await;
+    let r = find(&results, "replication_lag");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message.starts_with("standby (primary 127.0.0.1): "),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains(" received but not replayed yet)"),
+        "{}",
+        r.message
+    );
+
+    // Resumed: the standby catches up and reports no lag.
+    exec(&mut standby, "SELECT pg_wal_replay_resume()").await;
+    wait_caught_up(&mut primary).await;
+    let results = judge(&ts, &es.health(&Default::default()).await);
+    assert_eq!(
+        find(&results, "replication_lag").status,
+        Status::Ok,
+        "{}",
+        show(&results)
+    );
+    let _ = primary.close().await;
+    let _ = standby.close().await;
+    ep.close().await;
+    es.close().await;
+}
+
+/// A standby is a server of its own (a primary and its standby share the system
+/// identifier, not the instance), says so, and an idle primary is no lag: the last
+/// replayed transaction grows old, but nothing waits to be replayed.
+#[tokio::test]
+async fn standby_is_its_own_server_and_an_idle_primary_is_no_lag() {
+    let Some(Pair {
+        primary_url,
+        standby_url,
+        mut primary,
+        mut standby,
+        _serial,
+    }) = pair().await
+    else {
+        return;
+    };
+    // One commit, so the standby has a last replayed transaction that then grows old.
+    exec(&mut primary, "SELECT pg_current_xact_id()").await;
+    wait_caught_up(&mut primary).await;
+
+    let (_dp, tp) = target(&primary_url, "");
+    let (_ds, ts) = target(
+        &standby_url,
+        r#"thresholds = { replication_lag = { warning = "1s", critical = "1h" } }"#,
+    );
+    let (ep, es) = (engine(&tp), engine(&ts));
+    let p = ep.health(&Default::default()).await;
+    let s = es.health(&Default::default()).await;
+    let (pr, sr) = (judge(&tp, &p), judge(&ts, &s));
+    assert!(
+        find(&sr, "connectivity").message.contains(", standby)"),
+        "{}",
+        show(&sr)
+    );
+    assert!(
+        find(&pr, "connectivity").message.contains(", primary)"),
+        "{}",
+        show(&pr)
+    );
+    let (Some(pid), Some(sid)) = (&p.server_id, &s.server_id) else {
+        panic!("server ids: {:?} {:?}", p.server_id, s.server_id)
+    };
+    assert_ne!(pid, sid, "the primary and its standby taken for one server");
+    assert_eq!(
+        pid.split_once('@').map(|(sys, _)| sys),
+        sid.split_once('@').map(|(sys, _)| sys),
+        "a standby shares its primary's system identifier: {pid} {sid}"
+    );
+    let prefix =
+        "standby (primary 127.0.0.1): 0s replication lag (everything received is replayed)";
+    let r = find(&sr, "replication_lag");
+    assert_eq!(r.status, Status::Ok, "{}", show(&sr));
+    assert!(r.message.starts_with(prefix), "{}", r.message);
+
+    // No writes for 3 s: still no lag, round after round, while the last replayed
+    // transaction grows older than the threshold.
+    let idle_from = Instant::now();
+    let mut oldest: f64 = 0.0;
+    while idle_from.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let age = scalar_f64(
+            &mut standby,
+            "SELECT coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)::float8",
+        )
+        .await;
+        oldest = oldest.max(age);
+        let results = judge(&ts, &es.health(&Default::default()).await);
+        let r = find(&results, "replication_lag");
+        assert_eq!(r.status, Status::Ok, "{}", show(&results));
+        assert!(r.message.starts_with(prefix), "{}", r.message);
+        assert_eq!(r.value, Some(0.0));
+    }
+    // The case really arose (an autovacuum commit may have been replayed meanwhile).
+    assert!(
+        oldest >= 1.5,
+        "last replayed transaction at most {oldest}s old"
+    );
+    let _ = primary.close().await;
+    let _ = standby.close().await;
+    ep.close().await;
+    es.close().await;
+}
+
+/// A standby whose WAL receiver has stopped (here primary_conninfo emptied; in life the
+/// primary gone, a network cut, a slot dropped) no longer follows its primary, which
+/// commits on. Everything it did receive is replayed, but that is not "0s lag".
+#[tokio::test]
+async fn stopped_wal_receiver_is_not_ok() {
+    let Some(Pair {
+        primary_url: _,
+        standby_url,
+        mut primary,
+        mut standby,
+        _serial,
+    }) = pair().await
+    else {
+        return;
+    };
+    wait_caught_up(&mut primary).await;
+    let restore = scalar_text(
+        &mut standby,
+        "SELECT format('ALTER SYSTEM SET primary_conninfo = %L', current_setting('primary_conninfo'))",
+    )
+    .await;
+    let _undo = Undo {
+        url: standby_url.clone(),
+        sql: vec![restore, "SELECT pg_reload_conf()".to_string()],
+        until: Some(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+                .to_string(),
+        ),
+    };
+    exec(&mut standby, "ALTER SYSTEM SET primary_conninfo = ''").await;
+    exec(&mut standby, "SELECT pg_reload_conf()").await;
+    assert!(
+        poll_true(
+            &mut standby,
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver)",
+            Duration::from_secs(10)
+        )
+        .await,
+        "the WAL receiver did not stop"
+    );
+    // The primary commits on; the standby gets none of it.
+    for _ in 0..5 {
+        exec(&mut primary, "SELECT pg_current_xact_id()").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (_dir, t) = target(
+        &standby_url,
+        r#"thresholds = { replication_lag = { warning = "1s", critical = "1h" } }"#,
+    );
+    let e = engine(&t);
+    let results = until_not_ok(&e, &t, "replication_lag").await;
+    let r = find(&results, "replication_lag");
+    assert_ne!(r.status, Status::Ok, "{}", show(&results));
+    assert!(r.message.starts_with("standby"), "{}", r.message);
+    assert!(
+        r.message.contains("no WAL receiver running"),
+        "{}",
+        r.message
+    );
+    let _ = primary.close().await;
+    let _ = standby.close().await;
+    e.close().await;
+}
+
+/// The primary commits nothing, but writes a WAL record longer than a page (here a
+/// non-transactional logical message; in life a full-page image after a checkpoint, a
+/// vacuum or index record): the WAL writer flushes it in parts, up to wal_writer_delay
+/// apart, and in between the standby has received bytes it cannot replay yet. It has
+/// still replayed every commit, so its lag must not jump to the age of the last one.
+#[tokio::test]
+async fn partly_received_record_is_no_lag_on_an_idle_primary() {
+    let (Some(primary_url), Some(standby_url)) =
+        (cluster_url(PRIMARY_URL), cluster_url(STANDBY_URL))
+    else {
+        return;
+    };
+    let _serial = CLUSTER.lock().await;
+    let mut primary = connect(&primary_url).await;
+    exec(&mut primary, "SELECT pg_current_xact_id()").await;
+    wait_caught_up(&mut primary).await;
+    // Idle for longer than the threshold: the last replayed commit is 2 s old.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_dir, t) = target(
+        &standby_url,
+        r#"thresholds = { replication_lag = { warning = "1s", critical = "1h" } }"#,
+    );
+    let e = engine(&t);
+    let first = judge(&t, &e.health(&Default::default()).await);
+    assert_eq!(
+        find(&first, "replication_lag").status,
+        Status::Ok,
+        "{}",
+        show(&first)
+    );
+    exec(
+        &mut primary,
+        "SELECT pg_logical_emit_message(false, 'dbwarden-test', repeat('x', 20000))",
+    )
+    .await;
+    let mut alarms = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let results = judge(&t, &e.health(&Default::default()).await);
+        let r = find(&results, "replication_lag");
+        if r.status != Status::Ok {
+            alarms.push(format!("{} {}", r.status, r.message));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        alarms.is_empty(),
+        "{} false alarm(s), first: {}",
+        alarms.len(),
+        alarms[0]
+    );
+    let _ = primary.close().await;
     e.close().await;
 }
