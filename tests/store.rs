@@ -251,7 +251,31 @@ async fn sqlite_store_round_trip() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v, vec![1, 2, 3]);
+    // A newer agent of the fleet applied a migration this binary does not know.
+    let path = dir.path().join("sub/dir/history.db");
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query(FUTURE_MIGRATION)
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = c.close().await;
+    let reopened = Store::open(&url, None).await;
+    assert!(
+        reopened.is_ok(),
+        "{:?}",
+        reopened.err().map(|e| e.to_string())
+    );
 }
+
+/// A migration row as a newer dbwarden would leave it.
+const FUTURE_MIGRATION: &str = "INSERT INTO _sqlx_migrations \
+     (version, description, success, checksum, execution_time) \
+     VALUES (9999, 'from a newer agent', TRUE, X'00', 0)";
+const FUTURE_MIGRATION_PG: &str = "INSERT INTO _sqlx_migrations \
+     (version, description, success, checksum, execution_time) \
+     VALUES (9999, 'from a newer agent', TRUE, '\\x00'::bytea, 0)";
 
 #[tokio::test]
 async fn postgres_store_round_trip() {
@@ -266,6 +290,23 @@ async fn postgres_store_round_trip() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v, vec![1, 2, 3]);
+    let mut c = sqlx::PgConnection::connect(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query(FUTURE_MIGRATION_PG)
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = c.close().await;
+    let reopened = Store::open(&url, None).await;
+    assert!(
+        reopened.is_ok(),
+        "{:?}",
+        reopened.err().map(|e| e.to_string())
+    );
+    if let Ok(s) = reopened {
+        s.close().await;
+    }
     db.drop_db().await;
 }
 

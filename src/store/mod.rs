@@ -571,9 +571,20 @@ fn create_parent(path: &Path) -> Result<(), String> {
     }
 }
 
+/// Applies the embedded migrations. Migrations the store has but this binary does not
+/// know (applied by a newer agent of a fleet sharing the store) are tolerated: fleets
+/// upgrade agents one by one, and migrations only ever add (migrations/README.md).
 async fn migrate(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
     match pool {
-        Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await,
-        Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
+        Pool::Sqlite(p) => {
+            let mut m = sqlx::migrate!("./migrations/sqlite");
+            m.set_ignore_missing(true);
+            m.run(p).await
+        }
+        Pool::Postgres(p) => {
+            let mut m = sqlx::migrate!("./migrations/postgres");
+            m.set_ignore_missing(true);
+            m.run(p).await
+        }
     }
 }
