@@ -466,6 +466,16 @@ mod tests {
         }
     }
 
+    /// `target` measured `connections` of `server` in a round at `secs`.
+    fn measured(facts: &ServerFacts, target: &str, server: &str, secs: i64) {
+        facts.settle(
+            target,
+            &report(Some(server), &["connections"], true),
+            vec![],
+            at(secs),
+        );
+    }
+
     /// Who measures `connections` for `target` instead of it.
     fn owner(facts: &ServerFacts, target: &str, now: i64) -> Option<String> {
         facts
@@ -523,40 +533,20 @@ mod tests {
         assert_eq!(a2[0].status, Status::Critical);
         // Another server has its own owner.
         assert_eq!(owner(&facts, "c", 30), None);
-        facts.settle(
-            "c",
-            &report(Some("sys-2"), &["connections"], true),
-            vec![],
-            at(30),
-        );
+        measured(&facts, "c", "sys-2", 30);
         assert_eq!(owner(&facts, "c", 60), None);
     }
 
     #[test]
     fn an_unreachable_owner_hands_over_at_once() {
         let facts = ServerFacts::default();
-        facts.settle(
-            "a",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(0),
-        );
-        facts.settle(
-            "b",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(0),
-        );
+        measured(&facts, "a", "s", 0);
+        measured(&facts, "b", "s", 0);
         assert_eq!(owner(&facts, "b", 30).as_deref(), Some("a"));
         // a's database is down (or its credentials broke); the server may well be fine.
         facts.settle("a", &report(Some("s"), &[], false), vec![], at(30));
         assert_eq!(owner(&facts, "b", 31), None);
-        facts.settle(
-            "b",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(31),
-        );
+        measured(&facts, "b", "s", 31);
         assert_eq!(owner(&facts, "a", 60).as_deref(), Some("b"));
     }
 
@@ -564,28 +554,13 @@ mod tests {
     fn a_silent_owner_is_replaced_after_three_of_its_intervals() {
         let facts = ServerFacts::default();
         for t in [0, 60, 120] {
-            facts.settle(
-                "a",
-                &report(Some("s"), &["connections"], true),
-                vec![],
-                at(t),
-            );
+            measured(&facts, "a", "s", t);
         }
-        facts.settle(
-            "b",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(120),
-        );
+        measured(&facts, "b", "s", 120);
         // a runs every 60 s; its job is then disabled.
         assert_eq!(owner(&facts, "b", 300).as_deref(), Some("a"));
         assert_eq!(owner(&facts, "b", 301), None);
-        facts.settle(
-            "b",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(301),
-        );
+        measured(&facts, "b", "s", 301);
         assert_eq!(owner(&facts, "b", 330), None);
         assert_eq!(owner(&facts, "a", 330).as_deref(), Some("b"));
     }
@@ -598,12 +573,7 @@ mod tests {
             let t = minute * 60;
             if minute % 5 == 0 {
                 assert_eq!(owner(&facts, "a", t), None, "minute {minute}");
-                facts.settle(
-                    "a",
-                    &report(Some("s"), &["connections"], true),
-                    vec![],
-                    at(t),
-                );
+                measured(&facts, "a", "s", t);
             }
             for b in [t + 10, t + 40] {
                 let by = owner(&facts, "b", b);
@@ -619,25 +589,10 @@ mod tests {
     #[test]
     fn an_owner_that_moved_server_gives_the_old_one_up() {
         let facts = ServerFacts::default();
-        facts.settle(
-            "a",
-            &report(Some("old"), &["connections"], true),
-            vec![],
-            at(0),
-        );
-        facts.settle(
-            "b",
-            &report(Some("old"), &["connections"], true),
-            vec![],
-            at(0),
-        );
+        measured(&facts, "a", "old", 0);
+        measured(&facts, "b", "old", 0);
         // a's host name now points at another server (failover).
-        facts.settle(
-            "a",
-            &report(Some("new"), &["connections"], true),
-            vec![],
-            at(30),
-        );
+        measured(&facts, "a", "new", 30);
         assert_eq!(owner(&facts, "b", 31), None);
     }
 
@@ -645,12 +600,7 @@ mod tests {
     fn each_check_goes_to_a_target_that_can_measure_it() {
         let facts = ServerFacts::default();
         // a connects over TCP from elsewhere: it cannot see the data directory.
-        facts.settle(
-            "a",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(0),
-        );
+        measured(&facts, "a", "s", 0);
         // b runs on the database host.
         facts.settle(
             "b",
@@ -673,18 +623,8 @@ mod tests {
     #[test]
     fn a_check_the_owner_stops_measuring_is_free_again() {
         let facts = ServerFacts::default();
-        facts.settle(
-            "a",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(0),
-        );
-        facts.settle(
-            "b",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(0),
-        );
+        measured(&facts, "a", "s", 0);
+        measured(&facts, "b", "s", 0);
         assert_eq!(owner(&facts, "b", 30).as_deref(), Some("a"));
         // a's thresholds now disable it (or a lost the privilege: UNKNOWN).
         facts.settle("a", &report(Some("s"), &[], true), vec![], at(30));
@@ -696,19 +636,9 @@ mod tests {
         let facts = ServerFacts::default();
         // a runs hourly.
         for t in [0, 3600] {
-            facts.settle(
-                "a",
-                &report(Some("s"), &["connections"], true),
-                vec![],
-                at(t),
-            );
+            measured(&facts, "a", "s", t);
         }
-        facts.settle(
-            "b",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(3600),
-        );
+        measured(&facts, "b", "s", 3600);
         let cap = OWNER_PATIENCE_MAX.num_seconds();
         assert_eq!(owner(&facts, "b", 3600 + cap).as_deref(), Some("a"));
         assert_eq!(owner(&facts, "b", 3600 + cap + 1), None);
@@ -731,18 +661,8 @@ mod tests {
             crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
         };
         let facts = ServerFacts::default();
-        facts.settle(
-            "a",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(0),
-        );
-        facts.settle(
-            "b",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(0),
-        );
+        measured(&facts, "a", "s", 0);
+        measured(&facts, "b", "s", 0);
         facts.retain(&write(r#"["a", "b"]"#));
         assert_eq!(owner(&facts, "b", 30).as_deref(), Some("a"));
         // a stays a target but no health job runs it any more.
@@ -754,12 +674,7 @@ mod tests {
     fn placeholders_name_the_current_owner() {
         let facts = ServerFacts::default();
         let s = Scope::Server("s".into());
-        facts.settle(
-            "a",
-            &report(Some("s"), &["connections"], true),
-            vec![],
-            at(0),
-        );
+        measured(&facts, "a", "s", 0);
         let b = facts.settle(
             "b",
             &report(Some("s"), &[], true),
