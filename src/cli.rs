@@ -9,11 +9,15 @@ use std::sync::Arc;
 use chrono::Utc;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, Config, ConfigErrors};
+use crate::config::{self, Config, ConfigErrors, Job};
+use crate::engine::HealthOptions;
+use crate::events::Events;
 use crate::health::Status;
-use crate::jobs::{self, Engines, ServerFacts};
-use crate::scheduler::{self, Context, Recorder, SystemClock};
+use crate::jobs::{self, Dispatcher, Engines, ServerFacts, Shared};
+use crate::scheduler::{self, Context, SystemClock};
 use crate::store::{RunOutcome, Store};
+use crate::text::escape;
+use std::time::Duration;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -70,11 +74,17 @@ pub enum Command {
         target: Option<String>,
     },
     /// Run one health round now and print the raw result (no history, no hysteresis).
+    /// It measures what the daemon would: each target as its most frequent health job
+    /// does (SQLite integrity_check, timeout), or as --job says.
     /// Exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios plugin convention).
     Check {
         /// Only this target (default: all).
         #[arg(long, short = 't')]
         target: Option<String>,
+        /// Measure as this health job does (default: the most frequent health job
+        /// covering each target; built-in defaults for a target no health job covers).
+        #[arg(long, short = 'j', value_name = "NAME")]
+        job: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -197,8 +207,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::RunJob { name, target } => {
             run_job(&path_of(&cli.config, None), &name, target.as_deref()).await
         }
-        Command::Check { target, format } => {
-            check(&path_of(&cli.config, None), target.as_deref(), format).await
+        Command::Check {
+            target,
+            job,
+            format,
+        } => {
+            check(
+                &path_of(&cli.config, None),
+                target.as_deref(),
+                job.as_deref(),
+                format,
+            )
+            .await
         }
         Command::Completions { .. } | Command::Manpage => Ok(0),
     }
@@ -303,56 +323,115 @@ async fn run_job(path: &std::path::Path, name: &str, only: Option<&str>) -> anyh
         return Ok(2);
     }
     let store = crate::daemon::open_store(&config).await?;
-    let engines = Arc::new(Engines::default());
-    let executor = Arc::new(crate::daemon::HealthExecutor {
-        engines: engines.clone(),
-        store: store.clone(),
-        facts: Arc::new(ServerFacts::default()),
-        tracker: Arc::new(jobs::StatusTracker::new(crate::daemon::policy_of(&config))),
-    });
+    let events = Events::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let history = tokio::spawn(crate::events::history_writer(
+        events.subscribe("history"),
+        store.clone(),
+        stop.clone(),
+    ));
+    let shared = Arc::new(Shared::new(jobs::policy_of(&config), events.clone()));
     let ctx = Arc::new(Context::new(
-        executor,
-        Recorder::Store(store.clone()),
+        Arc::new(Dispatcher::new(shared.clone())),
+        events,
         Arc::new(SystemClock),
         config.daemon.max_concurrent_targets,
     ));
     let mut code = 0;
     for t in targets {
-        let (outcome, status, error) =
-            scheduler::run_now(ctx.clone(), job.clone(), t.clone()).await;
+        let f = scheduler::run_now(ctx.clone(), job.clone(), t.clone(), config.clone()).await;
         println!(
             "{} on {}: {}{}{}",
             job.name,
             t.name,
-            outcome.as_str(),
-            status
-                .map(|s| format!(", target status {s}"))
+            f.outcome.as_str(),
+            f.report
+                .map(|r| format!(", {}", escape(&r.summary())))
                 .unwrap_or_default(),
-            error.map(|e| format!(": {e}")).unwrap_or_default()
+            f.error
+                .map(|e| format!(": {}", escape(&e)))
+                .unwrap_or_default()
         );
-        if outcome != RunOutcome::Ok {
+        if f.outcome != RunOutcome::Ok {
             code = 1;
         }
     }
-    engines.close_all(std::time::Duration::from_secs(2)).await;
+    shared.engines.close_all(Duration::from_secs(2)).await;
+    stop.cancel();
+    let _ = history.await;
     store.close().await;
     Ok(code)
 }
 
-async fn check(path: &std::path::Path, only: Option<&str>, format: Format) -> anyhow::Result<i32> {
+/// The health job `dbwarden check` follows for a target: `--job NAME` when given, else
+/// the most frequent enabled health job covering the target (what the daemon measures
+/// most often). `None`: no health job covers it; built-in defaults apply.
+pub fn check_job<'a>(
+    config: &'a Config,
+    target: &config::Target,
+    named: Option<&str>,
+) -> Option<&'a Job> {
+    let covers = |j: &&Job| {
+        j.kind == config::JobKind::Health
+            && config.job_targets(j).iter().any(|t| t.name == target.name)
+    };
+    if let Some(n) = named {
+        return config.job(n).filter(covers);
+    }
+    let now = Utc::now();
+    config
+        .jobs
+        .iter()
+        .filter(|j| j.enabled)
+        .filter(covers)
+        .min_by_key(|j| {
+            let next = j.schedule.upcoming(now, 2, false);
+            match next.as_slice() {
+                [a, b] => (*b - *a).num_milliseconds(),
+                _ => i64::MAX,
+            }
+        })
+}
+
+async fn check(
+    path: &std::path::Path,
+    only: Option<&str>,
+    job: Option<&str>,
+    format: Format,
+) -> anyhow::Result<i32> {
     let config = match load_or_report(path) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    if let Some(j) = job {
+        match config.job(j) {
+            Some(x) if x.kind == config::JobKind::Health => {}
+            Some(x) => {
+                eprintln!(
+                    "dbwarden: job \"{j}\" is a {} job, not a health job",
+                    x.kind.as_str()
+                );
+                return Ok(3);
+            }
+            None => {
+                eprintln!("dbwarden: no job named \"{j}\"");
+                return Ok(3);
+            }
+        }
+    }
     let targets: Vec<&config::Target> = config
         .targets
         .iter()
         .filter(|t| only.is_none_or(|o| t.name == o))
+        .filter(|t| job.is_none_or(|j| check_job(&config, t, Some(j)).is_some()))
         .collect();
     if let Some(o) = only
         && targets.is_empty()
     {
-        eprintln!("dbwarden: no target named \"{o}\"");
+        match job {
+            Some(j) => eprintln!("dbwarden: job \"{j}\" does not cover a target named \"{o}\""),
+            None => eprintln!("dbwarden: no target named \"{o}\""),
+        }
         return Ok(3);
     }
     let engines = Engines::default();
@@ -364,20 +443,54 @@ async fn check(path: &std::path::Path, only: Option<&str>, format: Format) -> an
         let limit = limit.clone();
         let engines = &engines;
         let facts = &facts;
+        let job = check_job(&config, t, job);
         async move {
             let _p = limit.acquire().await;
-            jobs::health_round(engines, t, facts, &Default::default()).await
+            let params = match job.map(|j| &j.params) {
+                Some(config::JobParams::Health(p)) => p.clone(),
+                None => config::HealthParams::default(),
+            };
+            let timeout = job
+                .map(|j| j.timeout)
+                .unwrap_or_else(|| config::JobKind::Health.default_timeout());
+            let opts = HealthOptions {
+                integrity_check: params.integrity_check,
+                ..HealthOptions::default()
+            };
+            let engine = engines.get(t);
+            let round =
+                jobs::health::round(engine.as_ref().map_err(|e| e.to_string()), t, facts, opts);
+            let h = match tokio::time::timeout(timeout, round).await {
+                Ok(h) => h,
+                Err(_) => {
+                    if let Ok(e) = &engine {
+                        e.cancel_running().await;
+                    }
+                    timed_out(t, timeout)
+                }
+            };
+            (job.map(|j| j.name.clone()), h)
         }
     }))
     .await;
-    engines.close_all(std::time::Duration::from_secs(2)).await;
-    let worst = Status::worst(rounds.iter().map(|r| r.status));
+    engines.close_all(Duration::from_secs(2)).await;
+    let worst = Status::worst(rounds.iter().map(|(_, r)| r.status));
     match format {
         Format::Json => {
+            let targets: Vec<serde_json::Value> = rounds
+                .iter()
+                .map(|(job, r)| {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("job".into(), serde_json::json!(job));
+                    }
+                    v
+                })
+                .collect();
             let doc = serde_json::json!({
                 "status": worst,
                 "checked_at": Utc::now(),
-                "targets": rounds,
+                "targets": targets,
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
@@ -386,15 +499,96 @@ async fn check(path: &std::path::Path, only: Option<&str>, format: Format) -> an
     Ok(worst.exit_code())
 }
 
-fn print_check_text(rounds: &[jobs::TargetHealth], worst: Status) {
-    println!("DBWARDEN {worst}");
-    for r in rounds {
-        println!();
-        println!("{} ({}): {}", r.target, r.engine, r.status);
+/// The round of a target that did not finish within its job's timeout: UNKNOWN (as a
+/// Nagios plugin that times out), with the reason.
+fn timed_out(t: &config::Target, timeout: Duration) -> jobs::TargetHealth {
+    let checks = vec![crate::health::CheckResult {
+        check: "connectivity".into(),
+        status: Status::Unknown,
+        value: None,
+        unit: crate::health::Unit::Milliseconds,
+        warning: None,
+        critical: None,
+        message: format!(
+            "the round did not finish within the job's timeout of {}; its statements were cancelled",
+            humantime::format_duration(timeout)
+        ),
+        subject: None,
+        scope: crate::health::Scope::Database,
+    }];
+    jobs::TargetHealth {
+        target: t.name.clone(),
+        engine: t.engine.as_str(),
+        status: crate::health::target_status(&checks),
+        checks,
+        report: Default::default(),
+        measured_at: Utc::now(),
+    }
+}
+
+/// Text output: every name and message from a database is escaped, so none can forge a
+/// line or drive the terminal (JSON output stays exact).
+fn print_check_text(rounds: &[(Option<String>, jobs::TargetHealth)], worst: Status) {
+    print!("{}", render_check_text(rounds, worst));
+}
+
+fn render_check_text(rounds: &[(Option<String>, jobs::TargetHealth)], worst: Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "DBWARDEN {worst}");
+    for (job, r) in rounds {
+        let _ = writeln!(out);
+        let _ = write!(out, "{} ({}): {}", escape(&r.target), r.engine, r.status);
+        let _ = match job {
+            Some(j) => writeln!(out, " (as job {})", escape(j)),
+            None => writeln!(out),
+        };
         let mut checks: Vec<_> = r.checks.iter().collect();
         checks.sort_by_key(|c| std::cmp::Reverse(c.status.severity()));
         for c in checks {
-            println!("  {:<9} {:<22} {}", c.status.as_str(), c.check, c.message);
+            let _ = writeln!(
+                out,
+                "  {:<9} {:<22} {}",
+                c.status.as_str(),
+                escape(&c.check),
+                escape(&c.message)
+            );
         }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{CheckResult, Scope, Unit};
+
+    #[test]
+    fn a_name_from_the_database_cannot_forge_an_output_line() {
+        let forged = CheckResult {
+            check: "dead_tuples".into(),
+            status: Status::Critical,
+            value: Some(50.0),
+            unit: Unit::Percent,
+            warning: None,
+            critical: None,
+            message: "50% dead in public.\"x\nOK        connectivity  fine\x1b[2J\"".into(),
+            subject: None,
+            scope: Scope::Database,
+        };
+        let h = jobs::TargetHealth {
+            target: "orders".into(),
+            engine: "postgres",
+            status: Status::Critical,
+            checks: vec![forged],
+            report: Default::default(),
+            measured_at: Utc::now(),
+        };
+        let text = render_check_text(&[(Some("health".into()), h)], Status::Critical);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(!lines.iter().any(|l| l.starts_with("OK")), "{text}");
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(lines[3].contains("\\nOK"), "{text}");
     }
 }

@@ -1,115 +1,29 @@
-//! The daemon's lifecycle: start (validate, open the store, start the scheduler, READY=1),
-//! SIGHUP (reload: a valid config replaces the old one, an invalid one is refused and the
-//! old one keeps running), SIGTERM/SIGINT (stop new runs, cancel running ones, exit within
-//! the grace period), and the systemd watchdog.
+//! The daemon's lifecycle: start (validate, start the history store — degraded if it is
+//! unreachable —, restore believed statuses, start the scheduler, READY=1), SIGHUP (reload:
+//! a valid config replaces the old one, an invalid one is refused and the old one keeps
+//! running), SIGTERM/SIGINT (stop new runs, cancel running ones and close connections all
+//! at once, exit within `shutdown_grace` in total), the systemd watchdog, and a periodic
+//! summary line. It knows no job kind: runs go through [`crate::jobs::Dispatcher`].
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, Job, JobKind, Target};
-use crate::engine::HealthOptions;
-use crate::health::Status;
-use crate::health::hysteresis::Policy;
-use crate::jobs::{self, Engines, ServerFacts, StatusTracker};
-use crate::scheduler::{Context, Executor, Recorder, Scheduler, SystemClock};
-use crate::store::{Record, Store, agent_name};
+use crate::config::{self, Config};
+use crate::events::{self, Events};
+use crate::jobs::{Dispatcher, Shared, policy_of};
+use crate::scheduler::{Context, RunCounts, Scheduler, SystemClock};
+use crate::store::{Store, agent_name};
 
-/// Runs health rounds for the scheduler and stores their results.
-pub struct HealthExecutor {
-    pub engines: Arc<Engines>,
-    pub store: Store,
-    pub facts: Arc<ServerFacts>,
-    pub tracker: Arc<StatusTracker>,
-}
-
-/// The hysteresis policy a config asks for.
-pub fn policy_of(config: &Config) -> Policy {
-    Policy {
-        rounds: config.daemon.confirm_rounds,
-        min_duration: config.daemon.confirm_for,
-    }
-}
-
-impl Executor for HealthExecutor {
-    fn run(
-        &self,
-        run_id: &str,
-        job: &Job,
-        target: &Target,
-    ) -> BoxFuture<'static, Result<Option<Status>, String>> {
-        let engines = self.engines.clone();
-        let store = self.store.clone();
-        let facts = self.facts.clone();
-        let tracker = self.tracker.clone();
-        let target = target.clone();
-        let kind = job.kind;
-        let opts = HealthOptions {
-            integrity_check: job.integrity_check,
-            ..HealthOptions::default()
-        };
-        let run_id = run_id.to_string();
-        Box::pin(async move {
-            match kind {
-                JobKind::Health => {
-                    let h = jobs::health_round(&engines, &target, &facts, &opts).await;
-                    jobs::record_health(&store, &run_id, &h)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    for c in h.checks.iter().filter(|c| c.status != Status::Ok) {
-                        tracing::debug!(check = %c.check, status = c.status.as_str(), "{}", c.message);
-                    }
-                    for change in tracker.observe(&h) {
-                        let check = change.check.as_deref().unwrap_or("(target)");
-                        let (from, to) = (change.transition.from, change.transition.to);
-                        if to == Status::Ok {
-                            tracing::info!(
-                                check,
-                                status = to.as_str(),
-                                from = from.as_str(),
-                                "{check}: {from} -> {to}: {}",
-                                change.message
-                            );
-                        } else {
-                            tracing::warn!(
-                                check,
-                                status = to.as_str(),
-                                from = from.as_str(),
-                                "{check}: {from} -> {to}: {}",
-                                change.message
-                            );
-                        }
-                        store
-                            .write(Record::Transition {
-                                ts: h.measured_at,
-                                target: change.target,
-                                check: change.check,
-                                from,
-                                to,
-                                message: change.message,
-                            })
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
-                    Ok(Some(h.status))
-                }
-            }
-        })
-    }
-
-    fn abort(&self, target: &Target) -> BoxFuture<'static, ()> {
-        let engines = self.engines.clone();
-        let target = target.clone();
-        Box::pin(async move {
-            if let Ok(e) = engines.get(&target) {
-                e.cancel_running().await;
-            }
-        })
-    }
-}
+/// How long start-up waits for the history store to hand back the believed statuses
+/// before monitoring starts without them (they are restored later, when it answers).
+const RESTORE_WAIT: Duration = Duration::from_secs(5);
+/// MERGE: `[daemon] summary_interval`.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(15 * 60);
 
 /// sd_notify, a no-op outside systemd; failures are logged once at debug level.
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
@@ -126,13 +40,41 @@ fn status_line(config: &Config, sched: &Scheduler) -> String {
     )
 }
 
-/// Opens the history store named by a config (password from `history_password_file`).
+/// Opens the history store named by a config (password from `history_password_file`),
+/// strictly: an unreachable store is an error. For one-shot commands.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let password = match &config.daemon.history_password_file {
         Some(f) => Some(config::secret::read_secret_file(f).map_err(anyhow::Error::msg)?),
         None => None,
     };
     Ok(Store::open(&config.daemon.history, password).await?)
+}
+
+/// Names of targets added, removed and changed between two configs (for the reload log).
+pub fn target_changes(old: &Config, new: &Config) -> crate::scheduler::Changes {
+    let mut c = crate::scheduler::Changes::default();
+    for t in &new.targets {
+        match old.target(&t.name) {
+            None => c.added.push(t.name.clone()),
+            Some(o) if format!("{:?}", o.raw) != format!("{:?}", t.raw) => {
+                c.changed.push(t.name.clone())
+            }
+            Some(_) => {}
+        }
+    }
+    for t in &old.targets {
+        if new.target(&t.name).is_none() {
+            c.removed.push(t.name.clone());
+        }
+    }
+    c
+}
+
+/// Reads the believed statuses back from the history into the tracker: at once if the
+/// store answers within [`RESTORE_WAIT`], else in the background until it does.
+async fn restore_believed(store: &Store, shared: &Arc<Shared>) {
+    // MERGE: store.believed_states() arrives with the store work.
+    let _ = (store, shared, RESTORE_WAIT);
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
@@ -161,28 +103,32 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    match store.close_orphaned_runs(&agent_name()).await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
+    match tokio::time::timeout(RESTORE_WAIT, store.close_orphaned_runs(&agent_name())).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::warn!(
             runs = n,
             "marked runs left over from a previous daemon as interrupted"
         ),
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "could not close runs left over from a previous daemon")
         }
+        Err(_) => tracing::warn!(
+            "the history store did not answer; runs left over from a previous daemon stay marked running"
+        ),
     }
-    let engines = Arc::new(Engines::default());
-    let tracker = Arc::new(StatusTracker::new(policy_of(&config)));
-    let facts = Arc::new(ServerFacts::default());
-    let executor = Arc::new(HealthExecutor {
-        engines: engines.clone(),
-        store: store.clone(),
-        facts: facts.clone(),
-        tracker: tracker.clone(),
-    });
+
+    let events = Events::default();
+    let stop_history = CancellationToken::new();
+    let history = tokio::spawn(events::history_writer(
+        events.subscribe("history"),
+        store.clone(),
+        stop_history.clone(),
+    ));
+    let shared = Arc::new(Shared::new(policy_of(&config), events.clone()));
+    restore_believed(&store, &shared).await;
     let ctx = Arc::new(Context::new(
-        executor,
-        Recorder::Store(store.clone()),
+        Arc::new(Dispatcher::new(shared.clone())),
+        events.clone(),
         Arc::new(SystemClock),
         config.daemon.max_concurrent_targets,
     ));
@@ -196,6 +142,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let watchdog = sd_notify::watchdog_enabled();
     let mut ping =
         tokio::time::interval(watchdog.map(|d| d / 2).unwrap_or(Duration::from_secs(3600)));
+    let mut summary = tokio::time::interval_at(Instant::now() + SUMMARY_INTERVAL, SUMMARY_INTERVAL);
     tracing::info!(
         config = %current.path.display(),
         history = %store.url(),
@@ -228,12 +175,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                             tracing::warn!("daemon.history and daemon.listen changes take effect after a restart");
                         }
                         let new = Arc::new(new);
-                        engines.retain(&new);
-                        facts.retain(&new);
-                        tracker.set_policy(policy_of(&new));
-                        let changes = sched.apply(new.clone());
+                        let targets = target_changes(&current, &new);
+                        shared.reload(&new);
+                        let jobs = sched.apply(new.clone());
                         tracing::info!(
-                            added = ?changes.added, removed = ?changes.removed, changed = ?changes.changed,
+                            targets_added = ?targets.added, targets_removed = ?targets.removed, targets_changed = ?targets.changed,
+                            jobs_added = ?jobs.added, jobs_removed = ?jobs.removed, jobs_changed = ?jobs.changed,
                             "configuration reloaded"
                         );
                         current = new;
@@ -255,6 +202,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = summary.tick() => log_summary(&ctx.take_counts(), ctx.running(), &events),
             _ = ping.tick() => {
                 if watchdog.is_some() {
                     let stuck = ctx.stuck_loops();
@@ -268,23 +216,51 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         }
     }
 
+    // Everything below fits in shutdown_grace: runs stop their own statements (all at
+    // once), then connections close (all at once), then the store gets what is left.
+    let grace = current.daemon.shutdown_grace;
+    let deadline = Instant::now() + grace;
     notify(&[
         sd_notify::NotifyState::Stopping,
         sd_notify::NotifyState::Status("stopping: cancelling running jobs"),
     ]);
-    let grace = current.daemon.shutdown_grace;
-    let drained = sched.shutdown(grace).await;
-    if !drained {
+    let reserve = (grace / 4).min(Duration::from_secs(2));
+    if !sched.shutdown(deadline - reserve).await {
         tracing::warn!(grace = %humantime::format_duration(grace), "some runs did not stop within the grace period");
     }
-    engines.cancel_all().await;
-    engines.close_all(Duration::from_secs(2)).await;
-    if tokio::time::timeout(Duration::from_secs(5), store.clone().close())
+    let left = deadline.saturating_duration_since(Instant::now());
+    shared.engines.close_all(left / 2).await;
+    stop_history.cancel();
+    let _ = history.await;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if tokio::time::timeout(left.max(Duration::from_millis(100)), store.clone().close())
         .await
         .is_err()
     {
-        tracing::warn!("history store did not flush within 5s");
+        tracing::warn!("history store did not flush within the grace period");
     }
+    log_summary(&ctx.take_counts(), 0, &events);
     tracing::info!("dbwarden stopped");
     Ok(0)
+}
+
+/// The periodic summary line: what ran, what failed, what was skipped, and whether any
+/// consumer of the event stream fell behind.
+fn log_summary(c: &RunCounts, running: usize, events: &Events) {
+    let lost: u64 = events.lost().iter().map(|(_, n)| n).sum();
+    tracing::info!(
+        runs_ok = c.ok,
+        runs_failed = c.failed,
+        runs_timed_out = c.timed_out,
+        runs_skipped = c.skipped,
+        runs_interrupted = c.interrupted,
+        running,
+        events_lost = lost,
+        "summary: {} run(s) ok, {} failed, {} timed out, {} skipped, {} interrupted",
+        c.ok,
+        c.failed,
+        c.timed_out,
+        c.skipped,
+        c.interrupted
+    );
 }

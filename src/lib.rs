@@ -11,16 +11,23 @@
 //! - [`schedule`]: cron / `@every` parsing and the pure "next fire time" logic, time zones and
 //!   DST included (croner), plus the catch-up decision after a suspend.
 //! - [`scheduler`]: one task per job that sleeps until the next fire time, guards against
-//!   overlapping runs, applies timeouts and jitter, and records every run.
+//!   overlapping runs, applies timeouts (through each run's own cancellation token) and
+//!   jitter, and publishes every run's start and end. It knows no job kind.
 //! - [`engine`]: the only place with engine SQL. An engine per target owns a small pool and
 //!   turns a health round into typed [`health::Measurement`]s.
 //! - [`health`]: the status model (pure): check catalogue, thresholds, evaluation of
 //!   measurements into [`health::CheckResult`]s, worst-of for a target.
-//! - [`jobs`]: what a job kind does with a target (a health round: probe, evaluate, store).
+//! - [`jobs`]: job kinds behind one contract (build from the kind's own config, run against
+//!   a target with a cancellation token, return a typed report); today `health`. Also the
+//!   engine per target, server-level check ownership and believed statuses (hysteresis).
+//! - [`events`]: the in-process event stream: what runs produce, published once; the
+//!   history writer (and later the alerter and the API) consume it; drops are counted.
 //! - [`store`]: the history store (SQLite or PostgreSQL through sqlx, embedded migrations).
 //!   One writer task owns writes and batches them in transactions; reads use a pool.
-//! - [`daemon`]: the lifecycle: start, SIGHUP reload, SIGTERM drain, sd_notify and watchdog.
+//! - [`daemon`]: the lifecycle: start, SIGHUP reload, SIGTERM drain within the grace,
+//!   sd_notify and watchdog, the periodic summary line. It knows no job kind.
 //! - [`logging`]: tracing to the journal under systemd, readable text otherwise.
+//! - [`text`]: escaping of untrusted text (database names, messages) for terminals and logs.
 //! - [`cli`]: the command line (clap), shared by the daemon and the one-shot commands.
 #![forbid(unsafe_code)]
 
@@ -28,9 +35,11 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod logging;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;
+pub mod text;

@@ -85,10 +85,74 @@ pub fn init(level: Option<&str>) -> Sink {
 }
 
 fn init_stderr(level: Option<&str>) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter(level))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+    let _ = tracing_subscriber::registry()
+        .with(filter(level))
+        .with(text_layer(std::io::stderr, std::io::stderr().is_terminal()))
         .try_init();
+}
+
+/// Readable lines. Every field value, the message included, has its control characters
+/// escaped ([`crate::text::escape`]): a name or message from a database cannot forge a
+/// log line or send escape sequences to the terminal.
+fn text_layer<S, W>(writer: W, ansi: bool) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    use tracing_subscriber::field::MakeExt;
+    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::text::escape(&text);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{}={text}", field.name())
+        }
+    })
+    .delimited(" ");
+    tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .with_target(false)
+        .fmt_fields(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn database_text_cannot_forge_a_log_line() {
+        let buf = Buf::default();
+        let sink = buf.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(text_layer(move || sink.clone(), false));
+        tracing::subscriber::with_default(subscriber, || {
+            let table = "x\nINFO dbwarden: all checks OK\x1b[2J";
+            tracing::warn!(check = %table, "dead_tuples: {table}");
+        });
+        let out =
+            String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|p| p.into_inner())).to_string();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(!out.contains('\x1b'), "{out}");
+        assert!(out.contains("x\\nINFO dbwarden"), "{out}");
+        assert!(out.contains("check=x\\nINFO"), "{out}");
+    }
 }

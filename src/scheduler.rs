@@ -1,39 +1,52 @@
 //! The scheduler: one task per job that sleeps until the job's next fire time and starts a
-//! run per target. Guarantees:
+//! run per target. It knows no job kind: an [`Executor`] runs a [`RunCtx`] and returns a
+//! report or a [`JobError`] that keeps its kind. Guarantees:
 //!
 //! - **No overlap**: a target whose previous run of the same job is still going is not run
-//!   again; the tick is recorded as `skipped` for it.
-//! - **Timeouts**: a run past the job's timeout is stopped (its statements cancelled) and
-//!   recorded as `timed_out`.
-//! - **Shutdown**: loops stop, running runs are cancelled and recorded as `interrupted`,
-//!   and [`Scheduler::shutdown`] waits for every task (tokio-util `TaskTracker`).
-//! - **Suspend / clock jumps**: sleeps are cut into slices of at most [`MAX_SLEEP`] and the
-//!   wall clock is re-read after each, so a laptop resume or an NTP step is noticed; runs
-//!   missed meanwhile are coalesced into one run if within the catch-up grace.
-//! - **Jitter**: an optional random delay before each run spreads a fleet's load.
+//!   again; the tick is recorded as `skipped` for it. The guard lives in the shared
+//!   [`Context`], so a job whose loop a reload restarted still sees its runs in flight.
+//! - **Timeouts and cancellation**: every run gets its own cancellation token. A run past
+//!   the job's timeout has its token cancelled (it stops its own statements, never another
+//!   run's) and is recorded as `timed_out`; at shutdown every run's token is cancelled and
+//!   runs are recorded as `interrupted`. [`Scheduler::shutdown`] waits for every task
+//!   until a deadline (tokio-util `TaskTracker`).
+//! - **Clocks**: `@every` intervals follow the monotonic clock, so a wall clock stepped
+//!   back does not silence them; cron schedules follow the wall clock, re-read at least
+//!   every [`MAX_SLEEP`], so a resume or an NTP step is noticed; runs missed meanwhile are
+//!   coalesced into one run if within the catch-up grace (`daemon.catch_up`, reloadable).
+//! - **Heartbeats**: every wait (the schedule's and the jitter's) is cut into slices of at
+//!   most [`MAX_SLEEP`] and beats after each, so the watchdog sees a live loop.
+//! - **Concurrency**: at most `daemon.max_concurrent_targets` runs work at once (resized
+//!   on reload).
 //!
 //! Wall-clock time comes from a [`Clock`], so tests drive the whole loop with
 //! `tokio::time::pause()` and [`TokioClock`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::{Config, Job, Target};
-use crate::health::Status;
-use crate::schedule::{Wake, on_wake};
-use crate::store::{JobRun, Record, RunEnd, RunOutcome, Store, new_run_id};
+use crate::events::{Event, Events};
+use crate::jobs::{JobError, Report, RunCtx};
+use crate::schedule::{Schedule, Wake, on_wake};
+use crate::store::{JobRun, RunEnd, RunOutcome, new_run_id};
 
-/// The longest single sleep: wall-clock jumps are noticed at least this often.
+/// The longest single sleep: wall-clock jumps are noticed, and heartbeats sent, at least
+/// this often.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// How long a run whose token was cancelled (timeout) may take to stop its statements
+/// before it is abandoned.
+pub const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + 'static {
@@ -49,103 +62,196 @@ impl Clock for SystemClock {
     }
 }
 
-/// Wall time derived from tokio's clock, so `tokio::time::pause()` / `advance()` move it.
+/// Wall time derived from tokio's clock, so `tokio::time::pause()` / `advance()` move it;
+/// [`TokioClock::step`] moves it without moving tokio's clock (an NTP step, in tests).
 pub struct TokioClock {
-    wall: DateTime<Utc>,
-    mono: tokio::time::Instant,
+    wall: std::sync::Mutex<DateTime<Utc>>,
+    mono: Instant,
 }
 
 impl TokioClock {
     pub fn starting_at(wall: DateTime<Utc>) -> Self {
         TokioClock {
-            wall,
-            mono: tokio::time::Instant::now(),
+            wall: std::sync::Mutex::new(wall),
+            mono: Instant::now(),
         }
+    }
+
+    /// Steps the wall clock by `by` (negative: back), as an NTP step or a manual change does.
+    pub fn step(&self, by: chrono::Duration) {
+        let mut w = self.wall.lock().unwrap_or_else(|p| p.into_inner());
+        *w += by;
     }
 }
 
 impl Clock for TokioClock {
     fn now(&self) -> DateTime<Utc> {
-        let elapsed = tokio::time::Instant::now() - self.mono;
-        self.wall + chrono::Duration::from_std(elapsed).unwrap_or_default()
+        let elapsed = Instant::now() - self.mono;
+        *self.wall.lock().unwrap_or_else(|p| p.into_inner())
+            + chrono::Duration::from_std(elapsed).unwrap_or_default()
     }
 }
 
-/// What running a job against a target means. The daemon's executor runs health rounds;
-/// tests plug in their own.
+/// What running a job against a target means: the daemon's [`crate::jobs::Dispatcher`]
+/// runs every job kind; tests plug in their own.
 pub trait Executor: Send + Sync + 'static {
-    /// Runs the job against the target; `Ok(status)` when it completed (the target's
-    /// health status, for health jobs), `Err(reason)` when it failed.
-    fn run(
-        &self,
-        run_id: &str,
-        job: &Job,
-        target: &Target,
-    ) -> BoxFuture<'static, Result<Option<Status>, String>>;
-    /// Stops whatever the run left on the server (called on timeout and shutdown).
-    fn abort(&self, target: &Target) -> BoxFuture<'static, ()>;
+    /// Runs one run to its end. When `ctx.cancel` is cancelled the run stops its own
+    /// statements and returns [`JobError::Cancelled`].
+    fn run(&self, ctx: RunCtx) -> BoxFuture<'static, Result<Box<dyn Report>, JobError>>;
 }
 
-/// Where run records go: the history store, or a channel (tests and tools).
-#[derive(Clone)]
-pub enum Recorder {
-    Store(Store),
-    Channel(mpsc::UnboundedSender<Record>),
+/// Run counts since the last summary line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunCounts {
+    pub ok: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub skipped: u64,
+    pub interrupted: u64,
 }
 
-impl Recorder {
-    async fn record(&self, r: Record) {
-        match self {
-            Recorder::Store(s) => {
-                if let Err(e) = s.write(r).await {
-                    tracing::error!(error = %e, "cannot record a job run");
-                }
-            }
-            Recorder::Channel(tx) => {
-                let _ = tx.send(r);
-            }
+#[derive(Default)]
+struct Counters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    timed_out: AtomicU64,
+    skipped: AtomicU64,
+    interrupted: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, o: RunOutcome) {
+        let c = match o {
+            RunOutcome::Ok => &self.ok,
+            RunOutcome::Failed => &self.failed,
+            RunOutcome::TimedOut => &self.timed_out,
+            RunOutcome::Skipped => &self.skipped,
+            RunOutcome::Interrupted => &self.interrupted,
+            RunOutcome::Running => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take(&self) -> RunCounts {
+        RunCounts {
+            ok: self.ok.swap(0, Ordering::Relaxed),
+            failed: self.failed.swap(0, Ordering::Relaxed),
+            timed_out: self.timed_out.swap(0, Ordering::Relaxed),
+            skipped: self.skipped.swap(0, Ordering::Relaxed),
+            interrupted: self.interrupted.swap(0, Ordering::Relaxed),
         }
+    }
+}
+
+/// A semaphore whose size can change while permits are out: shrinking forgets free
+/// permits at once and the rest as they come back.
+struct Limit {
+    sem: Arc<Semaphore>,
+    size: std::sync::Mutex<usize>,
+    /// Permits to forget when they are returned.
+    debt: Arc<AtomicUsize>,
+}
+
+/// A permit of a [`Limit`].
+struct LimitPermit {
+    permit: Option<OwnedSemaphorePermit>,
+    debt: Arc<AtomicUsize>,
+}
+
+impl Drop for LimitPermit {
+    fn drop(&mut self) {
+        if let Some(p) = self.permit.take()
+            && self
+                .debt
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| d.checked_sub(1))
+                .is_ok()
+        {
+            p.forget();
+        }
+    }
+}
+
+impl Limit {
+    fn new(n: usize) -> Self {
+        Limit {
+            sem: Arc::new(Semaphore::new(n.max(1))),
+            size: std::sync::Mutex::new(n.max(1)),
+            debt: Arc::default(),
+        }
+    }
+
+    async fn acquire(&self) -> LimitPermit {
+        LimitPermit {
+            // The semaphore is never closed, so this only fails if it were.
+            permit: self.sem.clone().acquire_owned().await.ok(),
+            debt: self.debt.clone(),
+        }
+    }
+
+    fn resize(&self, n: usize) {
+        let n = n.max(1);
+        let mut size = self.size.lock().unwrap_or_else(|p| p.into_inner());
+        if n > *size {
+            let mut grow = n - *size;
+            // Cancel debt first: those permits are still out and will now be kept.
+            while grow > 0
+                && self
+                    .debt
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| d.checked_sub(1))
+                    .is_ok()
+            {
+                grow -= 1;
+            }
+            self.sem.add_permits(grow);
+        } else if n < *size {
+            let shrink = *size - n;
+            let forgotten = self.sem.forget_permits(shrink);
+            self.debt.fetch_add(shrink - forgotten, Ordering::SeqCst);
+        }
+        *size = n;
     }
 }
 
 /// Everything job tasks share.
 pub struct Context {
     pub executor: Arc<dyn Executor>,
-    pub recorder: Recorder,
+    pub events: Events,
     pub clock: Arc<dyn Clock>,
-    /// Bounds how many targets are worked on at once, across all jobs.
-    pub limit: Arc<Semaphore>,
+    limit: Limit,
     /// Cancelled on shutdown: running runs stop and are recorded as `interrupted`.
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     /// When each job loop last woke; the systemd watchdog is fed only while every loop
     /// is alive, so a hung scheduler gets the service restarted.
-    heartbeats: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
+    heartbeats: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Runs in flight by (job, target) → run id: the overlap guard.
+    running: std::sync::Mutex<HashMap<(String, String), String>>,
+    counts: Counters,
 }
 
 impl Context {
     pub fn new(
         executor: Arc<dyn Executor>,
-        recorder: Recorder,
+        events: Events,
         clock: Arc<dyn Clock>,
         max_concurrent: usize,
     ) -> Self {
         Context {
             executor,
-            recorder,
+            events,
             clock,
-            limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            limit: Limit::new(max_concurrent),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             heartbeats: std::sync::Mutex::new(HashMap::new()),
+            running: std::sync::Mutex::new(HashMap::new()),
+            counts: Counters::default(),
         }
     }
-}
 
-impl Context {
     fn beat(&self, job: &str) {
         let mut h = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
-        h.insert(job.to_string(), tokio::time::Instant::now());
+        h.insert(job.to_string(), Instant::now());
     }
 
     fn forget(&self, job: &str) {
@@ -157,16 +263,41 @@ impl Context {
     /// most that long between wakes, so these are stuck.
     pub fn stuck_loops(&self) -> Vec<String> {
         let h = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
-        stale(&h, tokio::time::Instant::now(), MAX_SLEEP * 2)
+        stale(&h, Instant::now(), MAX_SLEEP * 2)
+    }
+
+    /// Run counts since the previous call (for the periodic summary line).
+    pub fn take_counts(&self) -> RunCounts {
+        self.counts.take()
+    }
+
+    /// Runs in flight now.
+    pub fn running(&self) -> usize {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Claims (job, target) for a new run; `false` when a run of it is still going.
+    fn claim(&self, job: &str, target: &str, run_id: &str) -> bool {
+        let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (job.to_string(), target.to_string());
+        if r.contains_key(&key) {
+            return false;
+        }
+        r.insert(key, run_id.to_string());
+        true
+    }
+
+    fn release(&self, job: &str, target: &str, run_id: &str) {
+        let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (job.to_string(), target.to_string());
+        if r.get(&key).is_some_and(|id| id == run_id) {
+            r.remove(&key);
+        }
     }
 }
 
 /// Names whose last beat is older than `max_age` (pure, for the watchdog).
-fn stale(
-    beats: &HashMap<String, tokio::time::Instant>,
-    now: tokio::time::Instant,
-    max_age: Duration,
-) -> Vec<String> {
+fn stale(beats: &HashMap<String, Instant>, now: Instant, max_age: Duration) -> Vec<String> {
     let mut v: Vec<String> = beats
         .iter()
         .filter(|(_, t)| now.saturating_duration_since(**t) > max_age)
@@ -206,9 +337,12 @@ impl Scheduler {
 
     /// Switches to a new config: jobs added, removed or changed get their loops started,
     /// stopped or restarted; unchanged jobs keep their loop (and their next fire time).
-    /// Runs in flight finish under the config they started with.
+    /// Runs in flight finish under the config they started with; a changed job's new loop
+    /// still skips targets whose previous run is going. Concurrency and catch-up follow
+    /// the new config at once.
     pub fn apply(&mut self, config: Arc<Config>) -> Changes {
         let mut changes = Changes::default();
+        self.ctx.limit.resize(config.daemon.max_concurrent_targets);
         self.config.send_replace(config.clone());
         let wanted: HashMap<&str, &Job> = config
             .jobs
@@ -261,31 +395,56 @@ impl Scheduler {
         v
     }
 
-    /// Stops every loop, interrupts running runs (their statements are cancelled) and
-    /// waits up to `grace` for all tasks to finish. Returns whether everything drained.
-    pub async fn shutdown(self, grace: Duration) -> bool {
+    /// Stops every loop, cancels every run (each stops its own statements, all at once)
+    /// and waits until `deadline` at most for all tasks to finish. Returns whether
+    /// everything drained.
+    pub async fn shutdown(self, deadline: Instant) -> bool {
         for (_, t) in self.loops.values() {
             t.cancel();
         }
         self.ctx.shutdown.cancel();
         self.ctx.tracker.close();
-        tokio::time::timeout(grace, self.ctx.tracker.wait())
+        tokio::time::timeout_at(deadline, self.ctx.tracker.wait())
             .await
             .is_ok()
     }
 }
 
-/// Sleeps until the wall clock reaches `due`, in slices so jumps are noticed. `false` if
-/// stopped first.
+/// The clock a schedule's fire times are counted on: the wall clock for cron, and for
+/// `@every` a monotonic one (the wall time at the loop's start plus monotonic time since),
+/// so stepping the wall clock neither silences nor bunches intervals.
+struct FireClock {
+    wall: Arc<dyn Clock>,
+    mono: Option<(DateTime<Utc>, Instant)>,
+}
+
+impl FireClock {
+    fn new(schedule: &Schedule, wall: Arc<dyn Clock>) -> Self {
+        let mono = matches!(schedule, Schedule::Every(_)).then(|| (wall.now(), Instant::now()));
+        FireClock { wall, mono }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        match self.mono {
+            Some((start, at)) => {
+                start + chrono::Duration::from_std(at.elapsed()).unwrap_or_default()
+            }
+            None => self.wall.now(),
+        }
+    }
+}
+
+/// Sleeps until `clock` reaches `due`, in slices that beat. `false` if stopped first.
 async fn sleep_until(
     ctx: &Context,
     job: &str,
+    clock: &FireClock,
     due: DateTime<Utc>,
     stop: &CancellationToken,
 ) -> bool {
     loop {
         ctx.beat(job);
-        let now = ctx.clock.now();
+        let now = clock.now();
         if now >= due {
             return true;
         }
@@ -300,13 +459,30 @@ async fn sleep_until(
     }
 }
 
+/// Sleeps for `d` of monotonic time, in slices that beat. `false` if stopped first.
+async fn sleep_for(ctx: &Context, job: &str, d: Duration, stop: &CancellationToken) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        ctx.beat(job);
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep((end - now).min(MAX_SLEEP)) => {}
+            _ = stop.cancelled() => return false,
+        }
+    }
+}
+
 async fn job_loop(
     ctx: Arc<Context>,
     job: Job,
     config: watch::Receiver<Arc<Config>>,
     stop: CancellationToken,
 ) {
-    let start = ctx.clock.now();
+    let clock = FireClock::new(&job.schedule, ctx.clock.clone());
+    let start = clock.now();
     let first = if job.schedule.fires_at_start() {
         Some(start)
     } else {
@@ -316,15 +492,15 @@ async fn job_loop(
         tracing::warn!("schedule never fires; job idle");
         return;
     };
-    tracing::info!(schedule = %job.schedule, next = %due, "job scheduled");
-    let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
-    let catch_up = config.borrow().daemon.catch_up;
+    tracing::debug!(schedule = %job.schedule, next = %due, "job scheduled");
     loop {
-        if !sleep_until(&ctx, &job.name, due, &stop).await {
+        if !sleep_until(&ctx, &job.name, &clock, due, &stop).await {
             break;
         }
-        let now = ctx.clock.now();
+        let now = clock.now();
+        let catch_up = config.borrow().daemon.catch_up;
         let (wake, last) = on_wake(&job.schedule, due, now, catch_up);
+        let scheduled = ctx.clock.now() - (now - last);
         match wake {
             Wake::Run { coalesced } => {
                 if coalesced > 0 {
@@ -337,13 +513,12 @@ async fn job_loop(
                     let j = Duration::from_millis(rand::random_range(
                         0..=job.jitter.as_millis() as u64,
                     ));
-                    tokio::select! {
-                        _ = tokio::time::sleep(j) => {}
-                        _ = stop.cancelled() => break,
+                    if !sleep_for(&ctx, &job.name, j, &stop).await {
+                        break;
                     }
                 }
                 let cfg = config.borrow().clone();
-                fire(&ctx, &job, &cfg, last, coalesced as u32, &mut running).await;
+                fire(&ctx, &job, &cfg, scheduled, coalesced as u32);
             }
             Wake::Missed { count } => {
                 tracing::warn!(
@@ -356,14 +531,12 @@ async fn job_loop(
                         &ctx,
                         &job,
                         t,
-                        last,
+                        scheduled,
                         format!("{count} fire time(s) missed by more than the catch-up grace"),
-                    )
-                    .await;
+                    );
                 }
             }
         }
-        running.retain(|_, h| !h.is_finished());
         match job.schedule.next_after(last) {
             Some(next) => due = next,
             None => break,
@@ -373,185 +546,276 @@ async fn job_loop(
     tracing::debug!("job loop stopped");
 }
 
-async fn record_skip(ctx: &Context, job: &Job, t: &Target, scheduled: DateTime<Utc>, why: String) {
+fn record_skip(ctx: &Context, job: &Job, t: &Target, scheduled: DateTime<Utc>, why: String) {
     let now = ctx.clock.now();
-    ctx.recorder
-        .record(Record::Run(JobRun {
-            id: new_run_id(),
-            job: job.name.clone(),
-            kind: job.kind.as_str().into(),
-            target: Some(t.name.clone()),
-            scheduled_at: Some(scheduled),
-            started_at: now,
-            finished_at: Some(now),
-            outcome: RunOutcome::Skipped,
-            status: None,
-            error: Some(why),
-            coalesced: 0,
-        }))
-        .await;
+    ctx.counts.count(RunOutcome::Skipped);
+    ctx.events.publish(Event::RunStarted(JobRun {
+        id: new_run_id(),
+        job: job.name.clone(),
+        kind: job.kind.as_str().into(),
+        target: Some(t.name.clone()),
+        scheduled_at: Some(scheduled),
+        started_at: now,
+        finished_at: Some(now),
+        outcome: RunOutcome::Skipped,
+        status: None,
+        error: Some(why),
+        coalesced: 0,
+    }));
 }
 
 /// Starts one run per target, skipping targets whose previous run is still going.
-async fn fire(
+fn fire(
     ctx: &Arc<Context>,
     job: &Job,
-    config: &Config,
+    config: &Arc<Config>,
     scheduled: DateTime<Utc>,
     coalesced: u32,
-    running: &mut HashMap<String, JoinHandle<()>>,
 ) {
     for target in config.job_targets(job) {
-        if running.get(&target.name).is_some_and(|h| !h.is_finished()) {
-            tracing::warn!(target = %target.name, "previous run still going; this tick is skipped");
+        let id = new_run_id();
+        if !ctx.claim(&job.name, &target.name, &id) {
+            tracing::debug!(target = %target.name, "previous run still going; this tick is skipped");
             record_skip(
                 ctx,
                 job,
                 target,
                 scheduled,
                 "the previous run of this job on this target was still going".into(),
-            )
-            .await;
+            );
             continue;
         }
-        let handle = ctx.tracker.spawn(run_one(
-            ctx.clone(),
-            job.clone(),
-            target.clone(),
+        let run = Planned {
+            id,
+            job: job.clone(),
+            target: target.clone(),
+            config: config.clone(),
             scheduled,
             coalesced,
-        ));
-        running.insert(target.name.clone(), handle);
+        };
+        let ctx2 = ctx.clone();
+        ctx.tracker.spawn(async move {
+            let _ = run_inner(ctx2, run).await;
+        });
     }
+}
+
+/// A run about to start.
+struct Planned {
+    id: String,
+    job: Job,
+    target: Target,
+    config: Arc<Config>,
+    scheduled: DateTime<Utc>,
+    coalesced: u32,
+}
+
+/// How a run ended, as `dbwarden run-job` prints it.
+#[derive(Debug)]
+pub struct Finished {
+    pub run_id: String,
+    pub outcome: RunOutcome,
+    pub report: Option<Box<dyn Report>>,
+    pub error: Option<String>,
 }
 
 /// Runs a job against one target now, outside the schedule (`dbwarden run-job`), with the
-/// same timeout, recording and cancellation as scheduled runs.
-pub async fn run_now(
-    ctx: Arc<Context>,
-    job: Job,
-    target: Target,
-) -> (RunOutcome, Option<Status>, Option<String>) {
-    let now = ctx.clock.now();
-    run_inner(ctx, job, target, now, 0).await
-}
-
-async fn run_one(
-    ctx: Arc<Context>,
-    job: Job,
-    target: Target,
-    scheduled: DateTime<Utc>,
-    coalesced: u32,
-) {
-    let _ = run_inner(ctx, job, target, scheduled, coalesced).await;
-}
-
-async fn run_inner(
-    ctx: Arc<Context>,
-    job: Job,
-    target: Target,
-    scheduled: DateTime<Utc>,
-    coalesced: u32,
-) -> (RunOutcome, Option<Status>, Option<String>) {
+/// same timeout, recording and cancellation as scheduled runs. A run of the same job on
+/// the same target still going is not doubled: the call is recorded as skipped.
+pub async fn run_now(ctx: Arc<Context>, job: Job, target: Target, config: Arc<Config>) -> Finished {
     let id = new_run_id();
-    let span = tracing::info_span!("run", job = %job.name, target = %target.name, run_id = %id);
-    async move {
-        ctx.recorder
-            .record(Record::Run(JobRun {
-                id: id.clone(),
-                job: job.name.clone(),
-                kind: job.kind.as_str().into(),
-                target: Some(target.name.clone()),
-                scheduled_at: Some(scheduled),
-                started_at: ctx.clock.now(),
-                finished_at: None,
-                outcome: RunOutcome::Running,
-                status: None,
-                error: None,
-                coalesced,
-            }))
-            .await;
-        let (outcome, status, error) = tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => {
-                ctx.executor.abort(&target).await;
-                (RunOutcome::Interrupted, None, Some("the daemon is shutting down; running statements were cancelled".to_string()))
-            }
-            r = async {
-                let _permit = ctx.limit.acquire().await;
-                tokio::time::timeout(job.timeout, ctx.executor.run(&id, &job, &target)).await
-            } => match r {
-                Ok(Ok(status)) => (RunOutcome::Ok, status, None),
-                Ok(Err(e)) => (RunOutcome::Failed, None, Some(e)),
-                Err(_) => {
-                    ctx.executor.abort(&target).await;
-                    (RunOutcome::TimedOut, None, Some(format!(
-                        "did not finish within the job's timeout of {}; its statements were cancelled",
-                        humantime::format_duration(job.timeout)
-                    )))
-                }
-            },
+    let now = ctx.clock.now();
+    if !ctx.claim(&job.name, &target.name, &id) {
+        record_skip(
+            &ctx,
+            &job,
+            &target,
+            now,
+            "a run of this job on this target was still going".into(),
+        );
+        return Finished {
+            run_id: id,
+            outcome: RunOutcome::Skipped,
+            report: None,
+            error: Some("a run of this job on this target was still going".into()),
         };
-        match (&outcome, &error) {
-            (RunOutcome::Ok, _) => tracing::info!(status = status.map(|s| s.as_str()).unwrap_or("-"), "run finished"),
-            (_, Some(e)) => tracing::warn!(outcome = outcome.as_str(), error = %e, "run did not complete"),
+    }
+    run_inner(
+        ctx,
+        Planned {
+            id,
+            job,
+            target,
+            config,
+            scheduled: now,
+            coalesced: 0,
+        },
+    )
+    .await
+}
+
+async fn run_inner(ctx: Arc<Context>, run: Planned) -> Finished {
+    let Planned {
+        id,
+        job,
+        target,
+        config,
+        scheduled,
+        coalesced,
+    } = run;
+    let span = tracing::info_span!("run", job = %job.name, target = %target.name, run_id = %id);
+    let (job_name, target_name) = (job.name.clone(), target.name.clone());
+    let finished = async {
+        ctx.events.publish(Event::RunStarted(JobRun {
+            id: id.clone(),
+            job: job.name.clone(),
+            kind: job.kind.as_str().into(),
+            target: Some(target.name.clone()),
+            scheduled_at: Some(scheduled),
+            started_at: ctx.clock.now(),
+            finished_at: None,
+            outcome: RunOutcome::Running,
+            status: None,
+            error: None,
+            coalesced,
+        }));
+        let cancel = ctx.shutdown.child_token();
+        let timeout = job.timeout;
+        let mut work = std::pin::pin!(async {
+            let _permit = ctx.limit.acquire().await;
+            ctx.executor
+                .run(RunCtx {
+                    run_id: id.clone(),
+                    job,
+                    target,
+                    config,
+                    cancel: cancel.clone(),
+                })
+                .await
+        });
+        enum End {
+            Done(Result<Box<dyn Report>, JobError>),
+            TimedOut,
+            Shutdown,
+        }
+        let end = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => End::Shutdown,
+            r = &mut work => End::Done(r),
+            _ = tokio::time::sleep(timeout) => End::TimedOut,
+        };
+        if !matches!(end, End::Done(_)) {
+            // The run stops its own statements; at shutdown the daemon's deadline bounds
+            // this wait instead.
+            cancel.cancel();
+            let _ = tokio::time::timeout(CANCEL_WAIT, &mut work).await;
+        }
+        let (outcome, report, error) = match end {
+            End::Done(Ok(r)) => (RunOutcome::Ok, Some(r), None),
+            End::Done(Err(JobError::Cancelled)) | End::Shutdown => (
+                RunOutcome::Interrupted,
+                None,
+                Some("the daemon is shutting down; the run's statements were cancelled".to_string()),
+            ),
+            End::Done(Err(e)) => (RunOutcome::Failed, None, Some(e.to_string())),
+            End::TimedOut => (
+                RunOutcome::TimedOut,
+                None,
+                Some(format!(
+                    "did not finish within the job's timeout of {}; its statements were cancelled",
+                    humantime::format_duration(timeout)
+                )),
+            ),
+        };
+        ctx.counts.count(outcome);
+        match (&report, &error) {
+            (Some(r), _) => tracing::debug!(outcome = outcome.as_str(), "run finished: {}", crate::text::escape(&r.summary())),
+            (_, Some(e)) => tracing::warn!(outcome = outcome.as_str(), error = %crate::text::escape(e), "run did not complete"),
             _ => {}
         }
-        ctx.recorder
-            .record(Record::RunEnd(RunEnd {
-                id,
-                finished_at: ctx.clock.now(),
-                outcome,
-                status,
-                error: error.clone(),
-            }))
-            .await;
-        (outcome, status, error)
+        ctx.events.publish(Event::RunFinished(RunEnd {
+            id: id.clone(),
+            finished_at: ctx.clock.now(),
+            outcome,
+            status: report.as_ref().and_then(|r| r.status()),
+            error: error.clone(),
+        }));
+        Finished {
+            run_id: id.clone(),
+            outcome,
+            report,
+            error,
+        }
     }
     .instrument(span)
-    .await
+    .await;
+    ctx.release(&job_name, &target_name, &finished.run_id);
+    finished
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// An executor whose runs take a fixed (tokio) time.
+    /// An executor whose runs take a fixed (tokio) time and honour cancellation.
     struct Slow {
         delay: Duration,
         started: AtomicUsize,
-        aborted: AtomicUsize,
+        cancelled: AtomicUsize,
+        /// Runs working at the same time, and the most seen at once.
+        now: AtomicUsize,
+        peak: AtomicUsize,
     }
 
-    impl Executor for Slow {
-        fn run(
-            &self,
-            _: &str,
-            _: &Job,
-            _: &Target,
-        ) -> BoxFuture<'static, Result<Option<Status>, String>> {
-            self.started.fetch_add(1, Ordering::SeqCst);
-            let d = self.delay;
+    #[derive(Debug)]
+    struct Done;
+
+    impl Report for Done {
+        fn status(&self) -> Option<crate::health::Status> {
+            Some(crate::health::Status::Ok)
+        }
+        fn summary(&self) -> String {
+            "done".into()
+        }
+    }
+
+    impl Executor for Arc<Slow> {
+        fn run(&self, ctx: RunCtx) -> BoxFuture<'static, Result<Box<dyn Report>, JobError>> {
+            let me = self.clone();
+            me.started.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {
-                tokio::time::sleep(d).await;
-                Ok(Some(Status::Ok))
+                let n = me.now.fetch_add(1, Ordering::SeqCst) + 1;
+                me.peak.fetch_max(n, Ordering::SeqCst);
+                let r = tokio::select! {
+                    _ = tokio::time::sleep(me.delay) => Ok(Box::new(Done) as Box<dyn Report>),
+                    _ = ctx.cancel.cancelled() => {
+                        me.cancelled.fetch_add(1, Ordering::SeqCst);
+                        Err(JobError::Cancelled)
+                    }
+                };
+                me.now.fetch_sub(1, Ordering::SeqCst);
+                r
             })
         }
+    }
 
-        fn abort(&self, _: &Target) -> BoxFuture<'static, ()> {
-            self.aborted.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async {})
+    fn config_with(targets: usize, body: &str) -> Arc<Config> {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("c.toml");
+        let mut text = String::new();
+        for i in 0..targets {
+            text.push_str(&format!(
+                "[[target]]\nname = \"t{i}\"\nurl = \"sqlite://t{i}.db\"\n"
+            ));
         }
+        text.push_str(body);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(crate::config::load(&path).unwrap_or_else(|e| panic!("{e}")))
     }
 
     fn config(jobs: &str) -> Arc<Config> {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.path().join("c.toml");
-        let body = format!("[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n{jobs}");
-        std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
-        Arc::new(crate::config::load(&path).unwrap_or_else(|e| panic!("{e}")))
+        config_with(1, jobs)
     }
 
     fn job(name: &str, schedule: &str, timeout: &str) -> String {
@@ -563,39 +827,45 @@ mod tests {
     struct Harness {
         exec: Arc<Slow>,
         ctx: Arc<Context>,
-        rx: mpsc::UnboundedReceiver<Record>,
-        log: Mutex<Vec<Record>>,
+        clock: Arc<TokioClock>,
+        sub: crate::events::Subscription,
+        log: Mutex<Vec<Event>>,
     }
 
     fn harness(delay: Duration, start: &str) -> Harness {
         let exec = Arc::new(Slow {
             delay,
             started: AtomicUsize::new(0),
-            aborted: AtomicUsize::new(0),
+            cancelled: AtomicUsize::new(0),
+            now: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
         let wall = DateTime::parse_from_rfc3339(start)
             .map(|d| d.with_timezone(&Utc))
             .unwrap_or_else(|e| panic!("{e}"));
+        let clock = Arc::new(TokioClock::starting_at(wall));
+        let events = Events::new(65536);
+        let sub = events.subscribe("test");
         let ctx = Arc::new(Context::new(
-            exec.clone(),
-            Recorder::Channel(tx),
-            Arc::new(TokioClock::starting_at(wall)),
+            Arc::new(exec.clone()),
+            events,
+            clock.clone(),
             4,
         ));
         Harness {
             exec,
             ctx,
-            rx,
+            clock,
+            sub,
             log: Mutex::new(Vec::new()),
         }
     }
 
     impl Harness {
-        fn drain(&mut self) -> Vec<Record> {
+        fn drain(&mut self) -> Vec<Event> {
             let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-            while let Ok(r) = self.rx.try_recv() {
-                log.push(r);
+            while let Some(e) = self.sub.try_recv() {
+                log.push((*e).clone());
             }
             log.clone()
         }
@@ -603,23 +873,35 @@ mod tests {
         fn outcomes(&mut self) -> Vec<RunOutcome> {
             self.drain()
                 .into_iter()
-                .filter_map(|r| match r {
-                    Record::Run(r) if r.outcome != RunOutcome::Running => Some(r.outcome),
-                    Record::RunEnd(e) => Some(e.outcome),
+                .filter_map(|e| match e {
+                    Event::RunStarted(r) if r.outcome != RunOutcome::Running => Some(r.outcome),
+                    Event::RunFinished(e) => Some(e.outcome),
                     _ => None,
                 })
                 .collect()
         }
+
+        fn started(&self) -> usize {
+            self.exec.started.load(Ordering::SeqCst)
+        }
+    }
+
+    async fn sleep(secs: f64) {
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(30)
     }
 
     #[tokio::test(start_paused = true)]
     async fn every_fires_at_start_and_a_slow_run_is_not_started_twice() {
         let mut h = harness(Duration::from_secs(25), "2026-01-01T00:00:00Z");
         let sched = Scheduler::start(h.ctx.clone(), config(&job("slow", "@every 10s", "5m")));
-        tokio::time::sleep(Duration::from_millis(35_500)).await;
+        sleep(35.5).await;
         // Ticks at 0, 10, 20, 30: the run from 0 lasts until 25, so 10 and 20 are skipped,
         // and 30 starts a new run.
-        assert_eq!(h.exec.started.load(Ordering::SeqCst), 2);
+        assert_eq!(h.started(), 2);
         let o = h.outcomes();
         assert_eq!(
             o.iter().filter(|x| **x == RunOutcome::Skipped).count(),
@@ -631,45 +913,62 @@ mod tests {
             1,
             "{o:?}"
         );
-        assert!(sched.shutdown(Duration::from_secs(5)).await);
+        assert!(sched.shutdown(soon()).await);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_run_past_its_timeout_is_recorded_timed_out_and_aborted() {
+    async fn a_run_past_its_timeout_is_cancelled_through_its_own_token() {
         let mut h = harness(Duration::from_secs(3600), "2026-01-01T00:00:00Z");
         let sched = Scheduler::start(h.ctx.clone(), config(&job("stuck", "@every 1h", "5s")));
-        tokio::time::sleep(Duration::from_secs(6)).await;
+        sleep(6.0).await;
         assert_eq!(h.outcomes(), vec![RunOutcome::TimedOut]);
-        assert_eq!(h.exec.aborted.load(Ordering::SeqCst), 1);
-        assert!(sched.shutdown(Duration::from_secs(5)).await);
+        assert_eq!(h.exec.cancelled.load(Ordering::SeqCst), 1);
+        assert!(sched.shutdown(soon()).await);
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_interrupts_running_runs_and_drains() {
         let mut h = harness(Duration::from_secs(3600), "2026-01-01T00:00:00Z");
-        let sched = Scheduler::start(h.ctx.clone(), config(&job("long", "@every 1h", "2h")));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(sched.shutdown(Duration::from_secs(30)).await);
-        assert_eq!(h.outcomes(), vec![RunOutcome::Interrupted]);
-        assert_eq!(h.exec.aborted.load(Ordering::SeqCst), 1);
+        let sched = Scheduler::start(
+            h.ctx.clone(),
+            config_with(3, &job("long", "@every 1h", "2h")),
+        );
+        sleep(1.0).await;
+        assert!(sched.shutdown(soon()).await);
+        assert_eq!(h.outcomes(), vec![RunOutcome::Interrupted; 3]);
+        assert_eq!(h.exec.cancelled.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test(start_paused = true)]
     async fn cron_fires_at_its_next_match_only() {
         let mut h = harness(Duration::from_millis(10), "2026-01-01T00:00:05Z");
         let sched = Scheduler::start(h.ctx.clone(), config(&job("c", "*/10 * * * * *", "5s")));
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        assert_eq!(
-            h.exec.started.load(Ordering::SeqCst),
-            0,
-            "must not fire at start"
-        );
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(h.exec.started.load(Ordering::SeqCst), 1);
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(h.exec.started.load(Ordering::SeqCst), 2);
+        sleep(4.0).await;
+        assert_eq!(h.started(), 0, "must not fire at start");
+        sleep(2.0).await;
+        assert_eq!(h.started(), 1);
+        sleep(10.0).await;
+        assert_eq!(h.started(), 2);
         assert_eq!(h.outcomes(), vec![RunOutcome::Ok, RunOutcome::Ok]);
-        assert!(sched.shutdown(Duration::from_secs(5)).await);
+        assert!(sched.shutdown(soon()).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_follows_the_monotonic_clock_when_the_wall_clock_steps_back() {
+        let h = harness(Duration::from_millis(10), "2026-01-01T12:00:00Z");
+        let sched = Scheduler::start(h.ctx.clone(), config(&job("e", "@every 10s", "5s")));
+        sleep(1.0).await;
+        assert_eq!(h.started(), 1);
+        h.clock.step(-chrono::Duration::hours(1));
+        sleep(10.0).await;
+        assert_eq!(
+            h.started(),
+            2,
+            "a clock stepped back must not silence @every"
+        );
+        sleep(10.0).await;
+        assert_eq!(h.started(), 3);
+        assert!(sched.shutdown(soon()).await);
     }
 
     #[tokio::test(start_paused = true)]
@@ -679,8 +978,8 @@ mod tests {
             h.ctx.clone(),
             config(&(job("a", "@every 1h", "5s") + &job("b", "@every 1h", "5s"))),
         );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(h.exec.started.load(Ordering::SeqCst), 2);
+        sleep(1.0).await;
+        assert_eq!(h.started(), 2);
         let changes = sched.apply(config(
             &(job("a", "@every 1h", "5s")
                 + &job("b", "@every 2h", "5s")
@@ -689,18 +988,59 @@ mod tests {
         assert_eq!(changes.added, vec!["c".to_string()]);
         assert_eq!(changes.changed, vec!["b".to_string()]);
         assert!(changes.removed.is_empty());
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        sleep(1.0).await;
         // a keeps its loop (no new start-up run); b restarts and c starts: 2 more runs.
-        assert_eq!(h.exec.started.load(Ordering::SeqCst), 4);
+        assert_eq!(h.started(), 4);
         let changes = sched.apply(config(&job("a", "@every 1h", "5s")));
         assert_eq!(changes.removed, vec!["b".to_string(), "c".to_string()]);
         assert_eq!(sched.jobs(), vec!["a".to_string()]);
-        assert!(sched.shutdown(Duration::from_secs(5)).await);
+        assert!(sched.shutdown(soon()).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_job_keeps_its_overlap_guard() {
+        let mut h = harness(Duration::from_secs(100), "2026-01-01T00:00:00Z");
+        let mut sched = Scheduler::start(h.ctx.clone(), config(&job("j", "@every 1h", "5m")));
+        sleep(1.0).await;
+        assert_eq!(h.started(), 1);
+        // The new loop fires at start while the old loop's run is still going.
+        sched.apply(config(&job("j", "@every 2h", "5m")));
+        sleep(1.0).await;
+        assert_eq!(h.started(), 1, "the run in flight must not be doubled");
+        assert!(h.outcomes().contains(&RunOutcome::Skipped));
+        assert!(sched.shutdown(soon()).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_follows_the_reloaded_limit() {
+        let h = harness(Duration::from_secs(10), "2026-01-01T00:00:00Z");
+        let limited = |n: usize| {
+            config_with(
+                8,
+                &format!(
+                    "[daemon]\nmax_concurrent_targets = {n}\n{}",
+                    job("j", "@every 20s", "5m")
+                ),
+            )
+        };
+        let mut sched = Scheduler::start(h.ctx.clone(), limited(4));
+        sleep(15.0).await;
+        assert_eq!(h.exec.peak.load(Ordering::SeqCst), 4);
+        sched.apply(limited(2));
+        h.exec.peak.store(0, Ordering::SeqCst);
+        // The next tick at 20 s (the first batch has drained by then).
+        sleep(40.0).await;
+        assert_eq!(h.exec.peak.load(Ordering::SeqCst), 2);
+        sched.apply(limited(8));
+        h.exec.peak.store(0, Ordering::SeqCst);
+        sleep(40.0).await;
+        assert_eq!(h.exec.peak.load(Ordering::SeqCst), 8);
+        assert!(sched.shutdown(soon()).await);
     }
 
     #[test]
     fn stale_heartbeats_are_found() {
-        let now = tokio::time::Instant::now();
+        let now = Instant::now();
         let mut beats = HashMap::new();
         beats.insert("fresh".to_string(), now);
         beats.insert(
@@ -715,9 +1055,9 @@ mod tests {
         let h = harness(Duration::from_millis(10), "2026-01-01T00:00:00Z");
         let sched = Scheduler::start(h.ctx.clone(), config(&job("daily", "@daily", "5s")));
         // A daily job sleeps for hours, in slices: it still beats every MAX_SLEEP.
-        tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+        sleep(3.0 * 3600.0).await;
         assert!(h.ctx.stuck_loops().is_empty());
-        assert!(sched.shutdown(Duration::from_secs(5)).await);
+        assert!(sched.shutdown(soon()).await);
         assert!(
             h.ctx
                 .heartbeats
@@ -728,12 +1068,42 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn jitter_delays_but_does_not_skip() {
-        let h = harness(Duration::from_millis(10), "2026-01-01T00:00:00Z");
-        let cfg = config(&(job("j", "@every 1h", "5s") + "jitter = \"20s\"\n"));
+    async fn jitter_delays_runs_within_its_bound_and_keeps_the_loop_beating() {
+        let mut h = harness(Duration::from_millis(10), "2026-01-01T00:00:00Z");
+        let cfg = config(&(job("j", "@every 1h", "5s") + "jitter = \"50m\"\n"));
         let sched = Scheduler::start(h.ctx.clone(), cfg);
-        tokio::time::sleep(Duration::from_secs(21)).await;
-        assert_eq!(h.exec.started.load(Ordering::SeqCst), 1);
-        assert!(sched.shutdown(Duration::from_secs(5)).await);
+        let mut delays = Vec::new();
+        for hour in 0..20u64 {
+            // Look in on the loop during the jitter wait: it must not count as stuck.
+            for _ in 0..6 {
+                sleep(600.0).await;
+                assert!(h.ctx.stuck_loops().is_empty(), "hour {hour}");
+            }
+        }
+        for e in h.drain() {
+            if let Event::RunStarted(r) = e
+                && let Some(s) = r.scheduled_at
+            {
+                delays.push((r.started_at - s).num_seconds());
+            }
+        }
+        assert_eq!(delays.len(), 20, "one run per hour: {delays:?}");
+        assert!(delays.iter().all(|d| (0..=3000).contains(d)), "{delays:?}");
+        assert!(
+            delays.iter().any(|d| *d > 60),
+            "jitter must delay: {delays:?}"
+        );
+        assert!(sched.shutdown(soon()).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_counts_feed_the_summary() {
+        let h = harness(Duration::from_secs(25), "2026-01-01T00:00:00Z");
+        let sched = Scheduler::start(h.ctx.clone(), config(&job("slow", "@every 10s", "5m")));
+        sleep(35.5).await;
+        let c = h.ctx.take_counts();
+        assert_eq!((c.ok, c.skipped), (1, 2), "{c:?}");
+        assert_eq!(h.ctx.take_counts(), RunCounts::default());
+        assert!(sched.shutdown(soon()).await);
     }
 }

@@ -66,6 +66,40 @@ fn check_is_a_nagios_plugin() {
 }
 
 #[test]
+fn check_measures_what_the_most_frequent_health_job_does() {
+    let dir = setup(
+        "[[job]]\nname = \"nightly\"\nkind = \"health\"\nschedule = \"0 4 * * *\"\nintegrity_check = true\n\
+         [[job]]\nname = \"often\"\nkind = \"health\"\nschedule = \"@every 1m\"\ntargets = [\"ok\"]\n",
+    );
+    // The setup's own job runs daily at 03:00 too; "often" is the most frequent.
+    let o = run(dir.path(), &["check", "-c", "c.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", all(&o));
+    let out = stdout(&o);
+    assert!(out.contains("ok (sqlite): OK (as job often)"), "{out}");
+    assert!(out.contains("quick_check: ok"), "{out}");
+    // --job picks another: the nightly one runs the thorough check.
+    let o = run(dir.path(), &["check", "-c", "c.toml", "--job", "nightly"]);
+    assert_eq!(o.status.code(), Some(0), "{}", all(&o));
+    assert!(stdout(&o).contains("integrity_check: ok"), "{}", all(&o));
+    let o = run(
+        dir.path(),
+        &[
+            "check", "-c", "c.toml", "--job", "nightly", "--format", "json",
+        ],
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", all(&o)));
+    assert_eq!(doc["targets"][0]["job"], "nightly");
+    let o = run(dir.path(), &["check", "-c", "c.toml", "--job", "nosuch"]);
+    assert_eq!(o.status.code(), Some(3), "{}", all(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no job named"),
+        "{}",
+        all(&o)
+    );
+}
+
+#[test]
 fn check_json_is_stable_and_alone_on_stdout() {
     let dir = setup("[[target]]\nname = \"gone\"\nurl = \"sqlite://./nope.db\"\n");
     let o = run(

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{load, load_raw};
 pub use secret::{Secret, SecretUrl};
-pub use validate::{Config, Job, JobKind, PasswordSource, Target, TargetSelector};
+pub use validate::{
+    Config, HealthParams, Job, JobKind, JobParams, PasswordSource, Target, TargetSelector,
+};
 
 use crate::health::ThresholdValue;
 

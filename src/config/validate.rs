@@ -163,6 +163,20 @@ pub struct Job {
     pub enabled: bool,
     /// Health jobs: SQLite targets run `integrity_check` instead of `quick_check`.
     pub integrity_check: bool,
+    /// The kind's own keys.
+    pub params: JobParams,
+}
+
+/// A job's kind-specific keys (MERGE: the config helper's typed version replaces this).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobParams {
+    Health(HealthParams),
+}
+
+/// A health job's own keys.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthParams {
+    pub integrity_check: bool,
 }
 
 impl Job {
@@ -488,6 +502,9 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 window: j.window,
                 enabled: j.enabled,
                 integrity_check: j.integrity_check,
+                params: JobParams::Health(HealthParams {
+                    integrity_check: j.integrity_check,
+                }),
             });
         }
     }

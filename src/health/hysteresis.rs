@@ -59,6 +59,14 @@ impl State {
         }
     }
 
+    /// A state that already believes `status` (restored from the history after a restart).
+    pub fn believing(status: Status) -> Self {
+        State {
+            believed: Some(status),
+            ..State::new()
+        }
+    }
+
     /// The status currently believed (`None` before the first round).
     pub fn believed(&self) -> Option<Status> {
         self.believed

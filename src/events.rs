@@ -1,0 +1,319 @@
+//! The event stream: what runs produce, published once. The history writer consumes it; the
+//! alerter and the API's live state subscribe to the same stream.
+//!
+//! Publishing never waits: the stream is a bounded broadcast ring ([`CAPACITY`] events). A
+//! consumer that falls behind by more than that loses the oldest events; every loss is
+//! counted per consumer and logged, never silent. A consumer must therefore be quick
+//! (the history writer only moves events into the store's own bounded buffer).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+use crate::engine::TableStat;
+use crate::health::{CheckResult, Status};
+use crate::store::{JobRun, Record, RunEnd, Store};
+
+/// Events the ring holds for a consumer that has not read them yet.
+pub const CAPACITY: usize = 4096;
+
+/// Something a run produced.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A run started (also: a tick recorded whole as skipped, with its end filled in).
+    RunStarted(JobRun),
+    RunFinished(RunEnd),
+    /// One health round's judged check results.
+    Checks {
+        ts: DateTime<Utc>,
+        target: String,
+        run_id: String,
+        results: Vec<CheckResult>,
+    },
+    /// A believed change of a target's (`check: None`) or a check's status.
+    Transition {
+        ts: DateTime<Utc>,
+        target: String,
+        check: Option<String>,
+        from: Status,
+        to: Status,
+        message: String,
+    },
+    /// Per-table statistics of one round (on the table-statistics cadence).
+    TableStats {
+        ts: DateTime<Utc>,
+        target: String,
+        stats: Vec<TableStat>,
+    },
+}
+
+impl Event {
+    /// The history rows this event becomes: check results, their numeric values as metric
+    /// samples (`<check>` in the check's unit), table statistics, runs and transitions.
+    pub fn records(&self) -> Vec<Record> {
+        match self {
+            Event::RunStarted(r) => vec![Record::Run(r.clone())],
+            Event::RunFinished(e) => vec![Record::RunEnd(e.clone())],
+            Event::Checks {
+                ts,
+                target,
+                run_id,
+                results,
+            } => {
+                let mut out = Vec::with_capacity(results.len() * 2);
+                for c in results {
+                    out.push(Record::Check {
+                        ts: *ts,
+                        target: target.clone(),
+                        run_id: Some(run_id.clone()),
+                        result: c.clone(),
+                    });
+                    if let Some(v) = c.value
+                        && c.unit != crate::health::Unit::None
+                    {
+                        out.push(Record::Metric {
+                            ts: *ts,
+                            target: target.clone(),
+                            metric: c.check.clone(),
+                            value: v,
+                        });
+                    }
+                }
+                out
+            }
+            Event::Transition {
+                ts,
+                target,
+                check,
+                from,
+                to,
+                message,
+            } => vec![Record::Transition {
+                ts: *ts,
+                target: target.clone(),
+                check: check.clone(),
+                from: *from,
+                to: *to,
+                message: message.clone(),
+            }],
+            Event::TableStats { ts, target, stats } => stats
+                .iter()
+                .map(|s| Record::Table {
+                    ts: *ts,
+                    target: target.clone(),
+                    stat: s.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A consumer's name and how many events it lost.
+type Consumer = (&'static str, Arc<AtomicU64>);
+
+/// The publishing side. Cheap to clone.
+#[derive(Clone)]
+pub struct Events {
+    tx: broadcast::Sender<Arc<Event>>,
+    published: Arc<AtomicU64>,
+    consumers: Arc<std::sync::Mutex<Vec<Consumer>>>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events::new(CAPACITY)
+    }
+}
+
+impl Events {
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Events {
+            tx,
+            published: Arc::default(),
+            consumers: Arc::default(),
+        }
+    }
+
+    /// Publishes an event to every consumer; never waits. With no consumer it is dropped
+    /// (one-shot commands that keep no history).
+    pub fn publish(&self, e: Event) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Arc::new(e));
+    }
+
+    /// A new consumer, named in logs and counters; it sees events published from now on.
+    pub fn subscribe(&self, name: &'static str) -> Subscription {
+        let lost = Arc::new(AtomicU64::new(0));
+        self.consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, lost.clone()));
+        Subscription {
+            rx: self.tx.subscribe(),
+            name,
+            lost,
+        }
+    }
+
+    /// Events published so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Events each consumer lost by falling behind, by consumer name.
+    pub fn lost(&self) -> Vec<(&'static str, u64)> {
+        self.consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, c)| (*n, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// The consuming side of one consumer.
+pub struct Subscription {
+    rx: broadcast::Receiver<Arc<Event>>,
+    name: &'static str,
+    lost: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    /// The next event; `None` once every publisher is gone and the ring is drained. Events
+    /// lost by falling behind are counted and logged, then reading goes on.
+    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+        loop {
+            match self.rx.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(n)) => self.count_lost(n),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event if one is waiting (draining at shutdown).
+    pub fn try_recv(&mut self) -> Option<Arc<Event>> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.count_lost(n),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn count_lost(&self, n: u64) {
+        let total = self.lost.fetch_add(n, Ordering::Relaxed) + n;
+        tracing::warn!(
+            consumer = self.name,
+            lost = n,
+            lost_total = total,
+            "event consumer fell behind; the oldest events were lost"
+        );
+    }
+}
+
+/// Moves every event into the history store's buffer until `stop` is cancelled, then
+/// drains what is already published. The store's buffer never blocks; what it cannot keep
+/// it counts.
+pub async fn history_writer(
+    mut sub: Subscription,
+    store: Store,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            e = sub.recv() => match e {
+                Some(e) => push(&store, &e).await,
+                None => break,
+            },
+            _ = stop.cancelled() => {
+                while let Some(e) = sub.try_recv() {
+                    push(&store, &e).await;
+                }
+                break;
+            }
+        }
+    }
+}
+
+async fn push(store: &Store, e: &Event) {
+    for r in e.records() {
+        // Never waits on the store: it buffers (bounded) and counts what it cannot keep.
+        let _ = store.write(r).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Unit;
+
+    fn check(name: &str, unit: Unit, value: Option<f64>) -> CheckResult {
+        CheckResult {
+            check: name.into(),
+            status: Status::Ok,
+            value,
+            unit,
+            warning: None,
+            critical: None,
+            message: "m".into(),
+            subject: None,
+            scope: crate::health::Scope::Database,
+        }
+    }
+
+    #[test]
+    fn a_round_becomes_check_rows_and_samples_of_numeric_checks() {
+        let e = Event::Checks {
+            ts: Utc::now(),
+            target: "t".into(),
+            run_id: "r".into(),
+            results: vec![
+                check("connectivity", Unit::Milliseconds, Some(1.5)),
+                check("sqlite_quick_check", Unit::None, Some(0.0)),
+                check("cache_hit", Unit::Percent, None),
+            ],
+        };
+        let r = e.records();
+        let checks = r
+            .iter()
+            .filter(|r| matches!(r, Record::Check { .. }))
+            .count();
+        let metrics: Vec<&str> = r
+            .iter()
+            .filter_map(|r| match r {
+                Record::Metric { metric, .. } => Some(metric.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(checks, 3);
+        assert_eq!(metrics, vec!["connectivity"]);
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumer_loses_the_oldest_and_counts_them() {
+        let events = Events::new(4);
+        let mut sub = events.subscribe("test");
+        for i in 0..10 {
+            events.publish(Event::TableStats {
+                ts: Utc::now(),
+                target: format!("t{i}"),
+                stats: vec![],
+            });
+        }
+        let mut seen = Vec::new();
+        while let Some(e) = sub.try_recv() {
+            if let Event::TableStats { target, .. } = &*e {
+                seen.push(target.clone());
+            }
+        }
+        assert_eq!(seen, vec!["t6", "t7", "t8", "t9"]);
+        assert_eq!(events.lost(), vec![("test", 6)]);
+        assert_eq!(events.published(), 10);
+    }
+}

@@ -1,0 +1,127 @@
+//! Engines by target name, reused across rounds so pools stay warm.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::{Config, Target};
+use crate::engine::{Engine, EngineError};
+
+/// How long a replaced engine waits for the runs still using it before it is closed anyway.
+const RETIRE_WAIT_MAX: Duration = Duration::from_secs(3600);
+
+/// Engines by target name. A target whose *connection settings* changed on reload gets a
+/// fresh engine; thresholds and tags are read from the current config every round, so
+/// they never need one. A replaced engine is closed once the runs still using it (they
+/// hold an `Arc` to it, so they can still cancel their own statements) have finished.
+#[derive(Default)]
+pub struct Engines {
+    map: Mutex<HashMap<String, (String, Arc<Engine>)>>,
+}
+
+/// What requires a new engine: connection settings only.
+fn settings_key(t: &Target) -> String {
+    // Secrets are part of the key only through their source (file or variable name), so
+    // a rotated password file is picked up by the pool's next connection, not by reload.
+    format!(
+        "{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        t.url.expose(),
+        t.password,
+        t.pool,
+        t.busy_timeout,
+        t.raw
+            .maintenance_url
+            .as_ref()
+            .map(|u| u.expose().to_string()),
+        t.raw.maintenance_password_file,
+    )
+}
+
+impl Engines {
+    /// The engine of a target, opened on first use.
+    pub fn get(&self, t: &Target) -> Result<Arc<Engine>, EngineError> {
+        let key = settings_key(t);
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((old_key, e)) = map.get(&t.name)
+            && *old_key == key
+        {
+            return Ok(e.clone());
+        }
+        let e = Arc::new(Engine::open(t)?);
+        if let Some((_, old)) = map.insert(t.name.clone(), (key, e.clone())) {
+            retire(old);
+        }
+        Ok(e)
+    }
+
+    /// After a reload: drops the engines of targets that left the config or whose
+    /// connection settings changed; each closes once the runs using it have finished.
+    pub fn retain(&self, config: &Config) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> = map
+            .iter()
+            .filter(|(name, (key, _))| config.target(name).is_none_or(|t| settings_key(t) != *key))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some((_, e)) = map.remove(&k) {
+                retire(e);
+            }
+        }
+    }
+
+    /// Closes every engine at once, waiting at most `within` in total.
+    pub async fn close_all(&self, within: Duration) {
+        let all: Vec<Arc<Engine>> = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            map.drain().map(|(_, (_, e))| e).collect()
+        };
+        let closing = futures_util::future::join_all(all.iter().map(|e| e.close(within)));
+        let _ = tokio::time::timeout(within, closing).await;
+    }
+}
+
+/// Closes an engine once no run holds it any more (bounded by [`RETIRE_WAIT_MAX`]).
+fn retire(e: Arc<Engine>) {
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        while Arc::strong_count(&e) > 1 && start.elapsed() < RETIRE_WAIT_MAX {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        e.close(Duration::from_secs(5)).await;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, extra: &str) -> Config {
+        let path = dir.join("c.toml");
+        let body = format!(
+            "[[target]]\nname = \"t\"\nurl = \"sqlite://{}/t.db?mode=rwc\"\n{extra}",
+            dir.display()
+        );
+        std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
+        crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn thresholds_do_not_reopen_an_engine_but_connection_settings_do() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let engines = Engines::default();
+        let a = config(dir.path(), "");
+        let e1 = engines.get(&a.targets[0]).unwrap_or_else(|e| panic!("{e}"));
+        let b = config(
+            dir.path(),
+            "thresholds = { sqlite_freelist = { warning = \"10%\" } }\n",
+        );
+        engines.retain(&b);
+        let e2 = engines.get(&b.targets[0]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Arc::ptr_eq(&e1, &e2), "thresholds must not reopen");
+        let c = config(dir.path(), "busy_timeout = \"1s\"\n");
+        engines.retain(&c);
+        let e3 = engines.get(&c.targets[0]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!Arc::ptr_eq(&e1, &e3), "connection settings reopen");
+    }
+}
