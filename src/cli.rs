@@ -152,6 +152,9 @@ pub fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(dispatch(cli));
+    // Tasks still stuck on an unreachable server (a cancel that cannot connect) must not
+    // hold the exit: the daemon has already spent its grace on them.
+    runtime.shutdown_timeout(Duration::from_millis(200));
     match code {
         Ok(c) => ExitCode::from(c as u8),
         Err(e) => {

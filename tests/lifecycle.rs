@@ -319,3 +319,62 @@ fn an_invalid_config_refuses_to_start_with_exit_2() {
         "nothing is created when refusing to start"
     );
 }
+
+/// A TCP port that completes the handshake (the kernel's backlog) but never answers: a
+/// database host cut off by the network, as the client sees it.
+fn tarpit() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"))
+}
+
+#[tokio::test]
+async fn sigterm_with_unreachable_targets_exits_within_the_grace() {
+    let pit = tarpit();
+    let port = pit.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut config = String::from(
+        "[daemon]\nhistory = \"sqlite://./data/history.db\"\nshutdown_grace = \"3s\"\n",
+    );
+    for i in 0..6 {
+        config.push_str(&format!(
+            "[[target]]\nname = \"cut{i}\"\nurl = \"postgres://dbwarden@127.0.0.1:{port}/db\"\n\
+             pool = {{ connect_timeout = \"60s\", acquire_timeout = \"60s\" }}\n"
+        ));
+    }
+    config.push_str(
+        "[[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1h\"\ntimeout = \"10m\"\n",
+    );
+    let mut d = Daemon::start(&config);
+    let h = d.history().await;
+    wait_for("six runs to be in progress", || async {
+        count(
+            &h,
+            "SELECT COUNT(*) FROM job_runs WHERE outcome = 'running'",
+        )
+        .await
+            == 6
+    })
+    .await;
+    let asked = Instant::now();
+    d.signal("TERM");
+    // The grace bounds the whole shutdown: cancelling (which itself cannot reach the
+    // servers) and closing happen for all targets at once. One second of slack for
+    // process start-up and exit.
+    let status = d.wait_exit(Duration::from_secs(4));
+    let took = asked.elapsed();
+    let Some(status) = status else {
+        panic!("no exit within the 3 s grace (+1 s):\n{}", d.log())
+    };
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let interrupted = count(
+        &h,
+        "SELECT COUNT(*) FROM job_runs WHERE outcome = 'interrupted'",
+    )
+    .await;
+    assert_eq!(
+        interrupted,
+        6,
+        "every run is recorded interrupted:\n{}",
+        d.log()
+    );
+    drop(pit);
+}
