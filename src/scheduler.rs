@@ -664,7 +664,13 @@ async fn run_inner(ctx: Arc<Context>, run: Planned) -> Finished {
         coalesced,
     } = run;
     let span = tracing::info_span!("run", job = %job.name, target = %target.name, run_id = %id);
-    let (job_name, target_name) = (job.name.clone(), target.name.clone());
+    let mut claim = Claim {
+        ctx: ctx.clone(),
+        job: job.name.clone(),
+        target: target.name.clone(),
+        id: id.clone(),
+        ended: false,
+    };
     let finished = async {
         ctx.events.publish(Event::RunStarted(JobRun {
             id: id.clone(),
@@ -740,6 +746,7 @@ async fn run_inner(ctx: Arc<Context>, run: Planned) -> Finished {
             status: report.as_ref().and_then(|r| r.status()),
             error: error.clone(),
         }));
+        claim.ended = true;
         Finished {
             run_id: id.clone(),
             outcome,
@@ -749,8 +756,35 @@ async fn run_inner(ctx: Arc<Context>, run: Planned) -> Finished {
     }
     .instrument(span)
     .await;
-    ctx.release(&job_name, &target_name, &finished.run_id);
+    drop(claim);
     finished
+}
+
+/// A run's hold on its (job, target) overlap guard. Released when the run ends, also when
+/// it panics (tokio catches a panic in a task), so a bug hit by one run cannot block its
+/// target for good; such a run is recorded as failed.
+struct Claim {
+    ctx: Arc<Context>,
+    job: String,
+    target: String,
+    id: String,
+    ended: bool,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.ctx.counts.count(RunOutcome::Failed);
+            self.ctx.events.publish(Event::RunFinished(RunEnd {
+                id: self.id.clone(),
+                finished_at: self.ctx.clock.now(),
+                outcome: RunOutcome::Failed,
+                status: None,
+                error: Some("internal error: the run panicked (see the log)".into()),
+            }));
+        }
+        self.ctx.release(&self.job, &self.target, &self.id);
+    }
 }
 
 #[cfg(test)]
@@ -1035,6 +1069,44 @@ mod tests {
         h.exec.peak.store(0, Ordering::SeqCst);
         sleep(40.0).await;
         assert_eq!(h.exec.peak.load(Ordering::SeqCst), 8);
+        assert!(sched.shutdown(soon()).await);
+    }
+
+    /// Panics in its first run, then works.
+    struct Flaky(AtomicUsize);
+
+    impl Executor for Arc<Flaky> {
+        fn run(&self, _: RunCtx) -> BoxFuture<'static, Result<Box<dyn Report>, JobError>> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n == 0 {
+                    panic!("a bug hit by one run");
+                }
+                Ok(Box::new(Done) as Box<dyn Report>)
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_that_panics_is_recorded_failed_and_does_not_block_its_target() {
+        let flaky = Arc::new(Flaky(AtomicUsize::new(0)));
+        let events = Events::new(1024);
+        let mut sub = events.subscribe("test");
+        let clock = Arc::new(TokioClock::starting_at(Utc::now()));
+        let ctx = Arc::new(Context::new(Arc::new(flaky.clone()), events, clock, 4));
+        let sched = Scheduler::start(ctx.clone(), config(&job("p", "@every 10s", "5s")));
+        sleep(25.0).await;
+        let mut ends = Vec::new();
+        while let Some(e) = sub.try_recv() {
+            if let Event::RunFinished(e) = &*e {
+                ends.push(e.outcome);
+            }
+        }
+        assert_eq!(
+            ends,
+            vec![RunOutcome::Failed, RunOutcome::Ok, RunOutcome::Ok]
+        );
+        assert_eq!(flaky.0.load(Ordering::SeqCst), 3);
         assert!(sched.shutdown(soon()).await);
     }
 
