@@ -48,7 +48,7 @@ impl Executor for HealthExecutor {
         let target = target.clone();
         let kind = job.kind;
         let opts = HealthOptions {
-            integrity_check: job.integrity_check,
+            integrity_check: job.params.health().is_some_and(|p| p.integrity_check),
             ..HealthOptions::default()
         };
         let run_id = run_id.to_string();
