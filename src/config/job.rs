@@ -70,8 +70,15 @@ pub struct KindSpec {
     /// The kind's own keys (its params struct's fields).
     pub keys: fn() -> &'static [&'static str],
     /// Reads the kind's own keys; serde's error carries the offending key's path.
-    pub parse:
-        fn(&figment::value::Value) -> Result<JobParams, serde_path_to_error::Error<figment::Error>>,
+    pub parse: fn(&figment::value::Value) -> DeResult<JobParams>,
+}
+
+/// A deserialization result whose error carries the offending key's path (boxed: it is big).
+pub type DeResult<T> = Result<T, Box<serde_path_to_error::Error<figment::Error>>>;
+
+/// Deserializes a config value, keeping the path of the first offending key.
+pub fn de<T: DeserializeOwned>(v: &figment::value::Value) -> DeResult<T> {
+    serde_path_to_error::deserialize(v).map_err(Box::new)
 }
 
 /// Every job kind this version runs, in [`JobKind`] declaration order: one line per kind.
@@ -80,7 +87,7 @@ pub const KINDS: &[KindSpec] = &[KindSpec {
     name: "health",
     default_timeout: Duration::from_secs(120),
     keys: fields_of::<HealthParams>,
-    parse: |v| serde_path_to_error::deserialize(v).map(JobParams::Health),
+    parse: |v| de(v).map(JobParams::Health),
 }];
 
 /// Kinds that arrive in later versions and the keys they are planned with, so a key put on

@@ -7,7 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Value};
 
-use super::job::{fields_of, foreign_key_message};
+use super::job::{DeResult, de, fields_of, foreign_key_message};
 use super::{ConfigError, ConfigErrors, JobConfig, JobKind, RawConfig, ranges, validate};
 
 /// The environment prefix; only variables that also contain `__` are config keys.
@@ -80,8 +80,9 @@ pub fn load_raw(path: &Path) -> Result<Parsed, ConfigErrors> {
     };
     // Jobs are read per kind (their keys depend on `kind`), after the rest.
     let jobs = dict.remove("job");
-    let de = |v: &Value| serde_path_to_error::deserialize::<_, RawConfig>(v);
-    let raw = collect(&mut dict, &[], de, |p, e| sink.parse_error(p, e));
+    let raw = collect(&mut dict, &[], de::<RawConfig>, |p, e| {
+        sink.parse_error(p, e)
+    });
     let jobs = parse_jobs(jobs, &mut sink);
     match raw {
         Some(raw) => Ok(Parsed {
@@ -147,7 +148,7 @@ impl Sink<'_> {
 fn collect<T>(
     dict: &mut Dict,
     prefix: &[Seg],
-    de: impl Fn(&Value) -> Result<T, serde_path_to_error::Error<figment::Error>>,
+    de: impl Fn(&Value) -> DeResult<T>,
     mut report: impl FnMut(&[Seg], figment::Error),
 ) -> Option<T> {
     // A config with 200 mistakes is not worth more passes than that.
@@ -193,9 +194,10 @@ fn parse_jobs(value: Option<Value>, sink: &mut Sink<'_>) -> Vec<JobConfig> {
         let (mut common, mut own): (Dict, Dict) = dict
             .into_iter()
             .partition(|(k, _)| common_keys.contains(&k.as_str()));
-        let de = |v: &Value| serde_path_to_error::deserialize::<_, JobConfig>(v);
-        let mut job =
-            collect(&mut common, &prefix, de, |p, e| sink.parse_error(p, e)).unwrap_or_default();
+        let mut job = collect(&mut common, &prefix, de::<JobConfig>, |p, e| {
+            sink.parse_error(p, e)
+        })
+        .unwrap_or_default();
         // An unknown kind is reported by validation; its keys cannot be judged.
         if let Some(kind) = JobKind::parse(&job.kind) {
             job.params = collect(&mut own, &prefix, kind.spec().parse, |p, e| match &e.kind {
