@@ -420,14 +420,14 @@ fn error_line<'a>(out: &'a str, key: &str) -> &'a str {
 
 const TARGET: &str = "[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n";
 
+/// A config of one SQLite target and one health job `h` with `schedule` and `extra` lines.
+fn one_job(schedule: &str, extra: &str) -> String {
+    format!("{TARGET}[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"{schedule}\"\n{extra}")
+}
+
 #[test]
 fn a_key_of_another_kind_is_refused_naming_key_and_kind() {
-    let (code, out, _) = check_body(
-        &format!(
-            "{TARGET}[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"@hourly\"\nwindow = \"2h\"\n"
-        ),
-        &[],
-    );
+    let (code, out, _) = check_body(&one_job("@hourly", "window = \"2h\"\n"), &[]);
     assert_eq!(code, Some(2), "{out}");
     let line = error_line(&out, "job[0].window");
     for part in [
@@ -516,7 +516,8 @@ fn an_out_of_range_pool_size_is_refused() {
 fn absurd_durations_get_a_range_error() {
     let (code, out, _) = check_body(
         &format!(
-            "[daemon]\ncatch_up = \"100000000y\"\nshutdown_grace = \"100000000y\"\nconfirm_for = \"99999999999999999999y\"\n{TARGET}[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"@daily\"\njitter = \"100000000y\"\n"
+            "[daemon]\ncatch_up = \"100000000y\"\nshutdown_grace = \"100000000y\"\nconfirm_for = \"99999999999999999999y\"\n{}",
+            one_job("@daily", "jitter = \"100000000y\"\n")
         ),
         &[],
     );
@@ -545,12 +546,8 @@ fn a_jitter_not_smaller_than_the_interval_is_refused() {
         ("*/5 * * * *", "5m", "(5m, the shortest gap between"),
         ("0,10 * * * *", "20m", "(10m, the shortest gap between"),
     ] {
-        let (code, out, _) = check_body(
-            &format!(
-                "{TARGET}[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"{schedule}\"\njitter = \"{jitter}\"\n"
-            ),
-            &[],
-        );
+        let (code, out, _) =
+            check_body(&one_job(schedule, &format!("jitter = \"{jitter}\"\n")), &[]);
         assert_eq!(code, Some(2), "{schedule}: {out}");
         let line = error_line(&out, "job[0].jitter");
         assert!(
@@ -559,12 +556,7 @@ fn a_jitter_not_smaller_than_the_interval_is_refused() {
         );
     }
     // Just below the interval passes.
-    let (code, out, _) = check_body(
-        &format!(
-            "{TARGET}[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"*/5 * * * *\"\njitter = \"4m 59s\"\n"
-        ),
-        &[],
-    );
+    let (code, out, _) = check_body(&one_job("*/5 * * * *", "jitter = \"4m 59s\"\n"), &[]);
     assert_eq!(code, Some(0), "{out}");
 }
 

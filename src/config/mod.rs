@@ -1,10 +1,12 @@
 //! Configuration: the TOML file plus `DBWARDEN_<SECTION>__<KEY>` environment overrides,
 //! loaded by [`load`] into a validated, immutable [`Config`].
 //!
-//! Loading happens in two passes. `load::parse` turns file + environment into the raw
+//! Loading happens in two passes. `load::load_raw` turns file + environment into the raw
 //! serde types below, collecting every unknown key and type error instead of stopping at the
-//! first. `validate` then checks meaning (schedules, URLs, references, secrets) and builds
-//! the [`Config`] the rest of the program uses. Both passes report every problem at once.
+//! first; a `[[job]]` is read as its common keys plus the keys of its kind (`job.rs`), so a
+//! key of another kind is reported as such. `validate` then checks meaning (schedules, URLs,
+//! references, secrets, and every number against its range in [`ranges`]) and builds the
+//! [`Config`] the rest of the program uses. Both passes report every problem at once.
 
 mod job;
 mod load;
