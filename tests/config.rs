@@ -633,3 +633,66 @@ fn config_show_prints_the_typed_job_keys() {
     };
     assert_eq!(strip(&out), strip(&text(&again)));
 }
+
+/// Every key of the range table is enforced: a config with each ranged value just past
+/// its maximum (and then just below its minimum) has one range error per key.
+#[test]
+fn every_ranged_key_is_checked_at_both_ends() {
+    use dbwarden::config::ranges::{Limit, RANGES};
+    let toml = |l: Limit| match l {
+        Limit::Count(n) => n.to_string(),
+        Limit::Bytes(n) => format!("\"{n}B\""),
+        Limit::Duration(d) => format!("\"{}ms\"", d.as_millis()),
+    };
+    let past = |l: Limit, up: bool| match l {
+        Limit::Count(n) if up => Some(Limit::Count(n + 1)),
+        Limit::Bytes(n) if up => Some(Limit::Bytes(n + 1)),
+        Limit::Duration(d) if up => Some(Limit::Duration(d + std::time::Duration::from_millis(1))),
+        Limit::Count(n) | Limit::Bytes(n) => n.checked_sub(1).map(Limit::Count),
+        Limit::Duration(d) => d
+            .checked_sub(std::time::Duration::from_millis(1))
+            .map(Limit::Duration),
+    };
+    for up in [true, false] {
+        let (mut daemon, mut target, mut pool, mut job) = (vec![], vec![], vec![], vec![]);
+        let mut expected = vec![];
+        for r in RANGES {
+            let Some(v) = past(if up { r.max } else { r.min }, up) else {
+                continue; // a minimum of 0 has nothing below it
+            };
+            let line = |k: &str| format!("{k} = {}", toml(v));
+            match r.key.split('.').collect::<Vec<_>>()[..] {
+                ["daemon", k] => daemon.push(line(k)),
+                ["target", "pool", k] => pool.push(line(k)),
+                ["target", k] => target.push(line(k)),
+                ["job", k] => job.push(line(k)),
+                _ => panic!("no place for {} in this test", r.key),
+            }
+            expected.push(
+                r.key
+                    .replacen("target.", "target[0].", 1)
+                    .replacen("job.", "job[0].", 1),
+            );
+        }
+        let body = format!(
+            "[daemon]\n{}\n[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n{}\npool = {{ {} }}\n[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"@every 2h\"\n{}\n",
+            daemon.join("\n"),
+            target.join("\n"),
+            pool.join(", "),
+            job.join("\n")
+        );
+        let (code, out, _) = check_body(&body, &[]);
+        assert_eq!(code, Some(2), "{out}");
+        for key in &expected {
+            assert!(
+                error_line(&out, key).contains("allowed: "),
+                "{key} (up: {up}):\n{out}"
+            );
+        }
+        assert!(
+            out.contains(&format!("{} error", expected.len())),
+            "expected exactly {} errors:\n{out}",
+            expected.len()
+        );
+    }
+}
