@@ -168,6 +168,12 @@ pub const RANGES: &[Range] = &[
         why: "SQLite: longer than a job should wait for the application's lock",
     },
     Range {
+        key: "job.schedule",
+        min: secs(1),
+        max: secs(366 * DAY),
+        why: "the interval of `@every`; a longer one never comes round, and rare runs read better as cron",
+    },
+    Range {
         key: "job.timeout",
         min: secs(1),
         max: secs(7 * DAY),

@@ -386,6 +386,11 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             None
         } else {
             match Schedule::parse(&j.schedule, tz) {
+                Ok(Schedule::Every(d)) => {
+                    // `@every 100000000y` parses, and would never fire.
+                    c.range(&key("schedule"), Limit::Duration(d));
+                    Some(Schedule::Every(d))
+                }
                 Ok(s) => Some(s),
                 Err(e) => {
                     c.error(key("schedule"), e);
