@@ -405,3 +405,58 @@ pub struct ChannelConfig {
 pub fn config_path(cli: Option<PathBuf>) -> PathBuf {
     cli.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::job::fields_of;
+    use super::*;
+
+    /// The README's configuration table names every key a config may contain, on a row of
+    /// the key's own section, so the reference cannot lose a key again.
+    #[test]
+    fn every_key_is_in_the_readme_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .unwrap_or_else(|e| panic!("README.md: {e}"));
+        // The first cell of each row of a section, split into its words.
+        let cells = |section: &str| -> Vec<Vec<String>> {
+            readme
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("| `{section} ")))
+                .map(|l| {
+                    l.split('|')
+                        .next()
+                        .unwrap_or("")
+                        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .collect()
+        };
+        let kind_keys = KINDS.iter().flat_map(|k| (k.keys)().iter().copied());
+        let sections: Vec<(&str, Option<&str>, Vec<&str>)> = vec![
+            ("[daemon]", None, fields_of::<DaemonConfig>().to_vec()),
+            ("[[target]]", None, fields_of::<TargetConfig>().to_vec()),
+            (
+                "[[target]]",
+                Some("pool"),
+                fields_of::<PoolConfig>().to_vec(),
+            ),
+            ("[[job]]", None, fields_of::<JobConfig>().to_vec()),
+            ("[[job]]", None, kind_keys.collect()),
+            ("[[channel]]", None, fields_of::<ChannelConfig>().to_vec()),
+        ];
+        for (section, within, keys) in sections {
+            let rows = cells(section);
+            assert!(!keys.is_empty(), "{section}: no keys read");
+            for key in keys {
+                let found = rows.iter().any(|words| {
+                    words.iter().any(|w| w == key)
+                        && within.is_none_or(|p| words.iter().any(|w| w == p))
+                });
+                assert!(found, "README has no row for {section} {key}");
+            }
+        }
+        assert!(!cells("[thresholds]").is_empty());
+    }
+}
