@@ -22,8 +22,6 @@ use crate::store::{Store, agent_name};
 /// How long start-up waits for the history store to hand back the believed statuses
 /// before monitoring starts without them (they are restored later, when it answers).
 const RESTORE_WAIT: Duration = Duration::from_secs(5);
-/// MERGE: `[daemon] summary_interval`.
-const SUMMARY_INTERVAL: Duration = Duration::from_secs(15 * 60);
 
 /// sd_notify, a no-op outside systemd; failures are logged once at debug level.
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
@@ -142,7 +140,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let watchdog = sd_notify::watchdog_enabled();
     let mut ping =
         tokio::time::interval(watchdog.map(|d| d / 2).unwrap_or(Duration::from_secs(3600)));
-    let mut summary = tokio::time::interval_at(Instant::now() + SUMMARY_INTERVAL, SUMMARY_INTERVAL);
+    let every = current.daemon.summary_interval;
+    let mut summary = tokio::time::interval_at(Instant::now() + every, every);
     tracing::info!(
         config = %current.path.display(),
         history = %store.url(),
@@ -177,6 +176,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                         let new = Arc::new(new);
                         let targets = target_changes(&current, &new);
                         shared.reload(&new);
+                        if new.daemon.summary_interval != current.daemon.summary_interval {
+                            let every = new.daemon.summary_interval;
+                            summary = tokio::time::interval_at(Instant::now() + every, every);
+                        }
                         let jobs = sched.apply(new.clone());
                         tracing::info!(
                             targets_added = ?targets.added, targets_removed = ?targets.removed, targets_changed = ?targets.changed,

@@ -397,3 +397,310 @@ fn credentials_directory_outside_systemd_is_a_warning_not_an_error() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("not checkable here"), "{}", text(&o));
 }
+
+/// Runs `config check` on `body` (in a temp dir) and returns the exit code and output.
+fn check_body(body: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let dir = tmp();
+    let cfg = dir.path().join("c.toml");
+    write(&cfg, body);
+    let o = dbwarden(
+        &["config", "check", &cfg.to_string_lossy()],
+        env,
+        dir.path(),
+    );
+    (o.status.code(), text(&o), cfg.display().to_string())
+}
+
+/// The error line of `key`, or a panic showing the whole output.
+fn error_line<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.contains("error:") && l.contains(&format!(": {key}: ")))
+        .unwrap_or_else(|| panic!("no error for {key}:\n{out}"))
+}
+
+const TARGET: &str = "[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n";
+
+/// A config of one SQLite target and one health job `h` with `schedule` and `extra` lines.
+fn one_job(schedule: &str, extra: &str) -> String {
+    format!("{TARGET}[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"{schedule}\"\n{extra}")
+}
+
+#[test]
+fn a_key_of_another_kind_is_refused_naming_key_and_kind() {
+    let (code, out, _) = check_body(&one_job("@hourly", "window = \"2h\"\n"), &[]);
+    assert_eq!(code, Some(2), "{out}");
+    let line = error_line(&out, "job[0].window");
+    for part in [
+        "`window` is not a key of a health job",
+        "keys of a health job: integrity_check",
+        "the common keys: name, kind, schedule",
+        "belongs to maintenance jobs",
+    ] {
+        assert!(line.contains(part), "{part:?} missing in {line}");
+    }
+}
+
+#[test]
+fn several_mistakes_in_several_jobs_are_all_reported() {
+    let (code, out, f) = check_body(
+        &format!(
+            r#"{TARGET}
+[[job]]
+name = "a"
+kind = "health"
+schedule = "@every 1m"
+window = "2h"
+integrity_check = "yes"
+
+[[job]]
+name = "b"
+kind = "health"
+schedule = "@every 1m"
+max_duration = "1h"
+timeout = "0s"
+
+[[job]]
+name = "c"
+kind = "health"
+schedule = "@every 1m"
+colour = "blue"
+jitter = "2m"
+"#
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    for (key, reason) in [
+        ("job[0].window", "not a key of a health job"),
+        ("job[0].integrity_check", "expected a boolean"),
+        ("job[1].max_duration", "belongs to maintenance jobs"),
+        ("job[1].timeout", "out of range; allowed: 1s–7d"),
+        ("job[2].colour", "not a key of a health job"),
+        ("job[2].jitter", "not smaller than the job's interval"),
+    ] {
+        let line = error_line(&out, key);
+        assert!(line.contains(&format!("{f}: {key}: ")), "{line}");
+        assert!(
+            line.contains(reason),
+            "{key}: expected {reason:?} in {line}"
+        );
+    }
+    assert!(out.contains("6 errors"), "{out}");
+}
+
+#[test]
+fn an_out_of_range_pool_size_is_refused() {
+    let (code, out, _) = check_body(
+        "[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\npool = { max_connections = 4294967295 }\n",
+        &[],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    let line = error_line(&out, "target[0].pool.max_connections");
+    assert!(
+        line.contains("4294967295 is out of range; allowed: 1–100"),
+        "{line}"
+    );
+    // One past u32 fails in parsing already, and still says the range.
+    let (code, out, _) = check_body(
+        "[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\npool = { max_connections = 4294967296 }\n",
+        &[],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        error_line(&out, "target[0].pool.max_connections").contains("allowed: 1–100"),
+        "{out}"
+    );
+}
+
+#[test]
+fn absurd_durations_get_a_range_error() {
+    let (code, out, _) = check_body(
+        &format!(
+            "[daemon]\ncatch_up = \"100000000y\"\nshutdown_grace = \"100000000y\"\nconfirm_for = \"99999999999999999999y\"\n{}",
+            one_job("@daily", "jitter = \"100000000y\"\n")
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    for (key, range) in [
+        ("daemon.catch_up", "allowed: 0s–24h"),
+        ("daemon.shutdown_grace", "allowed: 1s–10m"),
+        ("daemon.confirm_for", "allowed: 0s–24h"),
+        ("job[0].jitter", "allowed: 0s–1h"),
+    ] {
+        let line = error_line(&out, key);
+        assert!(line.contains(range), "{key}: {line}");
+    }
+    // Past u64 seconds humantime cannot even represent it: still a range message.
+    assert!(
+        error_line(&out, "daemon.confirm_for").contains("far too large"),
+        "{out}"
+    );
+    assert_eq!(out.matches("job[0].jitter").count(), 1, "{out}");
+}
+
+#[test]
+fn a_jitter_not_smaller_than_the_interval_is_refused() {
+    for (schedule, jitter, interval) in [
+        ("@every 30s", "30s", "(30s, @every 30s)"),
+        ("*/5 * * * *", "5m", "(5m, the shortest gap between"),
+        ("0,10 * * * *", "20m", "(10m, the shortest gap between"),
+    ] {
+        let (code, out, _) =
+            check_body(&one_job(schedule, &format!("jitter = \"{jitter}\"\n")), &[]);
+        assert_eq!(code, Some(2), "{schedule}: {out}");
+        let line = error_line(&out, "job[0].jitter");
+        assert!(
+            line.contains("not smaller than the job's interval") && line.contains(interval),
+            "{schedule}: {line}"
+        );
+    }
+    // Just below the interval passes.
+    let (code, out, _) = check_body(&one_job("*/5 * * * *", "jitter = \"4m 59s\"\n"), &[]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn an_out_of_range_override_names_its_variable() {
+    let dir = tmp();
+    let demo = repo().join("config/dbwarden.toml");
+    for (var, value, key) in [
+        ("DBWARDEN_DAEMON__CATCH_UP", "100000000y", "daemon.catch_up"),
+        (
+            "DBWARDEN_DAEMON__MAX_CONCURRENT_TARGETS",
+            "0",
+            "daemon.max_concurrent_targets",
+        ),
+        (
+            "DBWARDEN_DAEMON__HISTORY_BUFFER_BYTES",
+            "8GB",
+            "daemon.history_buffer_bytes",
+        ),
+    ] {
+        let o = dbwarden(
+            &["config", "check", &demo.to_string_lossy()],
+            &[(var, value)],
+            dir.path(),
+        );
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}");
+        assert!(
+            out.contains(&format!("environment variable {var}: {key}: ")),
+            "{var}: {out}"
+        );
+        assert!(out.contains("out of range"), "{var}: {out}");
+    }
+}
+
+#[test]
+fn config_show_prints_the_typed_job_keys() {
+    let dir = tmp();
+    let cfg = dir.path().join("c.toml");
+    write(
+        &cfg,
+        &format!(
+            "{TARGET}[[job]]\nname = \"quick\"\nkind = \"health\"\nschedule = \"@every 1m\"\n[[job]]\nname = \"nightly\"\nkind = \"health\"\nschedule = \"0 3 * * *\"\nintegrity_check = true\n"
+        ),
+    );
+    let o = dbwarden(&["config", "show", &cfg.to_string_lossy()], &[], dir.path());
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    // Each job shows its kind's keys with their effective values, defaults included.
+    let jobs: Vec<&str> = out.split("[[job]]").skip(1).collect();
+    assert_eq!(jobs.len(), 2, "{out}");
+    assert!(jobs[0].contains("integrity_check = false"), "{out}");
+    assert!(jobs[1].contains("integrity_check = true"), "{out}");
+    assert!(!out.contains("window"), "{out}");
+    // What `show` prints is itself a valid config that means the same.
+    let shown = dir.path().join("shown.toml");
+    let body: String = out
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write(&shown, &body);
+    let again = dbwarden(
+        &["config", "show", &shown.to_string_lossy()],
+        &[],
+        dir.path(),
+    );
+    assert!(again.status.success(), "{}", text(&again));
+    let strip = |s: &str| -> String {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&out), strip(&text(&again)));
+}
+
+/// Every key of the range table is enforced: a config with each ranged value just past
+/// its maximum (and then just below its minimum) has one range error per key.
+#[test]
+fn every_ranged_key_is_checked_at_both_ends() {
+    use dbwarden::config::ranges::{Limit, RANGES};
+    let toml = |l: Limit| match l {
+        Limit::Count(n) => n.to_string(),
+        Limit::Bytes(n) => format!("\"{n}B\""),
+        Limit::Duration(d) => format!("\"{}ms\"", d.as_millis()),
+    };
+    let past = |l: Limit, up: bool| match l {
+        Limit::Count(n) if up => Some(Limit::Count(n + 1)),
+        Limit::Bytes(n) if up => Some(Limit::Bytes(n + 1)),
+        Limit::Duration(d) if up => Some(Limit::Duration(d + std::time::Duration::from_millis(1))),
+        Limit::Count(n) | Limit::Bytes(n) => n.checked_sub(1).map(Limit::Count),
+        Limit::Duration(d) => d
+            .checked_sub(std::time::Duration::from_millis(1))
+            .map(Limit::Duration),
+    };
+    for up in [true, false] {
+        let (mut daemon, mut target, mut pool, mut job) = (vec![], vec![], vec![], vec![]);
+        let mut every = "@every 2h".to_string();
+        let mut expected = vec![];
+        for r in RANGES {
+            let Some(v) = past(if up { r.max } else { r.min }, up) else {
+                continue; // a minimum of 0 has nothing below it
+            };
+            let line = |k: &str| format!("{k} = {}", toml(v));
+            match r.key.split('.').collect::<Vec<_>>()[..] {
+                // The range of `@every`: the job's schedule is written below.
+                ["job", "schedule"] => {
+                    every = format!("@every {}", toml(v).trim_matches('"'));
+                }
+                ["daemon", k] => daemon.push(line(k)),
+                ["target", "pool", k] => pool.push(line(k)),
+                ["target", k] => target.push(line(k)),
+                ["job", k] => job.push(line(k)),
+                _ => panic!("no place for {} in this test", r.key),
+            }
+            expected.push(
+                r.key
+                    .replacen("target.", "target[0].", 1)
+                    .replacen("job.", "job[0].", 1),
+            );
+        }
+        let body = format!(
+            "[daemon]\n{}\n[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n{}\npool = {{ {} }}\n[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"{every}\"\n{}\n",
+            daemon.join("\n"),
+            target.join("\n"),
+            pool.join(", "),
+            job.join("\n")
+        );
+        let (code, out, _) = check_body(&body, &[]);
+        assert_eq!(code, Some(2), "{out}");
+        for key in &expected {
+            let line = error_line(&out, key);
+            // Below 1s, `@every` is refused by the schedule parser in its own words.
+            let own = key == "job[0].schedule" && line.contains("at least 1s");
+            assert!(
+                line.contains("allowed: ") || own,
+                "{key} (up: {up}):\n{out}"
+            );
+        }
+        assert!(
+            out.contains(&format!("{} error", expected.len())),
+            "expected exactly {} errors:\n{out}",
+            expected.len()
+        );
+    }
+}

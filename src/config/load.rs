@@ -7,7 +7,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Value};
 
-use super::{ConfigError, ConfigErrors, RawConfig, validate};
+use super::job::{DeResult, de, fields_of, foreign_key_message};
+use super::{ConfigError, ConfigErrors, JobConfig, JobKind, RawConfig, ranges, validate};
 
 /// The environment prefix; only variables that also contain `__` are config keys.
 const ENV_PREFIX: &str = "DBWARDEN_";
@@ -71,51 +72,144 @@ pub fn load_raw(path: &Path) -> Result<Parsed, ConfigErrors> {
         return Err(fatal("the file must contain TOML tables and keys".into()));
     };
     let env = env_keys();
-    let origin_of = |key: &str| -> String {
-        env.iter()
-            .find(|(k, _)| key == k || key.starts_with(&format!("{k}.")))
-            .map(|(_, var)| format!("environment variable {var}"))
-            .unwrap_or_else(|| origin.clone())
+    let mut sink = Sink {
+        origin,
+        env: &env,
+        errors: Vec::new(),
+        failed_keys: BTreeSet::new(),
     };
+    // Jobs are read per kind (their keys depend on `kind`), after the rest.
+    let jobs = dict.remove("job");
+    let raw = collect(&mut dict, &[], de::<RawConfig>, |p, e| {
+        sink.parse_error(p, e)
+    });
+    let jobs = parse_jobs(jobs, &mut sink);
+    match raw {
+        Some(raw) => Ok(Parsed {
+            raw: RawConfig { jobs, ..raw },
+            errors: sink.errors,
+            failed_keys: sink.failed_keys,
+            env_keys: env.iter().map(|(k, _)| k.clone()).collect(),
+        }),
+        None => Err(ConfigErrors {
+            errors: sink.errors,
+            warnings: vec![],
+        }),
+    }
+}
 
-    let mut errors = Vec::new();
-    let mut failed_keys = BTreeSet::new();
-    // Each pass reports one error, removes the offending key and tries again; a config
-    // with 200 mistakes is not worth more passes than that.
+/// Where pass one's errors go, each with the origin of its key (file or variable).
+struct Sink<'a> {
+    origin: String,
+    env: &'a [(String, String)],
+    errors: Vec<ConfigError>,
+    failed_keys: BTreeSet<String>,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, key: String, message: String) {
+        let origin = self
+            .env
+            .iter()
+            .find(|(k, _)| key == *k || key.starts_with(&format!("{k}.")))
+            .map(|(_, var)| format!("environment variable {var}"))
+            .unwrap_or_else(|| self.origin.clone());
+        self.errors.push(ConfigError {
+            origin,
+            key: key.clone(),
+            message,
+        });
+        self.failed_keys.insert(key);
+    }
+
+    /// A serde error at `path`; a ranged key's error also says the allowed range (a
+    /// duration like `1000000000000y` fails here, before validation sees it).
+    fn parse_error(&mut self, path: &[Seg], e: figment::Error) {
+        let key = render(path);
+        let mut message = explain(&e.to_string());
+        if !matches!(e.kind, figment::error::Kind::UnknownField(..))
+            && let Some(range) = ranges::lookup(&key)
+        {
+            // humantime refuses a duration past u64 seconds as "invalid value".
+            if let figment::error::Kind::InvalidValue(figment::error::Actual::Str(v), exp) = &e.kind
+                && exp.contains("duration")
+            {
+                message = format!("\"{v}\" is not a duration or far too large");
+            }
+            message = format!("{message}; {}", range.allowed());
+        }
+        self.push(key, message);
+    }
+}
+
+/// Deserializes `dict` (found at `prefix`) with `de`, reporting every error: each pass
+/// reports one, removes the offending key and tries again. `None` only when an error names
+/// no key that could be removed.
+fn collect<T>(
+    dict: &mut Dict,
+    prefix: &[Seg],
+    de: impl Fn(&Value) -> DeResult<T>,
+    mut report: impl FnMut(&[Seg], figment::Error),
+) -> Option<T> {
+    // A config with 200 mistakes is not worth more passes than that.
     for _ in 0..200 {
         let v = Value::Dict(figment::value::Tag::Default, dict.clone());
-        match serde_path_to_error::deserialize::<_, RawConfig>(&v) {
-            Ok(raw) => {
-                return Ok(Parsed {
-                    raw,
-                    errors,
-                    failed_keys,
-                    env_keys: env.iter().map(|(k, _)| k.clone()).collect(),
-                });
-            }
+        match de(&v) {
+            Ok(t) => return Some(t),
             Err(e) => {
-                let path: Vec<Seg> = segments(&e.path().to_string());
-                let message = explain(&e.into_inner().to_string());
-                let key = render(&path);
-                let removed = remove_path(&mut dict, &path);
-                errors.push(ConfigError {
-                    origin: origin_of(&key),
-                    key: key.clone(),
-                    message,
-                });
-                failed_keys.insert(key);
-                if !removed {
+                let inner = segments(&e.path().to_string());
+                let full: Vec<Seg> = prefix.iter().cloned().chain(inner.clone()).collect();
+                report(&full, e.into_inner());
+                if !remove_path(dict, &inner) {
                     // Nothing to remove (should not happen with defaulted fields): stop
                     // rather than loop on the same error.
-                    break;
+                    return None;
                 }
             }
         }
     }
-    Err(ConfigErrors {
-        errors,
-        warnings: vec![],
-    })
+    None
+}
+
+/// Reads `[[job]]` tables: the common keys, then the kind's own keys, where a key of
+/// another kind (or of none) is reported as such. Indices stay those of the file.
+fn parse_jobs(value: Option<Value>, sink: &mut Sink<'_>) -> Vec<JobConfig> {
+    let items = match value {
+        None => return Vec::new(),
+        Some(Value::Array(_, items)) => items,
+        Some(_) => {
+            sink.push("job".into(), "must be a list of [[job]] tables".into());
+            return Vec::new();
+        }
+    };
+    let common_keys = fields_of::<JobConfig>();
+    let mut jobs = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let prefix = [Seg::Key("job".into()), Seg::Index(i)];
+        let Value::Dict(_, dict) = item else {
+            sink.push(format!("job[{i}]"), "must be a table ([[job]])".into());
+            jobs.push(JobConfig::default());
+            continue;
+        };
+        let (mut common, mut own): (Dict, Dict) = dict
+            .into_iter()
+            .partition(|(k, _)| common_keys.contains(&k.as_str()));
+        let mut job = collect(&mut common, &prefix, de::<JobConfig>, |p, e| {
+            sink.parse_error(p, e)
+        })
+        .unwrap_or_default();
+        // An unknown kind is reported by validation; its keys cannot be judged.
+        if let Some(kind) = JobKind::parse(&job.kind) {
+            job.params = collect(&mut own, &prefix, kind.spec().parse, |p, e| match &e.kind {
+                figment::error::Kind::UnknownField(name, _) => {
+                    sink.push(render(p), foreign_key_message(name, kind, common_keys))
+                }
+                _ => sink.parse_error(p, e),
+            });
+        }
+        jobs.push(job);
+    }
+    jobs
 }
 
 /// Loads, parses and validates a config file; all errors at once, or the usable config.

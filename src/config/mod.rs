@@ -1,12 +1,16 @@
 //! Configuration: the TOML file plus `DBWARDEN_<SECTION>__<KEY>` environment overrides,
 //! loaded by [`load`] into a validated, immutable [`Config`].
 //!
-//! Loading happens in two passes. `load::parse` turns file + environment into the raw
+//! Loading happens in two passes. `load::load_raw` turns file + environment into the raw
 //! serde types below, collecting every unknown key and type error instead of stopping at the
-//! first. `validate` then checks meaning (schedules, URLs, references, secrets) and builds
-//! the [`Config`] the rest of the program uses. Both passes report every problem at once.
+//! first; a `[[job]]` is read as its common keys plus the keys of its kind (`job.rs`), so a
+//! key of another kind is reported as such. `validate` then checks meaning (schedules, URLs,
+//! references, secrets, and every number against its range in [`ranges`]) and builds the
+//! [`Config`] the rest of the program uses. Both passes report every problem at once.
 
+mod job;
 mod load;
+pub mod ranges;
 pub mod secret;
 mod validate;
 
@@ -17,11 +21,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use job::{HealthParams, Job, JobKind, JobParams, KINDS, KindSpec, TargetSelector};
 pub use load::{load, load_raw};
 pub use secret::{Secret, SecretUrl};
-pub use validate::{
-    Config, HealthParams, Job, JobKind, JobParams, PasswordSource, Target, TargetSelector,
-};
+pub use validate::{Config, PasswordSource, Target};
 
 use crate::health::ThresholdValue;
 
@@ -92,7 +95,8 @@ pub struct RawConfig {
     pub thresholds: BTreeMap<String, ThresholdConfig>,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
-    #[serde(default, rename = "job")]
+    /// Parsed per kind by the loader (`load.rs`), which reports a key of the wrong kind.
+    #[serde(default, rename = "job", skip_deserializing)]
     pub jobs: Vec<JobConfig>,
     #[serde(default, rename = "channel")]
     pub channels: Vec<ChannelConfig>,
@@ -134,6 +138,32 @@ pub struct DaemonConfig {
     /// ... and for at least this long (`0s`: rounds only).
     #[serde(default, with = "humantime_serde")]
     pub confirm_for: Duration,
+    /// Results the history store buffers in memory while it cannot write; past this (or
+    /// `history_buffer_bytes`) the oldest are dropped and counted.
+    #[serde(default = "default_buffer_records")]
+    pub history_buffer_records: usize,
+    /// Memory the history buffer may take, e.g. "64MB" (1024-based).
+    #[serde(default = "default_buffer_bytes")]
+    pub history_buffer_bytes: ThresholdValue,
+    /// How often the daemon logs one summary line (runs, failures, skipped, store backlog).
+    #[serde(default = "default_summary_interval", with = "humantime_serde")]
+    pub summary_interval: Duration,
+    /// How often per-table statistics are stored per target (every engine the same).
+    #[serde(default = "default_table_stats_interval", with = "humantime_serde")]
+    pub table_stats_interval: Duration,
+}
+
+fn default_buffer_records() -> usize {
+    100_000
+}
+fn default_buffer_bytes() -> ThresholdValue {
+    ThresholdValue::Text("64MB".into())
+}
+fn default_summary_interval() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_table_stats_interval() -> Duration {
+    Duration::from_secs(5 * 60)
 }
 
 fn default_confirm_rounds() -> u32 {
@@ -172,6 +202,10 @@ impl Default for DaemonConfig {
             catch_up: default_catch_up(),
             confirm_rounds: default_confirm_rounds(),
             confirm_for: Duration::ZERO,
+            history_buffer_records: default_buffer_records(),
+            history_buffer_bytes: default_buffer_bytes(),
+            summary_interval: default_summary_interval(),
+            table_stats_interval: default_table_stats_interval(),
         }
     }
 }
@@ -287,7 +321,8 @@ impl Default for PoolConfig {
     }
 }
 
-/// `[[job]]`: what to run, when, against which targets.
+/// `[[job]]`: what to run, when, against which targets. These are the keys every kind
+/// has; the kind's own keys (e.g. a health job's `integrity_check`) are in `params`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobConfig {
@@ -312,26 +347,20 @@ pub struct JobConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
-    /// Random delay up to this much before each run, to spread a fleet's load.
+    /// Random delay up to this much before each run, to spread a fleet's load; smaller
+    /// than the job's interval.
     #[serde(
         default,
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
     pub jitter: Option<Duration>,
-    /// Health jobs: run SQLite's thorough `PRAGMA integrity_check` instead of `quick_check`
-    /// (e.g. a nightly job next to a frequent one).
-    #[serde(default)]
-    pub integrity_check: bool,
-    /// Maintenance window length: no new work starts after it closes.
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub window: Option<Duration>,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// The kind's own keys, typed; `None` when the kind is unknown. Read by the loader,
+    /// shown by `config show` next to the common keys.
+    #[serde(skip_deserializing, flatten, skip_serializing_if = "Option::is_none")]
+    pub params: Option<JobParams>,
 }
 
 fn default_all_targets() -> Vec<String> {
@@ -375,4 +404,59 @@ pub struct ChannelConfig {
 /// The config file path chosen by `-c`, `DBWARDEN_CONFIG`, or the default.
 pub fn config_path(cli: Option<PathBuf>) -> PathBuf {
     cli.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job::fields_of;
+    use super::*;
+
+    /// The README's configuration table names every key a config may contain, on a row of
+    /// the key's own section, so the reference cannot lose a key again.
+    #[test]
+    fn every_key_is_in_the_readme_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .unwrap_or_else(|e| panic!("README.md: {e}"));
+        // The first cell of each row of a section, split into its words.
+        let cells = |section: &str| -> Vec<Vec<String>> {
+            readme
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("| `{section} ")))
+                .map(|l| {
+                    l.split('|')
+                        .next()
+                        .unwrap_or("")
+                        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .collect()
+        };
+        let kind_keys = KINDS.iter().flat_map(|k| (k.keys)().iter().copied());
+        let sections: Vec<(&str, Option<&str>, Vec<&str>)> = vec![
+            ("[daemon]", None, fields_of::<DaemonConfig>().to_vec()),
+            ("[[target]]", None, fields_of::<TargetConfig>().to_vec()),
+            (
+                "[[target]]",
+                Some("pool"),
+                fields_of::<PoolConfig>().to_vec(),
+            ),
+            ("[[job]]", None, fields_of::<JobConfig>().to_vec()),
+            ("[[job]]", None, kind_keys.collect()),
+            ("[[channel]]", None, fields_of::<ChannelConfig>().to_vec()),
+        ];
+        for (section, within, keys) in sections {
+            let rows = cells(section);
+            assert!(!keys.is_empty(), "{section}: no keys read");
+            for key in keys {
+                let found = rows.iter().any(|words| {
+                    words.iter().any(|w| w == key)
+                        && within.is_none_or(|p| words.iter().any(|w| w == p))
+                });
+                assert!(found, "README has no row for {section} {key}");
+            }
+        }
+        assert!(!cells("[thresholds]").is_empty());
+    }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
+use super::job::{Job, JobKind, TargetSelector};
 use super::load::Parsed;
+use super::ranges::{self, Limit};
 use super::secret::{expand_credentials_path, read_secret_file};
 use super::{
     ConfigError, ConfigErrors, DaemonConfig, PoolConfig, RawConfig, Secret, SecretUrl,
@@ -27,6 +29,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub listen: SocketAddr,
     pub timezone: Tz,
+    /// `daemon.history_buffer_bytes`, parsed.
+    pub history_buffer_bytes: u64,
     pub targets: Vec<Target>,
     pub jobs: Vec<Job>,
     pub warnings: Vec<ConfigError>,
@@ -101,101 +105,6 @@ impl Target {
     }
 }
 
-/// Job kinds this version can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    Health,
-}
-
-impl JobKind {
-    pub const ALL: &'static [&'static str] = &["health"];
-
-    pub fn parse(s: &str) -> Option<JobKind> {
-        match s {
-            "health" => Some(JobKind::Health),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Health => "health",
-        }
-    }
-
-    /// Default run timeout when the job sets none.
-    pub fn default_timeout(self) -> Duration {
-        match self {
-            JobKind::Health => Duration::from_secs(120),
-        }
-    }
-}
-
-/// Which targets a job applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TargetSelector {
-    All,
-    Name(String),
-    Tag(String),
-}
-
-impl TargetSelector {
-    pub fn matches(&self, t: &Target) -> bool {
-        match self {
-            TargetSelector::All => true,
-            TargetSelector::Name(n) => &t.name == n,
-            TargetSelector::Tag(tag) => t.tags.iter().any(|x| x == tag),
-        }
-    }
-}
-
-/// A validated job.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub name: String,
-    pub kind: JobKind,
-    pub schedule: Schedule,
-    pub schedule_text: String,
-    pub targets: Vec<TargetSelector>,
-    pub timeout: Duration,
-    pub jitter: Duration,
-    pub window: Option<Duration>,
-    pub enabled: bool,
-    /// Health jobs: SQLite targets run `integrity_check` instead of `quick_check`.
-    pub integrity_check: bool,
-    /// The kind's own keys.
-    pub params: JobParams,
-}
-
-/// A job's kind-specific keys (MERGE: the config helper's typed version replaces this).
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobParams {
-    Health(HealthParams),
-}
-
-/// A health job's own keys.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HealthParams {
-    pub integrity_check: bool,
-}
-
-impl Job {
-    /// Whether two versions of a job would run identically (used by reload to keep a
-    /// job's task running when nothing about it changed).
-    pub fn same_as(&self, other: &Job) -> bool {
-        self.name == other.name
-            && self.kind == other.kind
-            && self.schedule_text == other.schedule_text
-            && format!("{:?}", self.schedule) == format!("{:?}", other.schedule)
-            && self.targets == other.targets
-            && self.timeout == other.timeout
-            && self.jitter == other.jitter
-            && self.window == other.window
-            && self.enabled == other.enabled
-            && self.integrity_check == other.integrity_check
-    }
-}
-
 struct Collector<'a> {
     origin: String,
     env_keys: &'a BTreeSet<String>,
@@ -217,8 +126,12 @@ impl Collector<'_> {
 
     fn error(&mut self, key: impl ToString, message: impl Into<String>) {
         let key = key.to_string();
-        // A key that already failed to parse is not reported again as missing.
-        if self.failed.contains(&key) {
+        // A key that already failed to parse (or lies under one) is not reported again.
+        if self
+            .failed
+            .iter()
+            .any(|f| key == *f || key.starts_with(&format!("{f}.")))
+        {
             return;
         }
         self.errors.push(ConfigError {
@@ -256,6 +169,15 @@ impl Collector<'_> {
 
     fn plain_file(&mut self, key: &str, raw: &str) {
         self.secret_file(key, raw)
+    }
+
+    /// Reports a value outside its key's range (see `ranges.rs`).
+    fn range(&mut self, key: &str, v: Limit) {
+        if let Some(r) = ranges::lookup(key)
+            && let Err(e) = r.check(v)
+        {
+            self.error(key, e);
+        }
     }
 }
 
@@ -322,21 +244,40 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             Tz::UTC
         }
     };
-    if d.max_concurrent_targets == 0 {
-        c.error("daemon.max_concurrent_targets", "must be at least 1");
+    let count = |n: usize| Limit::Count(n as u64);
+    c.range(
+        "daemon.max_concurrent_targets",
+        count(d.max_concurrent_targets),
+    );
+    c.range(
+        "daemon.confirm_rounds",
+        Limit::Count(u64::from(d.confirm_rounds)),
+    );
+    c.range(
+        "daemon.history_buffer_records",
+        count(d.history_buffer_records),
+    );
+    for (key, v) in [
+        ("daemon.shutdown_grace", d.shutdown_grace),
+        ("daemon.catch_up", d.catch_up),
+        ("daemon.confirm_for", d.confirm_for),
+        ("daemon.summary_interval", d.summary_interval),
+        ("daemon.table_stats_interval", d.table_stats_interval),
+    ] {
+        c.range(key, Limit::Duration(v));
     }
-    if d.confirm_rounds == 0 {
-        c.error(
-            "daemon.confirm_rounds",
-            "must be at least 1 (1 believes every change at once)",
-        );
-    }
-    if d.shutdown_grace.is_zero() {
-        c.error(
-            "daemon.shutdown_grace",
-            "must be more than 0s: running jobs need time to stop",
-        );
-    }
+    let history_buffer_bytes = match d.history_buffer_bytes.parse(crate::health::Unit::Bytes) {
+        Ok(b) => {
+            // f64 to u64 saturates, so a huge value still fails the range below.
+            let b = b as u64;
+            c.range("daemon.history_buffer_bytes", Limit::Bytes(b));
+            b
+        }
+        Err(e) => {
+            c.error("daemon.history_buffer_bytes", e.to_string());
+            0
+        }
+    };
 
     // [thresholds]
     let global = check_thresholds(&mut c, "thresholds", &raw.thresholds);
@@ -367,6 +308,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             );
         }
         check_pool(&mut c, i, &t.pool);
+        c.range(&key("busy_timeout"), Limit::Duration(t.busy_timeout));
         let own = check_thresholds(&mut c, &key("thresholds"), &t.thresholds);
         let mut resolved = BTreeMap::new();
         for spec in catalog::all() {
@@ -444,6 +386,11 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             None
         } else {
             match Schedule::parse(&j.schedule, tz) {
+                Ok(Schedule::Every(d)) => {
+                    // `@every 100000000y` parses, and would never fire.
+                    c.range(&key("schedule"), Limit::Duration(d));
+                    Some(Schedule::Every(d))
+                }
                 Ok(s) => Some(s),
                 Err(e) => {
                     c.error(key("schedule"), e);
@@ -487,10 +434,29 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 );
             }
         }
-        if j.timeout.is_some_and(|t| t.is_zero()) {
-            c.error(key("timeout"), "must be more than 0s");
+        if let Some(t) = j.timeout {
+            c.range(&key("timeout"), Limit::Duration(t));
         }
-        if let (Some(kind), Some(schedule)) = (kind, schedule) {
+        let jitter = j.jitter.unwrap_or(Duration::ZERO);
+        let jitter_in_range =
+            ranges::lookup("job.jitter").is_none_or(|r| r.check(Limit::Duration(jitter)).is_ok());
+        c.range(&key("jitter"), Limit::Duration(jitter));
+        if jitter_in_range
+            && let Some(s) = &schedule
+            && let Some((interval, what)) = super::job::shortest_interval(s, chrono::Utc::now())
+            && !jitter.is_zero()
+            && jitter >= interval
+        {
+            c.error(
+                key("jitter"),
+                format!(
+                    "{} is not smaller than the job's interval ({}, {what}): a jitter not smaller than the interval is a config error; lower jitter or space the schedule out",
+                    humantime::format_duration(jitter),
+                    humantime::format_duration(interval),
+                ),
+            );
+        }
+        if let (Some(kind), Some(schedule), Some(params)) = (kind, schedule, j.params.clone()) {
             jobs.push(Job {
                 name: j.name.clone(),
                 kind,
@@ -498,13 +464,9 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 schedule_text: j.schedule.clone(),
                 targets: selectors,
                 timeout: j.timeout.unwrap_or_else(|| kind.default_timeout()),
-                jitter: j.jitter.unwrap_or(Duration::ZERO),
-                window: j.window,
+                jitter,
                 enabled: j.enabled,
-                integrity_check: j.integrity_check,
-                params: JobParams::Health(HealthParams {
-                    integrity_check: j.integrity_check,
-                }),
+                params,
             });
         }
     }
@@ -612,6 +574,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
         raw,
         listen,
         timezone,
+        history_buffer_bytes,
         targets,
         jobs,
         warnings: c.warnings,
@@ -704,9 +667,11 @@ fn check_password(c: &mut Collector<'_>, i: usize, t: &TargetConfig) -> Password
 
 fn check_pool(c: &mut Collector<'_>, i: usize, p: &PoolConfig) {
     let key = |k: &str| format!("target[{i}].pool.{k}");
-    if p.max_connections == 0 {
-        c.error(key("max_connections"), "must be at least 1");
-    } else if p.max_connections > 20 {
+    c.range(
+        &key("max_connections"),
+        Limit::Count(u64::from(p.max_connections)),
+    );
+    if (21..=100).contains(&p.max_connections) {
         c.warn(
             key("max_connections"),
             "more than 20 connections per target is unusual for a monitoring agent",
@@ -715,10 +680,10 @@ fn check_pool(c: &mut Collector<'_>, i: usize, p: &PoolConfig) {
     for (name, d) in [
         ("connect_timeout", p.connect_timeout),
         ("acquire_timeout", p.acquire_timeout),
+        ("idle_timeout", p.idle_timeout),
+        ("max_lifetime", p.max_lifetime),
     ] {
-        if d.is_zero() {
-            c.error(key(name), "must be more than 0s");
-        }
+        c.range(&key(name), Limit::Duration(d));
     }
 }
 

@@ -67,8 +67,9 @@ impl Kind for HealthJob {
     async fn run(self, ctx: RunCtx) -> Result<HealthRun, JobError> {
         let shared = &self.shared;
         let target = &ctx.target;
-        // MERGE: ctx.config.daemon.table_stats_interval and opts.table_stats
-        let _stats_due = shared.table_stats_due(&target.name, super::TABLE_STATS_INTERVAL);
+        // MERGE: opts.table_stats
+        let _stats_due =
+            shared.table_stats_due(&target.name, ctx.config.daemon.table_stats_interval);
         let opts = HealthOptions {
             integrity_check: self.params.integrity_check,
             ..HealthOptions::default()

@@ -82,9 +82,6 @@ pub trait Kind: Sized + Send + 'static {
     fn run(self, ctx: RunCtx) -> impl Future<Output = Result<Self::Report, JobError>> + Send;
 }
 
-/// MERGE: replaced by `[daemon] table_stats_interval`.
-const TABLE_STATS_INTERVAL: Duration = Duration::from_secs(300);
-
 /// State the kinds share across runs and reloads.
 pub struct Shared {
     pub engines: Engines,

@@ -1,0 +1,338 @@
+//! Jobs: the kinds this version runs, each with its own typed keys, and the validated [`Job`].
+//!
+//! A `[[job]]` table holds the common keys ([`super::JobConfig`]) plus the keys of its kind.
+//! Adding a kind is: its params struct (`deny_unknown_fields`; doc comments are the user
+//! documentation), a [`JobKind`] and a [`JobParams`] variant, and one line in [`KINDS`].
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::{DeserializeOwned, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::Target;
+use crate::schedule::Schedule;
+
+/// The keys of a health job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthParams {
+    /// Run SQLite's thorough `PRAGMA integrity_check` instead of `quick_check` (e.g. a
+    /// nightly job next to a frequent one). Other engines ignore it.
+    #[serde(default)]
+    pub integrity_check: bool,
+}
+
+/// A job's own keys, typed by its kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobParams {
+    Health(HealthParams),
+}
+
+impl JobParams {
+    /// The kind these keys belong to.
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobParams::Health(_) => JobKind::Health,
+        }
+    }
+
+    /// A health job's keys; `None` for every other kind.
+    pub fn health(&self) -> Option<&HealthParams> {
+        match self {
+            JobParams::Health(p) => Some(p),
+        }
+    }
+}
+
+/// `config show` prints a job's own keys next to the common ones (flattened).
+impl Serialize for JobParams {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            JobParams::Health(p) => p.serialize(s),
+        }
+    }
+}
+
+/// Job kinds this version can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Health,
+}
+
+/// What the loader and validator need to know about one job kind.
+pub struct KindSpec {
+    pub kind: JobKind,
+    /// The value of `kind = "..."`.
+    pub name: &'static str,
+    /// Run timeout when the job sets none.
+    pub default_timeout: Duration,
+    /// The kind's own keys (its params struct's fields).
+    pub keys: fn() -> &'static [&'static str],
+    /// Reads the kind's own keys; serde's error carries the offending key's path.
+    pub parse: fn(&figment::value::Value) -> DeResult<JobParams>,
+}
+
+/// A deserialization result whose error carries the offending key's path (boxed: it is big).
+pub type DeResult<T> = Result<T, Box<serde_path_to_error::Error<figment::Error>>>;
+
+/// Deserializes a config value, keeping the path of the first offending key.
+pub fn de<T: DeserializeOwned>(v: &figment::value::Value) -> DeResult<T> {
+    serde_path_to_error::deserialize(v).map_err(Box::new)
+}
+
+/// Every job kind this version runs, in [`JobKind`] declaration order: one line per kind.
+pub const KINDS: &[KindSpec] = &[KindSpec {
+    kind: JobKind::Health,
+    name: "health",
+    default_timeout: Duration::from_secs(120),
+    keys: fields_of::<HealthParams>,
+    parse: |v| de(v).map(JobParams::Health),
+}];
+
+/// Kinds that arrive in later versions and the keys they are planned with, so a key put on
+/// the wrong kind of job can say where it belongs.
+pub const PLANNED: &[(&str, &[&str])] = &[
+    ("maintenance", &["window", "max_duration"]),
+    ("sample", &[]),
+    ("rollup", &[]),
+];
+
+impl JobKind {
+    /// The `kind = "..."` values this version runs.
+    pub const ALL: &'static [&'static str] = &{
+        let mut out = [""; KINDS.len()];
+        let mut i = 0;
+        while i < KINDS.len() {
+            out[i] = KINDS[i].name;
+            i += 1;
+        }
+        out
+    };
+
+    /// The table line of this kind.
+    pub fn spec(self) -> &'static KindSpec {
+        // KINDS is in declaration order (a unit test holds it there).
+        &KINDS[self as usize]
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        KINDS.iter().find(|k| k.name == s).map(|k| k.kind)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// Default run timeout when the job sets none.
+    pub fn default_timeout(self) -> Duration {
+        self.spec().default_timeout
+    }
+}
+
+/// Explains a key that is not one of `kind`'s own keys: which keys a job of that kind has,
+/// and which kind the key belongs to if it belongs to one.
+pub fn foreign_key_message(key: &str, kind: JobKind, common: &[&str]) -> String {
+    let name = kind.as_str();
+    let own = (kind.spec().keys)();
+    let own = if own.is_empty() {
+        "none".to_string()
+    } else {
+        own.join(", ")
+    };
+    let mut msg = format!(
+        "`{key}` is not a key of a {name} job; keys of a {name} job: {own} (and the common keys: {})",
+        common.join(", ")
+    );
+    let current = KINDS
+        .iter()
+        .filter(|k| k.kind != kind && (k.keys)().contains(&key))
+        .map(|k| format!("{} jobs", k.name));
+    let planned = PLANNED
+        .iter()
+        .filter(|(_, keys)| keys.contains(&key))
+        .map(|(k, _)| format!("{k} jobs, which arrive in a later version"));
+    let owners: Vec<String> = current.chain(planned).collect();
+    if !owners.is_empty() {
+        msg.push_str(&format!("; `{key}` belongs to {}", owners.join(" and ")));
+    }
+    msg
+}
+
+/// Which targets a job applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSelector {
+    All,
+    Name(String),
+    Tag(String),
+}
+
+impl TargetSelector {
+    pub fn matches(&self, t: &Target) -> bool {
+        match self {
+            TargetSelector::All => true,
+            TargetSelector::Name(n) => &t.name == n,
+            TargetSelector::Tag(tag) => t.tags.iter().any(|x| x == tag),
+        }
+    }
+}
+
+/// A validated job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub kind: JobKind,
+    pub schedule: Schedule,
+    pub schedule_text: String,
+    pub targets: Vec<TargetSelector>,
+    pub timeout: Duration,
+    pub jitter: Duration,
+    pub enabled: bool,
+    /// The kind's own keys.
+    pub params: JobParams,
+}
+
+impl Job {
+    /// Whether two versions of a job would run identically (used by reload to keep a
+    /// job's task running when nothing about it changed).
+    pub fn same_as(&self, other: &Job) -> bool {
+        self.name == other.name
+            && self.kind == other.kind
+            && self.schedule_text == other.schedule_text
+            // The schedule text alone misses a changed time zone.
+            && format!("{:?}", self.schedule) == format!("{:?}", other.schedule)
+            && self.targets == other.targets
+            && self.timeout == other.timeout
+            && self.jitter == other.jitter
+            && self.enabled == other.enabled
+            && self.params == other.params
+    }
+}
+
+/// How many upcoming fire times of a cron schedule are compared to find its interval: enough
+/// to see every gap of a daily or weekday pattern, cheap enough for hundreds of jobs.
+const INTERVAL_SAMPLES: usize = 100;
+
+/// The interval a job's jitter must stay below, and how it was found: `@every X` is X; a
+/// cron schedule's is the shortest gap between its next fire times after `from`.
+pub fn shortest_interval(s: &Schedule, from: DateTime<Utc>) -> Option<(Duration, String)> {
+    match s {
+        Schedule::Every(d) => Some((*d, format!("{s:?}"))),
+        Schedule::Cron { expr, .. } => {
+            let times = s.upcoming(from, INTERVAL_SAMPLES, false);
+            let gap = times
+                .windows(2)
+                .filter_map(|w| (w[1] - w[0]).to_std().ok())
+                .min()?;
+            Some((
+                gap,
+                format!(
+                    "the shortest gap between the next {} fire times of \"{expr}\"",
+                    times.len()
+                ),
+            ))
+        }
+    }
+}
+
+/// The keys a struct deserializes, read from serde's derive (which passes them to
+/// `deserialize_struct`), so the lists in error messages never drift from the structs.
+pub fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Probe(Option<&'static [&'static str]>);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field probe")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    impl<'de> Deserializer<'de> for &mut Probe {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut probe = Probe(None);
+    let _ = T::deserialize(&mut probe);
+    probe.0.unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_in_declaration_order_and_parse_to_their_own_params() {
+        for (i, spec) in KINDS.iter().enumerate() {
+            assert_eq!(spec.kind as usize, i, "{} is out of order", spec.name);
+            assert_eq!(JobKind::parse(spec.name), Some(spec.kind));
+            assert_eq!(spec.kind.as_str(), spec.name);
+            let empty = figment::value::Value::from(figment::value::Dict::new());
+            let params = (spec.parse)(&empty).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(params.kind(), spec.kind);
+        }
+        assert_eq!(JobKind::ALL, ["health"]);
+    }
+
+    #[test]
+    fn interval_of_every_and_cron() {
+        let tz = chrono_tz::Tz::UTC;
+        let from = chrono::DateTime::parse_from_rfc3339("2026-01-02T12:00:00Z")
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let every = Schedule::parse("@every 5m", tz).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            shortest_interval(&every, from).map(|x| x.0),
+            Some(Duration::from_secs(300))
+        );
+        // Gaps of 10 minutes and 50 minutes: the shorter one counts.
+        let cron = Schedule::parse("0,10 * * * *", tz).unwrap_or_else(|e| panic!("{e}"));
+        let (gap, what) = shortest_interval(&cron, from).unwrap_or_else(|| panic!("no gap"));
+        assert_eq!(gap, Duration::from_secs(600));
+        assert!(what.contains("\"0,10 * * * *\""), "{what}");
+        // Weekdays at 09:00: a day, not the weekend's three.
+        let cron = Schedule::parse("0 9 * * mon-fri", tz).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            shortest_interval(&cron, from).map(|x| x.0),
+            Some(Duration::from_secs(86_400))
+        );
+    }
+
+    #[test]
+    fn fields_come_from_the_struct() {
+        assert_eq!(fields_of::<HealthParams>(), ["integrity_check"]);
+    }
+
+    #[test]
+    fn a_maintenance_key_on_a_health_job_says_where_it_belongs() {
+        let m = foreign_key_message("window", JobKind::Health, &["name", "kind"]);
+        assert_eq!(
+            m,
+            "`window` is not a key of a health job; keys of a health job: integrity_check \
+             (and the common keys: name, kind); `window` belongs to maintenance jobs, which \
+             arrive in a later version"
+        );
+        let m = foreign_key_message("nonsense", JobKind::Health, &["name"]);
+        assert!(!m.contains("belongs"), "{m}");
+    }
+}
