@@ -355,7 +355,7 @@ async fn check(path: &std::path::Path, only: Option<&str>, format: Format) -> an
         eprintln!("dbwarden: no target named \"{o}\"");
         return Ok(3);
     }
-    let engines = Engines::default();
+    let engines = Engines::one_shot();
     let facts = ServerFacts::default();
     let limit = Arc::new(tokio::sync::Semaphore::new(
         config.daemon.max_concurrent_targets,

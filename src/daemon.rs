@@ -105,7 +105,7 @@ impl Executor for HealthExecutor {
         let target = target.clone();
         Box::pin(async move {
             if let Ok(e) = engines.get(&target) {
-                e.cancel_running().await;
+                e.cancel_all().await;
             }
         })
     }

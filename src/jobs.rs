@@ -8,9 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Target};
-use crate::engine::{Engine, HealthOptions, HealthReport, ServerOwners};
+use crate::engine::{Engine, HealthOptions, HealthReport, RunScope, ServerOwners, catalog};
 use crate::health::hysteresis::{self, Policy, Transition};
-use crate::health::{self, CheckResult, Scope, Status, catalog};
+use crate::health::{self, CheckResult, Scope, Status};
 use crate::store::{Record, Store, StoreError};
 
 /// Engines by target name, reused across rounds so pools stay warm. A target whose config
@@ -18,15 +18,24 @@ use crate::store::{Record, Store, StoreError};
 #[derive(Default)]
 pub struct Engines {
     map: Mutex<HashMap<String, (String, Arc<Engine>)>>,
+    /// `dbwarden check`: one connection per target ([`Engine::open_one_shot`]).
+    one_shot: bool,
 }
 
 fn fingerprint(t: &Target) -> String {
-    // Secrets are part of the fingerprint only through their source (file/env name), so
-    // a rotated password file is picked up by the pool's next connection, not by reload.
-    format!("{:?}|{}", t.raw, t.url.expose())
+    // Connection settings only: thresholds come with every round.
+    Engine::settings_key(t)
 }
 
 impl Engines {
+    /// Engines for one-shot rounds (`dbwarden check`).
+    pub fn one_shot() -> Self {
+        Engines {
+            one_shot: true,
+            ..Engines::default()
+        }
+    }
+
     /// The engine of a target, opened on first use.
     pub fn get(&self, t: &Target) -> Result<Arc<Engine>, crate::engine::EngineError> {
         let fp = fingerprint(t);
@@ -36,7 +45,11 @@ impl Engines {
         {
             return Ok(e.clone());
         }
-        let e = Arc::new(Engine::open(t)?);
+        let e = Arc::new(if self.one_shot {
+            Engine::open_one_shot(t)?
+        } else {
+            Engine::open(t)?
+        });
         if let Some((_, old)) = map.insert(t.name.clone(), (fp, e.clone())) {
             tokio::spawn(async move { old.close(Duration::from_secs(5)).await });
         }
@@ -67,7 +80,7 @@ impl Engines {
     /// Cancels statements running on every server (shutdown).
     pub async fn cancel_all(&self) {
         for e in self.all() {
-            e.cancel_running().await;
+            e.cancel_all().await;
         }
     }
 
@@ -330,7 +343,7 @@ pub async fn health_round(
         ..opts.clone()
     };
     let report = match engines.get(target) {
-        Ok(e) => e.health(&opts).await,
+        Ok(e) => e.health(target, &opts, &RunScope::default()).await,
         Err(e) => HealthReport {
             measurements: vec![health::Measurement::verdict(
                 "connectivity",
