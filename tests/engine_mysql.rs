@@ -357,7 +357,13 @@ async fn server_level_checks_can_be_left_to_another_target() {
             .copied()
             .filter(|c| !matches!(*c, "connectivity" | "mysql_fragmentation"))
             .collect();
-        let report = engine.health(&other, &owners(&server, &server_checks), &RunScope::default()).await;
+        let report = engine
+            .health(
+                &other,
+                &owners(&server, &server_checks),
+                &RunScope::default(),
+            )
+            .await;
         assert!(
             report.server_checks.is_empty(),
             "{:?}",
@@ -386,7 +392,11 @@ async fn server_level_checks_can_be_left_to_another_target() {
         );
         // An owner chosen for another server (a failover moved this target): measure.
         let report = engine
-            .health(&other, &owners("mariadb:elsewhere:3306:9", &server_checks), &RunScope::default())
+            .health(
+                &other,
+                &owners("mariadb:elsewhere:3306:9", &server_checks),
+                &RunScope::default(),
+            )
             .await;
         assert!(report.server_checks.contains(&"mysql_connections"));
         let results = judge(&other, &report);
@@ -399,7 +409,11 @@ async fn server_level_checks_can_be_left_to_another_target() {
         );
         // Only some left to another target: the rest measured here, and claimed.
         let report = engine
-            .health(&other, &owners(&server, &["mysql_connections"]), &RunScope::default())
+            .health(
+                &other,
+                &owners(&server, &["mysql_connections"]),
+                &RunScope::default(),
+            )
             .await;
         let results = judge(&other, &report);
         assert!(
@@ -428,7 +442,10 @@ async fn connections_killed_by_the_server_are_replaced_within_the_round() {
         let engine = ok(Engine::open(&target), "open engine");
         let mut admin = db.conn().await;
         for round in 0..3 {
-            let results = judge(&target, &engine.health(&target, &stats(), &RunScope::default()).await);
+            let results = judge(
+                &target,
+                &engine.health(&target, &stats(), &RunScope::default()).await,
+            );
             assert!(
                 result(&results, "connectivity").value.is_some(),
                 "round {round}: {results:#?}"
@@ -681,7 +698,9 @@ async fn deadlock_shows_on_the_next_round() {
         exec(&mut c1, "ROLLBACK").await;
         exec(&mut c2, "ROLLBACK").await;
 
-        let report = engine.health(&target, &HealthOptions::default(), &RunScope::default()).await;
+        let report = engine
+            .health(&target, &HealthOptions::default(), &RunScope::default())
+            .await;
         let results = judge(&target, &report);
         // information_schema.TABLES is read at most every 5 minutes: the second round
         // reuses the first round's fragmentation result and reports no table stats.
@@ -710,7 +729,10 @@ async fn slow_queries_show_as_a_delta() {
         let target = db
             .target(r#"thresholds = { mysql_slow_queries = { warning = 3, critical = 1000000 } }"#);
         let engine = ok(Engine::open(&target), "open");
-        let first = judge(&target, &engine.health(&target, &stats(), &RunScope::default()).await);
+        let first = judge(
+            &target,
+            &engine.health(&target, &stats(), &RunScope::default()).await,
+        );
         assert!(
             result(&first, "mysql_slow_queries")
                 .message
@@ -721,7 +743,10 @@ async fn slow_queries_show_as_a_delta() {
         for _ in 0..4 {
             scalar(&mut c, "SELECT 1").await;
         }
-        let results = judge(&target, &engine.health(&target, &stats(), &RunScope::default()).await);
+        let results = judge(
+            &target,
+            &engine.health(&target, &stats(), &RunScope::default()).await,
+        );
         let r = result(&results, "mysql_slow_queries");
         assert_eq!(r.status, Status::Warning, "{}", r.message);
         assert!(r.value.is_some_and(|v| v >= 4.0), "{r:?}");
@@ -850,11 +875,17 @@ async fn cancel_when_idle_is_harmless() {
         let engine = ok(Engine::open(&target), "open");
         engine.cancel(&RunScope::default()).await;
         engine.cancel_all().await;
-        let results = judge(&target, &engine.health(&target, &stats(), &RunScope::default()).await);
+        let results = judge(
+            &target,
+            &engine.health(&target, &stats(), &RunScope::default()).await,
+        );
         assert_eq!(result(&results, "connectivity").status, Status::Ok);
         engine.cancel(&RunScope::default()).await;
         engine.cancel_all().await;
-        let results = judge(&target, &engine.health(&target, &stats(), &RunScope::default()).await);
+        let results = judge(
+            &target,
+            &engine.health(&target, &stats(), &RunScope::default()).await,
+        );
         assert_eq!(result(&results, "connectivity").status, Status::Ok);
         engine.close(Duration::from_secs(2)).await;
     })
@@ -954,7 +985,9 @@ async fn table_writes_and_reads_come_from_performance_schema() {
             "{s:?}"
         );
         // Between refreshes the result is reused and no table stats are reported.
-        let cached = engine.health(&target, &HealthOptions::default(), &RunScope::default()).await;
+        let cached = engine
+            .health(&target, &HealthOptions::default(), &RunScope::default())
+            .await;
         assert!(cached.table_stats.is_empty(), "{:?}", cached.table_stats);
 
         // A lost connection may be a restart (counters from zero): no delta across it.

@@ -1793,3 +1793,370 @@ async fn partly_received_record_is_no_lag_on_an_idle_primary() {
     let _ = primary.close().await;
     e.close(Duration::from_secs(5)).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Per-run cancellation, one-shot connections, a dead server, a locked catalog
+// ---------------------------------------------------------------------------------------
+
+/// A TCP proxy in front of the test server that counts the connections it accepted and
+/// can play a dying server: open connections are cut, and new ones are answered "the
+/// database system is shutting down" (SQLSTATE 57P03, which sqlx's pool retries until
+/// its acquire timeout) or refused.
+struct Proxy {
+    port: u16,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
+    dying: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(upstream: &url::Url) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let up = format!(
+            "{}:{}",
+            upstream.host_str().unwrap_or("127.0.0.1"),
+            upstream.port().unwrap_or(5432)
+        );
+        let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => l,
+            Err(e) => panic!("proxy bind: {e}"),
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        if let Err(e) = listener.set_nonblocking(true) {
+            panic!("proxy: {e}");
+        }
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let dying = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s, o, d) = (
+            accepted.clone(),
+            stopped.clone(),
+            open.clone(),
+            dying.clone(),
+        );
+        let acceptor = std::thread::spawn(move || {
+            // The listener is dropped when this returns: connections are refused then.
+            while !s.load(Ordering::SeqCst) {
+                let Ok((inbound, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                a.fetch_add(1, Ordering::SeqCst);
+                let _ = inbound.set_nonblocking(false);
+                if d.load(Ordering::SeqCst) {
+                    std::thread::spawn(move || shutting_down(inbound));
+                    continue;
+                }
+                let Ok(outbound) = std::net::TcpStream::connect(&up) else {
+                    continue;
+                };
+                let pairs = [(inbound.try_clone(), outbound.try_clone())];
+                for (i, o2) in pairs {
+                    let (Ok(mut i), Ok(mut o2)) = (i, o2) else {
+                        continue;
+                    };
+                    let (Ok(mut i2), Ok(mut o3)) = (i.try_clone(), o2.try_clone()) else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut i, &mut o2);
+                        let _ = o2.shutdown(std::net::Shutdown::Both);
+                    });
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut o3, &mut i2);
+                        let _ = i2.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                if let Ok(mut v) = o.lock() {
+                    v.push(inbound);
+                    v.push(outbound);
+                }
+            }
+        });
+        Proxy {
+            port,
+            accepted,
+            stopped,
+            dying,
+            open,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    fn url(&self, url: &str) -> String {
+        let mut u = match url::Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => panic!("{e}"),
+        };
+        let _ = u.set_host(Some("127.0.0.1"));
+        let _ = u.set_port(Some(self.port));
+        u.to_string()
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The server is going down: open connections are cut, new ones are told so.
+    fn die(&self) {
+        self.dying.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(v) = self.open.lock() {
+            for c in v.iter() {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    /// The server is gone: open connections are cut, new ones refused.
+    fn stop(&mut self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+        if let Ok(v) = self.open.lock() {
+            for c in v.iter() {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Answers a PostgreSQL client as a server that is shutting down: no TLS, then a FATAL
+/// 57P03 error after the startup message.
+fn shutting_down(mut c: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut read_message = |c: &mut std::net::TcpStream| -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        c.read_exact(&mut len).ok()?;
+        let n = u32::from_be_bytes(len) as usize;
+        let mut body = vec![0u8; n.saturating_sub(4)];
+        c.read_exact(&mut body).ok()?;
+        Some(body)
+    };
+    let Some(first) = read_message(&mut c) else {
+        return;
+    };
+    // SSLRequest (code 80877103): decline, then read the startup message.
+    if first.len() == 4
+        && u32::from_be_bytes([first[0], first[1], first[2], first[3]]) == 80_877_103
+    {
+        if c.write_all(b"N").is_err() || read_message(&mut c).is_none() {
+            return;
+        }
+    }
+    let mut fields = Vec::new();
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "57P03"),
+        (b'M', "the database system is shutting down"),
+    ] {
+        fields.push(tag);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut msg = vec![b'E'];
+    msg.extend_from_slice(&((fields.len() + 4) as u32).to_be_bytes());
+    msg.extend_from_slice(&fields);
+    let _ = c.write_all(&msg);
+    let _ = c.shutdown(std::net::Shutdown::Both);
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The pid of the session `scope` holds (waits until the run registered it).
+async fn scope_pid(scope: &RunScope) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = scope.sessions().first() {
+            return s.id as i32;
+        }
+        if Instant::now() > deadline {
+            panic!("the run never registered its session");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether `pid` is running a statement now.
+async fn active(admin: &mut PgConnection, pid: i32) -> bool {
+    match sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active')",
+    )
+    .bind(pid)
+    .fetch_one(admin)
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => panic!("pg_stat_activity: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_run_stops_only_its_own_statements() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let (_dir, t) = target(&db.url(), "");
+    let e = Arc::new(engine(&t));
+    let Engine::Postgres(_) = &*e else {
+        panic!("not PostgreSQL")
+    };
+    let (scope_a, scope_b) = (RunScope::default(), RunScope::default());
+    // Two runs on one engine, each with a statement that runs for a while (under the
+    // probes' statement_timeout of 5 s).
+    let run = |scope: &RunScope| {
+        let (e, scope) = (e.clone(), scope.clone());
+        tokio::spawn(async move {
+            match &*e {
+                Engine::Postgres(p) => p.run_in_scope("SELECT pg_sleep(4)", &scope).await,
+                _ => Ok(()),
+            }
+        })
+    };
+    let (run_a, run_b) = (run(&scope_a), run(&scope_b));
+    let (pid_a, pid_b) = (scope_pid(&scope_a).await, scope_pid(&scope_b).await);
+    assert_ne!(pid_a, pid_b);
+    let mut admin = db.conn().await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !(active(&mut admin, pid_a).await && active(&mut admin, pid_b).await) {
+        assert!(Instant::now() < deadline, "the statements never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    e.cancel(&scope_a).await;
+    let a = match run_a.await {
+        Ok(r) => r,
+        Err(err) => panic!("{err}"),
+    };
+    assert!(
+        a.as_ref().is_err_and(|m| m.contains("user request")),
+        "run A was not cancelled: {a:?}"
+    );
+    // B's statement is untouched by A's cancel.
+    assert!(active(&mut admin, pid_b).await, "run B was stopped too");
+    assert!(!run_b.is_finished());
+
+    e.cancel(&scope_b).await;
+    let b = match run_b.await {
+        Ok(r) => r,
+        Err(err) => panic!("{err}"),
+    };
+    assert!(
+        b.as_ref().is_err_and(|m| m.contains("user request")),
+        "run B was not cancelled: {b:?}"
+    );
+    // Both runs gave their connections back: the scopes are empty.
+    assert!(scope_a.sessions().is_empty() && scope_b.sessions().is_empty());
+    e.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn one_shot_check_opens_one_connection() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let proxy = Proxy::start(&base);
+    let (_dir, t) = target(&proxy.url(&db.url()), "");
+    let e = match Engine::open_one_shot(&t) {
+        Ok(e) => e,
+        Err(err) => panic!("{err}"),
+    };
+    let results = judge(&t, &run_round(&e, &t).await);
+    assert!(
+        results.iter().all(|r| r.status == Status::Ok),
+        "{}",
+        show(&results)
+    );
+    e.close(Duration::from_secs(5)).await;
+    assert_eq!(proxy.accepted(), 1, "connections opened by one check");
+}
+
+/// After its pooled connections died, the round tries one direct connection and reports
+/// what the server said, instead of letting the pool retry until its acquire timeout.
+#[tokio::test]
+async fn first_round_after_the_server_went_down_asks_it_once() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let proxy = Proxy::start(&base);
+    let (_dir, t) = target(&proxy.url(&db.url()), "");
+    let e = engine(&t);
+    let results = judge(&t, &run_round(&e, &t).await);
+    assert_eq!(find(&results, "connectivity").status, Status::Ok);
+    proxy.die();
+    let before = proxy.accepted();
+    let results = judge(&t, &run_round(&e, &t).await);
+    let c = find(&results, "connectivity");
+    assert_eq!(c.status, Status::Critical, "{}", show(&results));
+    assert!(c.message.contains("shutting down"), "{}", c.message);
+    assert_eq!(proxy.accepted() - before, 1, "connection attempts");
+    e.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn first_round_after_the_server_died_reports_the_refusal() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut proxy = Proxy::start(&base);
+    let (_dir, t) = target(&proxy.url(&db.url()), "");
+    let e = engine(&t);
+    let results = judge(&t, &run_round(&e, &t).await);
+    assert_eq!(find(&results, "connectivity").status, Status::Ok);
+    proxy.stop();
+    // The pooled connections are dead; the round finds out at once why it has none.
+    let results = judge(&t, &run_round(&e, &t).await);
+    let c = find(&results, "connectivity");
+    assert_eq!(c.status, Status::Critical, "{}", show(&results));
+    assert!(
+        c.message
+            .contains(&format!("connection refused at 127.0.0.1:{}", proxy.port)),
+        "{}",
+        c.message
+    );
+    e.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_locked_catalog_is_not_an_unreachable_server() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let (_dir, t) = target(&db.url(), "");
+    let warm = engine(&t);
+    let results = judge(&t, &run_round(&warm, &t).await);
+    assert_eq!(find(&results, "connectivity").status, Status::Ok);
+
+    let mut locker = db.conn().await;
+    exec(&mut locker, "BEGIN").await;
+    exec(&mut locker, "LOCK pg_class IN ACCESS EXCLUSIVE MODE").await;
+    // A new engine: even starting a session waits on the catalog.
+    let cold = engine(&t);
+    let cold_results = judge(&t, &run_round(&cold, &t).await);
+    // A warm one: its probes that read pg_class wait.
+    let warm_results = judge(&t, &run_round(&warm, &t).await);
+    exec(&mut locker, "ROLLBACK").await;
+
+    for results in [&cold_results, &warm_results] {
+        let c = find(results, "connectivity");
+        assert_ne!(c.status, Status::Critical, "{}", show(results));
+        assert!(!c.message.contains("unreachable"), "{}", show(results));
+        let d = find(results, "dead_tuples");
+        assert_eq!(d.status, Status::Unknown, "{}", show(results));
+        assert!(d.message.contains("lock_timeout"), "{}", show(results));
+    }
+    let c = find(&cold_results, "connectivity");
+    assert!(
+        c.message.contains("reached") && c.message.contains("lock on a system catalog"),
+        "{}",
+        c.message
+    );
+    cold.close(Duration::from_secs(5)).await;
+    warm.close(Duration::from_secs(5)).await;
+}
