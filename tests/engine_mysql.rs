@@ -1057,3 +1057,76 @@ async fn table_stats_without_performance_schema_have_no_counters() {
     })
     .await;
 }
+
+/// Whether MySQL connection `id` is running a statement now.
+async fn running(c: &mut MySqlConnection, id: u64) -> bool {
+    let row = ok(
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id} AND COMMAND = 'Query'"
+        )))
+        .fetch_one(&mut *c)
+        .await,
+        "processlist",
+    );
+    let n: i64 = ok(row.try_get(0), "count");
+    n > 0
+}
+
+/// The connection id `scope` holds (waits until the run registered it).
+async fn scope_id(scope: &RunScope) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = scope.sessions().first() {
+            return s.id;
+        }
+        assert!(Instant::now() < deadline, "the run never registered its session");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_run_stops_only_its_own_statements() {
+    with_db(|db| async move {
+        let target = db.target("");
+        let engine = std::sync::Arc::new(ok(Engine::open(&target), "open"));
+        let (scope_a, scope_b) = (RunScope::default(), RunScope::default());
+        let run = |scope: &RunScope| {
+            let (e, scope) = (engine.clone(), scope.clone());
+            tokio::spawn(async move {
+                match &*e {
+                    Engine::Mysql(m) => m.run_in_scope("SELECT SLEEP(5)", &scope).await,
+                    _ => Ok(()),
+                }
+            })
+        };
+        let (run_a, run_b) = (run(&scope_a), run(&scope_b));
+        let (id_a, id_b) = (scope_id(&scope_a).await, scope_id(&scope_b).await);
+        assert_ne!(id_a, id_b);
+        let mut c = db.conn().await;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !(running(&mut c, id_a).await && running(&mut c, id_b).await) {
+            assert!(Instant::now() < deadline, "the statements never ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        engine.cancel(&scope_a).await;
+        let a = ok(run_a.await, "run A");
+        assert!(
+            a.as_ref().is_err_and(|m| m.contains("interrupted")),
+            "run A was not cancelled: {a:?}"
+        );
+        // B's statement is untouched by A's cancel.
+        assert!(running(&mut c, id_b).await, "run B was stopped too");
+        assert!(!run_b.is_finished());
+
+        engine.cancel(&scope_b).await;
+        let b = ok(run_b.await, "run B");
+        assert!(
+            b.as_ref().is_err_and(|m| m.contains("interrupted")),
+            "run B was not cancelled: {b:?}"
+        );
+        assert!(scope_a.sessions().is_empty() && scope_b.sessions().is_empty());
+        engine.close(Duration::from_secs(2)).await;
+    })
+    .await;
+}
