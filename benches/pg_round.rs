@@ -25,9 +25,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use dbwarden::config::Target;
-use dbwarden::engine::postgres::PostgresEngine;
 use dbwarden::engine::postgres::bench_support::round_statements;
-use dbwarden::engine::{HealthOptions, HealthReport};
+use dbwarden::engine::{Engine, HealthOptions, HealthReport, RunScope};
 use dbwarden::health::{Outcome, Status};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor, Row};
@@ -82,16 +81,24 @@ async fn run(url: &str) -> Result<(), String> {
 
     let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
     let t = target(dir.path(), db_url.as_str())?;
-    let engine = PostgresEngine::open(&t).map_err(|e| format!("open: {e}"))?;
-    let opts = HealthOptions::default();
+    let engine = Engine::open(&t).map_err(|e| format!("open: {e}"))?;
+    // Every round reports table statistics: the most a round costs.
+    let opts = HealthOptions {
+        table_stats: true,
+        ..HealthOptions::default()
+    };
+    let backend_pids = || match &engine {
+        Engine::Postgres(p) => p.backend_pids(),
+        _ => Vec::new(),
+    };
 
     // Warm-up: connects both pooled connections, prepares the statements, runs the
     // slow-cadence probes (cached for minutes afterwards).
     for _ in 0..WARMUP {
-        let r = engine.health(&opts).await;
+        let r = engine.health(&t, &opts, &RunScope::default()).await;
         round_error(&r)?;
     }
-    let pids = engine.backend_pids().await;
+    let pids = backend_pids();
     let pgss = pg_stat_statements(&mut c).await?;
     let server_before = if pgss {
         Some(pgss_total(&mut c).await?)
@@ -105,7 +112,7 @@ async fn run(url: &str) -> Result<(), String> {
     let mut tables = 0;
     for _ in 0..ROUNDS {
         let started = Instant::now();
-        let r = engine.health(&opts).await;
+        let r = engine.health(&t, &opts, &RunScope::default()).await;
         walls.push(started.elapsed().as_secs_f64() * 1000.0);
         round_error(&r)?;
         tables = r.table_stats.len();
@@ -118,7 +125,7 @@ async fn run(url: &str) -> Result<(), String> {
     } else {
         None
     };
-    let pids_after = engine.backend_pids().await;
+    let pids_after = backend_pids();
     let connections: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name = 'dbwarden'",
@@ -126,7 +133,7 @@ async fn run(url: &str) -> Result<(), String> {
     .fetch_one(&mut c)
     .await
     .map_err(|e| format!("count connections: {e}"))?;
-    engine.close().await;
+    engine.close(Duration::from_secs(5)).await;
 
     // Server-side time per round.
     let (server_ms, server_line, exec_only_ms) = match (server_before, server_after) {

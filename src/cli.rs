@@ -437,7 +437,7 @@ async fn check(
         }
         return Ok(3);
     }
-    let engines = Engines::default();
+    let engines = Engines::one_shot();
     let facts = ServerFacts::default();
     let limit = Arc::new(tokio::sync::Semaphore::new(
         config.daemon.max_concurrent_targets,
@@ -461,13 +461,19 @@ async fn check(
                 ..HealthOptions::default()
             };
             let engine = engines.get(t);
-            let round =
-                jobs::health::round(engine.as_ref().map_err(|e| e.to_string()), t, facts, opts);
+            let scope = crate::engine::RunScope::default();
+            let round = jobs::health::round(
+                engine.as_ref().map_err(|e| e.to_string()),
+                t,
+                facts,
+                opts,
+                &scope,
+            );
             let h = match tokio::time::timeout(timeout, round).await {
                 Ok(h) => h,
                 Err(_) => {
                     if let Ok(e) = &engine {
-                        e.cancel_running().await;
+                        e.cancel(&scope).await;
                     }
                     timed_out(t, timeout)
                 }

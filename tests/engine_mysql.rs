@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dbwarden::config::Target;
-use dbwarden::engine::{Engine, HealthOptions, HealthReport, TableStat};
-use dbwarden::health::{CheckResult, Measurement, Observation, Outcome, Status, catalog, evaluate};
+use dbwarden::engine::{Engine, HealthOptions, HealthReport, RunScope, TableStat, catalog};
+use dbwarden::health::{CheckResult, Measurement, Observation, Outcome, Status, evaluate};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 
@@ -212,9 +212,17 @@ where
     }
 }
 
+/// Options of a round that reports table statistics.
+fn stats() -> HealthOptions {
+    HealthOptions {
+        table_stats: true,
+        ..HealthOptions::default()
+    }
+}
+
 async fn round(target: &Target) -> (HealthReport, Vec<CheckResult>) {
     let engine = ok(Engine::open(target), "open engine");
-    let report = engine.health(&HealthOptions::default()).await;
+    let report = engine.health(&target, &stats(), &RunScope::default()).await;
     let results = judge(target, &report);
     engine.close(Duration::from_secs(2)).await;
     (report, results)
@@ -349,7 +357,13 @@ async fn server_level_checks_can_be_left_to_another_target() {
             .copied()
             .filter(|c| !matches!(*c, "connectivity" | "mysql_fragmentation"))
             .collect();
-        let report = engine.health(&owners(&server, &server_checks)).await;
+        let report = engine
+            .health(
+                &other,
+                &owners(&server, &server_checks),
+                &RunScope::default(),
+            )
+            .await;
         assert!(
             report.server_checks.is_empty(),
             "{:?}",
@@ -378,7 +392,11 @@ async fn server_level_checks_can_be_left_to_another_target() {
         );
         // An owner chosen for another server (a failover moved this target): measure.
         let report = engine
-            .health(&owners("mariadb:elsewhere:3306:9", &server_checks))
+            .health(
+                &other,
+                &owners("mariadb:elsewhere:3306:9", &server_checks),
+                &RunScope::default(),
+            )
             .await;
         assert!(report.server_checks.contains(&"mysql_connections"));
         let results = judge(&other, &report);
@@ -391,7 +409,11 @@ async fn server_level_checks_can_be_left_to_another_target() {
         );
         // Only some left to another target: the rest measured here, and claimed.
         let report = engine
-            .health(&owners(&server, &["mysql_connections"]))
+            .health(
+                &other,
+                &owners(&server, &["mysql_connections"]),
+                &RunScope::default(),
+            )
             .await;
         let results = judge(&other, &report);
         assert!(
@@ -420,7 +442,10 @@ async fn connections_killed_by_the_server_are_replaced_within_the_round() {
         let engine = ok(Engine::open(&target), "open engine");
         let mut admin = db.conn().await;
         for round in 0..3 {
-            let results = judge(&target, &engine.health(&HealthOptions::default()).await);
+            let results = judge(
+                &target,
+                &engine.health(&target, &stats(), &RunScope::default()).await,
+            );
             assert!(
                 result(&results, "connectivity").value.is_some(),
                 "round {round}: {results:#?}"
@@ -637,7 +662,7 @@ async fn deadlock_shows_on_the_next_round() {
         exec(&mut c1, "INSERT INTO acct VALUES (1, 0), (2, 0)").await;
         let target = db.target("");
         let engine = ok(Engine::open(&target), "open");
-        let first_report = engine.health(&HealthOptions::default()).await;
+        let first_report = engine.health(&target, &stats(), &RunScope::default()).await;
         assert_eq!(first_report.table_stats.len(), 1);
         let first = judge(&target, &first_report);
         assert!(
@@ -673,7 +698,9 @@ async fn deadlock_shows_on_the_next_round() {
         exec(&mut c1, "ROLLBACK").await;
         exec(&mut c2, "ROLLBACK").await;
 
-        let report = engine.health(&HealthOptions::default()).await;
+        let report = engine
+            .health(&target, &HealthOptions::default(), &RunScope::default())
+            .await;
         let results = judge(&target, &report);
         // information_schema.TABLES is read at most every 5 minutes: the second round
         // reuses the first round's fragmentation result and reports no table stats.
@@ -702,7 +729,10 @@ async fn slow_queries_show_as_a_delta() {
         let target = db
             .target(r#"thresholds = { mysql_slow_queries = { warning = 3, critical = 1000000 } }"#);
         let engine = ok(Engine::open(&target), "open");
-        let first = judge(&target, &engine.health(&HealthOptions::default()).await);
+        let first = judge(
+            &target,
+            &engine.health(&target, &stats(), &RunScope::default()).await,
+        );
         assert!(
             result(&first, "mysql_slow_queries")
                 .message
@@ -713,7 +743,10 @@ async fn slow_queries_show_as_a_delta() {
         for _ in 0..4 {
             scalar(&mut c, "SELECT 1").await;
         }
-        let results = judge(&target, &engine.health(&HealthOptions::default()).await);
+        let results = judge(
+            &target,
+            &engine.health(&target, &stats(), &RunScope::default()).await,
+        );
         let r = result(&results, "mysql_slow_queries");
         assert_eq!(r.status, Status::Warning, "{}", r.message);
         assert!(r.value.is_some_and(|v| v >= 4.0), "{r:?}");
@@ -840,11 +873,19 @@ async fn cancel_when_idle_is_harmless() {
     with_db(|db| async move {
         let target = db.target("");
         let engine = ok(Engine::open(&target), "open");
-        engine.cancel_running().await;
-        let results = judge(&target, &engine.health(&HealthOptions::default()).await);
+        engine.cancel(&RunScope::default()).await;
+        engine.cancel_all().await;
+        let results = judge(
+            &target,
+            &engine.health(&target, &stats(), &RunScope::default()).await,
+        );
         assert_eq!(result(&results, "connectivity").status, Status::Ok);
-        engine.cancel_running().await;
-        let results = judge(&target, &engine.health(&HealthOptions::default()).await);
+        engine.cancel(&RunScope::default()).await;
+        engine.cancel_all().await;
+        let results = judge(
+            &target,
+            &engine.health(&target, &stats(), &RunScope::default()).await,
+        );
         assert_eq!(result(&results, "connectivity").status, Status::Ok);
         engine.close(Duration::from_secs(2)).await;
     })
@@ -903,7 +944,7 @@ async fn table_writes_and_reads_come_from_performance_schema() {
         let target = db.target("");
         let engine = ok(Engine::open(&target), "open");
 
-        let first = engine.health(&HealthOptions::default()).await;
+        let first = engine.health(&target, &stats(), &RunScope::default()).await;
         assert_round_ok(&judge(&target, &first), true);
         let s = table_stat(&first, &items);
         // First reading: the baseline, no deltas yet; the lifetime fetch counts are there.
@@ -918,7 +959,7 @@ async fn table_writes_and_reads_come_from_performance_schema() {
 
         write_and_read_items(&mut c).await;
         refresh_tables(&engine).await;
-        let second = engine.health(&HealthOptions::default()).await;
+        let second = engine.health(&target, &stats(), &RunScope::default()).await;
         assert_round_ok(&judge(&target, &second), false);
         let s = table_stat(&second, &items);
         assert_eq!(
@@ -936,7 +977,7 @@ async fn table_writes_and_reads_come_from_performance_schema() {
 
         // Without the cached result the next round without writes has zero deltas.
         refresh_tables(&engine).await;
-        let third = engine.health(&HealthOptions::default()).await;
+        let third = engine.health(&target, &stats(), &RunScope::default()).await;
         let s = table_stat(&third, &items);
         assert_eq!(
             (s.inserts_delta, s.updates_delta, s.deletes_delta),
@@ -944,13 +985,15 @@ async fn table_writes_and_reads_come_from_performance_schema() {
             "{s:?}"
         );
         // Between refreshes the result is reused and no table stats are reported.
-        let cached = engine.health(&HealthOptions::default()).await;
+        let cached = engine
+            .health(&target, &HealthOptions::default(), &RunScope::default())
+            .await;
         assert!(cached.table_stats.is_empty(), "{:?}", cached.table_stats);
 
         // A lost connection may be a restart (counters from zero): no delta across it.
         assert!(db.kill_other_connections(&mut c).await > 0);
         refresh_tables(&engine).await;
-        let after_loss = engine.health(&HealthOptions::default()).await;
+        let after_loss = engine.health(&target, &stats(), &RunScope::default()).await;
         assert_round_ok(&judge(&target, &after_loss), false);
         let s = table_stat(&after_loss, &items);
         assert_eq!(s.inserts_delta, None, "{s:?}");
@@ -989,11 +1032,11 @@ async fn table_stats_without_performance_schema_have_no_counters() {
         let items = format!("{}.items", db.name);
         let target = db.target("");
         let engine = ok(Engine::open(&target), "open");
-        let first = engine.health(&HealthOptions::default()).await;
+        let first = engine.health(&target, &stats(), &RunScope::default()).await;
         assert_round_ok(&judge(&target, &first), true);
         write_and_read_items(&mut c).await;
         refresh_tables(&engine).await;
-        let second = engine.health(&HealthOptions::default()).await;
+        let second = engine.health(&target, &stats(), &RunScope::default()).await;
         assert_round_ok(&judge(&target, &second), false);
         for report in [&first, &second] {
             let s = table_stat(report, &items);
@@ -1010,6 +1053,82 @@ async fn table_stats_without_performance_schema_have_no_counters() {
                 "{s:?}"
             );
         }
+        engine.close(Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
+/// Whether MySQL connection `id` is running a statement now.
+async fn running(c: &mut MySqlConnection, id: u64) -> bool {
+    let row = ok(
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id} AND COMMAND = 'Query'"
+        )))
+        .fetch_one(&mut *c)
+        .await,
+        "processlist",
+    );
+    let n: i64 = ok(row.try_get(0), "count");
+    n > 0
+}
+
+/// The connection id `scope` holds (waits until the run registered it).
+async fn scope_id(scope: &RunScope) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = scope.sessions().first() {
+            return s.id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never registered its session"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_run_stops_only_its_own_statements() {
+    with_db(|db| async move {
+        let target = db.target("");
+        let engine = std::sync::Arc::new(ok(Engine::open(&target), "open"));
+        let (scope_a, scope_b) = (RunScope::default(), RunScope::default());
+        let run = |scope: &RunScope| {
+            let (e, scope) = (engine.clone(), scope.clone());
+            tokio::spawn(async move {
+                match &*e {
+                    Engine::Mysql(m) => m.run_in_scope("SELECT SLEEP(5)", &scope).await,
+                    _ => Ok(()),
+                }
+            })
+        };
+        let (run_a, run_b) = (run(&scope_a), run(&scope_b));
+        let (id_a, id_b) = (scope_id(&scope_a).await, scope_id(&scope_b).await);
+        assert_ne!(id_a, id_b);
+        let mut c = db.conn().await;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !(running(&mut c, id_a).await && running(&mut c, id_b).await) {
+            assert!(Instant::now() < deadline, "the statements never ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        engine.cancel(&scope_a).await;
+        let a = ok(run_a.await, "run A");
+        assert!(
+            a.as_ref().is_err_and(|m| m.contains("interrupted")),
+            "run A was not cancelled: {a:?}"
+        );
+        // B's statement is untouched by A's cancel.
+        assert!(running(&mut c, id_b).await, "run B was stopped too");
+        assert!(!run_b.is_finished());
+
+        engine.cancel(&scope_b).await;
+        let b = ok(run_b.await, "run B");
+        assert!(
+            b.as_ref().is_err_and(|m| m.contains("interrupted")),
+            "run B was not cancelled: {b:?}"
+        );
+        assert!(scope_a.sessions().is_empty() && scope_b.sessions().is_empty());
         engine.close(Duration::from_secs(2)).await;
     })
     .await;

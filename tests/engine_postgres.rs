@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dbwarden::config::{Config, Target};
-use dbwarden::engine::postgres::PostgresEngine;
-use dbwarden::engine::{HealthOptions, HealthReport};
-use dbwarden::health::{CheckResult, Status, catalog, evaluate};
+use dbwarden::engine::{Engine, HealthOptions, HealthReport, RunScope, catalog};
+use dbwarden::health::{CheckResult, Status, evaluate};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
@@ -200,10 +199,27 @@ pool = {{ max_connections = 2, connect_timeout = "2s", acquire_timeout = "2s" }}
     (dir, t)
 }
 
-fn engine(t: &Target) -> PostgresEngine {
-    match PostgresEngine::open(t) {
+fn engine(t: &Target) -> Engine {
+    match Engine::open(t) {
         Ok(e) => e,
         Err(e) => panic!("open: {e}"),
+    }
+}
+
+/// One round as the daemon runs it, reporting table statistics.
+async fn run_round(e: &Engine, t: &Target) -> HealthReport {
+    let opts = HealthOptions {
+        table_stats: true,
+        ..HealthOptions::default()
+    };
+    e.health(t, &opts, &RunScope::default()).await
+}
+
+/// The backend pids the engine's rounds used.
+fn pids(e: &Engine) -> Vec<i32> {
+    match e {
+        Engine::Postgres(p) => p.backend_pids(),
+        _ => panic!("not a PostgreSQL engine"),
     }
 }
 
@@ -238,10 +254,10 @@ fn show(results: &[CheckResult]) -> String {
 
 /// Runs rounds until `check` is no longer OK (statistics reach the views with a delay of up
 /// to a second), at most ~10 s.
-async fn until_not_ok(e: &PostgresEngine, t: &Target, check: &str) -> Vec<CheckResult> {
+async fn until_not_ok(e: &Engine, t: &Target, check: &str) -> Vec<CheckResult> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let results = judge(t, &e.health(&Default::default()).await);
+        let results = judge(t, &run_round(&e, &t).await);
         if find(&results, check).status != Status::Ok || Instant::now() > deadline {
             return results;
         }
@@ -269,7 +285,7 @@ async fn healthy_database_is_ok_from_the_first_round() {
 
     let (_dir, t) = target(&db.url(), "");
     let e = engine(&t);
-    let report = e.health(&Default::default()).await;
+    let report = run_round(&e, &t).await;
     let results = judge(&t, &report);
     eprintln!("first round:\n{}", show(&results));
     assert_eq!(report.measurements[0].check, "connectivity");
@@ -287,7 +303,7 @@ async fn healthy_database_is_ok_from_the_first_round() {
         );
     }
     // Every PostgreSQL check answered, exactly once.
-    for name in dbwarden::engine::postgres::NAMES {
+    for name in dbwarden::engine::postgres::CHECKS.iter().map(|s| &s.name) {
         assert_eq!(
             results.iter().filter(|r| r.check == *name).count(),
             1,
@@ -325,7 +341,7 @@ async fn healthy_database_is_ok_from_the_first_round() {
     assert_eq!(small.inserts_delta, None);
 
     // Second round: deltas exist now, still OK; table deltas start.
-    let report = e.health(&Default::default()).await;
+    let report = run_round(&e, &t).await;
     let results = judge(&t, &report);
     assert!(
         results.iter().all(|r| r.status == Status::Ok),
@@ -346,9 +362,9 @@ async fn healthy_database_is_ok_from_the_first_round() {
     };
     assert_eq!(small.inserts_delta, Some(0.0));
     // The engine's connections are known (cancel_running) and stay within the pool.
-    let pids = e.backend_pids().await;
+    let pids = pids(&e);
     assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 /// Two targets that are databases of one server: from the second round on, only the first
@@ -460,7 +476,7 @@ async fn dead_tuples_name_the_table() {
         r.message
     );
     assert_eq!(r.subject.as_deref(), Some("table public.orders"));
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -503,7 +519,7 @@ async fn idle_transaction_is_named_with_pid_and_query() {
     );
     assert!(!r.message.contains("hunter2"), "{}", r.message);
     exec(&mut idle, "ROLLBACK").await;
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -557,7 +573,7 @@ async fn blocked_session_names_the_blocker() {
         Ok(Ok((_, Ok(())))) => {}
         other => panic!("the blocked update did not finish: {other:?}"),
     }
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -594,7 +610,7 @@ async fn long_query_is_named_with_its_redacted_text() {
     let mut admin = db.conn().await;
     exec(&mut admin, &format!("SELECT pg_cancel_backend({pid})")).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), sleeping).await;
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -610,7 +626,7 @@ async fn connection_limit_nearly_used_is_critical() {
     t.pool.max_connections = 1;
     let e = engine(&t);
     // Round 1 opens the engine's connection (1 of 3).
-    let first = judge(&t, &e.health(&Default::default()).await);
+    let first = judge(&t, &run_round(&e, &t).await);
     assert_eq!(
         find(&first, "connectivity").status,
         Status::Ok,
@@ -621,7 +637,7 @@ async fn connection_limit_nearly_used_is_critical() {
     for _ in 0..2 {
         others.push(db.conn_as(&role).await);
     }
-    let results = judge(&t, &e.health(&Default::default()).await);
+    let results = judge(&t, &run_round(&e, &t).await);
     let r = find(&results, "connection_limit");
     assert_eq!(r.status, Status::Critical, "{}", show(&results));
     assert!(
@@ -647,7 +663,7 @@ async fn connection_limit_nearly_used_is_critical() {
     for c in others {
         let _ = c.close().await;
     }
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -670,7 +686,7 @@ async fn failed_concurrent_index_build_is_an_invalid_index() {
 
     let (_dir, t) = target(&db.url(), "");
     let e = engine(&t);
-    let results = judge(&t, &e.health(&Default::default()).await);
+    let results = judge(&t, &run_round(&e, &t).await);
     let r = find(&results, "invalid_indexes");
     assert_eq!(r.status, Status::Warning, "{}", show(&results));
     assert!(
@@ -679,7 +695,7 @@ async fn failed_concurrent_index_build_is_an_invalid_index() {
         "{}",
         r.message
     );
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -702,7 +718,7 @@ async fn unused_index_above_the_floor_is_named() {
         r#"thresholds = { unused_indexes = { warning = "64kB", min_size = "64kB" } }"#,
     );
     let e = engine(&t);
-    let results = judge(&t, &e.health(&Default::default()).await);
+    let results = judge(&t, &run_round(&e, &t).await);
     let r = find(&results, "unused_indexes");
     assert_eq!(r.status, Status::Warning, "{}", show(&results));
     assert!(
@@ -717,7 +733,7 @@ async fn unused_index_above_the_floor_is_named() {
     );
     // The primary key backs a constraint, and the tiny index is below the floor.
     assert!(!r.message.contains("t_pkey") && !r.message.contains("t_tiny_idx"));
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -740,7 +756,7 @@ async fn expensive_probes_are_reused_with_their_age() {
         r#"thresholds = { duplicate_indexes = { warning = "8kB" }, bloat = { min_size = "8kB" } }"#,
     );
     let e = engine(&t);
-    let first = judge(&t, &e.health(&Default::default()).await);
+    let first = judge(&t, &run_round(&e, &t).await);
     let r = find(&first, "duplicate_indexes");
     assert_eq!(r.status, Status::Warning, "{}", show(&first));
     assert!(
@@ -760,12 +776,12 @@ async fn expensive_probes_are_reused_with_their_age() {
     // old result is shown with its age.
     exec(&mut c, "DROP INDEX t_v_b").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let second = judge(&t, &e.health(&Default::default()).await);
+    let second = judge(&t, &run_round(&e, &t).await);
     let r = find(&second, "duplicate_indexes");
     assert_eq!(r.status, Status::Warning, "{}", show(&second));
     assert!(!r.message.contains("found 0s ago"), "{}", r.message);
     assert!(r.message.contains("s ago"), "{}", r.message);
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -778,7 +794,7 @@ async fn down_target_is_critical_within_the_connect_timeout() {
     t.pool.acquire_timeout = Duration::from_secs(1);
     let e = engine(&t);
     let started = Instant::now();
-    let report = e.health(&Default::default()).await;
+    let report = run_round(&e, &t).await;
     let took = started.elapsed();
     let results = judge(&t, &report);
     let r = find(&results, "connectivity");
@@ -800,7 +816,7 @@ async fn down_target_is_critical_within_the_connect_timeout() {
     );
     // A second round (cold pool again) is just as quick.
     let started = Instant::now();
-    let _ = e.health(&Default::default()).await;
+    let _ = run_round(&e, &t).await;
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
@@ -830,7 +846,7 @@ async fn silent_server_times_out_within_the_connect_timeout() {
     t.pool.acquire_timeout = Duration::from_secs(1);
     let e = engine(&t);
     let started = Instant::now();
-    let results = judge(&t, &e.health(&Default::default()).await);
+    let results = judge(&t, &run_round(&e, &t).await);
     let took = started.elapsed();
     let r = find(&results, "connectivity");
     assert_eq!(r.status, Status::Critical, "{}", show(&results));
@@ -851,7 +867,7 @@ async fn missing_database_and_role_are_named() {
     u.set_path("/dbw_t_does_not_exist");
     let (_dir, t) = target(u.as_str(), "");
     let e = engine(&t);
-    let results = judge(&t, &e.health(&Default::default()).await);
+    let results = judge(&t, &run_round(&e, &t).await);
     let r = find(&results, "connectivity");
     assert_eq!(r.status, Status::Critical);
     assert!(
@@ -866,7 +882,7 @@ async fn missing_database_and_role_are_named() {
     let _ = u.set_password(Some("s3cret-pw"));
     let (_dir2, t) = target(u.as_str(), "");
     let e = engine(&t);
-    let results = judge(&t, &e.health(&Default::default()).await);
+    let results = judge(&t, &run_round(&e, &t).await);
     let r = find(&results, "connectivity");
     assert_eq!(r.status, Status::Critical);
     assert!(r.message.contains("dbw_t_no_such_role"), "{}", r.message);
@@ -895,7 +911,7 @@ async fn locked_table_neither_fails_nor_stalls_the_round() {
     );
     let e = engine(&t);
     let started = Instant::now();
-    let report = e.health(&Default::default()).await;
+    let report = run_round(&e, &t).await;
     let took = started.elapsed();
     let results = judge(&t, &report);
     let failed: Vec<&CheckResult> = results
@@ -907,7 +923,7 @@ async fn locked_table_neither_fails_nor_stalls_the_round() {
     assert!(took < Duration::from_millis(900), "took {took:?}");
     assert!(report.table_stats.iter().any(|s| s.table == "public.t"));
     exec(&mut locker, "ROLLBACK").await;
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -930,7 +946,7 @@ async fn monitoring_roles_get_ok_or_unknown_with_the_grant() {
             r#"thresholds = { bloat = { min_size = "8kB" } }"#,
         );
         let e = engine(&t);
-        let results = judge(&t, &e.health(&Default::default()).await);
+        let results = judge(&t, &run_round(&e, &t).await);
         eprintln!("{role}:\n{}", show(&results));
         for r in &results {
             match r.status {
@@ -966,13 +982,13 @@ async fn monitoring_roles_get_ok_or_unknown_with_the_grant() {
             let d = find(&results, "disk_space");
             assert!(d.message.contains("not visible from here"), "{}", d.message);
         }
-        e.close().await;
+        e.close(Duration::from_secs(5)).await;
     }
 }
 
 /// The engine's live backends, per pg_stat_activity.
-async fn live_backends(admin: &mut PgConnection, e: &PostgresEngine) -> Vec<i32> {
-    let pids = e.backend_pids().await;
+async fn live_backends(admin: &mut PgConnection, e: &Engine) -> Vec<i32> {
+    let pids = pids(&e);
     match sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE pid = ANY($1) ORDER BY pid")
         .bind(&pids)
         .fetch_all(admin)
@@ -1015,13 +1031,13 @@ async fn connections_closed_by_the_server_are_replaced_within_the_round() {
         );
         assert!(find(results, "connectivity").value.is_some());
     };
-    let first = e.health(&Default::default()).await;
+    let first = run_round(&e, &t).await;
     healthy(&judge(&t, &first));
     let both = live_backends(&mut c, &e).await;
     assert_eq!(both.len(), 2, "{both:?}");
 
     terminate(&mut c, &both).await;
-    let report = e.health(&Default::default()).await;
+    let report = run_round(&e, &t).await;
     healthy(&judge(&t, &report));
     assert!(report.table_stats.iter().any(|s| s.table == "public.t"));
 
@@ -1031,16 +1047,16 @@ async fn connections_closed_by_the_server_are_replaced_within_the_round() {
         // round right after a loss may run on one connection; the next has two again.
         let mut live = live_backends(&mut c, &e).await;
         if live.len() < 2 {
-            healthy(&judge(&t, &e.health(&Default::default()).await));
+            healthy(&judge(&t, &run_round(&e, &t).await));
             live = live_backends(&mut c, &e).await;
         }
         assert_eq!(live.len(), 2, "{live:?}");
         terminate(&mut c, &live[round..=round]).await;
-        let report = e.health(&Default::default()).await;
+        let report = run_round(&e, &t).await;
         healthy(&judge(&t, &report));
         assert!(report.table_stats.iter().any(|s| s.table == "public.t"));
     }
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
     let _ = c.close().await;
 }
 
@@ -1064,14 +1080,15 @@ async fn cancel_running_stops_a_waiting_probe() {
     let mut watcher = db.conn().await;
     let round = {
         let e = e.clone();
-        tokio::spawn(async move { e.health(&Default::default()).await })
+        let t = t.clone();
+        tokio::spawn(async move { run_round(&e, &t).await })
     };
     // Whenever one of the engine's backends waits for the lock, cancel it.
     let started = Instant::now();
     let mut cancels = 0;
     while !round.is_finished() && started.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let pids = e.backend_pids().await;
+        let pids = pids(&e);
         let waiting: i64 = match sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1) AND wait_event_type = 'Lock'",
         )
@@ -1083,7 +1100,7 @@ async fn cancel_running_stops_a_waiting_probe() {
             Err(err) => panic!("watch: {err}"),
         };
         if waiting > 0 {
-            e.cancel_running().await;
+            e.cancel_all().await;
             cancels += 1;
         }
     }
@@ -1113,13 +1130,13 @@ async fn cancel_running_stops_a_waiting_probe() {
         show(&results)
     );
     // A cancelled slow probe is retried on the next round, not kept for its interval.
-    let results = judge(&t, &e.health(&Default::default()).await);
+    let results = judge(&t, &run_round(&e, &t).await);
     assert!(
         results.iter().all(|r| r.status == Status::Ok),
         "{}",
         show(&results)
     );
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -1144,7 +1161,7 @@ async fn inactive_slot_retaining_wal_is_named() {
         r#"thresholds = { replication_slots = { warning = "1kB", critical = "1TB" } }"#,
     );
     let e = engine(&t);
-    let results = judge(&t, &e.health(&Default::default()).await);
+    let results = judge(&t, &run_round(&e, &t).await);
     let _ = c
         .execute(AssertSqlSafe(format!(
             "SELECT pg_drop_replication_slot('{slot}')"
@@ -1164,7 +1181,7 @@ async fn inactive_slot_retaining_wal_is_named() {
         r.message
     );
     assert!(matches!(r.scope, dbwarden::health::Scope::Server(_)));
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1351,7 +1368,7 @@ async fn failing_archive_command_is_at_least_a_warning() {
 
     let (_dir, t) = target(&url, "");
     let e = engine(&t);
-    let results = judge(&t, &e.health(&Default::default()).await);
+    let results = judge(&t, &run_round(&e, &t).await);
     let r = find(&results, "archiver");
     assert!(
         matches!(r.status, Status::Warning | Status::Critical),
@@ -1384,7 +1401,7 @@ async fn failing_archive_command_is_at_least_a_warning() {
     assert!(r.value.is_some_and(|v| v >= 1.0), "{:?}", r.value);
     assert!(matches!(r.scope, dbwarden::health::Scope::Server(_)));
     let _ = c.close().await;
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -1448,14 +1465,14 @@ async fn prepared_transaction_is_named_and_holds_back_the_xmin_horizon() {
 
     // Resolved: both are OK again.
     exec(&mut c, &format!("ROLLBACK PREPARED '{gid}'")).await;
-    let results = judge(&t, &e.health(&Default::default()).await);
+    let results = judge(&t, &run_round(&e, &t).await);
     for check in ["prepared_xacts", "xmin_horizon"] {
         let r = find(&results, check);
         assert_eq!(r.status, Status::Ok, "{}", show(&results));
         assert!(!r.message.contains(&gid), "{}", r.message);
     }
     let _ = c.close().await;
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -1468,7 +1485,7 @@ async fn primary_lists_its_streaming_standby() {
     wait_caught_up(&mut c).await;
     let (_dir, t) = target(&url, "");
     let e = engine(&t);
-    let report = e.health(&Default::default()).await;
+    let report = run_round(&e, &t).await;
     let results = judge(&t, &report);
     let r = find(&results, "replication_lag");
     assert_eq!(r.status, Status::Ok, "{}", show(&results));
@@ -1489,7 +1506,7 @@ async fn primary_lists_its_streaming_standby() {
         show(&results)
     );
     let _ = c.close().await;
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 /// Replay paused on the standby while the primary commits: the standby falls behind for
@@ -1563,7 +1580,7 @@ async fn paused_replay_is_lag_on_the_primary_and_on_the_standby() {
     // Resumed: the standby catches up and reports no lag.
     exec(&mut standby, "SELECT pg_wal_replay_resume()").await;
     wait_caught_up(&mut primary).await;
-    let results = judge(&ts, &es.health(&Default::default()).await);
+    let results = judge(&ts, &run_round(&es, &ts).await);
     assert_eq!(
         find(&results, "replication_lag").status,
         Status::Ok,
@@ -1572,8 +1589,8 @@ async fn paused_replay_is_lag_on_the_primary_and_on_the_standby() {
     );
     let _ = primary.close().await;
     let _ = standby.close().await;
-    ep.close().await;
-    es.close().await;
+    ep.close(Duration::from_secs(5)).await;
+    es.close(Duration::from_secs(5)).await;
 }
 
 /// A standby is a server of its own (a primary and its standby share the system
@@ -1601,8 +1618,8 @@ async fn standby_is_its_own_server_and_an_idle_primary_is_no_lag() {
         r#"thresholds = { replication_lag = { warning = "1s", critical = "1h" } }"#,
     );
     let (ep, es) = (engine(&tp), engine(&ts));
-    let p = ep.health(&Default::default()).await;
-    let s = es.health(&Default::default()).await;
+    let p = run_round(&ep, &tp).await;
+    let s = run_round(&es, &ts).await;
     let (pr, sr) = (judge(&tp, &p), judge(&ts, &s));
     assert!(
         find(&sr, "connectivity").message.contains(", standby)"),
@@ -1641,7 +1658,7 @@ async fn standby_is_its_own_server_and_an_idle_primary_is_no_lag() {
         )
         .await;
         oldest = oldest.max(age);
-        let results = judge(&ts, &es.health(&Default::default()).await);
+        let results = judge(&ts, &run_round(&es, &ts).await);
         let r = find(&results, "replication_lag");
         assert_eq!(r.status, Status::Ok, "{}", show(&results));
         assert!(r.message.starts_with(prefix), "{}", r.message);
@@ -1654,8 +1671,8 @@ async fn standby_is_its_own_server_and_an_idle_primary_is_no_lag() {
     );
     let _ = primary.close().await;
     let _ = standby.close().await;
-    ep.close().await;
-    es.close().await;
+    ep.close(Duration::from_secs(5)).await;
+    es.close(Duration::from_secs(5)).await;
 }
 
 /// A standby whose WAL receiver has stopped (here primary_conninfo emptied; in life the
@@ -1719,7 +1736,7 @@ async fn stopped_wal_receiver_is_not_ok() {
     );
     let _ = primary.close().await;
     let _ = standby.close().await;
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
 }
 
 /// The primary commits nothing, but writes a WAL record longer than a page (here a
@@ -1745,7 +1762,7 @@ async fn partly_received_record_is_no_lag_on_an_idle_primary() {
         r#"thresholds = { replication_lag = { warning = "1s", critical = "1h" } }"#,
     );
     let e = engine(&t);
-    let first = judge(&t, &e.health(&Default::default()).await);
+    let first = judge(&t, &run_round(&e, &t).await);
     assert_eq!(
         find(&first, "replication_lag").status,
         Status::Ok,
@@ -1760,7 +1777,7 @@ async fn partly_received_record_is_no_lag_on_an_idle_primary() {
     let mut alarms = Vec::new();
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1500) {
-        let results = judge(&t, &e.health(&Default::default()).await);
+        let results = judge(&t, &run_round(&e, &t).await);
         let r = find(&results, "replication_lag");
         if r.status != Status::Ok {
             alarms.push(format!("{} {}", r.status, r.message));
@@ -1774,5 +1791,372 @@ async fn partly_received_record_is_no_lag_on_an_idle_primary() {
         alarms[0]
     );
     let _ = primary.close().await;
-    e.close().await;
+    e.close(Duration::from_secs(5)).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-run cancellation, one-shot connections, a dead server, a locked catalog
+// ---------------------------------------------------------------------------------------
+
+/// A TCP proxy in front of the test server that counts the connections it accepted and
+/// can play a dying server: open connections are cut, and new ones are answered "the
+/// database system is shutting down" (SQLSTATE 57P03, which sqlx's pool retries until
+/// its acquire timeout) or refused.
+struct Proxy {
+    port: u16,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
+    dying: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(upstream: &url::Url) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let up = format!(
+            "{}:{}",
+            upstream.host_str().unwrap_or("127.0.0.1"),
+            upstream.port().unwrap_or(5432)
+        );
+        let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => l,
+            Err(e) => panic!("proxy bind: {e}"),
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        if let Err(e) = listener.set_nonblocking(true) {
+            panic!("proxy: {e}");
+        }
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let dying = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s, o, d) = (
+            accepted.clone(),
+            stopped.clone(),
+            open.clone(),
+            dying.clone(),
+        );
+        let acceptor = std::thread::spawn(move || {
+            // The listener is dropped when this returns: connections are refused then.
+            while !s.load(Ordering::SeqCst) {
+                let Ok((inbound, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                a.fetch_add(1, Ordering::SeqCst);
+                let _ = inbound.set_nonblocking(false);
+                if d.load(Ordering::SeqCst) {
+                    std::thread::spawn(move || shutting_down(inbound));
+                    continue;
+                }
+                let Ok(outbound) = std::net::TcpStream::connect(&up) else {
+                    continue;
+                };
+                let pairs = [(inbound.try_clone(), outbound.try_clone())];
+                for (i, o2) in pairs {
+                    let (Ok(mut i), Ok(mut o2)) = (i, o2) else {
+                        continue;
+                    };
+                    let (Ok(mut i2), Ok(mut o3)) = (i.try_clone(), o2.try_clone()) else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut i, &mut o2);
+                        let _ = o2.shutdown(std::net::Shutdown::Both);
+                    });
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut o3, &mut i2);
+                        let _ = i2.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                if let Ok(mut v) = o.lock() {
+                    v.push(inbound);
+                    v.push(outbound);
+                }
+            }
+        });
+        Proxy {
+            port,
+            accepted,
+            stopped,
+            dying,
+            open,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    fn url(&self, url: &str) -> String {
+        let mut u = match url::Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => panic!("{e}"),
+        };
+        let _ = u.set_host(Some("127.0.0.1"));
+        let _ = u.set_port(Some(self.port));
+        u.to_string()
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The server is going down: open connections are cut, new ones are told so.
+    fn die(&self) {
+        self.dying.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(v) = self.open.lock() {
+            for c in v.iter() {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    /// The server is gone: open connections are cut, new ones refused.
+    fn stop(&mut self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+        if let Ok(v) = self.open.lock() {
+            for c in v.iter() {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Answers a PostgreSQL client as a server that is shutting down: no TLS, then a FATAL
+/// 57P03 error after the startup message.
+fn shutting_down(mut c: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut read_message = |c: &mut std::net::TcpStream| -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        c.read_exact(&mut len).ok()?;
+        let n = u32::from_be_bytes(len) as usize;
+        let mut body = vec![0u8; n.saturating_sub(4)];
+        c.read_exact(&mut body).ok()?;
+        Some(body)
+    };
+    let Some(first) = read_message(&mut c) else {
+        return;
+    };
+    // SSLRequest (code 80877103): decline, then read the startup message.
+    if first.len() == 4
+        && u32::from_be_bytes([first[0], first[1], first[2], first[3]]) == 80_877_103
+    {
+        if c.write_all(b"N").is_err() || read_message(&mut c).is_none() {
+            return;
+        }
+    }
+    let mut fields = Vec::new();
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "57P03"),
+        (b'M', "the database system is shutting down"),
+    ] {
+        fields.push(tag);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut msg = vec![b'E'];
+    msg.extend_from_slice(&((fields.len() + 4) as u32).to_be_bytes());
+    msg.extend_from_slice(&fields);
+    let _ = c.write_all(&msg);
+    let _ = c.shutdown(std::net::Shutdown::Both);
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The pid of the session `scope` holds (waits until the run registered it).
+async fn scope_pid(scope: &RunScope) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = scope.sessions().first() {
+            return s.id as i32;
+        }
+        if Instant::now() > deadline {
+            panic!("the run never registered its session");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether `pid` is running a statement now.
+async fn active(admin: &mut PgConnection, pid: i32) -> bool {
+    match sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active')",
+    )
+    .bind(pid)
+    .fetch_one(admin)
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => panic!("pg_stat_activity: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_run_stops_only_its_own_statements() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let (_dir, t) = target(&db.url(), "");
+    let e = Arc::new(engine(&t));
+    let Engine::Postgres(_) = &*e else {
+        panic!("not PostgreSQL")
+    };
+    let (scope_a, scope_b) = (RunScope::default(), RunScope::default());
+    // Two runs on one engine, each with a statement that runs for a while (under the
+    // probes' statement_timeout of 5 s).
+    let run = |scope: &RunScope| {
+        let (e, scope) = (e.clone(), scope.clone());
+        tokio::spawn(async move {
+            match &*e {
+                Engine::Postgres(p) => p.run_in_scope("SELECT pg_sleep(4)", &scope).await,
+                _ => Ok(()),
+            }
+        })
+    };
+    let (run_a, run_b) = (run(&scope_a), run(&scope_b));
+    let (pid_a, pid_b) = (scope_pid(&scope_a).await, scope_pid(&scope_b).await);
+    assert_ne!(pid_a, pid_b);
+    let mut admin = db.conn().await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !(active(&mut admin, pid_a).await && active(&mut admin, pid_b).await) {
+        assert!(Instant::now() < deadline, "the statements never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    e.cancel(&scope_a).await;
+    let a = match run_a.await {
+        Ok(r) => r,
+        Err(err) => panic!("{err}"),
+    };
+    assert!(
+        a.as_ref().is_err_and(|m| m.contains("user request")),
+        "run A was not cancelled: {a:?}"
+    );
+    // B's statement is untouched by A's cancel.
+    assert!(active(&mut admin, pid_b).await, "run B was stopped too");
+    assert!(!run_b.is_finished());
+
+    e.cancel(&scope_b).await;
+    let b = match run_b.await {
+        Ok(r) => r,
+        Err(err) => panic!("{err}"),
+    };
+    assert!(
+        b.as_ref().is_err_and(|m| m.contains("user request")),
+        "run B was not cancelled: {b:?}"
+    );
+    // Both runs gave their connections back: the scopes are empty.
+    assert!(scope_a.sessions().is_empty() && scope_b.sessions().is_empty());
+    e.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn one_shot_check_opens_one_connection() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let proxy = Proxy::start(&base);
+    let (_dir, t) = target(&proxy.url(&db.url()), "");
+    let e = match Engine::open_one_shot(&t) {
+        Ok(e) => e,
+        Err(err) => panic!("{err}"),
+    };
+    let results = judge(&t, &run_round(&e, &t).await);
+    assert!(
+        results.iter().all(|r| r.status == Status::Ok),
+        "{}",
+        show(&results)
+    );
+    e.close(Duration::from_secs(5)).await;
+    assert_eq!(proxy.accepted(), 1, "connections opened by one check");
+}
+
+/// After its pooled connections died, the round tries one direct connection and reports
+/// what the server said, instead of letting the pool retry until its acquire timeout.
+#[tokio::test]
+async fn first_round_after_the_server_went_down_asks_it_once() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let proxy = Proxy::start(&base);
+    let (_dir, t) = target(&proxy.url(&db.url()), "");
+    let e = engine(&t);
+    let results = judge(&t, &run_round(&e, &t).await);
+    assert_eq!(find(&results, "connectivity").status, Status::Ok);
+    proxy.die();
+    let before = proxy.accepted();
+    let results = judge(&t, &run_round(&e, &t).await);
+    let c = find(&results, "connectivity");
+    assert_eq!(c.status, Status::Critical, "{}", show(&results));
+    assert!(c.message.contains("shutting down"), "{}", c.message);
+    assert_eq!(proxy.accepted() - before, 1, "connection attempts");
+    e.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn first_round_after_the_server_died_reports_the_refusal() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let mut proxy = Proxy::start(&base);
+    let (_dir, t) = target(&proxy.url(&db.url()), "");
+    let e = engine(&t);
+    let results = judge(&t, &run_round(&e, &t).await);
+    assert_eq!(find(&results, "connectivity").status, Status::Ok);
+    proxy.stop();
+    // The pooled connections are dead; the round finds out at once why it has none.
+    let results = judge(&t, &run_round(&e, &t).await);
+    let c = find(&results, "connectivity");
+    assert_eq!(c.status, Status::Critical, "{}", show(&results));
+    assert!(
+        c.message
+            .contains(&format!("connection refused at 127.0.0.1:{}", proxy.port)),
+        "{}",
+        c.message
+    );
+    e.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_locked_catalog_is_not_an_unreachable_server() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let (_dir, t) = target(&db.url(), "");
+    let warm = engine(&t);
+    let results = judge(&t, &run_round(&warm, &t).await);
+    assert_eq!(find(&results, "connectivity").status, Status::Ok);
+
+    let mut locker = db.conn().await;
+    exec(&mut locker, "BEGIN").await;
+    exec(&mut locker, "LOCK pg_class IN ACCESS EXCLUSIVE MODE").await;
+    // A new engine: even starting a session waits on the catalog.
+    let cold = engine(&t);
+    let cold_results = judge(&t, &run_round(&cold, &t).await);
+    // A warm one: its probes that read pg_class wait.
+    let warm_results = judge(&t, &run_round(&warm, &t).await);
+    exec(&mut locker, "ROLLBACK").await;
+
+    for results in [&cold_results, &warm_results] {
+        let c = find(results, "connectivity");
+        assert_ne!(c.status, Status::Critical, "{}", show(results));
+        assert!(!c.message.contains("unreachable"), "{}", show(results));
+        let d = find(results, "dead_tuples");
+        assert_eq!(d.status, Status::Unknown, "{}", show(results));
+        assert!(d.message.contains("lock_timeout"), "{}", show(results));
+    }
+    let c = find(&cold_results, "connectivity");
+    assert!(
+        c.message.contains("reached") && c.message.contains("lock on a system catalog"),
+        "{}",
+        c.message
+    );
+    cold.close(Duration::from_secs(5)).await;
+    warm.close(Duration::from_secs(5)).await;
 }

@@ -5,7 +5,7 @@
 fn every_check_is_documented_in_the_readme() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .unwrap_or_else(|e| panic!("README.md: {e}"));
-    let missing: Vec<&str> = dbwarden::health::catalog::all()
+    let missing: Vec<&str> = dbwarden::engine::catalog::all()
         .map(|s| s.name)
         .filter(|n| !readme.contains(&format!("`{n}`")))
         .collect();

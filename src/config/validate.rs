@@ -16,8 +16,8 @@ use super::{
     ConfigError, ConfigErrors, DaemonConfig, PoolConfig, RawConfig, Secret, SecretUrl,
     TargetConfig, ThresholdConfig,
 };
-use crate::engine::EngineKind;
-use crate::health::{CheckThresholds, catalog};
+use crate::engine::{EngineKind, catalog};
+use crate::health::CheckThresholds;
 use crate::schedule::{Schedule, parse_tz};
 
 /// A validated, immutable configuration. Swapped whole on reload.

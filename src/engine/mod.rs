@@ -2,14 +2,27 @@
 //! and returns typed [`Measurement`]s; everything above this module speaks in those.
 //!
 //! An [`Engine`] is created without I/O (pools connect lazily) and kept across rounds so
-//! connections are reused; reload replaces only the engines whose target changed.
+//! connections are reused; reload replaces only the engines whose connection settings
+//! changed ([`Engine::settings_key`]): thresholds come with every round.
+//!
+//! - `catalog`: every check of every engine (names, units, built-in thresholds).
+//! - `round`: what every engine does the same way: leaving out disabled checks, the
+//!   "measured by target X" stand-in, marking server-level checks, listing which were
+//!   measured, gating table statistics.
+//! - `conn`: pool setup, connect-with-preflight, and the connection lease that registers
+//!   the server session in the run's [`RunScope`].
+//! - `sqlite`, `postgres`, `mysql`: only what differs per engine.
 
+pub mod catalog;
+pub(crate) mod conn;
 pub mod mysql;
 pub mod postgres;
 pub mod redact;
+pub(crate) mod round;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Target;
@@ -57,7 +70,7 @@ pub struct HealthReport {
     /// `disk_space`, with the data directory visible. A target is only made the one that
     /// measures a check for its server when it can.
     pub server_checks: Vec<&'static str>,
-    /// Per-table statistics of this round (for the statistics API and trends).
+    /// Per-table statistics, only in rounds asked for them ([`HealthOptions::table_stats`]).
     pub table_stats: Vec<TableStat>,
 }
 
@@ -71,7 +84,8 @@ impl HealthReport {
 }
 
 /// One table's statistics in one round. Counters are lifetime values as the engine reports
-/// them; `*_delta` fields are the change since the previous round (None on the first).
+/// them; `*_delta` fields are the change since the target's previously reported statistics
+/// (None the first time).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct TableStat {
     /// `schema.table`.
@@ -106,14 +120,67 @@ pub struct TableStat {
     pub last_modified: Option<i64>,
 }
 
-/// Per-round options that come from the job and the other targets rather than the target.
+/// Per-round input that comes from the run, not from how the engine was opened.
 #[derive(Debug, Clone, Default)]
 pub struct HealthOptions {
-    /// SQLite: the thorough `integrity_check` instead of `quick_check`.
+    /// SQLite: the thorough `integrity_check` instead of `quick_check` (from the health
+    /// job's params; the target's own `integrity_check` is honoured too).
     pub integrity_check: bool,
     /// Server-level checks (connections, replication, wraparound of every database, the
     /// processlist) that other targets of the same server measure: skip their probes.
     pub server_checks_by: Option<ServerOwners>,
+    /// Report per-table statistics this round ([`HealthReport::table_stats`]). The job
+    /// decides the cadence; engines still read their tables every round for the table
+    /// checks, and the `*_delta` fields span the time since the previously reported
+    /// statistics of the target.
+    pub table_stats: bool,
+}
+
+/// A server session one run used: a PostgreSQL backend (pid plus its start time, since a
+/// pid is reused once the backend is gone) or a MySQL connection id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: u64,
+    /// PostgreSQL `backend_start` as text; `None` for MySQL (connection ids are not reused
+    /// while the server runs).
+    pub started: Option<String>,
+}
+
+/// The connections (backend pids / MySQL connection ids) one run used, so cancelling a
+/// run stops only its own statements. Cheap to clone; a new one per run.
+///
+/// A session is in the scope while the run holds its connection. A connection the run
+/// gave back normally leaves the scope; one abandoned mid-statement (the run's future was
+/// dropped, e.g. by a timeout) stays, and is closed instead of going back to the pool, so
+/// no other run can be using it when this scope is cancelled.
+#[derive(Clone, Default, Debug)]
+pub struct RunScope {
+    sessions: Arc<Mutex<Vec<Session>>>,
+}
+
+impl RunScope {
+    /// The sessions in the scope now.
+    pub fn sessions(&self) -> Vec<Session> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn add(&self, s: &Session) {
+        let mut v = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        v.push(s.clone());
+        // An engine-wide scope collects abandoned sessions; old ones are long closed.
+        let excess = v.len().saturating_sub(64);
+        v.drain(..excess);
+    }
+
+    fn remove(&self, s: &Session) {
+        let mut v = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = v.iter().position(|x| x == s) {
+            v.remove(i);
+        }
+    }
 }
 
 /// Which other target measures each server-level check of a server.
@@ -138,35 +205,6 @@ impl HealthOptions {
     }
 }
 
-/// The server-level checks among `measurements` this target really measured: not
-/// UNKNOWN and not left to another target (per `opts`). What
-/// [`HealthReport::server_checks`] lists.
-pub fn measured_server_checks(
-    measurements: &[Measurement],
-    opts: &HealthOptions,
-) -> Vec<&'static str> {
-    measurements
-        .iter()
-        .filter(|m| match &m.scope {
-            crate::health::Scope::Server(id) => opts.owner_of(id, m.check).is_none(),
-            crate::health::Scope::Database => false,
-        })
-        .filter(|m| !matches!(m.outcome, crate::health::Outcome::Unknown { .. }))
-        .map(|m| m.check)
-        .collect()
-}
-
-/// The stand-in for a server-level check that another target measures this round.
-pub fn measured_elsewhere(check: &'static str, server_id: &str, owner: &str) -> Measurement {
-    Measurement::verdict(
-        check,
-        crate::health::Status::Ok,
-        None,
-        format!("server-level check, measured by target {owner}"),
-    )
-    .with_scope(crate::health::Scope::Server(server_id.to_string()))
-}
-
 /// Errors opening an engine (bad URL, unreadable secret). Failing to *reach* a database is
 /// not an error: it is a CRITICAL connectivity measurement.
 #[derive(Debug, thiserror::Error)]
@@ -185,30 +223,68 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// Prepares the engine for a target; no connection is made yet.
+    /// Prepares the engine for a target (the daemon's): a small lazy pool, no connection
+    /// is made yet.
     pub fn open(target: &Target) -> Result<Engine, EngineError> {
+        Self::open_as(target, false)
+    }
+
+    /// For `dbwarden check`: ONE connection per target in total, opened by the round
+    /// itself (its failure is the reported reason), with no pool and no second connection.
+    pub fn open_one_shot(target: &Target) -> Result<Engine, EngineError> {
+        Self::open_as(target, true)
+    }
+
+    fn open_as(target: &Target, one_shot: bool) -> Result<Engine, EngineError> {
         match target.engine {
             EngineKind::Sqlite => sqlite::SqliteEngine::open(target).map(Engine::Sqlite),
-            EngineKind::Postgres => postgres::PostgresEngine::open(target).map(Engine::Postgres),
-            EngineKind::Mysql => mysql::MysqlEngine::open(target).map(Engine::Mysql),
+            EngineKind::Postgres => {
+                postgres::PostgresEngine::open(target, one_shot).map(Engine::Postgres)
+            }
+            EngineKind::Mysql => mysql::MysqlEngine::open(target, one_shot).map(Engine::Mysql),
         }
     }
 
     /// Runs one health round. Never fails: an unreachable database is a measurement.
-    pub async fn health(&self, opts: &HealthOptions) -> HealthReport {
+    ///
+    /// `target` is the run's CURRENT config of the target: thresholds (enabled/disabled
+    /// checks, floors) are read from it every round, never from what the engine was
+    /// opened with. The connections the round uses are registered in `scope`.
+    pub async fn health(
+        &self,
+        target: &Target,
+        opts: &HealthOptions,
+        scope: &RunScope,
+    ) -> HealthReport {
+        let round = round::Round::new(target, opts);
         match self {
-            Engine::Sqlite(e) => e.health(opts).await,
-            Engine::Postgres(e) => e.health(opts).await,
-            Engine::Mysql(e) => e.health(opts).await,
+            Engine::Sqlite(e) => e.health(&round).await,
+            Engine::Postgres(e) => e.health(&round, scope).await,
+            Engine::Mysql(e) => e.health(&round, scope).await,
         }
     }
 
-    /// Stops statements this engine is running on the server (shutdown, timeouts).
-    pub async fn cancel_running(&self) {
+    /// Cancels only the statements running on connections in `scope`
+    /// (`pg_cancel_backend` / `KILL QUERY` from a separate connection), never other runs'
+    /// statements on this target. SQLite runs nothing on a server: a no-op.
+    pub async fn cancel(&self, scope: &RunScope) {
+        let sessions = scope.sessions();
+        if sessions.is_empty() {
+            return;
+        }
         match self {
-            Engine::Sqlite(e) => e.cancel_running().await,
-            Engine::Postgres(e) => e.cancel_running().await,
-            Engine::Mysql(e) => e.cancel_running().await,
+            Engine::Sqlite(_) => {}
+            Engine::Postgres(e) => e.cancel(&sessions).await,
+            Engine::Mysql(e) => e.cancel(&sessions).await,
+        }
+    }
+
+    /// Last resort at shutdown: cancels the statements of every run of this engine.
+    pub async fn cancel_all(&self) {
+        match self {
+            Engine::Sqlite(_) => {}
+            Engine::Postgres(e) => e.cancel(&e.all_sessions()).await,
+            Engine::Mysql(e) => e.cancel(&e.all_sessions()).await,
         }
     }
 
@@ -223,28 +299,59 @@ impl Engine {
         };
         let _ = tokio::time::timeout(within, fut).await;
     }
-}
 
-/// Measurements for a target that could not be reached: connectivity is CRITICAL, every
-/// other check of the engine is UNKNOWN because it could not run.
-pub fn unreachable(message: &str, other_checks: &[&'static str]) -> Vec<Measurement> {
-    let mut out = vec![Measurement::verdict(
-        "connectivity",
-        crate::health::Status::Critical,
-        None,
-        message.to_string(),
-    )];
-    out.extend(
-        other_checks
-            .iter()
-            .map(|c| Measurement::unknown(c, "not measured: the database is unreachable", None)),
-    );
-    out
+    /// What requires a new engine on reload: connection settings only (URL, password
+    /// source, maintenance credentials, pool, busy_timeout), not thresholds or tags. A
+    /// rotated password file is picked up by the next connection without a new engine.
+    pub fn settings_key(target: &Target) -> String {
+        let r = &target.raw;
+        format!(
+            "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            target.url.expose(),
+            target.password,
+            r.maintenance_url.as_ref().map(|u| u.expose()),
+            r.maintenance_password_file,
+            r.pool,
+            target.busy_timeout,
+            target.engine,
+            target.name,
+        )
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A target loaded the way the daemon loads one (its file need not exist).
+    pub(crate) fn sqlite_target() -> Target {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("dbwarden.toml");
+        let body = format!(
+            "[daemon]\nhistory = \"sqlite://{0}/h.db\"\n\n\
+             [[target]]\nname = \"a\"\nurl = \"sqlite://{0}/a.db?mode=rwc\"\n\n\
+             [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 30s\"\n",
+            dir.path().display()
+        );
+        std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
+        let config = crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        match config.targets.into_iter().next() {
+            Some(t) => t,
+            None => panic!("no target"),
+        }
+    }
+
+    #[test]
+    fn settings_key_ignores_thresholds_and_tags() {
+        let a = sqlite_target();
+        let mut b = a.clone();
+        b.tags.push("prod".into());
+        b.thresholds.clear();
+        b.raw.tags.push("prod".into());
+        assert_eq!(Engine::settings_key(&a), Engine::settings_key(&b));
+        b.busy_timeout = Duration::from_secs(1);
+        assert_ne!(Engine::settings_key(&a), Engine::settings_key(&b));
+    }
 
     #[test]
     fn schemes_map_to_engines() {

@@ -6,20 +6,74 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
-use super::{EngineError, HealthOptions, HealthReport, unreachable};
+use super::round::{Checks, Round};
+use super::{EngineError, HealthReport};
 use crate::config::Target;
-use crate::health::{Measurement, Observation, Status};
+use crate::health::{CheckSpec, Direction, Measurement, Observation, Status, Unit};
 
-/// The checks this engine reports besides connectivity.
-const CHECKS: &[&str] = &[
-    "sqlite_quick_check",
-    "sqlite_freelist",
-    "sqlite_wal_size",
-    "sqlite_file_size",
-    "sqlite_journal_mode",
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// SQLite's checks besides connectivity (names, units, built-in thresholds).
+pub const CHECKS: &[CheckSpec] = &[
+    CheckSpec {
+        name: "sqlite_quick_check",
+        label: "quick_check",
+        unit: Unit::None,
+        direction: Direction::HigherIsWorse,
+        warning: None,
+        critical: None,
+        floor: None,
+        description: "PRAGMA quick_check (or integrity_check when the target sets integrity_check = true); any finding is CRITICAL",
+    },
+    CheckSpec {
+        name: "sqlite_freelist",
+        label: "of pages free",
+        unit: Unit::Percent,
+        direction: Direction::HigherIsWorse,
+        warning: Some(25.0),
+        critical: Some(50.0),
+        floor: Some(16.0 * MIB),
+        description: "freelist_count / page_count; floor is the file size in bytes (files below it are not judged)",
+    },
+    CheckSpec {
+        name: "sqlite_wal_size",
+        label: "write-ahead log",
+        unit: Unit::Bytes,
+        direction: Direction::HigherIsWorse,
+        warning: Some(256.0 * MIB),
+        critical: Some(1024.0 * MIB),
+        floor: None,
+        description: "size of the -wal file; a WAL that keeps growing means checkpoints cannot complete (a long reader)",
+    },
+    CheckSpec {
+        name: "sqlite_file_size",
+        label: "database file",
+        unit: Unit::Bytes,
+        direction: Direction::HigherIsWorse,
+        warning: None,
+        critical: None,
+        floor: None,
+        description: "page_count × page_size; no thresholds by default, recorded for growth trends",
+    },
+    CheckSpec {
+        name: "sqlite_journal_mode",
+        label: "journal mode",
+        unit: Unit::None,
+        direction: Direction::HigherIsWorse,
+        warning: None,
+        critical: None,
+        floor: None,
+        description: "reports the journal mode (wal, delete, ...); informational",
+    },
 ];
+
+/// A SQLite database is one file: nothing is server-level.
+static TABLE: Checks = Checks {
+    specs: CHECKS,
+    server_level: &[],
+};
 
 /// Parsed form of a `sqlite://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +109,12 @@ pub fn path_from_url(url: &str) -> Option<SqliteUrl> {
     })
 }
 
+/// SQLite statements run in this process, not on a server: there is nothing to cancel
+/// by session (a run's future that is dropped ends its statement with its connection), so
+/// a [`super::RunScope`] stays empty and `cancel` is a no-op.
 pub struct SqliteEngine {
     target: String,
     url: SqliteUrl,
-    integrity_check: bool,
     pool: SqlitePool,
 }
 
@@ -73,60 +129,33 @@ impl SqliteEngine {
             .create_if_missing(url.create)
             .read_only(url.read_only)
             .busy_timeout(target.busy_timeout);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(target.pool.max_connections)
-            .min_connections(0)
-            .acquire_timeout(target.pool.acquire_timeout)
-            .idle_timeout(Some(target.pool.idle_timeout))
-            .max_lifetime(Some(target.pool.max_lifetime))
-            .test_before_acquire(target.pool.test_before_acquire)
-            .connect_lazy_with(options);
+        let pool = super::conn::pool_options::<sqlx::Sqlite>(target).connect_lazy_with(options);
         Ok(SqliteEngine {
             target: target.name.clone(),
             url,
-            integrity_check: target.integrity_check,
             pool,
         })
     }
 
-    pub async fn health(&self, opts: &HealthOptions) -> HealthReport {
+    pub(crate) async fn health(&self, round: &Round<'_>) -> HealthReport {
         let path = &self.url.path;
-        if !self.url.create && !path.exists() {
-            return HealthReport {
-                measurements: unreachable(
-                    &format!(
-                        "file not found: {} (dbwarden never creates a watched database; fix the path)",
-                        path.display()
-                    ),
-                    CHECKS,
-                ),
-                server_id: None,
-                server_checks: Vec::new(),
-                table_stats: Vec::new(),
-            };
+        if let Err(message) = regular_file(path, self.url.create) {
+            return round.unreachable(&TABLE, &message, None);
         }
-        match self
-            .probe(path, opts.integrity_check || self.integrity_check)
-            .await
-        {
-            Ok(m) => HealthReport {
-                measurements: m,
-                server_id: None,
-                server_checks: Vec::new(),
-                table_stats: Vec::new(),
-            },
+        let integrity = round.opts.integrity_check || round.target.integrity_check;
+        match self.probe(path, integrity).await {
+            Ok(mut m) => {
+                let connectivity = m.remove(0);
+                round.finish(&TABLE, connectivity, m, None, &[], Vec::new())
+            }
             Err(e) => {
                 tracing::debug!(target_name = %self.target, error = %e, "sqlite probe failed");
-                HealthReport {
-                    measurements: unreachable(&describe(&e, path), CHECKS),
-                    server_id: None,
-                    server_checks: Vec::new(),
-                    table_stats: Vec::new(),
-                }
+                round.unreachable(&TABLE, &describe(&e, path), None)
             }
         }
     }
 
+    /// Connectivity first, then the checks.
     async fn probe(&self, path: &Path, integrity: bool) -> Result<Vec<Measurement>, sqlx::Error> {
         let started = Instant::now();
         let mut conn = self.pool.acquire().await?;
@@ -218,12 +247,47 @@ impl SqliteEngine {
         Ok(out)
     }
 
-    /// SQLite statements run in this process; at shutdown the pool is closed and the
-    /// process exits, which ends them. Nothing runs on a server to cancel.
-    pub async fn cancel_running(&self) {}
-
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A watched database must be a regular file: SQLite opens `/dev/null`, a directory or a
+/// fifo without complaint and reports an empty database, which would read as OK. A
+/// missing file is an error too unless the URL asks for it to be created (`mode=rwc`).
+fn regular_file(path: &Path, create: bool) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) => {
+            let kind = if m.is_dir() {
+                "a directory"
+            } else {
+                use std::os::unix::fs::FileTypeExt;
+                let t = m.file_type();
+                if t.is_char_device() || t.is_block_device() {
+                    "a device"
+                } else if t.is_fifo() {
+                    "a fifo"
+                } else if t.is_socket() {
+                    "a socket"
+                } else {
+                    "not a regular file"
+                }
+            };
+            Err(format!(
+                "{} is {kind}, not a database file (fix the target's path)",
+                path.display()
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "file not found: {} (dbwarden never creates a watched database; fix the path)",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "{}: {e} (check the permissions of the file and its directory)",
+            path.display()
+        )),
     }
 }
 
@@ -280,5 +344,33 @@ mod tests {
         assert!(path_from_url("sqlite::memory:").is_none());
         assert!(path_from_url("sqlite://x.db?mode=memory").is_none());
         assert!(path_from_url("postgres://x").is_none());
+    }
+
+    #[test]
+    fn only_regular_files_are_databases() {
+        for p in ["/dev/null", "/tmp"] {
+            let e = regular_file(Path::new(p), false).err().unwrap_or_default();
+            assert!(e.contains("not a database file"), "{p}: {e}");
+        }
+        let missing = Path::new("/nonexistent/x.db");
+        assert!(regular_file(missing, false).is_err_and(|e| e.contains("file not found")));
+        assert!(regular_file(missing, true).is_ok());
+    }
+
+    #[tokio::test]
+    async fn dev_null_is_critical_not_an_empty_database() {
+        let mut t = crate::engine::tests::sqlite_target();
+        t.url = crate::config::SecretUrl::new("sqlite:///dev/null");
+        let e = match SqliteEngine::open(&t) {
+            Ok(e) => e,
+            Err(e) => panic!("{e}"),
+        };
+        let opts = crate::engine::HealthOptions::default();
+        let report = e.health(&Round::new(&t, &opts)).await;
+        let c = &report.measurements[0];
+        assert!(
+            matches!(&c.outcome, crate::health::Outcome::Verdict { status: Status::Critical, message, .. } if message.contains("a device")),
+            "{c:?}"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! The check catalogue: every check's name, unit, direction and built-in thresholds.
-//! Engines refer to checks by name; config validation rejects names not listed here.
+//! The vocabulary of the check catalogue: what a check's spec says (unit, direction,
+//! built-in thresholds). The list of checks itself lives with the engines that measure
+//! them ([`crate::engine::catalog`]), so this pure status model imports no engine.
 
 use serde::{Deserialize, Serialize};
 
@@ -96,114 +97,11 @@ pub struct CheckSpec {
     pub description: &'static str,
 }
 
-const MIB: f64 = 1024.0 * 1024.0;
-
-/// Checks shared by all engines, and SQLite's. PostgreSQL and MySQL list theirs in their
-/// engine module (`CHECKS`); [`all`] chains them.
-pub const CATALOG: &[CheckSpec] = &[
-    CheckSpec {
-        name: "connectivity",
-        label: "round-trip latency",
-        unit: Unit::Milliseconds,
-        direction: Direction::HigherIsWorse,
-        warning: Some(250.0),
-        critical: Some(1000.0),
-        floor: None,
-        description: "opens a connection (or takes one from the pool) and times a trivial query; unreachable is CRITICAL",
-    },
-    CheckSpec {
-        name: "sqlite_quick_check",
-        label: "quick_check",
-        unit: Unit::None,
-        direction: Direction::HigherIsWorse,
-        warning: None,
-        critical: None,
-        floor: None,
-        description: "PRAGMA quick_check (or integrity_check when the target sets integrity_check = true); any finding is CRITICAL",
-    },
-    CheckSpec {
-        name: "sqlite_freelist",
-        label: "of pages free",
-        unit: Unit::Percent,
-        direction: Direction::HigherIsWorse,
-        warning: Some(25.0),
-        critical: Some(50.0),
-        floor: Some(16.0 * MIB),
-        description: "freelist_count / page_count; floor is the file size in bytes (files below it are not judged)",
-    },
-    CheckSpec {
-        name: "sqlite_wal_size",
-        label: "write-ahead log",
-        unit: Unit::Bytes,
-        direction: Direction::HigherIsWorse,
-        warning: Some(256.0 * MIB),
-        critical: Some(1024.0 * MIB),
-        floor: None,
-        description: "size of the -wal file; a WAL that keeps growing means checkpoints cannot complete (a long reader)",
-    },
-    CheckSpec {
-        name: "sqlite_file_size",
-        label: "database file",
-        unit: Unit::Bytes,
-        direction: Direction::HigherIsWorse,
-        warning: None,
-        critical: None,
-        floor: None,
-        description: "page_count × page_size; no thresholds by default, recorded for growth trends",
-    },
-    CheckSpec {
-        name: "sqlite_journal_mode",
-        label: "journal mode",
-        unit: Unit::None,
-        direction: Direction::HigherIsWorse,
-        warning: None,
-        critical: None,
-        floor: None,
-        description: "reports the journal mode (wal, delete, ...); informational",
-    },
-];
-
-/// Every check of every engine: the common/SQLite ones above plus each engine's own list.
-pub fn all() -> impl Iterator<Item = &'static CheckSpec> {
-    CATALOG
-        .iter()
-        .chain(crate::engine::postgres::CHECKS.iter())
-        .chain(crate::engine::mysql::CHECKS.iter())
-}
-
-/// Looks a check up by name.
-pub fn spec(name: &str) -> Option<&'static CheckSpec> {
-    all().find(|s| s.name == name)
-}
-
-/// A check's spec by name, for tests; an unknown name panics.
-#[cfg(test)]
-pub(crate) fn spec_of(name: &str) -> &'static CheckSpec {
-    match spec(name) {
-        Some(s) => s,
-        None => panic!("no check {name}"),
-    }
-}
-
-/// Judges a measurement against its check's built-in thresholds, for tests.
-#[cfg(test)]
-pub(crate) fn judge_builtin(m: &super::Measurement) -> super::CheckResult {
-    let s = spec_of(m.check);
-    super::evaluate(m, s, &super::CheckThresholds::builtin(s))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_are_unique() {
-        let mut names: Vec<_> = all().map(|s| s.name).collect();
-        names.sort_unstable();
-        let before = names.len();
-        names.dedup();
-        assert_eq!(before, names.len());
-    }
+    const MIB: f64 = 1024.0 * 1024.0;
 
     #[test]
     fn formats_units_for_humans() {

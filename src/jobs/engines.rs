@@ -17,27 +17,25 @@ const RETIRE_WAIT_MAX: Duration = Duration::from_secs(3600);
 #[derive(Default)]
 pub struct Engines {
     map: Mutex<HashMap<String, (String, Arc<Engine>)>>,
+    /// `dbwarden check`: one connection per target ([`Engine::open_one_shot`]).
+    one_shot: bool,
 }
 
-/// What requires a new engine: connection settings only.
+/// What requires a new engine: connection settings only (secrets only through their
+/// source, so a rotated password file is picked up by the next connection).
 fn settings_key(t: &Target) -> String {
-    // Secrets are part of the key only through their source (file or variable name), so
-    // a rotated password file is picked up by the pool's next connection, not by reload.
-    format!(
-        "{}|{:?}|{:?}|{:?}|{:?}|{:?}",
-        t.url.expose(),
-        t.password,
-        t.pool,
-        t.busy_timeout,
-        t.raw
-            .maintenance_url
-            .as_ref()
-            .map(|u| u.expose().to_string()),
-        t.raw.maintenance_password_file,
-    )
+    Engine::settings_key(t)
 }
 
 impl Engines {
+    /// Engines for one-shot rounds (`dbwarden check`): one connection per target.
+    pub fn one_shot() -> Self {
+        Engines {
+            one_shot: true,
+            ..Engines::default()
+        }
+    }
+
     /// The engine of a target, opened on first use.
     pub fn get(&self, t: &Target) -> Result<Arc<Engine>, EngineError> {
         let key = settings_key(t);
@@ -47,7 +45,11 @@ impl Engines {
         {
             return Ok(e.clone());
         }
-        let e = Arc::new(Engine::open(t)?);
+        let e = Arc::new(if self.one_shot {
+            Engine::open_one_shot(t)?
+        } else {
+            Engine::open(t)?
+        });
         if let Some((_, old)) = map.insert(t.name.clone(), (key, e.clone())) {
             retire(old);
         }

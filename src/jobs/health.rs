@@ -8,9 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::{JobError, Kind, Report, RunCtx, Shared};
 use crate::config::{HealthParams, Target};
-use crate::engine::{Engine, HealthOptions, HealthReport};
+use crate::engine::{Engine, HealthOptions, HealthReport, RunScope, catalog};
 use crate::events::Event;
-use crate::health::catalog;
 use crate::health::{self, CheckResult, Status};
 use crate::text::escape;
 
@@ -67,19 +66,21 @@ impl Kind for HealthJob {
     async fn run(self, ctx: RunCtx) -> Result<HealthRun, JobError> {
         let shared = &self.shared;
         let target = &ctx.target;
-        // MERGE: opts.table_stats
-        let _stats_due =
-            shared.table_stats_due(&target.name, ctx.config.daemon.table_stats_interval);
         let opts = HealthOptions {
             integrity_check: self.params.integrity_check,
+            table_stats: shared
+                .table_stats_due(&target.name, ctx.config.daemon.table_stats_interval),
             ..HealthOptions::default()
         };
+        // The engine this run started with: after a reload it may no longer be the
+        // target's current one, and cancelling still goes to the connections it used.
         let engine = shared.engines.get(target);
+        let scope = RunScope::default();
         let h = tokio::select! {
-            h = round(engine.as_ref().map_err(|e| e.to_string()), target, &shared.facts, opts) => h,
+            h = round(engine.as_ref().map_err(|e| e.to_string()), target, &shared.facts, opts, &scope) => h,
             _ = ctx.cancel.cancelled() => {
                 if let Ok(e) = &engine {
-                    e.cancel_running().await;
+                    e.cancel(&scope).await;
                 }
                 return Err(JobError::Cancelled);
             }
@@ -157,6 +158,7 @@ pub async fn round(
     target: &Target,
     facts: &super::ServerFacts,
     opts: HealthOptions,
+    scope: &RunScope,
 ) -> TargetHealth {
     let measured_at = Utc::now();
     let opts = HealthOptions {
@@ -164,7 +166,7 @@ pub async fn round(
         ..opts
     };
     let report = match engine {
-        Ok(e) => e.health(&opts).await,
+        Ok(e) => e.health(target, &opts, scope).await,
         Err(message) => HealthReport {
             measurements: vec![health::Measurement::verdict(
                 "connectivity",
@@ -200,6 +202,7 @@ pub async fn health_round(
         target,
         facts,
         opts.clone(),
+        &RunScope::default(),
     )
     .await
 }

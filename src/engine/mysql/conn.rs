@@ -3,14 +3,15 @@
 //! a separate connection for `KILL QUERY`.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::pool::PoolConnection;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlRow};
 use sqlx::{AssertSqlSafe, ColumnIndex, ConnectOptions, Connection, MySql, Row};
 
 use crate::config::{Secret, Target};
+use crate::engine::conn::{Conn, Failure, Lease, Pooled, connect_direct, pool_options};
 
 /// Reads the target's password as it is now (file or environment; `None`: none or inline).
 type PasswordFn = Box<dyn Fn() -> Result<Option<Secret>, String> + Send + Sync>;
@@ -171,7 +172,10 @@ pub struct Connector {
     /// The password the pool connects with now; a rotated password file is picked up by
     /// the next new connection.
     current_password: Mutex<Option<Secret>>,
-    pub pool: MySqlPool,
+    /// `None` for a one-shot engine: each round opens one direct connection.
+    pub pool: Option<MySqlPool>,
+    /// A pooled connection was found dead: the next acquisition checks the server first.
+    suspect: AtomicBool,
     connect_timeout: Duration,
     acquire_timeout: Duration,
     /// Version of the server, learned by every new connection (after_connect).
@@ -183,7 +187,7 @@ pub struct Connector {
 
 impl Connector {
     /// Parses the URL and prepares the lazy pool; no I/O.
-    pub fn new(target: &Target) -> Result<Connector, String> {
+    pub fn new(target: &Target, one_shot: bool) -> Result<Connector, String> {
         let raw = target.url.expose();
         let parsed = url::Url::parse(raw)
             .map_err(|e| format!("\"{}\" is not a valid URL: {e}", target.url.redacted()))?;
@@ -196,36 +200,14 @@ impl Connector {
         let user = base.get_username().to_string();
         let version: Arc<Mutex<Option<ServerVersion>>> = Arc::new(Mutex::new(None));
         let seen = version.clone();
-        let pool = MySqlPoolOptions::new()
-            .max_connections(target.pool.max_connections)
-            .min_connections(0)
-            .acquire_timeout(target.pool.acquire_timeout)
-            .idle_timeout(Some(target.pool.idle_timeout))
-            .max_lifetime(Some(target.pool.max_lifetime))
-            .test_before_acquire(target.pool.test_before_acquire)
-            .after_connect(move |conn, _meta| {
-                let seen = seen.clone();
-                Box::pin(async move {
-                    let row = sqlx::raw_sql("/* dbwarden */ SELECT CONNECTION_ID(), VERSION()")
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    let id = text(&row, 0)?.unwrap_or_default();
-                    let version_text = text(&row, 1)?.unwrap_or_default();
-                    let v = ServerVersion::parse(&version_text);
-                    *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
-                    // Failing to set a timeout must not make the connection unusable
-                    // (sqlx would retry the connect in a loop): log and carry on.
-                    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(session_settings(&v)))
-                        .execute(&mut *conn)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "mysql: could not set probe session timeouts");
-                    }
-                    tracing::debug!(connection_id = %id, server = %version_text, "mysql probe connection opened");
-                    Ok(())
+        let pool = (!one_shot).then(|| {
+            pool_options::<MySql>(target)
+                .after_connect(move |conn, _meta| {
+                    let seen = seen.clone();
+                    Box::pin(async move { init_session(conn, &seen).await })
                 })
-            })
-            .connect_lazy_with(base.clone());
+                .connect_lazy_with(base.clone())
+        });
         Ok(Connector {
             target: target.name.clone(),
             base,
@@ -235,6 +217,7 @@ impl Connector {
             },
             current_password: Mutex::new(None),
             pool,
+            suspect: AtomicBool::new(false),
             connect_timeout: target.pool.connect_timeout,
             acquire_timeout: target.pool.acquire_timeout,
             version,
@@ -254,8 +237,10 @@ impl Connector {
                     .current_password
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                if current.as_ref() != Some(&secret) {
-                    self.pool.set_connect_options(opts.clone());
+                if current.as_ref() != Some(&secret)
+                    && let Some(pool) = &self.pool
+                {
+                    pool.set_connect_options(opts.clone());
                     *current = Some(secret);
                 }
                 Ok(opts)
@@ -263,46 +248,56 @@ impl Connector {
         }
     }
 
-    /// A pooled connection, or a one-line reason why none could be had, within the
-    /// connect timeout. sqlx retries a refused connection silently until its acquire
-    /// timeout and then reports only "pool timed out"; so when the pool holds no
-    /// connection, one direct connection attempt first tells refused / denied / unknown
-    /// host at once.
-    pub async fn acquire(&self) -> Result<PoolConnection<MySql>, String> {
+    /// The round's connection, or a one-line reason why none could be had: from the pool
+    /// (see [`Pooled::acquire`]: a refused or denied connection is told at once), or, for
+    /// a one-shot engine, one direct connection with the pool's session settings.
+    pub async fn acquire(&self) -> Result<Lease<MySql>, String> {
         let opts = self.options()?;
-        if self.pool.size() == 0 {
-            match tokio::time::timeout(self.connect_timeout, opts.connect()).await {
-                Err(_) => return Err(self.timed_out()),
-                Ok(Err(e)) => return Err(self.describe(&e)),
-                Ok(Ok(c)) => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
-                }
-            }
+        let Some(pool) = &self.pool else {
+            let mut c = connect_direct::<MySql>(&opts, self.connect_timeout)
+                .await
+                .map_err(|f| self.failure(f))?;
+            init_session(&mut c, &self.version)
+                .await
+                .map_err(|e| self.describe(&e))?;
+            return Ok(Lease::new(Conn::Direct(c)));
+        };
+        Pooled {
+            pool,
+            options: &opts,
+            connect_timeout: self.connect_timeout,
+            acquire_timeout: self.acquire_timeout,
+            suspect: &self.suspect,
         }
-        let wait = self.connect_timeout.max(self.acquire_timeout);
-        match tokio::time::timeout(wait, self.pool.acquire()).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => Err(self.describe(&e)),
-            // Timed out: find out why with one direct attempt (a refused connection
-            // answers at once).
-            _ => match tokio::time::timeout(self.connect_timeout, opts.connect()).await {
-                Err(_) => Err(self.timed_out()),
-                Ok(Err(e)) => Err(self.describe(&e)),
-                Ok(Ok(c)) => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
-                    Err(format!(
-                        "{}: no pooled connection within {} (the pool's connections are busy or their setup fails)",
-                        self.place,
-                        humantime::format_duration(wait)
-                    ))
-                }
-            },
+        .acquire()
+        .await
+        .map(|c| Lease::new(Conn::Pooled(c)))
+        .map_err(|f| self.failure(f))
+    }
+
+    /// A pooled connection was found closed by the server: the next acquisition tries one
+    /// direct connection first (a server that is down is reported at once).
+    pub fn lost_connection(&self) {
+        self.suspect.store(true, Ordering::Relaxed);
+    }
+
+    fn failure(&self, f: Failure) -> String {
+        match f {
+            Failure::TimedOut => self.timed_out(),
+            Failure::Error(e) => self.describe(&e),
+            Failure::PoolBusy => format!(
+                "{}: no pooled connection within {} (the pool's connections are busy or their setup fails)",
+                self.place,
+                humantime::format_duration(self.connect_timeout.max(self.acquire_timeout))
+            ),
         }
     }
 
-    /// The pool's size limit.
+    /// The pool's size limit (1 for a one-shot engine).
     pub fn max_connections(&self) -> u32 {
-        self.pool.options().get_max_connections()
+        self.pool
+            .as_ref()
+            .map_or(1, |p| p.options().get_max_connections())
     }
 
     fn timed_out(&self) -> String {
@@ -415,6 +410,30 @@ impl Connector {
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
     }
+}
+
+/// Learns the server's version and sets the session's time limits (every new connection,
+/// pooled or direct). Failing to set a timeout must not make the connection unusable
+/// (sqlx would retry the connect in a loop): logged, and the connection is used anyway.
+async fn init_session(
+    conn: &mut MySqlConnection,
+    seen: &Mutex<Option<ServerVersion>>,
+) -> Result<(), sqlx::Error> {
+    let row = sqlx::raw_sql("/* dbwarden */ SELECT CONNECTION_ID(), VERSION()")
+        .fetch_one(&mut *conn)
+        .await?;
+    let id = text(&row, 0)?.unwrap_or_default();
+    let version_text = text(&row, 1)?.unwrap_or_default();
+    let v = ServerVersion::parse(&version_text);
+    *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(session_settings(&v)))
+        .execute(&mut *conn)
+        .await
+    {
+        tracing::warn!(error = %e, "mysql: could not set probe session timeouts");
+    }
+    tracing::debug!(connection_id = %id, server = %version_text, "mysql probe connection opened");
+    Ok(())
 }
 
 /// Reads a row's columns by the first name it has (MySQL 8.0.22+ renamed `Slave_*` and

@@ -30,32 +30,49 @@
 mod checks;
 mod conn;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::MySqlConnection;
 
 use self::checks::{
-    BUFFER_POOL_HIT, CONNECTIONS, DEADLOCKS, FRAGMENTATION, HISTORY_LIST, LONG_QUERY, NAMES,
-    REPLICA_LAG, REPLICA_THREADS, ReplicaChannel, SLOW_QUERIES, TableIo, TableRow,
+    BUFFER_POOL_HIT, CONNECTIONS, DEADLOCKS, FRAGMENTATION, HISTORY_LIST, LONG_QUERY, REPLICA_LAG,
+    REPLICA_THREADS, ReplicaChannel, SLOW_QUERIES, TableIo, TableRow,
 };
 use self::conn::{
     Connector, ServerVersion, error_message, is_access_denied, is_timeout, number, text,
     text_by_names,
 };
 use super::redact::{Dialect, query_for_message};
-use super::{EngineError, HealthOptions, HealthReport, TableStat};
+use super::round::{Checks, Round};
+use super::{EngineError, HealthReport, RunScope, Session, TableStat};
 use crate::config::Target;
 use crate::health::delta::Counters;
-use crate::health::{CheckThresholds, Measurement, Observation, Scope, Status, Unit, catalog};
+use crate::health::{Measurement, Observation, Scope, Status, Unit};
 
 pub use self::checks::CHECKS;
 
-/// information_schema.TABLES (fragmentation, table statistics) and performance_schema's
-/// table row counters are read at most this often; in between the last fragmentation
-/// result is reused with its age shown, and no table statistics are reported.
+/// The MySQL checks; in MySQL every one but fragmentation (the target's own schema) is a
+/// fact of the whole server.
+static TABLE: Checks = Checks {
+    specs: CHECKS,
+    server_level: &[
+        CONNECTIONS,
+        LONG_QUERY,
+        REPLICA_LAG,
+        REPLICA_THREADS,
+        BUFFER_POOL_HIT,
+        DEADLOCKS,
+        SLOW_QUERIES,
+        HISTORY_LIST,
+    ],
+};
+
+/// information_schema.TABLES (fragmentation) is read at most this often unless the round
+/// reports table statistics; in between the last fragmentation result is reused with its
+/// age shown.
 const TABLES_EVERY: Duration = Duration::from_secs(300);
 /// At most this many long-running statements are listed per round.
 const LONG_QUERY_LIMIT: u32 = 20;
@@ -107,43 +124,20 @@ struct TablesCache {
     /// Set by [`MysqlEngine::refresh_tables_next_round`]: read again whatever the age.
     expired: bool,
     observations: Vec<Observation>,
-    /// The last performance_schema reading of the tables' row counters, the baseline of
-    /// the next table statistics' write deltas (empty: none). Kept when a reading fails,
-    /// so the next delta spans both intervals (as the PostgreSQL engine does).
-    io: BTreeMap<String, TableIo>,
-}
-
-/// Marks a connection id as running a probe while alive, for `cancel_running`.
-struct Running<'a> {
-    set: &'a Mutex<BTreeSet<u64>>,
-    id: u64,
-}
-
-impl<'a> Running<'a> {
-    fn enter(set: &'a Mutex<BTreeSet<u64>>, id: u64) -> Self {
-        set.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
-        Running { set, id }
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.set
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
-    }
 }
 
 pub struct MysqlEngine {
     target: String,
     conn: Connector,
-    thresholds: BTreeMap<&'static str, CheckThresholds>,
-    /// Connection ids currently running a probe.
-    running: Arc<Mutex<BTreeSet<u64>>>,
+    /// Every session any run of this engine holds or abandoned (for `cancel_all`).
+    all: RunScope,
     /// The previous round's lifetime counters, for delta checks.
     previous: tokio::sync::Mutex<Option<(Instant, Counters)>>,
     tables: tokio::sync::Mutex<Option<TablesCache>>,
+    /// The performance_schema reading of the tables' row counters at the previously
+    /// reported table statistics: the baseline of the next report's write deltas (empty:
+    /// none). Kept when a reading fails, so the next delta spans both intervals.
+    io: tokio::sync::Mutex<BTreeMap<String, TableIo>>,
     /// MariaDB's `server_uid` (None: the server has none) and when it was read; it only
     /// changes with the server, so it is read every [`SERVER_UID_TTL`] and after a lost
     /// connection, not every round.
@@ -156,54 +150,57 @@ const SERVER_UID_TTL: Duration = Duration::from_secs(600);
 impl MysqlEngine {
     /// Prepares the engine: parses the URL and sets up a lazy pool. No I/O (the password
     /// file is read when a connection is made, so a rotated password is picked up).
-    pub fn open(target: &Target) -> Result<Self, EngineError> {
-        let conn = Connector::new(target).map_err(|message| EngineError::Setup {
+    /// `one_shot`: no pool; each round opens one direct connection.
+    pub fn open(target: &Target, one_shot: bool) -> Result<Self, EngineError> {
+        let conn = Connector::new(target, one_shot).map_err(|message| EngineError::Setup {
             target: target.name.clone(),
             message,
         })?;
         Ok(MysqlEngine {
             target: target.name.clone(),
             conn,
-            thresholds: target.thresholds.clone(),
-            running: Arc::new(Mutex::new(BTreeSet::new())),
+            all: RunScope::default(),
             previous: tokio::sync::Mutex::new(None),
             tables: tokio::sync::Mutex::new(None),
+            io: tokio::sync::Mutex::new(BTreeMap::new()),
             server_uid: Mutex::new(None),
         })
     }
 
-    fn thresholds(&self, check: &str) -> CheckThresholds {
-        match self.thresholds.get(check) {
-            Some(t) => t.clone(),
-            None => match catalog::spec(check) {
-                Some(s) => CheckThresholds::builtin(s),
-                None => CheckThresholds {
-                    enabled: true,
-                    warning: None,
-                    critical: None,
-                    floor: None,
-                },
-            },
-        }
+    /// Every session of every run of this engine now.
+    pub(crate) fn all_sessions(&self) -> Vec<Session> {
+        self.all.sessions()
     }
 
-    fn enabled(&self, check: &str) -> bool {
-        self.thresholds(check).enabled
+    /// Stops the statements of `sessions` (`KILL QUERY` from a separate connection; the
+    /// connections themselves stay).
+    pub(crate) async fn cancel(&self, sessions: &[Session]) {
+        let ids: Vec<u64> = sessions.iter().map(|s| s.id).collect();
+        self.conn.kill_queries(&ids).await;
     }
 
-    fn down(&self, message: &str) -> HealthReport {
-        let others: Vec<&'static str> = NAMES.iter().copied().filter(|c| self.enabled(c)).collect();
-        HealthReport {
-            measurements: super::unreachable(message, &others),
-            server_id: None,
-            server_checks: Vec::new(),
-            table_stats: Vec::new(),
-        }
+    /// Runs `sql` on a connection of this engine registered in `scope`, as a run's long
+    /// statement would. For tests of per-run cancellation.
+    #[doc(hidden)]
+    pub async fn run_in_scope(&self, sql: &str, scope: &RunScope) -> Result<(), String> {
+        let mut conn = self.conn.acquire().await?;
+        let id = sqlx::raw_sql("/* dbwarden */ SELECT CONNECTION_ID()")
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|row| number(&row, 0))
+            .map_err(|e| error_message(&e))?
+            .unwrap_or(0.0) as u64;
+        conn.enter(Session { id, started: None }, &[scope, &self.all]);
+        let result = sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut *conn)
+            .await;
+        conn.release().await;
+        result.map(|_| ()).map_err(|e| error_message(&e))
     }
 
     /// Runs one health round. Never fails: an unreachable server is CRITICAL on
     /// connectivity, a check that cannot be measured is UNKNOWN with the reason.
-    pub async fn health(&self, opts: &HealthOptions) -> HealthReport {
+    pub(crate) async fn health(&self, round: &Round<'_>, scope: &RunScope) -> HealthReport {
         // Pooled connections are not pinged before use (a round trip each): one the
         // server has closed fails its first statement and is replaced here, once per
         // pooled connection at most.
@@ -213,58 +210,77 @@ impl MysqlEngine {
                 Ok(c) => c,
                 Err(message) => {
                     tracing::debug!(target_name = %self.target, error = %message, "mysql: unreachable");
-                    return self.down(&message);
+                    return round.unreachable(&TABLE, &message, None);
                 }
             };
             let started = Instant::now();
             match self.server_info(&mut conn).await {
                 Ok(i) => break (conn, i, started),
                 Err(e) => {
-                    conn.close_on_drop();
+                    conn.discard();
                     if conn::connection_lost(&e) && attempts < self.conn.max_connections() {
+                        self.conn.lost_connection();
                         // Perhaps a restart: read the server's identity again, and do not
                         // take performance_schema counters that restarted from zero (and
                         // may have grown past their old values) for a small delta.
                         *self.server_uid.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                        if let Some(c) = self.tables.lock().await.as_mut() {
-                            c.io.clear();
-                        }
+                        self.io.lock().await.clear();
                         tracing::debug!(target_name = %self.target, error = %error_message(&e), "mysql: pooled connection lost; using another");
                         attempts += 1;
                         continue;
                     }
-                    return self.down(&format!(
-                        "{}: the first query failed: {}",
-                        self.conn.place,
-                        error_message(&e)
-                    ));
+                    return round.unreachable(
+                        &TABLE,
+                        &format!(
+                            "{}: the first query failed: {}",
+                            self.conn.place,
+                            error_message(&e)
+                        ),
+                        None,
+                    );
                 }
             }
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let running = Running::enter(&self.running, info.connection_id);
+        conn.enter(
+            Session {
+                id: info.connection_id,
+                started: None,
+            },
+            &[scope, &self.all],
+        );
+        let connectivity = Measurement::value(
+            "connectivity",
+            Observation::new(latency_ms).detail(info.version_text.clone()),
+        );
         // In MySQL every check but connectivity and fragmentation is server-level.
-        let others_measure_all = NAMES
+        let others_measure_all = TABLE
+            .server_level
             .iter()
-            .filter(|c| **c != FRAGMENTATION && self.enabled(c))
-            .all(|c| opts.owner_of(&info.server_id, c).is_some());
-        let report = if others_measure_all {
-            self.probe_database(&mut conn, &info, latency_ms, opts)
-                .await
+            .all(|c| !round.measures(&TABLE, &info.server_id, c));
+        let (measured, table_stats) = if others_measure_all {
+            // Only the schema's tables are read. The counter baseline is dropped, so if
+            // this target takes the server checks over later, it does not report a delta
+            // spanning the time it did not look.
+            *self.previous.lock().await = None;
+            let (fragmentation, stats) = self
+                .tables(&mut conn, &info, &Process::Unknown, round)
+                .await;
+            (vec![fragmentation], stats)
         } else {
-            let mut r = self.probe(&mut conn, &info, latency_ms).await;
-            // Some are measured elsewhere: report those as such (their probes ran anyway,
-            // they share the round's few statements with the others).
-            for m in r.measurements.iter_mut() {
-                if let Some(owner) = opts.owner_of(&info.server_id, m.check) {
-                    *m = super::measured_elsewhere(m.check, &info.server_id, owner);
-                }
-            }
-            r.server_checks = super::measured_server_checks(&r.measurements, opts);
-            r
+            // Checks measured elsewhere still run here (they share the round's few
+            // statements with the others); the report shows them as measured elsewhere.
+            self.probe(&mut conn, &info, round).await
         };
-        drop(running);
-        report
+        conn.release().await;
+        round.finish(
+            &TABLE,
+            connectivity,
+            measured,
+            Some(info.server_id.clone()),
+            &[],
+            table_stats,
+        )
     }
 
     async fn server_info(&self, conn: &mut MySqlConnection) -> Result<ServerInfo, sqlx::Error> {
@@ -338,13 +354,10 @@ impl MysqlEngine {
         &self,
         conn: &mut MySqlConnection,
         info: &ServerInfo,
-        latency_ms: f64,
-    ) -> HealthReport {
+        round: &Round<'_>,
+    ) -> (Vec<Measurement>, Vec<TableStat>) {
         let scope = Scope::Server(info.server_id.clone());
-        let mut out = vec![Measurement::value(
-            "connectivity",
-            Observation::new(latency_ms).detail(info.version_text.clone()),
-        )];
+        let mut out = Vec::new();
 
         let status = global_status(conn).await;
         let metrics = innodb_metrics(conn, info.version).await;
@@ -387,14 +400,14 @@ impl MysqlEngine {
         );
 
         // Long-running statements.
-        if self.enabled(LONG_QUERY) {
+        if round.enabled(LONG_QUERY) {
             let m = match &process {
                 Process::Denied { fix } => Measurement::unknown(
                     LONG_QUERY,
                     "cannot see other sessions' statements without the PROCESS privilege",
                     Some(fix.clone()),
                 ),
-                _ => match self.long_queries(conn, info).await {
+                _ => match self.long_queries(conn, info, round).await {
                     Ok(obs) => Measurement::values(LONG_QUERY, obs),
                     Err(e) => self.failed(LONG_QUERY, &e, "PROCESS", info),
                 },
@@ -403,7 +416,7 @@ impl MysqlEngine {
         }
 
         // Replication.
-        if self.enabled(REPLICA_LAG) || self.enabled(REPLICA_THREADS) {
+        if round.enabled(REPLICA_LAG) || round.enabled(REPLICA_THREADS) {
             match replicas(conn, info.version).await {
                 Ok(channels) => {
                     let (lag, threads) = checks::judge_replicas(&channels, &scope);
@@ -537,7 +550,7 @@ impl MysqlEngine {
             match innodb_counter("Innodb_history_list_length", "trx_rseg_history_len") {
                 Ok(len) => {
                     let mut obs = Observation::new(len);
-                    let t = self.thresholds(HISTORY_LIST);
+                    let t = round.thresholds(HISTORY_LIST);
                     let over = [t.warning, t.critical]
                         .into_iter()
                         .flatten()
@@ -556,48 +569,9 @@ impl MysqlEngine {
         );
 
         // Fragmentation and table statistics of the target's database.
-        let (fragmentation, table_stats) = self.tables(conn, info, &process).await;
+        let (fragmentation, table_stats) = self.tables(conn, info, &process, round).await;
         out.push(fragmentation);
-
-        out.retain(|m| self.enabled(m.check));
-        HealthReport {
-            measurements: out,
-            server_id: Some(info.server_id.clone()),
-            server_checks: Vec::new(),
-            table_stats,
-        }
-    }
-
-    /// A round while other targets of this server measure all its server-level checks
-    /// (everything but connectivity and the database's tables, in MySQL): only the
-    /// schema's tables are read. The counter baseline is dropped, so if this target takes
-    /// the server checks over later, it does not report a delta spanning the time it
-    /// did not look.
-    async fn probe_database(
-        &self,
-        conn: &mut MySqlConnection,
-        info: &ServerInfo,
-        latency_ms: f64,
-        opts: &HealthOptions,
-    ) -> HealthReport {
-        *self.previous.lock().await = None;
-        let mut out = vec![Measurement::value(
-            "connectivity",
-            Observation::new(latency_ms).detail(info.version_text.clone()),
-        )];
-        out.extend(NAMES.iter().filter_map(|c| {
-            let owner = opts.owner_of(&info.server_id, c)?;
-            Some(super::measured_elsewhere(c, &info.server_id, owner))
-        }));
-        let (fragmentation, table_stats) = self.tables(conn, info, &Process::Unknown).await;
-        out.push(fragmentation);
-        out.retain(|m| self.enabled(m.check));
-        HealthReport {
-            measurements: out,
-            server_id: Some(info.server_id.clone()),
-            server_checks: Vec::new(),
-            table_stats,
-        }
+        (out, table_stats)
     }
 
     /// A probe query failed: UNKNOWN with the GRANT when a privilege is missing.
@@ -624,8 +598,9 @@ impl MysqlEngine {
         &self,
         conn: &mut MySqlConnection,
         info: &ServerInfo,
+        round: &Round<'_>,
     ) -> Result<Vec<Observation>, sqlx::Error> {
-        let t = self.thresholds(LONG_QUERY);
+        let t = round.thresholds(LONG_QUERY);
         let min = [t.warning, t.critical]
             .into_iter()
             .flatten()
@@ -687,13 +662,16 @@ impl MysqlEngine {
         Ok(out)
     }
 
-    /// Fragmentation (reused for up to [`TABLES_EVERY`]) and, when freshly read, table stats.
+    /// Fragmentation (reused for up to [`TABLES_EVERY`]) and, in rounds that report
+    /// them, table statistics (then information_schema.TABLES is always read fresh).
     async fn tables(
         &self,
         conn: &mut MySqlConnection,
         info: &ServerInfo,
         process: &Process,
+        round: &Round<'_>,
     ) -> (Measurement, Vec<TableStat>) {
+        let report = round.opts.table_stats;
         let Some(schema) = info.database.clone() else {
             return (
                 Measurement::verdict(
@@ -707,6 +685,7 @@ impl MysqlEngine {
         };
         let mut cache = self.tables.lock().await;
         if let Some(c) = cache.as_ref()
+            && !report
             && !c.expired
             && c.at.elapsed() < TABLES_EVERY
         {
@@ -734,7 +713,7 @@ impl MysqlEngine {
         };
         // Tables of a shared tablespace report the tablespace's free space; find them only
         // when one would otherwise be judged.
-        let t = self.thresholds(FRAGMENTATION);
+        let t = round.thresholds(FRAGMENTATION);
         let lowest = [t.warning, t.critical]
             .into_iter()
             .flatten()
@@ -759,6 +738,15 @@ impl MysqlEngine {
             Vec::new()
         };
         let observations = checks::fragmentation(&schema, &rows, &shared);
+        *cache = Some(TablesCache {
+            at: Instant::now(),
+            expired: false,
+            observations: observations.clone(),
+        });
+        drop(cache);
+        if !report {
+            return (Measurement::values(FRAGMENTATION, observations), Vec::new());
+        }
         let analyzed = match last_analyzed(conn).await {
             Ok(a) => a,
             Err(e) => {
@@ -766,15 +754,11 @@ impl MysqlEngine {
                 BTreeMap::new()
             }
         };
-        // Writes and reads per table come from performance_schema. They are read on the
-        // same cadence as information_schema.TABLES, not every round, although they are
-        // cheap: table statistics are only reported when information_schema.TABLES was
-        // just read, so every reported row is one consistent snapshot (sizes, rows and
-        // counters measured together), and its write deltas cover exactly the time since
-        // the table's previous reported row (none is lost or counted twice). Reading the
-        // counters every round would either drop the rounds in between or report rows
-        // whose sizes are minutes old.
-        let previous_io = cache.as_ref().map(|c| c.io.clone()).unwrap_or_default();
+        // Writes and reads per table come from performance_schema, read in the same round
+        // as information_schema.TABLES, so every reported row is one consistent snapshot
+        // (sizes, rows and counters measured together), and its write deltas cover
+        // exactly the time since the table's previous reported row.
+        let mut baseline = self.io.lock().await;
         let io = self.table_io(conn, info).await.map(|mut io| {
             for r in &rows {
                 if let Some(t) = io.get_mut(&r.name) {
@@ -785,7 +769,7 @@ impl MysqlEngine {
         });
         let deltas = io
             .as_ref()
-            .map(|now| checks::write_deltas(&previous_io, now))
+            .map(|now| checks::write_deltas(&baseline, now))
             .unwrap_or_default();
         let stats = rows
             .iter()
@@ -811,12 +795,9 @@ impl MysqlEngine {
                 }
             })
             .collect();
-        *cache = Some(TablesCache {
-            at: Instant::now(),
-            expired: false,
-            observations: observations.clone(),
-            io: io.unwrap_or(previous_io),
-        });
+        if let Some(io) = io {
+            *baseline = io;
+        }
         (Measurement::values(FRAGMENTATION, observations), stats)
     }
 
@@ -852,21 +833,10 @@ impl MysqlEngine {
         }
     }
 
-    /// Stops the probe statements this engine is running (`KILL QUERY` from a separate
-    /// connection; the connections themselves stay).
-    pub async fn cancel_running(&self) {
-        let ids: Vec<u64> = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        self.conn.kill_queries(&ids).await;
-    }
-
     pub async fn close(&self) {
-        self.conn.pool.close().await;
+        if let Some(pool) = &self.conn.pool {
+            pool.close().await;
+        }
     }
 }
 

@@ -8,10 +8,12 @@ use super::sql;
 /// server-level checks itself (the slow-cadence probes excluded; `SERVER_ID` is cached for
 /// ten minutes, so it is not per round). `archiving`: `archive_mode` is not `off` and the
 /// role has pg_monitor, so the round also counts WAL segments waiting for archiving. None
-/// of them takes parameters.
+/// of them takes parameters. `BACKEND_IDENTITY` runs on the second connection, side by
+/// side with `ACTIVITY`, so the run can cancel it.
 pub fn round_statements(archiving: bool) -> Vec<(&'static str, &'static str)> {
     let mut out = vec![
         ("INSTANCE", sql::INSTANCE),
+        ("BACKEND_IDENTITY", sql::BACKEND_IDENTITY),
         ("ACTIVITY", sql::ACTIVITY),
         ("TABLES", sql::TABLES),
     ];

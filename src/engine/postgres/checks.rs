@@ -32,35 +32,8 @@ pub const PREPARED_XACTS: &str = "prepared_xacts";
 pub const XMIN_HORIZON: &str = "xmin_horizon";
 pub const DISK_SPACE: &str = "disk_space";
 
-/// Every PostgreSQL check besides the shared `connectivity`, in report order.
-pub const NAMES: &[&str] = &[
-    CONNECTIONS,
-    CONNECTION_LIMIT,
-    LONG_QUERY,
-    IDLE_IN_TRANSACTION,
-    BLOCKED_SESSIONS,
-    CACHE_HIT,
-    WRAPAROUND,
-    DEAD_TUPLES,
-    BLOAT,
-    STALE_STATS,
-    REPLICATION_LAG,
-    REPLICATION_SLOTS,
-    DATABASE_SIZE,
-    INVALID_INDEXES,
-    UNUSED_INDEXES,
-    DUPLICATE_INDEXES,
-    SEQ_SCANS,
-    DEADLOCKS,
-    TEMP_FILES,
-    ARCHIVER,
-    PREPARED_XACTS,
-    XMIN_HORIZON,
-    DISK_SPACE,
-];
-
 /// PostgreSQL checks (names, units, built-in thresholds). `connectivity` is shared and
-/// lives in [`crate::health::catalog::CATALOG`].
+/// lives in [`crate::engine::catalog::CONNECTIVITY`].
 pub const CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: CONNECTIONS,
@@ -293,23 +266,3 @@ pub const CHECKS: &[CheckSpec] = &[
         description: "filesystem of the data directory (statvfs), only when dbwarden runs on the database host (loopback or Unix-socket connection) and may read data_directory (pg_read_all_settings); server-wide; cheap",
     },
 ];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_name_has_a_spec_and_back() {
-        assert_eq!(NAMES.len(), CHECKS.len());
-        for (n, s) in NAMES.iter().zip(CHECKS) {
-            assert_eq!(*n, s.name);
-        }
-    }
-
-    #[test]
-    fn design_md_examples_resolve() {
-        for name in ["connections", "dead_tuples", "long_query"] {
-            assert!(crate::health::catalog::spec(name).is_some(), "{name}");
-        }
-    }
-}

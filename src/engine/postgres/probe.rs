@@ -1198,7 +1198,7 @@ pub fn duplicate_indexes(groups: &[DuplicateGroup], age: f64) -> Measurement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::catalog::{judge_builtin as judge, spec_of as spec};
+    use crate::engine::catalog::{judge_builtin as judge, spec_of as spec};
 
     fn inst() -> Instance {
         Instance {

@@ -13,10 +13,11 @@
 //! (PostgreSQL checks EXECUTE when a plan starts, so a CASE cannot guard it); settings that
 //! need pg_read_all_settings are guarded by a CASE on `pg_has_role` (checked at run time).
 
-/// Recorded for every new pooled connection, so `cancel_running` can find our statements
-/// (a pid alone could be reused by another backend later; the start time makes it unique).
+/// The backend of a connection, so a run can cancel its statements (a pid alone could be
+/// reused by another backend later; the start time makes it unique). `INSTANCE` returns
+/// the same for the round's first connection; this is for a second one.
 pub const BACKEND_IDENTITY: &str = "/* dbwarden */ SELECT pg_backend_pid(), \
-     (SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid())";
+     (SELECT backend_start::text FROM pg_stat_get_activity(pg_backend_pid()))";
 
 /// The server instance's identity: the system identifier (one per cluster, but shared by a
 /// primary and its physical standbys) plus the postmaster's start time, which tells a
@@ -25,9 +26,12 @@ pub const SERVER_ID: &str = "/* dbwarden */ SELECT system_identifier::text || '@
      (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::int8::text \
      FROM pg_control_system()";
 
-/// One row: settings, privileges, this database's counters. Its round trip is the
-/// connectivity latency (it touches no user table and costs ~0.1 ms).
+/// One row: settings, privileges, this database's counters, and this connection's backend
+/// (for the run's scope). Its round trip is the connectivity latency (it touches no user
+/// table and costs ~0.1 ms).
 pub const INSTANCE: &str = r#"/* dbwarden */ SELECT
+  pg_backend_pid() AS pid,
+  (SELECT backend_start::text FROM pg_stat_get_activity(pg_backend_pid())) AS backend_start,
   current_setting('server_version_num')::int4 AS version_num,
   current_database()::text AS db,
   current_user::text AS usr,
@@ -308,10 +312,12 @@ GROUP BY n.nspname, t.relname, i.indrelid, ic.relam, i.indkey::text, i.indclass:
          regexp_replace(coalesce(i.indpred::text, ''), ':location -?[0-9]+', '', 'g')
 HAVING count(*) > 1"#;
 
-/// Cancels this engine's statements still running (run from a fresh connection).
-/// `$1` = pids, `$2` = their backend_start as text (so a reused pid is never hit).
+/// Cancels a run's statements still running (run from a fresh connection).
+/// `$1` = pids, `$2` = their backend_start as text (so a reused pid is never hit; NULL
+/// when unknown, then only a dbwarden backend is cancelled).
 pub const CANCEL: &str = r#"/* dbwarden */ SELECT count(*) FILTER (WHERE pg_cancel_backend(a.pid))::int8
 FROM pg_stat_activity a
 JOIN unnest($1::int4[], $2::text[]) AS m(pid, started)
-  ON a.pid = m.pid AND a.backend_start::text = m.started
+  ON a.pid = m.pid
+ AND (a.backend_start::text = m.started OR (m.started IS NULL AND a.application_name = 'dbwarden'))
 WHERE a.state = 'active' AND a.pid <> pg_backend_pid()"#;

@@ -1,0 +1,188 @@
+//! Connections, the same way for every server engine: a small lazy pool with short
+//! timeouts, a direct connection attempt that tells *why* a server cannot be reached
+//! (sqlx retries a refused connection silently until its acquire timeout and then says
+//! only "timed out"), and the lease that puts the connection's server session into the
+//! run's [`RunScope`] for as long as the run holds it.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::pool::{PoolConnection, PoolOptions};
+use sqlx::{ConnectOptions, Connection, Database, Pool};
+
+use super::{RunScope, Session};
+use crate::config::Target;
+
+/// The options of a target's pool: small, lazy (no connection until a round needs one),
+/// and bounded waits.
+pub(crate) fn pool_options<DB: Database>(target: &Target) -> PoolOptions<DB> {
+    let p = &target.pool;
+    PoolOptions::<DB>::new()
+        .max_connections(p.max_connections)
+        .min_connections(0)
+        .acquire_timeout(p.acquire_timeout)
+        .idle_timeout(Some(p.idle_timeout))
+        .max_lifetime(Some(p.max_lifetime))
+        .test_before_acquire(p.test_before_acquire)
+}
+
+/// Why a connection could not be had.
+pub(crate) enum Failure {
+    /// No answer within connect_timeout.
+    TimedOut,
+    /// The server (or the network) said no; describe it.
+    Error(sqlx::Error),
+    /// The pool had no free connection although the server accepts connections.
+    PoolBusy,
+}
+
+/// One direct connection attempt, bounded by `within`.
+pub(crate) async fn connect_direct<DB: Database>(
+    options: &<DB::Connection as Connection>::Options,
+    within: Duration,
+) -> Result<DB::Connection, Failure> {
+    match tokio::time::timeout(within, options.connect()).await {
+        Err(_) => Err(Failure::TimedOut),
+        Ok(Err(e)) => Err(Failure::Error(e)),
+        Ok(Ok(c)) => Ok(c),
+    }
+}
+
+/// A pooled connection of a server engine's pool.
+pub(crate) struct Pooled<'a, DB: Database> {
+    pub pool: &'a Pool<DB>,
+    pub options: &'a <DB::Connection as Connection>::Options,
+    pub connect_timeout: Duration,
+    pub acquire_timeout: Duration,
+    /// Set when a pooled connection was found dead (server restart, network cut): the
+    /// next acquisition tries one direct connection first.
+    pub suspect: &'a AtomicBool,
+}
+
+impl<DB: Database> Pooled<'_, DB> {
+    /// A pooled connection within connect_timeout (plus acquire_timeout when the pool is
+    /// busy). When the pool holds no connection, or one was just found dead, one direct
+    /// attempt first: a refused or denied connection is reported at once with its real
+    /// reason instead of the pool's silent retries until acquire_timeout. That costs one
+    /// extra connection when the pool starts (or after idle_timeout, or a lost connection),
+    /// not per round.
+    pub async fn acquire(&self) -> Result<PoolConnection<DB>, Failure> {
+        if self.pool.size() == 0 || self.suspect.swap(false, Ordering::Relaxed) {
+            self.preflight().await?;
+        }
+        match tokio::time::timeout(
+            self.acquire_timeout + self.connect_timeout,
+            self.pool.acquire(),
+        )
+        .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
+                self.preflight().await?;
+                Err(Failure::PoolBusy)
+            }
+            Ok(Err(e)) => Err(Failure::Error(e)),
+        }
+    }
+
+    async fn preflight(&self) -> Result<(), Failure> {
+        let c = connect_direct::<DB>(self.options, self.connect_timeout).await?;
+        let _ = tokio::time::timeout(self.connect_timeout, c.close()).await;
+        Ok(())
+    }
+}
+
+/// A connection of a round: from the pool, or the one direct connection of a one-shot
+/// engine.
+pub(crate) enum Conn<DB: Database> {
+    Pooled(PoolConnection<DB>),
+    Direct(DB::Connection),
+}
+
+/// A connection held by a run. While held, its server session is in the run's scope (and
+/// the engine's, for `cancel_all`). [`Lease::release`] gives it back and leaves the scopes;
+/// dropped without that (the run's future was dropped mid-statement), the session stays
+/// in the scopes so the run can still be cancelled, and the connection is closed instead
+/// of returning to the pool, so no other run ever works on a session this scope names.
+pub(crate) struct Lease<DB: Database> {
+    conn: Option<Conn<DB>>,
+    entered: Vec<RunScope>,
+    session: Option<Session>,
+}
+
+impl<DB: Database> Lease<DB> {
+    pub fn new(conn: Conn<DB>) -> Self {
+        Lease {
+            conn: Some(conn),
+            entered: Vec::new(),
+            session: None,
+        }
+    }
+
+    /// Registers the connection's server session in `scopes`.
+    pub fn enter(&mut self, session: Session, scopes: &[&RunScope]) {
+        self.leave();
+        for s in scopes {
+            s.add(&session);
+            self.entered.push((*s).clone());
+        }
+        self.session = Some(session);
+    }
+
+    fn leave(&mut self) {
+        if let Some(s) = self.session.take() {
+            for scope in self.entered.drain(..) {
+                scope.remove(&s);
+            }
+        }
+    }
+
+    /// The connection is gone (closed by the server): never back to the pool.
+    pub fn discard(mut self) {
+        self.leave();
+        if let Some(Conn::Pooled(mut c)) = self.conn.take() {
+            c.close_on_drop();
+        }
+    }
+
+    /// The run is done with the connection: back to the pool (a direct one is closed).
+    pub async fn release(mut self) {
+        self.leave();
+        if let Some(Conn::Direct(c)) = self.conn.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
+        }
+    }
+}
+
+impl<DB: Database> Drop for Lease<DB> {
+    fn drop(&mut self) {
+        // Not released: abandoned mid-statement. The session stays in the scopes.
+        if let Some(Conn::Pooled(c)) = self.conn.as_mut() {
+            c.close_on_drop();
+        }
+    }
+}
+
+impl<DB: Database> Deref for Lease<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        match &self.conn {
+            Some(Conn::Pooled(c)) => c,
+            Some(Conn::Direct(c)) => c,
+            // `conn` is only taken by the consuming methods.
+            None => unreachable!("a lease is used after it was given back"),
+        }
+    }
+}
+
+impl<DB: Database> DerefMut for Lease<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        match &mut self.conn {
+            Some(Conn::Pooled(c)) => c,
+            Some(Conn::Direct(c)) => c,
+            None => unreachable!("a lease is used after it was given back"),
+        }
+    }
+}
