@@ -205,3 +205,83 @@ fn help_has_examples_and_version_works() {
     let o = run(dir.path(), &["completions", "bash"]);
     assert!(stdout(&o).contains("_dbwarden"), "{}", stdout(&o));
 }
+
+/// A table whose name carries a newline and an escape sequence cannot forge a line of
+/// `dbwarden check`'s text output, against a real PostgreSQL (JSON keeps the name exact).
+#[tokio::test]
+async fn a_table_name_with_a_newline_cannot_forge_a_check_line() {
+    let Ok(url) = std::env::var("DBWARDEN_TEST_PG_URL") else {
+        if std::env::var("DBWARDEN_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("DBWARDEN_TEST_PG_URL not set, but DBWARDEN_REQUIRE_SERVICES=1");
+        }
+        eprintln!("skipping: DBWARDEN_TEST_PG_URL not set");
+        return;
+    };
+    use sqlx::Connection;
+    let mut pg = sqlx::PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = format!(
+        "dbw_nl_{:08x}\nOK        connectivity    forged\x1b[2J",
+        rand::random::<u32>()
+    );
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    for sql in [
+        format!("CREATE TABLE public.{quoted} (id int)"),
+        format!("INSERT INTO public.{quoted} SELECT generate_series(1, 2000)"),
+        format!("DELETE FROM public.{quoted} WHERE id <= 1500"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut pg)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Statistics reach pg_stat_user_tables within about a second.
+    for _ in 0..50 {
+        let dead: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(n_dead_tup), 0) FROM pg_stat_user_tables WHERE relname = $1",
+        )
+        .bind(&name)
+        .fetch_one(&mut pg)
+        .await
+        .unwrap_or(0);
+        if dead > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[[target]]\nname = \"pg\"\nurl = \"{url}\"\n\
+             thresholds = {{ dead_tuples = {{ warning = \"1%\", critical = \"2%\", min_rows = 1 }} }}\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let o = run(dir.path(), &["check", "-c", "c.toml"]);
+    let text = stdout(&o);
+    let drop = format!("DROP TABLE public.{quoted}");
+    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(&mut pg)
+        .await;
+    assert!(
+        text.contains("dbw_nl_"),
+        "the table must be reported: {}",
+        all(&o)
+    );
+    assert!(
+        !text.lines().any(|l| l
+            .trim_start()
+            .starts_with("OK        connectivity    forged")),
+        "a forged line: {text}"
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "an escape sequence reached the terminal: {text}"
+    );
+    assert!(
+        text.contains("\\nOK        connectivity    forged\\x1b[2J"),
+        "{text}"
+    );
+}
