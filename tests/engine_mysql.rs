@@ -222,7 +222,7 @@ fn stats() -> HealthOptions {
 
 async fn round(target: &Target) -> (HealthReport, Vec<CheckResult>) {
     let engine = ok(Engine::open(target), "open engine");
-    let report = engine.health(&target, &stats(), &RunScope::default()).await;
+    let report = engine.health(target, &stats(), &RunScope::default()).await;
     let results = judge(target, &report);
     engine.close(Duration::from_secs(2)).await;
     (report, results)
@@ -1079,7 +1079,10 @@ async fn scope_id(scope: &RunScope) -> u64 {
         if let Some(s) = scope.sessions().first() {
             return s.id;
         }
-        assert!(Instant::now() < deadline, "the run never registered its session");
+        assert!(
+            Instant::now() < deadline,
+            "the run never registered its session"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
