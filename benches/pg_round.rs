@@ -22,7 +22,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dbwarden::config::Target;
 use dbwarden::engine::postgres::bench_support::round_statements;

@@ -222,7 +222,7 @@ fn stats() -> HealthOptions {
 
 async fn round(target: &Target) -> (HealthReport, Vec<CheckResult>) {
     let engine = ok(Engine::open(target), "open engine");
-    let report = engine.health(&target, &stats(), &RunScope::default()).await;
+    let report = engine.health(target, &stats(), &RunScope::default()).await;
     let results = judge(target, &report);
     engine.close(Duration::from_secs(2)).await;
     (report, results)

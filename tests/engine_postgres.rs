@@ -257,7 +257,7 @@ fn show(results: &[CheckResult]) -> String {
 async fn until_not_ok(e: &Engine, t: &Target, check: &str) -> Vec<CheckResult> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let results = judge(t, &run_round(&e, &t).await);
+        let results = judge(t, &run_round(e, t).await);
         if find(&results, check).status != Status::Ok || Instant::now() > deadline {
             return results;
         }
@@ -988,7 +988,7 @@ async fn monitoring_roles_get_ok_or_unknown_with_the_grant() {
 
 /// The engine's live backends, per pg_stat_activity.
 async fn live_backends(admin: &mut PgConnection, e: &Engine) -> Vec<i32> {
-    let pids = pids(&e);
+    let pids = pids(e);
     match sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE pid = ANY($1) ORDER BY pid")
         .bind(&pids)
         .fetch_all(admin)
@@ -1930,7 +1930,7 @@ impl Proxy {
 /// 57P03 error after the startup message.
 fn shutting_down(mut c: std::net::TcpStream) {
     use std::io::{Read, Write};
-    let mut read_message = |c: &mut std::net::TcpStream| -> Option<Vec<u8>> {
+    let read_message = |c: &mut std::net::TcpStream| -> Option<Vec<u8>> {
         let mut len = [0u8; 4];
         c.read_exact(&mut len).ok()?;
         let n = u32::from_be_bytes(len) as usize;
@@ -1942,12 +1942,10 @@ fn shutting_down(mut c: std::net::TcpStream) {
         return;
     };
     // SSLRequest (code 80877103): decline, then read the startup message.
-    if first.len() == 4
-        && u32::from_be_bytes([first[0], first[1], first[2], first[3]]) == 80_877_103
-    {
-        if c.write_all(b"N").is_err() || read_message(&mut c).is_none() {
-            return;
-        }
+    let ssl_request = first.len() == 4
+        && u32::from_be_bytes([first[0], first[1], first[2], first[3]]) == 80_877_103;
+    if ssl_request && (c.write_all(b"N").is_err() || read_message(&mut c).is_none()) {
+        return;
     }
     let mut fields = Vec::new();
     for (tag, value) in [

@@ -86,6 +86,11 @@ impl<DB: Database> Pooled<'_, DB> {
         }
     }
 
+    /// [`Pooled::acquire`], as a run's lease.
+    pub async fn lease(&self) -> Result<Lease<DB>, Failure> {
+        self.acquire().await.map(|c| Lease::new(Conn::Pooled(c)))
+    }
+
     async fn preflight(&self) -> Result<(), Failure> {
         let c = connect_direct::<DB>(self.options, self.connect_timeout).await?;
         let _ = tokio::time::timeout(self.connect_timeout, c.close()).await;

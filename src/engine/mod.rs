@@ -323,8 +323,9 @@ impl Engine {
 pub(crate) mod tests {
     use super::*;
 
-    /// A target loaded the way the daemon loads one (its file need not exist).
-    pub(crate) fn sqlite_target() -> Target {
+    /// A target loaded the way the daemon loads one, its database in the returned
+    /// directory (created on first use).
+    pub(crate) fn sqlite_target() -> (tempfile::TempDir, Target) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("dbwarden.toml");
         let body = format!(
@@ -336,14 +337,14 @@ pub(crate) mod tests {
         std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
         let config = crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         match config.targets.into_iter().next() {
-            Some(t) => t,
+            Some(t) => (dir, t),
             None => panic!("no target"),
         }
     }
 
     #[test]
     fn settings_key_ignores_thresholds_and_tags() {
-        let a = sqlite_target();
+        let (_dir, a) = sqlite_target();
         let mut b = a.clone();
         b.tags.push("prod".into());
         b.thresholds.clear();

@@ -210,7 +210,7 @@ mod tests {
     };
 
     fn target(disabled: &[&'static str]) -> Target {
-        let mut t = crate::engine::tests::sqlite_target();
+        let (_dir, mut t) = crate::engine::tests::sqlite_target();
         for c in disabled {
             t.thresholds.insert(
                 c,

@@ -357,9 +357,46 @@ mod tests {
         assert!(regular_file(missing, true).is_ok());
     }
 
+    /// The engine reads thresholds from the target of each round, not from the one it was
+    /// opened with: a reload that disables a check needs no new engine.
+    #[tokio::test]
+    async fn thresholds_come_with_each_round() {
+        let (_dir, t) = crate::engine::tests::sqlite_target();
+        let e = match SqliteEngine::open(&t) {
+            Ok(e) => e,
+            Err(e) => panic!("{e}"),
+        };
+        let opts = crate::engine::HealthOptions::default();
+        let checks =
+            |r: &HealthReport| -> Vec<&str> { r.measurements.iter().map(|m| m.check).collect() };
+        let first = e.health(&Round::new(&t, &opts)).await;
+        assert!(checks(&first).contains(&"sqlite_wal_size"), "{first:?}");
+        assert!(
+            matches!(
+                first.measurements[0].outcome,
+                crate::health::Outcome::Values(_)
+            ),
+            "{first:?}"
+        );
+        let mut reloaded = t.clone();
+        reloaded.thresholds.insert(
+            "sqlite_wal_size",
+            crate::health::CheckThresholds {
+                enabled: false,
+                warning: None,
+                critical: None,
+                floor: None,
+            },
+        );
+        let second = e.health(&Round::new(&reloaded, &opts)).await;
+        assert!(!checks(&second).contains(&"sqlite_wal_size"), "{second:?}");
+        assert_eq!(checks(&second).len() + 1, checks(&first).len());
+        e.close().await;
+    }
+
     #[tokio::test]
     async fn dev_null_is_critical_not_an_empty_database() {
-        let mut t = crate::engine::tests::sqlite_target();
+        let (_dir, mut t) = crate::engine::tests::sqlite_target();
         t.url = crate::config::SecretUrl::new("sqlite:///dev/null");
         let e = match SqliteEngine::open(&t) {
             Ok(e) => e,

@@ -269,9 +269,8 @@ impl Connector {
             acquire_timeout: self.acquire_timeout,
             suspect: &self.suspect,
         }
-        .acquire()
+        .lease()
         .await
-        .map(|c| Lease::new(Conn::Pooled(c)))
         .map_err(|f| self.failure(f))
     }
 

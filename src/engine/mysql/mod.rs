@@ -7,10 +7,16 @@
 //! a variables SELECT (also the latency probe), `SHOW GLOBAL STATUS WHERE ...`,
 //! `information_schema.INNODB_METRICS` (two rows; also tells whether PROCESS is granted),
 //! the processlist filtered server-side to long runners, `SHOW REPLICA STATUS` (or its
-//! older spelling), and, at most every 5 minutes, `information_schema.TABLES` for the
-//! target's own database (with, when performance_schema is on, its tables' row counters
-//! for the table statistics). Every connection gets a statement time limit and short lock
-//! waits on connect, so a probe never hangs on a locked table.
+//! older spelling), and `information_schema.TABLES` for the target's own database at most
+//! every 5 minutes and in rounds that report table statistics (then also, when
+//! performance_schema is on, its tables' row counters). Every connection gets a statement
+//! time limit and short lock waits on connect, so a probe never hangs on a locked table.
+//! The connection id is registered in the run's scope, so cancelling the run sends
+//! `KILL QUERY` for it alone.
+//!
+//! - `conn`: options, the pool, session settings, connect errors, `KILL QUERY`;
+//! - `queries`: the probe queries and their typed rows;
+//! - `checks`: the catalogue and the pure rules that turn rows into measurements.
 //!
 //! MySQL and MariaDB differ here; both are handled:
 //! - server identity: MySQL `@@server_uuid`; MariaDB has none, so `hostname:port:server_id`
@@ -29,6 +35,7 @@
 
 mod checks;
 mod conn;
+mod queries;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -39,11 +46,14 @@ use sqlx::mysql::MySqlConnection;
 
 use self::checks::{
     BUFFER_POOL_HIT, CONNECTIONS, DEADLOCKS, FRAGMENTATION, HISTORY_LIST, LONG_QUERY, REPLICA_LAG,
-    REPLICA_THREADS, ReplicaChannel, SLOW_QUERIES, TableIo, TableRow,
+    REPLICA_THREADS, SLOW_QUERIES, TableIo,
 };
 use self::conn::{
     Connector, ServerVersion, error_message, is_access_denied, is_timeout, number, text,
-    text_by_names,
+};
+use self::queries::{
+    global_status, innodb_metrics, last_analyzed, oldest_transaction, replicas,
+    shared_tablespace_tables, table_io_rows, table_rows,
 };
 use super::redact::{Dialect, query_for_message};
 use super::round::{Checks, Round};
@@ -852,220 +862,6 @@ fn probe_failure(e: &sqlx::Error) -> String {
     } else {
         format!("probe query failed: {}", error_message(e))
     }
-}
-
-const STATUS_SQL: &str = "/* dbwarden */ SHOW GLOBAL STATUS WHERE Variable_name IN (\
-    'Threads_connected', 'Threads_running', 'Max_used_connections', \
-    'Innodb_buffer_pool_read_requests', 'Innodb_buffer_pool_reads', 'Innodb_deadlocks', \
-    'Innodb_history_list_length', 'Slow_queries', 'Uptime')";
-
-async fn global_status(conn: &mut MySqlConnection) -> Result<BTreeMap<String, f64>, sqlx::Error> {
-    let rows = sqlx::raw_sql(STATUS_SQL).fetch_all(&mut *conn).await?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        if let (Some(name), Some(v)) = (text(&row, 0)?, number(&row, 1)?) {
-            out.insert(name, v);
-        }
-    }
-    Ok(out)
-}
-
-/// `lock_deadlocks` and `trx_rseg_history_len` with their enabled flag. Needs PROCESS:
-/// an access-denied error here also tells the round that PROCESS is missing.
-async fn innodb_metrics(
-    conn: &mut MySqlConnection,
-    v: ServerVersion,
-) -> Result<BTreeMap<String, (f64, bool)>, sqlx::Error> {
-    let sql = if v.is_mariadb() {
-        "/* dbwarden */ SELECT NAME, COUNT, ENABLED FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
-    } else {
-        "/* dbwarden */ SELECT NAME, COUNT, STATUS FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
-    };
-    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let name = text(&row, 0)?.unwrap_or_default();
-        let count = number(&row, 1)?.unwrap_or(0.0);
-        let flag = text(&row, 2)?.unwrap_or_default().to_ascii_lowercase();
-        out.insert(name, (count, flag == "1" || flag == "enabled"));
-    }
-    Ok(out)
-}
-
-/// "oldest transaction: connection 42, open 25min (RUNNING)".
-async fn oldest_transaction(conn: &mut MySqlConnection) -> Result<Option<String>, sqlx::Error> {
-    let row = sqlx::raw_sql(
-        "/* dbwarden */ SELECT trx_mysql_thread_id, TIMESTAMPDIFF(SECOND, trx_started, NOW()), trx_state \
-         FROM information_schema.INNODB_TRX ORDER BY trx_started LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let id = text(&row, 0)?.unwrap_or_default();
-    let secs = number(&row, 1)?.unwrap_or(0.0);
-    let state = text(&row, 2)?.unwrap_or_default();
-    Ok(Some(format!(
-        "oldest transaction: connection {id}, open {} ({state})",
-        Unit::Seconds.format(secs)
-    )))
-}
-
-async fn replicas(
-    conn: &mut MySqlConnection,
-    v: ServerVersion,
-) -> Result<Vec<ReplicaChannel>, sqlx::Error> {
-    let sql = if v.is_mariadb() {
-        "/* dbwarden */ SHOW ALL SLAVES STATUS"
-    } else if v.at_least(8, 0, 22) {
-        "/* dbwarden */ SHOW REPLICA STATUS"
-    } else {
-        "/* dbwarden */ SHOW SLAVE STATUS"
-    };
-    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let get = |names: &[&str]| text_by_names(row, names);
-            let err = |no: &str, msg: &str| {
-                let n = get(&[no]).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-                let m = get(&[msg]).unwrap_or_default();
-                (n != 0 || !m.is_empty()).then_some((n, m))
-            };
-            ReplicaChannel {
-                name: get(&["Channel_Name", "Connection_name"]).unwrap_or_default(),
-                source: format!(
-                    "{}:{}",
-                    get(&["Source_Host", "Master_Host"]).unwrap_or_default(),
-                    get(&["Source_Port", "Master_Port"]).unwrap_or_default()
-                ),
-                io_running: get(&["Replica_IO_Running", "Slave_IO_Running"]).unwrap_or_default(),
-                sql_running: get(&["Replica_SQL_Running", "Slave_SQL_Running"]).unwrap_or_default(),
-                lag: get(&["Seconds_Behind_Source", "Seconds_Behind_Master"])
-                    .and_then(|s| s.parse::<f64>().ok()),
-                io_error: err("Last_IO_Errno", "Last_IO_Error"),
-                sql_error: err("Last_SQL_Errno", "Last_SQL_Error"),
-            }
-        })
-        .collect())
-}
-
-/// Base tables of the connection's database (`DATABASE()`, so no name is pasted into SQL).
-async fn table_rows(conn: &mut MySqlConnection) -> Result<Vec<TableRow>, sqlx::Error> {
-    let rows = sqlx::raw_sql(
-        "/* dbwarden */ SELECT TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, DATA_FREE, \
-         UNIX_TIMESTAMP(UPDATE_TIME), UNIX_TIMESTAMP(CREATE_TIME) \
-         FROM information_schema.TABLES \
-         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        out.push(TableRow {
-            name: text(&row, 0)?.unwrap_or_default(),
-            engine: text(&row, 1)?.unwrap_or_default(),
-            rows: number(&row, 2)?,
-            data: number(&row, 3)?.unwrap_or(0.0),
-            index: number(&row, 4)?.unwrap_or(0.0),
-            free: number(&row, 5)?.unwrap_or(0.0),
-            modified: number(&row, 6)?,
-            created: number(&row, 7)?,
-        });
-    }
-    Ok(out)
-}
-
-/// Lifetime row counters of the connection's database's tables from performance_schema
-/// (`DATABASE()`, so no name is pasted into SQL), one round trip: writes from
-/// `table_io_waits_summary_by_table` (kind 0), rows fetched without an index (`INDEX_NAME`
-/// NULL: table scans) and through one from `table_io_waits_summary_by_index_usage`
-/// (kind 1). Both are in-memory tables. Needs SELECT on performance_schema.*.
-async fn table_io_rows(
-    conn: &mut MySqlConnection,
-) -> Result<BTreeMap<String, TableIo>, sqlx::Error> {
-    let rows = sqlx::raw_sql(
-        "/* dbwarden */ SELECT OBJECT_NAME, 0, COUNT_INSERT, COUNT_UPDATE, COUNT_DELETE \
-         FROM performance_schema.table_io_waits_summary_by_table \
-         WHERE OBJECT_TYPE = 'TABLE' AND OBJECT_SCHEMA = DATABASE() \
-         UNION ALL \
-         SELECT OBJECT_NAME, 1, SUM(IF(INDEX_NAME IS NULL, COUNT_FETCH, 0)), \
-         SUM(IF(INDEX_NAME IS NULL, 0, COUNT_FETCH)), 0 \
-         FROM performance_schema.table_io_waits_summary_by_index_usage \
-         WHERE OBJECT_TYPE = 'TABLE' AND OBJECT_SCHEMA = DATABASE() \
-         GROUP BY OBJECT_NAME",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut out: BTreeMap<String, TableIo> = BTreeMap::new();
-    for row in rows {
-        let Some(name) = text(&row, 0)? else {
-            continue;
-        };
-        let kind = number(&row, 1)?.unwrap_or(0.0);
-        let (a, b, c) = (
-            number(&row, 2)?.unwrap_or(0.0),
-            number(&row, 3)?.unwrap_or(0.0),
-            number(&row, 4)?.unwrap_or(0.0),
-        );
-        let io = out.entry(name).or_default();
-        if kind == 0.0 {
-            (io.inserts, io.updates, io.deletes) = (a, b, c);
-        } else {
-            (io.fetched_by_scan, io.fetched_by_index) = (a, b);
-        }
-    }
-    Ok(out)
-}
-
-/// When InnoDB last recalculated each table's persistent statistics (ANALYZE TABLE or
-/// the automatic recalculation after enough changes), by table name, as Unix seconds.
-/// Needs SELECT on mysql.innodb_table_stats.
-async fn last_analyzed(conn: &mut MySqlConnection) -> Result<BTreeMap<String, i64>, sqlx::Error> {
-    let rows = sqlx::raw_sql(
-        "/* dbwarden */ SELECT table_name, UNIX_TIMESTAMP(last_update) \
-         FROM mysql.innodb_table_stats WHERE database_name = DATABASE()",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        if let (Some(name), Some(at)) = (text(&row, 0)?, number(&row, 1)?) {
-            out.insert(name, at as i64);
-        }
-    }
-    Ok(out)
-}
-
-/// InnoDB tables of the connection's database that live in the system tablespace
-/// (MariaDB: space 0) or a shared tablespace (MySQL 8: System/General). Needs PROCESS.
-async fn shared_tablespace_tables(
-    conn: &mut MySqlConnection,
-    v: ServerVersion,
-    schema: &str,
-) -> Result<Vec<String>, sqlx::Error> {
-    let sql = if v.is_mariadb() {
-        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_SYS_TABLES \
-         WHERE SPACE = 0 AND NAME LIKE CONCAT(DATABASE(), '/%')"
-    } else if v.at_least(8, 0, 0) {
-        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_TABLES \
-         WHERE SPACE_TYPE IN ('System', 'General') AND NAME LIKE CONCAT(DATABASE(), '/%')"
-    } else {
-        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_SYS_TABLES \
-         WHERE SPACE = 0 AND NAME LIKE CONCAT(DATABASE(), '/%')"
-    };
-    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
-    let prefix = format!("{schema}/");
-    let mut out = Vec::new();
-    for row in rows {
-        if let Some(name) = text(&row, 0)?
-            && let Some(table) = name.strip_prefix(&prefix)
-        {
-            out.push(table.to_string());
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

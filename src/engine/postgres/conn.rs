@@ -86,9 +86,8 @@ impl PostgresEngine {
             acquire_timeout: self.acquire_timeout,
             suspect: &self.suspect,
         }
-        .acquire()
+        .lease()
         .await
-        .map(|c| Lease::new(Conn::Pooled(c)))
         .map_err(|f| self.failure(f))
     }
 

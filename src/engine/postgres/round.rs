@@ -95,32 +95,28 @@ impl PostgresEngine {
                 instance => break (conn, instance, latency_ms),
             }
         };
+        let first_failed = |e: &dyn std::fmt::Display| {
+            round.unreachable(
+                &CHECKS,
+                &format!(
+                    "{}: connected, but the first probe failed: {e}",
+                    self.endpoint
+                ),
+                cached_id.clone(),
+            )
+        };
         let row = match instance {
             Ok(row) => row,
             Err(e) if super::conn::lock_timeout(&e) => {
                 conn.release().await;
-                let reason = probe_error(
-                    &e,
-                    "the instance probe (settings, pg_stat_database, pg_database, pg_roles)",
-                    "",
-                )
-                .reason;
-                return blocked(
-                    round,
-                    &format!("reached {}, but {reason}", self.endpoint),
-                    cached_id,
-                );
+                let what = "the instance probe (settings, pg_stat_database, pg_database, pg_roles)";
+                let reason = probe_error(&e, what, "").reason;
+                let message = format!("reached {}, but {reason}", self.endpoint);
+                return blocked(round, &message, cached_id);
             }
             Err(e) => {
                 conn.release().await;
-                return round.unreachable(
-                    &CHECKS,
-                    &format!(
-                        "{}: connected, but the first probe failed: {e}",
-                        self.endpoint
-                    ),
-                    cached_id,
-                );
+                return first_failed(&e);
             }
         };
         if let Ok(pid) = row.try_get::<i32, _>("pid") {
@@ -134,14 +130,7 @@ impl PostgresEngine {
             Ok(i) => i,
             Err(e) => {
                 conn.release().await;
-                return round.unreachable(
-                    &CHECKS,
-                    &format!(
-                        "{}: connected, but the first probe failed: {e}",
-                        self.endpoint
-                    ),
-                    cached_id,
-                );
+                return first_failed(&e);
             }
         };
         let connectivity = Measurement::value(
