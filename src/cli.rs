@@ -335,7 +335,7 @@ async fn run_job(path: &std::path::Path, name: &str, only: Option<&str>) -> anyh
         }
     }
     engines.close_all(std::time::Duration::from_secs(2)).await;
-    store.close().await;
+    store.close(std::time::Duration::from_secs(5)).await;
     Ok(code)
 }
 

@@ -279,9 +279,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     }
     engines.cancel_all().await;
     engines.close_all(Duration::from_secs(2)).await;
-    if tokio::time::timeout(Duration::from_secs(5), store.clone().close())
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        Duration::from_secs(5),
+        store.clone().close(Duration::from_secs(5)),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!("history store did not flush within 5s");
     }
