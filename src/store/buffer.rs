@@ -13,7 +13,7 @@ use super::Record;
 
 /// How much the history buffer may hold before the oldest records are dropped: both bounds
 /// apply (config `[daemon] history_buffer_records` and `history_buffer_bytes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct BufferLimits {
     /// Records waiting to be written, at most.
     pub records: usize,
@@ -208,11 +208,12 @@ impl Record {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use chrono::Utc;
 
-    fn metric(i: usize) -> Record {
+    /// A metric sample with value `i` (also used by the store's own tests).
+    pub(in crate::store) fn metric(i: usize) -> Record {
         Record::Metric {
             ts: Utc::now(),
             target: "t".into(),

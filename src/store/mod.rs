@@ -15,6 +15,32 @@
 //! `connect` (URL, connections, migrations), `write` (one batch's SQL, error
 //! classification, splitting), `writer` (the task and its supervisor), `read` (queries).
 
+/// One code path for both dialects: the body is expanded once per pool type, so
+/// `QueryBuilder` renders `?` or `$n` and rows decode with the same code.
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// The statement marking this agent's runs left `running` as `interrupted` (a
+/// `QueryBuilder` of whichever dialect the caller runs it on).
+macro_rules! orphans_update {
+    ($agent:expr, $now:expr) => {{
+        let mut q = sqlx::QueryBuilder::new(
+            "UPDATE job_runs SET outcome = 'interrupted', \
+             error = 'the daemon stopped before the run finished', finished_at = ",
+        );
+        q.push_bind($now)
+            .push(" WHERE outcome = 'running' AND agent = ")
+            .push_bind($agent.to_string());
+        q
+    }};
+}
+
 mod buffer;
 mod connect;
 mod episode;
@@ -196,7 +222,6 @@ pub struct StoreHealth {
     /// Their estimated memory ([`Record::approx_bytes`]).
     pub backlog_bytes: usize,
     /// The buffer's bounds.
-    #[serde(skip)]
     pub limits: BufferLimits,
     /// Records written since start.
     pub written_total: u64,
@@ -291,7 +316,7 @@ impl Store {
             url,
             target,
             BufferLimits::default(),
-            Some(ready),
+            Ok(ready),
             false,
         ))
     }
@@ -310,6 +335,8 @@ impl Store {
         let ready = match target.prepare().await {
             Ok(ready) => Ok(ready),
             Err(e) => {
+                // The outage episode begins here: the writer's retries then log at most
+                // once a minute, and once when the store answers.
                 tracing::warn!(
                     history = %url.redacted(),
                     error = %e,
@@ -320,13 +347,7 @@ impl Store {
                 Err(e.to_string())
             }
         };
-        let failure = ready.as_ref().err().cloned();
-        let store = Store::spawn(url, target, limits, ready.ok(), true);
-        if let Some(reason) = failure {
-            let mut s = store.shared.lock();
-            s.failing_since = Some(Utc::now());
-            s.last_error = Some(reason);
-        }
+        let store = Store::spawn(url, target, limits, ready, true);
         Ok(store)
     }
 
@@ -334,16 +355,23 @@ impl Store {
         url: &SecretUrl,
         target: connect::Target,
         limits: BufferLimits,
-        ready: Option<(connect::WriteConn, Pool)>,
+        ready: Result<(connect::WriteConn, Pool), String>,
         close_orphans: bool,
     ) -> Store {
         let mut state = State::new(limits);
-        let (conn, read) = match ready {
-            Some((c, r)) => (Some(c), Some(r)),
-            None => (None, None),
-        };
-        state.reachable = conn.is_some();
         state.close_orphans = close_orphans;
+        let (conn, read) = match ready {
+            Ok((c, r)) => {
+                state.reachable = true;
+                (Some(c), Some(r))
+            }
+            Err(reason) => {
+                state.failing_since = Some(Utc::now());
+                state.last_error = Some(reason);
+                state.outage_log.event(tokio::time::Instant::now(), 1);
+                (None, None)
+            }
+        };
         let shared = Arc::new(Shared {
             url: url.redacted(),
             target,
@@ -512,17 +540,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::buffer::tests::metric;
     use super::*;
     use std::sync::atomic::Ordering;
-
-    fn metric(i: usize) -> Record {
-        Record::Metric {
-            ts: Utc::now(),
-            target: "t".into(),
-            metric: "m".into(),
-            value: i as f64,
-        }
-    }
 
     #[tokio::test]
     async fn a_writer_that_panics_is_restarted_and_loses_nothing() {

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row};
 
 use super::connect::READ_TIMEOUT;
 use super::{Pool, Store, StoreError, from_ms, ms};
@@ -56,17 +56,6 @@ async fn bounded<T>(read: impl Future<Output = Result<T, StoreError>>) -> Result
     }
 }
 
-/// The same query text and decoding for both dialects (no bind parameters, so no
-/// placeholder syntax differs).
-macro_rules! on_pool {
-    ($pool:expr, $p:ident => $body:expr) => {
-        match $pool {
-            Pool::Sqlite($p) => $body,
-            Pool::Postgres($p) => $body,
-        }
-    };
-}
-
 /// For each (target, check or NULL) the newest transition. One text for both dialects:
 /// window functions exist in SQLite since 3.25 and PARTITION BY groups NULLs together in
 /// both.
@@ -113,29 +102,13 @@ impl Store {
     /// Marks runs this agent left `running` (a crash, a kill -9) as `interrupted`.
     pub async fn close_orphaned_runs(&self, agent: &str) -> Result<u64, StoreError> {
         let pool = self.reader()?;
+        let now = ms(Utc::now());
         bounded(async {
-            let now = ms(Utc::now());
-            let sql_sqlite = "UPDATE job_runs SET outcome = 'interrupted', finished_at = ?, \
-                              error = 'the daemon stopped before the run finished' \
-                              WHERE outcome = 'running' AND agent = ?";
-            let sql_pg = "UPDATE job_runs SET outcome = 'interrupted', finished_at = $1, \
-                          error = 'the daemon stopped before the run finished' \
-                          WHERE outcome = 'running' AND agent = $2";
-            let n = match &pool {
-                Pool::Sqlite(p) => sqlx::query(sql_sqlite)
-                    .bind(now)
-                    .bind(agent)
-                    .execute(p)
-                    .await?
-                    .rows_affected(),
-                Pool::Postgres(p) => sqlx::query(sql_pg)
-                    .bind(now)
-                    .bind(agent)
-                    .execute(p)
-                    .await?
-                    .rows_affected(),
-            };
-            Ok(n)
+            Ok(on_pool!(&pool, p => orphans_update!(agent, now)
+                .build()
+                .execute(p)
+                .await?
+                .rows_affected()))
         })
         .await
     }
@@ -148,35 +121,32 @@ impl Store {
     ) -> Result<Vec<RunRow>, StoreError> {
         let pool = self.reader()?;
         bounded(async {
-            let rows = match &pool {
-                Pool::Sqlite(p) => {
-                    sqlx::query(
-                        "SELECT id, job, target, started_at, finished_at, outcome, status, error FROM job_runs \
-                         WHERE (?1 IS NULL OR job = ?1) ORDER BY started_at DESC, id DESC LIMIT ?2",
-                    )
-                    .bind(job)
-                    .bind(limit)
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "SELECT id, job, target, started_at, finished_at, outcome, status, error FROM job_runs",
+                );
+                if let Some(job) = job {
+                    q.push(" WHERE job = ").push_bind(job);
+                }
+                q.push(" ORDER BY started_at DESC, id DESC LIMIT ").push_bind(limit);
+                q.build()
                     .fetch_all(p)
                     .await?
                     .iter()
-                    .map(run_row_sqlite)
+                    .map(|r| -> Result<RunRow, sqlx::Error> {
+                        Ok(RunRow {
+                            id: r.try_get(0)?,
+                            job: r.try_get(1)?,
+                            target: r.try_get(2)?,
+                            started_at: from_ms(r.try_get(3)?),
+                            finished_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
+                            outcome: r.try_get(5)?,
+                            status: r.try_get(6)?,
+                            error: r.try_get(7)?,
+                        })
+                    })
                     .collect::<Result<Vec<_>, _>>()?
-                }
-                Pool::Postgres(p) => {
-                    sqlx::query(
-                        "SELECT id, job, target, started_at, finished_at, outcome, status, error FROM job_runs \
-                         WHERE ($1::text IS NULL OR job = $1) ORDER BY started_at DESC, id DESC LIMIT $2",
-                    )
-                    .bind(job)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-                    .iter()
-                    .map(run_row_pg)
-                    .collect::<Result<Vec<_>, _>>()?
-                }
-            };
-            Ok(rows)
+            }))
         })
         .await
     }
@@ -189,37 +159,29 @@ impl Store {
     ) -> Result<Vec<CheckRow>, StoreError> {
         let pool = self.reader()?;
         bounded(async {
-            macro_rules! fetch {
-                ($p:expr, $sql:expr) => {{
-                    sqlx::query($sql)
-                        .bind(target)
-                        .bind(limit)
-                        .fetch_all($p)
-                        .await?
-                        .iter()
-                        .map(|r| -> Result<CheckRow, sqlx::Error> {
-                            Ok(CheckRow {
-                                ts: from_ms(r.try_get(0)?),
-                                target: r.try_get(1)?,
-                                check: r.try_get(2)?,
-                                status: r.try_get(3)?,
-                                value: r.try_get(4)?,
-                                message: r.try_get(5)?,
-                            })
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "SELECT ts, target, check_name, status, value, message FROM check_results WHERE target = ",
+                );
+                q.push_bind(target)
+                    .push(" ORDER BY ts DESC, id DESC LIMIT ")
+                    .push_bind(limit);
+                q.build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<CheckRow, sqlx::Error> {
+                        Ok(CheckRow {
+                            ts: from_ms(r.try_get(0)?),
+                            target: r.try_get(1)?,
+                            check: r.try_get(2)?,
+                            status: r.try_get(3)?,
+                            value: r.try_get(4)?,
+                            message: r.try_get(5)?,
                         })
-                        .collect::<Result<Vec<_>, _>>()?
-                }};
-            }
-            Ok(match &pool {
-                Pool::Sqlite(p) => fetch!(
-                    p,
-                    "SELECT ts, target, check_name, status, value, message FROM check_results WHERE target = ?1 ORDER BY ts DESC, id DESC LIMIT ?2"
-                ),
-                Pool::Postgres(p) => fetch!(
-                    p,
-                    "SELECT ts, target, check_name, status, value, message FROM check_results WHERE target = $1 ORDER BY ts DESC, id DESC LIMIT $2"
-                ),
-            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }))
         })
         .await
     }
@@ -232,46 +194,42 @@ impl Store {
     ) -> Result<Vec<(DateTime<Utc>, TableStat)>, StoreError> {
         let pool = self.reader()?;
         bounded(async {
-            macro_rules! fetch {
-                ($p:expr, $sql:expr) => {{
-                    sqlx::query($sql)
-                        .bind(target)
-                        .fetch_all($p)
-                        .await?
-                        .iter()
-                        .map(|r| -> Result<(DateTime<Utc>, TableStat), sqlx::Error> {
-                            Ok((
-                                from_ms(r.try_get(0)?),
-                                TableStat {
-                                    table: r.try_get(1)?,
-                                    rows: r.try_get(2)?,
-                                    dead_rows: r.try_get(3)?,
-                                    size_bytes: r.try_get(4)?,
-                                    inserts_delta: r.try_get(5)?,
-                                    updates_delta: r.try_get(6)?,
-                                    deletes_delta: r.try_get(7)?,
-                                    seq_scans: r.try_get(8)?,
-                                    idx_scans: r.try_get(9)?,
-                                    last_vacuum: r.try_get(10)?,
-                                    last_analyze: r.try_get(11)?,
-                                    free_bytes: r.try_get(12)?,
-                                    last_modified: r.try_get(13)?,
-                                },
-                            ))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?
-                }};
-            }
-            Ok(match &pool {
-                Pool::Sqlite(p) => fetch!(
-                    p,
-                    "SELECT ts, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified FROM table_stats WHERE target = ?1 AND ts = (SELECT max(ts) FROM table_stats WHERE target = ?1) ORDER BY table_name"
-                ),
-                Pool::Postgres(p) => fetch!(
-                    p,
-                    "SELECT ts, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified FROM table_stats WHERE target = $1 AND ts = (SELECT max(ts) FROM table_stats WHERE target = $1) ORDER BY table_name"
-                ),
-            })
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "SELECT ts, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, \
+                     deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified \
+                     FROM table_stats WHERE target = ",
+                );
+                q.push_bind(target)
+                    .push(" AND ts = (SELECT max(ts) FROM table_stats WHERE target = ")
+                    .push_bind(target)
+                    .push(") ORDER BY table_name");
+                q.build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<(DateTime<Utc>, TableStat), sqlx::Error> {
+                        Ok((
+                            from_ms(r.try_get(0)?),
+                            TableStat {
+                                table: r.try_get(1)?,
+                                rows: r.try_get(2)?,
+                                dead_rows: r.try_get(3)?,
+                                size_bytes: r.try_get(4)?,
+                                inserts_delta: r.try_get(5)?,
+                                updates_delta: r.try_get(6)?,
+                                deletes_delta: r.try_get(7)?,
+                                seq_scans: r.try_get(8)?,
+                                idx_scans: r.try_get(9)?,
+                                last_vacuum: r.try_get(10)?,
+                                last_analyze: r.try_get(11)?,
+                                free_bytes: r.try_get(12)?,
+                                last_modified: r.try_get(13)?,
+                            },
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }))
         })
         .await
     }
@@ -281,18 +239,11 @@ impl Store {
         let pool = self.reader()?;
         bounded(async {
             let sql = format!("SELECT COUNT(*) FROM {}", table.name());
-            Ok(match &pool {
-                Pool::Sqlite(p) => {
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                        .fetch_one(p)
-                        .await?
-                }
-                Pool::Postgres(p) => {
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                        .fetch_one(p)
-                        .await?
-                }
-            })
+            Ok(
+                on_pool!(&pool, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                .fetch_one(p)
+                .await?),
+            )
         })
         .await
     }
@@ -319,23 +270,3 @@ impl HistoryTable {
         }
     }
 }
-
-/// Decodes a `job_runs` row; the same code for both dialects' row types.
-macro_rules! run_row {
-    ($fn_name:ident, $row:ty) => {
-        fn $fn_name(r: &$row) -> Result<RunRow, sqlx::Error> {
-            Ok(RunRow {
-                id: r.try_get(0)?,
-                job: r.try_get(1)?,
-                target: r.try_get(2)?,
-                started_at: from_ms(r.try_get(3)?),
-                finished_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
-                outcome: r.try_get(5)?,
-                status: r.try_get(6)?,
-                error: r.try_get(7)?,
-            })
-        }
-    };
-}
-run_row!(run_row_sqlite, sqlx::sqlite::SqliteRow);
-run_row!(run_row_pg, sqlx::postgres::PgRow);

@@ -282,19 +282,16 @@ pub(super) async fn close_orphaned_runs(
     agent: &str,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
-    macro_rules! update {
-        ($c:expr, $db:ty) => {{
-            let mut q = QueryBuilder::<$db>::new(
-                "UPDATE job_runs SET outcome = 'interrupted', error = 'the daemon stopped before the run finished', finished_at = ",
-            );
-            q.push_bind(now)
-                .push(" WHERE outcome = 'running' AND agent = ")
-                .push_bind(agent.to_string());
-            Ok(q.build().execute($c).await?.rows_affected())
-        }};
-    }
-    match conn {
-        WriteConn::Sqlite(c) => update!(&mut *c, sqlx::Sqlite),
-        WriteConn::Postgres(c) => update!(&mut *c, sqlx::Postgres),
-    }
+    Ok(match conn {
+        WriteConn::Sqlite(c) => orphans_update!(agent, now)
+            .build()
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+        WriteConn::Postgres(c) => orphans_update!(agent, now)
+            .build()
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+    })
 }

@@ -103,6 +103,20 @@ impl State {
         }
     }
 
+    /// Counts `n` records dropped because the buffer was full; returns the log line to
+    /// write (after unlocking), if one is due.
+    fn count_overflow(&mut self, now: Instant, n: u64) -> Option<OverflowLine> {
+        if n == 0 {
+            return None;
+        }
+        self.dropped.overflow += n;
+        self.overflow_log.event(now, n).map(|line| OverflowLine {
+            line,
+            limits: self.limits,
+            reachable: self.reachable,
+        })
+    }
+
     pub fn health(&self) -> StoreHealth {
         StoreHealth {
             reachable: self.reachable,
@@ -145,19 +159,13 @@ impl Shared {
         }
         let dropped = s.queue.push(r);
         let queued = s.queue.queued();
-        let line = if dropped > 0 {
-            s.dropped.overflow += dropped;
-            s.overflow_log.event(now, dropped)
-        } else {
-            None
-        };
-        let (limits, reachable) = (s.limits, s.reachable);
+        let line = s.count_overflow(now, dropped);
         drop(s);
         if queued == 1 || queued == BATCH_MAX {
             self.wake.notify_one();
         }
         if let Some(line) = line {
-            log_overflow(line, limits, reachable);
+            log_overflow(line);
         }
     }
 
@@ -405,16 +413,10 @@ impl InFlight {
         let now = Instant::now();
         let mut s = self.shared.lock();
         let dropped = s.queue.give_back(rest);
-        let line = if dropped > 0 {
-            s.dropped.overflow += dropped;
-            s.overflow_log.event(now, dropped)
-        } else {
-            None
-        };
-        let (limits, reachable) = (s.limits, s.reachable);
+        let line = s.count_overflow(now, dropped);
         drop(s);
         if let Some(line) = line {
-            log_overflow(line, limits, reachable);
+            log_overflow(line);
         }
     }
 }
@@ -548,7 +550,19 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
     }
 }
 
-fn log_overflow(line: Line, limits: BufferLimits, reachable: bool) {
+/// An overflow log line and what it says about the buffer.
+struct OverflowLine {
+    line: Line,
+    limits: BufferLimits,
+    reachable: bool,
+}
+
+fn log_overflow(o: OverflowLine) {
+    let OverflowLine {
+        line,
+        limits,
+        reachable,
+    } = o;
     let why = if reachable {
         "the store is slower than the results arrive"
     } else {
