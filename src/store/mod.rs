@@ -445,8 +445,17 @@ impl Store {
             s.flush_waiting += 1;
             (s.queue.next_seq(), s.failures)
         };
+        // Undone on every way out, a cancelled flush included: while a flush waits the
+        // writer skips its batch window.
+        struct Waiting<'a>(&'a Shared);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.lock().flush_waiting -= 1;
+            }
+        }
+        let _waiting = Waiting(&self.shared);
         self.shared.wake.notify_one();
-        let result = loop {
+        loop {
             {
                 let s = self.shared.lock();
                 if s.queue.oldest_pending() >= target {
@@ -466,9 +475,7 @@ impl Store {
             if progress.changed().await.is_err() {
                 break Err(StoreError::WriterGone);
             }
-        };
-        self.shared.lock().flush_waiting -= 1;
-        result
+        }
     }
 
     /// Flushes for at most `within`, stops the writer and closes the pools. What could not
@@ -543,6 +550,32 @@ mod tests {
     use super::buffer::tests::metric;
     use super::*;
     use std::sync::atomic::Ordering;
+
+    /// The daemon calls these from spawned tasks: their futures must be Send.
+    #[test]
+    fn store_futures_can_be_spawned() {
+        fn spawnable<T: Send + 'static>(_: T) {}
+        #[allow(clippy::let_underscore_future)]
+        fn check(s: Store) {
+            spawnable(async move {
+                s.push(metric(0));
+                let _ = s.write(metric(1)).await;
+                let _ = s.flush().await;
+                let _ = s.believed_states().await;
+                let _ = s.recent_runs(None, 1).await;
+                let _ = s.recent_checks("t", 1).await;
+                let _ = s.latest_table_stats("t").await;
+                let _ = s.close_orphaned_runs("a").await;
+                let _ = s.count(HistoryTable::JobRuns).await;
+                s.close(Duration::ZERO).await
+            });
+            spawnable(async {
+                let url = SecretUrl::new("sqlite://x");
+                Store::start(&url, None, BufferLimits::default()).await
+            });
+        }
+        let _ = check;
+    }
 
     #[tokio::test]
     async fn a_writer_that_panics_is_restarted_and_loses_nothing() {
