@@ -759,3 +759,69 @@ async fn sqlite_history_on_a_full_disk_resumes_when_space_returns() {
     }
     store.close(Duration::from_secs(5)).await;
 }
+
+/// Writes `msg` and reads it back through an echo server; false when the connection fails.
+async fn roundtrip(s: &mut tokio::net::TcpStream, msg: &[u8]) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; msg.len()];
+    s.write_all(msg).await.is_ok() && s.read_exact(&mut buf).await.is_ok() && buf == msg
+}
+
+/// The proxy the fault trials rely on, against a local echo server.
+#[tokio::test]
+async fn the_test_proxy_refuses_resets_pauses_and_resumes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let upstream = echo.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let proxy = Proxy::start(upstream).await;
+    let mut live = tokio::net::TcpStream::connect(proxy.addr())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(roundtrip(&mut live, b"one").await);
+
+    proxy.refuse().await;
+    let refused = tokio::net::TcpStream::connect(proxy.addr()).await;
+    assert_eq!(
+        refused.err().map(|e| e.kind()),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert!(
+        !roundtrip(&mut live, b"two").await,
+        "a live connection is reset"
+    );
+
+    proxy.resume().await;
+    let mut again = tokio::net::TcpStream::connect(proxy.addr())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(roundtrip(&mut again, b"three").await);
+
+    // Paused, bytes wait; resumed, they arrive.
+    proxy.pause().await;
+    again
+        .write_all(b"four")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    proxy.resume().await;
+    let mut buf = [0u8; 4];
+    again
+        .read_exact(&mut buf)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&buf, b"four");
+    assert_eq!(proxy.accepted(), 2);
+}

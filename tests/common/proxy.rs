@@ -223,7 +223,14 @@ async fn pipe(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rece
         if !forwarding(&mut mode).await {
             break true;
         }
+        // Biased, mode first: once `refuse()` has returned, no byte gets through any more.
         tokio::select! {
+            biased;
+            changed = mode.changed() => {
+                if changed.is_err() {
+                    break true;
+                }
+            }
             r = client.read(&mut to_server) => match r {
                 Ok(n) if n > 0 => {
                     if server.write_all(&to_server[..n]).await.is_err() {
@@ -240,11 +247,6 @@ async fn pipe(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rece
                 }
                 _ => break false,
             },
-            changed = mode.changed() => {
-                if changed.is_err() {
-                    break true;
-                }
-            }
         }
     };
     if reset {
