@@ -32,6 +32,9 @@ impl Default for BufferLimits {
     }
 }
 
+/// Queue slots kept when the queue drains (one batch's worth).
+const KEEP_SLOTS: usize = super::BATCH_MAX;
+
 /// A buffered record with its sequence number (flush tracking) and its memory estimate.
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -105,6 +108,11 @@ impl Queue {
     /// back to the front. Returns how many records were dropped to stay within bounds.
     pub fn give_back(&mut self, unwritten: Vec<Entry>) -> u64 {
         self.in_flight = None;
+        if unwritten.is_empty() && self.entries.is_empty() {
+            // Drained after a backlog: return the slots (~270 bytes each, 27 MB for a full
+            // default buffer) instead of keeping them for the next outage.
+            self.entries.shrink_to(KEEP_SLOTS);
+        }
         for e in unwritten.into_iter().rev() {
             self.bytes += e.bytes;
             self.entries.push_front(e);
@@ -322,10 +330,23 @@ pub(super) mod tests {
         assert_eq!(taken.len(), 2);
         assert_eq!(q.give_back(Vec::new()), 0);
         assert_eq!(q.oldest_pending(), 2);
+
         assert_eq!(q.next_seq(), 2);
         q.push(metric(2));
         assert_eq!(q.discard_all(), 1);
         assert_eq!(q.oldest_pending(), 3);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_slots_back() {
+        let mut q = Queue::new(BufferLimits::default());
+        for i in 0..10_000 {
+            q.push(metric(i));
+        }
+        let taken = q.take(10_000);
+        assert_eq!(taken.len(), 10_000);
+        q.give_back(Vec::new());
+        assert!(q.entries.capacity() < 10_000, "{}", q.entries.capacity());
     }
 
     #[test]
