@@ -362,7 +362,18 @@ async fn run_job(path: &std::path::Path, name: &str, only: Option<&str>) -> anyh
     shared.engines.close_all(Duration::from_secs(2)).await;
     stop.cancel();
     let _ = history.await;
-    store.close().await;
+    let closed = store.close(Duration::from_secs(5)).await;
+    if closed.unwritten > 0 {
+        eprintln!(
+            "dbwarden: {} history record(s) could not be written: {}",
+            closed.unwritten,
+            closed
+                .health
+                .last_error
+                .as_deref()
+                .unwrap_or("the history store did not answer in time")
+        );
+    }
     Ok(code)
 }
 

@@ -17,7 +17,7 @@ use crate::config::{self, Config};
 use crate::events::{self, Events};
 use crate::jobs::{Dispatcher, Shared, policy_of};
 use crate::scheduler::{Context, RunCounts, Scheduler, SystemClock};
-use crate::store::{Store, agent_name};
+use crate::store::{BelievedRow, BufferLimits, Store, StoreHealth};
 
 /// How long start-up waits for the history store to hand back the believed statuses
 /// before monitoring starts without them (they are restored later, when it answers).
@@ -30,12 +30,16 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-fn status_line(config: &Config, sched: &Scheduler) -> String {
-    format!(
+fn status_line(config: &Config, sched: &Scheduler, store: &Store) -> String {
+    let base = format!(
         "watching {} target(s) with {} job(s)",
         config.targets.len(),
         sched.jobs().len()
-    )
+    );
+    match store_trouble(&store.health()) {
+        Some(t) => format!("{base}; {t}"),
+        None => base,
+    }
 }
 
 /// Opens the history store named by a config (password from `history_password_file`),
@@ -71,8 +75,77 @@ pub fn target_changes(old: &Config, new: &Config) -> crate::scheduler::Changes {
 /// Reads the believed statuses back from the history into the tracker: at once if the
 /// store answers within [`RESTORE_WAIT`], else in the background until it does.
 async fn restore_believed(store: &Store, shared: &Arc<Shared>) {
-    // MERGE: store.believed_states() arrives with the store work.
-    let _ = (store, shared, RESTORE_WAIT);
+    let seed = |rows: Vec<BelievedRow>, shared: &Shared| {
+        let n = shared
+            .tracker
+            .restore(rows.into_iter().map(|r| (r.target, r.check, r.status)));
+        tracing::info!(
+            restored = n,
+            "believed statuses restored from the history: a restart announces only what changed"
+        );
+    };
+    match tokio::time::timeout(RESTORE_WAIT, store.believed_states()).await {
+        Ok(Ok(rows)) => seed(rows, shared),
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!(
+                    "no answer within {}",
+                    humantime::format_duration(RESTORE_WAIT)
+                ),
+            };
+            tracing::warn!(
+                error = %why,
+                "believed statuses not restored yet (history store unavailable); until they are, a status that held before the restart may be recorded again"
+            );
+            let (store, shared) = (store.clone(), shared.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    if let Ok(Ok(rows)) =
+                        tokio::time::timeout(RESTORE_WAIT, store.believed_states()).await
+                    {
+                        seed(rows, &shared);
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Starts the daemon's history store: an unreachable store is not fatal (the store
+/// buffers and retries); only a URL or password file that cannot work is.
+async fn start_store(config: &Config) -> anyhow::Result<Store> {
+    let password = match &config.daemon.history_password_file {
+        Some(f) => Some(config::secret::read_secret_file(f).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let limits = BufferLimits {
+        records: config.daemon.history_buffer_records,
+        bytes: usize::try_from(config.history_buffer_bytes).unwrap_or(usize::MAX),
+    };
+    Ok(Store::start(&config.daemon.history, password, limits).await?)
+}
+
+/// How long the history store may fail before it is an ERROR in the log (it is in
+/// `STATUS=` at once).
+const STORE_FAILING_LOUD: Duration = Duration::from_secs(60);
+
+/// The history store's state as the service status shows it: `None` while it writes.
+fn store_trouble(h: &StoreHealth) -> Option<String> {
+    if h.reachable {
+        return None;
+    }
+    let since = h
+        .failing_since
+        .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+        .unwrap_or_default();
+    Some(format!(
+        "history store unavailable{since}: {} record(s) buffered, {} dropped",
+        h.backlog_records,
+        h.dropped.total()
+    ))
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
@@ -93,28 +166,14 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let store = match open_store(&config).await {
+    let store = match start_store(&config).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("dbwarden: cannot open the history store: {e:#}");
+            eprintln!("dbwarden: cannot use the history store: {e:#}");
             return Ok(1);
         }
     };
-    match tokio::time::timeout(RESTORE_WAIT, store.close_orphaned_runs(&agent_name())).await {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => tracing::warn!(
-            runs = n,
-            "marked runs left over from a previous daemon as interrupted"
-        ),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "could not close runs left over from a previous daemon")
-        }
-        Err(_) => tracing::warn!(
-            "the history store did not answer; runs left over from a previous daemon stay marked running"
-        ),
-    }
-
     let events = Events::default();
     let stop_history = CancellationToken::new();
     let history = tokio::spawn(events::history_writer(
@@ -140,6 +199,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let watchdog = sd_notify::watchdog_enabled();
     let mut ping =
         tokio::time::interval(watchdog.map(|d| d / 2).unwrap_or(Duration::from_secs(3600)));
+    let mut store_watch = tokio::time::interval(Duration::from_secs(5));
+    let mut shown_status = status_line(&current, &sched, &store);
+    let mut store_loud = false;
     let every = current.daemon.summary_interval;
     let mut summary = tokio::time::interval_at(Instant::now() + every, every);
     tracing::info!(
@@ -151,7 +213,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     );
     notify(&[
         sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status_line(&current, &sched)),
+        sd_notify::NotifyState::Status(&status_line(&current, &sched, &store)),
     ]);
 
     loop {
@@ -200,12 +262,33 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                 }
                 notify(&[
                     sd_notify::NotifyState::Ready,
-                    sd_notify::NotifyState::Status(&status_line(&current, &sched)),
+                    sd_notify::NotifyState::Status(&status_line(&current, &sched, &store)),
                 ]);
             }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-            _ = summary.tick() => log_summary(&ctx.take_counts(), ctx.running(), &events),
+            _ = summary.tick() => log_summary(&ctx.take_counts(), ctx.running(), &events, &store.health()),
+            _ = store_watch.tick() => {
+                let h = store.health();
+                let failing_for = h.failing_since.and_then(|t| (chrono::Utc::now() - t).to_std().ok());
+                if failing_for.is_some_and(|d| d >= STORE_FAILING_LOUD) && !store_loud {
+                    store_loud = true;
+                    tracing::error!(
+                        backlog = h.backlog_records,
+                        dropped = h.dropped.total(),
+                        error = h.last_error.as_deref().unwrap_or("-"),
+                        "the history store has not accepted writes for over a minute; monitoring goes on and results are buffered (oldest dropped past daemon.history_buffer_records / history_buffer_bytes)"
+                    );
+                } else if h.reachable && store_loud {
+                    store_loud = false;
+                    tracing::info!(dropped = h.dropped.total(), "the history store accepts writes again");
+                }
+                let line = status_line(&current, &sched, &store);
+                if line != shown_status {
+                    notify(&[sd_notify::NotifyState::Status(&line)]);
+                    shown_status = line;
+                }
+            }
             _ = ping.tick() => {
                 if watchdog.is_some() {
                     let stuck = ctx.stuck_loops();
@@ -236,22 +319,31 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     stop_history.cancel();
     let _ = history.await;
     let left = deadline.saturating_duration_since(Instant::now());
-    if tokio::time::timeout(left.max(Duration::from_millis(100)), store.clone().close())
-        .await
-        .is_err()
-    {
-        tracing::warn!("history store did not flush within the grace period");
+    let closed = store
+        .clone()
+        .close(left.max(Duration::from_millis(100)))
+        .await;
+    if closed.unwritten > 0 {
+        tracing::warn!(
+            unwritten = closed.unwritten,
+            error = closed.health.last_error.as_deref().unwrap_or("-"),
+            "history records could not be written before exit and are lost"
+        );
     }
-    log_summary(&ctx.take_counts(), 0, &events);
+    log_summary(&ctx.take_counts(), 0, &events, &closed.health);
     tracing::info!("dbwarden stopped");
     Ok(0)
 }
 
 /// The periodic summary line: what ran, what failed, what was skipped, and whether any
 /// consumer of the event stream fell behind.
-fn log_summary(c: &RunCounts, running: usize, events: &Events) {
+fn log_summary(c: &RunCounts, running: usize, events: &Events, store: &StoreHealth) {
     let lost: u64 = events.lost().iter().map(|(_, n)| n).sum();
     tracing::info!(
+        store_reachable = store.reachable,
+        store_backlog = store.backlog_records,
+        store_written = store.written_total,
+        store_dropped = store.dropped.total(),
         runs_ok = c.ok,
         runs_failed = c.failed,
         runs_timed_out = c.timed_out,

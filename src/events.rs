@@ -228,12 +228,12 @@ pub async fn history_writer(
         tokio::select! {
             biased;
             e = sub.recv() => match e {
-                Some(e) => push(&store, &e).await,
+                Some(e) => push(&store, &e),
                 None => break,
             },
             _ = stop.cancelled() => {
                 while let Some(e) = sub.try_recv() {
-                    push(&store, &e).await;
+                    push(&store, &e);
                 }
                 break;
             }
@@ -241,10 +241,10 @@ pub async fn history_writer(
     }
 }
 
-async fn push(store: &Store, e: &Event) {
+fn push(store: &Store, e: &Event) {
     for r in e.records() {
         // Never waits on the store: it buffers (bounded) and counts what it cannot keep.
-        let _ = store.write(r).await;
+        store.push(r);
     }
 }
 

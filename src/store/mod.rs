@@ -1,36 +1,79 @@
-//! The history store: job runs, check results, metric samples and table statistics, in
-//! SQLite (default) or PostgreSQL (fleets), through sqlx with embedded migrations.
+//! The history store: job runs, check results, metric samples, table statistics and
+//! status changes, in SQLite (default) or PostgreSQL (fleets), through sqlx with embedded
+//! migrations.
 //!
-//! SQLite allows one writer at a time, so one writer task owns all writes: the rest of the
-//! program sends [`Record`]s over a bounded channel and the writer commits them in batches
-//! (up to [`BATCH_MAX`] records or [`BATCH_WINDOW`], whichever comes first), one
-//! transaction per batch with multi-row inserts. Reads go through a separate pool. The
-//! PostgreSQL store has the same shape.
+//! Monitoring never waits on it. Producers [`Store::push`] records into a bounded
+//! in-memory buffer (records and bytes, [`BufferLimits`]); past the bound the oldest are
+//! dropped and counted. One writer task owns all writes (SQLite allows one writer at a
+//! time): it takes batches (up to [`BATCH_MAX`] records or [`BATCH_WINDOW`]) and commits
+//! each in one transaction with multi-row inserts. When the store is unavailable the
+//! records stay buffered and the writer retries with capped backoff; a batch the store
+//! rejects is split so only the bad record is dropped. A supervisor restarts the writer if
+//! it crashes. [`Store::health`] tells how it is going; reads use a separate pool.
+//!
+//! Layout: `buffer` (the bounded queue), `episode` (rate-limited drop and outage logs),
+//! `connect` (URL, connections, migrations), `write` (one batch's SQL, error
+//! classification, splitting), `writer` (the task and its supervisor), `read` (queries).
 
+/// One code path for both dialects: the body is expanded once per pool type, so
+/// `QueryBuilder` renders `?` or `$n` and rows decode with the same code.
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// The statement marking this agent's runs left `running` as `interrupted` (a
+/// `QueryBuilder` of whichever dialect the caller runs it on).
+macro_rules! orphans_update {
+    ($agent:expr, $now:expr) => {{
+        let mut q = sqlx::QueryBuilder::new(
+            "UPDATE job_runs SET outcome = 'interrupted', \
+             error = 'the daemon stopped before the run finished', finished_at = ",
+        );
+        q.push_bind($now)
+            .push(" WHERE outcome = 'running' AND agent = ")
+            .push_bind($agent.to_string());
+        q
+    }};
+}
+
+mod buffer;
+mod connect;
+mod episode;
+mod read;
 mod write;
+mod writer;
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Secret, SecretUrl};
 use crate::engine::TableStat;
 use crate::health::{CheckResult, Status};
 
+pub use buffer::BufferLimits;
+pub use read::{BelievedRow, CheckRow, HistoryTable, RunRow};
+
+use connect::open_err;
+use writer::{Shared, State};
+
 /// Records per transaction at most.
 pub const BATCH_MAX: usize = 2000;
 /// How long the writer waits to fill a batch after the first record arrives.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(50);
-/// Records that may wait in the channel before senders wait (backpressure).
-const CHANNEL_CAPACITY: usize = 8192;
+/// How long the writer keeps flushing when the last handle is dropped without
+/// [`Store::close`].
+const DROP_FLUSH: Duration = Duration::from_secs(5);
 
 /// How a job run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -126,12 +169,78 @@ pub enum StoreError {
     Db(String),
     #[error("history store: the writer has stopped")]
     WriterGone,
+    /// The store cannot be reached now; writes are buffered meanwhile.
+    #[error(
+        "history store unavailable: {0}; results are kept in memory and written when it is back (`dbwarden status` shows the backlog)"
+    )]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Db(e.to_string())
+        match e {
+            // A pool that cannot get a connection means the store is down, not a bad query.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            e => StoreError::Db(e.to_string()),
+        }
     }
+}
+
+/// Records dropped, by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DropCounts {
+    /// The buffer was full (store unavailable or too slow): the oldest were dropped.
+    pub overflow: u64,
+    /// The store rejected the record (constraint or data error); the rest of its batch
+    /// was written.
+    pub bad_record: u64,
+    /// Still unwritten when the store was closed, or pushed after it.
+    pub shutdown: u64,
+}
+
+impl DropCounts {
+    /// All drops, whatever the cause.
+    pub fn total(&self) -> u64 {
+        self.overflow + self.bad_record + self.shutdown
+    }
+}
+
+/// How the history store is doing ([`Store::health`]): for `dbwarden status`, the
+/// sd_notify STATUS line, the periodic summary and /metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoreHealth {
+    /// The last connect or write attempt succeeded.
+    pub reachable: bool,
+    /// Since when attempts fail (None while reachable).
+    pub failing_since: Option<DateTime<Utc>>,
+    /// The current failure's reason (None while reachable); never holds a password.
+    pub last_error: Option<String>,
+    /// Records waiting in memory, including the batch being written.
+    pub backlog_records: usize,
+    /// Their estimated memory ([`Record::approx_bytes`]).
+    pub backlog_bytes: usize,
+    /// The buffer's bounds.
+    pub limits: BufferLimits,
+    /// Records written since start.
+    pub written_total: u64,
+    /// Records dropped since start, by cause.
+    pub dropped: DropCounts,
+    /// Times the writer task crashed and was restarted.
+    pub writer_restarts: u64,
+}
+
+/// What [`Store::close`] managed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CloseSummary {
+    /// Records written during the close.
+    pub flushed: u64,
+    /// Records lost at shutdown over the store's life (still unwritten at the end, or
+    /// pushed after it): counted in `health.dropped.shutdown` and logged.
+    pub unwritten: u64,
+    /// The final state.
+    pub health: StoreHealth,
 }
 
 #[derive(Clone)]
@@ -140,43 +249,31 @@ pub(crate) enum Pool {
     Postgres(PgPool),
 }
 
-// Records are moved, not boxed: one allocation less per record on the hot write path.
-#[allow(clippy::large_enum_variant)]
-enum Command {
-    Write(Record),
-    Flush(oneshot::Sender<()>),
+impl Pool {
+    pub(crate) async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
 }
 
-/// A handle to the history store. Cheap to clone; all clones feed the same writer.
+/// A handle to the history store. Cheap to clone; all clones feed the same buffer. When
+/// the last clone is dropped without [`Store::close`], the writer flushes for a few
+/// seconds and stops.
 #[derive(Clone)]
 pub struct Store {
-    tx: mpsc::Sender<Command>,
-    read: Pool,
-    url: String,
+    shared: Arc<Shared>,
+    _owner: Arc<Owner>,
 }
 
-/// A job run as read back from the store.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunRow {
-    pub id: String,
-    pub job: String,
-    pub target: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub outcome: String,
-    pub status: Option<String>,
-    pub error: Option<String>,
-}
+/// Tells the writer to finish when the last handle goes.
+struct Owner(Arc<Shared>);
 
-/// A check result as read back from the store.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CheckRow {
-    pub ts: DateTime<Utc>,
-    pub target: String,
-    pub check: String,
-    pub status: String,
-    pub value: Option<f64>,
-    pub message: String,
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.begin_close(tokio::time::Instant::now() + DROP_FLUSH);
+    }
 }
 
 /// This agent's name in `job_runs.agent` (several agents may share a PostgreSQL store).
@@ -205,26 +302,96 @@ pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
-/// The file a `sqlite://` history URL names.
-fn sqlite_history_path(url: &str) -> Option<PathBuf> {
-    crate::engine::sqlite::path_from_url(url).map(|u| u.path)
-}
-
 impl Store {
-    /// Opens (creating a SQLite file and its directory if needed), migrates, and starts the
-    /// writer task.
+    /// Opens the store strictly: connects (creating a SQLite file and its directory if
+    /// needed), migrates, and starts the writer, or fails when the store is unreachable.
+    /// For `dbwarden migrate` and one-shot commands; the daemon uses [`Store::start`].
     pub async fn open(url: &SecretUrl, password: Option<Secret>) -> Result<Store, StoreError> {
-        let (write, read) = connect(url, password).await?;
-        migrate(&write)
+        let target = connect::parse(url, password)?;
+        let ready = target
+            .prepare()
             .await
-            .map_err(|e| open_err(url, format!("migrations failed: {e}")))?;
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        tokio::spawn(write::writer(write, rx));
-        Ok(Store {
-            tx,
-            read,
+            .map_err(|e| open_err(url, e.to_string()))?;
+        Ok(Store::spawn(
+            url,
+            target,
+            BufferLimits::default(),
+            Ok(ready),
+            false,
+        ))
+    }
+
+    /// Starts the store for the daemon: fails only for a URL that can never work (bad
+    /// scheme or path). An unreachable store (PostgreSQL down, a SQLite directory not yet
+    /// writable) gives a degraded Store that buffers records and keeps trying to connect
+    /// and migrate in the background, saying so in the log. At its first connection it
+    /// marks the runs this agent left `running` (a crash) as `interrupted`.
+    pub async fn start(
+        url: &SecretUrl,
+        password: Option<Secret>,
+        limits: BufferLimits,
+    ) -> Result<Store, StoreError> {
+        let target = connect::parse(url, password)?;
+        let ready = match target.prepare().await {
+            Ok(ready) => Ok(ready),
+            Err(e) => {
+                // The outage episode begins here: the writer's retries then log at most
+                // once a minute, and once when the store answers.
+                tracing::warn!(
+                    history = %url.redacted(),
+                    error = %e,
+                    "history store unreachable at start; running degraded: results are kept in memory (up to {} records or {} MiB) and written once it answers; retrying",
+                    limits.records,
+                    limits.bytes / (1024 * 1024)
+                );
+                Err(e.to_string())
+            }
+        };
+        let store = Store::spawn(url, target, limits, ready, true);
+        Ok(store)
+    }
+
+    fn spawn(
+        url: &SecretUrl,
+        target: connect::Target,
+        limits: BufferLimits,
+        ready: Result<(connect::WriteConn, Pool), String>,
+        close_orphans: bool,
+    ) -> Store {
+        let mut state = State::new(limits);
+        state.close_orphans = close_orphans;
+        let (conn, read) = match ready {
+            Ok((c, r)) => {
+                state.reachable = true;
+                (Some(c), Some(r))
+            }
+            Err(reason) => {
+                state.failing_since = Some(Utc::now());
+                state.last_error = Some(reason);
+                state.outage_log.event(tokio::time::Instant::now(), 1);
+                (None, None)
+            }
+        };
+        let shared = Arc::new(Shared {
             url: url.redacted(),
-        })
+            target,
+            state: Mutex::new(state),
+            wake: Notify::new(),
+            progress: watch::channel(0).0,
+            read: Mutex::new(read),
+            handoff: Mutex::new(conn),
+            writer: Mutex::new(None),
+            closing: CancellationToken::new(),
+            #[cfg(test)]
+            panic_once: std::sync::atomic::AtomicBool::new(false),
+        });
+        // The supervisor runs until the store is closed; close() follows it through the
+        // `closed` flag and the progress channel, so its handle is not kept.
+        tokio::spawn(writer::supervise(shared.clone()));
+        Store {
+            _owner: Arc::new(Owner(shared.clone())),
+            shared,
+        }
     }
 
     /// Applies migrations only (for `dbwarden migrate`). Returns the applied versions.
@@ -232,359 +399,212 @@ impl Store {
         url: &SecretUrl,
         password: Option<Secret>,
     ) -> Result<Vec<i64>, StoreError> {
-        let (write, _) = connect(url, password).await?;
-        migrate(&write)
+        let target = connect::parse(url, password)?;
+        let (conn, read) = target
+            .prepare()
             .await
-            .map_err(|e| open_err(url, format!("migrations failed: {e}")))?;
-        let versions: Vec<i64> = match &write {
-            Pool::Sqlite(p) => {
-                sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-                    .fetch_all(p)
-                    .await?
-            }
-            Pool::Postgres(p) => {
-                sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-                    .fetch_all(p)
-                    .await?
-            }
-        };
-        Ok(versions)
+            .map_err(|e| open_err(url, e.to_string()))?;
+        conn.close().await;
+        let versions = read.versions().await;
+        read.close().await;
+        Ok(versions?)
     }
 
     /// The store's URL with any password hidden.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.shared.url
     }
 
-    /// Queues a record; waits only when the writer is far behind (backpressure).
+    /// Queues a record for writing. Never waits: past the buffer's bounds the oldest
+    /// records are dropped (counted in [`Store::health`] and logged, rate-limited).
+    pub fn push(&self, r: Record) {
+        self.shared.push(r);
+    }
+
+    /// [`Store::push`] for callers written when writes could wait; never waits, never
+    /// fails (a dropped record is counted, not an error).
     pub async fn write(&self, r: Record) -> Result<(), StoreError> {
-        self.tx
-            .send(Command::Write(r))
-            .await
-            .map_err(|_| StoreError::WriterGone)
+        self.push(r);
+        Ok(())
     }
 
-    /// Waits until everything queued so far is committed.
+    /// How the store is doing. Cheap: copies counters under a lock.
+    pub fn health(&self) -> StoreHealth {
+        self.shared.lock().health()
+    }
+
+    /// Waits until every record pushed before the call is finished (written, or dropped
+    /// and counted in [`Store::health`]). Does not wait out an outage: it returns
+    /// `Unavailable` as soon as an attempt to connect or write fails after the call, so it
+    /// is bounded by one backoff delay (at most 5 s) plus one attempt (a 5 s connect or a
+    /// 30 s write timeout) while the store is failing.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Flush(tx))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.await.map_err(|_| StoreError::WriterGone)
-    }
-
-    /// Marks runs this agent left `running` (a crash, a kill -9) as `interrupted`.
-    pub async fn close_orphaned_runs(&self, agent: &str) -> Result<u64, StoreError> {
-        let now = ms(Utc::now());
-        let sql_sqlite = "UPDATE job_runs SET outcome = 'interrupted', finished_at = ?, \
-                          error = 'the daemon stopped before the run finished' \
-                          WHERE outcome = 'running' AND agent = ?";
-        let sql_pg = "UPDATE job_runs SET outcome = 'interrupted', finished_at = $1, \
-                      error = 'the daemon stopped before the run finished' \
-                      WHERE outcome = 'running' AND agent = $2";
-        let n = match &self.read {
-            Pool::Sqlite(p) => sqlx::query(sql_sqlite)
-                .bind(now)
-                .bind(agent)
-                .execute(p)
-                .await?
-                .rows_affected(),
-            Pool::Postgres(p) => sqlx::query(sql_pg)
-                .bind(now)
-                .bind(agent)
-                .execute(p)
-                .await?
-                .rows_affected(),
+        let mut progress = self.shared.progress.subscribe();
+        let (target, failures) = {
+            let mut s = self.shared.lock();
+            s.flush_waiting += 1;
+            (s.queue.next_seq(), s.failures)
         };
-        Ok(n)
-    }
-
-    /// The most recent runs, newest first, optionally of one job.
-    pub async fn recent_runs(
-        &self,
-        job: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<RunRow>, StoreError> {
-        let rows = match &self.read {
-            Pool::Sqlite(p) => {
-                sqlx::query(
-                    "SELECT id, job, target, started_at, finished_at, outcome, status, error FROM job_runs \
-                     WHERE (?1 IS NULL OR job = ?1) ORDER BY started_at DESC, id DESC LIMIT ?2",
-                )
-                .bind(job)
-                .bind(limit)
-                .fetch_all(p)
-                .await?
-                .iter()
-                .map(run_row_sqlite)
-                .collect::<Result<Vec<_>, _>>()?
+        // Undone on every way out, a cancelled flush included: while a flush waits the
+        // writer skips its batch window.
+        struct Waiting<'a>(&'a Shared);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.lock().flush_waiting -= 1;
             }
-            Pool::Postgres(p) => {
-                sqlx::query(
-                    "SELECT id, job, target, started_at, finished_at, outcome, status, error FROM job_runs \
-                     WHERE ($1::text IS NULL OR job = $1) ORDER BY started_at DESC, id DESC LIMIT $2",
-                )
-                .bind(job)
-                .bind(limit)
-                .fetch_all(p)
-                .await?
-                .iter()
-                .map(run_row_pg)
-                .collect::<Result<Vec<_>, _>>()?
-            }
-        };
-        Ok(rows)
-    }
-
-    /// The most recent check results of a target, newest first.
-    pub async fn recent_checks(
-        &self,
-        target: &str,
-        limit: i64,
-    ) -> Result<Vec<CheckRow>, StoreError> {
-        macro_rules! fetch {
-            ($p:expr, $sql:expr) => {{
-                sqlx::query($sql)
-                    .bind(target)
-                    .bind(limit)
-                    .fetch_all($p)
-                    .await?
-                    .iter()
-                    .map(|r| -> Result<CheckRow, sqlx::Error> {
-                        Ok(CheckRow {
-                            ts: from_ms(r.try_get(0)?),
-                            target: r.try_get(1)?,
-                            check: r.try_get(2)?,
-                            status: r.try_get(3)?,
-                            value: r.try_get(4)?,
-                            message: r.try_get(5)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-            }};
         }
-        Ok(match &self.read {
-            Pool::Sqlite(p) => fetch!(
-                p,
-                "SELECT ts, target, check_name, status, value, message FROM check_results WHERE target = ?1 ORDER BY ts DESC, id DESC LIMIT ?2"
-            ),
-            Pool::Postgres(p) => fetch!(
-                p,
-                "SELECT ts, target, check_name, status, value, message FROM check_results WHERE target = $1 ORDER BY ts DESC, id DESC LIMIT $2"
-            ),
-        })
-    }
-
-    /// A target's table statistics of its latest round that stored any, by table name,
-    /// with that round's time.
-    pub async fn latest_table_stats(
-        &self,
-        target: &str,
-    ) -> Result<Vec<(DateTime<Utc>, TableStat)>, StoreError> {
-        macro_rules! fetch {
-            ($p:expr, $sql:expr) => {{
-                sqlx::query($sql)
-                    .bind(target)
-                    .fetch_all($p)
-                    .await?
-                    .iter()
-                    .map(|r| -> Result<(DateTime<Utc>, TableStat), sqlx::Error> {
-                        Ok((
-                            from_ms(r.try_get(0)?),
-                            TableStat {
-                                table: r.try_get(1)?,
-                                rows: r.try_get(2)?,
-                                dead_rows: r.try_get(3)?,
-                                size_bytes: r.try_get(4)?,
-                                inserts_delta: r.try_get(5)?,
-                                updates_delta: r.try_get(6)?,
-                                deletes_delta: r.try_get(7)?,
-                                seq_scans: r.try_get(8)?,
-                                idx_scans: r.try_get(9)?,
-                                last_vacuum: r.try_get(10)?,
-                                last_analyze: r.try_get(11)?,
-                                free_bytes: r.try_get(12)?,
-                                last_modified: r.try_get(13)?,
-                            },
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-            }};
-        }
-        Ok(match &self.read {
-            Pool::Sqlite(p) => fetch!(
-                p,
-                "SELECT ts, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified FROM table_stats WHERE target = ?1 AND ts = (SELECT max(ts) FROM table_stats WHERE target = ?1) ORDER BY table_name"
-            ),
-            Pool::Postgres(p) => fetch!(
-                p,
-                "SELECT ts, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified FROM table_stats WHERE target = $1 AND ts = (SELECT max(ts) FROM table_stats WHERE target = $1) ORDER BY table_name"
-            ),
-        })
-    }
-
-    /// Counts rows of a history table (tests, `dbwarden status`).
-    pub async fn count(&self, table: HistoryTable) -> Result<i64, StoreError> {
-        let sql = format!("SELECT COUNT(*) FROM {}", table.name());
-        Ok(match &self.read {
-            Pool::Sqlite(p) => {
-                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .fetch_one(p)
-                    .await?
+        let _waiting = Waiting(&self.shared);
+        self.shared.wake.notify_one();
+        loop {
+            {
+                let s = self.shared.lock();
+                if s.queue.oldest_pending() >= target {
+                    break Ok(());
+                }
+                if s.failures > failures {
+                    let reason = s
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "a write failed".into());
+                    break Err(StoreError::Unavailable(reason));
+                }
+                if s.closed {
+                    break Err(StoreError::WriterGone);
+                }
             }
-            Pool::Postgres(p) => {
-                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .fetch_one(p)
-                    .await?
+            if progress.changed().await.is_err() {
+                break Err(StoreError::WriterGone);
+            }
+        }
+    }
+
+    /// Flushes for at most `within`, stops the writer and closes the pools. What could not
+    /// be written is counted (`dropped.shutdown`), logged with its number, and reported.
+    /// Returns within `within` plus about a second. Other clones of this Store may still
+    /// push afterwards: those records are counted as dropped at shutdown.
+    pub async fn close(self, within: Duration) -> CloseSummary {
+        let started = tokio::time::Instant::now();
+        let written_before = self.shared.lock().written;
+        self.shared.begin_close(started + within);
+        if self.wait_closed(started + within).await.is_err() {
+            // The writer is inside an attempt that outlasts the deadline: abort it (its
+            // batch goes back to the buffer as the task is dropped), then count the rest.
+            let writer = self
+                .shared
+                .writer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(w) = writer {
+                w.abort();
+            }
+            let _ = self
+                .wait_closed(tokio::time::Instant::now() + Duration::from_secs(1))
+                .await;
+            self.shared.finish_close();
+        }
+        let s = self.shared.lock();
+        CloseSummary {
+            flushed: s.written - written_before,
+            unwritten: s.dropped.shutdown,
+            health: s.health(),
+        }
+    }
+
+    /// Waits until the supervisor has finished the close.
+    async fn wait_closed(&self, until: tokio::time::Instant) -> Result<(), ()> {
+        let mut progress = self.shared.progress.subscribe();
+        tokio::time::timeout_at(until, async {
+            while !self.shared.lock().closed {
+                if progress.changed().await.is_err() {
+                    break;
+                }
             }
         })
-    }
-
-    /// Flushes and closes the writer and the pools.
-    pub async fn close(self) {
-        let _ = self.flush().await;
-        match &self.read {
-            Pool::Sqlite(p) => p.close().await,
-            Pool::Postgres(p) => p.close().await,
-        }
-    }
-}
-
-/// The history tables, for [`Store::count`].
-#[derive(Debug, Clone, Copy)]
-pub enum HistoryTable {
-    JobRuns,
-    CheckResults,
-    MetricSamples,
-    TableStats,
-    HealthTransitions,
-}
-
-impl HistoryTable {
-    fn name(self) -> &'static str {
-        match self {
-            HistoryTable::JobRuns => "job_runs",
-            HistoryTable::CheckResults => "check_results",
-            HistoryTable::MetricSamples => "metric_samples",
-            HistoryTable::TableStats => "table_stats",
-            HistoryTable::HealthTransitions => "health_transitions",
-        }
-    }
-}
-
-/// Decodes a `job_runs` row; the same code for both dialects' row types.
-macro_rules! run_row {
-    ($fn_name:ident, $row:ty) => {
-        fn $fn_name(r: &$row) -> Result<RunRow, sqlx::Error> {
-            Ok(RunRow {
-                id: r.try_get(0)?,
-                job: r.try_get(1)?,
-                target: r.try_get(2)?,
-                started_at: from_ms(r.try_get(3)?),
-                finished_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
-                outcome: r.try_get(5)?,
-                status: r.try_get(6)?,
-                error: r.try_get(7)?,
-            })
-        }
-    };
-}
-run_row!(run_row_sqlite, sqlx::sqlite::SqliteRow);
-run_row!(run_row_pg, sqlx::postgres::PgRow);
-
-fn open_err(url: &SecretUrl, message: String) -> StoreError {
-    StoreError::Open {
-        url: url.redacted(),
-        message,
-    }
-}
-
-async fn connect(url: &SecretUrl, password: Option<Secret>) -> Result<(Pool, Pool), StoreError> {
-    let raw = url.expose();
-    if raw.starts_with("sqlite:") {
-        let path = sqlite_history_path(raw)
-            .ok_or_else(|| open_err(url, "name a file, e.g. sqlite://./data/history.db".into()))?;
-        create_parent(&path).map_err(|e| open_err(url, e))?;
-        let opts = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.clone())
-            .await
-            .map_err(|e| open_err(url, format!("cannot open {}: {e}", path.display())))?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(0)
-            .idle_timeout(Some(Duration::from_secs(60)))
-            .connect_lazy_with(opts.read_only(false));
-        Ok((Pool::Sqlite(write), Pool::Sqlite(read)))
-    } else if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
-        let mut opts = PgConnectOptions::from_str(raw)
-            .map_err(|e| open_err(url, format!("not a valid PostgreSQL URL: {e}")))?
-            .application_name("dbwarden-history");
-        if let Some(p) = &password {
-            opts = opts.password(p.expose());
-        }
-        // One direct connection first: a pool would retry a refused connection silently
-        // until its acquire timeout; a direct attempt fails at once with the real reason.
-        use sqlx::Connection;
-        match tokio::time::timeout(
-            Duration::from_secs(10),
-            sqlx::PgConnection::connect_with(&opts),
-        )
         .await
-        {
-            Ok(Ok(c)) => {
-                let _ = c.close().await;
-            }
-            Ok(Err(e)) => return Err(open_err(url, format!("cannot connect: {e}"))),
-            Err(_) => return Err(open_err(url, "cannot connect: no answer within 10s".into())),
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(opts);
-        Ok((Pool::Postgres(pool.clone()), Pool::Postgres(pool)))
-    } else {
-        Err(open_err(url, "use sqlite://PATH or postgres://...".into()))
+        .map_err(|_| ())
+    }
+
+    /// The read pool, once the store is connected.
+    fn reader(&self) -> Result<Pool, StoreError> {
+        let read = self
+            .shared
+            .read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        read.ok_or_else(|| {
+            let why = self
+                .shared
+                .lock()
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "not connected yet".into());
+            StoreError::Unavailable(why)
+        })
     }
 }
 
-fn create_parent(path: &Path) -> Result<(), String> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
-            .map_err(|e| {
-                format!(
-                    "cannot create directory {}: {}",
-                    dir.display(),
-                    crate::config::secret::io_reason(&e)
-                )
-            }),
-        _ => Ok(()),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::buffer::tests::metric;
+    use super::*;
+    use std::sync::atomic::Ordering;
 
-/// Applies the embedded migrations. Migrations the store has but this binary does not
-/// know (applied by a newer agent of a fleet sharing the store) are tolerated: fleets
-/// upgrade agents one by one, and migrations only ever add (migrations/README.md).
-async fn migrate(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
-    match pool {
-        Pool::Sqlite(p) => {
-            let mut m = sqlx::migrate!("./migrations/sqlite");
-            m.set_ignore_missing(true);
-            m.run(p).await
+    /// The daemon calls these from spawned tasks: their futures must be Send.
+    #[test]
+    fn store_futures_can_be_spawned() {
+        fn spawnable<T: Send + 'static>(_: T) {}
+        #[allow(clippy::let_underscore_future)]
+        fn check(s: Store) {
+            spawnable(async move {
+                s.push(metric(0));
+                let _ = s.write(metric(1)).await;
+                let _ = s.flush().await;
+                let _ = s.believed_states().await;
+                let _ = s.recent_runs(None, 1).await;
+                let _ = s.recent_checks("t", 1).await;
+                let _ = s.latest_table_stats("t").await;
+                let _ = s.close_orphaned_runs("a").await;
+                let _ = s.count(HistoryTable::JobRuns).await;
+                s.close(Duration::ZERO).await
+            });
+            spawnable(async {
+                let url = SecretUrl::new("sqlite://x");
+                Store::start(&url, None, BufferLimits::default()).await
+            });
         }
-        Pool::Postgres(p) => {
-            let mut m = sqlx::migrate!("./migrations/postgres");
-            m.set_ignore_missing(true);
-            m.run(p).await
+        let _ = check;
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_panics_is_restarted_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = SecretUrl::new(format!("sqlite://{}/h.db", dir.path().display()));
+        let store = Store::start(&url, None, BufferLimits::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The writer panics with this batch in flight.
+        store.shared.panic_once.store(true, Ordering::SeqCst);
+        for i in 0..10 {
+            store.push(metric(i));
         }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while store.health().writer_restarts == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never restarted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        store.flush().await.unwrap_or_else(|e| panic!("{e}"));
+        let h = store.health();
+        assert_eq!(
+            (h.writer_restarts, h.written_total, h.dropped.total()),
+            (1, 10, 0)
+        );
+        assert_eq!(
+            store.count(HistoryTable::MetricSamples).await.ok(),
+            Some(10)
+        );
+        let summary = store.close(Duration::from_secs(5)).await;
+        assert_eq!(summary.unwritten, 0);
     }
 }

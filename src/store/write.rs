@@ -1,88 +1,136 @@
-//! The writer task: drains the channel into batches and commits each batch in one
-//! transaction with multi-row inserts. A failed batch is retried with backoff, never
-//! dropped silently; after several failures it is logged and dropped so the daemon keeps
-//! working (the store being down is reported, not fatal).
+//! Writing a batch: one transaction with multi-row inserts, the same statements for both
+//! dialects (QueryBuilder renders `?` or `$n`). A failure is classified: the store being
+//! unavailable (keep the records, retry later) or the batch holding a bad record (split
+//! the batch until the bad record is alone, write the rest, drop only that one).
 
 use std::time::Duration;
 
-use sqlx::QueryBuilder;
-use tokio::sync::{mpsc, oneshot};
+use sqlx::{Connection, QueryBuilder};
 
-use super::{BATCH_MAX, BATCH_WINDOW, Command, Pool, Record, ms};
+use super::buffer::Entry;
+use super::connect::WriteConn;
+use super::{Record, ms};
 
-/// Rows per INSERT statement: SQLite allows 32766 bound parameters; 13 columns × 500 fits.
+/// Rows per INSERT statement: SQLite allows 32766 bound parameters; 15 columns × 500 fits.
 const ROWS_PER_STATEMENT: usize = 500;
-const MAX_ATTEMPTS: u32 = 5;
+/// One transaction, at most: a store that stops answering (a frozen server, a network
+/// black hole) counts as unavailable instead of stalling the writer.
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(super) async fn writer(pool: Pool, mut rx: mpsc::Receiver<Command>) {
-    let mut batch: Vec<Record> = Vec::with_capacity(BATCH_MAX);
-    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
-    loop {
-        let Some(first) = rx.recv().await else { break };
-        match first {
-            Command::Write(r) => batch.push(r),
-            Command::Flush(w) => waiters.push(w),
-        }
-        // Fill the batch for at most BATCH_WINDOW, unless a flush is waiting.
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
-        while batch.len() < BATCH_MAX && waiters.is_empty() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Command::Write(r))) => batch.push(r),
-                Ok(Some(Command::Flush(w))) => waiters.push(w),
-                Ok(None) | Err(_) => break,
+/// Why a write failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// The store cannot write now (I/O, connection refused or closed, disk full, database
+    /// locked or busy, timeouts): keep the records and retry.
+    Unavailable(String),
+    /// Something in the batch is rejected (constraint or data error): split it.
+    Bad(String),
+}
+
+/// Sorts an error into "retry later" or "this batch is bad". Unknown errors count as
+/// unavailable: retrying an error that is really about the data costs buffer space (bounded
+/// and counted), while dropping records because of a store problem would lose them.
+pub(super) fn classify(e: &sqlx::Error) -> Failure {
+    let text = e.to_string();
+    let bad = match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                // SQLSTATE class 22 (data exception, e.g. a NUL byte in text) and 23
+                // (integrity constraint violation).
+                code.starts_with("22") || code.starts_with("23")
+            } else {
+                // SQLite extended result code; the primary code is its low byte.
+                // SQLITE_TOOBIG 18, SQLITE_CONSTRAINT 19 (also a trigger's RAISE(ABORT)),
+                // SQLITE_MISMATCH 20, SQLITE_RANGE 25.
+                let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(0);
+                matches!(primary, 18 | 19 | 20 | 25)
             }
         }
-        // Take whatever else is already queued without waiting.
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(Command::Write(r)) => batch.push(r),
-                Ok(Command::Flush(w)) => waiters.push(w),
-                Err(_) => break,
-            }
-        }
-        if !batch.is_empty() {
-            commit_with_retry(&pool, &batch).await;
-            batch.clear();
-        }
-        for w in waiters.drain(..) {
-            let _ = w.send(());
-        }
-    }
-    if !batch.is_empty() {
-        commit_with_retry(&pool, &batch).await;
-    }
-    for w in waiters.drain(..) {
-        let _ = w.send(());
+        sqlx::Error::Encode(_) | sqlx::Error::InvalidArgument(_) => true,
+        _ => false,
+    };
+    if bad {
+        Failure::Bad(text)
+    } else {
+        Failure::Unavailable(text)
     }
 }
 
-async fn commit_with_retry(pool: &Pool, batch: &[Record]) {
-    let mut delay = Duration::from_millis(100);
-    for attempt in 1..=MAX_ATTEMPTS {
-        match commit(pool, batch).await {
-            Ok(()) => return,
-            Err(e) if attempt < MAX_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, records = batch.len(), "history store write failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+/// What became of a batch.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    /// Records committed.
+    pub written: u64,
+    /// Records dropped as bad, by index into the batch, with the reason.
+    pub bad: Vec<(usize, String)>,
+    /// The store became unavailable: the index of the first record not finished (all
+    /// from there on go back to the buffer) and the reason.
+    pub stopped: Option<(usize, String)>,
+}
+
+/// Writes `batch` in order. A bad batch is split in halves until the bad records are
+/// alone; each costs about 2·log2(n) extra transactions. `done` is advanced past every
+/// record that is finished (written or dropped), so a caller that is cancelled midway
+/// knows what to give back.
+pub(super) async fn write_batch(
+    conn: &mut WriteConn,
+    batch: &[Entry],
+    done: &mut usize,
+) -> Outcome {
+    let mut out = Outcome::default();
+    // Ranges still to write, the next one on top: processing stays in record order, so
+    // a run's start is always written before its end.
+    let mut todo = vec![(0, batch.len())];
+    while let Some((lo, hi)) = todo.pop() {
+        if lo == hi {
+            continue;
+        }
+        let attempt = tokio::time::timeout(WRITE_TIMEOUT, commit(conn, &batch[lo..hi])).await;
+        let result = match attempt {
+            Ok(r) => r,
+            Err(_) => Err(Failure::Unavailable(format!(
+                "no answer within {}s",
+                WRITE_TIMEOUT.as_secs()
+            ))),
+        };
+        match result {
+            Ok(()) => {
+                out.written += (hi - lo) as u64;
+                *done = hi;
             }
-            Err(e) => {
-                tracing::error!(error = %e, records = batch.len(), "history store write failed {MAX_ATTEMPTS} times; these records are lost");
+            Err(Failure::Bad(reason)) if hi - lo == 1 => {
+                out.bad.push((lo, reason));
+                *done = hi;
+            }
+            Err(Failure::Bad(_)) => {
+                let mid = lo + (hi - lo) / 2;
+                todo.push((mid, hi));
+                todo.push((lo, mid));
+            }
+            Err(Failure::Unavailable(reason)) => {
+                out.stopped = Some((lo, reason));
+                return out;
             }
         }
     }
+    out
 }
 
 /// Writes one batch in one transaction. Run starts go first and run ends last so an end
 /// always finds its start, whatever the order inside the batch.
-async fn commit(pool: &Pool, batch: &[Record]) -> Result<(), sqlx::Error> {
+async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
     let mut runs = Vec::new();
     let mut ends = Vec::new();
     let mut checks = Vec::new();
     let mut metrics = Vec::new();
     let mut tables = Vec::new();
     let mut transitions = Vec::new();
-    for r in batch {
+    for e in batch {
+        let r = &e.record;
         match r {
             Record::Run(x) => runs.push(x),
             Record::RunEnd(x) => ends.push(x),
@@ -94,8 +142,9 @@ async fn commit(pool: &Pool, batch: &[Record]) -> Result<(), sqlx::Error> {
     }
     // The same statements for both dialects: QueryBuilder renders `?` or `$n` itself.
     macro_rules! write_all {
-        ($pool:expr, $db:ty) => {{
-            let mut tx = $pool.begin().await?;
+        ($conn:expr, $db:ty) => {{
+            let mut tx = $conn.begin().await.map_err(|e| classify(&e))?;
+            let written: Result<(), sqlx::Error> = async {
             for chunk in runs.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO job_runs (id, job, kind, target, agent, scheduled_at, started_at, finished_at, outcome, status, error, coalesced) ",
@@ -204,11 +253,45 @@ async fn commit(pool: &Pool, batch: &[Record]) -> Result<(), sqlx::Error> {
                     .push_bind(e.id.clone());
                 q.build().execute(&mut *tx).await?;
             }
-            tx.commit().await
+            Ok(())
+            }
+            .await;
+            match written {
+                Ok(()) => tx.commit().await.map_err(|e| classify(&e)),
+                Err(e) => {
+                    let failure = classify(&e);
+                    // Roll back now rather than when the connection is next used; if that
+                    // fails too the connection is in an unknown state: treat it as gone.
+                    match tx.rollback().await {
+                        Ok(()) => Err(failure),
+                        Err(r) => Err(Failure::Unavailable(format!("{e}; then rollback failed: {r}"))),
+                    }
+                }
+            }
         }};
     }
-    match pool {
-        Pool::Sqlite(p) => write_all!(p, sqlx::Sqlite),
-        Pool::Postgres(p) => write_all!(p, sqlx::Postgres),
+    match conn {
+        WriteConn::Sqlite(c) => write_all!(c, sqlx::Sqlite),
+        WriteConn::Postgres(c) => write_all!(c, sqlx::Postgres),
     }
+}
+
+/// Marks runs this agent left `running` (a crash, a kill -9) as `interrupted`.
+pub(super) async fn close_orphaned_runs(
+    conn: &mut WriteConn,
+    agent: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    Ok(match conn {
+        WriteConn::Sqlite(c) => orphans_update!(agent, now)
+            .build()
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+        WriteConn::Postgres(c) => orphans_update!(agent, now)
+            .build()
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+    })
 }

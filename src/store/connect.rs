@@ -1,0 +1,218 @@
+//! From a history URL to connections: checking the URL (the only error `Store::start`
+//! returns), the writer's own connection, migrations, and the read pool.
+//!
+//! The writer owns one plain connection, not a pool: after a failure it closes it, which
+//! is the one sure way to release a SQLite write lock (a transaction that failed on a full
+//! disk must not hold the database for other processes) and to drop a PostgreSQL socket
+//! in an unknown state.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{Pool, StoreError};
+use crate::config::{Secret, SecretUrl};
+
+/// One connection attempt, at most.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a SQLite statement waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reads give up after this; they never hang on a store that is down.
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the history lives, checked but not yet connected.
+#[derive(Clone)]
+pub(super) enum Target {
+    Sqlite {
+        path: PathBuf,
+        opts: SqliteConnectOptions,
+    },
+    Postgres {
+        opts: PgConnectOptions,
+    },
+}
+
+/// The writer's connection.
+pub(super) enum WriteConn {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// Why a store could not be made ready.
+#[derive(Debug)]
+pub(super) enum PrepareError {
+    Connect(String),
+    Migrate(String),
+}
+
+impl std::fmt::Display for PrepareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrepareError::Connect(m) => write!(f, "cannot connect: {m}"),
+            PrepareError::Migrate(m) => write!(f, "migrations failed: {m}"),
+        }
+    }
+}
+
+pub(super) fn open_err(url: &SecretUrl, message: String) -> StoreError {
+    StoreError::Open {
+        url: url.redacted(),
+        message,
+    }
+}
+
+/// Checks a history URL without connecting: only a URL that can never work is an error.
+pub(super) fn parse(url: &SecretUrl, password: Option<Secret>) -> Result<Target, StoreError> {
+    let raw = url.expose();
+    if raw.starts_with("sqlite:") {
+        let path = crate::engine::sqlite::path_from_url(raw)
+            .map(|u| u.path)
+            .ok_or_else(|| open_err(url, "name a file, e.g. sqlite://./data/history.db".into()))?;
+        let opts = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT);
+        Ok(Target::Sqlite { path, opts })
+    } else if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
+        let mut opts = PgConnectOptions::from_str(raw)
+            .map_err(|e| open_err(url, format!("not a valid PostgreSQL URL: {e}")))?
+            .application_name("dbwarden-history");
+        if let Some(p) = &password {
+            opts = opts.password(p.expose());
+        }
+        Ok(Target::Postgres { opts })
+    } else {
+        Err(open_err(url, "use sqlite://PATH or postgres://...".into()))
+    }
+}
+
+impl Target {
+    /// Opens the writer's connection (creating a SQLite file's directory if needed).
+    /// A direct connection, not a pool: a pool would retry a refused connection silently
+    /// until its acquire timeout; a direct attempt fails at once with the real reason.
+    pub async fn connect(&self) -> Result<WriteConn, String> {
+        let attempt = async {
+            match self {
+                Target::Sqlite { path, opts } => {
+                    create_parent(path)?;
+                    SqliteConnection::connect_with(opts)
+                        .await
+                        .map(WriteConn::Sqlite)
+                        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+                }
+                Target::Postgres { opts } => PgConnection::connect_with(opts)
+                    .await
+                    .map(WriteConn::Postgres)
+                    .map_err(|e| e.to_string()),
+            }
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// A lazy pool for reads (API, CLI), separate from the writer's connection.
+    pub fn read_pool(&self) -> Pool {
+        match self {
+            Target::Sqlite { opts, .. } => Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .min_connections(0)
+                    .acquire_timeout(READ_TIMEOUT)
+                    .idle_timeout(Some(Duration::from_secs(60)))
+                    .connect_lazy_with(opts.clone()),
+            ),
+            Target::Postgres { opts } => Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(4)
+                    .min_connections(0)
+                    .acquire_timeout(READ_TIMEOUT)
+                    .idle_timeout(Some(Duration::from_secs(60)))
+                    .connect_lazy_with(opts.clone()),
+            ),
+        }
+    }
+
+    /// Connects and migrates: a store ready for writing and reading. Migrations run
+    /// through the read pool (a pool is what sqlx's migrator takes in a spawned task).
+    pub async fn prepare(&self) -> Result<(WriteConn, Pool), PrepareError> {
+        let conn = self.connect().await.map_err(PrepareError::Connect)?;
+        let read = self.read_pool();
+        if let Err(e) = read.migrate().await {
+            conn.close().await;
+            read.close().await;
+            return Err(PrepareError::Migrate(e.to_string()));
+        }
+        Ok((conn, read))
+    }
+}
+
+impl Pool {
+    /// Applies the embedded migrations. Migrations the store has but this binary does not
+    /// know (applied by a newer agent of a fleet sharing the store) are tolerated: fleets
+    /// upgrade agents one by one, and migrations only ever add (migrations/README.md).
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Pool::Sqlite(p) => {
+                let mut m = sqlx::migrate!("./migrations/sqlite");
+                m.set_ignore_missing(true);
+                m.run(p).await
+            }
+            Pool::Postgres(p) => {
+                let mut m = sqlx::migrate!("./migrations/postgres");
+                m.set_ignore_missing(true);
+                m.run(p).await
+            }
+        }
+    }
+
+    /// The applied migration versions.
+    pub async fn versions(&self) -> Result<Vec<i64>, sqlx::Error> {
+        const SQL: &str = "SELECT version FROM _sqlx_migrations ORDER BY version";
+        match self {
+            Pool::Sqlite(p) => sqlx::query_scalar(SQL).fetch_all(p).await,
+            Pool::Postgres(p) => sqlx::query_scalar(SQL).fetch_all(p).await,
+        }
+    }
+}
+
+impl WriteConn {
+    /// Closes the connection, releasing every lock it held; bounded, since the store may
+    /// be gone (then dropping the socket is all there is to do).
+    pub async fn close(self) {
+        let closing = async {
+            match self {
+                WriteConn::Sqlite(c) => {
+                    let _ = c.close().await;
+                }
+                WriteConn::Postgres(c) => {
+                    let _ = c.close().await;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+    }
+}
+
+fn create_parent(path: &Path) -> Result<(), String> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
+            .map_err(|e| {
+                format!(
+                    "cannot create directory {}: {}",
+                    dir.display(),
+                    crate::config::secret::io_reason(&e)
+                )
+            }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,272 @@
+//! Reads of the history (CLI, API, the daemon's start): each bounded by a short timeout
+//! and failing with a clear error while the store is unreachable, never hanging.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Row};
+
+use super::connect::READ_TIMEOUT;
+use super::{Pool, Store, StoreError, from_ms, ms};
+use crate::engine::TableStat;
+use crate::health::Status;
+
+/// A job run as read back from the store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub job: String,
+    pub target: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub status: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A check result as read back from the store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckRow {
+    pub ts: DateTime<Utc>,
+    pub target: String,
+    pub check: String,
+    pub status: String,
+    pub value: Option<f64>,
+    pub message: String,
+}
+
+/// The latest believed status of a target (`check` None) or of one of its checks, as the
+/// history last recorded it: for restoring hysteresis state after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BelievedRow {
+    pub target: String,
+    pub check: Option<String>,
+    pub status: Status,
+    pub since: DateTime<Utc>,
+}
+
+/// Runs a read within [`READ_TIMEOUT`].
+async fn bounded<T>(read: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {}s",
+            READ_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// For each (target, check or NULL) the newest transition. One text for both dialects:
+/// window functions exist in SQLite since 3.25 and PARTITION BY groups NULLs together in
+/// both.
+const BELIEVED_SQL: &str = "SELECT target, check_name, to_status, ts FROM ( \
+     SELECT target, check_name, to_status, ts, \
+            ROW_NUMBER() OVER (PARTITION BY target, check_name ORDER BY ts DESC) AS newest \
+     FROM health_transitions) latest \
+     WHERE newest = 1";
+
+impl Store {
+    /// For every (target, check-or-NULL) in `health_transitions`, the latest `to_status`
+    /// and its time. Rows with a status this binary does not know are skipped.
+    pub async fn believed_states(&self) -> Result<Vec<BelievedRow>, StoreError> {
+        let pool = self.reader()?;
+        bounded(async {
+            let rows = on_pool!(&pool, p => {
+                sqlx::query(BELIEVED_SQL)
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<(String, Option<String>, String, i64), sqlx::Error> {
+                        Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            });
+            let mut believed: Vec<BelievedRow> = rows
+                .into_iter()
+                .filter_map(|(target, check, status, ts)| {
+                    Some(BelievedRow {
+                        target,
+                        check,
+                        status: Status::parse(&status)?,
+                        since: from_ms(ts),
+                    })
+                })
+                .collect();
+            // Sorted here: the dialects order NULL checks differently.
+            believed.sort_by(|a, b| (&a.target, &a.check).cmp(&(&b.target, &b.check)));
+            Ok(believed)
+        })
+        .await
+    }
+
+    /// Marks runs this agent left `running` (a crash, a kill -9) as `interrupted`.
+    pub async fn close_orphaned_runs(&self, agent: &str) -> Result<u64, StoreError> {
+        let pool = self.reader()?;
+        let now = ms(Utc::now());
+        bounded(async {
+            Ok(on_pool!(&pool, p => orphans_update!(agent, now)
+                .build()
+                .execute(p)
+                .await?
+                .rows_affected()))
+        })
+        .await
+    }
+
+    /// The most recent runs, newest first, optionally of one job.
+    pub async fn recent_runs(
+        &self,
+        job: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let pool = self.reader()?;
+        bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "SELECT id, job, target, started_at, finished_at, outcome, status, error FROM job_runs",
+                );
+                if let Some(job) = job {
+                    q.push(" WHERE job = ").push_bind(job);
+                }
+                q.push(" ORDER BY started_at DESC, id DESC LIMIT ").push_bind(limit);
+                q.build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<RunRow, sqlx::Error> {
+                        Ok(RunRow {
+                            id: r.try_get(0)?,
+                            job: r.try_get(1)?,
+                            target: r.try_get(2)?,
+                            started_at: from_ms(r.try_get(3)?),
+                            finished_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
+                            outcome: r.try_get(5)?,
+                            status: r.try_get(6)?,
+                            error: r.try_get(7)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }))
+        })
+        .await
+    }
+
+    /// The most recent check results of a target, newest first.
+    pub async fn recent_checks(
+        &self,
+        target: &str,
+        limit: i64,
+    ) -> Result<Vec<CheckRow>, StoreError> {
+        let pool = self.reader()?;
+        bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "SELECT ts, target, check_name, status, value, message FROM check_results WHERE target = ",
+                );
+                q.push_bind(target)
+                    .push(" ORDER BY ts DESC, id DESC LIMIT ")
+                    .push_bind(limit);
+                q.build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<CheckRow, sqlx::Error> {
+                        Ok(CheckRow {
+                            ts: from_ms(r.try_get(0)?),
+                            target: r.try_get(1)?,
+                            check: r.try_get(2)?,
+                            status: r.try_get(3)?,
+                            value: r.try_get(4)?,
+                            message: r.try_get(5)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }))
+        })
+        .await
+    }
+
+    /// A target's table statistics of its latest round that stored any, by table name,
+    /// with that round's time.
+    pub async fn latest_table_stats(
+        &self,
+        target: &str,
+    ) -> Result<Vec<(DateTime<Utc>, TableStat)>, StoreError> {
+        let pool = self.reader()?;
+        bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "SELECT ts, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, \
+                     deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified \
+                     FROM table_stats WHERE target = ",
+                );
+                q.push_bind(target)
+                    .push(" AND ts = (SELECT max(ts) FROM table_stats WHERE target = ")
+                    .push_bind(target)
+                    .push(") ORDER BY table_name");
+                q.build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<(DateTime<Utc>, TableStat), sqlx::Error> {
+                        Ok((
+                            from_ms(r.try_get(0)?),
+                            TableStat {
+                                table: r.try_get(1)?,
+                                rows: r.try_get(2)?,
+                                dead_rows: r.try_get(3)?,
+                                size_bytes: r.try_get(4)?,
+                                inserts_delta: r.try_get(5)?,
+                                updates_delta: r.try_get(6)?,
+                                deletes_delta: r.try_get(7)?,
+                                seq_scans: r.try_get(8)?,
+                                idx_scans: r.try_get(9)?,
+                                last_vacuum: r.try_get(10)?,
+                                last_analyze: r.try_get(11)?,
+                                free_bytes: r.try_get(12)?,
+                                last_modified: r.try_get(13)?,
+                            },
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }))
+        })
+        .await
+    }
+
+    /// Counts rows of a history table (tests, `dbwarden status`).
+    pub async fn count(&self, table: HistoryTable) -> Result<i64, StoreError> {
+        let pool = self.reader()?;
+        bounded(async {
+            let sql = format!("SELECT COUNT(*) FROM {}", table.name());
+            Ok(
+                on_pool!(&pool, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                .fetch_one(p)
+                .await?),
+            )
+        })
+        .await
+    }
+}
+
+/// The history tables, for [`Store::count`].
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryTable {
+    JobRuns,
+    CheckResults,
+    MetricSamples,
+    TableStats,
+    HealthTransitions,
+}
+
+impl HistoryTable {
+    fn name(self) -> &'static str {
+        match self {
+            HistoryTable::JobRuns => "job_runs",
+            HistoryTable::CheckResults => "check_results",
+            HistoryTable::MetricSamples => "metric_samples",
+            HistoryTable::TableStats => "table_stats",
+            HistoryTable::HealthTransitions => "health_transitions",
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Helpers shared by the integration tests: the real servers' URLs and throwaway
+//! databases (`pg`), a TCP proxy that can refuse or pause a server (`proxy`), and a small
+//! filesystem that can be filled (`tmpfs`).
+#![allow(dead_code)]
+
+pub mod pg;
+pub mod proxy;
+pub mod tmpfs;
+
+/// Skips a test with a printed reason, or fails it under `DBWARDEN_REQUIRE_SERVICES=1`
+/// (CI), where every test must really run.
+pub fn skip(reason: &str) {
+    if std::env::var("DBWARDEN_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("cannot run: {reason} (DBWARDEN_REQUIRE_SERVICES=1)");
+    }
+    eprintln!("skipping: {reason}");
+}
+
+/// Polls `cond` every 50 ms until it holds; fails after `secs` seconds with `what`.
+/// (A deadline for waiting, never a timing assertion.)
+pub async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        if tokio::time::Instant::now() >= deadline {
+            panic!("gave up after {secs}s waiting until {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
