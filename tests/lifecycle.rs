@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
+mod common;
+
+use common::pg::PgDb;
+use common::proxy::Proxy;
+
 const BIN: &str = env!("CARGO_BIN_EXE_dbwarden");
 
 struct Daemon {
@@ -18,9 +23,17 @@ struct Daemon {
 impl Daemon {
     fn start(config_body: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        Daemon::start_in(dir, config_body)
+    }
+
+    /// Starts in `dir` (a restart keeps the directory, its history and its log).
+    fn start_in(dir: tempfile::TempDir, config_body: &str) -> Daemon {
         std::fs::write(dir.path().join("dbwarden.toml"), config_body)
             .unwrap_or_else(|e| panic!("write config: {e}"));
-        let log = std::fs::File::create(dir.path().join("daemon.log"))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("daemon.log"))
             .unwrap_or_else(|e| panic!("log file: {e}"));
         let child = Command::new(BIN)
             .args(["run", "-c", "dbwarden.toml", "--log-level", "info"])
@@ -67,6 +80,15 @@ impl Daemon {
             )
             .await
             .unwrap_or_else(|e| panic!("open history: {e}"))
+    }
+
+    /// Stops the daemon (SIGTERM) and hands back its directory for a restart.
+    fn stop(mut self) -> tempfile::TempDir {
+        self.signal("TERM");
+        let status = self.wait_exit(Duration::from_secs(30));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", self.log());
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        std::mem::replace(&mut self.dir, dir)
     }
 
     fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
@@ -320,44 +342,137 @@ fn an_invalid_config_refuses_to_start_with_exit_2() {
     );
 }
 
-/// A TCP port that completes the handshake (the kernel's backlog) but never answers: a
-/// database host cut off by the network, as the client sees it.
-fn tarpit() -> std::net::TcpListener {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"))
+#[tokio::test]
+async fn a_restart_does_not_announce_what_was_already_believed() {
+    let config = "[daemon]\nconfirm_rounds = 1\n\
+        [[target]]\nname = \"gone\"\nurl = \"sqlite://./nope/missing.db\"\n\
+        [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1s\"\n";
+    let d = Daemon::start(config);
+    let h = d.history().await;
+    wait_for("the target's transition to CRITICAL", || async {
+        count(
+            &h,
+            "SELECT COUNT(*) FROM health_transitions WHERE target = 'gone' AND check_name IS NULL",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let before = count(&h, "SELECT COUNT(*) FROM health_transitions").await;
+    h.close().await;
+    let dir = d.stop();
+
+    // Still CRITICAL after the restart: nothing new to announce.
+    let d = Daemon::start_in(dir, config);
+    let h = d.history().await;
+    let runs = count(&h, "SELECT COUNT(*) FROM job_runs").await;
+    wait_for("three rounds after the restart", || async {
+        count(&h, "SELECT COUNT(*) FROM job_runs WHERE outcome = 'ok'").await >= runs + 3
+    })
+    .await;
+    let after = count(&h, "SELECT COUNT(*) FROM health_transitions").await;
+    assert_eq!(
+        before,
+        after,
+        "transitions repeated after a restart:\n{}",
+        d.log()
+    );
 }
 
 #[tokio::test]
-async fn sigterm_with_unreachable_targets_exits_within_the_grace() {
-    let pit = tarpit();
-    let port = pit.local_addr().map(|a| a.port()).unwrap_or(0);
+async fn a_reload_that_only_changes_global_thresholds_takes_effect_next_round() {
+    let Some(url) = common::pg::pg_url() else {
+        return;
+    };
+    // Global [thresholds] first disable a check, then enable it and make another warn:
+    // neither changes the target's own settings, so its engine is kept and must still
+    // follow the new thresholds.
+    let config = |thresholds: &str| {
+        format!(
+            "[daemon]\nconfirm_rounds = 1\n[thresholds]\n{thresholds}\n\
+             [[target]]\nname = \"pg\"\nurl = \"{url}\"\n\
+             [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1s\"\n"
+        )
+    };
+    let d = Daemon::start(&config("idle_in_transaction = { enabled = false }"));
+    let h = d.history().await;
+    wait_for("a first round", || async {
+        count(&h, "SELECT COUNT(*) FROM job_runs WHERE outcome = 'ok'").await >= 1
+    })
+    .await;
+    assert_eq!(
+        count(
+            &h,
+            "SELECT COUNT(*) FROM check_results WHERE check_name = 'idle_in_transaction'"
+        )
+        .await,
+        0,
+        "disabled"
+    );
+    d.rewrite_config(&config("connectivity = { warning = \"0ms\" }"));
+    d.signal("HUP");
+    wait_for("the reloaded thresholds to be applied", || async {
+        count(
+            &h,
+            "SELECT COUNT(*) FROM check_results WHERE check_name = 'idle_in_transaction'",
+        )
+        .await
+            >= 1
+            && count(
+                &h,
+                "SELECT COUNT(*) FROM check_results WHERE check_name = 'connectivity' AND status = 'WARNING'",
+            )
+            .await
+                >= 1
+    })
+    .await;
+    assert!(d.log().contains("configuration reloaded"), "{}", d.log());
+}
+
+#[tokio::test]
+async fn sigterm_with_targets_cut_off_by_the_network_exits_within_the_grace() {
+    let Some(admin) = common::pg::pg_url() else {
+        return;
+    };
+    let (proxy, url) = Proxy::for_url(&admin).await;
     let mut config = String::from(
         "[daemon]\nhistory = \"sqlite://./data/history.db\"\nshutdown_grace = \"3s\"\n",
     );
-    for i in 0..6 {
-        config.push_str(&format!(
-            "[[target]]\nname = \"cut{i}\"\nurl = \"postgres://dbwarden@127.0.0.1:{port}/db\"\n\
-             pool = {{ connect_timeout = \"60s\", acquire_timeout = \"60s\" }}\n"
-        ));
+    for i in 0..5 {
+        config.push_str(&format!("[[target]]\nname = \"cut{i}\"\nurl = \"{url}\"\n"));
     }
     config.push_str(
-        "[[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1h\"\ntimeout = \"10m\"\n",
+        "[[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1s\"\ntimeout = \"10m\"\n",
     );
     let mut d = Daemon::start(&config);
     let h = d.history().await;
-    wait_for("six runs to be in progress", || async {
+    wait_for("a first round of every target", || async {
+        count(
+            &h,
+            "SELECT COUNT(DISTINCT target) FROM job_runs WHERE outcome = 'ok'",
+        )
+        .await
+            == 5
+    })
+    .await;
+    // The network to the servers goes black: statements in flight never answer, and a
+    // cancel request (a new connection) hangs until connect_timeout (5 s).
+    proxy.pause().await;
+    wait_for("every target's round to hang", || async {
         count(
             &h,
             "SELECT COUNT(*) FROM job_runs WHERE outcome = 'running'",
         )
         .await
-            == 6
+            == 5
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let asked = Instant::now();
     d.signal("TERM");
-    // The grace bounds the whole shutdown: cancelling (which itself cannot reach the
-    // servers) and closing happen for all targets at once. One second of slack for
-    // process start-up and exit.
+    // Cancelling and closing happen for all targets at once, bounded by the grace in
+    // total (the old sequential shutdown took 5 × (5 s cancel + 2 s close)). One second
+    // of slack for the process to exit.
     let status = d.wait_exit(Duration::from_secs(4));
     let took = asked.elapsed();
     let Some(status) = status else {
@@ -365,16 +480,121 @@ async fn sigterm_with_unreachable_targets_exits_within_the_grace() {
     };
     assert_eq!(status.code(), Some(0), "{}", d.log());
     assert!(took < Duration::from_secs(4), "{took:?}");
-    let interrupted = count(
-        &h,
-        "SELECT COUNT(*) FROM job_runs WHERE outcome = 'interrupted'",
-    )
-    .await;
     assert_eq!(
-        interrupted,
-        6,
-        "every run is recorded interrupted:\n{}",
+        count(
+            &h,
+            "SELECT COUNT(*) FROM job_runs WHERE outcome = 'interrupted'"
+        )
+        .await,
+        5,
+        "{}",
         d.log()
     );
-    drop(pit);
+    proxy.resume().await;
+}
+
+#[tokio::test]
+async fn monitoring_keeps_its_schedule_while_the_history_store_is_down() {
+    let Some(admin) = common::pg::pg_url() else {
+        return;
+    };
+    let db = PgDb::create(&admin).await;
+    let (proxy, store_url) = Proxy::for_url(&db.url).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    const TARGETS: usize = 200;
+    let mut config = format!("[daemon]\nhistory = \"{store_url}\"\nmax_concurrent_targets = 32\n");
+    for i in 0..TARGETS {
+        config.push_str(&format!(
+            "[[target]]\nname = \"t{i}\"\nurl = \"sqlite://{}/t{i}.db?mode=rwc\"\n",
+            dir.path().display()
+        ));
+    }
+    config.push_str("[[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 2s\"\n");
+    let d = Daemon::start_in(dir, &config);
+    let mut pg = db.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(DISTINCT target) FROM job_runs WHERE outcome = 'ok'")
+                .fetch_one(&mut pg)
+                .await
+                .unwrap_or(0);
+        if n == TARGETS as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "first rounds: {n} targets\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    proxy.refuse().await;
+    let cut = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    proxy.resume().await;
+    let back = chrono::Utc::now();
+
+    // Everything buffered meanwhile reaches the store by itself, within 30 s.
+    let window = (
+        (cut + chrono::Duration::seconds(2)).timestamp_millis(),
+        (back - chrono::Duration::seconds(2)).timestamp_millis(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut rows: Vec<(String, i64)> = Vec::new();
+    while Instant::now() < deadline {
+        rows = sqlx::query_as(
+            "SELECT target, COUNT(*) FROM job_runs WHERE outcome = 'ok' \
+             AND started_at BETWEEN $1 AND $2 GROUP BY target",
+        )
+        .bind(window.0)
+        .bind(window.1)
+        .fetch_all(&mut pg)
+        .await
+        .unwrap_or_default();
+        if rows.len() == TARGETS && rows.iter().all(|(_, n)| *n >= 7) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // 16 s of the outage at one round every 2 s: 8 rounds, 7 allowing for edges.
+    assert_eq!(
+        rows.len(),
+        TARGETS,
+        "targets with runs during the outage:\n{}",
+        d.log()
+    );
+    let short: Vec<&(String, i64)> = rows.iter().filter(|(_, n)| *n < 7).collect();
+    assert!(
+        short.is_empty(),
+        "targets that missed rounds: {short:?}\n{}",
+        d.log()
+    );
+    let bad: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM job_runs WHERE outcome <> 'ok' AND outcome <> 'running'",
+    )
+    .fetch_one(&mut pg)
+    .await
+    .unwrap_or(-1);
+    assert_eq!(
+        bad,
+        0,
+        "no run skipped or failed because of the store:\n{}",
+        d.log()
+    );
+    let checks: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM check_results WHERE ts BETWEEN $1 AND $2")
+            .bind(window.0)
+            .bind(window.1)
+            .fetch_one(&mut pg)
+            .await
+            .unwrap_or(0);
+    assert!(
+        checks >= (TARGETS * 7) as i64,
+        "check results kept: {checks}"
+    );
+    drop(d);
+    drop(pg);
+    db.drop_db().await;
 }
