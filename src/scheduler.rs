@@ -287,12 +287,16 @@ impl Context {
         true
     }
 
-    fn release(&self, job: &str, target: &str, run_id: &str) {
+    /// Releases (job, target) if `run_id` still holds it; `false` when it no longer did
+    /// (abandoned at shutdown and recorded then).
+    fn release(&self, job: &str, target: &str, run_id: &str) -> bool {
         let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let key = (job.to_string(), target.to_string());
         if r.get(&key).is_some_and(|id| id == run_id) {
             r.remove(&key);
+            return true;
         }
+        false
     }
 }
 
@@ -404,9 +408,29 @@ impl Scheduler {
         }
         self.ctx.shutdown.cancel();
         self.ctx.tracker.close();
-        tokio::time::timeout_at(deadline, self.ctx.tracker.wait())
+        let drained = tokio::time::timeout_at(deadline, self.ctx.tracker.wait())
             .await
-            .is_ok()
+            .is_ok();
+        if !drained {
+            // Runs still stopping (a cancel request that cannot reach its server) are
+            // abandoned: record them now, while the history writer still listens.
+            let left: Vec<(String, String, String)> = {
+                let mut r = self.ctx.running.lock().unwrap_or_else(|p| p.into_inner());
+                r.drain().map(|((j, t), id)| (j, t, id)).collect()
+            };
+            for (job, target, id) in left {
+                tracing::warn!(%job, %target, run_id = %id, "run did not stop within shutdown_grace; abandoned");
+                self.ctx.counts.count(RunOutcome::Interrupted);
+                self.ctx.events.publish(Event::RunFinished(RunEnd {
+                    id,
+                    finished_at: self.ctx.clock.now(),
+                    outcome: RunOutcome::Interrupted,
+                    status: None,
+                    error: Some("did not stop within shutdown_grace; abandoned at exit (its statements may still run on the server until their statement_timeout)".into()),
+                }));
+            }
+        }
+        drained
     }
 }
 
@@ -672,6 +696,23 @@ async fn run_inner(ctx: Arc<Context>, run: Planned) -> Finished {
         ended: false,
     };
     let finished = async {
+        // Waiting for a slot (max_concurrent_targets) is not the run's time: the run
+        // starts, and its timeout runs, once it has one.
+        let permit = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => None,
+            p = ctx.limit.acquire() => Some(p),
+        };
+        let Some(_permit) = permit else {
+            record_skip(&ctx, &job, &target, scheduled, "the daemon stopped before a slot was free (max_concurrent_targets)".into());
+            claim.ended = true;
+            return Finished {
+                run_id: id.clone(),
+                outcome: RunOutcome::Skipped,
+                report: None,
+                error: Some("the daemon stopped before the run could start".into()),
+            };
+        };
         ctx.events.publish(Event::RunStarted(JobRun {
             id: id.clone(),
             job: job.name.clone(),
@@ -688,7 +729,6 @@ async fn run_inner(ctx: Arc<Context>, run: Planned) -> Finished {
         let cancel = ctx.shutdown.child_token();
         let timeout = job.timeout;
         let mut work = std::pin::pin!(async {
-            let _permit = ctx.limit.acquire().await;
             ctx.executor
                 .run(RunCtx {
                     run_id: id.clone(),
@@ -773,17 +813,17 @@ struct Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if !self.ended {
+        let held = self.ctx.release(&self.job, &self.target, &self.id);
+        if held && !self.ended {
             self.ctx.counts.count(RunOutcome::Failed);
             self.ctx.events.publish(Event::RunFinished(RunEnd {
                 id: self.id.clone(),
                 finished_at: self.ctx.clock.now(),
                 outcome: RunOutcome::Failed,
                 status: None,
-                error: Some("internal error: the run panicked (see the log)".into()),
+                error: Some("internal error: the run ended without a result (see the log)".into()),
             }));
         }
-        self.ctx.release(&self.job, &self.target, &self.id);
     }
 }
 
@@ -1070,6 +1110,69 @@ mod tests {
         sleep(40.0).await;
         assert_eq!(h.exec.peak.load(Ordering::SeqCst), 8);
         assert!(sched.shutdown(soon()).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_slot_is_not_counted_against_the_timeout() {
+        let mut h = harness(Duration::from_secs(8), "2026-01-01T00:00:00Z");
+        let body = format!(
+            "[daemon]\nmax_concurrent_targets = 1\n{}",
+            job("j", "@every 1h", "10s")
+        );
+        let sched = Scheduler::start(h.ctx.clone(), config_with(2, &body));
+        sleep(20.0).await;
+        assert_eq!(h.outcomes(), vec![RunOutcome::Ok, RunOutcome::Ok]);
+        let starts: Vec<i64> = h
+            .drain()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::RunStarted(r) => Some(r.started_at.timestamp()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts.len(), 2);
+        assert_eq!(
+            starts[1] - starts[0],
+            8,
+            "the second run starts when it gets its slot"
+        );
+        assert!(sched.shutdown(soon()).await);
+    }
+
+    /// Stops only long after it is cancelled (a cancel that cannot reach its server).
+    struct Stubborn;
+
+    impl Executor for Stubborn {
+        fn run(&self, ctx: RunCtx) -> BoxFuture<'static, Result<Box<dyn Report>, JobError>> {
+            Box::pin(async move {
+                ctx.cancel.cancelled().await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Err(JobError::Cancelled)
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_still_stopping_at_the_deadline_are_recorded_interrupted() {
+        let events = Events::new(1024);
+        let mut sub = events.subscribe("test");
+        let clock = Arc::new(TokioClock::starting_at(Utc::now()));
+        let ctx = Arc::new(Context::new(Arc::new(Stubborn), events, clock, 4));
+        let sched = Scheduler::start(ctx.clone(), config_with(2, &job("s", "@every 1h", "1h")));
+        sleep(1.0).await;
+        assert!(
+            !sched
+                .shutdown(Instant::now() + Duration::from_secs(2))
+                .await
+        );
+        let mut ends = Vec::new();
+        while let Some(e) = sub.try_recv() {
+            if let Event::RunFinished(e) = &*e {
+                ends.push(e.outcome);
+            }
+        }
+        assert_eq!(ends, vec![RunOutcome::Interrupted; 2]);
+        assert_eq!(ctx.running(), 0);
     }
 
     /// Panics in its first run, then works.
