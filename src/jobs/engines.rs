@@ -17,6 +17,9 @@ const RETIRE_WAIT_MAX: Duration = Duration::from_secs(3600);
 #[derive(Default)]
 pub struct Engines {
     map: Mutex<HashMap<String, (String, Arc<Engine>)>>,
+    /// The settings key of every target of the current config, once a reload has said
+    /// (`None` before: every target is current).
+    current: Mutex<Option<HashMap<String, String>>>,
     /// `dbwarden check`: one connection per target ([`Engine::open_one_shot`]).
     one_shot: bool,
 }
@@ -36,29 +39,53 @@ impl Engines {
         }
     }
 
-    /// The engine of a target, opened on first use.
+    /// The engine of a target, opened on first use. A run that still carries a target's
+    /// settings from before a reload (queued for a slot meanwhile) gets an engine of its
+    /// own, closed when the run ends: it never replaces the current target's engine.
     pub fn get(&self, t: &Target) -> Result<Arc<Engine>, EngineError> {
         let key = settings_key(t);
+        let stale = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|c| c.get(&t.name) != Some(&key));
+        if stale {
+            let e = Arc::new(self.open(t)?);
+            retire(e.clone());
+            return Ok(e);
+        }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((old_key, e)) = map.get(&t.name)
             && *old_key == key
         {
             return Ok(e.clone());
         }
-        let e = Arc::new(if self.one_shot {
-            Engine::open_one_shot(t)?
-        } else {
-            Engine::open(t)?
-        });
+        let e = Arc::new(self.open(t)?);
         if let Some((_, old)) = map.insert(t.name.clone(), (key, e.clone())) {
             retire(old);
         }
         Ok(e)
     }
 
+    fn open(&self, t: &Target) -> Result<Engine, EngineError> {
+        if self.one_shot {
+            Engine::open_one_shot(t)
+        } else {
+            Engine::open(t)
+        }
+    }
+
     /// After a reload: drops the engines of targets that left the config or whose
     /// connection settings changed; each closes once the runs using it have finished.
     pub fn retain(&self, config: &Config) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(
+            config
+                .targets
+                .iter()
+                .map(|t| (t.name.clone(), settings_key(t)))
+                .collect(),
+        );
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let gone: Vec<String> = map
             .iter()
@@ -125,5 +152,11 @@ mod tests {
         engines.retain(&c);
         let e3 = engines.get(&c.targets[0]).unwrap_or_else(|e| panic!("{e}"));
         assert!(!Arc::ptr_eq(&e1, &e3), "connection settings reopen");
+        // A run queued before that reload still carries the old settings: it gets an
+        // engine of its own and leaves the current one in place.
+        let stale = engines.get(&a.targets[0]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!Arc::ptr_eq(&stale, &e3));
+        let e4 = engines.get(&c.targets[0]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Arc::ptr_eq(&e3, &e4), "the current engine stays");
     }
 }
