@@ -210,7 +210,7 @@ async fn sqlite_store_round_trip() {
     let v = Store::migrate_only(&url, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v, vec![1, 2, 3]);
+    assert_eq!(v, vec![1, 2, 3, 4]);
     // A newer agent of the fleet applied a migration this binary does not know.
     let path = dir.path().join("sub/dir/history.db");
     let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
@@ -249,7 +249,7 @@ async fn postgres_store_round_trip() {
     let v = Store::migrate_only(&url, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v, vec![1, 2, 3]);
+    assert_eq!(v, vec![1, 2, 3, 4]);
     let mut c = sqlx::PgConnection::connect(&db.url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -441,8 +441,18 @@ async fn postgres_a_bad_record_does_not_sink_its_batch() {
     db.drop_db().await;
 }
 
-/// Transitions of two targets; the newest of each (target, check) is believed.
-async fn believed_states_are_the_newest_transitions(store: Store) {
+/// The statement another agent of a fleet would have left: a newer transition of target
+/// `a`, which this agent must not restore.
+const FOREIGN_TRANSITION: &str = "INSERT INTO health_transitions \
+    (ts, target, check_name, from_status, to_status, message, agent) \
+    VALUES (1800000009000, 'a', NULL, 'WARNING', 'OK', 'm', 'another-agent')";
+
+/// Transitions of two targets; the newest of each (target, check) is believed, of this
+/// agent only (`foreign` inserts another agent's newer transition first).
+async fn believed_states_are_the_newest_transitions(
+    store: Store,
+    foreign: impl std::future::Future<Output = ()>,
+) {
     let t = |s: i64| chrono::DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap_or_default();
     let tr = |ts, target: &str, check: Option<&str>, from, to| Record::Transition {
         ts,
@@ -464,6 +474,7 @@ async fn believed_states_are_the_newest_transitions(store: Store) {
     store.push(tr(t(3), "b", None, Status::Ok, Status::Unknown));
     store.push(tr(t(0), "b", None, Status::Critical, Status::Ok));
     store.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    foreign.await;
     let rows = store
         .believed_states()
         .await
@@ -493,8 +504,19 @@ async fn believed_states_are_the_newest_transitions(store: Store) {
 #[tokio::test]
 async fn sqlite_believed_states() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = start(&sqlite_url(dir.path()), BufferLimits::default()).await;
-    believed_states_are_the_newest_transitions(store).await;
+    let url = sqlite_url(dir.path());
+    let store = start(&url, BufferLimits::default()).await;
+    let foreign = async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(url.expose())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query(FOREIGN_TRANSITION)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    believed_states_are_the_newest_transitions(store, foreign).await;
 }
 
 #[tokio::test]
@@ -502,7 +524,13 @@ async fn postgres_believed_states() {
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     let store = start(&SecretUrl::new(db.url.clone()), BufferLimits::default()).await;
-    believed_states_are_the_newest_transitions(store).await;
+    let foreign = async {
+        sqlx::query(FOREIGN_TRANSITION)
+            .execute(&mut db.connect().await)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    believed_states_are_the_newest_transitions(store, foreign).await;
     db.drop_db().await;
 }
 

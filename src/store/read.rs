@@ -59,20 +59,27 @@ async fn bounded<T>(read: impl Future<Output = Result<T, StoreError>>) -> Result
 /// For each (target, check or NULL) the newest transition. One text for both dialects:
 /// window functions exist in SQLite since 3.25 and PARTITION BY groups NULLs together in
 /// both.
-const BELIEVED_SQL: &str = "SELECT target, check_name, to_status, ts FROM ( \
+/// The newest transition per (target, check) of one agent (rows from before the `agent`
+/// column, NULL, count as anyone's: the single-agent stores that existed then).
+const BELIEVED_SQL: [&str; 2] = [
+    "SELECT target, check_name, to_status, ts FROM ( \
      SELECT target, check_name, to_status, ts, \
             ROW_NUMBER() OVER (PARTITION BY target, check_name ORDER BY ts DESC) AS newest \
-     FROM health_transitions) latest \
-     WHERE newest = 1";
+     FROM health_transitions WHERE agent IS NULL OR agent = ",
+    ") latest WHERE newest = 1",
+];
 
 impl Store {
-    /// For every (target, check-or-NULL) in `health_transitions`, the latest `to_status`
-    /// and its time. Rows with a status this binary does not know are skipped.
+    /// For every (target, check-or-NULL) in `health_transitions` believed by this agent
+    /// ([`super::agent_name`]), the latest `to_status` and its time. Rows with a status this binary does not know are skipped.
     pub async fn believed_states(&self) -> Result<Vec<BelievedRow>, StoreError> {
         let pool = self.reader()?;
         bounded(async {
+            let agent = super::agent_name();
             let rows = on_pool!(&pool, p => {
-                sqlx::query(BELIEVED_SQL)
+                let mut q = sqlx::QueryBuilder::new(BELIEVED_SQL[0]);
+                q.push_bind(&agent).push(BELIEVED_SQL[1]);
+                q.build()
                     .fetch_all(p)
                     .await?
                     .iter()

@@ -226,8 +226,9 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
             }
             for chunk in transitions.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<$db>::new(
-                    "INSERT INTO health_transitions (ts, target, check_name, from_status, to_status, message) ",
+                    "INSERT INTO health_transitions (ts, target, check_name, from_status, to_status, message, agent) ",
                 );
+                let agent = super::agent_name();
                 q.push_values(chunk, |mut b, r| {
                     if let Record::Transition { ts, target, check, from, to, message } = r {
                         b.push_bind(ms(*ts))
@@ -235,7 +236,8 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
                             .push_bind(check.clone())
                             .push_bind(from.as_str())
                             .push_bind(to.as_str())
-                            .push_bind(message.clone());
+                            .push_bind(message.clone())
+                            .push_bind(agent.clone());
                     }
                 });
                 q.build().execute(&mut *tx).await?;
