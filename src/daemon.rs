@@ -58,9 +58,7 @@ pub fn target_changes(old: &Config, new: &Config) -> crate::scheduler::Changes {
     for t in &new.targets {
         match old.target(&t.name) {
             None => c.added.push(t.name.clone()),
-            Some(o) if format!("{:?}", o.raw) != format!("{:?}", t.raw) => {
-                c.changed.push(t.name.clone())
-            }
+            Some(o) if o.raw != t.raw => c.changed.push(t.name.clone()),
             Some(_) => {}
         }
     }

@@ -230,7 +230,7 @@ pub struct ThresholdConfig {
 }
 
 /// `[[target]]`: one database to watch.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     #[serde(default)]

@@ -132,6 +132,9 @@ impl Kind for HealthJob {
                 message: change.message.clone(),
             });
         }
+        if let Err(e) = &engine {
+            return Err(JobError::Setup(e.to_string()));
+        }
         Ok(HealthRun {
             changes: changes.len(),
             health: h,
@@ -167,12 +170,13 @@ pub async fn round(
     };
     let report = match engine {
         Ok(e) => e.health(target, &opts, scope).await,
+        // Our side cannot use the target's settings: not measured, and not the
+        // database's fault (UNKNOWN, not CRITICAL: nobody should be paged for the DBA).
         Err(message) => HealthReport {
-            measurements: vec![health::Measurement::verdict(
+            measurements: vec![health::Measurement::unknown(
                 "connectivity",
-                Status::Critical,
-                None,
-                message,
+                format!("cannot use the target's settings: {message}"),
+                Some("fix the target in the config and reload".into()),
             )],
             ..HealthReport::default()
         },
@@ -208,8 +212,8 @@ pub async fn health_round(
 }
 
 /// Applies the target's thresholds to an engine report: the pure step between measuring
-/// and publishing. Disabled checks are left out; measurements of checks missing from the
-/// catalogue are judged by their own verdict only.
+/// and publishing. Disabled checks are left out, and so are measurements of checks the
+/// catalogue does not list (an engine bug: every check an engine measures is listed).
 pub fn judge(target: &Target, report: &HealthReport) -> Vec<CheckResult> {
     report
         .measurements

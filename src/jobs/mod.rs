@@ -59,15 +59,14 @@ pub trait Report: Send + fmt::Debug + 'static {
 }
 
 /// Why a run did not complete. Each variant keeps its kind so the run's outcome (and later
-/// the self-monitoring alerts) can tell the target's fault from a setup problem.
+/// the self-monitoring alerts) can tell a setup problem from a stopped run; kinds that can
+/// fail on the target's side (maintenance: a lock not granted) add their variant.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    /// The run cannot work with this target as configured (bad URL, unreadable secret).
+    /// The run cannot work with this target as configured (its settings cannot be used):
+    /// recorded `failed`; for health, connectivity is UNKNOWN with the reason.
     #[error("{0}")]
     Setup(String),
-    /// The target failed the run (a statement failed, a lock was not granted).
-    #[error("{0}")]
-    Target(String),
     /// Stopped by its cancellation token; its own statements were cancelled.
     #[error("cancelled; the run's statements were cancelled")]
     Cancelled,
