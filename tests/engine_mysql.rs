@@ -5,6 +5,9 @@
 //! DBWARDEN_TEST_MYSQL_PS_URL (`.ci/run` starts one on 127.0.0.1:3307).
 //! Each test works in its own database `dbw_t_<random>`, dropped afterwards.
 
+mod common;
+
+use common::url_from_env;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -42,19 +45,6 @@ fn base_url() -> Option<String> {
 /// A server with performance_schema ON (MariaDB's default is OFF).
 fn ps_base_url() -> Option<String> {
     url_from_env("DBWARDEN_TEST_MYSQL_PS_URL")
-}
-
-fn url_from_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("DBWARDEN_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{var} not set but DBWARDEN_REQUIRE_SERVICES=1");
-            }
-            println!("skipping: {var} not set");
-            None
-        }
-    }
 }
 
 /// `base` with its database replaced by `db` (empty: no database).

@@ -11,25 +11,15 @@
 //! Needs DBWARDEN_TEST_PG_URL / DBWARDEN_TEST_MYSQL_URL with a TCP host (not a Unix socket);
 //! without them each test prints "skipping" and passes, unless DBWARDEN_REQUIRE_SERVICES=1.
 
+mod common;
+
+use common::url_from_env;
 use std::os::fd::OwnedFd;
 
 use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
 use sqlx::mysql::MySqlConnection;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
-
-fn url_from_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("DBWARDEN_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{var} not set but DBWARDEN_REQUIRE_SERVICES=1");
-            }
-            println!("skipping: {var} not set");
-            None
-        }
-    }
-}
 
 /// The inodes of the TCP sockets from `local_port` to `remote_port`, from the kernel's
 /// tables of our network namespace (`/proc/self/net/tcp` and `tcp6`; columns

@@ -16,6 +16,18 @@ pub fn skip(reason: &str) {
     eprintln!("skipping: {reason}");
 }
 
+/// The URL in environment variable `var` (a real server for the test), or None after
+/// [`skip`] when it is unset.
+pub fn url_from_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            skip(&format!("{var} not set"));
+            None
+        }
+    }
+}
+
 /// Polls `cond` every 50 ms until it holds; fails after `secs` seconds with `what`.
 /// (A deadline for waiting, never a timing assertion.)
 pub async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
