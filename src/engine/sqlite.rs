@@ -183,17 +183,15 @@ impl SqliteEngine {
     ) -> Result<Vec<Measurement>, sqlx::Error> {
         let started = Instant::now();
         let mut conn = self.pool.acquire().await?;
-        // Never back to the pool, also when the run's future is dropped mid-statement: the
-        // progress handler below belongs to this run, and a cancelled run's flag stays set.
+        // Closed when the round is done with it, also when the run's future is dropped
+        // mid-statement, never given back to the pool: the progress handler below belongs
+        // to this run, and a cancelled run's flag stays set, so no other run may inherit
+        // the connection (and no handler needs removing).
         conn.close_on_drop();
         conn.lock_handle()
             .await?
             .set_progress_handler(PROGRESS_STEPS, move || !cancel.load(Ordering::Relaxed));
-        let measured = measure(&mut conn, path, integrity, started).await;
-        if let Ok(mut handle) = conn.lock_handle().await {
-            handle.remove_progress_handler();
-        }
-        measured
+        measure(&mut conn, path, integrity, started).await
     }
 
     pub async fn close(&self) {
