@@ -864,14 +864,12 @@ async fn cancel_when_idle_is_harmless() {
         let target = db.target("");
         let engine = ok(Engine::open(&target), "open");
         engine.cancel(&RunScope::default()).await;
-        engine.cancel_all().await;
         let results = judge(
             &target,
             &engine.health(&target, &stats(), &RunScope::default()).await,
         );
         assert_eq!(result(&results, "connectivity").status, Status::Ok);
         engine.cancel(&RunScope::default()).await;
-        engine.cancel_all().await;
         let results = judge(
             &target,
             &engine.health(&target, &stats(), &RunScope::default()).await,

@@ -213,11 +213,16 @@ fn engine(t: &Target) -> Engine {
 
 /// One round as the daemon runs it, reporting table statistics.
 async fn run_round(e: &Engine, t: &Target) -> HealthReport {
+    run_round_in(e, t, &RunScope::default()).await
+}
+
+/// [`run_round`] as the run of `scope`.
+async fn run_round_in(e: &Engine, t: &Target, scope: &RunScope) -> HealthReport {
     let opts = HealthOptions {
         table_stats: true,
         ..HealthOptions::default()
     };
-    e.health(t, &opts, &RunScope::default()).await
+    e.health(t, &opts, scope).await
 }
 
 /// The backend pids the engine's rounds used.
@@ -1083,12 +1088,12 @@ async fn cancel_running_stops_a_waiting_probe() {
     )
     .await;
     let mut watcher = db.conn().await;
+    let scope = RunScope::default();
     let round = {
-        let e = e.clone();
-        let t = t.clone();
-        tokio::spawn(async move { run_round(&e, &t).await })
+        let (e, t, scope) = (e.clone(), t.clone(), scope.clone());
+        tokio::spawn(async move { run_round_in(&e, &t, &scope).await })
     };
-    // Whenever one of the engine's backends waits for the lock, cancel it.
+    // Whenever one of the round's backends waits for the lock, cancel the round's scope.
     let started = Instant::now();
     let mut cancels = 0;
     while !round.is_finished() && started.elapsed() < Duration::from_secs(20) {
@@ -1105,7 +1110,7 @@ async fn cancel_running_stops_a_waiting_probe() {
             Err(err) => panic!("watch: {err}"),
         };
         if waiting > 0 {
-            e.cancel_all().await;
+            e.cancel(&scope).await;
             cancels += 1;
         }
     }

@@ -105,41 +105,35 @@ pub(crate) enum Conn<DB: Database> {
     Direct(DB::Connection),
 }
 
-/// A connection held by a run. While held, its server session is in the run's scope (and
-/// the engine's, for `cancel_all`). [`Lease::release`] gives it back and leaves the scopes;
-/// dropped without that (the run's future was dropped mid-statement), the session stays
-/// in the scopes so the run can still be cancelled, and the connection is closed instead
-/// of returning to the pool, so no other run ever works on a session this scope names.
+/// A connection held by a run. While held, its server session is in the run's scope.
+/// [`Lease::release`] gives it back and leaves the scope; dropped without that (the run's
+/// future was dropped mid-statement), the session stays in the scope so the run can still
+/// be cancelled, and the connection is closed instead of returning to the pool, so no
+/// other run ever works on a session this scope names.
 pub(crate) struct Lease<DB: Database> {
     conn: Option<Conn<DB>>,
-    entered: Vec<RunScope>,
-    session: Option<Session>,
+    /// The scope the session was entered in, and the session.
+    entered: Option<(RunScope, Session)>,
 }
 
 impl<DB: Database> Lease<DB> {
     pub fn new(conn: Conn<DB>) -> Self {
         Lease {
             conn: Some(conn),
-            entered: Vec::new(),
-            session: None,
+            entered: None,
         }
     }
 
-    /// Registers the connection's server session in `scopes`.
-    pub fn enter(&mut self, session: Session, scopes: &[&RunScope]) {
+    /// Registers the connection's server session in the run's `scope`.
+    pub fn enter(&mut self, session: Session, scope: &RunScope) {
         self.leave();
-        for s in scopes {
-            s.add(&session);
-            self.entered.push((*s).clone());
-        }
-        self.session = Some(session);
+        scope.add(&session);
+        self.entered = Some((scope.clone(), session));
     }
 
     fn leave(&mut self) {
-        if let Some(s) = self.session.take() {
-            for scope in self.entered.drain(..) {
-                scope.remove(&s);
-            }
+        if let Some((scope, s)) = self.entered.take() {
+            scope.remove(&s);
         }
     }
 
@@ -162,7 +156,7 @@ impl<DB: Database> Lease<DB> {
 
 impl<DB: Database> Drop for Lease<DB> {
     fn drop(&mut self) {
-        // Not released: abandoned mid-statement. The session stays in the scopes.
+        // Not released: abandoned mid-statement. The session stays in the scope.
         if let Some(Conn::Pooled(c)) = self.conn.as_mut() {
             c.close_on_drop();
         }

@@ -22,6 +22,7 @@ pub(crate) mod round;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -146,8 +147,9 @@ pub struct Session {
     pub started: Option<String>,
 }
 
-/// The connections (backend pids / MySQL connection ids) one run used, so cancelling a
-/// run stops only its own statements. Cheap to clone; a new one per run.
+/// What one run may cancel: the server sessions (backend pids / MySQL connection ids) it
+/// holds, and for SQLite, whose statements run in this process, a flag the run's
+/// connections check while they step a statement. Cheap to clone; a new one per run.
 ///
 /// A session is in the scope while the run holds its connection. A connection the run
 /// gave back normally leaves the scope; one abandoned mid-statement (the run's future was
@@ -156,6 +158,9 @@ pub struct Session {
 #[derive(Clone, Default, Debug)]
 pub struct RunScope {
     sessions: Arc<Mutex<Vec<Session>>>,
+    /// Set by [`Engine::cancel`]; a SQLite statement of the run stops at its next progress
+    /// check (SQLITE_INTERRUPT). Never reset: a cancelled run stays cancelled.
+    cancelled: Arc<AtomicBool>,
 }
 
 impl RunScope {
@@ -167,12 +172,21 @@ impl RunScope {
             .clone()
     }
 
+    /// [`Engine::cancel`] was called with this scope.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// The flag a SQLite connection of this run checks while it steps a statement.
+    pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
+    }
+
     fn add(&self, s: &Session) {
-        let mut v = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        v.push(s.clone());
-        // An engine-wide scope collects abandoned sessions; old ones are long closed.
-        let excess = v.len().saturating_sub(64);
-        v.drain(..excess);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(s.clone());
     }
 
     fn remove(&self, s: &Session) {
@@ -258,16 +272,20 @@ impl Engine {
     ) -> HealthReport {
         let round = round::Round::new(target, opts);
         match self {
-            Engine::Sqlite(e) => e.health(&round).await,
+            Engine::Sqlite(e) => e.health(&round, scope).await,
             Engine::Postgres(e) => e.health(&round, scope).await,
             Engine::Mysql(e) => e.health(&round, scope).await,
         }
     }
 
-    /// Cancels only the statements running on connections in `scope`
-    /// (`pg_cancel_backend` / `KILL QUERY` from a separate connection), never other runs'
-    /// statements on this target. SQLite runs nothing on a server: a no-op.
+    /// Cancels only the statements of the run that `scope` belongs to, never other runs'
+    /// statements on this target: PostgreSQL and MySQL stop the statements running on the
+    /// scope's sessions (`pg_cancel_backend` / `KILL QUERY` from a separate connection);
+    /// SQLite interrupts the statement the run's connection is stepping, and any it would
+    /// start (the scope's flag, checked by a progress handler). Works after the run's
+    /// future was dropped.
     pub async fn cancel(&self, scope: &RunScope) {
+        scope.cancelled.store(true, Ordering::Relaxed);
         let sessions = scope.sessions();
         if sessions.is_empty() {
             return;
@@ -276,15 +294,6 @@ impl Engine {
             Engine::Sqlite(_) => {}
             Engine::Postgres(e) => e.cancel(&sessions).await,
             Engine::Mysql(e) => e.cancel(&sessions).await,
-        }
-    }
-
-    /// Last resort at shutdown: cancels the statements of every run of this engine.
-    pub async fn cancel_all(&self) {
-        match self {
-            Engine::Sqlite(_) => {}
-            Engine::Postgres(e) => e.cancel(&e.all_sessions()).await,
-            Engine::Mysql(e) => e.cancel(&e.all_sessions()).await,
         }
     }
 

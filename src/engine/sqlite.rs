@@ -3,13 +3,15 @@
 //! never creates a database it was asked to watch unless the URL says `mode=rwc`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool};
 
 use super::round::{Checks, Round};
-use super::{EngineError, HealthReport};
+use super::{EngineError, HealthReport, RunScope};
 use crate::config::Target;
 use crate::health::{CheckSpec, Direction, Measurement, Observation, Status, Unit};
 
@@ -109,9 +111,20 @@ pub fn path_from_url(url: &str) -> Option<SqliteUrl> {
     })
 }
 
-/// SQLite statements run in this process, not on a server: there is nothing to cancel
-/// by session (a run's future that is dropped ends its statement with its connection), so
-/// a [`super::RunScope`] stays empty and `cancel` is a no-op.
+/// How many SQLite VM steps (integrity_check: pages and cells) pass between two looks at
+/// the run's cancel flag: an atomic load, so often enough that a cancel takes effect at
+/// once, rarely enough to cost nothing.
+const PROGRESS_STEPS: i32 = 1000;
+
+/// What a check interrupted by [`super::Engine::cancel`] reports.
+const INTERRUPTED: &str = "interrupted (timeout or shutdown)";
+
+/// SQLite statements run in this process, on sqlx's worker thread of the connection, and
+/// dropping a run's future does not stop them: the worker keeps stepping the statement
+/// until its first row, which `PRAGMA quick_check`/`integrity_check` return only at the
+/// end. So every connection a round uses gets a progress handler that checks the run's
+/// [`RunScope`] flag, and `Engine::cancel` sets it: the statement stops with
+/// SQLITE_INTERRUPT. A [`RunScope`] holds no sessions for SQLite.
 pub struct SqliteEngine {
     target: String,
     url: SqliteUrl,
@@ -137,17 +150,23 @@ impl SqliteEngine {
         })
     }
 
-    pub(crate) async fn health(&self, round: &Round<'_>) -> HealthReport {
+    pub(crate) async fn health(&self, round: &Round<'_>, scope: &RunScope) -> HealthReport {
         let path = &self.url.path;
         if let Err(message) = regular_file(path, self.url.create) {
             return round.unreachable(&TABLE, &message, None);
         }
         let integrity = round.opts.integrity_check || round.target.integrity_check;
-        match self.probe(path, integrity).await {
+        match self.probe(path, integrity, scope.cancel_flag()).await {
             Ok(mut m) => {
                 let connectivity = m.remove(0);
                 round.finish(&TABLE, connectivity, m, None, &[], Vec::new())
             }
+            Err(e) if interrupted(&e) => round.all_unknown(
+                &TABLE,
+                Measurement::unknown("connectivity", INTERRUPTED, None),
+                INTERRUPTED,
+                None,
+            ),
             Err(e) => {
                 tracing::debug!(target_name = %self.target, error = %e, "sqlite probe failed");
                 round.unreachable(&TABLE, &describe(&e, path), None)
@@ -155,101 +174,145 @@ impl SqliteEngine {
         }
     }
 
-    /// Connectivity first, then the checks.
-    async fn probe(&self, path: &Path, integrity: bool) -> Result<Vec<Measurement>, sqlx::Error> {
+    /// Connectivity first, then the checks, on one connection that `cancel` can interrupt.
+    async fn probe(
+        &self,
+        path: &Path,
+        integrity: bool,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Vec<Measurement>, sqlx::Error> {
         let started = Instant::now();
         let mut conn = self.pool.acquire().await?;
-        // Reading the page count touches the file (a shared lock), so the latency includes
-        // waiting for a writer that holds the database: what an application would feel.
-        let page_count: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&mut *conn)
-            .await?;
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut out = vec![Measurement::value(
-            "connectivity",
-            Observation::new(latency_ms),
-        )];
-
-        let pragma = if integrity {
-            "PRAGMA integrity_check(20)"
-        } else {
-            "PRAGMA quick_check(20)"
-        };
-        let rows: Vec<String> = sqlx::query_scalar(pragma).fetch_all(&mut *conn).await?;
-        let name = if integrity {
-            "integrity_check"
-        } else {
-            "quick_check"
-        };
-        if rows.len() == 1 && rows[0] == "ok" {
-            out.push(Measurement::verdict(
-                "sqlite_quick_check",
-                Status::Ok,
-                Some(0.0),
-                format!("{name}: ok"),
-            ));
-        } else {
-            let shown: Vec<&str> = rows.iter().take(3).map(String::as_str).collect();
-            out.push(Measurement::verdict(
-                "sqlite_quick_check",
-                Status::Critical,
-                Some(rows.len() as f64),
-                format!(
-                    "{name} found {}{} problem(s): {}; restore from backup or run .recover",
-                    rows.len(),
-                    if rows.len() >= 20 { "+" } else { "" },
-                    shown.join("; ")
-                ),
-            ));
-        }
-
-        let row = sqlx::query(
-            "SELECT (SELECT page_size FROM pragma_page_size()), \
-                    (SELECT freelist_count FROM pragma_freelist_count()), \
-                    (SELECT journal_mode FROM pragma_journal_mode())",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        let page_size: i64 = row.try_get(0)?;
-        let freelist: i64 = row.try_get(1)?;
-        let journal_mode: String = row.try_get(2)?;
-        let file_size = (page_count * page_size) as f64;
-        let freelist_pct = if page_count > 0 {
-            freelist as f64 * 100.0 / page_count as f64
-        } else {
-            0.0
-        };
-        out.push(Measurement::value(
-            "sqlite_freelist",
-            Observation::new(freelist_pct)
-                .floor(file_size)
-                .detail(format!("{freelist} of {page_count} pages")),
-        ));
-        let mut wal_path = path.as_os_str().to_owned();
-        wal_path.push("-wal");
-        let wal = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
-        out.push(Measurement::value(
-            "sqlite_wal_size",
-            Observation::new(wal as f64),
-        ));
-        out.push(Measurement::value(
-            "sqlite_file_size",
-            Observation::new(file_size),
-        ));
-        out.push(Measurement::verdict(
-            "sqlite_journal_mode",
-            Status::Ok,
-            None,
-            format!("journal_mode={journal_mode}"),
-        ));
+        // Closed when the round is done with it, also when the run's future is dropped
+        // mid-statement, never given back to the pool: the progress handler below belongs
+        // to this run, and a cancelled run's flag stays set, so no other run may inherit
+        // the connection (and no handler needs removing).
         conn.close_on_drop();
-        drop(conn);
-        Ok(out)
+        conn.lock_handle()
+            .await?
+            .set_progress_handler(PROGRESS_STEPS, move || !cancel.load(Ordering::Relaxed));
+        measure(&mut conn, path, integrity, started).await
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The round's statements on `conn`. A statement interrupted by the run's cancel makes its
+/// check and the ones after it UNKNOWN [`INTERRUPTED`]; one interrupted before
+/// connectivity was measured is an error the caller reports.
+async fn measure(
+    conn: &mut SqliteConnection,
+    path: &Path,
+    integrity: bool,
+    started: Instant,
+) -> Result<Vec<Measurement>, sqlx::Error> {
+    // Reading the page count touches the file (a shared lock), so the latency includes
+    // waiting for a writer that holds the database: what an application would feel.
+    let page_count: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&mut *conn)
+        .await?;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut out = vec![Measurement::value(
+        "connectivity",
+        Observation::new(latency_ms),
+    )];
+    match measure_checks(conn, path, integrity, page_count, &mut out).await {
+        Ok(()) => {}
+        Err(e) if interrupted(&e) => {
+            for spec in CHECKS {
+                if !out.iter().any(|m| m.check == spec.name) {
+                    out.push(Measurement::unknown(spec.name, INTERRUPTED, None));
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(out)
+}
+
+/// The checks besides connectivity, appended to `out`.
+async fn measure_checks(
+    conn: &mut SqliteConnection,
+    path: &Path,
+    integrity: bool,
+    page_count: i64,
+    out: &mut Vec<Measurement>,
+) -> Result<(), sqlx::Error> {
+    let (pragma, name) = if integrity {
+        ("PRAGMA integrity_check(20)", "integrity_check")
+    } else {
+        ("PRAGMA quick_check(20)", "quick_check")
+    };
+    let rows: Vec<String> = sqlx::query_scalar(pragma).fetch_all(&mut *conn).await?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        out.push(Measurement::verdict(
+            "sqlite_quick_check",
+            Status::Ok,
+            Some(0.0),
+            format!("{name}: ok"),
+        ));
+    } else {
+        let shown: Vec<&str> = rows.iter().take(3).map(String::as_str).collect();
+        out.push(Measurement::verdict(
+            "sqlite_quick_check",
+            Status::Critical,
+            Some(rows.len() as f64),
+            format!(
+                "{name} found {}{} problem(s): {}; restore from backup or run .recover",
+                rows.len(),
+                if rows.len() >= 20 { "+" } else { "" },
+                shown.join("; ")
+            ),
+        ));
+    }
+
+    let row = sqlx::query(
+        "SELECT (SELECT page_size FROM pragma_page_size()), \
+                (SELECT freelist_count FROM pragma_freelist_count()), \
+                (SELECT journal_mode FROM pragma_journal_mode())",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let page_size: i64 = row.try_get(0)?;
+    let freelist: i64 = row.try_get(1)?;
+    let journal_mode: String = row.try_get(2)?;
+    let file_size = (page_count * page_size) as f64;
+    let freelist_pct = if page_count > 0 {
+        freelist as f64 * 100.0 / page_count as f64
+    } else {
+        0.0
+    };
+    out.push(Measurement::value(
+        "sqlite_freelist",
+        Observation::new(freelist_pct)
+            .floor(file_size)
+            .detail(format!("{freelist} of {page_count} pages")),
+    ));
+    let mut wal_path = path.as_os_str().to_owned();
+    wal_path.push("-wal");
+    let wal = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+    out.push(Measurement::value(
+        "sqlite_wal_size",
+        Observation::new(wal as f64),
+    ));
+    out.push(Measurement::value(
+        "sqlite_file_size",
+        Observation::new(file_size),
+    ));
+    out.push(Measurement::verdict(
+        "sqlite_journal_mode",
+        Status::Ok,
+        None,
+        format!("journal_mode={journal_mode}"),
+    ));
+    Ok(())
+}
+
+/// SQLITE_INTERRUPT (9): the run's progress handler stopped the statement.
+fn interrupted(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("9"))
 }
 
 /// A watched database must be a regular file: SQLite opens `/dev/null`, a directory or a
@@ -369,7 +432,8 @@ mod tests {
         let opts = crate::engine::HealthOptions::default();
         let checks =
             |r: &HealthReport| -> Vec<&str> { r.measurements.iter().map(|m| m.check).collect() };
-        let first = e.health(&Round::new(&t, &opts)).await;
+        let scope = RunScope::default();
+        let first = e.health(&Round::new(&t, &opts), &scope).await;
         assert!(checks(&first).contains(&"sqlite_wal_size"), "{first:?}");
         assert!(
             matches!(
@@ -388,7 +452,7 @@ mod tests {
                 floor: None,
             },
         );
-        let second = e.health(&Round::new(&reloaded, &opts)).await;
+        let second = e.health(&Round::new(&reloaded, &opts), &scope).await;
         assert!(!checks(&second).contains(&"sqlite_wal_size"), "{second:?}");
         assert_eq!(checks(&second).len() + 1, checks(&first).len());
         e.close().await;
@@ -403,7 +467,7 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         let opts = crate::engine::HealthOptions::default();
-        let report = e.health(&Round::new(&t, &opts)).await;
+        let report = e.health(&Round::new(&t, &opts), &RunScope::default()).await;
         let c = &report.measurements[0];
         assert!(
             matches!(&c.outcome, crate::health::Outcome::Verdict { status: Status::Critical, message, .. } if message.contains("a device")),

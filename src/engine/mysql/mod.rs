@@ -139,8 +139,6 @@ struct TablesCache {
 pub struct MysqlEngine {
     target: String,
     conn: Connector,
-    /// Every session any run of this engine holds or abandoned (for `cancel_all`).
-    all: RunScope,
     /// The previous round's lifetime counters, for delta checks.
     previous: tokio::sync::Mutex<Option<(Instant, Counters)>>,
     tables: tokio::sync::Mutex<Option<TablesCache>>,
@@ -169,17 +167,11 @@ impl MysqlEngine {
         Ok(MysqlEngine {
             target: target.name.clone(),
             conn,
-            all: RunScope::default(),
             previous: tokio::sync::Mutex::new(None),
             tables: tokio::sync::Mutex::new(None),
             io: tokio::sync::Mutex::new(BTreeMap::new()),
             server_uid: Mutex::new(None),
         })
-    }
-
-    /// Every session of every run of this engine now.
-    pub(crate) fn all_sessions(&self) -> Vec<Session> {
-        self.all.sessions()
     }
 
     /// Stops the statements of `sessions` (`KILL QUERY` from a separate connection; the
@@ -200,7 +192,7 @@ impl MysqlEngine {
             .and_then(|row| number(&row, 0))
             .map_err(|e| error_message(&e))?
             .unwrap_or(0.0) as u64;
-        conn.enter(Session { id, started: None }, &[scope, &self.all]);
+        conn.enter(Session { id, started: None }, scope);
         let result = sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
             .execute(&mut *conn)
             .await;
@@ -257,7 +249,7 @@ impl MysqlEngine {
                 id: info.connection_id,
                 started: None,
             },
-            &[scope, &self.all],
+            scope,
         );
         let connectivity = Measurement::value(
             "connectivity",

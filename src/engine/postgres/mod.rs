@@ -77,8 +77,6 @@ pub struct PostgresEngine {
     test_before_acquire: bool,
     /// A pooled connection was found dead: the next acquisition checks the server first.
     suspect: AtomicBool,
-    /// Every session any run of this engine holds or abandoned (for `cancel_all`).
-    all: RunScope,
     /// Backend pids this engine's rounds used (diagnostics, tests).
     seen: std::sync::Mutex<Vec<i32>>,
     state: Box<Mutex<round::RoundState>>,
@@ -140,13 +138,12 @@ impl PostgresEngine {
             max_connections: if one_shot { 1 } else { p.max_connections },
             test_before_acquire: p.test_before_acquire,
             suspect: AtomicBool::new(false),
-            all: RunScope::default(),
             seen: std::sync::Mutex::new(Vec::new()),
             state: Box::default(),
         })
     }
 
-    /// Registers a connection's backend in the run's scope and the engine's.
+    /// Registers a connection's backend in the run's scope.
     fn enter(
         &self,
         lease: &mut Lease<sqlx::Postgres>,
@@ -159,7 +156,7 @@ impl PostgresEngine {
                 id: pid as u64,
                 started,
             },
-            &[scope, &self.all],
+            scope,
         );
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if !seen.contains(&pid) {
@@ -167,11 +164,6 @@ impl PostgresEngine {
             let excess = seen.len().saturating_sub(64);
             seen.drain(..excess);
         }
-    }
-
-    /// Every session of every run of this engine now.
-    pub(crate) fn all_sessions(&self) -> Vec<Session> {
-        self.all.sessions()
     }
 
     /// The backend pids this engine's rounds used so far (diagnostics, tests).

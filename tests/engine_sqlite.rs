@@ -1,0 +1,160 @@
+//! The SQLite engine against a real database file: cancelling a run interrupts the
+//! `integrity_check` it is running (SQLite statements run in this process, and dropping a
+//! future does not stop them), and only that run's. Needs no server.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dbwarden::config::Target;
+use dbwarden::engine::{Engine, HealthOptions, HealthReport, RunScope};
+use dbwarden::health::{Outcome, Status};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection};
+use tokio::task::JoinHandle;
+
+/// A database whose `integrity_check` takes seconds: a table of 400,000 rows with two
+/// indexes (about 60 MB).
+async fn big_database(path: &Path) {
+    let mut c = connect(path, true).await;
+    for sql in [
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b BLOB)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000) \
+         INSERT INTO t SELECT i, hex(randomblob(16)), randomblob(32) FROM n",
+        "CREATE INDEX t_a ON t(a)",
+        "CREATE INDEX t_b ON t(b)",
+    ] {
+        if let Err(e) = sqlx::raw_sql(sql).execute(&mut c).await {
+            panic!("{sql}: {e}");
+        }
+    }
+    let _ = c.close().await;
+}
+
+async fn connect(path: &Path, create: bool) -> SqliteConnection {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(create)
+        .busy_timeout(Duration::ZERO)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+/// The target "big" for the database at `path`, loaded as the daemon loads it.
+fn target(dir: &Path, path: &Path) -> Target {
+    let config = dir.join("dbwarden.toml");
+    let body = format!(
+        "[daemon]\nhistory = \"sqlite://{0}/h.db\"\n\n\
+         [[target]]\nname = \"big\"\nurl = \"sqlite://{1}\"\n\
+         pool = {{ max_connections = 2 }}\n\n\
+         [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 30s\"\n",
+        dir.display(),
+        path.display()
+    );
+    std::fs::write(&config, body).unwrap_or_else(|e| panic!("{e}"));
+    let config = dbwarden::config::load(&config).unwrap_or_else(|e| panic!("{e}"));
+    match config.target("big") {
+        Some(t) => t.clone(),
+        None => panic!("no target big"),
+    }
+}
+
+/// Waits until some connection reads the file: then an exclusive lock cannot be had (the
+/// database is in rollback-journal mode, where readers hold a shared lock).
+async fn wait_until_read(path: &Path) {
+    let mut c = connect(path, false).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match sqlx::raw_sql("BEGIN EXCLUSIVE").execute(&mut c).await {
+            Ok(_) => {
+                if let Err(e) = sqlx::raw_sql("ROLLBACK").execute(&mut c).await {
+                    panic!("rollback: {e}");
+                }
+            }
+            Err(e) if e.to_string().contains("locked") => break,
+            Err(e) => panic!("begin exclusive: {e}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the round never read the database"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = c.close().await;
+}
+
+/// An `integrity_check` round of `t` as the run of `scope`.
+fn spawn_round(e: &Arc<Engine>, t: &Target, scope: &RunScope) -> JoinHandle<HealthReport> {
+    let (e, t, scope) = (e.clone(), t.clone(), scope.clone());
+    tokio::spawn(async move {
+        let opts = HealthOptions {
+            integrity_check: true,
+            ..HealthOptions::default()
+        };
+        e.health(&t, &opts, &scope).await
+    })
+}
+
+/// The round's report; the deadline only keeps a broken cancel from hanging the test.
+async fn finished(round: JoinHandle<HealthReport>) -> HealthReport {
+    match tokio::time::timeout(Duration::from_secs(30), round).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => panic!("round panicked: {e}"),
+        Err(_) => panic!("the round did not end within 30 s"),
+    }
+}
+
+fn integrity(report: &HealthReport) -> &Outcome {
+    match report
+        .measurements
+        .iter()
+        .find(|m| m.check == "sqlite_quick_check")
+    {
+        Some(m) => &m.outcome,
+        None => panic!("no integrity check in {report:?}"),
+    }
+}
+
+fn is_interrupted(o: &Outcome) -> bool {
+    matches!(o, Outcome::Unknown { reason, .. } if reason == "interrupted (timeout or shutdown)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_interrupts_only_its_own_integrity_check() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("big.db");
+    big_database(&path).await;
+    let t = target(dir.path(), &path);
+    let e = Arc::new(Engine::open(&t).unwrap_or_else(|e| panic!("{e}")));
+
+    // A run reading the file is cancelled: its integrity_check stops with SQLITE_INTERRUPT
+    // instead of running to its end on sqlx's worker thread.
+    let scope_a = RunScope::default();
+    let a = spawn_round(&e, &t, &scope_a);
+    wait_until_read(&path).await;
+    e.cancel(&scope_a).await;
+    let a = finished(a).await;
+    assert!(is_interrupted(integrity(&a)), "{a:?}");
+    assert!(a.reached(), "connectivity was measured first: {a:?}");
+
+    // Another run of the same engine goes on while a third one is cancelled.
+    let (scope_b, scope_c) = (RunScope::default(), RunScope::default());
+    let b = spawn_round(&e, &t, &scope_b);
+    wait_until_read(&path).await;
+    let c = spawn_round(&e, &t, &scope_c);
+    e.cancel(&scope_c).await;
+    assert!(
+        !b.is_finished(),
+        "B's integrity_check ended before C was cancelled: the test database is too small"
+    );
+    let c = finished(c).await;
+    assert!(is_interrupted(integrity(&c)), "{c:?}");
+    let b = finished(b).await;
+    assert!(
+        matches!(integrity(&b), Outcome::Verdict { status: Status::Ok, message, .. } if message == "integrity_check: ok"),
+        "{b:?}"
+    );
+    assert!(!scope_b.is_cancelled());
+    e.close(Duration::from_secs(5)).await;
+}
