@@ -116,8 +116,9 @@ fn journal_stream_without_a_journal_falls_back_to_stderr() {
     let meta = log.metadata().unwrap_or_else(|e| panic!("{e}"));
     // JOURNAL_STREAM names exactly the file stderr is: dbwarden believes it runs under
     // systemd with the journal as stderr, but the journal socket is missing.
+    // Routine finished runs are DEBUG lines: ask for them to see one go to stderr.
     let mut child = Command::new(BIN)
-        .args(["run", "-c", "c.toml"])
+        .args(["run", "-c", "c.toml", "--log-level", "debug"])
         .current_dir(dir.path())
         .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
         .env_remove("NOTIFY_SOCKET")
