@@ -89,6 +89,8 @@ cat >/etc/systemd/system/dbwarden.service.d/override.conf <<'UNIT'
 [Service]
 LoadCredential=orders.password:/etc/dbwarden/secrets/orders.password
 ReadWritePaths=/srv/app
+# Routine finished runs are DEBUG lines; the journal checks below look for them.
+Environment=DBWARDEN_LOG=debug
 UNIT
 systemctl daemon-reload
 

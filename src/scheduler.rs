@@ -775,7 +775,12 @@ async fn run_inner(ctx: Arc<Context>, run: Planned) -> Finished {
         };
         ctx.counts.count(outcome);
         match (&report, &error) {
-            (Some(r), _) => tracing::debug!(outcome = outcome.as_str(), "run finished: {}", crate::text::escape(&r.summary())),
+            (Some(r), _) => tracing::debug!(
+                outcome = outcome.as_str(),
+                status = r.status().map(|s| s.as_str()).unwrap_or("-"),
+                "run finished: {}",
+                crate::text::escape(&r.summary())
+            ),
             (_, Some(e)) => tracing::warn!(outcome = outcome.as_str(), error = %crate::text::escape(e), "run did not complete"),
             _ => {}
         }
