@@ -13,8 +13,8 @@ use crate::config::{self, Config, ConfigErrors, Job};
 use crate::engine::HealthOptions;
 use crate::events::Events;
 use crate::health::Status;
-use crate::jobs::{self, Dispatcher, Engines, ServerFacts, Shared};
-use crate::scheduler::{self, Context, SystemClock};
+use crate::jobs::{self, Engines, ServerFacts};
+use crate::scheduler;
 use crate::store::{RunOutcome, Store};
 use crate::text::escape;
 use std::time::Duration;
@@ -333,13 +333,7 @@ async fn run_job(path: &std::path::Path, name: &str, only: Option<&str>) -> anyh
         store.clone(),
         stop.clone(),
     ));
-    let shared = Arc::new(Shared::new(jobs::policy_of(&config), events.clone()));
-    let ctx = Arc::new(Context::new(
-        Arc::new(Dispatcher::new(shared.clone())),
-        events,
-        Arc::new(SystemClock),
-        config.daemon.max_concurrent_targets,
-    ));
+    let (shared, ctx) = jobs::runtime(&config, events);
     let mut code = 0;
     for t in targets {
         let f = scheduler::run_now(ctx.clone(), job.clone(), t.clone(), config.clone()).await;

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::events::{self, Events};
-use crate::jobs::{Dispatcher, Shared, policy_of};
-use crate::scheduler::{Context, RunCounts, Scheduler, SystemClock};
+use crate::jobs::{self, Shared};
+use crate::scheduler::{RunCounts, Scheduler};
 use crate::store::{BelievedRow, BufferLimits, Store, StoreHealth};
 
 /// How long start-up waits for the history store to hand back the believed statuses
@@ -179,14 +179,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         store.clone(),
         stop_history.clone(),
     ));
-    let shared = Arc::new(Shared::new(policy_of(&config), events.clone()));
+    let (shared, ctx) = jobs::runtime(&config, events.clone());
     restore_believed(&store, &shared).await;
-    let ctx = Arc::new(Context::new(
-        Arc::new(Dispatcher::new(shared.clone())),
-        events.clone(),
-        Arc::new(SystemClock),
-        config.daemon.max_concurrent_targets,
-    ));
     let mut sched = Scheduler::start(ctx.clone(), config.clone());
     let mut current = config;
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 use dbwarden::config::Config;
 use dbwarden::engine::{Engine, RunScope};
 use dbwarden::events::Events;
-use dbwarden::jobs::{self, Dispatcher, Shared};
-use dbwarden::scheduler::{self, Context, SystemClock};
+use dbwarden::jobs;
+use dbwarden::scheduler;
 use dbwarden::store::RunOutcome;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -82,13 +82,7 @@ async fn a_health_timeout_does_not_cancel_another_runs_statement() {
 
     // What `dbwarden run-job` and the daemon build.
     let events = Events::default();
-    let shared = Arc::new(Shared::new(jobs::policy_of(&config), events.clone()));
-    let ctx = Arc::new(Context::new(
-        Arc::new(Dispatcher::new(shared.clone())),
-        events,
-        Arc::new(SystemClock),
-        config.daemon.max_concurrent_targets,
-    ));
+    let (shared, ctx) = jobs::runtime(&config, events);
     let engine = shared
         .engines
         .get(&target)

@@ -145,6 +145,19 @@ pub fn policy_of(config: &Config) -> Policy {
     }
 }
 
+/// The shared job state and the scheduler context that runs every kind on it, for a
+/// config: what the daemon, `dbwarden run-job` and the tests build.
+pub fn runtime(config: &Config, events: Events) -> (Arc<Shared>, Arc<crate::scheduler::Context>) {
+    let shared = Arc::new(Shared::new(policy_of(config), events.clone()));
+    let ctx = Arc::new(crate::scheduler::Context::new(
+        Arc::new(Dispatcher::new(shared.clone())),
+        events,
+        Arc::new(crate::scheduler::SystemClock),
+        config.daemon.max_concurrent_targets,
+    ));
+    (shared, ctx)
+}
+
 /// Runs any job kind: the scheduler's executor.
 pub struct Dispatcher {
     shared: Arc<Shared>,
