@@ -28,9 +28,12 @@
 //!   sd_notify and watchdog, the periodic summary line. It knows no job kind.
 //! - [`logging`]: tracing to the journal under systemd, readable text otherwise.
 //! - [`text`]: escaping of untrusted text (database names, messages) for terminals and logs.
+//! - [`alerts`]: believed status changes become notifications: a durable outbox, grouping,
+//!   repeat, silences, routing, and the Slack, webhook and email channels.
 //! - [`cli`]: the command line (clap), shared by the daemon and the one-shot commands.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod daemon;
