@@ -187,9 +187,17 @@ impl Machine {
         t.tags = tags.to_vec();
     }
 
-    /// The active silences (replaces the previous set).
-    pub fn set_silences(&mut self, silences: Vec<Silence>) {
-        self.silences = silences;
+    /// The active silences (replaces the previous set). A target whose silence was removed
+    /// early is announced now if its status differs from what receivers were told.
+    pub fn set_silences(&mut self, silences: Vec<Silence>, now: Instant) -> Vec<Action> {
+        let old = std::mem::replace(&mut self.silences, silences);
+        let mut out = Vec::new();
+        for s in old {
+            if !self.silenced(&s.target, now) {
+                self.schedule(&s.target, now, None, &mut out);
+            }
+        }
+        out
     }
 
     fn silenced(&self, target: &str, now: Instant) -> bool {
@@ -847,12 +855,16 @@ mod tests {
     async fn a_silence_mutes_until_it_expires_then_what_changed_is_sent() {
         let mut r = Rig::restored(zero_wait(), vec![("db", OK), ("other", OK)]);
         let until = r.m.wall(now()) + chrono::Duration::seconds(3600);
-        r.m.set_silences(vec![Silence {
-            id: 1,
-            target: "db".into(),
-            until,
-            reason: "maintenance".into(),
-        }]);
+        let a = r.m.set_silences(
+            vec![Silence {
+                id: 1,
+                target: "db".into(),
+                until,
+                reason: "maintenance".into(),
+            }],
+            now(),
+        );
+        r.apply(a);
         r.round("db", &[("c", Critical)]);
         r.round("other", &[("c", Critical)]);
         r.pass(1800 * S).await;
@@ -864,16 +876,41 @@ mod tests {
 
         // Resolved during a silence: nothing to say afterwards.
         let until = r.m.wall(now()) + chrono::Duration::seconds(600);
-        r.m.set_silences(vec![Silence {
-            id: 2,
-            target: "db".into(),
-            until,
-            reason: "x".into(),
-        }]);
+        let a = r.m.set_silences(
+            vec![Silence {
+                id: 2,
+                target: "db".into(),
+                until,
+                reason: "x".into(),
+            }],
+            now(),
+        );
+        r.apply(a);
         r.round("db", &[("c", OK)]);
         r.round("db", &[("c", Critical)]);
         r.pass(1200 * S).await;
         assert_eq!(r.sent.len(), 2, "{:?}", r.events());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silence_removed_early_lets_the_news_out_at_once() {
+        let mut r = Rig::restored(zero_wait(), vec![("db", OK)]);
+        let until = r.m.wall(now()) + chrono::Duration::seconds(7200);
+        let silence = Silence {
+            id: 1,
+            target: "db".into(),
+            until,
+            reason: "x".into(),
+        };
+        let a = r.m.set_silences(vec![silence], now());
+        r.apply(a);
+        r.round("db", &[("c", Warning)]);
+        r.pass(60 * S).await;
+        assert!(r.sent.is_empty());
+        let a = r.m.set_silences(vec![], now());
+        r.apply(a);
+        r.pass(S).await;
+        assert_eq!(r.events(), vec![(Some(OK), Warning, Firing)]);
     }
 
     #[tokio::test(start_paused = true)]

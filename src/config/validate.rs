@@ -291,6 +291,11 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             c.error(key("name"), "missing; every target needs a name");
         } else if !valid_name(&t.name) {
             c.error(key("name"), format!("\"{}\": {NAME_RULE}", t.name));
+        } else if t.name == crate::alerts::self_target::NAME {
+            c.error(
+                key("name"),
+                "\"dbwarden\" is the built-in target of the daemon watching itself; choose another name",
+            );
         } else if !seen.insert(t.name.clone()) {
             c.error(key("name"), format!("duplicate target name \"{}\"", t.name));
         }
@@ -555,11 +560,15 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             );
         }
     }
-    if !raw.channels.is_empty() {
-        c.warn(
-            "channel",
-            "alert channels are validated but this version does not send alerts yet",
-        );
+    // [alerts]
+    let a = &raw.alerts;
+    for (k, v) in [
+        ("alerts.group_wait", a.group_wait),
+        ("alerts.group_interval", a.group_interval),
+        ("alerts.repeat_interval", a.repeat_interval),
+        ("alerts.channel_failing_after", a.channel_failing_after),
+    ] {
+        c.range(k, Limit::Duration(v));
     }
 
     if !c.errors.is_empty() {
