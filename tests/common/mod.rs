@@ -5,6 +5,7 @@
 
 pub mod pg;
 pub mod proxy;
+pub mod receiver;
 pub mod tmpfs;
 
 /// Skips a test with a printed reason, or fails it under `DBWARDEN_REQUIRE_SERVICES=1`
