@@ -236,3 +236,240 @@ async fn postgres_concurrent_claims_never_overlap() {
     b.close(std::time::Duration::from_secs(5)).await;
     db.drop_db().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Delivery through the real webhook channel to a real HTTP receiver, in process: the
+// alerter task fed with events as a health round publishes them.
+// ---------------------------------------------------------------------------------------
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::proxy::Proxy;
+use common::receiver::{Receiver, Reply};
+use dbwarden::alerts::channel::Channels;
+use dbwarden::alerts::deliver::Health;
+use dbwarden::alerts::run::{Control, LiveChannels};
+use dbwarden::events::{Event, Events};
+use dbwarden::health::{CheckResult, Scope, Status, Unit};
+use tokio_util::sync::CancellationToken;
+
+struct Rig {
+    events: Events,
+    control: tokio::sync::mpsc::UnboundedSender<Control>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    store: Store,
+    health: Health,
+    _dir: tempfile::TempDir,
+}
+
+/// An alerter (group_wait 0) with one webhook channel posting to `url`, its outbox in a
+/// SQLite store of its own; the target `db` was OK before.
+async fn alerter(url: &str) -> Rig {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url_file = dir.path().join("hook-url");
+    std::fs::write(&url_file, url).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("dbwarden.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[daemon]\nhistory = \"sqlite://{d}/h.db\"\n[alerts]\ngroup_wait = \"0s\"\n\n\
+             [[target]]\nname = \"db\"\nurl = \"sqlite://{d}/db.db\"\n\n\
+             [[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{u}\"\n",
+            d = dir.path().display(),
+            u = url_file.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let config = Arc::new(dbwarden::config::load(&path).unwrap_or_else(|e| panic!("{e}")));
+    let store = Store::open(&config.daemon.history, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let channels = Channels::from_config(&config).unwrap_or_else(|e| panic!("{e}"));
+    let events = Events::default();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let health = Health::default();
+    let task = tokio::spawn(dbwarden::alerts::run::run(
+        Arc::new(LiveChannels::new(channels)),
+        events.subscribe("alerts"),
+        Some(store.clone()),
+        config,
+        "agent1".into(),
+        rx,
+        health.clone(),
+        stop.clone(),
+    ));
+    tx.send(Control::Restored(vec![("db".into(), Status::Ok)]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    Rig {
+        events,
+        control: tx,
+        stop,
+        task,
+        store,
+        health,
+        _dir: dir,
+    }
+}
+
+fn check(status: Status) -> CheckResult {
+    CheckResult {
+        check: "idle_in_transaction".into(),
+        status,
+        value: Some(120.0),
+        unit: Unit::Seconds,
+        warning: Some(30.0),
+        critical: Some(60.0),
+        message: "pid 42 idle in transaction for 2m".into(),
+        subject: Some("pid 42".into()),
+        scope: Scope::Database,
+    }
+}
+
+impl Rig {
+    /// What a health round publishes for a believed change of `db`.
+    fn change(&self, from: Status, to: Status) {
+        let ts = Utc::now();
+        self.events.publish(Event::Checks {
+            ts,
+            target: "db".into(),
+            run_id: "r".into(),
+            results: vec![check(to)],
+        });
+        self.events.publish(Event::Transition {
+            ts,
+            target: "db".into(),
+            check: None,
+            from,
+            to,
+            message: "m".into(),
+        });
+    }
+
+    async fn undelivered(&self) -> i64 {
+        self.store
+            .outbox_undelivered()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|u| u.count)
+            .sum()
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+        drop(self.control);
+        self.store.close(Duration::from_secs(5)).await;
+    }
+}
+
+/// Polls an async condition every 50 ms (a deadline for waiting, not a timing assertion).
+async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {secs}s waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_change_is_retried_after_500_and_429_then_delivered_once_with_one_key() {
+    let rx = Receiver::start(vec![
+        Reply::new(500, "boom"),
+        Reply::new(429, "slow down").header("Retry-After", "1"),
+        Reply::new(200, "ok"),
+    ])
+    .await;
+    let rig = alerter(&rx.url("/hook")).await;
+    rig.change(Status::Ok, Status::Critical);
+    eventually(30, "three attempts", || async { rx.requests().len() >= 3 }).await;
+    eventually(10, "the outbox row is marked delivered", || async {
+        rig.undelivered().await == 0
+    })
+    .await;
+    // Nothing more is sent once delivered.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    let keys: Vec<&str> = reqs
+        .iter()
+        .map(|r| r.header("Idempotency-Key").unwrap_or(""))
+        .collect();
+    assert!(!keys[0].is_empty());
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+    let body = reqs[2].json();
+    assert_eq!(body["target"], "db");
+    assert_eq!(body["event"], "firing");
+    assert_eq!(body["agent"], "agent1");
+    assert!(body.to_string().contains("CRITICAL"), "{body}");
+    let h = rig.health.lock().map(|h| h.clone()).unwrap_or_default();
+    assert_eq!(
+        h.get("hook").map(|c| (c.delivered, c.failing_since)),
+        Some((1, None))
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_down_then_up_gets_each_notification_exactly_once() {
+    let rx = Receiver::start(vec![Reply::new(200, "ok")]).await;
+    let proxy = Proxy::start(rx.addr).await;
+    proxy.refuse().await;
+    let rig = alerter(&format!("http://{}/hook", proxy.addr())).await;
+    rig.change(Status::Ok, Status::Critical);
+    eventually(10, "the failure is visible", || async {
+        rig.health
+            .lock()
+            .map(|h| {
+                h.get("hook")
+                    .is_some_and(|c| c.failing_since.is_some() && c.pending == 1)
+            })
+            .unwrap_or(false)
+    })
+    .await;
+    let err = rig
+        .store
+        .outbox_undelivered()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(10, "the outbox row records the error", || async {
+        rig.store
+            .outbox_undelivered()
+            .await
+            .map(|u| u.first().is_some_and(|u| u.last_error.is_some()))
+            .unwrap_or(false)
+    })
+    .await;
+    drop(err);
+    assert!(rx.requests().is_empty());
+    proxy.resume().await;
+    rig.change(Status::Critical, Status::Ok);
+    eventually(60, "both delivered", || async {
+        rig.undelivered().await == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reqs = rx.requests();
+    let mut keys: Vec<String> = reqs
+        .iter()
+        .map(|r| r.header("Idempotency-Key").unwrap_or("").to_string())
+        .collect();
+    let events: Vec<String> = reqs.iter().map(|r| r.json()["event"].to_string()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 2, "{events:?}");
+    assert_eq!(reqs.len(), 2, "exactly once per key: {events:?}");
+    let h = rig.health.lock().map(|h| h.clone()).unwrap_or_default();
+    assert_eq!(h.get("hook").and_then(|c| c.failing_since), None);
+    rig.stop().await;
+}

@@ -212,3 +212,33 @@ fn spawn_silences(store: Option<Store>, stop: CancellationToken) -> watch::Recei
     }
     rx
 }
+
+/// The configured channels, replaced whole on reload; what the delivery loop sends through.
+#[derive(Debug)]
+pub struct LiveChannels(std::sync::RwLock<Arc<super::channel::Channels>>);
+
+impl LiveChannels {
+    pub fn new(c: super::channel::Channels) -> Self {
+        LiveChannels(std::sync::RwLock::new(Arc::new(c)))
+    }
+
+    /// Swaps in a reloaded config's channels.
+    pub fn replace(&self, c: super::channel::Channels) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+    }
+
+    fn current(&self) -> Arc<super::channel::Channels> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Deliver for LiveChannels {
+    async fn send(
+        &self,
+        channel: &str,
+        n: &super::Notification,
+    ) -> Result<(), super::DeliveryError> {
+        let c = self.current();
+        c.send(channel, n).await
+    }
+}
