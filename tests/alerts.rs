@@ -473,3 +473,229 @@ async fn a_receiver_down_then_up_gets_each_notification_exactly_once() {
     assert_eq!(h.get("hook").and_then(|c| c.failing_since), None);
     rig.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// The real binary: kill -9 with a notification pending, and end to end on PostgreSQL.
+// ---------------------------------------------------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_dbwarden");
+
+struct Daemon {
+    child: std::process::Child,
+}
+
+impl Daemon {
+    fn start(dir: &std::path::Path) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("daemon.log"))
+            .unwrap_or_else(|e| panic!("log file: {e}"));
+        let child = std::process::Command::new(BIN)
+            .args(["run", "-c", "dbwarden.toml", "--log-level", "info"])
+            .current_dir(dir)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+        Daemon { child }
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_of(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
+}
+
+async fn count(dir: &std::path::Path, sql: &'static str) -> i64 {
+    use sqlx::Connection;
+    let path = dir.join("h.db");
+    if !path.exists() {
+        return 0;
+    }
+    let Ok(mut c) = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await
+    else {
+        return 0;
+    };
+    let n = sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or(0);
+    let _ = c.close().await;
+    n
+}
+
+/// The requests the receiver got about `target`, as (event, to, key).
+fn about(rx: &Receiver, target: &str) -> Vec<(String, String, String)> {
+    rx.requests()
+        .iter()
+        .map(|r| {
+            (
+                r.json(),
+                r.header("Idempotency-Key").unwrap_or("").to_string(),
+            )
+        })
+        .filter(|(j, _)| j["target"] == target)
+        .map(|(j, k)| {
+            (
+                j["event"].as_str().unwrap_or("").to_string(),
+                j["status"]
+                    .as_str()
+                    .or(j["to"].as_str())
+                    .unwrap_or("")
+                    .to_string(),
+                k,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_notification_pending_at_kill_9_is_delivered_after_restart() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let rx = Receiver::start(vec![Reply::new(200, "ok")]).await;
+    let proxy = Proxy::start(rx.addr).await;
+    proxy.refuse().await;
+    std::fs::write(d.join("hook-url"), format!("http://{}/hook", proxy.addr()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A SQLite target whose file does not exist: CRITICAL (unreachable) from the start,
+    // so it is announced as first seen.
+    std::fs::write(
+        d.join("dbwarden.toml"),
+        format!(
+            "[daemon]\nhistory = \"sqlite://{d}/h.db\"\nconfirm_rounds = 1\n\
+             [alerts]\ngroup_wait = \"0s\"\n\n\
+             [[target]]\nname = \"gone\"\nurl = \"sqlite://{d}/missing/gone.db\"\n\n\
+             [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1s\"\n\n\
+             [[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{d}/hook-url\"\n",
+            d = d.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let daemon = Daemon::start(d);
+    eventually(60, "a pending outbox row and its transition", || async {
+        count(d, "SELECT COUNT(*) FROM alert_outbox WHERE state = 'pending' AND target = 'gone'")
+            .await
+            == 1
+            && count(
+                d,
+                "SELECT COUNT(*) FROM health_transitions WHERE target = 'gone' AND check_name IS NULL",
+            )
+            .await
+                >= 1
+    })
+    .await;
+    daemon.kill9();
+    assert!(rx.requests().is_empty());
+    proxy.resume().await;
+    let daemon = Daemon::start(d);
+    eventually(60, "delivered after the restart", || async {
+        count(
+            d,
+            "SELECT COUNT(*) FROM alert_outbox WHERE state = 'delivered' AND target = 'gone'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    // Some rounds more: still CRITICAL, nothing new (the restored state knows it).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = about(&rx, "gone");
+    assert_eq!(got.len(), 1, "{got:?}\n{}", log_of(d));
+    assert_eq!(got[0].0, "firing");
+    drop(daemon);
+}
+
+#[tokio::test]
+async fn postgres_idle_in_transaction_gives_one_critical_then_one_resolved() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let rx = Receiver::start(vec![Reply::new(200, "ok")]).await;
+    std::fs::write(d.join("hook-url"), rx.url("/hook")).unwrap_or_else(|e| panic!("{e}"));
+    // Short thresholds; checks the shared server fails for reasons of its own (a full
+    // disk) are off. (There is no `settings` check yet to disable.) The session passes
+    // WARNING (1 s) on its way to CRITICAL (2 s): group_wait (3 s) makes that one message.
+    std::fs::write(
+        d.join("dbwarden.toml"),
+        format!(
+            "[daemon]\nhistory = \"sqlite://{d}/h.db\"\nconfirm_rounds = 1\n\
+             [alerts]\ngroup_wait = \"3s\"\ngroup_interval = \"1s\"\n\n\
+             [[target]]\nname = \"pg\"\nurl = \"{url}\"\n\
+             thresholds = {{ disk_space = {{ enabled = false }}, idle_in_transaction = {{ warning = \"1s\", critical = \"2s\" }} }}\n\n\
+             [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1s\"\n\n\
+             [[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{d}/hook-url\"\n",
+            d = d.display(),
+            url = db.url
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let daemon = Daemon::start(d);
+    eventually(60, "rounds of pg", || async {
+        count(d, "SELECT COUNT(*) FROM check_results WHERE target = 'pg'").await > 40
+    })
+    .await;
+    assert!(
+        about(&rx, "pg").is_empty(),
+        "first seen OK sends nothing: {:?}",
+        about(&rx, "pg")
+    );
+    let mut session = db.connect().await;
+    sqlx::query("BEGIN")
+        .execute(&mut session)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("SELECT 1")
+        .execute(&mut session)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(60, "a CRITICAL at the receiver", || async {
+        about(&rx, "pg").iter().any(|(_, to, _)| to == "CRITICAL")
+    })
+    .await;
+    // Several more rounds with the session still idle: no repeat.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = about(&rx, "pg");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].0.as_str(), got[0].1.as_str()),
+        ("firing", "CRITICAL")
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut session)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(session);
+    eventually(60, "a RESOLVED at the receiver", || async {
+        about(&rx, "pg").iter().any(|(e, _, _)| e == "resolved")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = about(&rx, "pg");
+    assert_eq!(got.len(), 2, "{got:?}\n{}", log_of(d));
+    assert_eq!((got[1].0.as_str(), got[1].1.as_str()), ("resolved", "OK"));
+    let body = rx
+        .requests()
+        .iter()
+        .map(|r| r.json())
+        .find(|j| j["event"] == "resolved")
+        .unwrap_or_default();
+    assert!(body.to_string().contains("RESOLVED"), "{body}");
+    drop(daemon);
+    db.drop_db().await;
+}
