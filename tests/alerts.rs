@@ -699,3 +699,122 @@ async fn postgres_idle_in_transaction_gives_one_critical_then_one_resolved() {
     drop(daemon);
     db.drop_db().await;
 }
+
+fn cli(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let o = std::process::Command::new(BIN)
+        .args(["-c", "dbwarden.toml"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn silence_cli_and_status_show_what_the_store_holds() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    std::fs::write(
+        d.join("dbwarden.toml"),
+        format!(
+            "[daemon]\nhistory = \"sqlite://{d}/h.db\"\n\n\
+             [[target]]\nname = \"orders\"\nurl = \"sqlite://{d}/o.db\"\n",
+            d = d.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (code, out, err) = cli(
+        d,
+        &[
+            "silence", "add", "--target", "orders", "--for", "2h", "--reason", "upgrade",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("silence 1: target orders silenced until"),
+        "{out}"
+    );
+    let (code, _, err) = cli(
+        d,
+        &[
+            "silence", "add", "-t", "nope", "--for", "1h", "--reason", "x",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("no target named \"nope\""), "{err}");
+    let (code, _, err) = cli(
+        d,
+        &[
+            "silence", "add", "-t", "orders", "--for", "90d", "--reason", "x",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, out, _) = cli(d, &["silence", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("orders") && out.contains("upgrade"), "{out}");
+
+    // An undelivered notification shows in `status`, per channel with its last error.
+    let store = Store::open(
+        &SecretUrl::new(format!("sqlite://{}/h.db", d.display())),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .outbox_insert(&[row("k1", "mail")], "x:1", Utc::now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .outbox_failed(
+            "k1",
+            "mail",
+            3,
+            "SMTP 535 authentication failed",
+            Utc::now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store.close(Duration::from_secs(5)).await;
+    let (code, out, err) = cli(d, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("undelivered notifications: 1"), "{out}");
+    assert!(out.contains("mail") && out.contains("SMTP 535"), "{out}");
+    assert!(out.contains("active silences: 1"), "{out}");
+    let (code, out, _) = cli(d, &["status", "--format", "json"]);
+    assert_eq!(code, 0);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(j["undelivered_total"], 1);
+
+    let (code, out, _) = cli(d, &["silence", "remove", "1"]);
+    assert_eq!((code, out.trim()), (0, "silence 1 removed"));
+    let (code, _, _) = cli(d, &["silence", "remove", "1"]);
+    assert_eq!(code, 1);
+    let (_, out, _) = cli(d, &["silence", "list"]);
+    assert_eq!(out.trim(), "no active silences");
+}
+
+/// A silence stored in the history mutes the alerter (it reads silences from the store).
+#[tokio::test]
+async fn a_stored_silence_mutes_notifications() {
+    let rx = Receiver::start(vec![Reply::new(200, "ok")]).await;
+    let rig = alerter(&rx.url("/hook")).await;
+    rig.store
+        .silence_add("db", Utc::now() + CDuration::hours(1), "upgrade", "t")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The alerter reads silences at start and every 15 s: wait for the next read.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    rig.change(Status::Ok, Status::Critical);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(rx.requests().is_empty(), "{:?}", rx.requests());
+    assert_eq!(
+        rig.undelivered().await,
+        0,
+        "nothing written for a silenced target"
+    );
+    rig.stop().await;
+}
