@@ -818,3 +818,15 @@ async fn a_stored_silence_mutes_notifications() {
     );
     rig.stop().await;
 }
+
+#[test]
+fn the_self_targets_checks_are_documented() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .unwrap_or_else(|e| panic!("README.md: {e}"));
+    for (name, _, _) in dbwarden::alerts::self_target::CHECKS {
+        assert!(
+            readme.contains(&format!("| `{name}` | dbwarden (self)")),
+            "README Checks table lacks {name}"
+        );
+    }
+}
