@@ -155,7 +155,7 @@ impl<D: Deliver + 'static> Outbox<D> {
     /// Applies one of the state machine's actions.
     pub fn handle(&mut self, action: Action) {
         match action {
-            Action::Write(o) => self.write(o),
+            Action::Write(o) => self.write(*o),
             Action::Cancel { key } => {
                 self.items
                     .retain(|(k, _), item| *k != key || item.in_flight);

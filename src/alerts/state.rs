@@ -108,7 +108,7 @@ pub struct Outgoing {
 /// What the machine asks of the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Write(Outgoing),
+    Write(Box<Outgoing>),
     /// A notification written earlier and not yet due is moot (a later change undid it).
     Cancel {
         key: String,
@@ -370,12 +370,12 @@ impl Machine {
         if let Some(t) = self.targets.get_mut(name) {
             t.pending = Some((key, due, to));
         }
-        out.push(Action::Write(Outgoing {
+        out.push(Action::Write(Box::new(Outgoing {
             notification: n,
             channels,
             due,
             due_at,
-        }));
+        })));
     }
 
     fn channels(&self, n: &Notification, tags: &[String]) -> Vec<String> {
@@ -510,12 +510,12 @@ impl Machine {
                 };
                 let n = self.notification(&name, t, AlertEvent::Reminder, t.announced, at, None);
                 let channels = self.channels(&n, &t.tags);
-                out.push(Action::Write(Outgoing {
+                out.push(Action::Write(Box::new(Outgoing {
                     notification: n,
                     channels,
                     due: now,
                     due_at: at,
-                }));
+                })));
             }
         }
         out
@@ -648,7 +648,7 @@ mod tests {
         fn apply(&mut self, actions: Vec<Action>) {
             for a in actions {
                 match a {
-                    Action::Write(o) => self.live.push(o),
+                    Action::Write(o) => self.live.push(*o),
                     Action::Cancel { key } => {
                         let before = self.live.len();
                         self.live.retain(|o| o.notification.key != key);
