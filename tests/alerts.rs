@@ -267,6 +267,11 @@ struct Rig {
 /// An alerter (group_wait 0) with one webhook channel posting to `url`, its outbox in a
 /// SQLite store of its own; the target `db` was OK before.
 async fn alerter(url: &str) -> Rig {
+    alerter_with(url, None).await
+}
+
+/// [`alerter`] with its outbox in `store` instead.
+async fn alerter_with(url: &str, store: Option<Store>) -> Rig {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let url_file = dir.path().join("hook-url");
     std::fs::write(&url_file, url).unwrap_or_else(|e| panic!("{e}"));
@@ -283,9 +288,12 @@ async fn alerter(url: &str) -> Rig {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let config = Arc::new(dbwarden::config::load(&path).unwrap_or_else(|e| panic!("{e}")));
-    let store = Store::open(&config.daemon.history, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = match store {
+        Some(s) => s,
+        None => Store::open(&config.daemon.history, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    };
     let channels = Channels::from_config(&config).unwrap_or_else(|e| panic!("{e}"));
     let events = Events::default();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -829,4 +837,55 @@ fn the_self_targets_checks_are_documented() {
             "README Checks table lacks {name}"
         );
     }
+}
+
+/// While the history store is down a notification is still sent (from memory); its outbox
+/// row is written, as delivered, once the store answers again.
+#[tokio::test]
+async fn with_the_store_down_notifications_are_sent_and_written_later() {
+    use sqlx::Connection;
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let (proxy, via_proxy) = Proxy::for_url(&db.url).await;
+    let store = Store::open(&SecretUrl::new(via_proxy), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rx = Receiver::start(vec![Reply::new(200, "ok")]).await;
+    let rig = alerter_with(&rx.url("/hook"), Some(store)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.refuse().await;
+    rig.change(Status::Ok, Status::Critical);
+    common::wait_until(30, "the notification is received", || {
+        !rx.requests().is_empty()
+    })
+    .await;
+    let rows = |state: &'static str| {
+        let url = db.url.clone();
+        async move {
+            let mut c = sqlx::PgConnection::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE state = $1")
+                .bind(state)
+                .fetch_one(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let _ = c.close().await;
+            n
+        }
+    };
+    assert_eq!(
+        rows("pending").await + rows("delivered").await,
+        0,
+        "store is down"
+    );
+    proxy.resume().await;
+    eventually(60, "the row is written as delivered", || async {
+        rows("delivered").await == 1
+    })
+    .await;
+    assert_eq!(rows("pending").await, 0);
+    assert_eq!(rx.requests().len(), 1);
+    rig.stop().await;
+    db.drop_db().await;
 }

@@ -655,6 +655,7 @@ fn every_ranged_key_is_checked_at_both_ends() {
     };
     for up in [true, false] {
         let (mut daemon, mut target, mut pool, mut job) = (vec![], vec![], vec![], vec![]);
+        let mut alerts = vec![];
         let mut every = "@every 2h".to_string();
         let mut expected = vec![];
         for r in RANGES {
@@ -668,6 +669,7 @@ fn every_ranged_key_is_checked_at_both_ends() {
                     every = format!("@every {}", toml(v).trim_matches('"'));
                 }
                 ["daemon", k] => daemon.push(line(k)),
+                ["alerts", k] => alerts.push(line(k)),
                 ["target", "pool", k] => pool.push(line(k)),
                 ["target", k] => target.push(line(k)),
                 ["job", k] => job.push(line(k)),
@@ -680,8 +682,9 @@ fn every_ranged_key_is_checked_at_both_ends() {
             );
         }
         let body = format!(
-            "[daemon]\n{}\n[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n{}\npool = {{ {} }}\n[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"{every}\"\n{}\n",
+            "[daemon]\n{}\n[alerts]\n{}\n[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n{}\npool = {{ {} }}\n[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"{every}\"\n{}\n",
             daemon.join("\n"),
+            alerts.join("\n"),
             target.join("\n"),
             pool.join(", "),
             job.join("\n")
