@@ -269,6 +269,14 @@ impl ConnectingSince {
         }
         self.0 = next;
     }
+
+    /// Moves every first-seen time `by` into the past (for tests: the CRITICAL point is
+    /// minutes away).
+    pub fn backdate(&mut self, by: Duration) {
+        for at in self.0.values_mut() {
+            *at = at.checked_sub(by).unwrap_or(*at);
+        }
+    }
 }
 
 /// Group Replication's own channels: their state is `mysql_cluster`'s business.

@@ -999,6 +999,16 @@ impl MysqlEngine {
         }
     }
 
+    /// Makes every replication channel seen connecting look as if it had been for `by`
+    /// longer (for tests: CRITICAL comes after minutes).
+    #[doc(hidden)]
+    pub fn backdate_connecting(&self, by: Duration) {
+        self.connecting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .backdate(by);
+    }
+
     pub async fn close(&self) {
         if let Some(pool) = &self.conn.pool {
             pool.close().await;
