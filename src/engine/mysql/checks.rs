@@ -949,11 +949,10 @@ pub fn replica_status_sql(v: ServerVersion) -> &'static str {
     }
 }
 
-/// The privilege replica status needs: MariaDB 10.5.2+ `SLAVE MONITOR` (alias `REPLICA
-/// MONITOR`; this README and dbwarden name it SLAVE MONITOR, the name MariaDB's error
-/// messages use), else `REPLICATION CLIENT`.
+/// The privilege replica status needs: MariaDB 10.5.9+ `SLAVE MONITOR` (dbwarden and the
+/// README use this name, the one MariaDB's error messages use), else `REPLICATION CLIENT`.
 pub fn replica_privilege(v: ServerVersion) -> &'static str {
-    if v.is_mariadb() && v.at_least(10, 5, 2) {
+    if v.is_mariadb() && v.at_least(10, 5, 9) {
         "SLAVE MONITOR"
     } else {
         "REPLICATION CLIENT"
