@@ -141,7 +141,9 @@ struct TablesCache {
     /// Set by [`MysqlEngine::refresh_tables_next_round`]: read again whatever the age.
     expired: bool,
     observations: Vec<Observation>,
-    auto_increment: Measurement,
+    /// `None`: not read (the check was disabled then), so a round that wants it reads
+    /// the tables again.
+    auto_increment: Option<Measurement>,
 }
 
 /// What the schema's tables said this round: fragmentation, AUTO_INCREMENT use and (in
@@ -150,6 +152,11 @@ struct SchemaReading {
     fragmentation: Measurement,
     auto_increment: Measurement,
     stats: Vec<TableStat>,
+}
+
+/// The stand-in for a check this round does not run (the round drops it).
+fn disabled(check: &'static str) -> Measurement {
+    Measurement::verdict(check, Status::Ok, None, "disabled")
 }
 
 /// `m` with "measured 3min ago" added to each value's detail (a reused result).
@@ -833,6 +840,10 @@ impl MysqlEngine {
             && !report
             && !c.expired
             && c.at.elapsed() < TABLES_EVERY
+            && let Some(auto_increment) = c
+                .auto_increment
+                .clone()
+                .or_else(|| (!round.enabled(AUTO_INCREMENT)).then(|| disabled(AUTO_INCREMENT)))
         {
             let age = format!(
                 "measured {} ago",
@@ -843,7 +854,7 @@ impl MysqlEngine {
                     Measurement::values(FRAGMENTATION, c.observations.clone()),
                     &age,
                 ),
-                auto_increment: with_age(c.auto_increment.clone(), &age),
+                auto_increment: with_age(auto_increment, &age),
                 stats: Vec::new(),
             };
         }
@@ -858,15 +869,15 @@ impl MysqlEngine {
             }
         };
         let auto_increment = if round.enabled(AUTO_INCREMENT) {
-            match auto_increment_columns(conn).await {
+            Some(match auto_increment_columns(conn).await {
                 Ok(cols) => Measurement::values(
                     AUTO_INCREMENT,
                     checks::auto_increment(&schema, &rows, &cols),
                 ),
                 Err(e) => self.failed(AUTO_INCREMENT, &e, "SELECT", info),
-            }
+            })
         } else {
-            Measurement::verdict(AUTO_INCREMENT, Status::Ok, None, "disabled")
+            None
         };
         // Tables of a shared tablespace report the tablespace's free space; find them only
         // when one would otherwise be judged.
@@ -901,6 +912,8 @@ impl MysqlEngine {
             observations: observations.clone(),
             auto_increment: auto_increment.clone(),
         });
+        // A disabled check's measurement is dropped by the round.
+        let auto_increment = auto_increment.unwrap_or_else(|| disabled(AUTO_INCREMENT));
         drop(cache);
         if !report {
             return SchemaReading {

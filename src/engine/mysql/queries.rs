@@ -40,12 +40,9 @@ pub(super) async fn innodb_metrics(
     conn: &mut MySqlConnection,
     v: ServerVersion,
 ) -> Result<BTreeMap<String, (f64, bool)>, sqlx::Error> {
-    let sql = if v.is_mariadb() {
-        "/* dbwarden */ SELECT NAME, COUNT, ENABLED FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
-    } else {
-        "/* dbwarden */ SELECT NAME, COUNT, STATUS FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
-    };
-    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
+    let rows = sqlx::raw_sql(innodb_metrics_sql(v))
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = BTreeMap::new();
     for row in rows {
         let name = text(&row, 0)?.unwrap_or_default();
@@ -211,17 +208,9 @@ pub(super) async fn shared_tablespace_tables(
     v: ServerVersion,
     schema: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let sql = if v.is_mariadb() {
-        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_SYS_TABLES \
-         WHERE SPACE = 0 AND NAME LIKE CONCAT(DATABASE(), '/%')"
-    } else if v.at_least(8, 0, 0) {
-        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_TABLES \
-         WHERE SPACE_TYPE IN ('System', 'General') AND NAME LIKE CONCAT(DATABASE(), '/%')"
-    } else {
-        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_SYS_TABLES \
-         WHERE SPACE = 0 AND NAME LIKE CONCAT(DATABASE(), '/%')"
-    };
-    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
+    let rows = sqlx::raw_sql(shared_tablespace_sql(v))
+        .fetch_all(&mut *conn)
+        .await?;
     let prefix = format!("{schema}/");
     let mut out = Vec::new();
     for row in rows {
@@ -337,4 +326,41 @@ pub(super) async fn group_members(
         });
     }
     Ok(out)
+}
+
+/// INNODB_METRICS' enabled flag is column `ENABLED` on MariaDB, `STATUS` on MySQL.
+pub(super) fn innodb_metrics_sql(v: ServerVersion) -> &'static str {
+    if v.is_mariadb() {
+        "/* dbwarden */ SELECT NAME, COUNT, ENABLED FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
+    } else {
+        "/* dbwarden */ SELECT NAME, COUNT, STATUS FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
+    }
+}
+
+/// Shared-tablespace tables: MySQL 8 `INNODB_TABLES.SPACE_TYPE`; MariaDB (and MySQL 5.7)
+/// `INNODB_SYS_TABLES` space 0.
+pub(super) fn shared_tablespace_sql(v: ServerVersion) -> &'static str {
+    if !v.is_mariadb() && v.at_least(8, 0, 0) {
+        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_TABLES \
+         WHERE SPACE_TYPE IN ('System', 'General') AND NAME LIKE CONCAT(DATABASE(), '/%')"
+    } else {
+        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_SYS_TABLES \
+         WHERE SPACE = 0 AND NAME LIKE CONCAT(DATABASE(), '/%')"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_chooses_the_innodb_statements() {
+        let v = ServerVersion::parse;
+        assert!(innodb_metrics_sql(v("10.11.19-MariaDB")).contains("ENABLED"));
+        assert!(innodb_metrics_sql(v("8.4.0")).contains("STATUS"));
+        assert!(shared_tablespace_sql(v("10.6.18-MariaDB")).contains("INNODB_SYS_TABLES"));
+        assert!(shared_tablespace_sql(v("8.0.36")).contains("INNODB_TABLES"));
+        assert!(shared_tablespace_sql(v("8.0.36")).contains("SPACE_TYPE"));
+        assert!(shared_tablespace_sql(v("5.7.44")).contains("INNODB_SYS_TABLES"));
+    }
 }
