@@ -238,6 +238,24 @@ async fn wal_size_is_the_wal_not_yet_checkpointed() {
     assert_eq!((status, value), (Status::Ok, 0.0), "{message}");
     assert_eq!(wal_file(), big, "the -wal file keeps its high-water mark");
 
+    // With the application's automatic checkpoints off, its writes stay in the WAL; the
+    // engine reads the backlog round after round without checkpointing it away.
+    exec(&mut app, "PRAGMA wal_autocheckpoint = 0").await;
+    exec(
+        &mut app,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) \
+         INSERT INTO t(b) SELECT randomblob(1000) FROM n",
+    )
+    .await;
+    let (_, pending, message) = wal_result(&e, &t).await;
+    assert!(pending > 300_000.0, "{message}");
+    let (_, again, message) = wal_result(&e, &t).await;
+    assert_eq!(again, pending, "the engine must not checkpoint: {message}");
+    exec(&mut app, "PRAGMA wal_checkpoint(PASSIVE)").await;
+    exec(&mut app, "PRAGMA wal_autocheckpoint = 1000").await;
+    let (_, value, message) = wal_result(&e, &t).await;
+    assert_eq!(value, 0.0, "{message}");
+
     // A reader holds a snapshot; the application keeps writing (and SQLite's automatic
     // checkpoints run, but cannot pass the reader).
     let mut reader = connect(&path, false).await;
