@@ -316,6 +316,16 @@ fn error_text(e: &Option<(i64, String)>) -> String {
 
 /// Thread state and lag of every channel. No channel: not a replica, both OK.
 pub fn judge_replicas(channels: &[ReplicaChannel], scope: &Scope) -> (Measurement, Measurement) {
+    judge_replicas_with(channels, scope, None)
+}
+
+/// [`judge_replicas`] with the lag's critical threshold: a channel whose lag is unknown
+/// does not hide another channel's critical lag.
+pub fn judge_replicas_with(
+    channels: &[ReplicaChannel],
+    scope: &Scope,
+    lag_critical: Option<f64>,
+) -> (Measurement, Measurement) {
     if channels.is_empty() {
         return (
             Measurement::verdict(REPLICA_LAG, Status::Ok, None, "not a replica")
@@ -401,13 +411,16 @@ pub fn judge_replicas(channels: &[ReplicaChannel], scope: &Scope) -> (Measuremen
         )
     }
     .with_scope(scope.clone());
-    (judge_lag(channels).with_scope(scope.clone()), threads)
+    (
+        judge_lag(channels, lag_critical).with_scope(scope.clone()),
+        threads,
+    )
 }
 
 /// Lag per classic replication channel: Seconds_Behind_Master minus SQL_Delay. A channel
 /// whose IO thread is not `Yes` may show 0 or a stale value (the SQL thread has applied
 /// all it received, but nothing arrives): its lag is unknown, and so is the check.
-fn judge_lag(channels: &[ReplicaChannel]) -> Measurement {
+fn judge_lag(channels: &[ReplicaChannel], critical: Option<f64>) -> Measurement {
     let classic: Vec<&ReplicaChannel> = channels
         .iter()
         .filter(|c| !is_group_replication(&c.name))
@@ -447,8 +460,24 @@ fn judge_lag(channels: &[ReplicaChannel]) -> Measurement {
             unknown.push(format!("{}: Seconds_Behind_Master is NULL", ch.label()));
         }
     }
+    let critical_elsewhere = critical.is_some_and(|c| observed.iter().any(|o| o.value >= c));
     if unknown.is_empty() {
         Measurement::values(REPLICA_LAG, observed)
+    } else if critical_elsewhere {
+        let also = format!("also unknown: {}", unknown.join("; "));
+        Measurement::values(
+            REPLICA_LAG,
+            observed
+                .into_iter()
+                .map(|mut o| {
+                    o.detail = Some(match o.detail.take() {
+                        Some(d) => format!("{d}; {also}"),
+                        None => also.clone(),
+                    });
+                    o
+                })
+                .collect(),
+        )
     } else {
         Measurement::unknown(
             REPLICA_LAG,
@@ -1168,6 +1197,22 @@ mod tests {
                 l.message
             );
         }
+    }
+
+    /// One channel's unknown lag does not hide another's critical lag.
+    #[test]
+    fn unknown_lag_does_not_hide_a_critical_one() {
+        let mut far = channel("Yes", "Yes", Some(900.0));
+        far.name = "east".into();
+        let down = channel("No", "Yes", None);
+        let l = judge(
+            &judge_replicas_with(&[down.clone(), far.clone()], &Scope::Database, Some(300.0)).0,
+        );
+        assert_eq!(l.status, Status::Critical, "{}", l.message);
+        assert!(l.message.contains("also unknown"), "{}", l.message);
+        far.lag = Some(100.0);
+        let l = judge(&judge_replicas_with(&[down, far], &Scope::Database, Some(300.0)).0);
+        assert_eq!(l.status, Status::Unknown, "{}", l.message);
     }
 
     #[test]

@@ -484,7 +484,11 @@ impl MysqlEngine {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .update(&mut channels, Instant::now());
-                    let (lag, threads) = checks::judge_replicas(&channels, &scope);
+                    let (lag, threads) = checks::judge_replicas_with(
+                        &channels,
+                        &scope,
+                        round.thresholds(REPLICA_LAG).critical,
+                    );
                     out.push(lag);
                     out.push(threads);
                 }
