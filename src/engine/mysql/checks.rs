@@ -314,13 +314,15 @@ fn error_text(e: &Option<(i64, String)>) -> String {
     }
 }
 
-/// Thread state and lag of every channel. No channel: not a replica, both OK.
+/// Thread state and lag of every channel with no lag threshold known (tests).
+#[cfg(test)]
 pub fn judge_replicas(channels: &[ReplicaChannel], scope: &Scope) -> (Measurement, Measurement) {
     judge_replicas_with(channels, scope, None)
 }
 
-/// [`judge_replicas`] with the lag's critical threshold: a channel whose lag is unknown
-/// does not hide another channel's critical lag.
+/// Thread state and lag of every channel. No channel: not a replica, both OK. With the
+/// lag's critical threshold, a channel whose lag is unknown does not hide another
+/// channel's critical lag.
 pub fn judge_replicas_with(
     channels: &[ReplicaChannel],
     scope: &Scope,
