@@ -249,3 +249,112 @@ async fn a_missing_secret_file_is_permanent_and_names_the_file() {
     let e = ch.send("nope", &firing()).await.unwrap_err();
     assert!(matches!(e, DeliveryError::Permanent { .. }), "{e:?}");
 }
+
+async fn slack_setup(replies: Vec<Reply>) -> (Receiver, tempfile::TempDir, Channels) {
+    let rx = Receiver::start(replies).await;
+    let dir = tmp();
+    let url_file = write(
+        dir.path(),
+        "slack-url",
+        &rx.url(&format!("/services/T000/B000/{WEBHOOK_TOKEN}")),
+    );
+    let (_, c) = config(
+        dir.path(),
+        &format!("[[channel]]\nname = \"ops\"\nkind = \"slack\"\nurl_file = \"{url_file}\"\n"),
+    );
+    let ch = Channels::from_config(&c).unwrap();
+    (rx, dir, ch)
+}
+
+#[tokio::test]
+async fn slack_gets_fallback_text_and_blocks() {
+    let (rx, _dir, ch) = slack_setup(vec![Reply::new(200, "ok")]).await;
+    ch.send("ops", &firing()).await.unwrap();
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].path, format!("/services/T000/B000/{WEBHOOK_TOKEN}"));
+    let v = reqs[0].json();
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("CRITICAL orders@db1: 2 checks failing"),
+        "{v}"
+    );
+    let blocks = v["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "header");
+    assert_eq!(blocks[0]["text"]["text"], "🔴 CRITICAL orders@db1");
+    let all = serde_json::to_string(blocks).unwrap();
+    assert!(all.contains("long_transactions"), "{all}");
+    assert!(all.contains("(warning 5min, critical 60min)"), "{all}");
+    assert!(all.contains("85%"), "{all}");
+    assert!(
+        all.contains("<https://dbw.example/|"),
+        "dashboard link: {all}"
+    );
+
+    // RESOLVED says so in the fallback and the header.
+    ch.send(
+        "ops",
+        &notification(AlertEvent::Resolved, Some(Status::Critical), Status::Ok),
+    )
+    .await
+    .unwrap();
+    let v = rx.requests()[1].json();
+    assert!(v["text"].as_str().unwrap().contains("RESOLVED"), "{v}");
+    assert!(
+        v["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("RESOLVED")
+    );
+}
+
+#[tokio::test]
+async fn slack_rate_limit_and_errors_are_classified() {
+    // 429 with Retry-After in seconds, and as an HTTP date (~1 minute ahead).
+    let (_rx, _dir, ch) = slack_setup(vec![
+        Reply::new(429, "rate_limited").header("Retry-After", "30"),
+    ])
+    .await;
+    match ch.send("ops", &firing()).await {
+        Err(DeliveryError::Retry { after, reason }) => {
+            assert_eq!(after, Some(Duration::from_secs(30)));
+            assert!(reason.contains("429"), "{reason}");
+            assert_no_secret(&reason);
+        }
+        other => panic!("{other:?}"),
+    }
+    let date = (Utc::now() + chrono::Duration::seconds(90))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let (_rx, _dir, ch) = slack_setup(vec![
+        Reply::new(429, "rate_limited").header("Retry-After", &date),
+    ])
+    .await;
+    match ch.send("ops", &firing()).await {
+        Err(DeliveryError::Retry {
+            after: Some(after), ..
+        }) => assert!(
+            after > Duration::from_secs(30) && after <= Duration::from_secs(90),
+            "{after:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let (_rx, _dir, ch) = slack_setup(vec![Reply::new(500, "oops")]).await;
+    assert!(matches!(
+        ch.send("ops", &firing()).await,
+        Err(DeliveryError::Retry { .. })
+    ));
+    let (_rx, _dir, ch) = slack_setup(vec![Reply::new(400, "invalid_blocks")]).await;
+    match ch.send("ops", &firing()).await {
+        Err(DeliveryError::Permanent { reason }) => {
+            assert!(
+                reason.contains("400") && reason.contains("invalid_blocks"),
+                "{reason}"
+            );
+            assert_no_secret(&reason);
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -12,6 +12,7 @@
 //! that send rather than a daemon that will not start. Every error text passes through
 //! [`scrub`] with the secrets of its channel before it leaves this module.
 
+pub mod slack;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -75,12 +76,14 @@ pub struct ChannelsError(pub String);
 #[derive(Debug)]
 pub enum Channel {
     Webhook(webhook::Webhook),
+    Slack(slack::Slack),
 }
 
 impl Channel {
     pub fn kind(&self) -> &'static str {
         match self {
             Channel::Webhook(_) => "webhook",
+            Channel::Slack(_) => "slack",
         }
     }
 }
@@ -104,6 +107,7 @@ impl Channels {
                 "webhook" => {
                     Channel::Webhook(webhook::Webhook::new(ch, http.clone(), public_url.clone())?)
                 }
+                "slack" => Channel::Slack(slack::Slack::new(ch, http.clone(), public_url.clone())?),
                 other => {
                     return Err(ChannelsError(format!(
                         "channel {}: \"{other}\" is not a channel kind",
@@ -133,6 +137,7 @@ impl Deliver for Channels {
     async fn send(&self, channel: &str, n: &Notification) -> Result<(), DeliveryError> {
         match self.channels.get(channel) {
             Some(Channel::Webhook(c)) => c.send(n).await,
+            Some(Channel::Slack(c)) => c.send(n).await,
             None => Err(DeliveryError::Permanent {
                 reason: format!(
                     "no channel named \"{channel}\" in the config (it may have been removed by a reload)"
