@@ -358,3 +358,345 @@ async fn slack_rate_limit_and_errors_are_classified() {
         other => panic!("{other:?}"),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Email against a real SMTP server (aiosmtpd).
+// ---------------------------------------------------------------------------------------
+
+const SMTP_PASSWORD: &str = "smtp-pa55word";
+
+/// A Python that can import aiosmtpd: $DBWARDEN_TEST_PYTHON (set by .ci/run), else
+/// `python3`, else `/usr/bin/python3` (Debian's python3-aiosmtpd).
+fn python() -> Option<String> {
+    let candidates: Vec<String> = match std::env::var("DBWARDEN_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => vec![p],
+        _ => vec!["python3".into(), "/usr/bin/python3".into()],
+    };
+    let found = candidates.into_iter().find(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import aiosmtpd"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        common::skip("no python3 with aiosmtpd (apt-get install python3-aiosmtpd)");
+    }
+    found
+}
+
+struct Smtp {
+    child: std::process::Child,
+    port: u16,
+    out: tempfile::TempDir,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Smtp {
+    /// Starts the receiver; `tls` is `Some((cert, key))` for starttls/implicit.
+    fn start(
+        python: &str,
+        mode: &str,
+        tls: Option<(&Path, &Path)>,
+        auth: Option<(&str, &str)>,
+    ) -> Smtp {
+        use std::io::BufRead;
+        let out = tmp();
+        let mut cmd = std::process::Command::new(python);
+        cmd.arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/smtp_receiver.py"
+        ))
+        .arg(out.path())
+        .arg(mode);
+        match tls {
+            Some((c, k)) => cmd.arg(c).arg(k),
+            None => cmd.arg("-").arg("-"),
+        };
+        if let Some((u, p)) = auth {
+            cmd.arg(u).arg(p);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {python}: {e}"));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("smtp_receiver.py printed {line:?}, not a port"));
+        Smtp { child, port, out }
+    }
+
+    fn messages(&self) -> Vec<serde_json::Value> {
+        let mut names: Vec<_> = std::fs::read_dir(self.out.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("msg-"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|n| {
+                serde_json::from_slice(&std::fs::read(self.out.path().join(n)).unwrap()).unwrap()
+            })
+            .collect()
+    }
+}
+
+/// A private CA and a server certificate for localhost/127.0.0.1 it signed (openssl CLI),
+/// as (ca.pem, cert.pem, key.pem).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl: {e}"));
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dbwarden test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+/// An email channel named "mail" to two recipients; `extra` adds keys.
+fn email_channels(dir: &Path, smtp_url: &str, extra: &str) -> Channels {
+    let (_, c) = config(
+        dir,
+        &format!(
+            "[[channel]]\nname = \"mail\"\nkind = \"email\"\nsmtp_url = \"{smtp_url}\"\n\
+             from = \"dbwarden <dbwarden@example.com>\"\nto = [\"dba@example.com\", \"oncall@example.org\"]\n\
+             timeout = \"5s\"\n{extra}"
+        ),
+    );
+    Channels::from_config(&c).unwrap()
+}
+
+#[tokio::test]
+async fn email_over_plain_smtp_has_subject_ids_recipients_and_the_facts() {
+    let Some(py) = python() else { return };
+    let smtp = Smtp::start(&py, "plain", None, None);
+    let dir = tmp();
+    let ch = email_channels(
+        dir.path(),
+        &format!("smtp://127.0.0.1:{}", smtp.port),
+        "tls = \"none\"\n",
+    );
+    let n = firing();
+    ch.send("mail", &n).await.unwrap();
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    assert_eq!(m["tls"], false);
+    assert_eq!(m["mail_from"], "dbwarden@example.com");
+    assert_eq!(
+        m["rcpt_tos"],
+        serde_json::json!(["dba@example.com", "oncall@example.org"])
+    );
+    let h = &m["headers"];
+    assert_eq!(
+        h["subject"],
+        "[dbwarden] CRITICAL orders@db1: 2 checks failing"
+    );
+    assert_eq!(h["message-id"], "<orders-1764511200-ok-critical@db1>");
+    assert!(
+        h["to"].as_str().unwrap().contains("oncall@example.org"),
+        "{h}"
+    );
+    assert!(
+        h["content-type"]
+            .as_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{h}"
+    );
+    assert!(h["date"].is_string(), "{h}");
+    let body = m["body"].as_str().unwrap();
+    for fact in [
+        "CRITICAL orders@db1: 2 checks failing",
+        "Status:  CRITICAL (was OK)",
+        "Agent:   db1",
+        "long_transactions [pid 42]: CRITICAL 66.7min (warning 5min, critical 60min)",
+        "pid 42 open for 1h 6m: UPDATE orders SET …",
+        "connections: WARNING 85% (warning 80%, critical 95%)",
+        "Dashboard: https://dbw.example/",
+        "orders-1764511200-ok-critical",
+    ] {
+        assert!(body.contains(fact), "body lacks {fact:?}:\n{body}");
+    }
+
+    ch.send(
+        "mail",
+        &notification(AlertEvent::Resolved, Some(Status::Critical), Status::Ok),
+    )
+    .await
+    .unwrap();
+    let m = &smtp.messages()[1];
+    assert_eq!(
+        m["headers"]["subject"],
+        "[dbwarden] RESOLVED orders@db1: OK (was CRITICAL)"
+    );
+    assert!(
+        m["body"]
+            .as_str()
+            .unwrap()
+            .contains("Checks that were failing")
+    );
+}
+
+#[tokio::test]
+async fn email_with_starttls_and_auth_reaches_the_server_and_a_bad_password_is_permanent() {
+    let Some(py) = python() else { return };
+    let certs = tmp();
+    let (ca, cert, key) = certificates(certs.path());
+    let smtp = Smtp::start(
+        &py,
+        "starttls",
+        Some((&cert, &key)),
+        Some(("alerts", SMTP_PASSWORD)),
+    );
+    let dir = tmp();
+    let pw = write(dir.path(), "smtp-pw", &format!("{SMTP_PASSWORD}\n"));
+    let url = format!("smtp://localhost:{}", smtp.port);
+    let ch = email_channels(
+        dir.path(),
+        &url,
+        &format!(
+            "username = \"alerts\"\npassword_file = \"{pw}\"\ntls_ca_file = \"{}\"\n",
+            ca.display()
+        ),
+    );
+    ch.send("mail", &firing()).await.unwrap();
+    let m = &smtp.messages()[0];
+    assert_eq!(m["tls"], true, "{m}");
+    assert_eq!(m["login"], "alerts");
+    assert_eq!(
+        m["headers"]["subject"],
+        "[dbwarden] CRITICAL orders@db1: 2 checks failing"
+    );
+
+    // A wrong password: refused (5xx), permanent, the password nowhere in the error.
+    let wrong = write(dir.path(), "wrong-pw", "not-the-smtp-pa55word");
+    let ch = email_channels(
+        dir.path(),
+        &url,
+        &format!(
+            "username = \"alerts\"\npassword_file = \"{wrong}\"\ntls_ca_file = \"{}\"\n",
+            ca.display()
+        ),
+    );
+    let e = ch.send("mail", &firing()).await.unwrap_err();
+    let shown = format!("{e} {e:?} {ch:?}");
+    assert!(matches!(e, DeliveryError::Permanent { .. }), "{shown}");
+    assert!(shown.contains("authentication"), "{shown}");
+    assert!(!shown.contains("not-the-smtp"), "{shown}");
+
+    // The server's certificate from a CA the client does not trust: a TLS error, permanent.
+    let ch = email_channels(
+        dir.path(),
+        &url,
+        &format!("username = \"alerts\"\npassword_file = \"{pw}\"\n"),
+    );
+    let e = ch.send("mail", &firing()).await.unwrap_err();
+    assert!(matches!(e, DeliveryError::Permanent { .. }), "{e:?}");
+    assert!(e.to_string().contains("TLS"), "{e}");
+    assert_no_secret(&format!("{e} {e:?}"));
+    assert_eq!(smtp.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn email_with_implicit_tls_and_a_server_that_is_down() {
+    let Some(py) = python() else { return };
+    let certs = tmp();
+    let (ca, cert, key) = certificates(certs.path());
+    let smtp = Smtp::start(&py, "implicit", Some((&cert, &key)), None);
+    let dir = tmp();
+    let ch = email_channels(
+        dir.path(),
+        &format!("smtps://127.0.0.1:{}", smtp.port),
+        &format!("tls_ca_file = \"{}\"\n", ca.display()),
+    );
+    ch.send("mail", &firing()).await.unwrap();
+    assert_eq!(smtp.messages()[0]["tls"], true);
+
+    let port = smtp.port;
+    drop(smtp);
+    let e = ch.send("mail", &firing()).await.unwrap_err();
+    assert!(matches!(e, DeliveryError::Retry { .. }), "{e:?}");
+    assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+}

@@ -12,6 +12,7 @@
 //! that send rather than a daemon that will not start. Every error text passes through
 //! [`scrub`] with the secrets of its channel before it leaves this module.
 
+pub mod email;
 pub mod slack;
 pub mod webhook;
 
@@ -77,6 +78,7 @@ pub struct ChannelsError(pub String);
 pub enum Channel {
     Webhook(webhook::Webhook),
     Slack(slack::Slack),
+    Email(email::Email),
 }
 
 impl Channel {
@@ -84,6 +86,7 @@ impl Channel {
         match self {
             Channel::Webhook(_) => "webhook",
             Channel::Slack(_) => "slack",
+            Channel::Email(_) => "email",
         }
     }
 }
@@ -108,6 +111,7 @@ impl Channels {
                     Channel::Webhook(webhook::Webhook::new(ch, http.clone(), public_url.clone())?)
                 }
                 "slack" => Channel::Slack(slack::Slack::new(ch, http.clone(), public_url.clone())?),
+                "email" => Channel::Email(email::Email::new(ch, public_url.clone())?),
                 other => {
                     return Err(ChannelsError(format!(
                         "channel {}: \"{other}\" is not a channel kind",
@@ -138,6 +142,7 @@ impl Deliver for Channels {
         match self.channels.get(channel) {
             Some(Channel::Webhook(c)) => c.send(n).await,
             Some(Channel::Slack(c)) => c.send(n).await,
+            Some(Channel::Email(c)) => c.send(n).await,
             None => Err(DeliveryError::Permanent {
                 reason: format!(
                     "no channel named \"{channel}\" in the config (it may have been removed by a reload)"
@@ -343,7 +348,15 @@ fn chain(e: &dyn std::error::Error) -> String {
         }
         src = s.source();
     }
-    parts.join(": ")
+    let mut words: Vec<&str> = Vec::new();
+    let joined = parts.join(": ");
+    for w in joined.split(": ") {
+        // "Connection error: Connection error: …" (a wrapper repeating its source's words).
+        if words.last().is_none_or(|l| !l.eq_ignore_ascii_case(w)) {
+            words.push(w);
+        }
+    }
+    words.join(": ")
 }
 
 /// The cause of a failed HTTP request in words (DNS, connect, TLS, timeout), without the
