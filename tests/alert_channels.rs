@@ -700,3 +700,121 @@ async fn email_with_implicit_tls_and_a_server_that_is_down() {
     assert!(matches!(e, DeliveryError::Retry { .. }), "{e:?}");
     assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------
+// `dbwarden alert test` through the real binary.
+// ---------------------------------------------------------------------------------------
+
+async fn alert_test(config: &Path, channel: &str) -> (i32, String, String) {
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbwarden"))
+        .args(["-c", &config.display().to_string()])
+        .args(["alert", "test", "--channel", channel])
+        .env_remove("DBWARDEN_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn alert_test_sends_and_reports_success_or_the_exact_error() {
+    let rx = Receiver::start(vec![Reply::new(200, "ok")]).await;
+    let dir = tmp();
+    let url_file = write(
+        dir.path(),
+        "url",
+        &rx.url(&format!("/hooks/{WEBHOOK_TOKEN}")),
+    );
+    let (path, _) = config(
+        dir.path(),
+        &format!(
+            "[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{url_file}\"\n\n\
+             [[channel]]\nname = \"ops\"\nkind = \"slack\"\nurl_file = \"{url_file}\"\n"
+        ),
+    );
+
+    let (code, out, err) = alert_test(&path, "hook").await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("sent a test notification to channel \"hook\" (webhook)"),
+        "{out}"
+    );
+    let v = rx.requests()[0].json();
+    assert_eq!(v["target"], "dbwarden");
+    assert!(v["note"].as_str().unwrap().contains("test"), "{v}");
+    assert_eq!(
+        rx.requests()[0].header("idempotency-key"),
+        v["key"].as_str()
+    );
+
+    // The receiver refuses: exit 1, the status and the body's words, never the URL's token.
+    rx.reply_with(vec![Reply::new(403, "invalid_token")]);
+    let (code, out, err) = alert_test(&path, "ops").await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("HTTP 403") && err.contains("invalid_token"),
+        "{err}"
+    );
+    assert!(err.contains("\"ops\" (slack)"), "{err}");
+    assert_no_secret(&format!("{out}{err}"));
+
+    // Unknown channel: exit 2, the configured names listed.
+    let (code, _, err) = alert_test(&path, "nope").await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("hook, ops"), "{err}");
+}
+
+#[tokio::test]
+async fn alert_test_names_a_dns_failure() {
+    let dir = tmp();
+    // .invalid never resolves (RFC 2606).
+    let url_file = write(
+        dir.path(),
+        "url",
+        &format!("https://hooks.dbwarden-test.invalid/{WEBHOOK_TOKEN}"),
+    );
+    let (path, _) = config(
+        dir.path(),
+        &format!(
+            "[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{url_file}\"\ntimeout = \"5s\"\n"
+        ),
+    );
+    let (code, out, err) = alert_test(&path, "hook").await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.to_ascii_lowercase().contains("dns"), "{err}");
+    assert_no_secret(&format!("{out}{err}"));
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_is_a_retry_after_the_channel_timeout() {
+    // Accepts connections and reads, never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let dir = tmp();
+    let url_file = write(
+        dir.path(),
+        "url",
+        &format!("http://{addr}/hooks/{WEBHOOK_TOKEN}"),
+    );
+    let (_, c) = config(
+        dir.path(),
+        &format!(
+            "[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{url_file}\"\ntimeout = \"1s\"\n"
+        ),
+    );
+    let ch = Channels::from_config(&c).unwrap();
+    let e = ch.send("hook", &firing()).await.unwrap_err();
+    assert!(matches!(e, DeliveryError::Retry { .. }), "{e:?}");
+    assert!(e.to_string().contains("no response from"), "{e}");
+    assert_no_secret(&format!("{e} {e:?}"));
+}

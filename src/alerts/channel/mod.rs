@@ -361,19 +361,24 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// The cause of a failed HTTP request in words (DNS, connect, TLS, timeout), without the
 /// URL. Always worth retrying: the receiver may come back.
-fn request_error(e: reqwest::Error, timeout: Duration, secrets: &[&str]) -> DeliveryError {
+fn request_error(
+    e: reqwest::Error,
+    endpoint: &str,
+    timeout: Duration,
+    secrets: &[&str],
+) -> DeliveryError {
     let is_timeout = e.is_timeout();
     let is_connect = e.is_connect();
     let detail = chain(&e.without_url());
     let reason = if is_timeout {
         format!(
-            "no response within {} ({detail})",
+            "no response from {endpoint} within {} ({detail})",
             humantime::format_duration(timeout)
         )
     } else if is_connect {
-        format!("cannot connect: {detail}")
+        format!("cannot connect to {endpoint}: {detail}")
     } else {
-        format!("request failed: {detail}")
+        format!("request to {endpoint} failed: {detail}")
     };
     DeliveryError::Retry {
         reason: scrub(&reason, secrets),
@@ -444,6 +449,11 @@ async fn post_json(
     timeout: Duration,
     secrets: &[&str],
 ) -> Result<(), DeliveryError> {
+    // Host and port only: the path and query of a webhook URL are its secret.
+    let endpoint = url::Url::parse(url.expose())
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| "the webhook".into());
     let resp = http
         .post(url.expose())
         .headers(headers)
@@ -452,7 +462,7 @@ async fn post_json(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| request_error(e, timeout, secrets))?;
+        .map_err(|e| request_error(e, &endpoint, timeout, secrets))?;
     let status = resp.status();
     let retry_after = resp
         .headers()
