@@ -818,3 +818,62 @@ async fn a_receiver_that_never_answers_is_a_retry_after_the_channel_timeout() {
     assert!(e.to_string().contains("no response from"), "{e}");
     assert_no_secret(&format!("{e} {e:?}"));
 }
+
+/// Even at `--log-level trace`, no library logs a secret: the webhook URL's token, the
+/// HMAC secret, or the SMTP password (lettre's own tracing would log `AUTH PLAIN <base64>`).
+#[tokio::test]
+async fn trace_logs_of_alert_test_contain_no_secret() {
+    let Some(py) = python() else { return };
+    let smtp = Smtp::start(&py, "plain", None, Some(("alerts", SMTP_PASSWORD)));
+    let rx = Receiver::start(vec![Reply::new(200, "ok")]).await;
+    let dir = tmp();
+    let url_file = write(
+        dir.path(),
+        "url",
+        &rx.url(&format!("/hooks/{WEBHOOK_TOKEN}")),
+    );
+    let secret_file = write(dir.path(), "hmac", HMAC_SECRET);
+    let pw = write(dir.path(), "pw", SMTP_PASSWORD);
+    let (path, _) = config(
+        dir.path(),
+        &format!(
+            "[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{url_file}\"\n\
+             hmac_secret_file = \"{secret_file}\"\n\n\
+             [[channel]]\nname = \"mail\"\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
+             tls = \"none\"\nusername = \"alerts\"\npassword_file = \"{pw}\"\n\
+             from = \"dbwarden@example.com\"\nto = [\"dba@example.com\"]\n",
+            smtp.port
+        ),
+    );
+    // AUTH PLAIN's argument: base64("\0alerts\0<password>"), computed with Python's base64.
+    let b64 = std::process::Command::new(&py)
+        .args([
+            "-c",
+            "import base64,sys; print(base64.b64encode(b'\\0alerts\\0' + sys.argv[1].encode()).decode())",
+            SMTP_PASSWORD,
+        ])
+        .output()
+        .unwrap();
+    let b64 = String::from_utf8_lossy(&b64.stdout).trim().to_string();
+    assert!(b64.len() > 10);
+    for channel in ["hook", "mail"] {
+        let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbwarden"))
+            .args(["-c", &path.display().to_string(), "--log-level", "trace"])
+            .args(["alert", "test", "--channel", channel])
+            .output()
+            .await
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{channel}: {all}");
+        assert_no_secret(&all);
+        assert!(
+            !all.contains(&b64),
+            "{channel}: AUTH PLAIN credentials logged:\n{all}"
+        );
+    }
+    assert_eq!(smtp.messages()[0]["login"], "alerts");
+}
