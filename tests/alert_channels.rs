@@ -877,3 +877,76 @@ async fn trace_logs_of_alert_test_contain_no_secret() {
     }
     assert_eq!(smtp.messages()[0]["login"], "alerts");
 }
+
+/// The sending keys are checked by `config load` (every problem at once), and a channel
+/// built from an inline SMTP password never shows it.
+#[test]
+fn sending_keys_are_validated() {
+    let dir = tmp();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[daemon]\nhistory = \"sqlite://{d}/h.db\"\npublic_url = \"ftp://x\"\n\n\
+             [[channel]]\nname = \"s\"\nkind = \"slack\"\nurl_env = \"DBW_TEST_NOT_SET\"\n\
+             headers = {{ X-A = \"b\" }}\nhmac_secret_file = \"{d}/missing\"\ntls = \"none\"\n\n\
+             [[channel]]\nname = \"w\"\nkind = \"webhook\"\nurl_file = \"{d}/also-missing\"\n\
+             headers = {{ \"Bad Header\" = \"x\", Content-Type = \"text/plain\" }}\ntimeout = \"0s\"\n\n\
+             [[channel]]\nname = \"m\"\nkind = \"email\"\nsmtp_url = \"smtp://u:{SMTP_PASSWORD}@mail.example.com\"\n\
+             tls = \"sometimes\"\nfrom = \"a@b@c\"\nto = [\"ok@example.com\"]\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let e = dbwarden::config::load(&path).unwrap_err().to_string();
+    for want in [
+        "daemon.public_url",
+        "channel[0].headers: only a webhook channel",
+        "channel[0].hmac_secret_file: only a webhook channel",
+        "channel[0].tls: only an email channel",
+        "channel[1].url_file",
+        "\"Bad Header\" is not a valid HTTP header name",
+        "\"Content-Type\" is set by dbwarden itself",
+        "channel[1].timeout",
+        "channel[2].tls: \"sometimes\" is not a TLS mode",
+        "channel[2].from",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    assert!(!e.contains(SMTP_PASSWORD), "{e}");
+
+    // A valid email channel with the password inline in smtp_url.
+    let (_, c) = config(
+        dir.path(),
+        &format!(
+            "[[channel]]\nname = \"m\"\nkind = \"email\"\nsmtp_url = \"smtp://u:{SMTP_PASSWORD}@127.0.0.1:1\"\n\
+             from = \"a@example.com\"\nto = [\"b@example.com\"]\n"
+        ),
+    );
+    let ch = Channels::from_config(&c).unwrap();
+    assert_no_secret(&format!("{ch:?} {c:?}"));
+}
+
+#[tokio::test]
+async fn an_smtp_server_that_never_greets_is_a_retry_after_the_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let dir = tmp();
+    let (_, c) = config(
+        dir.path(),
+        &format!(
+            "[[channel]]\nname = \"m\"\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:{port}\"\n\
+             tls = \"none\"\ntimeout = \"1s\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n"
+        ),
+    );
+    let ch = Channels::from_config(&c).unwrap();
+    let e = ch.send("m", &firing()).await.unwrap_err();
+    assert!(matches!(e, DeliveryError::Retry { .. }), "{e:?}");
+    assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+}
