@@ -950,3 +950,53 @@ async fn an_smtp_server_that_never_greets_is_a_retry_after_the_timeout() {
     assert!(matches!(e, DeliveryError::Retry { .. }), "{e:?}");
     assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
 }
+
+/// An HTTPS receiver whose certificate the OS does not trust: permanent, and says why.
+#[tokio::test]
+async fn a_webhook_certificate_that_does_not_verify_is_permanent() {
+    let Some(py) = python() else { return };
+    let certs = tmp();
+    let (_ca, cert, key) = certificates(certs.path());
+    let script = "import http.server,ssl,sys\n\
+        class H(http.server.BaseHTTPRequestHandler):\n\
+        \x20   def do_POST(self):\n\
+        \x20       self.send_response(200); self.end_headers()\n\
+        s = http.server.HTTPServer(('127.0.0.1', 0), H)\n\
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain(sys.argv[1], sys.argv[2])\n\
+        s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+        print(s.server_address[1], flush=True)\n\
+        s.serve_forever()\n";
+    let mut child = std::process::Command::new(&py)
+        .args(["-c", script])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let dir = tmp();
+    let url_file = write(
+        dir.path(),
+        "url",
+        &format!("https://localhost:{port}/hooks/{WEBHOOK_TOKEN}"),
+    );
+    let (_, c) = config(
+        dir.path(),
+        &format!("[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{url_file}\"\n"),
+    );
+    let ch = Channels::from_config(&c).unwrap();
+    let e = ch.send("hook", &firing()).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let e = e.unwrap_err();
+    assert!(matches!(e, DeliveryError::Permanent { .. }), "{e:?}");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    assert_no_secret(&format!("{e} {e:?}"));
+}

@@ -283,6 +283,9 @@ fn classify(e: &lettre::transport::smtp::Error, where_: &str, secrets: &[&str]) 
 /// those as connection errors during STARTTLS); matched on rustls's words, since the error
 /// type is not reachable without depending on rustls.
 fn looks_like_tls(detail: &str) -> bool {
+    if super::certificate_failure(detail) {
+        return true;
+    }
     let d = detail.to_ascii_lowercase();
     [
         "certificate",

@@ -370,6 +370,16 @@ fn request_error(
     let is_timeout = e.is_timeout();
     let is_connect = e.is_connect();
     let detail = chain(&e.without_url());
+    if is_connect && certificate_failure(&detail) {
+        return DeliveryError::Permanent {
+            reason: scrub(
+                &format!(
+                    "cannot connect to {endpoint}: {detail} (the server's certificate does not verify against the OS trust store)"
+                ),
+                secrets,
+            ),
+        };
+    }
     let reason = if is_timeout {
         format!(
             "no response from {endpoint} within {} ({detail})",
@@ -384,6 +394,20 @@ fn request_error(
         reason: scrub(&reason, secrets),
         after: None,
     }
+}
+
+/// A certificate that does not verify, as rustls words it (its error type reaches us only
+/// inside I/O errors, as text). Retrying cannot help until someone fixes the certificate.
+fn certificate_failure(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    [
+        "invalid peer certificate",
+        "unknownissuer",
+        "certificate expired",
+        "notvalidforname",
+    ]
+    .iter()
+    .any(|w| d.contains(w))
 }
 
 /// `Retry-After` as seconds (`120`) or an HTTP date, relative to `now`; a date in the
