@@ -11,6 +11,8 @@
 //! - the channels (Slack, generic webhook, email): render and send one notification and
 //!   say whether a failure is worth retrying ([`DeliveryError`]).
 
+pub mod channel;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

@@ -151,6 +151,9 @@ pub struct DaemonConfig {
     /// How often per-table statistics are stored per target (every engine the same).
     #[serde(default = "default_table_stats_interval", with = "humantime_serde")]
     pub table_stats_interval: Duration,
+    /// The dashboard's address as users reach it (e.g. behind a proxy); alerts link to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 fn default_buffer_records() -> usize {
@@ -206,6 +209,7 @@ impl Default for DaemonConfig {
             history_buffer_bytes: default_buffer_bytes(),
             summary_interval: default_summary_interval(),
             table_stats_interval: default_table_stats_interval(),
+            public_url: None,
         }
     }
 }
@@ -399,6 +403,28 @@ pub struct ChannelConfig {
     /// Only alerts for targets with one of these tags (empty = all).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Webhook/Slack: the URL from this environment variable (instead of `url_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// Webhook: sign each body with HMAC-SHA256 using the secret in this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_secret_file: Option<String>,
+    /// Webhook: extra HTTP headers (values are treated as secrets: never shown).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Secret>,
+    /// How long one send may take (connect, TLS, request, response); default 10s.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// Email: `starttls`, `implicit` or `none` (default: from the `smtp_url` scheme).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    /// Email: a PEM file of extra CA certificates the SMTP server's certificate may chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
 }
 
 /// The config file path chosen by `-c`, `DBWARDEN_CONFIG`, or the default.

@@ -490,19 +490,32 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             );
         }
         match ch.kind.as_str() {
-            "slack" | "webhook" => match (&ch.url, &ch.url_file) {
-                (Some(_), Some(_)) => c.error(key("url"), "url given twice (url and url_file)"),
-                (None, None) => c.error(
+            "slack" | "webhook" => match (&ch.url, &ch.url_file, &ch.url_env) {
+                (None, None, None) => c.error(
                     key("url_file"),
-                    "missing; a webhook channel needs url_file (or url)",
+                    "missing; a webhook channel needs url_file (or url_env, or url)",
                 ),
-                (Some(u), None) => {
+                (Some(u), None, None) => {
                     if !(u.expose().starts_with("https://") || u.expose().starts_with("http://")) {
                         c.error(key("url"), "must be an http(s):// URL");
                     }
                     c.warn(key("url"), "a webhook URL is a secret: prefer url_file");
                 }
-                (None, Some(f)) => c.secret_file(&key("url_file"), f),
+                (None, Some(f), None) => c.secret_file(&key("url_file"), f),
+                (None, None, Some(v)) => {
+                    if std::env::var(v).map_or(true, |s| s.trim().is_empty()) {
+                        c.warn(
+                            key("url_env"),
+                            format!(
+                                "environment variable {v} is not set here; the daemon needs it"
+                            ),
+                        );
+                    }
+                }
+                _ => c.error(
+                    key("url"),
+                    "url given more than once: use one of url_file, url_env, url",
+                ),
             },
             "email" => {
                 match &ch.smtp_url {
@@ -543,6 +556,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 format!("\"{other}\" is not a channel kind; one of: slack, webhook, email"),
             ),
         }
+        validate_channel_sending(&mut c, i, ch);
         if let Some(s) = &ch.min_severity
             && !matches!(
                 s.to_ascii_lowercase().as_str(),
@@ -559,6 +573,16 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
         c.warn(
             "channel",
             "alert channels are validated but this version does not send alerts yet",
+        );
+    }
+    if let Some(u) = &raw.daemon.public_url
+        && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        c.error(
+            "daemon.public_url",
+            format!(
+                "\"{u}\" is not an http(s):// URL; write e.g. \"https://dbwarden.example.com/\""
+            ),
         );
     }
 
@@ -795,4 +819,114 @@ fn check_thresholds(
         );
     }
     out
+}
+
+/// The sending keys of one `[[channel]]` that apply to its kind: headers, signature secret,
+/// timeout, SMTP TLS mode and CA file. Keys of another kind are reported, not ignored.
+fn validate_channel_sending(c: &mut Collector, i: usize, ch: &super::ChannelConfig) {
+    let key = |k: &str| format!("channel[{i}].{k}");
+    let webhook = ch.kind == "webhook";
+    let email = ch.kind == "email";
+    if !webhook {
+        if !ch.headers.is_empty() {
+            c.error(
+                key("headers"),
+                "only a webhook channel sends custom headers",
+            );
+        }
+        if ch.hmac_secret_file.is_some() {
+            c.error(
+                key("hmac_secret_file"),
+                "only a webhook channel signs its body",
+            );
+        }
+    }
+    if !email {
+        if ch.tls.is_some() {
+            c.error(key("tls"), "only an email channel has an SMTP TLS mode");
+        }
+        if ch.tls_ca_file.is_some() {
+            c.error(key("tls_ca_file"), "only an email channel takes a CA file");
+        }
+    }
+    for (name, value) in &ch.headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            c.error(
+                key("headers"),
+                format!("\"{name}\" is not a valid HTTP header name"),
+            );
+        } else if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
+            c.error(
+                key("headers"),
+                format!("the value of header \"{name}\" has characters a header cannot carry (value not shown)"),
+            );
+        }
+        if matches!(
+            name.to_ascii_lowercase().as_str(),
+            "content-type" | "idempotency-key" | "x-dbwarden-signature" | "content-length" | "host"
+        ) {
+            c.error(
+                key("headers"),
+                format!("\"{name}\" is set by dbwarden itself and cannot be overridden"),
+            );
+        }
+    }
+    if let Some(f) = &ch.hmac_secret_file {
+        c.secret_file(&key("hmac_secret_file"), f);
+    }
+    if let Some(t) = ch.timeout
+        && (t < Duration::from_secs(1) || t > Duration::from_secs(300))
+    {
+        c.error(
+            key("timeout"),
+            "must be between 1s and 5m: a send holds a delivery slot for this long",
+        );
+    }
+    if let Some(t) = &ch.tls
+        && !matches!(t.as_str(), "starttls" | "implicit" | "none")
+    {
+        c.error(
+            key("tls"),
+            format!("\"{t}\" is not a TLS mode; one of: starttls, implicit, none"),
+        );
+    }
+    if let Some(f) = &ch.tls_ca_file {
+        c.plain_file(&key("tls_ca_file"), f);
+    }
+    if email {
+        for (k, addr) in ch
+            .from
+            .iter()
+            .map(|a| ("from", a))
+            .chain(ch.to.iter().map(|a| ("to", a)))
+        {
+            if addr.contains('@') && addr.parse::<lettre::message::Mailbox>().is_err() {
+                c.error(
+                    key(k),
+                    format!("\"{addr}\" is not an email address (write name@example.com or \"Name <name@example.com>\")"),
+                );
+            }
+        }
+        if ch.tls.as_deref() == Some("none")
+            && (ch.password_file.is_some() || ch.password_env.is_some())
+            && !ch
+                .smtp_url
+                .as_ref()
+                .and_then(|u| url::Url::parse(u.expose()).ok())
+                .and_then(|u| u.host_str().map(is_loopback_host))
+                .unwrap_or(false)
+        {
+            c.warn(
+                key("tls"),
+                "tls = \"none\" with a password sends it in clear over the network; use starttls or implicit",
+            );
+        }
+    }
+}
+
+fn is_loopback_host(h: &str) -> bool {
+    h == "localhost"
+        || h.trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
