@@ -83,7 +83,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(30.0),
         critical: Some(300.0),
         floor: None,
-        description: "sessions of this database waiting on a lock held by another session, with the blocker (pg_stat_activity, pg_blocking_pids only for sessions waiting on a lock); needs pg_read_all_stats (pg_monitor); cheap",
+        description: "how long sessions of this database have waited on a lock (pg_locks.waitstart; on 13, which records no wait start, the statement's age), naming the root blocker (pg_blocking_pids followed to the session that does not wait itself); needs pg_read_all_stats (pg_monitor); cheap",
     },
     CheckSpec {
         name: CACHE_HIT,

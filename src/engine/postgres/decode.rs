@@ -209,6 +209,7 @@ pub(super) fn decode_activity(r: &PgRow) -> Result<Activity, String> {
         long: json_list(r, "long_json")?,
         idle: json_list(r, "idle_json")?,
         blocked: json_list(r, "blocked_json")?,
+        holders: json_list(r, "holders_json")?,
         xmin: json_list(r, "xmin_json")?,
         databases: json_list(r, "databases_json")?,
         oldest: json_list(r, "oldest_json")?,

@@ -103,10 +103,43 @@ pub struct BlockedSession {
     pub query: Option<String>,
     #[serde(default)]
     pub blockers: Vec<i64>,
-    pub by_usr: Option<String>,
-    pub by_state: Option<String>,
-    pub by_secs: Option<f64>,
-    pub by_query: Option<String>,
+    /// Seconds since the lock wait began (pg_locks.waitstart, 14+; `None` before 14, or
+    /// for a wait that began a moment ago).
+    pub wait_secs: Option<f64>,
+}
+
+/// A session named in some waiter's pg_blocking_pids (query `ACTIVITY`, `holders_json`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct LockHolder {
+    pub pid: i64,
+    pub usr: Option<String>,
+    pub state: Option<String>,
+    pub secs: Option<f64>,
+    pub xact_secs: Option<f64>,
+    pub query: Option<String>,
+    /// Its own blockers when it waits on a lock itself.
+    pub blockers: Option<Vec<i64>>,
+}
+
+/// The session at the head of `s`'s wait chain: pg_blocking_pids is followed through
+/// sessions that wait themselves to the first one that does not (the one to deal with;
+/// the waiters in between only pass the wait on). A pid not among `holders` (a prepared
+/// transaction, a session that just ended) counts as the head. In a cycle (a deadlock the
+/// detector has not broken yet) the direct blocker is named.
+pub fn root_blocker(s: &BlockedSession, holders: &[LockHolder]) -> Option<i64> {
+    let by_pid: HashMap<i64, &LockHolder> = holders.iter().map(|h| (h.pid, h)).collect();
+    let mut seen = std::collections::HashSet::from([s.pid]);
+    let mut stack: Vec<i64> = s.blockers.iter().rev().copied().collect();
+    while let Some(pid) = stack.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        match by_pid.get(&pid).and_then(|h| h.blockers.as_ref()) {
+            Some(next) if !next.is_empty() => stack.extend(next.iter().rev()),
+            _ => return Some(pid),
+        }
+    }
+    s.blockers.first().copied()
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -215,6 +248,7 @@ pub struct Activity {
     pub long: Vec<ActiveSession>,
     pub idle: Vec<IdleSession>,
     pub blocked: Vec<BlockedSession>,
+    pub holders: Vec<LockHolder>,
     pub xmin: Vec<XminBackend>,
     pub databases: Vec<DatabaseAge>,
     pub oldest: Vec<TableAge>,
@@ -462,43 +496,68 @@ pub fn blocked_sessions(inst: &Instance, act: &Activity) -> Measurement {
     if let Some(m) = sessions_hidden(BLOCKED_SESSIONS, inst) {
         return m;
     }
+    // Before 14 PostgreSQL does not record when a lock wait began: the statement's age
+    // stands in for it (a long statement that just began waiting reads as a long wait).
+    let waitstart = inst.version_num >= 140_000;
     let obs = act
         .blocked
         .iter()
         .map(|s| {
             let mut d = user_app(&s.usr, &s.app);
-            if let Some(b) = s.blockers.first() {
-                d.push_str(&format!(", blocked by pid {b}"));
-                if s.blockers.len() > 1 {
+            if let Some(root) = root_blocker(s, &act.holders) {
+                d.push_str(&format!(", blocked by pid {root}"));
+                let direct = s.blockers.first().copied();
+                if direct != Some(root) && !s.blockers.contains(&root) {
+                    d.push_str(&format!(
+                        " at the head of the lock chain (waits directly behind pid {})",
+                        direct.unwrap_or(root)
+                    ));
+                } else if s.blockers.len() > 1 {
                     d.push_str(&format!(" and {} more", s.blockers.len() - 1));
                 }
                 let mut by = Vec::new();
-                if let Some(u) = &s.by_usr {
-                    by.push(format!("user {u}"));
-                }
-                if let Some(st) = &s.by_state {
-                    match s.by_secs {
-                        Some(x) => by.push(format!("{st} {}", secs(x))),
-                        None => by.push(st.clone()),
+                if let Some(h) = act.holders.iter().find(|h| h.pid == root) {
+                    if let Some(u) = &h.usr {
+                        by.push(format!("user {u}"));
                     }
-                }
-                if s.by_query.is_some() {
-                    by.push(query_for_message(s.by_query.as_deref(), Dialect::Postgres));
+                    if let Some(st) = &h.state {
+                        match h.secs {
+                            Some(x) => by.push(format!("{st} {}", secs(x))),
+                            None => by.push(st.clone()),
+                        }
+                    }
+                    if let Some(x) = h.xact_secs {
+                        by.push(format!("transaction open {}", secs(x)));
+                    }
+                    if h.query.is_some() {
+                        by.push(query_for_message(h.query.as_deref(), Dialect::Postgres));
+                    }
                 }
                 if !by.is_empty() {
                     d.push_str(&format!(" ({})", by.join(", ")));
                 }
             }
+            let value = if waitstart {
+                if let Some(x) = s.secs {
+                    d.push_str(&format!(", statement running {}", secs(x)));
+                }
+                s.wait_secs.unwrap_or(0.0)
+            } else {
+                d.push_str(
+                    ", time of the statement: PostgreSQL 13 does not record when a lock wait began",
+                );
+                s.secs.unwrap_or(0.0)
+            };
             d.push_str(&format!(
                 "; waiting: {}",
                 query_for_message(s.query.as_deref(), Dialect::Postgres)
             ));
-            Observation::new(s.secs.unwrap_or(0.0))
+            Observation::new(value.max(0.0))
                 .subject(format!("pid {}", s.pid))
                 .detail(d)
         })
         .collect();
-    Measurement::values(BLOCKED_SESSIONS, obs)
+    Measurement::values(BLOCKED_SESSIONS, worst_first(obs, None, false))
 }
 
 pub fn connections(inst: &Instance, act: &Activity) -> Measurement {
@@ -1383,26 +1442,88 @@ mod tests {
         assert!(!r.message.contains("hunter2"));
     }
 
+    fn holder(pid: i64, blockers: Option<Vec<i64>>) -> LockHolder {
+        LockHolder {
+            pid,
+            usr: Some("batch".into()),
+            state: Some("idle in transaction".into()),
+            secs: Some(130.0),
+            xact_secs: Some(140.0),
+            query: Some("UPDATE t SET v = 1 WHERE id = 1".into()),
+            blockers,
+        }
+    }
+
     #[test]
-    fn blocked_session_names_its_blocker() {
+    fn blocked_session_is_judged_on_its_lock_wait_and_names_its_blocker() {
+        let mut i = inst();
+        i.version_num = 150_000;
         let act = Activity {
             blocked: vec![BlockedSession {
                 pid: 11,
                 usr: Some("app".into()),
-                secs: Some(45.0),
+                // A 10-minute statement that has waited 45 s.
+                secs: Some(600.0),
+                wait_secs: Some(45.0),
                 query: Some("UPDATE t SET v = 2 WHERE id = 1".into()),
                 blockers: vec![10],
-                by_usr: Some("batch".into()),
-                by_state: Some("idle in transaction".into()),
-                by_secs: Some(130.0),
-                by_query: Some("UPDATE t SET v = 1 WHERE id = 1".into()),
                 ..BlockedSession::default()
             }],
+            holders: vec![holder(10, None)],
             ..Activity::default()
         };
-        let r = judge(&blocked_sessions(&inst(), &act));
+        let r = judge(&blocked_sessions(&i, &act));
         assert_eq!(r.status, Status::Warning);
-        assert!(r.message.starts_with("pid 11: 45s waiting for a lock (user app, blocked by pid 10 (user batch, idle in transaction 2.2min, UPDATE t SET v = ? WHERE id = ?); waiting: UPDATE t SET v = ? WHERE id = ?)"), "{}", r.message);
+        assert_eq!(r.value, Some(45.0));
+        assert!(r.message.starts_with("pid 11: 45s waiting for a lock (user app, blocked by pid 10 (user batch, idle in transaction 2.2min, transaction open 2.3min, UPDATE t SET v = ? WHERE id = ?), statement running 10min; waiting: UPDATE t SET v = ? WHERE id = ?)"), "{}", r.message);
+        // A wait that began a moment ago (waitstart not yet set) is no long wait.
+        let mut fresh = act.clone();
+        fresh.blocked[0].wait_secs = None;
+        assert_eq!(judge(&blocked_sessions(&i, &fresh)).status, Status::Ok);
+        // PostgreSQL 13 has no waitstart: the statement's age, and the message says so.
+        i.version_num = 130_000;
+        let r = judge(&blocked_sessions(&i, &act));
+        assert_eq!(r.status, Status::Critical);
+        assert!(
+            r.message
+                .contains("PostgreSQL 13 does not record when a lock wait began"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn the_root_of_a_lock_chain_is_named_not_another_waiter() {
+        let mut i = inst();
+        i.version_num = 150_000;
+        // 10 holds the lock, 12 waits on 10, 11 waits on 12.
+        let s = BlockedSession {
+            pid: 11,
+            wait_secs: Some(40.0),
+            blockers: vec![12],
+            ..BlockedSession::default()
+        };
+        let holders = vec![holder(12, Some(vec![10])), holder(10, None)];
+        assert_eq!(root_blocker(&s, &holders), Some(10));
+        let act = Activity {
+            blocked: vec![s.clone()],
+            holders: holders.clone(),
+            ..Activity::default()
+        };
+        let r = judge(&blocked_sessions(&i, &act));
+        assert!(
+            r.message.contains("blocked by pid 10 at the head of the lock chain (waits directly behind pid 12) (user batch"),
+            "{}",
+            r.message
+        );
+        // Not visible (a prepared transaction, or gone): the last pid reached is the head.
+        assert_eq!(root_blocker(&s, &holders[..1]), Some(10));
+        // A cycle the deadlock detector has not broken yet: the direct blocker.
+        let cycle = vec![holder(12, Some(vec![11]))];
+        assert_eq!(root_blocker(&s, &cycle), Some(12));
+        // No blockers at all: none.
+        let none = BlockedSession::default();
+        assert_eq!(root_blocker(&none, &holders), None);
     }
 
     #[test]

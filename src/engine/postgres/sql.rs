@@ -85,6 +85,14 @@ macro_rules! activity {
          datid IS NOT NULL AS has_db
   FROM pg_stat_activity
   WHERE pid <> pg_backend_pid()
+), w AS MATERIALIZED (
+  -- sessions waiting on a lock, every database (a chain may pass through any of them)
+  SELECT a.*, pg_blocking_pids(a.pid) AS blockers FROM a WHERE wait_event_type = 'Lock'
+), lw AS MATERIALIZED (
+  -- when each lock wait began (pg_locks.waitstart, 14+; NULL before, read through jsonb
+  -- so one text serves every version). Only evaluated when some session waits.
+  SELECT pid, min((to_jsonb(l) ->> 'waitstart')::timestamptz) AS waitstart
+  FROM pg_locks l WHERE NOT granted GROUP BY pid
 ), lsn AS (
   SELECT CASE WHEN pg_is_in_recovery()
               THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
@@ -109,14 +117,19 @@ SELECT
      WHERE here AND state LIKE 'idle in transaction%'
      ORDER BY state_secs DESC NULLS LAST LIMIT 20) x)::text AS idle_json,
   (SELECT coalesce(json_agg(x), '[]') FROM (
-     SELECT b.pid, b.usr, b.app, b.state_secs AS secs, b.wait_event, b.query,
-            b.blockers, h.usr AS by_usr, h.state AS by_state, h.state_secs AS by_secs,
-            h.query AS by_query
-     FROM (SELECT a.*, CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END AS blockers
-           FROM a WHERE here AND wait_event_type = 'Lock') b
-     LEFT JOIN a h ON h.pid = b.blockers[1]
-     WHERE cardinality(b.blockers) > 0
-     ORDER BY b.state_secs DESC NULLS LAST LIMIT 20) x)::text AS blocked_json,
+     SELECT b.pid, b.usr, b.app, b.state_secs AS secs, b.wait_event, b.query, b.blockers,
+            (SELECT extract(epoch FROM now() - lw.waitstart)::float8 FROM lw
+             WHERE lw.pid = b.pid) AS wait_secs
+     FROM w b
+     WHERE b.here AND cardinality(b.blockers) > 0
+     ORDER BY coalesce((SELECT lw.waitstart FROM lw WHERE lw.pid = b.pid), now()) ASC,
+              b.state_secs DESC NULLS LAST LIMIT 20) x)::text AS blocked_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT h.pid, h.usr, h.state, h.state_secs AS secs, h.xact_secs, h.query,
+            w.blockers
+     FROM a h LEFT JOIN w ON w.pid = h.pid
+     WHERE h.pid IN (SELECT unnest(blockers) FROM w)
+     LIMIT 200) x)::text AS holders_json,
   CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT pid, usr, datname, state, xact_secs, xmin_age
      FROM a
