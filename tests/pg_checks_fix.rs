@@ -311,3 +311,70 @@ async fn blocked_sessions_name_the_root_of_a_lock_chain() {
     let _ = watch.close().await;
     db.drop_db().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// dead_tuples
+// ---------------------------------------------------------------------------------------
+
+/// Runs rounds until `cond` holds for the round's results (statistics reach the views
+/// with a delay of up to a second), at most ~10 s; returns the last round.
+async fn until(
+    e: &Engine,
+    t: &Target,
+    mut cond: impl FnMut(&HealthReport, &[CheckResult]) -> bool,
+) -> (HealthReport, Vec<CheckResult>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let report = run_round(e, t).await;
+        let results = judge(t, &report);
+        if cond(&report, &results) || Instant::now() > deadline {
+            return (report, results);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// 30% dead rows in two tables: the one tuned to autovacuum at half its size is not due
+/// (OK), the one with the default trigger is past it (WARNING), on this server where
+/// autovacuum is off altogether.
+#[tokio::test]
+async fn dead_tuples_judge_each_table_against_its_own_autovacuum_trigger() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let mut c = db.connect().await;
+    exec(
+        &mut c,
+        "CREATE TABLE tuned (id int PRIMARY KEY) WITH (autovacuum_vacuum_scale_factor = 0.5);
+         CREATE TABLE plain (id int PRIMARY KEY);
+         INSERT INTO tuned SELECT generate_series(1, 20000);
+         INSERT INTO plain SELECT generate_series(1, 20000);
+         ANALYZE tuned; ANALYZE plain;
+         DELETE FROM tuned WHERE id % 10 < 3;
+         DELETE FROM plain WHERE id % 10 < 3;",
+    )
+    .await;
+    let _ = c.close().await;
+
+    let (_dir, t) = target(&db.url, "");
+    let e = engine(&t);
+    let (report, results) = until(&e, &t, |_, r| find(r, "dead_tuples").status != Status::Ok).await;
+    let r = find(&results, "dead_tuples");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message.starts_with(
+            "table public.plain: 30% dead tuples (6000 dead of 20000 rows, 1.4× past the point where autovacuum should have run (4050 dead rows), never vacuumed"
+        ),
+        "{}",
+        r.message
+    );
+    // The tuned table, as dead, is not even a candidate.
+    assert!(
+        !observations(&report, "dead_tuples")
+            .iter()
+            .any(|o| o.subject.as_deref() == Some("table public.tuned")),
+        "{:?}",
+        observations(&report, "dead_tuples")
+    );
+    e.close(Duration::from_secs(5)).await;
+    db.drop_db().await;
+}

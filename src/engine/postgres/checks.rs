@@ -113,7 +113,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(20.0),
         critical: Some(40.0),
         floor: Some(10_000.0),
-        description: "n_dead_tup / (n_live_tup + n_dead_tup) per table; floor in rows (min_rows) (pg_stat_user_tables); cheap",
+        description: "n_dead_tup / (n_live_tup + n_dead_tup) of the tables whose dead rows are past their own autovacuum trigger (autovacuum_vacuum_threshold + autovacuum_vacuum_scale_factor × reltuples, per-table storage parameters first), whether or not autovacuum is on; floor in rows (min_rows) (pg_stat_user_tables, pg_class); cheap",
     },
     CheckSpec {
         name: BLOAT,

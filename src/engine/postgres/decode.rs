@@ -153,6 +153,8 @@ pub(super) fn decode_instance(r: &PgRow) -> Result<Instance, sqlx::Error> {
         freeze_max_age: r.try_get("freeze_max_age")?,
         analyze_threshold: r.try_get("analyze_threshold")?,
         analyze_scale: r.try_get("analyze_scale")?,
+        vacuum_threshold: r.try_get("vacuum_threshold")?,
+        vacuum_scale: r.try_get("vacuum_scale")?,
         block_size: r.try_get("block_size")?,
         archive_mode: r.try_get("archive_mode")?,
         now: r.try_get("now")?,
@@ -242,6 +244,7 @@ pub(super) fn decode_table(r: &PgRow, now: f64) -> Result<TableRow, sqlx::Error>
         last_analyze: r.try_get("last_analyze")?,
         now,
         reloptions: r.try_get("reloptions")?,
+        reltuples: num("reltuples")?,
     })
 }
 

@@ -34,6 +34,9 @@ pub struct Instance {
     pub freeze_max_age: f64,
     pub analyze_threshold: f64,
     pub analyze_scale: f64,
+    /// autovacuum_vacuum_threshold and _scale_factor (the global trigger of autovacuum).
+    pub vacuum_threshold: f64,
+    pub vacuum_scale: f64,
     pub block_size: f64,
     pub archive_mode: String,
     /// The server's clock, epoch seconds (ages of vacuum/analyze are measured against it).
@@ -285,6 +288,8 @@ pub struct TableRow {
     pub last_analyze: Option<f64>,
     pub now: f64,
     pub reloptions: Option<String>,
+    /// pg_class.reltuples (-1: never vacuumed or analyzed), what autovacuum's trigger scales.
+    pub reltuples: f64,
 }
 
 impl TableRow {
@@ -305,6 +310,22 @@ impl TableRow {
                 "false" | "off" | "0" | "no" | "f" | "n"
             )
         })
+    }
+
+    /// How many dead rows make autovacuum vacuum this table: autovacuum_vacuum_threshold
+    /// + autovacuum_vacuum_scale_factor × reltuples, the per-table storage parameters
+    /// overriding the global settings (as autovacuum computes it; reltuples -1, never
+    /// vacuumed or analyzed, counts as 0).
+    pub fn vacuum_trigger(&self, threshold: f64, scale: f64) -> f64 {
+        let threshold = self
+            .option("autovacuum_vacuum_threshold")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(threshold);
+        let scale = self
+            .option("autovacuum_vacuum_scale_factor")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(scale);
+        threshold + scale * self.reltuples.max(0.0)
     }
 
     /// Whether autoanalyze should already have analyzed the table (its threshold, with
@@ -1095,18 +1116,34 @@ fn ago(now: f64, then: Option<f64>) -> Option<f64> {
     then.map(|t| (now - t).max(0.0))
 }
 
-pub fn dead_tuples(tables: &[TableRow], t: &CheckThresholds) -> Measurement {
+/// Dead rows of the tables autovacuum should already have vacuumed: only a table whose
+/// dead rows are past its own autovacuum trigger ([`TableRow::vacuum_trigger`]) is
+/// judged, by the share of dead rows (a hot table between two autovacuum runs, or one
+/// tuned to a higher scale factor, is not an alarm). It is judged against that trigger
+/// even where autovacuum is off (globally or for the table): that is the `settings`
+/// check's finding, not a reason to alarm on every table.
+pub fn dead_tuples(inst: &Instance, tables: &[TableRow], t: &CheckThresholds) -> Measurement {
     let candidates = tables
         .iter()
         .filter(|r| r.live + r.dead > 0.0)
+        .filter(|r| r.dead > r.vacuum_trigger(inst.vacuum_threshold, inst.vacuum_scale))
         .map(|r| (r.dead * 100.0 / (r.live + r.dead), Some(r.live + r.dead), r))
         .collect();
     let obs = pick_worst(candidates, t.floor, false)
         .into_iter()
         .map(|(value, total, r)| {
-            let mut d = format!("{} dead of {} rows", count(r.dead), count(r.live + r.dead));
+            let trigger = r
+                .vacuum_trigger(inst.vacuum_threshold, inst.vacuum_scale)
+                .max(1.0);
+            let mut d = format!(
+                "{} dead of {} rows, {}× past the point where autovacuum should have run ({} dead rows)",
+                count(r.dead),
+                count(r.live + r.dead),
+                Unit::Count.format((r.dead / trigger * 10.0).floor() / 10.0),
+                count(trigger.round())
+            );
             match ago(r.now, r.last_vacuum) {
-                Some(a) => d.push_str(&format!(", last vacuum {} ago", secs(a))),
+                Some(a) => d.push_str(&format!(", no (auto)vacuum for {}", secs(a))),
                 None => d.push_str(", never vacuumed"),
             }
             if r.autovacuum_disabled() {
@@ -1271,6 +1308,8 @@ mod tests {
             freeze_max_age: 200_000_000.0,
             analyze_threshold: 50.0,
             analyze_scale: 0.1,
+            vacuum_threshold: 50.0,
+            vacuum_scale: 0.2,
             block_size: 8192.0,
             archive_mode: "off".into(),
             db_connlimit: -1.0,
@@ -1657,13 +1696,51 @@ mod tests {
     fn dead_tuples_judge_big_tables_only_and_name_them() {
         let t = CheckThresholds::builtin(spec(DEAD_TUPLES));
         let mut orders = table("public.orders", 59_000.0, 41_000.0);
+        orders.reltuples = 100_000.0;
         orders.reloptions = Some("autovacuum_enabled=false,fillfactor=90".into());
         let tables = vec![table("public.tiny", 1.0, 99.0), orders];
-        let r = judge(&dead_tuples(&tables, &t));
+        let r = judge(&dead_tuples(&inst(), &tables, &t));
         assert_eq!(r.status, Status::Critical);
+        // Trigger: 50 + 0.2 × 100000 = 20050 dead rows; 41000 is 2.0× that.
         assert_eq!(
             r.message,
-            "table public.orders: 41% dead tuples (41000 dead of 100000 rows, last vacuum 2h ago, autovacuum disabled on this table) (warning ≥ 20%, critical ≥ 40%)"
+            "table public.orders: 41% dead tuples (41000 dead of 100000 rows, 2× past the point where autovacuum should have run (20050 dead rows), no (auto)vacuum for 2h, autovacuum disabled on this table) (warning ≥ 20%, critical ≥ 40%)"
+        );
+    }
+
+    #[test]
+    fn dead_tuples_judge_each_table_against_its_own_autovacuum_trigger() {
+        let t = CheckThresholds::builtin(spec(DEAD_TUPLES));
+        // 30% dead, tuned to vacuum at half the table: autovacuum is not due, OK.
+        let mut tuned = table("public.tuned", 14_000.0, 6_000.0);
+        tuned.reltuples = 20_000.0;
+        tuned.reloptions = Some("autovacuum_vacuum_scale_factor=0.5".into());
+        let r = judge(&dead_tuples(&inst(), std::slice::from_ref(&tuned), &t));
+        assert_eq!(r.status, Status::Ok, "{}", r.message);
+        // The same rows with the default 0.2: 6000 > 4050, past its trigger, WARNING.
+        let mut plain = tuned.clone();
+        plain.reloptions = None;
+        let r = judge(&dead_tuples(&inst(), &[plain.clone()], &t));
+        assert_eq!(r.status, Status::Warning, "{}", r.message);
+        assert!(r.message.contains("1.4× past the point"), "{}", r.message);
+        // A per-table threshold counts too.
+        let mut threshold = plain.clone();
+        threshold.reloptions = Some("autovacuum_vacuum_threshold=7000".into());
+        assert_eq!(
+            judge(&dead_tuples(&inst(), &[threshold], &t)).status,
+            Status::Ok
+        );
+        // A hot table between two autovacuum runs: 25% dead but under its trigger
+        // (global scale factor 0.4 here).
+        let mut i = inst();
+        i.vacuum_scale = 0.4;
+        assert_eq!(judge(&dead_tuples(&i, &[plain], &t)).status, Status::Ok);
+        // Never vacuumed or analyzed (reltuples -1): the trigger is the threshold alone.
+        let mut fresh = table("public.fresh", 10_000.0, 10_000.0);
+        fresh.reltuples = -1.0;
+        assert_eq!(
+            judge(&dead_tuples(&inst(), &[fresh], &t)).status,
+            Status::Critical
         );
     }
 

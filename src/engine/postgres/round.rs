@@ -283,7 +283,7 @@ impl PostgresEngine {
                     .cloned()
                     .unwrap_or_else(|| Measurement::unknown(check, "not measured", None))),
                 checks::WRAPAROUND => act.map(|a| probe::wraparound(&inst, a)),
-                checks::DEAD_TUPLES => tab.map(|r| probe::dead_tuples(r, &t)),
+                checks::DEAD_TUPLES => tab.map(|r| probe::dead_tuples(&inst, r, &t)),
                 checks::STALE_STATS => tab.map(|r| probe::stale_stats(&inst, r, &first_seen, &t)),
                 checks::SEQ_SCANS => tab.map(|r| probe::seq_scans(r, &t)),
                 checks::REPLICATION_LAG => {

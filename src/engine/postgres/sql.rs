@@ -45,6 +45,8 @@ pub const INSTANCE: &str = r#"/* dbwarden */ SELECT
   current_setting('autovacuum_freeze_max_age')::float8 AS freeze_max_age,
   current_setting('autovacuum_analyze_threshold')::float8 AS analyze_threshold,
   current_setting('autovacuum_analyze_scale_factor')::float8 AS analyze_scale,
+  current_setting('autovacuum_vacuum_threshold')::float8 AS vacuum_threshold,
+  current_setting('autovacuum_vacuum_scale_factor')::float8 AS vacuum_scale,
   current_setting('block_size')::float8 AS block_size,
   current_setting('archive_mode') AS archive_mode,
   extract(epoch FROM now())::float8 AS now,
@@ -242,7 +244,8 @@ pub const TABLES: &str = r#"/* dbwarden */ SELECT
   c.relpages::float8 * current_setting('block_size')::float8 AS size,
   extract(epoch FROM greatest(s.last_vacuum, s.last_autovacuum))::float8 AS last_vacuum,
   extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8 AS last_analyze,
-  array_to_string(c.reloptions, ',') AS reloptions
+  array_to_string(c.reloptions, ',') AS reloptions,
+  c.reltuples::float8 AS reltuples
 FROM pg_stat_user_tables s
 JOIN pg_class c ON c.oid = s.relid"#;
 
