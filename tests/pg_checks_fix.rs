@@ -378,3 +378,95 @@ async fn dead_tuples_judge_each_table_against_its_own_autovacuum_trigger() {
     e.close(Duration::from_secs(5)).await;
     db.drop_db().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// invalid_indexes
+// ---------------------------------------------------------------------------------------
+
+/// A partitioned index made with `CREATE INDEX ... ON ONLY` and attached on one of two
+/// partitions is a build in progress (OK, with the ATTACH advice); a failed concurrent
+/// build next to it is still an invalid index (WARNING, DROP INDEX CONCURRENTLY).
+#[tokio::test]
+async fn invalid_indexes_leave_partitioned_builds_alone() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let mut c = db.connect().await;
+    exec(
+        &mut c,
+        "CREATE TABLE m (id int, v int) PARTITION BY RANGE (id);
+         CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM (0) TO (100);
+         CREATE TABLE m_2 PARTITION OF m FOR VALUES FROM (100) TO (200);
+         CREATE INDEX m_v_idx ON ONLY m (v);
+         CREATE INDEX m_1_v_idx ON m_1 (v);
+         ALTER INDEX m_v_idx ATTACH PARTITION m_1_v_idx;",
+    )
+    .await;
+    let valid: bool = sqlx::query_scalar(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'm_v_idx'::regclass",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(!valid, "the partitioned index must still be invalid here");
+
+    let (_dir, t) = target(&db.url, "");
+    let e = engine(&t);
+    let results = judge(&t, &run_round(&e, &t).await);
+    let r = find(&results, "invalid_indexes");
+    assert_eq!(r.status, Status::Ok, "{}", show(&results));
+    assert!(
+        r.message.contains(
+            "partitioned index public.m_v_idx on public.m is not complete yet: partition(s) public.m_2 lack their index"
+        ),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message
+            .contains("ALTER INDEX public.m_v_idx ATTACH PARTITION"),
+        "{}",
+        r.message
+    );
+    assert!(!r.message.contains("DROP INDEX"), "{}", r.message);
+    e.close(Duration::from_secs(5)).await;
+
+    // A failed concurrent build: a real invalid index.
+    exec(
+        &mut c,
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 7), (2, 7);",
+    )
+    .await;
+    let failed = sqlx::raw_sql("CREATE UNIQUE INDEX CONCURRENTLY t_v_key ON t (v)")
+        .execute(&mut c)
+        .await;
+    assert!(
+        failed.is_err(),
+        "the unique build on duplicate data must fail"
+    );
+    let e = engine(&t);
+    let results = judge(&t, &run_round(&e, &t).await);
+    let r = find(&results, "invalid_indexes");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert_eq!(r.value, Some(1.0));
+    assert!(
+        r.message.starts_with(
+            "index public.t_v_key: 1 invalid index(es) (on table public.t; left by a failed CREATE/REINDEX CONCURRENTLY: DROP INDEX CONCURRENTLY"
+        ),
+        "{}",
+        r.message
+    );
+    // Completing the partitioned build leaves only the real one.
+    exec(
+        &mut c,
+        "CREATE INDEX m_2_v_idx ON m_2 (v); ALTER INDEX m_v_idx ATTACH PARTITION m_2_v_idx;",
+    )
+    .await;
+    e.close(Duration::from_secs(5)).await;
+    let e = engine(&t);
+    let results = judge(&t, &run_round(&e, &t).await);
+    let r = find(&results, "invalid_indexes");
+    assert!(!r.message.contains("m_v_idx"), "{}", r.message);
+    e.close(Duration::from_secs(5)).await;
+    let _ = c.close().await;
+    db.drop_db().await;
+}

@@ -173,7 +173,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(1.0),
         critical: None,
         floor: None,
-        description: "indexes left invalid by a failed CREATE/REINDEX CONCURRENTLY (pg_index.indisvalid), builds in progress excluded; cheap",
+        description: "indexes left invalid by a failed CREATE/REINDEX CONCURRENTLY (pg_index.indisvalid), builds in progress excluded; a partitioned index not yet attached on every partition (CREATE INDEX ... ON ONLY) is not counted, its missing partitions are named; cheap",
     },
     CheckSpec {
         name: UNUSED_INDEXES,

@@ -240,6 +240,13 @@ pub struct IndexRef {
     pub tbl: String,
     #[serde(default)]
     pub size: Option<f64>,
+    /// A partitioned index (relkind 'I'): invalid only until every partition has its
+    /// index attached, which is no fault.
+    #[serde(default)]
+    pub partitioned: bool,
+    /// For a partitioned index: the partitions still lacking their index.
+    #[serde(default)]
+    pub missing: Option<Vec<String>>,
 }
 
 /// The `ACTIVITY` query's row.
@@ -1044,18 +1051,53 @@ pub fn archiver(
     )
 }
 
-/// `age`: seconds since the index lists were read (they run on a slower cadence).
-pub fn invalid_indexes(act: &IndexLists, age: f64) -> Measurement {
-    let n = act.invalid.len();
-    if n == 0 {
-        return Measurement::value(INVALID_INDEXES, Observation::new(0.0));
-    }
-    let names: Vec<&str> = act
+/// What to say about partitioned indexes not yet attached on every partition (not
+/// invalid indexes: `CREATE INDEX ... ON ONLY` is the normal first step of building one
+/// per partition, and DROP INDEX CONCURRENTLY is refused for them).
+fn partitioned_note(act: &IndexLists) -> Option<String> {
+    let notes: Vec<String> = act
         .invalid
         .iter()
+        .filter(|i| i.partitioned)
         .take(3)
-        .map(|i| i.name.as_str())
+        .map(|i| match i.missing.as_deref() {
+            Some(m) if !m.is_empty() => {
+                let first: Vec<&str> = m.iter().take(3).map(String::as_str).collect();
+                format!(
+                    "partitioned index {} on {} is not complete yet: partition(s) {}{} lack their index (create it on each, then ALTER INDEX {} ATTACH PARTITION <that index>)",
+                    i.name,
+                    i.tbl,
+                    first.join(", "),
+                    if m.len() > 3 { ", …" } else { "" },
+                    i.name
+                )
+            }
+            _ => format!(
+                "partitioned index {} on {} is not complete yet (a sub-partition's index is not attached)",
+                i.name, i.tbl
+            ),
+        })
         .collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
+/// `age`: seconds since the index lists were read (they run on a slower cadence).
+pub fn invalid_indexes(act: &IndexLists, age: f64) -> Measurement {
+    let invalid: Vec<&IndexRef> = act.invalid.iter().filter(|i| !i.partitioned).collect();
+    let note = partitioned_note(act);
+    let n = invalid.len();
+    if n == 0 {
+        return match note {
+            Some(note) => Measurement::verdict(
+                INVALID_INDEXES,
+                Status::Ok,
+                Some(0.0),
+                format!("no invalid index; {note}; checked {} ago", secs(age)),
+            ),
+            None => Measurement::value(INVALID_INDEXES, Observation::new(0.0)),
+        };
+    }
+    let names: Vec<&str> = invalid.iter().take(3).map(|i| i.name.as_str()).collect();
     let subject = if n == 1 {
         format!("index {}", names.join(""))
     } else {
@@ -1065,10 +1107,10 @@ pub fn invalid_indexes(act: &IndexLists, age: f64) -> Measurement {
             if n > 3 { ", …" } else { "" }
         )
     };
-    let detail = if n == 1 {
+    let mut detail = if n == 1 {
         format!(
             "on table {}; left by a failed CREATE/REINDEX CONCURRENTLY: DROP INDEX CONCURRENTLY and build it again; checked {} ago",
-            act.invalid[0].tbl,
+            invalid[0].tbl,
             secs(age)
         )
     } else {
@@ -1077,6 +1119,9 @@ pub fn invalid_indexes(act: &IndexLists, age: f64) -> Measurement {
             secs(age)
         )
     };
+    if let Some(note) = note {
+        detail.push_str(&format!("; {note}"));
+    }
     Measurement::value(
         INVALID_INDEXES,
         Observation::new(n as f64).subject(subject).detail(detail),
@@ -1875,17 +1920,62 @@ mod tests {
     }
 
     #[test]
+    fn a_partitioned_index_being_built_is_not_invalid() {
+        let building = IndexRef {
+            name: "public.m_v_idx".into(),
+            tbl: "public.m".into(),
+            partitioned: true,
+            missing: Some(vec!["public.m_2".into()]),
+            ..IndexRef::default()
+        };
+        let act = IndexLists {
+            invalid: vec![building.clone()],
+            unused: vec![],
+        };
+        let r = judge(&invalid_indexes(&act, 0.0));
+        assert_eq!(r.status, Status::Ok);
+        assert_eq!(r.value, Some(0.0));
+        assert!(
+            r.message.contains("partition(s) public.m_2 lack their index (create it on each, then ALTER INDEX public.m_v_idx ATTACH PARTITION <that index>)"),
+            "{}",
+            r.message
+        );
+        assert!(!r.message.contains("DROP INDEX"), "{}", r.message);
+        // A real invalid index next to it is still flagged, with the DROP advice for it.
+        let act = IndexLists {
+            invalid: vec![
+                building,
+                IndexRef {
+                    name: "public.t_v_key".into(),
+                    tbl: "public.t".into(),
+                    ..IndexRef::default()
+                },
+            ],
+            unused: vec![],
+        };
+        let r = judge(&invalid_indexes(&act, 0.0));
+        assert_eq!(r.status, Status::Warning);
+        assert_eq!(r.value, Some(1.0));
+        assert!(
+            r.message.starts_with("index public.t_v_key: 1 invalid index(es) (on table public.t; left by a failed CREATE/REINDEX CONCURRENTLY: DROP INDEX CONCURRENTLY"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
     fn index_checks_name_the_indexes() {
         let act = IndexLists {
             invalid: vec![IndexRef {
                 name: "public.t_v_key".into(),
                 tbl: "public.t".into(),
-                size: None,
+                ..IndexRef::default()
             }],
             unused: vec![IndexRef {
                 name: "public.t_v_idx".into(),
                 tbl: "public.t".into(),
                 size: Some(200.0 * 1024.0 * 1024.0),
+                ..IndexRef::default()
             }],
         };
         let r = judge(&invalid_indexes(&act, 0.0));

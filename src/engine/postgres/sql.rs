@@ -201,7 +201,21 @@ pub const INDEXES: &str = r#"/* dbwarden */ WITH bs AS (
 SELECT
   (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT format('%I.%I', n.nspname, ic.relname) AS name,
-            format('%I.%I', n.nspname, tc.relname) AS tbl
+            format('%I.%I', n.nspname, tc.relname) AS tbl,
+            ic.relkind = 'I' AS partitioned,
+            -- a partitioned index stays invalid until every partition has its index
+            -- attached (CREATE INDEX ... ON ONLY, the first step of building one per
+            -- partition): the partitions still lacking it
+            CASE WHEN ic.relkind = 'I' THEN (
+              SELECT coalesce(array_agg(format('%I.%I', pn.nspname, pc.relname) ORDER BY 1), '{}')
+              FROM pg_inherits pt
+              JOIN pg_class pc ON pc.oid = pt.inhrelid
+              JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+              WHERE pt.inhparent = tc.oid
+                AND NOT EXISTS (SELECT 1 FROM pg_inherits pi
+                                JOIN pg_index ci ON ci.indexrelid = pi.inhrelid
+                                WHERE pi.inhparent = ic.oid AND ci.indrelid = pt.inhrelid))
+            END AS missing
      FROM pg_index i
      JOIN pg_class ic ON ic.oid = i.indexrelid
      JOIN pg_class tc ON tc.oid = i.indrelid
