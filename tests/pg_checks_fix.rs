@@ -470,3 +470,56 @@ async fn invalid_indexes_leave_partitioned_builds_alone() {
     let _ = c.close().await;
     db.drop_db().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// duplicate_indexes
+// ---------------------------------------------------------------------------------------
+
+/// Indexes that differ only in sort order, or in NULLS NOT DISTINCT, are not duplicates;
+/// two identical ones still are.
+#[tokio::test]
+async fn duplicate_indexes_respect_sort_order_and_nulls_not_distinct() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let mut c = db.connect().await;
+    exec(
+        &mut c,
+        "CREATE TABLE t (a int, b int, c int);
+         INSERT INTO t SELECT g, g, g FROM generate_series(1, 5000) g;
+         CREATE INDEX t_ab ON t (a, b);
+         CREATE INDEX t_ab_desc ON t (a, b DESC);
+         CREATE INDEX t_ab_nulls ON t (a, b NULLS FIRST);
+         CREATE UNIQUE INDEX t_c_key ON t (c);
+         CREATE UNIQUE INDEX t_c_nnd ON t (c) NULLS NOT DISTINCT;
+         CREATE INDEX t_b_1 ON t (b);
+         CREATE INDEX t_b_2 ON t (b);",
+    )
+    .await;
+    let _ = c.close().await;
+
+    let (_dir, t) = target(
+        &db.url,
+        r#"thresholds = { duplicate_indexes = { warning = "8kB" } }"#,
+    );
+    let e = engine(&t);
+    let report = run_round(&e, &t).await;
+    let results = judge(&t, &report);
+    let r = find(&results, "duplicate_indexes");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    let subjects: Vec<&str> = observations(&report, "duplicate_indexes")
+        .iter()
+        .filter_map(|o| o.subject.as_deref())
+        .collect();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert!(
+        subjects[0] == "index public.t_b_1" || subjects[0] == "index public.t_b_2",
+        "{subjects:?}"
+    );
+    assert!(
+        r.message.contains("same definition as public.t_b_"),
+        "{}",
+        r.message
+    );
+    e.close(Duration::from_secs(5)).await;
+    db.drop_db().await;
+}

@@ -48,6 +48,7 @@ impl PostgresEngine {
         st: &mut RoundState,
         conn: &mut PgConnection,
         user: &str,
+        version_num: i32,
     ) {
         if (round.enabled(checks::INVALID_INDEXES) || round.enabled(checks::UNUSED_INDEXES))
             && Cached::due(&st.indexes, CATALOG_INTERVAL)
@@ -113,7 +114,7 @@ impl PostgresEngine {
         if round.enabled(checks::DUPLICATE_INDEXES)
             && Cached::due(&st.duplicates, EXPENSIVE_INTERVAL)
         {
-            let result = match sqlx::query(sql::DUPLICATE_INDEXES)
+            let result = match sqlx::query(sql::duplicate_indexes(version_num))
                 .fetch_all(&mut *conn)
                 .await
             {

@@ -193,7 +193,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(MIB),
         critical: None,
         floor: None,
-        description: "indexes with the same table, method, columns, operator classes, expressions and predicate as another; value = size of the redundant one (pg_index); expensive: runs every 30 min",
+        description: "indexes with the same table, method, columns, operator classes, collations, sort options (indoption), NULLS NOT DISTINCT (15+), expressions and predicate as another; value = size of the redundant one (pg_index); expensive: runs every 30 min",
     },
     CheckSpec {
         name: SEQ_SCANS,

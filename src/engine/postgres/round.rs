@@ -213,7 +213,7 @@ impl PostgresEngine {
             } else {
                 None
             };
-        self.refresh_slow(round, &mut st, &mut conn, &inst.user)
+        self.refresh_slow(round, &mut st, &mut conn, &inst.user, inst.version_num)
             .await;
         conn.release().await;
 

@@ -319,11 +319,16 @@ FROM (
 ORDER BY bloat_size DESC"#;
 
 /// Expensive: exact duplicate indexes (same table, access method, columns, operator
-/// classes, collations, expressions and predicate). The first of each group is the one to
+/// classes, collations, per-column options (ASC/DESC, NULLS FIRST/LAST), NULLS NOT
+/// DISTINCT (15+), expressions and predicate). The first of each group is the one to
 /// keep (backs a constraint, or is unique, or is the largest); the others are redundant.
 /// Expression and predicate trees are compared without their `:location` fields, which
-/// only record where in the CREATE statement the text stood.
-pub const DUPLICATE_INDEXES: &str = r#"/* dbwarden */ SELECT
+/// only record where in the CREATE statement the text stood. `$nnd`: the
+/// `indnullsnotdistinct` column on 15+, `false` before (see [`duplicate_indexes`]).
+macro_rules! duplicate_indexes {
+    ($nnd:literal) => {
+        concat!(
+            r#"/* dbwarden */ SELECT
   format('%I.%I', n.nspname, t.relname) AS tbl,
   array_agg(format('%I.%I', n.nspname, ic.relname)
             ORDER BY (i.indisprimary OR i.indisunique OR k.oid IS NOT NULL) DESC, ic.relpages DESC, ic.oid) AS names,
@@ -337,10 +342,29 @@ LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid
 WHERE i.indisvalid
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
 GROUP BY n.nspname, t.relname, i.indrelid, ic.relam, i.indkey::text, i.indclass::text,
-         i.indcollation::text,
+         i.indcollation::text, i.indoption::text, "#,
+            $nnd,
+            r#",
          regexp_replace(coalesce(i.indexprs::text, ''), ':location -?[0-9]+', '', 'g'),
          regexp_replace(coalesce(i.indpred::text, ''), ':location -?[0-9]+', '', 'g')
-HAVING count(*) > 1"#;
+HAVING count(*) > 1"#
+        )
+    };
+}
+
+/// The duplicate-index analysis for PostgreSQL 15 and later (`NULLS NOT DISTINCT`).
+pub const DUPLICATE_INDEXES: &str = duplicate_indexes!("i.indnullsnotdistinct");
+/// The same before 15, where every unique index treats NULLs as distinct.
+pub const DUPLICATE_INDEXES_14: &str = duplicate_indexes!("false");
+
+/// The duplicate-index text for a server's `server_version_num`.
+pub fn duplicate_indexes(version_num: i32) -> &'static str {
+    if version_num >= 150_000 {
+        DUPLICATE_INDEXES
+    } else {
+        DUPLICATE_INDEXES_14
+    }
+}
 
 /// Cancels a run's statements still running (run from a fresh connection).
 /// `$1` = pids, `$2` = their backend_start as text (so a reused pid is never hit; NULL
@@ -351,3 +375,19 @@ JOIN unnest($1::int4[], $2::text[]) AS m(pid, started)
   ON a.pid = m.pid
  AND (a.backend_start::text = m.started OR (m.started IS NULL AND a.application_name = 'dbwarden'))
 WHERE a.state = 'active' AND a.pid <> pg_backend_pid()"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_indexes_compare_nulls_not_distinct_only_where_it_exists() {
+        assert!(duplicate_indexes(150_000).contains("i.indnullsnotdistinct"));
+        assert!(duplicate_indexes(170_002).contains("i.indnullsnotdistinct"));
+        assert!(!duplicate_indexes(140_011).contains("indnullsnotdistinct"));
+        assert!(!duplicate_indexes(130_000).contains("indnullsnotdistinct"));
+        for v in [130_000, 150_000] {
+            assert!(duplicate_indexes(v).contains("i.indoption::text"));
+        }
+    }
+}
