@@ -523,3 +523,67 @@ async fn duplicate_indexes_respect_sort_order_and_nulls_not_distinct() {
     e.close(Duration::from_secs(5)).await;
     db.drop_db().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// bloat
+// ---------------------------------------------------------------------------------------
+
+/// A table never analyzed (only vacuumed) and one with a column added since its last
+/// ANALYZE: the estimate is not possible, and the check says to run ANALYZE, not to
+/// GRANT anything. After ANALYZE both are estimated.
+#[tokio::test]
+async fn bloat_without_statistics_says_run_analyze() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let mut c = db.connect().await;
+    exec(
+        &mut c,
+        "CREATE TABLE fresh (id int, v text);
+         INSERT INTO fresh SELECT g, 'x' || g FROM generate_series(1, 5000) g;",
+    )
+    .await;
+    exec(&mut c, "VACUUM fresh").await;
+    exec(
+        &mut c,
+        "CREATE TABLE grown (id int, v text);
+         INSERT INTO grown SELECT g, 'x' || g FROM generate_series(1, 5000) g;
+         ANALYZE grown;
+         ALTER TABLE grown ADD COLUMN w int;",
+    )
+    .await;
+
+    let (_dir, t) = target(&db.url, r#"thresholds = { bloat = { min_size = "8kB" } }"#);
+    let e = engine(&t);
+    let results = judge(&t, &run_round(&e, &t).await);
+    let r = find(&results, "bloat");
+    assert_eq!(r.status, Status::Unknown, "{}", show(&results));
+    assert!(r.message.contains("estimate not possible"), "{}", r.message);
+    assert!(
+        r.message
+            .contains("fix: ANALYZE public.fresh, public.grown")
+            || r.message
+                .contains("fix: ANALYZE public.grown, public.fresh"),
+        "{}",
+        r.message
+    );
+    assert!(!r.message.contains("GRANT"), "{}", r.message);
+    e.close(Duration::from_secs(5)).await;
+
+    exec(&mut c, "ANALYZE fresh; ANALYZE grown;").await;
+    let e = engine(&t);
+    let report = run_round(&e, &t).await;
+    let results = judge(&t, &report);
+    let r = find(&results, "bloat");
+    assert_ne!(r.status, Status::Unknown, "{}", show(&results));
+    assert!(
+        !r.message.contains("estimate not possible"),
+        "{}",
+        r.message
+    );
+    for table in ["table public.fresh", "table public.grown"] {
+        observation(&report, "bloat", table);
+    }
+    e.close(Duration::from_secs(5)).await;
+    let _ = c.close().await;
+    db.drop_db().await;
+}

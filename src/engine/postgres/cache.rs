@@ -99,7 +99,7 @@ impl PostgresEngine {
                             name: r.try_get("name")?,
                             real_size: r.try_get::<Option<f64>, _>("real_size")?.unwrap_or(0.0),
                             bloat_size: r.try_get::<Option<f64>, _>("bloat_size")?.unwrap_or(0.0),
-                            visible: r.try_get::<Option<bool>, _>("visible")?.unwrap_or(false),
+                            na: r.try_get("na")?,
                         })
                     })
                     .collect::<Result<Vec<_>, sqlx::Error>>()

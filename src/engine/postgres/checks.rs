@@ -123,7 +123,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(50.0),
         critical: Some(75.0),
         floor: Some(100.0 * MIB),
-        description: "space beyond what the rows need, estimated from pg_class and pg_stats (the classic estimate; only columns the role may read have statistics); floor in bytes (min_size); expensive: runs every 30 min, the last result is reused in between",
+        description: "space beyond what the rows need, estimated from pg_class and pg_stats (the classic estimate; only columns the role may read have statistics; a table without statistics (never analyzed, a column added since) is not estimated: run ANALYZE); floor in bytes (min_size); expensive: runs every 30 min, the last result is reused in between",
     },
     CheckSpec {
         name: STALE_STATS,

@@ -356,8 +356,21 @@ pub struct BloatRow {
     pub name: String,
     pub real_size: f64,
     pub bloat_size: f64,
-    /// pg_stats shows every column to this role (otherwise the estimate is meaningless).
-    pub visible: bool,
+    /// Why the estimate is not possible for this table (ioguix's `is_na`), `None` when it
+    /// is: `privilege`, `never_analyzed`, `columns_not_analyzed`, `name_column` (see
+    /// [`super::sql::BLOAT`]).
+    pub na: Option<String>,
+}
+
+impl BloatRow {
+    fn na_is(&self, reason: &str) -> bool {
+        self.na.as_deref() == Some(reason)
+    }
+
+    /// ANALYZE would make the estimate possible.
+    fn needs_analyze(&self) -> bool {
+        self.na_is("never_analyzed") || self.na_is("columns_not_analyzed")
+    }
 }
 
 /// A group of identical indexes (query `DUPLICATE_INDEXES`): the first is kept.
@@ -1277,23 +1290,65 @@ pub fn seq_scans(tables: &[TableRow], t: &CheckThresholds) -> Measurement {
 }
 
 /// `age`: seconds since the expensive probe ran (shown so a reused result is not mistaken
-/// for a fresh one).
+/// for a fresh one). Tables whose estimate is not possible are never judged on it: a
+/// missing privilege is UNKNOWN with the GRANT, missing statistics UNKNOWN with the
+/// ANALYZE to run (only when no table could be estimated; otherwise a note), and a column
+/// of type name is said once.
 pub fn bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Measurement {
-    let hidden = rows.iter().filter(|r| !r.visible).count();
-    let visible: Vec<&BloatRow> = rows.iter().filter(|r| r.visible).collect();
-    if visible.is_empty() && hidden > 0 {
-        return Measurement::unknown(
-            BLOAT,
-            format!(
+    let hidden = rows.iter().filter(|r| r.na_is("privilege")).count();
+    let analyze: Vec<&BloatRow> = rows.iter().filter(|r| r.needs_analyze()).collect();
+    let name_cols: Vec<&BloatRow> = rows.iter().filter(|r| r.na_is("name_column")).collect();
+    let estimable: Vec<&BloatRow> = rows.iter().filter(|r| r.na.is_none()).collect();
+    let list = |v: &[&BloatRow]| {
+        let mut names: Vec<&str> = v.iter().take(3).map(|r| r.name.as_str()).collect();
+        if v.len() > 3 {
+            names.push("…");
+        }
+        names.join(", ")
+    };
+    let analyze_note = (!analyze.is_empty()).then(|| {
+        format!(
+            "estimate not possible for {} table(s) without statistics (never analyzed, or a column added since the last ANALYZE): run ANALYZE {}",
+            analyze.len(),
+            list(&analyze)
+        )
+    });
+    let name_note = (!name_cols.is_empty()).then(|| {
+        format!(
+            "estimate not possible for {} (a column of type name, which the estimate cannot size)",
+            list(&name_cols)
+        )
+    });
+    if estimable.is_empty() {
+        if hidden > 0 {
+            let mut reason = format!(
                 "{hidden} table(s) above the size floor, but pg_stats hides their columns from role {user} (statistics are shown only for columns the role may SELECT)"
-            ),
-            Some(format!(
-                "GRANT pg_read_all_data TO {} (PostgreSQL 14+) or SELECT on the tables; or disable the check with bloat = {{ enabled = false }}",
-                quote_ident(user)
-            )),
-        );
+            );
+            if let Some(n) = &analyze_note {
+                reason.push_str(&format!("; {n}"));
+            }
+            return Measurement::unknown(
+                BLOAT,
+                reason,
+                Some(format!(
+                    "GRANT pg_read_all_data TO {} (PostgreSQL 14+) or SELECT on the tables; or disable the check with bloat = {{ enabled = false }}",
+                    quote_ident(user)
+                )),
+            );
+        }
+        if let Some(n) = analyze_note {
+            let tables: Vec<&str> = analyze.iter().map(|r| r.name.as_str()).collect();
+            return Measurement::unknown(
+                BLOAT,
+                format!("{n}; estimated {} ago", secs(age)),
+                Some(format!("ANALYZE {}", tables.join(", "))),
+            );
+        }
+        if let Some(n) = name_note {
+            return Measurement::verdict(BLOAT, Status::Ok, None, n);
+        }
     }
-    let obs = visible
+    let obs = estimable
         .iter()
         .filter(|r| r.real_size > 0.0)
         .map(|r| {
@@ -1305,6 +1360,12 @@ pub fn bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Me
             );
             if hidden > 0 {
                 d.push_str(&format!("; {hidden} table(s) not estimated (no SELECT)"));
+            }
+            if let Some(n) = &analyze_note {
+                d.push_str(&format!("; {n}"));
+            }
+            if let Some(n) = &name_note {
+                d.push_str(&format!("; {n}"));
             }
             Observation::new(r.bloat_size * 100.0 / r.real_size)
                 .floor(r.real_size)
@@ -2021,7 +2082,7 @@ mod tests {
             name: "public.big".into(),
             real_size: 500.0 * 1024.0 * 1024.0,
             bloat_size: 400.0 * 1024.0 * 1024.0,
-            visible: false,
+            na: Some("privilege".into()),
         }];
         let r = judge(&bloat(&rows, "mon", 0.0, &t));
         assert_eq!(r.status, Status::Unknown);
@@ -2031,12 +2092,63 @@ mod tests {
             r.message
         );
         let rows = vec![BloatRow {
-            visible: true,
+            na: None,
             ..rows[0].clone()
         }];
         let r = judge(&bloat(&rows, "mon", 600.0, &t));
         assert_eq!(r.status, Status::Critical);
         assert!(r.message.contains("estimated 10min ago"), "{}", r.message);
+    }
+
+    #[test]
+    fn bloat_without_statistics_says_run_analyze_not_grant() {
+        let t = CheckThresholds::builtin(spec(BLOAT));
+        let row = |name: &str, na: Option<&str>| BloatRow {
+            name: name.into(),
+            real_size: 500.0 * 1024.0 * 1024.0,
+            bloat_size: 400.0 * 1024.0 * 1024.0,
+            na: na.map(str::to_string),
+        };
+        for na in ["never_analyzed", "columns_not_analyzed"] {
+            let r = judge(&bloat(&[row("public.new", Some(na))], "mon", 0.0, &t));
+            assert_eq!(r.status, Status::Unknown, "{na}");
+            assert!(
+                r.message.contains("estimate not possible")
+                    && r.message.contains("run ANALYZE public.new"),
+                "{}",
+                r.message
+            );
+            assert!(
+                r.message.ends_with("fix: ANALYZE public.new"),
+                "{}",
+                r.message
+            );
+            assert!(!r.message.contains("GRANT"), "{}", r.message);
+        }
+        // A name column: said, never judged on a meaningless estimate.
+        let r = judge(&bloat(
+            &[row("public.n", Some("name_column"))],
+            "mon",
+            0.0,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Ok);
+        assert!(r.message.contains("a column of type name"), "{}", r.message);
+        // Next to an estimable table: judged on that one, the others noted.
+        let mut fine = row("public.ok", None);
+        fine.bloat_size = 0.0;
+        let r = judge(&bloat(
+            &[fine, row("public.new", Some("never_analyzed"))],
+            "mon",
+            0.0,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Ok);
+        assert!(
+            r.message.contains("run ANALYZE public.new"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]

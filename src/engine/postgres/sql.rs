@@ -268,24 +268,26 @@ pub const ARCHIVE_READY: &str = "/* dbwarden */ SELECT count(*)::float8 \
      FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'";
 
 /// Expensive: the classic table-bloat estimate (ioguix/pgsql-bloat-estimation) from
-/// pg_class and pg_stats, for tables of at least `$1` bytes. `visible` is false when
-/// pg_stats hides some columns from this role (no SELECT privilege), which makes the
-/// estimate meaningless for that table.
-pub const BLOAT: &str = r#"/* dbwarden */ SELECT name, real_size, bloat_size, visible
+/// pg_class and pg_stats, for tables of at least `$1` bytes. `na` (ioguix's `is_na`)
+/// says why the estimate is not possible for a table, NULL when it is: `privilege`
+/// (pg_stats hides columns this role may not SELECT), `never_analyzed` (no statistics at
+/// all), `columns_not_analyzed` (a column added since the last ANALYZE), `name_column`
+/// (a column of type name, which the estimate cannot size).
+pub const BLOAT: &str = r#"/* dbwarden */ SELECT name, real_size, bloat_size, na
 FROM (
   SELECT name, bs * tblpages AS real_size,
          CASE WHEN tblpages - est_tblpages_ff > 0 THEN (tblpages - est_tblpages_ff) * bs ELSE 0 END AS bloat_size,
-         visible
+         na
   FROM (
     SELECT ceil(reltuples / ((bs - page_hdr) * fillfactor / (tpl_size * 100))) + ceil(toasttuples / 4) AS est_tblpages_ff,
-           tblpages, bs, name, visible
+           tblpages, bs, name, na
     FROM (
       SELECT (4 + tpl_hdr_size + tpl_data_size + (2 * ma)
               - CASE WHEN tpl_hdr_size % ma = 0 THEN ma ELSE tpl_hdr_size % ma END
               - CASE WHEN ceil(tpl_data_size)::int % ma = 0 THEN ma ELSE ceil(tpl_data_size)::int % ma END
              ) AS tpl_size,
              heappages + toastpages AS tblpages, reltuples, toasttuples, bs, page_hdr, name,
-             fillfactor, visible
+             fillfactor, na
       FROM (
         SELECT format('%I.%I', ns.nspname, tbl.relname) AS name,
                tbl.reltuples::float8 AS reltuples,
@@ -298,8 +300,15 @@ FROM (
                24 AS page_hdr,
                23 + CASE WHEN max(coalesce(s.null_frac, 0)) > 0 THEN (7 + count(s.attname)) / 8 ELSE 0::int END AS tpl_hdr_size,
                sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::float8 AS tpl_data_size,
-               NOT (bool_or(att.atttypid = 'pg_catalog.name'::regtype)
-                    OR sum(CASE WHEN att.attnum > 0 THEN 1 ELSE 0 END) <> count(s.attname)) AS visible
+               CASE WHEN NOT bool_and(coalesce(has_column_privilege(tbl.oid, att.attnum, 'SELECT'), false))
+                      THEN 'privilege'
+                    WHEN tbl.reltuples::float8 < 0 OR (tbl.reltuples::float8 > 0 AND count(s.attname) = 0)
+                      THEN 'never_analyzed'
+                    WHEN tbl.reltuples::float8 > 0 AND count(s.attname) < count(*)
+                      THEN 'columns_not_analyzed'
+                    WHEN bool_or(att.atttypid = 'pg_catalog.name'::regtype)
+                      THEN 'name_column'
+               END AS na
         FROM pg_attribute att
         JOIN pg_class tbl ON att.attrelid = tbl.oid
         JOIN pg_namespace ns ON ns.oid = tbl.relnamespace
@@ -307,7 +316,7 @@ FROM (
                              AND s.inherited = false AND s.attname = att.attname
         LEFT JOIN pg_class toast ON tbl.reltoastrelid = toast.oid
         WHERE NOT att.attisdropped AND att.attnum > 0
-          AND tbl.relkind IN ('r', 'm') AND tbl.reltuples >= 0
+          AND tbl.relkind IN ('r', 'm')
           AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
           AND ns.nspname !~ '^pg_toast'
           AND (tbl.relpages::float8 + coalesce(toast.relpages, 0)) * current_setting('block_size')::float8 >= $1
