@@ -587,3 +587,63 @@ async fn bloat_without_statistics_says_run_analyze() {
     let _ = c.close().await;
     db.drop_db().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// stale_stats
+// ---------------------------------------------------------------------------------------
+
+/// A table analyzed a while ago that has just crossed its autoanalyze threshold is not
+/// stale yet (the old judgement, the age of the last analyze, said it was); it turns
+/// stale once it has been past the threshold for the warning time.
+#[tokio::test]
+async fn stale_stats_count_from_the_crossing() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let mut c = db.connect().await;
+    exec(
+        &mut c,
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, 20000) g;",
+    )
+    .await;
+    // On its own, after the insert's statistics are in (they count from commit).
+    exec(&mut c, "SELECT pg_stat_force_next_flush()").await;
+    exec(&mut c, "ANALYZE t").await;
+    let (_dir, t) = target(
+        &db.url,
+        r#"thresholds = { stale_stats = { warning = "2s", critical = "1h" } }"#,
+    );
+    let e = engine(&t);
+    let results = judge(&t, &run_round(&e, &t).await);
+    assert_eq!(find(&results, "stale_stats").status, Status::Ok);
+    // The last analyze grows older than the warning time before the table crosses.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    exec(&mut c, "UPDATE t SET v = 1 WHERE id <= 5000").await;
+    let _ = c.close().await;
+    let (report, results) = until(&e, &t, |rep, _| {
+        !observations(rep, "stale_stats").is_empty()
+    })
+    .await;
+    let o = observation(&report, "stale_stats", "table public.t");
+    assert!(o.value < 2.0, "{o:?}");
+    assert_eq!(
+        find(&results, "stale_stats").status,
+        Status::Ok,
+        "{}",
+        show(&results)
+    );
+    // Past the threshold for longer than the warning time: WARNING.
+    let (_, results) = until(&e, &t, |_, r| find(r, "stale_stats").status != Status::Ok).await;
+    let r = find(&results, "stale_stats");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message.starts_with("table public.t: ")
+            && r.message.contains(
+                "past the autoanalyze threshold (5000 rows modified since the last analyze"
+            ),
+        "{}",
+        r.message
+    );
+    e.close(Duration::from_secs(5)).await;
+    db.drop_db().await;
+}

@@ -127,13 +127,13 @@ pub const CHECKS: &[CheckSpec] = &[
     },
     CheckSpec {
         name: STALE_STATS,
-        label: "since the last analyze",
+        label: "past the autoanalyze threshold",
         unit: Unit::Seconds,
         direction: Direction::HigherIsWorse,
         warning: Some(86_400.0),
         critical: Some(7.0 * 86_400.0),
         floor: Some(10_000.0),
-        description: "tables modified past their autoanalyze threshold but not analyzed for long (pg_stat_user_tables.n_mod_since_analyze); floor in rows; cheap",
+        description: "how long tables have been past their autoanalyze threshold without an analyze (pg_stat_user_tables.n_mod_since_analyze vs autovacuum_analyze_threshold + scale factor × reltuples); PostgreSQL does not record the crossing, so the time counts from the first round that saw it (a restart starts again); floor in rows; cheap",
     },
     CheckSpec {
         name: REPLICATION_LAG,

@@ -335,8 +335,10 @@ impl TableRow {
         threshold + scale * self.reltuples.max(0.0)
     }
 
-    /// Whether autoanalyze should already have analyzed the table (its threshold, with
-    /// per-table overrides from the storage parameters).
+    /// Whether autoanalyze should already have analyzed the table: rows modified since the
+    /// last analyze past autovacuum_analyze_threshold + autovacuum_analyze_scale_factor ×
+    /// reltuples (per-table storage parameters first; reltuples -1 counts as 0), as
+    /// autovacuum computes it.
     pub fn needs_analyze(&self, threshold: f64, scale: f64) -> bool {
         let threshold = self
             .option("autovacuum_analyze_threshold")
@@ -346,7 +348,7 @@ impl TableRow {
             .option("autovacuum_analyze_scale_factor")
             .and_then(|v| v.parse().ok())
             .unwrap_or(scale);
-        self.mod_since_analyze > threshold + scale * self.live
+        self.mod_since_analyze > threshold + scale * self.reltuples.max(0.0)
     }
 }
 
@@ -1216,35 +1218,70 @@ pub fn dead_tuples(inst: &Instance, tables: &[TableRow], t: &CheckThresholds) ->
     Measurement::values(DEAD_TUPLES, obs)
 }
 
-/// `first_seen`: seconds since this engine first saw a never-analyzed table needing analyze
-/// (a never-analyzed table's staleness is otherwise unknown; a fresh bulk load is not stale).
+/// When each table was first seen past its autoanalyze threshold, per table oid, with the
+/// last analyze it had then: PostgreSQL does not record when a table crossed, so the
+/// engine keeps it between rounds (a restart starts the clocks again).
+pub type StaleSince = HashMap<i64, (Option<f64>, std::time::Instant)>;
+
+/// Updates `since` with this round's tables (a table past its threshold is remembered from
+/// the first round that saw it so; one analyzed since, or back below it, is forgotten)
+/// and returns the seconds each table has been past it, as of `now`.
+pub fn track_stale(
+    since: &mut StaleSince,
+    inst: &Instance,
+    tables: &[TableRow],
+    now: std::time::Instant,
+) -> HashMap<i64, f64> {
+    let mut next = StaleSince::with_capacity(since.len());
+    let mut out = HashMap::new();
+    for r in tables
+        .iter()
+        .filter(|r| r.needs_analyze(inst.analyze_threshold, inst.analyze_scale))
+    {
+        let at = match since.get(&r.relid) {
+            // Analyzed in between and past the threshold again: a new crossing.
+            Some((analyzed, at)) if *analyzed == r.last_analyze => *at,
+            _ => now,
+        };
+        next.insert(r.relid, (r.last_analyze, at));
+        out.insert(r.relid, now.saturating_duration_since(at).as_secs_f64());
+    }
+    *since = next;
+    out
+}
+
+/// Tables past their autoanalyze threshold, judged by how long they have been past it
+/// (`past`, from [`track_stale`]), not by the age of their last analyze: a table analyzed
+/// 8 days ago that has just crossed is not stale yet.
 pub fn stale_stats(
     inst: &Instance,
     tables: &[TableRow],
-    first_seen: &HashMap<i64, f64>,
+    past: &HashMap<i64, f64>,
     t: &CheckThresholds,
 ) -> Measurement {
-    let staleness = |r: &TableRow| match ago(r.now, r.last_analyze) {
-        Some(a) => (a, true),
-        None => (first_seen.get(&r.relid).copied().unwrap_or(0.0), false),
-    };
     let candidates = tables
         .iter()
         .filter(|r| r.needs_analyze(inst.analyze_threshold, inst.analyze_scale))
-        .map(|r| (staleness(r).0, Some(r.live + r.dead), r))
+        .map(|r| {
+            (
+                past.get(&r.relid).copied().unwrap_or(0.0),
+                Some(r.live + r.dead),
+                r,
+            )
+        })
         .collect();
     let obs = pick_worst(candidates, t.floor, false)
         .into_iter()
         .map(|(value, size, r)| {
-            let mut d = if staleness(r).1 {
-                format!("{} rows modified since", count(r.mod_since_analyze))
-            } else {
-                format!(
-                    "never analyzed, {} rows modified; waiting for ANALYZE for at least {}",
-                    count(r.mod_since_analyze),
-                    secs(value)
-                )
-            };
+            let mut d = format!(
+                "{} rows modified since the last analyze",
+                count(r.mod_since_analyze)
+            );
+            match ago(r.now, r.last_analyze) {
+                Some(a) => d.push_str(&format!(" {} ago", secs(a))),
+                None => d.push_str(" (never analyzed)"),
+            }
+            d.push_str(", time counted from the first round that saw it past the threshold");
             if r.autovacuum_disabled() {
                 d.push_str(", autovacuum disabled on this table");
             }
@@ -1851,37 +1888,71 @@ mod tests {
     }
 
     #[test]
-    fn stale_stats_follow_the_autoanalyze_threshold() {
+    fn stale_stats_count_from_the_crossing_not_the_last_analyze() {
+        use std::time::{Duration, Instant};
         let t = CheckThresholds::builtin(spec(STALE_STATS));
+        let day = 86_400.0;
+        // Analyzed 8 days ago, just crossed its threshold (50 + 10% of 100000).
         let mut a = table("public.a", 100_000.0, 0.0);
-        a.mod_since_analyze = 50_000.0;
-        a.last_analyze = Some(a.now - 3.0 * 86_400.0);
+        a.reltuples = 100_000.0;
+        a.mod_since_analyze = 20_000.0;
+        a.last_analyze = Some(a.now - 8.0 * day);
+        // Below its threshold, analyzed long ago: not a candidate.
         let mut b = table("public.b", 100_000.0, 0.0);
-        b.mod_since_analyze = 5_000.0; // below 50 + 10% of 100000
-        b.last_analyze = Some(b.now - 30.0 * 86_400.0);
-        let mut c = table("public.c", 100_000.0, 0.0);
-        c.relid = 3;
-        c.mod_since_analyze = 100_000.0;
-        let seen: HashMap<i64, f64> = [(3, 60.0)].into_iter().collect();
-        let m = stale_stats(&inst(), &[a, b, c], &seen, &t);
+        b.relid = 2;
+        b.reltuples = 100_000.0;
+        b.mod_since_analyze = 5_000.0;
+        b.last_analyze = Some(b.now - 30.0 * day);
+        let tables = vec![a.clone(), b];
+        let mut since = StaleSince::new();
+        let t0 = Instant::now();
+        let past = track_stale(&mut since, &inst(), &tables, t0);
+        let m = stale_stats(&inst(), &tables, &past, &t);
         let Outcome::Values(obs) = &m.outcome else {
             panic!("{m:?}")
         };
-        assert_eq!(obs.len(), 2);
+        assert_eq!(obs.len(), 1);
         let r = judge(&m);
-        assert_eq!(r.status, Status::Warning);
+        assert_eq!(r.status, Status::Ok, "{}", r.message);
         assert!(
             r.message
-                .starts_with("table public.a: 3d since the last analyze"),
+                .contains("20000 rows modified since the last analyze 8d ago"),
             "{}",
             r.message
         );
-        assert!(
-            obs[1]
-                .detail
-                .as_deref()
-                .is_some_and(|d| d.contains("never analyzed"))
-        );
+        // Two hours later: still OK; past one day: WARNING, past 7: CRITICAL.
+        for (after, status) in [
+            (2.0 * 3600.0, Status::Ok),
+            (day + 60.0, Status::Warning),
+            (7.0 * day + 60.0, Status::Critical),
+        ] {
+            let now = t0 + Duration::from_secs_f64(after);
+            let past = track_stale(&mut since, &inst(), &tables, now);
+            assert_eq!(past.get(&1), Some(&after));
+            assert_eq!(
+                judge(&stale_stats(&inst(), &tables, &past, &t)).status,
+                status
+            );
+        }
+        // Analyzed (a new last_analyze) and past the threshold again: the clock restarts.
+        let mut again = a.clone();
+        again.last_analyze = Some(a.now - 60.0);
+        let later = t0 + Duration::from_secs_f64(8.0 * day);
+        let past = track_stale(&mut since, &inst(), &[again.clone()], later);
+        assert_eq!(past.get(&1), Some(&0.0));
+        // Back below the threshold: forgotten.
+        let mut calm = again;
+        calm.mod_since_analyze = 0.0;
+        track_stale(&mut since, &inst(), &[calm], later);
+        assert!(since.is_empty());
+        // Never analyzed (reltuples -1): the threshold alone, and the message says so.
+        let mut fresh = table("public.fresh", 20_000.0, 0.0);
+        fresh.relid = 3;
+        fresh.reltuples = -1.0;
+        fresh.mod_since_analyze = 20_000.0;
+        let past = track_stale(&mut since, &inst(), &[fresh.clone()], later);
+        let r = judge(&stale_stats(&inst(), &[fresh], &past, &t));
+        assert!(r.message.contains("(never analyzed)"), "{}", r.message);
     }
 
     #[test]
