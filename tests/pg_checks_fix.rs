@@ -647,3 +647,69 @@ async fn stale_stats_count_from_the_crossing() {
     e.close(Duration::from_secs(5)).await;
     db.drop_db().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// seq_scans
+// ---------------------------------------------------------------------------------------
+
+/// `old` was read by 2000 sequential scans before its index was added (a lifetime ratio
+/// of over 90% forever after); since then only by the index: OK. `hot` is read
+/// sequentially between two rounds: WARNING.
+#[tokio::test]
+async fn seq_scans_judge_the_scans_between_rounds() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let mut c = db.connect().await;
+    exec(
+        &mut c,
+        "CREATE TABLE old (id int, v int);
+         CREATE TABLE hot (id int PRIMARY KEY, v int);
+         INSERT INTO old SELECT g, g FROM generate_series(1, 5000) g;
+         INSERT INTO hot SELECT g, g FROM generate_series(1, 5000) g;
+         ANALYZE old; ANALYZE hot;",
+    )
+    .await;
+    exec(
+        &mut c,
+        "DO $$ BEGIN FOR i IN 1..2000 LOOP PERFORM count(*) FROM old WHERE id = i; END LOOP; END $$",
+    )
+    .await;
+    exec(&mut c, "CREATE UNIQUE INDEX old_id ON old (id)").await;
+    exec(&mut c, "SELECT pg_stat_force_next_flush()").await;
+
+    let (_dir, t) = target(
+        &db.url,
+        r#"thresholds = { seq_scans = { min_rows = 1000 } }"#,
+    );
+    let e = engine(&t);
+    let (_, results) = until(&e, &t, |_, _| true).await;
+    let r = find(&results, "seq_scans");
+    assert_eq!(r.status, Status::Ok, "{}", show(&results));
+    assert!(r.message.contains("baseline pending"), "{}", r.message);
+
+    exec(
+        &mut c,
+        "SET enable_seqscan = off;
+         DO $$ BEGIN FOR i IN 1..200 LOOP PERFORM v FROM old WHERE id = i; END LOOP; END $$;
+         RESET enable_seqscan;
+         SET enable_indexscan = off; SET enable_bitmapscan = off;
+         DO $$ BEGIN FOR i IN 1..200 LOOP PERFORM v FROM hot WHERE id = i; END LOOP; END $$;",
+    )
+    .await;
+    exec(&mut c, "SELECT pg_stat_force_next_flush()").await;
+    let (report, results) = until(&e, &t, |_, r| find(r, "seq_scans").status != Status::Ok).await;
+    let r = find(&results, "seq_scans");
+    assert_eq!(r.status, Status::Warning, "{}", show(&results));
+    assert!(
+        r.message.starts_with(
+            "table public.hot: 100% of scans sequential (200 sequential scans reading 1000000 rows vs 0 index scans in the last"
+        ),
+        "{}",
+        r.message
+    );
+    let old = observation(&report, "seq_scans", "table public.old");
+    assert_eq!(old.value, 0.0, "{old:?}");
+    e.close(Duration::from_secs(5)).await;
+    let _ = c.close().await;
+    db.drop_db().await;
+}

@@ -203,7 +203,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(90.0),
         critical: None,
         floor: Some(100_000.0),
-        description: "share of sequential scans on large tables since the statistics were reset, a missing-index hint (pg_stat_user_tables); floor in rows; tables with fewer than 100 scans are not judged; cheap",
+        description: "share of sequential scans on large tables over the last hour (seq_scan/idx_scan increases between snapshots kept by the engine; baseline pending on the first round), a missing-index hint that clears within an hour of the index being added (pg_stat_user_tables); floor in rows; tables with fewer than 100 scans in the window are not judged; cheap",
     },
     CheckSpec {
         name: DEADLOCKS,

@@ -239,6 +239,7 @@ pub(super) fn decode_table(r: &PgRow, now: f64) -> Result<TableRow, sqlx::Error>
         del: num("del")?,
         seq_scan: num("seq_scan")?,
         idx_scan: r.try_get("idx_scan")?,
+        seq_tup_read: num("seq_tup_read")?,
         size: num("size")?,
         last_vacuum: r.try_get("last_vacuum")?,
         last_analyze: r.try_get("last_analyze")?,

@@ -15,8 +15,13 @@ use crate::health::{CheckThresholds, Measurement, Observation, Outcome, Status, 
 pub const XID_HORIZON: f64 = 2_147_483_648.0;
 /// At most this many offenders are carried per check (the worst first).
 pub const MAX_OBSERVATIONS: usize = 50;
-/// Tables scanned fewer times than this are not judged by `seq_scans`.
+/// Tables scanned fewer times than this (within the window) are not judged by `seq_scans`.
 pub const SEQ_SCAN_MIN_SCANS: f64 = 100.0;
+/// `seq_scans` judges the scans of (at least) the last hour, so it clears within an hour
+/// of the missing index being added.
+pub const SEQ_SCAN_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+/// A new snapshot of the scan counters is kept at most this often (bounded memory).
+pub const SEQ_SCAN_SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Settings, privileges and this database's counters (query `INSTANCE`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -290,6 +295,8 @@ pub struct TableRow {
     pub seq_scan: f64,
     /// `None`: the table has no index.
     pub idx_scan: Option<f64>,
+    /// Rows read by sequential scans.
+    pub seq_tup_read: f64,
     pub size: f64,
     pub last_vacuum: Option<f64>,
     pub last_analyze: Option<f64>,
@@ -1294,33 +1301,114 @@ pub fn stale_stats(
     Measurement::values(STALE_STATS, obs)
 }
 
-pub fn seq_scans(tables: &[TableRow], t: &CheckThresholds) -> Measurement {
+/// Snapshots of each table's scan counters (seq_scan, idx_scan, seq_tup_read), so
+/// `seq_scans` judges the scans of a recent window instead of lifetime counters, which
+/// never clear after the missing index is added.
+#[derive(Debug, Default)]
+pub struct ScanWindow {
+    snapshots: std::collections::VecDeque<(std::time::Instant, HashMap<i64, [f64; 3]>)>,
+}
+
+/// Per table: scan counter increases over `secs` seconds (the window).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanDeltas {
+    pub secs: f64,
+    pub tables: HashMap<i64, [f64; 3]>,
+}
+
+impl ScanWindow {
+    /// Records this round's counters and returns the increases since the oldest snapshot
+    /// kept: [`SEQ_SCAN_WINDOW`] or a little more once the daemon has run that long,
+    /// since the first round before (`None` on the very first round: baseline pending).
+    /// A table whose counters went backwards (statistics reset) has no delta until the
+    /// window passes its reset.
+    pub fn observe(&mut self, tables: &[TableRow], now: std::time::Instant) -> Option<ScanDeltas> {
+        let current: HashMap<i64, [f64; 3]> = tables
+            .iter()
+            .map(|r| {
+                (
+                    r.relid,
+                    [r.seq_scan, r.idx_scan.unwrap_or(0.0), r.seq_tup_read],
+                )
+            })
+            .collect();
+        let deltas = self.snapshots.front().map(|(at, old)| ScanDeltas {
+            secs: now.saturating_duration_since(*at).as_secs_f64(),
+            tables: current
+                .iter()
+                .filter_map(|(id, c)| {
+                    let o = old.get(id)?;
+                    (c.iter().zip(o).all(|(c, o)| c >= o))
+                        .then(|| (*id, [c[0] - o[0], c[1] - o[1], c[2] - o[2]]))
+                })
+                .collect(),
+        });
+        let due = self
+            .snapshots
+            .back()
+            .is_none_or(|(at, _)| now.saturating_duration_since(*at) >= SEQ_SCAN_SNAPSHOT_EVERY);
+        if due {
+            self.snapshots.push_back((now, current));
+        }
+        // Keep the newest snapshot at least a window old, and everything after it.
+        while self
+            .snapshots
+            .get(1)
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= SEQ_SCAN_WINDOW)
+        {
+            self.snapshots.pop_front();
+        }
+        deltas
+    }
+}
+
+/// Share of sequential scans on large tables over the recent window (`deltas`, from
+/// [`ScanWindow::observe`]); a table scanned fewer than [`SEQ_SCAN_MIN_SCANS`] times in
+/// it is not judged.
+pub fn seq_scans(
+    tables: &[TableRow],
+    deltas: Option<&ScanDeltas>,
+    t: &CheckThresholds,
+) -> Measurement {
+    let Some(deltas) = deltas else {
+        return Measurement::verdict(
+            SEQ_SCANS,
+            Status::Ok,
+            None,
+            "of scans sequential: baseline pending (judged from the scans between rounds, over up to an hour)",
+        );
+    };
     let candidates = tables
         .iter()
-        .filter(|r| r.seq_scan + r.idx_scan.unwrap_or(0.0) >= SEQ_SCAN_MIN_SCANS)
-        .map(|r| {
-            let share = r.seq_scan * 100.0 / (r.seq_scan + r.idx_scan.unwrap_or(0.0));
-            (share, Some(r.live), r)
+        .filter_map(|r| {
+            let d = deltas.tables.get(&r.relid)?;
+            (d[0] + d[1] >= SEQ_SCAN_MIN_SCANS)
+                .then(|| (d[0] * 100.0 / (d[0] + d[1]), Some(r.live), (r, *d)))
         })
         .collect();
     let obs = pick_worst(candidates, t.floor, false)
         .into_iter()
-        .map(|(value, live, r)| {
-            let d = match r.idx_scan {
+        .map(|(value, live, (r, d))| {
+            let mut det = match r.idx_scan {
                 None => format!(
-                    "{} sequential scans, the table has no index",
-                    count(r.seq_scan)
+                    "{} sequential scans reading {} rows in the last {}, the table has no index",
+                    count(d[0]),
+                    count(d[2]),
+                    secs(deltas.secs)
                 ),
-                Some(idx) => format!(
-                    "{} sequential vs {} index scans; a missing index?",
-                    count(r.seq_scan),
-                    count(idx)
+                Some(_) => format!(
+                    "{} sequential scans reading {} rows vs {} index scans in the last {}; a missing index?",
+                    count(d[0]),
+                    count(d[2]),
+                    count(d[1]),
+                    secs(deltas.secs)
                 ),
             };
+            det.push_str(&format!(", {} live rows", count(r.live)));
             Observation::new(value)
                 .floor(live.unwrap_or(0.0))
                 .subject(format!("table {}", r.name))
-                .detail(d)
+                .detail(det)
         })
         .collect();
     Measurement::values(SEQ_SCANS, obs)
@@ -2223,21 +2311,70 @@ mod tests {
     }
 
     #[test]
-    fn seq_scans_need_enough_scans_and_rows() {
+    fn seq_scans_judge_a_recent_window_and_clear_after_the_index() {
+        use std::time::{Duration, Instant};
         let t = CheckThresholds::builtin(spec(SEQ_SCANS));
-        let mut big = table("public.big", 1_000_000.0, 0.0);
-        big.seq_scan = 990.0;
-        big.idx_scan = Some(10.0);
+        let row = |seq: f64, idx: f64| {
+            let mut r = table("public.big", 1_000_000.0, 0.0);
+            r.seq_scan = seq;
+            r.idx_scan = Some(idx);
+            r.seq_tup_read = seq * 1_000_000.0;
+            r
+        };
         let mut few = table("public.few", 1_000_000.0, 0.0);
+        few.relid = 2;
+        let mut w = ScanWindow::default();
+        let t0 = Instant::now();
+        // First round: lifetime counters say 99% sequential, but there is no window yet.
+        let r = judge(&seq_scans(
+            &[row(990.0, 10.0)],
+            w.observe(&[row(990.0, 10.0), few.clone()], t0).as_ref(),
+            &t,
+        ));
+        assert_eq!(r.status, Status::Ok);
+        assert!(r.message.contains("baseline pending"), "{}", r.message);
+        // 200 sequential scans in the next minute: WARNING; the small-count table is not judged.
         few.seq_scan = 5.0;
-        let r = judge(&seq_scans(&[big, few], &t));
+        let now = t0 + Duration::from_secs(60);
+        let d = w.observe(&[row(1190.0, 10.0), few.clone()], now);
+        let m = seq_scans(&[row(1190.0, 10.0), few.clone()], d.as_ref(), &t);
+        let r = judge(&m);
         assert_eq!(r.status, Status::Warning);
         assert!(
-            r.message
-                .starts_with("table public.big: 99% of scans sequential"),
+            r.message.starts_with("table public.big: 100% of scans sequential (200 sequential scans reading 200000000 rows vs 0 index scans in the last 60s"),
             "{}",
             r.message
         );
+        let Outcome::Values(obs) = &m.outcome else {
+            panic!()
+        };
+        assert_eq!(obs.len(), 1);
+        // The index is added: only index scans from now on. Within an hour the window
+        // holds none of the old sequential scans, and the check clears, though the
+        // lifetime ratio (1190 of 3190) would still say 37%.
+        let mut seq = 1190.0;
+        let mut idx = 10.0;
+        let mut status = Status::Warning;
+        for minute in (6..=70).step_by(5) {
+            idx += 500.0;
+            let now = t0 + Duration::from_secs(60 * minute);
+            let d = w.observe(&[row(seq, idx)], now);
+            status = judge(&seq_scans(&[row(seq, idx)], d.as_ref(), &t)).status;
+            assert!(d.is_some_and(|d| d.secs <= 3600.0 + 300.0 + 60.0));
+        }
+        assert_eq!(status, Status::Ok);
+        let d = w.observe(&[row(seq, idx)], t0 + Duration::from_secs(60 * 75));
+        assert_eq!(
+            d.as_ref().and_then(|d| d.tables.get(&1)).map(|d| d[0]),
+            Some(0.0)
+        );
+        // A statistics reset (counters back to 0): no delta for that table, no alarm.
+        seq = 0.0;
+        idx = 0.0;
+        let d = w.observe(&[row(seq, idx)], t0 + Duration::from_secs(60 * 80));
+        assert_eq!(d.as_ref().map(|d| d.tables.contains_key(&1)), Some(false));
+        // Memory stays bounded: at most a window's worth of snapshots.
+        assert!(w.snapshots.len() <= 14, "{}", w.snapshots.len());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub(super) struct RoundState {
     tables: HashMap<i64, [f64; 3]>,
     /// Tables past their autoanalyze threshold: when this engine first saw them so.
     stale_since: probe::StaleSince,
+    /// Scan counters over the recent window (seq_scans).
+    scan_window: probe::ScanWindow,
     pub bloat: Option<Cached<Vec<BloatRow>>>,
     pub duplicates: Option<Cached<Vec<DuplicateGroup>>>,
     pub database_size: Option<Cached<f64>>,
@@ -228,6 +230,11 @@ impl PostgresEngine {
             Err(_) => HashMap::new(),
         };
 
+        let scan_deltas = match &tables {
+            Ok(rows) => st.scan_window.observe(rows, Instant::now()),
+            Err(_) => None,
+        };
+
         // As a standby: how long replay has stood at its current position (rounds only
         // see it move or stand; the first sighting of a position starts the clock).
         let replayed = activity
@@ -267,7 +274,7 @@ impl PostgresEngine {
                 checks::WRAPAROUND => act.map(|a| probe::wraparound(&inst, a)),
                 checks::DEAD_TUPLES => tab.map(|r| probe::dead_tuples(&inst, r, &t)),
                 checks::STALE_STATS => tab.map(|r| probe::stale_stats(&inst, r, &stale_for, &t)),
-                checks::SEQ_SCANS => tab.map(|r| probe::seq_scans(r, &t)),
+                checks::SEQ_SCANS => tab.map(|r| probe::seq_scans(r, scan_deltas.as_ref(), &t)),
                 checks::REPLICATION_LAG => {
                     act.map(|a| probe::replication_lag(&inst, a, stalled_for))
                 }

@@ -255,6 +255,7 @@ pub const TABLES: &str = r#"/* dbwarden */ SELECT
   s.n_tup_del::float8 AS del,
   coalesce(s.seq_scan, 0)::float8 AS seq_scan,
   s.idx_scan::float8 AS idx_scan,
+  coalesce(s.seq_tup_read, 0)::float8 AS seq_tup_read,
   c.relpages::float8 * current_setting('block_size')::float8 AS size,
   extract(epoch FROM greatest(s.last_vacuum, s.last_autovacuum))::float8 AS last_vacuum,
   extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8 AS last_analyze,
