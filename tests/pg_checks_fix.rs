@@ -713,3 +713,58 @@ async fn seq_scans_judge_the_scans_between_rounds() {
     let _ = c.close().await;
     db.drop_db().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// index_bloat
+// ---------------------------------------------------------------------------------------
+
+/// An index of a table whose rows were mostly deleted (autovacuum is off here), seen by
+/// a fresh ANALYZE: CRITICAL, naming the index and its table. The same index freshly
+/// built is not bloated.
+#[tokio::test]
+async fn index_bloat_finds_a_bloated_btree_index() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let mut c = db.connect().await;
+    exec(
+        &mut c,
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100000) g;
+         CREATE INDEX t_v ON t (v);
+         ANALYZE t;",
+    )
+    .await;
+    let (_dir, t) = target(
+        &db.url,
+        r#"thresholds = { index_bloat = { min_size = "1MB" } }"#,
+    );
+    let e = engine(&t);
+    let report = run_round(&e, &t).await;
+    let results = judge(&t, &report);
+    let r = find(&results, "index_bloat");
+    assert_eq!(r.status, Status::Ok, "{}", show(&results));
+    let fresh = observation(&report, "index_bloat", "index public.t_v");
+    assert!(fresh.value < 20.0, "{fresh:?}");
+    e.close(Duration::from_secs(5)).await;
+
+    exec(&mut c, "DELETE FROM t WHERE id % 10 <> 0").await;
+    exec(&mut c, "ANALYZE t").await;
+    let e = engine(&t);
+    let report = run_round(&e, &t).await;
+    let results = judge(&t, &report);
+    let r = find(&results, "index_bloat");
+    assert_eq!(r.status, Status::Critical, "{}", show(&results));
+    assert!(
+        r.message.contains("estimated index bloat (~")
+            && r.message
+                .contains("(on table public.t; REINDEX INDEX CONCURRENTLY to reclaim)"),
+        "{}",
+        r.message
+    );
+    let bloated = observation(&report, "index_bloat", "index public.t_v");
+    assert!(bloated.value > 75.0, "{bloated:?}");
+    observation(&report, "index_bloat", "index public.t_pkey");
+    e.close(Duration::from_secs(5)).await;
+    let _ = c.close().await;
+    db.drop_db().await;
+}

@@ -17,6 +17,7 @@ pub const CACHE_HIT: &str = "cache_hit";
 pub const WRAPAROUND: &str = "wraparound";
 pub const DEAD_TUPLES: &str = "dead_tuples";
 pub const BLOAT: &str = "bloat";
+pub const INDEX_BLOAT: &str = "index_bloat";
 pub const STALE_STATS: &str = "stale_stats";
 pub const REPLICATION_LAG: &str = "replication_lag";
 pub const REPLICATION_SLOTS: &str = "replication_slots";
@@ -124,6 +125,16 @@ pub const CHECKS: &[CheckSpec] = &[
         critical: Some(75.0),
         floor: Some(100.0 * MIB),
         description: "space beyond what the rows need, estimated from pg_class and pg_stats (the classic estimate; only columns the role may read have statistics; a table without statistics (never analyzed, a column added since) is not estimated: run ANALYZE); floor in bytes (min_size); expensive: runs every 30 min, the last result is reused in between",
+    },
+    CheckSpec {
+        name: INDEX_BLOAT,
+        label: "estimated index bloat",
+        unit: Unit::Percent,
+        direction: Direction::HigherIsWorse,
+        warning: Some(50.0),
+        critical: Some(75.0),
+        floor: Some(100.0 * MIB),
+        description: "btree index space beyond what its entries need at the index's fillfactor, estimated from pg_class and pg_stats (ioguix's btree estimate; an index whose table lacks statistics is not estimated: run ANALYZE); floor in bytes (min_size); expensive: runs every 30 min, the last result is reused in between",
     },
     CheckSpec {
         name: STALE_STATS,

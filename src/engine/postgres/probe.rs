@@ -369,6 +369,8 @@ pub struct BloatRow {
     /// is: `privilege`, `never_analyzed`, `columns_not_analyzed`, `name_column` (see
     /// [`super::sql::BLOAT`]).
     pub na: Option<String>,
+    /// For an index: its table.
+    pub table: Option<String>,
 }
 
 impl BloatRow {
@@ -1420,6 +1422,28 @@ pub fn seq_scans(
 /// ANALYZE to run (only when no table could be estimated; otherwise a note), and a column
 /// of type name is said once.
 pub fn bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Measurement {
+    bloat_estimate(BLOAT, "table", rows, user, age, t)
+}
+
+/// The btree index bloat estimate (`INDEX_BLOAT`), judged like [`bloat`].
+pub fn index_bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Measurement {
+    bloat_estimate(INDEX_BLOAT, "index", rows, user, age, t)
+}
+
+/// `kind`: "table" or "index" (the rows' subjects); an index row's ANALYZE is its table's.
+fn bloat_estimate(
+    check: &'static str,
+    kind: &str,
+    rows: &[BloatRow],
+    user: &str,
+    age: f64,
+    t: &CheckThresholds,
+) -> Measurement {
+    let kinds = if kind == "index" {
+        "index(es)"
+    } else {
+        "table(s)"
+    };
     let hidden = rows.iter().filter(|r| r.na_is("privilege")).count();
     let analyze: Vec<&BloatRow> = rows.iter().filter(|r| r.needs_analyze()).collect();
     let name_cols: Vec<&BloatRow> = rows.iter().filter(|r| r.na_is("name_column")).collect();
@@ -1431,11 +1455,26 @@ pub fn bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Me
         }
         names.join(", ")
     };
+    let list_tables = |v: &[&BloatRow]| {
+        let mut names: Vec<&str> = Vec::new();
+        for r in v {
+            let n = r.table.as_deref().unwrap_or(&r.name);
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        let more = names.len() > 3;
+        names.truncate(3);
+        if more {
+            names.push("…");
+        }
+        names.join(", ")
+    };
     let analyze_note = (!analyze.is_empty()).then(|| {
         format!(
-            "estimate not possible for {} table(s) without statistics (never analyzed, or a column added since the last ANALYZE): run ANALYZE {}",
+            "estimate not possible for {} {kinds} without statistics (never analyzed, or a column added since the last ANALYZE): run ANALYZE {}",
             analyze.len(),
-            list(&analyze)
+            list_tables(&analyze)
         )
     });
     let name_note = (!name_cols.is_empty()).then(|| {
@@ -1447,30 +1486,36 @@ pub fn bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Me
     if estimable.is_empty() {
         if hidden > 0 {
             let mut reason = format!(
-                "{hidden} table(s) above the size floor, but pg_stats hides their columns from role {user} (statistics are shown only for columns the role may SELECT)"
+                "{hidden} {kinds} above the size floor, but pg_stats hides their columns from role {user} (statistics are shown only for columns the role may SELECT)"
             );
             if let Some(n) = &analyze_note {
                 reason.push_str(&format!("; {n}"));
             }
             return Measurement::unknown(
-                BLOAT,
+                check,
                 reason,
                 Some(format!(
-                    "GRANT pg_read_all_data TO {} (PostgreSQL 14+) or SELECT on the tables; or disable the check with bloat = {{ enabled = false }}",
+                    "GRANT pg_read_all_data TO {} (PostgreSQL 14+) or SELECT on the tables; or disable the check with {check} = {{ enabled = false }}",
                     quote_ident(user)
                 )),
             );
         }
         if let Some(n) = analyze_note {
-            let tables: Vec<&str> = analyze.iter().map(|r| r.name.as_str()).collect();
+            let mut tables: Vec<&str> = Vec::new();
+            for r in &analyze {
+                let n = r.table.as_deref().unwrap_or(&r.name);
+                if !tables.contains(&n) {
+                    tables.push(n);
+                }
+            }
             return Measurement::unknown(
-                BLOAT,
+                check,
                 format!("{n}; estimated {} ago", secs(age)),
                 Some(format!("ANALYZE {}", tables.join(", "))),
             );
         }
         if let Some(n) = name_note {
-            return Measurement::verdict(BLOAT, Status::Ok, None, n);
+            return Measurement::verdict(check, Status::Ok, None, n);
         }
     }
     let obs = estimable
@@ -1483,8 +1528,13 @@ pub fn bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Me
                 bytes(r.real_size),
                 secs(age)
             );
+            if let Some(tbl) = &r.table {
+                d.push_str(&format!(
+                    " (on table {tbl}; REINDEX INDEX CONCURRENTLY to reclaim)"
+                ));
+            }
             if hidden > 0 {
-                d.push_str(&format!("; {hidden} table(s) not estimated (no SELECT)"));
+                d.push_str(&format!("; {hidden} {kinds} not estimated (no SELECT)"));
             }
             if let Some(n) = &analyze_note {
                 d.push_str(&format!("; {n}"));
@@ -1494,11 +1544,11 @@ pub fn bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Me
             }
             Observation::new(r.bloat_size * 100.0 / r.real_size)
                 .floor(r.real_size)
-                .subject(format!("table {}", r.name))
+                .subject(format!("{kind} {}", r.name))
                 .detail(d)
         })
         .collect();
-    Measurement::values(BLOAT, worst_first(obs, t.floor, false))
+    Measurement::values(check, worst_first(obs, t.floor, false))
 }
 
 pub fn duplicate_indexes(groups: &[DuplicateGroup], age: f64) -> Measurement {
@@ -2242,6 +2292,7 @@ mod tests {
             real_size: 500.0 * 1024.0 * 1024.0,
             bloat_size: 400.0 * 1024.0 * 1024.0,
             na: Some("privilege".into()),
+            table: None,
         }];
         let r = judge(&bloat(&rows, "mon", 0.0, &t));
         assert_eq!(r.status, Status::Unknown);
@@ -2267,6 +2318,7 @@ mod tests {
             real_size: 500.0 * 1024.0 * 1024.0,
             bloat_size: 400.0 * 1024.0 * 1024.0,
             na: na.map(str::to_string),
+            table: None,
         };
         for na in ["never_analyzed", "columns_not_analyzed"] {
             let r = judge(&bloat(&[row("public.new", Some(na))], "mon", 0.0, &t));
@@ -2305,6 +2357,71 @@ mod tests {
         assert_eq!(r.status, Status::Ok);
         assert!(
             r.message.contains("run ANALYZE public.new"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn index_bloat_names_the_index_its_table_and_the_fix() {
+        let t = CheckThresholds::builtin(spec(INDEX_BLOAT));
+        let mib = 1024.0 * 1024.0;
+        let row = |name: &str, bloat: f64, na: Option<&str>| BloatRow {
+            name: name.into(),
+            real_size: 200.0 * mib,
+            bloat_size: bloat * mib,
+            na: na.map(str::to_string),
+            table: Some("public.t".into()),
+        };
+        let r = judge(&index_bloat(
+            &[row("public.t_v", 180.0, None)],
+            "mon",
+            60.0,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Critical);
+        assert_eq!(
+            r.message,
+            "index public.t_v: 90% estimated index bloat (~180 MB of 200 MB reclaimable, estimated 60s ago (on table public.t; REINDEX INDEX CONCURRENTLY to reclaim)) (warning ≥ 50%, critical ≥ 75%)"
+        );
+        // Small indexes are below the floor.
+        let mut small = row("public.t_w", 9.0, None);
+        small.real_size = 10.0 * mib;
+        assert_eq!(
+            judge(&index_bloat(&[small], "mon", 0.0, &t)).status,
+            Status::Ok
+        );
+        // Without statistics: ANALYZE the table, not the index; no GRANT.
+        let r = judge(&index_bloat(
+            &[
+                row("public.t_v", 0.0, Some("never_analyzed")),
+                row("public.t_w", 0.0, Some("never_analyzed")),
+            ],
+            "mon",
+            0.0,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Unknown);
+        assert!(
+            r.message.ends_with("fix: ANALYZE public.t"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message.contains("2 index(es) without statistics"),
+            "{}",
+            r.message
+        );
+        // Hidden columns: the GRANT, naming this check's switch.
+        let r = judge(&index_bloat(
+            &[row("public.t_v", 0.0, Some("privilege"))],
+            "mon",
+            0.0,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Unknown);
+        assert!(
+            r.message.contains("index_bloat = { enabled = false }"),
             "{}",
             r.message
         );

@@ -53,6 +53,7 @@ pub(super) struct RoundState {
     /// Scan counters over the recent window (seq_scans).
     scan_window: probe::ScanWindow,
     pub bloat: Option<Cached<Vec<BloatRow>>>,
+    pub index_bloat: Option<Cached<Vec<BloatRow>>>,
     pub duplicates: Option<Cached<Vec<DuplicateGroup>>>,
     pub database_size: Option<Cached<f64>>,
     pub indexes: Option<Cached<IndexLists>>,
@@ -293,6 +294,9 @@ impl PostgresEngine {
                 checks::XMIN_HORIZON => act.map(|a| probe::xmin_horizon(&inst, a)),
                 checks::BLOAT => Ok(Cached::measure(&st.bloat, check, |rows, age| {
                     probe::bloat(rows, &inst.user, age, &t)
+                })),
+                checks::INDEX_BLOAT => Ok(Cached::measure(&st.index_bloat, check, |rows, age| {
+                    probe::index_bloat(rows, &inst.user, age, &t)
                 })),
                 checks::DUPLICATE_INDEXES => {
                     Ok(Cached::measure(&st.duplicates, check, |g, age| {

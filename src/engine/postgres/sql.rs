@@ -328,6 +328,72 @@ FROM (
 ) s4
 ORDER BY bloat_size DESC"#;
 
+/// Expensive: the btree index bloat estimate (after ioguix/pgsql-bloat-estimation's
+/// btree query), for indexes of at least `$1` bytes: the pages its entries need at the
+/// index's fillfactor (8-byte tuple header, 4 more for a null bitmap, data widths from
+/// pg_stats, MAXALIGN 8, 24-byte page header, 16 bytes of btree special space), against
+/// the pages it has. Column statistics come from the table's columns (or the index's own
+/// for expressions) without `pg_get_indexdef()`, which locks. `na` as in [`BLOAT`].
+pub const INDEX_BLOAT: &str = r#"/* dbwarden */ WITH idx AS (
+  SELECT ic.oid AS idxoid, i.indrelid, i.indkey, i.indnatts::int AS natts,
+         n.nspname, tc.relname AS tblname, ic.relname AS idxname,
+         format('%I.%I', n.nspname, ic.relname) AS name,
+         format('%I.%I', n.nspname, tc.relname) AS tbl,
+         ic.reltuples::float8 AS reltuples, ic.relpages::float8 AS relpages,
+         coalesce(substring(array_to_string(ic.reloptions, ' ') FROM 'fillfactor=([0-9]+)')::float8, 90) AS fillfactor
+  FROM pg_index i
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_class tc ON tc.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = tc.relnamespace
+  WHERE ic.relkind = 'i' AND i.indisvalid AND tc.relkind IN ('r', 'm')
+    AND ic.relam = (SELECT oid FROM pg_am WHERE amname = 'btree')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+    AND ic.relpages::float8 * current_setting('block_size')::float8 >= $1
+)
+SELECT name, tbl, real_size, bloat_size, na
+FROM (
+  SELECT name, tbl, bs * relpages AS real_size,
+         CASE WHEN relpages > est_pages THEN (relpages - est_pages) * bs ELSE 0 END AS bloat_size,
+         na
+  FROM (
+    SELECT name, tbl, bs, relpages, na,
+           1 + ceil(greatest(reltuples, 0) / floor((bs - 24 - 16) * fillfactor / (100 * (4 + tuple_width)))) AS est_pages
+    FROM (
+      SELECT name, tbl, bs, relpages, reltuples, fillfactor, na,
+             hdr + CASE WHEN hdr % 8 = 0 THEN 0 ELSE 8 - hdr % 8 END
+             + data_width + CASE WHEN ceil(data_width)::int % 8 = 0 THEN 0 ELSE 8 - ceil(data_width)::int % 8 END
+               AS tuple_width
+      FROM (
+        SELECT idx.name, idx.tbl, idx.relpages, idx.reltuples, idx.fillfactor,
+               current_setting('block_size')::float8 AS bs,
+               CASE WHEN max(coalesce(s.null_frac, 0)) = 0 THEN 8 ELSE 12 END AS hdr,
+               sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 1024))::float8 AS data_width,
+               CASE WHEN NOT bool_and(coalesce(CASE WHEN ta.attnum IS NOT NULL
+                                                    THEN has_column_privilege(idx.indrelid, ta.attnum, 'SELECT')
+                                                    ELSE has_table_privilege(idx.indrelid, 'SELECT') END, false))
+                      THEN 'privilege'
+                    WHEN idx.reltuples < 0 OR (idx.reltuples > 0 AND count(s.attname) = 0)
+                      THEN 'never_analyzed'
+                    WHEN idx.reltuples > 0 AND count(s.attname) < idx.natts
+                      THEN 'columns_not_analyzed'
+                    WHEN bool_or(coalesce(ta.atttypid, ia.atttypid) = 'pg_catalog.name'::regtype)
+                      THEN 'name_column'
+               END AS na
+        FROM idx
+        CROSS JOIN LATERAL generate_series(1, idx.natts) AS k(pos)
+        LEFT JOIN pg_attribute ta ON idx.indkey[k.pos - 1] <> 0
+                                 AND ta.attrelid = idx.indrelid AND ta.attnum = idx.indkey[k.pos - 1]
+        LEFT JOIN pg_attribute ia ON ia.attrelid = idx.idxoid AND ia.attnum = k.pos
+        LEFT JOIN pg_stats s ON s.schemaname = idx.nspname AND NOT s.inherited
+                            AND ((ta.attname IS NOT NULL AND s.tablename = idx.tblname AND s.attname = ta.attname)
+                              OR (ta.attname IS NULL AND s.tablename = idx.idxname AND s.attname = ia.attname))
+        GROUP BY idx.idxoid, idx.name, idx.tbl, idx.relpages, idx.reltuples, idx.fillfactor, idx.natts
+      ) s1
+    ) s2
+  ) s3
+) s4
+ORDER BY bloat_size DESC"#;
+
 /// Expensive: exact duplicate indexes (same table, access method, columns, operator
 /// classes, collations, per-column options (ASC/DESC, NULLS FIRST/LAST), NULLS NOT
 /// DISTINCT (15+), expressions and predicate). The first of each group is the one to
