@@ -42,7 +42,7 @@ async fn scalar_i32(conn: &mut PgConnection, sql: &str) -> i32 {
 /// A target named "pg" for `url`, with `extra` inside its `[[target]]` table, loaded the
 /// way the daemon loads a config file.
 fn target(url: &str, extra: &str) -> (tempfile::TempDir, Target) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let path = dir.path().join("dbwarden.toml");
     let body = format!(
         r#"[daemon]
@@ -64,9 +64,12 @@ schedule = "@every 30s"
 "#,
         dir.path().display()
     );
-    std::fs::write(&path, body).unwrap();
+    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
     let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    let t = config.target("pg").cloned().unwrap();
+    let t = config
+        .target("pg")
+        .cloned()
+        .unwrap_or_else(|| panic!("target pg missing"));
     (dir, t)
 }
 
@@ -142,7 +145,7 @@ async fn until_waiting(admin: &mut PgConnection, pid: i32) {
         .bind(pid)
         .fetch_one(&mut *admin)
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("pg_stat_activity: {e}"));
         if waiting {
             return;
         }
@@ -406,7 +409,7 @@ async fn invalid_indexes_leave_partitioned_builds_alone() {
     )
     .fetch_one(&mut c)
     .await
-    .unwrap();
+    .unwrap_or_else(|e| panic!("pg_index: {e}"));
     assert!(!valid, "the partitioned index must still be invalid here");
 
     let (_dir, t) = target(&db.url, "");

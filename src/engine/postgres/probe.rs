@@ -327,7 +327,7 @@ impl TableRow {
     }
 
     /// How many dead rows make autovacuum vacuum this table: autovacuum_vacuum_threshold
-    /// + autovacuum_vacuum_scale_factor × reltuples, the per-table storage parameters
+    /// plus autovacuum_vacuum_scale_factor × reltuples, the per-table storage parameters
     /// overriding the global settings (as autovacuum computes it; reltuples -1, never
     /// vacuumed or analyzed, counts as 0).
     pub fn vacuum_trigger(&self, threshold: f64, scale: f64) -> f64 {
