@@ -158,6 +158,8 @@ impl Drop for TestDb {
 /// daemon loads it: a TOML file through `dbwarden::config::load`. `disk_space` is judged
 /// at 99% / 100% here: these tests are about the database, and a build machine's disk
 /// may well be over the built-in 85% (the disk_space tests set their own thresholds).
+/// `settings` is off: the shared test server runs with autovacuum off, which that check
+/// reports (tests/pg_checks_new.rs tests it).
 fn config(targets: &str) -> (tempfile::TempDir, Config) {
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
@@ -170,6 +172,7 @@ history = "sqlite://{}/history.db"
 
 [thresholds]
 disk_space = {{ warning = "99%", critical = "100%" }}
+settings = {{ enabled = false }}
 
 {targets}
 

@@ -30,7 +30,9 @@ mod conn;
 mod decode;
 mod disk;
 mod probe;
+mod probe_server;
 mod round;
+mod slow_server;
 mod sql;
 
 use std::str::FromStr;
