@@ -412,3 +412,70 @@ async fn an_inactive_slot_alarms_after_the_threshold() {
     let s = find(&judge(&t, &later), "replication_slots").clone();
     assert!(!s.message.contains("unreserved"), "{}", s.message);
 }
+
+// ---------------------------------------------------------------------------------------
+// Version-chosen SQL
+// ---------------------------------------------------------------------------------------
+
+/// Every version branch's text runs on the real server: the 16 and 17 columns (slots'
+/// `conflicting`, `invalidation_reason`, `inactive_since`; `pg_stat_checkpointer`) come
+/// from views in a schema searched before pg_catalog, standing in for a newer release.
+#[tokio::test]
+async fn every_version_branch_of_the_sql_runs() {
+    let Some(admin) = common::pg::pg_url() else {
+        return;
+    };
+    let db = common::pg::PgDb::create(&admin).await;
+    let mut c = db.connect().await;
+    exec(
+        &mut c,
+        "CREATE SCHEMA newer;
+         CREATE VIEW newer.pg_replication_slots AS
+           SELECT s.*, true AS conflicting, 'rows_removed'::text AS invalidation_reason,
+                  now() - interval '2 hours' AS inactive_since
+           FROM pg_catalog.pg_replication_slots s;
+         CREATE VIEW newer.pg_stat_checkpointer AS
+           SELECT checkpoints_timed AS num_timed, checkpoints_req AS num_requested
+           FROM pg_catalog.pg_stat_bgwriter;
+         SELECT pg_create_physical_replication_slot('dbw_test_branch_' || current_database(), false);
+         SET search_path = newer, pg_catalog, public;",
+    )
+    .await;
+    let statements = dbwarden::engine::postgres::bench_support::versioned_statements();
+    assert_eq!(statements.len(), 6);
+    let mut texts = std::collections::HashSet::new();
+    for (name, version, sql) in &statements {
+        texts.insert(*sql);
+        let row = sqlx::query(AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut c)
+            .await;
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => panic!("{name} for {version}: {e}"),
+        };
+        if *name == "ACTIVITY" {
+            use sqlx::Row;
+            let slots: Option<String> = row.try_get("slots_json").unwrap_or(None);
+            let slots = slots.unwrap_or_default();
+            assert!(slots.contains("dbw_test_branch_"), "{slots}");
+            match version {
+                170_000 => assert!(slots.contains("\"rows_removed\""), "{slots}"),
+                160_000 => assert!(
+                    slots.contains("\"conflicting\":true")
+                        && slots.contains("\"invalidation_reason\":null"),
+                    "{slots}"
+                ),
+                _ => assert!(slots.contains("\"conflicting\":null"), "{slots}"),
+            }
+        }
+    }
+    // Three slot variants and two checkpoint views: five distinct texts.
+    assert_eq!(texts.len(), 5);
+    exec(
+        &mut c,
+        "SELECT pg_drop_replication_slot('dbw_test_branch_' || current_database())",
+    )
+    .await;
+    let _ = c.close().await;
+    db.drop_db().await;
+}
