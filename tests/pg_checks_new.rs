@@ -479,3 +479,49 @@ async fn every_version_branch_of_the_sql_runs() {
     let _ = c.close().await;
     db.drop_db().await;
 }
+
+/// `wal_status = unreserved` cannot be provoked on the shared servers without changing
+/// max_slot_wal_keep_size (a server setting): the target's database gets a view standing
+/// in for pg_replication_slots (its search_path puts it before pg_catalog) that reports
+/// this test's real slot as unreserved, so the real round turns CRITICAL naming it, and
+/// the same slot reported as reserved is judged on its bytes only.
+#[tokio::test]
+async fn an_unreserved_slot_is_critical_through_the_real_round() {
+    let Some(admin) = common::pg::pg_url() else {
+        return;
+    };
+    let db = common::pg::PgDb::create(&admin).await;
+    let slot = unique("dbw_test_unres");
+    let mut c = db.connect().await;
+    exec(
+        &mut c,
+        &format!(
+            "CREATE SCHEMA newer;
+             CREATE VIEW newer.pg_replication_slots AS
+               SELECT slot_name, plugin, slot_type, datoid, database, temporary, active,
+                      active_pid, xmin, catalog_xmin, restart_lsn, confirmed_flush_lsn,
+                      CASE WHEN slot_name = '{slot}' THEN 'unreserved' ELSE wal_status END AS wal_status,
+                      safe_wal_size, two_phase
+               FROM pg_catalog.pg_replication_slots;
+             ALTER DATABASE {} SET search_path = newer, pg_catalog, public;
+             SELECT pg_create_physical_replication_slot('{slot}', false);",
+            db.name
+        ),
+    )
+    .await;
+    let (r, _) = checked(&db.url, "", "replication_slots").await;
+    exec(
+        &mut c,
+        &format!("SELECT pg_drop_replication_slot('{slot}')"),
+    )
+    .await;
+    let _ = c.close().await;
+    db.drop_db().await;
+    assert_eq!(r.status, Status::Critical, "{}", r.message);
+    assert!(
+        r.message
+            .contains(&format!("slot '{slot}': wal_status unreserved")),
+        "{}",
+        r.message
+    );
+}

@@ -331,7 +331,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(85.0),
         critical: Some(95.0),
         floor: None,
-        description: "every sequence of this database (serial and identity included, owned or not) by the share of its range used, the owning column's type included, named with its owning column (pg_sequences, pg_depend); cycling sequences are not judged; needs SELECT or USAGE on the sequences; runs every 5 min",
+        description: "every sequence of this database (serial and identity included, owned or not) by the share of its range used, the owning column's type included, named with its owning column (pg_sequences, pg_depend); cycling sequences are not judged; needs SELECT or USAGE on the sequences; reading a sequence's state waits (up to lock_timeout) for a sequence locked by ALTER SEQUENCE in an open transaction, which makes only this check UNKNOWN until its next run; runs every 5 min",
     },
     CheckSpec {
         name: WAL_VOLUME,

@@ -71,7 +71,7 @@ pub(super) struct RoundState {
     /// Checkpoint counters and WAL state, one sample per [`super::CATALOG_INTERVAL`].
     pub wal: Vec<probe_server::WalSample>,
     /// Why the last WAL/checkpoint sample failed, if it did.
-    pub wal_error: Option<super::decode::ProbeError>,
+    pub wal_error: Option<(Instant, super::decode::ProbeError)>,
 }
 
 impl PostgresEngine {
@@ -243,9 +243,11 @@ impl PostgresEngine {
         st.counters = Some(inst.counters);
         let checksum_ms = probe_server::checksum_failures(&inst, st.checksum_failures);
         st.checksum_failures = inst.server.checksum_failures;
-        let no_slots = Vec::new();
-        let slots = activity.as_ref().map(|a| &a.slots).unwrap_or(&no_slots);
-        let inactive = probe_server::inactive_for(slots, &mut st.slots_inactive, Instant::now());
+        // A failed activity probe says nothing about slots: keep their first-seen times.
+        let inactive = match &activity {
+            Ok(a) => probe_server::inactive_for(&a.slots, &mut st.slots_inactive, Instant::now()),
+            Err(_) => Vec::new(),
+        };
 
         let now = Instant::now();
         let first_seen: HashMap<i64, f64> = match &tables {
@@ -345,11 +347,11 @@ impl PostgresEngine {
                     }))
                 }
                 checks::WAL_VOLUME => Ok(match &st.wal_error {
-                    Some(e) => e.measurement(check),
+                    Some((_, e)) => e.measurement(check),
                     None => probe_server::wal_volume(&st.wal, &inst.user, inst.monitor),
                 }),
                 checks::CHECKPOINTS => Ok(match &st.wal_error {
-                    Some(e) => e.measurement(check),
+                    Some((_, e)) => e.measurement(check),
                     None => probe_server::checkpoints(&st.wal),
                 }),
                 checks::DATABASE_SIZE => Ok(Cached::measure(&st.database_size, check, |s, age| {

@@ -56,11 +56,13 @@ impl PostgresEngine {
                 result,
             });
         }
-        let due = st
-            .wal
-            .last()
-            .is_none_or(|s| s.at.elapsed() >= CATALOG_INTERVAL)
-            || st.wal_error.as_ref().is_some_and(|e| e.transient);
+        // A failure is kept for the interval too, so a failing probe is not retried every
+        // round (a cancelled one is).
+        let last = match &st.wal_error {
+            Some((at, e)) => (!e.transient).then_some(*at),
+            None => st.wal.last().map(|s| s.at),
+        };
+        let due = last.is_none_or(|at| at.elapsed() >= CATALOG_INTERVAL);
         if !wal || !due {
             return;
         }
@@ -68,7 +70,10 @@ impl PostgresEngine {
         let row = match sqlx::query(text).fetch_one(&mut *conn).await {
             Ok(row) => row,
             Err(e) => {
-                st.wal_error = Some(probe_error(&e, "the checkpoint probe", user));
+                st.wal_error = Some((
+                    Instant::now(),
+                    probe_error(&e, "the checkpoint probe", user),
+                ));
                 return;
             }
         };
@@ -98,7 +103,7 @@ impl PostgresEngine {
                 st.wal.push(s);
                 probe_server::keep_window(&mut st.wal, now);
             }
-            Err(e) => st.wal_error = Some(probe_error(&e, "the checkpoint probe", user)),
+            Err(e) => st.wal_error = Some((now, probe_error(&e, "the checkpoint probe", user))),
         }
     }
 }
