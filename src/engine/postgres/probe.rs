@@ -50,6 +50,7 @@ pub struct Instance {
     pub counters: DbCounters,
     pub db_connlimit: f64,
     pub role_connlimit: f64,
+    pub server: super::probe_server::ServerFacts,
 }
 
 /// Lifetime counters of pg_stat_database for this database.
@@ -197,6 +198,9 @@ pub struct Standby {
     pub replay_age: Option<f64>,
     pub receiver: Option<String>,
     pub sender: Option<String>,
+    /// The WAL receiver's pid: visible without pg_read_all_stats, unlike its status.
+    #[serde(default)]
+    pub receiver_pid: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -209,6 +213,15 @@ pub struct Slot {
     pub retained: Option<f64>,
     pub xmin_age: Option<f64>,
     pub catalog_xmin_age: Option<f64>,
+    /// 16+: a logical slot invalidated by a conflict with recovery.
+    #[serde(default)]
+    pub conflicting: Option<bool>,
+    /// 17+: why the slot was invalidated.
+    #[serde(default)]
+    pub invalidation_reason: Option<String>,
+    /// 17+: seconds since `inactive_since`.
+    #[serde(default)]
+    pub inactive_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -272,6 +285,8 @@ pub struct Activity {
     pub slots: Vec<Slot>,
     pub prepared: Vec<Prepared>,
     pub archiver: Option<Archiver>,
+    /// Sessions of this database by transaction age (`long_transaction`).
+    pub xacts: Vec<IdleSession>,
 }
 
 /// The `INDEXES` query's row (slower cadence).
@@ -1607,6 +1622,7 @@ mod tests {
             replay_age: Some(age),
             receiver: receiver.map(str::to_string),
             sender: None,
+            receiver_pid: None,
         }
     }
 
