@@ -27,6 +27,7 @@ Examples:
   dbwarden jobs                               jobs and their next fire times
   dbwarden run-job health                     run a job now and print its result
   dbwarden check --format json                one health round; exit 0/1/2/3 (Nagios)
+  dbwarden alert test --channel ops-slack     send a test alert; exit 1 on failure
   dbwarden silence add -t orders --for 2h --reason \"upgrade\"
   dbwarden status                             undelivered alerts, active silences
 
@@ -90,6 +91,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Alert channels.
+    Alert {
+        #[command(subcommand)]
+        action: AlertAction,
+    },
     /// Mute a target's notifications for a while. Silences are stored in the history
     /// store, so they survive a restart and every agent sharing the store obeys them; they
     /// always expire. Status changes are still recorded while silenced.
@@ -122,6 +128,18 @@ pub enum ConfigAction {
     Show {
         /// The config file (same as -c).
         file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertAction {
+    /// Send a test notification through one channel and print success or the exact error
+    /// (DNS, TLS, authentication, HTTP status and body). Exit 0 when it was delivered,
+    /// 1 when it was not, 2 for a config problem or an unknown channel.
+    Test {
+        /// The channel's name, as in [[channel]] name = "...".
+        #[arg(long, value_name = "NAME")]
+        channel: String,
     },
 }
 
@@ -261,9 +279,73 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             )
             .await
         }
+        Command::Alert {
+            action: AlertAction::Test { channel },
+        } => alert_test(&path_of(&cli.config, None), &channel).await,
         Command::Silence { action } => silence(&path_of(&cli.config, None), action).await,
         Command::Status { format } => status(&path_of(&cli.config, None), format).await,
         Command::Completions { .. } | Command::Manpage => Ok(0),
+    }
+}
+
+/// `dbwarden alert test --channel NAME`.
+async fn alert_test(path: &std::path::Path, name: &str) -> anyhow::Result<i32> {
+    use crate::alerts::channel::{Channels, test_notification};
+    use crate::alerts::{Deliver, DeliveryError};
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let channels = match Channels::from_config(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dbwarden: {e}");
+            return Ok(2);
+        }
+    };
+    let Some(kind) = channels.get(name).map(|c| c.kind()) else {
+        let names: Vec<&str> = channels.names().collect();
+        if names.is_empty() {
+            eprintln!(
+                "dbwarden: no channel named \"{}\": {} has no [[channel]]",
+                escape(name),
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "dbwarden: no channel named \"{}\"; configured: {}",
+                escape(name),
+                names.join(", ")
+            );
+        }
+        return Ok(2);
+    };
+    let n = test_notification(&crate::store::agent_name(), Utc::now());
+    match channels.send(name, &n).await {
+        Ok(()) => {
+            println!(
+                "sent a test notification to channel \"{name}\" ({kind}), key {}",
+                n.key
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            let (what, after) = match &e {
+                DeliveryError::Retry { after, .. } => ("the daemon would retry", *after),
+                DeliveryError::Permanent { .. } => {
+                    ("retrying will not help until it is fixed", None)
+                }
+            };
+            eprintln!("dbwarden: channel \"{name}\" ({kind}) failed: {e}");
+            match after {
+                Some(a) => eprintln!(
+                    "({what}; the receiver asks to wait {})",
+                    humantime::format_duration(a)
+                ),
+                None => eprintln!("({what})"),
+            }
+            Ok(1)
+        }
     }
 }
 

@@ -29,6 +29,12 @@ const CHECKS: &[&str] = &[
     "mysql_slow_queries",
     "mysql_history_list",
     "mysql_fragmentation",
+    "mysql_auto_increment",
+    "mysql_long_transaction",
+    "mysql_connection_errors",
+    "mysql_tmp_disk_tables",
+    "mysql_binlog_space",
+    "mysql_cluster",
 ];
 
 fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
@@ -273,7 +279,11 @@ fn assert_round_ok(results: &[CheckResult], first: bool) {
         let r = result(results, check);
         let delta = matches!(
             *check,
-            "mysql_deadlocks" | "mysql_slow_queries" | "mysql_buffer_pool_hit"
+            "mysql_deadlocks"
+                | "mysql_slow_queries"
+                | "mysql_buffer_pool_hit"
+                | "mysql_connection_errors"
+                | "mysql_tmp_disk_tables"
         );
         if first || !delta {
             assert_eq!(r.status, Status::Ok, "{check}: {}", r.message);
@@ -345,7 +355,12 @@ async fn server_level_checks_can_be_left_to_another_target() {
         let server_checks: Vec<&str> = CHECKS
             .iter()
             .copied()
-            .filter(|c| !matches!(*c, "connectivity" | "mysql_fragmentation"))
+            .filter(|c| {
+                !matches!(
+                    *c,
+                    "connectivity" | "mysql_fragmentation" | "mysql_auto_increment"
+                )
+            })
             .collect();
         let report = engine
             .health(
@@ -360,10 +375,12 @@ async fn server_level_checks_can_be_left_to_another_target() {
             report.server_checks
         );
         let results = judge(&other, &report);
-        for check in CHECKS
-            .iter()
-            .filter(|c| !matches!(**c, "connectivity" | "mysql_fragmentation"))
-        {
+        for check in CHECKS.iter().filter(|c| {
+            !matches!(
+                **c,
+                "connectivity" | "mysql_fragmentation" | "mysql_auto_increment"
+            )
+        }) {
             let r = result(&results, check);
             assert_eq!(r.status, Status::Ok, "{check}");
             assert_eq!(r.value, None, "{check}");
@@ -477,6 +494,8 @@ async fn healthy_database_is_ok_on_the_first_round() {
             "mysql_buffer_pool_hit",
             "mysql_deadlocks",
             "mysql_slow_queries",
+            "mysql_connection_errors",
+            "mysql_tmp_disk_tables",
         ] {
             let r = result(&results, delta);
             assert!(

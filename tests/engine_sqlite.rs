@@ -158,3 +158,138 @@ async fn cancelling_a_run_interrupts_only_its_own_integrity_check() {
     assert!(!scope_b.is_cancelled());
     e.close(Duration::from_secs(5)).await;
 }
+
+/// The target "app" for the WAL-mode database at `path`, with `sqlite_wal_size` warning
+/// at 1 MB (so a test need not write hundreds of megabytes).
+fn wal_target(dir: &Path, path: &Path) -> Target {
+    let config = dir.join("wal.toml");
+    let body = format!(
+        "[daemon]\nhistory = \"sqlite://{0}/h.db\"\n\n\
+         [[target]]\nname = \"app\"\nurl = \"sqlite://{1}\"\n\
+         thresholds = {{ sqlite_wal_size = {{ warning = \"1MB\", critical = \"1GB\" }} }}\n\n\
+         [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 30s\"\n",
+        dir.display(),
+        path.display()
+    );
+    std::fs::write(&config, body).unwrap_or_else(|e| panic!("{e}"));
+    let config = dbwarden::config::load(&config).unwrap_or_else(|e| panic!("{e}"));
+    match config.target("app") {
+        Some(t) => t.clone(),
+        None => panic!("no target app"),
+    }
+}
+
+async fn exec(c: &mut SqliteConnection, sql: &str) {
+    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut *c)
+        .await
+    {
+        panic!("{sql}: {e}");
+    }
+}
+
+/// `sqlite_wal_size` of one round: (status, value, message).
+async fn wal_result(e: &Engine, t: &Target) -> (Status, f64, String) {
+    let report = e
+        .health(t, &HealthOptions::default(), &RunScope::default())
+        .await;
+    let m = match report
+        .measurements
+        .iter()
+        .find(|m| m.check == "sqlite_wal_size")
+    {
+        Some(m) => m,
+        None => panic!("no sqlite_wal_size in {report:?}"),
+    };
+    let spec = match dbwarden::engine::catalog::spec(m.check) {
+        Some(s) => s,
+        None => panic!("sqlite_wal_size not in the catalogue"),
+    };
+    let r = dbwarden::health::evaluate(m, spec, &t.thresholds_for(spec));
+    (r.status, r.value.unwrap_or(f64::NAN), r.message)
+}
+
+/// `sqlite_wal_size` judges the WAL not yet checkpointed, not the -wal file: after one big
+/// transaction that the application checkpointed, the file stays large and the check is
+/// OK; behind a reader holding an old snapshot, checkpoints cannot finish and the value
+/// grows with every write. The engine itself never checkpoints.
+#[tokio::test]
+async fn wal_size_is_the_wal_not_yet_checkpointed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("app.db");
+    let wal_file = || std::fs::metadata(dir.path().join("app.db-wal")).map_or(0, |m| m.len());
+    let mut app = connect(&path, true).await;
+    exec(&mut app, "PRAGMA journal_mode = WAL").await;
+    exec(&mut app, "CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)").await;
+    // One big transaction (~4 MB of pages), then the application's own checkpoint.
+    exec(
+        &mut app,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) \
+         INSERT INTO t(b) SELECT randomblob(1000) FROM n",
+    )
+    .await;
+    exec(&mut app, "PRAGMA wal_checkpoint(PASSIVE)").await;
+    let big = wal_file();
+    assert!(big > 4_000_000, "-wal file {big}");
+
+    let t = wal_target(dir.path(), &path);
+    let e = Engine::open(&t).unwrap_or_else(|e| panic!("{e}"));
+    let (status, value, message) = wal_result(&e, &t).await;
+    assert_eq!((status, value), (Status::Ok, 0.0), "{message}");
+    assert_eq!(wal_file(), big, "the -wal file keeps its high-water mark");
+
+    // With the application's automatic checkpoints off, its writes stay in the WAL; the
+    // engine reads the backlog round after round without checkpointing it away.
+    exec(&mut app, "PRAGMA wal_autocheckpoint = 0").await;
+    exec(
+        &mut app,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) \
+         INSERT INTO t(b) SELECT randomblob(1000) FROM n",
+    )
+    .await;
+    let (_, pending, message) = wal_result(&e, &t).await;
+    assert!(pending > 300_000.0, "{message}");
+    let (_, again, message) = wal_result(&e, &t).await;
+    assert_eq!(again, pending, "the engine must not checkpoint: {message}");
+    exec(&mut app, "PRAGMA wal_checkpoint(PASSIVE)").await;
+    exec(&mut app, "PRAGMA wal_autocheckpoint = 1000").await;
+    let (_, value, message) = wal_result(&e, &t).await;
+    assert_eq!(value, 0.0, "{message}");
+
+    // A reader holds a snapshot; the application keeps writing (and SQLite's automatic
+    // checkpoints run, but cannot pass the reader).
+    let mut reader = connect(&path, false).await;
+    exec(&mut reader, "BEGIN").await;
+    exec(&mut reader, "SELECT count(*) FROM t").await;
+    exec(
+        &mut app,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+         INSERT INTO t(b) SELECT randomblob(1000) FROM n",
+    )
+    .await;
+    let (_, first, message) = wal_result(&e, &t).await;
+    assert!(first > 0.0, "{message}");
+    exec(
+        &mut app,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+         INSERT INTO t(b) SELECT randomblob(1000) FROM n",
+    )
+    .await;
+    exec(&mut app, "PRAGMA wal_checkpoint(PASSIVE)").await;
+    let (status, second, message) = wal_result(&e, &t).await;
+    assert!(
+        second > first + 1_000_000.0,
+        "{first} then {second}: {message}"
+    );
+    assert_eq!(status, Status::Warning, "{message}");
+    assert!(message.contains("not yet checkpointed"), "{message}");
+
+    // The reader ends; the application's next checkpoint catches up.
+    exec(&mut reader, "COMMIT").await;
+    exec(&mut app, "PRAGMA wal_checkpoint(PASSIVE)").await;
+    let (status, value, message) = wal_result(&e, &t).await;
+    assert_eq!((status, value), (Status::Ok, 0.0), "{message}");
+    let _ = reader.close().await;
+    e.close(Duration::from_secs(5)).await;
+    let _ = app.close().await;
+}

@@ -313,6 +313,20 @@ pub struct TargetConfig {
     /// SQLite: how long to wait for a lock held by the application before giving up.
     #[serde(default = "default_busy_timeout", with = "humantime_serde")]
     pub busy_timeout: Duration,
+    /// PostgreSQL primary: the standbys it must have connected (`replication_lag` alarms
+    /// when one is missing from pg_stat_replication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_replicas: Option<ExpectedReplicas>,
+}
+
+/// `expected_replicas = 2`, `= ["standby1", "standby2"]` (application_name), or
+/// `= "synchronous_standby_names"` (every name listed in that setting).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ExpectedReplicas {
+    Count(u32),
+    Names(Vec<String>),
+    Keyword(String),
 }
 
 fn default_busy_timeout() -> Duration {

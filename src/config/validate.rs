@@ -91,6 +91,8 @@ pub struct Target {
     pub thresholds: BTreeMap<&'static str, CheckThresholds>,
     pub integrity_check: bool,
     pub busy_timeout: Duration,
+    /// PostgreSQL: the standbys the primary must have connected.
+    pub expected_replicas: Option<super::ExpectedReplicas>,
     /// As written, for change detection on reload.
     pub raw: TargetConfig,
 }
@@ -313,6 +315,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             );
         }
         check_pool(&mut c, i, &t.pool);
+        check_expected_replicas(&mut c, &key("expected_replicas"), engine, t);
         c.range(&key("busy_timeout"), Limit::Duration(t.busy_timeout));
         let own = check_thresholds(&mut c, &key("thresholds"), &t.thresholds);
         let mut resolved = BTreeMap::new();
@@ -336,6 +339,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 thresholds: resolved,
                 integrity_check: t.integrity_check,
                 busy_timeout: t.busy_timeout,
+                expected_replicas: t.expected_replicas.clone(),
                 raw: t.clone(),
             });
         }
@@ -696,6 +700,43 @@ fn check_password(c: &mut Collector<'_>, i: usize, t: &TargetConfig) -> Password
         return PasswordSource::Env(v.clone());
     }
     PasswordSource::Url
+}
+
+/// `expected_replicas`: PostgreSQL only; a count 1–100, non-empty names, or the keyword.
+fn check_expected_replicas(
+    c: &mut Collector<'_>,
+    key: &str,
+    engine: Option<EngineKind>,
+    t: &TargetConfig,
+) {
+    use super::ExpectedReplicas as E;
+    let Some(e) = &t.expected_replicas else {
+        return;
+    };
+    if engine.is_some_and(|e| e != EngineKind::Postgres) {
+        c.error(key, "only PostgreSQL targets have expected replicas");
+        return;
+    }
+    match e {
+        E::Count(n) if !(1..=100).contains(n) => {
+            c.error(key, format!("{n}: expected 1–100 replicas"));
+        }
+        E::Names(names) if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) => {
+            c.error(
+                key,
+                "list the standbys' application_name values, e.g. [\"standby1\"]",
+            );
+        }
+        E::Keyword(k) if k != "synchronous_standby_names" => {
+            c.error(
+                key,
+                format!(
+                    "\"{k}\": expected a count (2), names ([\"standby1\"]) or \"synchronous_standby_names\""
+                ),
+            );
+        }
+        _ => {}
+    }
 }
 
 fn check_pool(c: &mut Collector<'_>, i: usize, p: &PoolConfig) {

@@ -47,7 +47,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(256.0 * MIB),
         critical: Some(1024.0 * MIB),
         floor: None,
-        description: "size of the -wal file; a WAL that keeps growing means checkpoints cannot complete (a long reader)",
+        description: "bytes of write-ahead log not yet checkpointed into the database (frames in the WAL minus frames checkpointed, from the -shm wal-index header, read-only); grows while a checkpoint cannot complete behind a long reader. Not the -wal file's size, which stays at its high-water mark after every checkpoint",
     },
     CheckSpec {
         name: "sqlite_file_size",
@@ -290,13 +290,7 @@ async fn measure_checks(
             .floor(file_size)
             .detail(format!("{freelist} of {page_count} pages")),
     ));
-    let mut wal_path = path.as_os_str().to_owned();
-    wal_path.push("-wal");
-    let wal = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
-    out.push(Measurement::value(
-        "sqlite_wal_size",
-        Observation::new(wal as f64),
-    ));
+    out.push(wal_backlog(path, &journal_mode));
     out.push(Measurement::value(
         "sqlite_file_size",
         Observation::new(file_size),
@@ -308,6 +302,130 @@ async fn measure_checks(
         format!("journal_mode={journal_mode}"),
     ));
     Ok(())
+}
+
+/// The file next to the database with `suffix` (`-wal`, `-shm`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// What the wal-index header (the first 136 bytes of the `-shm` file) says about the WAL.
+/// Layout: sqlite.org/walformat.html, "2.1 The WAL-Index Header": two copies of the
+/// 48-byte `WalIndexHdr` (iVersion, unused, iChange, isInit, bigEndCksum, szPage, mxFrame,
+/// nPage, ...), then `WalCkptInfo` (nBackfill, aReadMark[5], aLock, nBackfillAttempted).
+/// Integers are in the host's native byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalIndex {
+    /// Page size in bytes (the header stores 65536 as 1).
+    pub page_size: u32,
+    /// Valid frames in the WAL.
+    pub max_frame: u32,
+    /// Frames already copied back into the database by a checkpoint.
+    pub backfilled: u32,
+}
+
+impl WalIndex {
+    /// Bytes of WAL not yet checkpointed: each frame is a 24-byte header and a page.
+    pub fn pending_bytes(&self) -> u64 {
+        u64::from(self.max_frame.saturating_sub(self.backfilled)) * (u64::from(self.page_size) + 24)
+    }
+}
+
+/// Parses the wal-index header. `None` when it is not initialized (no connection has
+/// opened the WAL since), or a writer is changing it (the two copies differ: the caller
+/// reads again), or it is not a header at all.
+pub fn parse_wal_index(shm: &[u8]) -> Option<WalIndex> {
+    if shm.len() < 136 {
+        return None;
+    }
+    let u32_at = |o: usize| u32::from_ne_bytes([shm[o], shm[o + 1], shm[o + 2], shm[o + 3]]);
+    // Version 3007000 is the only one SQLite has written; isInit must be set.
+    if u32_at(0) != 3_007_000 || shm[12] != 1 || shm[..48] != shm[48..96] {
+        return None;
+    }
+    let page_size = match u16::from_ne_bytes([shm[14], shm[15]]) {
+        1 => 65_536,
+        n if n >= 512 && n.is_power_of_two() => u32::from(n),
+        _ => return None,
+    };
+    Some(WalIndex {
+        page_size,
+        max_frame: u32_at(16),
+        backfilled: u32_at(96),
+    })
+}
+
+/// `sqlite_wal_size`: WAL bytes not yet checkpointed, read from the `-shm` file without
+/// writing anything (no checkpoint, no PRAGMA that writes).
+fn wal_backlog(path: &Path, journal_mode: &str) -> Measurement {
+    const CHECK: &str = "sqlite_wal_size";
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        return Measurement::verdict(
+            CHECK,
+            Status::Ok,
+            Some(0.0),
+            format!("journal_mode={journal_mode}: no write-ahead log"),
+        );
+    }
+    let wal_file = std::fs::metadata(sibling(path, "-wal")).map_or(0, |m| m.len());
+    let shm_path = sibling(path, "-shm");
+    let read = || -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut buf = Vec::with_capacity(136);
+        std::fs::File::open(&shm_path)?
+            .take(136)
+            .read_to_end(&mut buf)?;
+        Ok(buf)
+    };
+    // A writer may be updating the header between our reads of its two copies: retry.
+    let mut last = None;
+    for _ in 0..5 {
+        match read() {
+            Ok(buf) => {
+                last = Some(buf.len());
+                if let Some(idx) = parse_wal_index(&buf) {
+                    let pending = idx.pending_bytes();
+                    return Measurement::value(
+                        CHECK,
+                        Observation::new(pending as f64).detail(format!(
+                            "{} of {} WAL frames not yet checkpointed; -wal file {}",
+                            idx.max_frame.saturating_sub(idx.backfilled),
+                            idx.max_frame,
+                            Unit::Bytes.format(wal_file as f64)
+                        )),
+                    );
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => {
+                return Measurement::unknown(
+                    CHECK,
+                    format!("cannot read {}: {e}", shm_path.display()),
+                    Some("let dbwarden's user read the database's -shm file".into()),
+                );
+            }
+        }
+    }
+    match last {
+        // The connection that read the database just now keeps the -shm in use, so a
+        // missing one means the WAL index lives in heap memory (locking_mode=EXCLUSIVE).
+        None => Measurement::unknown(
+            CHECK,
+            format!(
+                "no {} (exclusive locking mode?): the WAL's checkpoint progress cannot be read; -wal file {}",
+                shm_path.display(),
+                Unit::Bytes.format(wal_file as f64)
+            ),
+            None,
+        ),
+        Some(_) => Measurement::unknown(
+            CHECK,
+            format!("{}: no readable wal-index header", shm_path.display()),
+            None,
+        ),
+    }
 }
 
 /// SQLITE_INTERRUPT (9): the run's progress handler stopped the statement.
@@ -407,6 +525,50 @@ mod tests {
         assert!(path_from_url("sqlite::memory:").is_none());
         assert!(path_from_url("sqlite://x.db?mode=memory").is_none());
         assert!(path_from_url("postgres://x").is_none());
+    }
+
+    /// A wal-index header as SQLite writes it (native byte order, two equal copies).
+    fn header(page_size: u16, max_frame: u32, backfilled: u32) -> Vec<u8> {
+        let mut h = vec![0u8; 136];
+        h[0..4].copy_from_slice(&3_007_000u32.to_ne_bytes());
+        h[12] = 1;
+        h[14..16].copy_from_slice(&page_size.to_ne_bytes());
+        h[16..20].copy_from_slice(&max_frame.to_ne_bytes());
+        let copy = h[..48].to_vec();
+        h[48..96].copy_from_slice(&copy);
+        h[96..100].copy_from_slice(&backfilled.to_ne_bytes());
+        h
+    }
+
+    #[test]
+    fn wal_index_header_gives_the_frames_not_checkpointed() {
+        let idx = parse_wal_index(&header(4096, 1000, 400));
+        assert_eq!(
+            idx,
+            Some(WalIndex {
+                page_size: 4096,
+                max_frame: 1000,
+                backfilled: 400
+            })
+        );
+        assert_eq!(idx.map(|i| i.pending_bytes()), Some(600 * (4096 + 24)));
+        // Fully checkpointed: nothing pending, however large the -wal file.
+        let done = parse_wal_index(&header(4096, 1000, 1000));
+        assert_eq!(done.map(|i| i.pending_bytes()), Some(0));
+        // 65536-byte pages are stored as 1.
+        assert_eq!(
+            parse_wal_index(&header(1, 2, 0)).map(|i| i.pending_bytes()),
+            Some(2 * (65_536 + 24))
+        );
+        // Not initialized, torn (copies differ), too short: no reading.
+        let mut uninit = header(4096, 10, 0);
+        uninit[12] = 0;
+        uninit[60] = 0;
+        assert_eq!(parse_wal_index(&uninit), None);
+        let mut torn = header(4096, 10, 0);
+        torn[16] ^= 1;
+        assert_eq!(parse_wal_index(&torn), None);
+        assert_eq!(parse_wal_index(&header(4096, 10, 0)[..100]), None);
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! that send rather than a daemon that will not start. Every error text passes through
 //! [`scrub`] with the secrets of its channel before it leaves this module.
 
+pub mod email;
+pub mod slack;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -75,12 +77,16 @@ pub struct ChannelsError(pub String);
 #[derive(Debug)]
 pub enum Channel {
     Webhook(webhook::Webhook),
+    Slack(slack::Slack),
+    Email(email::Email),
 }
 
 impl Channel {
     pub fn kind(&self) -> &'static str {
         match self {
             Channel::Webhook(_) => "webhook",
+            Channel::Slack(_) => "slack",
+            Channel::Email(_) => "email",
         }
     }
 }
@@ -104,6 +110,8 @@ impl Channels {
                 "webhook" => {
                     Channel::Webhook(webhook::Webhook::new(ch, http.clone(), public_url.clone())?)
                 }
+                "slack" => Channel::Slack(slack::Slack::new(ch, http.clone(), public_url.clone())?),
+                "email" => Channel::Email(email::Email::new(ch, public_url.clone())?),
                 other => {
                     return Err(ChannelsError(format!(
                         "channel {}: \"{other}\" is not a channel kind",
@@ -133,6 +141,8 @@ impl Deliver for Channels {
     async fn send(&self, channel: &str, n: &Notification) -> Result<(), DeliveryError> {
         match self.channels.get(channel) {
             Some(Channel::Webhook(c)) => c.send(n).await,
+            Some(Channel::Slack(c)) => c.send(n).await,
+            Some(Channel::Email(c)) => c.send(n).await,
             None => Err(DeliveryError::Permanent {
                 reason: format!(
                     "no channel named \"{channel}\" in the config (it may have been removed by a reload)"
@@ -338,29 +348,66 @@ fn chain(e: &dyn std::error::Error) -> String {
         }
         src = s.source();
     }
-    parts.join(": ")
+    let mut words: Vec<&str> = Vec::new();
+    let joined = parts.join(": ");
+    for w in joined.split(": ") {
+        // "Connection error: Connection error: …" (a wrapper repeating its source's words).
+        if words.last().is_none_or(|l| !l.eq_ignore_ascii_case(w)) {
+            words.push(w);
+        }
+    }
+    words.join(": ")
 }
 
 /// The cause of a failed HTTP request in words (DNS, connect, TLS, timeout), without the
 /// URL. Always worth retrying: the receiver may come back.
-fn request_error(e: reqwest::Error, timeout: Duration, secrets: &[&str]) -> DeliveryError {
+fn request_error(
+    e: reqwest::Error,
+    endpoint: &str,
+    timeout: Duration,
+    secrets: &[&str],
+) -> DeliveryError {
     let is_timeout = e.is_timeout();
     let is_connect = e.is_connect();
     let detail = chain(&e.without_url());
+    if is_connect && certificate_failure(&detail) {
+        return DeliveryError::Permanent {
+            reason: scrub(
+                &format!(
+                    "cannot connect to {endpoint}: {detail} (the server's certificate does not verify against the OS trust store)"
+                ),
+                secrets,
+            ),
+        };
+    }
     let reason = if is_timeout {
         format!(
-            "no response within {} ({detail})",
+            "no response from {endpoint} within {} ({detail})",
             humantime::format_duration(timeout)
         )
     } else if is_connect {
-        format!("cannot connect: {detail}")
+        format!("cannot connect to {endpoint}: {detail}")
     } else {
-        format!("request failed: {detail}")
+        format!("request to {endpoint} failed: {detail}")
     };
     DeliveryError::Retry {
         reason: scrub(&reason, secrets),
         after: None,
     }
+}
+
+/// A certificate that does not verify, as rustls words it (its error type reaches us only
+/// inside I/O errors, as text). Retrying cannot help until someone fixes the certificate.
+fn certificate_failure(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    [
+        "invalid peer certificate",
+        "unknownissuer",
+        "certificate expired",
+        "notvalidforname",
+    ]
+    .iter()
+    .any(|w| d.contains(w))
 }
 
 /// `Retry-After` as seconds (`120`) or an HTTP date, relative to `now`; a date in the
@@ -426,6 +473,11 @@ async fn post_json(
     timeout: Duration,
     secrets: &[&str],
 ) -> Result<(), DeliveryError> {
+    // Host and port only: the path and query of a webhook URL are its secret.
+    let endpoint = url::Url::parse(url.expose())
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| "the webhook".into());
     let resp = http
         .post(url.expose())
         .headers(headers)
@@ -434,7 +486,7 @@ async fn post_json(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| request_error(e, timeout, secrets))?;
+        .map_err(|e| request_error(e, &endpoint, timeout, secrets))?;
     let status = resp.status();
     let retry_after = resp
         .headers()

@@ -45,27 +45,29 @@ use sqlx::AssertSqlSafe;
 use sqlx::mysql::MySqlConnection;
 
 use self::checks::{
-    BUFFER_POOL_HIT, CONNECTIONS, DEADLOCKS, FRAGMENTATION, HISTORY_LIST, LONG_QUERY, REPLICA_LAG,
-    REPLICA_THREADS, SLOW_QUERIES, TableIo,
+    AUTO_INCREMENT, BINLOG_SPACE, BUFFER_POOL_HIT, CLUSTER, CONNECTION_ERRORS, CONNECTIONS,
+    ConnectingSince, DEADLOCKS, FRAGMENTATION, HISTORY_LIST, LONG_QUERY, LONG_TRANSACTION,
+    REPLICA_LAG, REPLICA_THREADS, SLOW_QUERIES, TMP_DISK_TABLES, TableIo,
 };
 use self::conn::{
     Connector, ServerVersion, error_message, is_access_denied, is_timeout, number, text,
 };
 use self::queries::{
-    global_status, innodb_metrics, last_analyzed, oldest_transaction, replicas,
-    shared_tablespace_tables, table_io_rows, table_rows,
+    auto_increment_columns, binary_logs, global_status, group_members, innodb_metrics,
+    last_analyzed, oldest_transaction, replicas, shared_tablespace_tables, table_io_rows,
+    table_rows,
 };
 use super::redact::{Dialect, query_for_message};
 use super::round::{Checks, Round};
 use super::{EngineError, HealthReport, RunScope, Session, TableStat};
 use crate::config::Target;
 use crate::health::delta::Counters;
-use crate::health::{Measurement, Observation, Scope, Status, Unit};
+use crate::health::{Measurement, Observation, Outcome, Scope, Status, Unit};
 
 pub use self::checks::CHECKS;
 
-/// The MySQL checks; in MySQL every one but fragmentation (the target's own schema) is a
-/// fact of the whole server.
+/// The MySQL checks; in MySQL every one but fragmentation and auto_increment (the
+/// target's own schema) is a fact of the whole server.
 static TABLE: Checks = Checks {
     specs: CHECKS,
     server_level: &[
@@ -77,6 +79,11 @@ static TABLE: Checks = Checks {
         DEADLOCKS,
         SLOW_QUERIES,
         HISTORY_LIST,
+        LONG_TRANSACTION,
+        CONNECTION_ERRORS,
+        TMP_DISK_TABLES,
+        BINLOG_SPACE,
+        CLUSTER,
     ],
 };
 
@@ -134,6 +141,41 @@ struct TablesCache {
     /// Set by [`MysqlEngine::refresh_tables_next_round`]: read again whatever the age.
     expired: bool,
     observations: Vec<Observation>,
+    /// `None`: not read (the check was disabled then), so a round that wants it reads
+    /// the tables again.
+    auto_increment: Option<Measurement>,
+}
+
+/// What the schema's tables said this round: fragmentation, AUTO_INCREMENT use and (in
+/// rounds that report them) table statistics.
+struct SchemaReading {
+    fragmentation: Measurement,
+    auto_increment: Measurement,
+    stats: Vec<TableStat>,
+}
+
+/// The stand-in for a check this round does not run (the round drops it).
+fn disabled(check: &'static str) -> Measurement {
+    Measurement::verdict(check, Status::Ok, None, "disabled")
+}
+
+/// `m` with "measured 3min ago" added to each value's detail (a reused result).
+fn with_age(m: Measurement, age: &str) -> Measurement {
+    match m.outcome {
+        Outcome::Values(obs) => Measurement::values(
+            m.check,
+            obs.into_iter()
+                .map(|mut o| {
+                    o.detail = Some(match o.detail.take() {
+                        Some(d) => format!("{d}; {age}"),
+                        None => age.to_string(),
+                    });
+                    o
+                })
+                .collect(),
+        ),
+        _ => m,
+    }
 }
 
 pub struct MysqlEngine {
@@ -150,6 +192,8 @@ pub struct MysqlEngine {
     /// changes with the server, so it is read every [`SERVER_UID_TTL`] and after a lost
     /// connection, not every round.
     server_uid: Mutex<Option<(Option<String>, Instant)>>,
+    /// When each replication channel's IO thread was first seen connecting.
+    connecting: Mutex<ConnectingSince>,
 }
 
 /// How long a MariaDB `server_uid` is reused before it is read again.
@@ -171,6 +215,7 @@ impl MysqlEngine {
             tables: tokio::sync::Mutex::new(None),
             io: tokio::sync::Mutex::new(BTreeMap::new()),
             server_uid: Mutex::new(None),
+            connecting: Mutex::new(ConnectingSince::default()),
         })
     }
 
@@ -255,7 +300,8 @@ impl MysqlEngine {
             "connectivity",
             Observation::new(latency_ms).detail(info.version_text.clone()),
         );
-        // In MySQL every check but connectivity and fragmentation is server-level.
+        // In MySQL every check but connectivity, fragmentation and auto_increment is
+        // server-level.
         let others_measure_all = TABLE
             .server_level
             .iter()
@@ -265,10 +311,10 @@ impl MysqlEngine {
             // this target takes the server checks over later, it does not report a delta
             // spanning the time it did not look.
             *self.previous.lock().await = None;
-            let (fragmentation, stats) = self
+            let r = self
                 .tables(&mut conn, &info, &Process::Unknown, round)
                 .await;
-            (vec![fragmentation], stats)
+            (vec![r.fragmentation, r.auto_increment], r.stats)
         } else {
             // Checks measured elsewhere still run here (they share the round's few
             // statements with the others); the report shows them as measured elsewhere.
@@ -374,7 +420,11 @@ impl MysqlEngine {
             }
         };
         let status_err = status.as_ref().err().map(probe_failure);
-        let status = status.unwrap_or_default();
+        let status_text = status.unwrap_or_default();
+        let status: BTreeMap<String, f64> = status_text
+            .iter()
+            .filter_map(|(k, v)| v.trim().parse::<f64>().ok().map(|n| (k.clone(), n)))
+            .collect();
         let metrics = metrics.unwrap_or_default();
 
         // Connections.
@@ -403,15 +453,24 @@ impl MysqlEngine {
 
         // Long-running statements.
         if round.enabled(LONG_QUERY) {
+            let source = checks::processlist_source(info.version, info.performance_schema);
             let m = match &process {
-                Process::Denied { fix } => Measurement::unknown(
+                Process::Denied { .. } => Measurement::unknown(
                     LONG_QUERY,
-                    "cannot see other sessions' statements without the PROCESS privilege",
-                    Some(fix.clone()),
+                    source.process_reason(),
+                    Some(source.process_fix(&info.current_user)),
                 ),
                 _ => match self.long_queries(conn, info, round).await {
                     Ok(obs) => Measurement::values(LONG_QUERY, obs),
-                    Err(e) => self.failed(LONG_QUERY, &e, "PROCESS", info),
+                    Err(e) if is_access_denied(&e) => {
+                        let msg = error_message(&e);
+                        Measurement::unknown(
+                            LONG_QUERY,
+                            format!("permission denied: {msg}"),
+                            Some(source.query_fix(&msg, &info.current_user)),
+                        )
+                    }
+                    Err(e) => Measurement::unknown(LONG_QUERY, probe_failure(&e), None),
                 },
             };
             out.push(m.with_scope(scope.clone()));
@@ -420,17 +479,21 @@ impl MysqlEngine {
         // Replication.
         if round.enabled(REPLICA_LAG) || round.enabled(REPLICA_THREADS) {
             match replicas(conn, info.version).await {
-                Ok(channels) => {
-                    let (lag, threads) = checks::judge_replicas(&channels, &scope);
+                Ok(mut channels) => {
+                    self.connecting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .update(&mut channels, Instant::now());
+                    let (lag, threads) = checks::judge_replicas_with(
+                        &channels,
+                        &scope,
+                        round.thresholds(REPLICA_LAG).critical,
+                    );
                     out.push(lag);
                     out.push(threads);
                 }
                 Err(e) => {
-                    let fallback = if info.version.is_mariadb() && info.version.at_least(10, 5, 0) {
-                        "SLAVE MONITOR"
-                    } else {
-                        "REPLICATION CLIENT"
-                    };
+                    let fallback = checks::replica_privilege(info.version);
                     out.push(
                         self.failed(REPLICA_LAG, &e, fallback, info)
                             .with_scope(scope.clone()),
@@ -441,6 +504,70 @@ impl MysqlEngine {
                     );
                 }
             }
+        }
+
+        // Long transactions (InnoDB), idle ones included.
+        if round.enabled(LONG_TRANSACTION) {
+            let m = match &process {
+                Process::Denied { fix } => Measurement::unknown(
+                    LONG_TRANSACTION,
+                    "information_schema.INNODB_TRX needs the PROCESS privilege",
+                    Some(fix.clone()),
+                ),
+                _ => {
+                    let min_secs = lowest_threshold(round, LONG_TRANSACTION, 60);
+                    match queries::long_transactions(conn, min_secs, LONG_QUERY_LIMIT).await {
+                        Ok(rows) => {
+                            Measurement::values(LONG_TRANSACTION, checks::long_transactions(&rows))
+                        }
+                        Err(e) => self.failed(LONG_TRANSACTION, &e, "PROCESS", info),
+                    }
+                }
+            };
+            out.push(m.with_scope(scope.clone()));
+        }
+
+        // Binary log space.
+        if round.enabled(BINLOG_SPACE) {
+            let m = match binary_logs(conn).await {
+                Ok(logs) => checks::binlog_space(logs.as_deref()),
+                Err(e) => self.failed(
+                    BINLOG_SPACE,
+                    &e,
+                    checks::binlog_privilege(info.version),
+                    info,
+                ),
+            };
+            out.push(m.with_scope(scope.clone()));
+        }
+
+        // Galera / Group Replication.
+        if round.enabled(CLUSTER) {
+            let m = match (&status_err, checks::galera(&status_text)) {
+                (Some(err), _) => Measurement::unknown(CLUSTER, err.clone(), None),
+                (None, Some(galera)) => galera,
+                (None, None) if !info.version.is_mariadb() && info.performance_schema => {
+                    match group_members(conn).await {
+                        Ok(members) => {
+                            checks::judge_cluster(None, checks::group_replication(&members))
+                        }
+                        Err(e) if is_access_denied(&e) => Measurement::unknown(
+                            CLUSTER,
+                            format!("permission denied: {}", error_message(&e)),
+                            Some(format!(
+                                "GRANT SELECT ON performance_schema.replication_group_members TO {}",
+                                checks::grant_account(&info.current_user)
+                            )),
+                        ),
+                        Err(e) => {
+                            tracing::debug!(target_name = %self.target, error = %error_message(&e), "mysql: replication_group_members not readable");
+                            checks::judge_cluster(None, None)
+                        }
+                    }
+                }
+                (None, None) => checks::judge_cluster(None, None),
+            };
+            out.push(m.with_scope(scope.clone()));
         }
 
         // Lifetime counters and their deltas.
@@ -477,6 +604,10 @@ impl MysqlEngine {
             ("bp_read_requests", "Innodb_buffer_pool_read_requests"),
             ("bp_reads", "Innodb_buffer_pool_reads"),
             ("slow_queries", "Slow_queries"),
+            ("conn_err_max", "Connection_errors_max_connections"),
+            ("aborted_connects", "Aborted_connects"),
+            ("tmp_tables", "Created_tmp_tables"),
+            ("tmp_disk_tables", "Created_tmp_disk_tables"),
         ] {
             if let Some(v) = status.get(name) {
                 counters.insert(key.to_string(), *v);
@@ -544,6 +675,30 @@ impl MysqlEngine {
                         .with_scope(scope.clone()),
                 },
             );
+            out.push(
+                match checks::subset(&counters, &["uptime", "conn_err_max", "aborted_connects"]) {
+                    Some(c) => checks::delta_check(CONNECTION_ERRORS, prev, &c, &scope, |inc| {
+                        checks::connection_errors(inc, &interval)
+                    }),
+                    None => Measurement::unknown(
+                        CONNECTION_ERRORS,
+                        missing("Connection_errors_max_connections or Aborted_connects"),
+                        None,
+                    )
+                    .with_scope(scope.clone()),
+                },
+            );
+            out.push(
+                match checks::subset(&counters, &["uptime", "tmp_tables", "tmp_disk_tables"]) {
+                    Some(c) => checks::delta_check(TMP_DISK_TABLES, prev, &c, &scope, |inc| {
+                        checks::tmp_disk_tables(inc, &interval)
+                    }),
+                    None => {
+                        Measurement::unknown(TMP_DISK_TABLES, missing("Created_tmp_tables"), None)
+                            .with_scope(scope.clone())
+                    }
+                },
+            );
             *previous = Some((now, counters));
         }
 
@@ -570,10 +725,11 @@ impl MysqlEngine {
             .with_scope(scope.clone()),
         );
 
-        // Fragmentation and table statistics of the target's database.
-        let (fragmentation, table_stats) = self.tables(conn, info, &process, round).await;
-        out.push(fragmentation);
-        (out, table_stats)
+        // Fragmentation, AUTO_INCREMENT use and table statistics of the target's database.
+        let r = self.tables(conn, info, &process, round).await;
+        out.push(r.fragmentation);
+        out.push(r.auto_increment);
+        (out, r.stats)
     }
 
     /// A probe query failed: UNKNOWN with the GRANT when a privilege is missing.
@@ -612,14 +768,8 @@ impl MysqlEngine {
         } else {
             60
         };
-        let v = info.version;
-        let (time_expr, table) = if v.is_mariadb() {
-            ("TIME_MS / 1000", "information_schema.PROCESSLIST")
-        } else if v.at_least(8, 0, 22) && info.performance_schema {
-            ("TIME", "performance_schema.processlist")
-        } else {
-            ("TIME", "information_schema.PROCESSLIST")
-        };
+        let source = checks::processlist_source(info.version, info.performance_schema);
+        let (time_expr, table) = (source.time_expr, source.table);
         let sql = format!(
             "/* dbwarden */ SELECT ID, USER, HOST, DB, {time_expr}, STATE, LEFT(INFO, 2000) \
              FROM {table} \
@@ -672,46 +822,66 @@ impl MysqlEngine {
         info: &ServerInfo,
         process: &Process,
         round: &Round<'_>,
-    ) -> (Measurement, Vec<TableStat>) {
+    ) -> SchemaReading {
         let report = round.opts.table_stats;
         let Some(schema) = info.database.clone() else {
-            return (
+            let none = |check| {
                 Measurement::verdict(
-                    FRAGMENTATION,
+                    check,
                     Status::Ok,
                     None,
                     "no database in the target URL: no tables to check",
-                ),
-                Vec::new(),
-            );
+                )
+            };
+            return SchemaReading {
+                fragmentation: none(FRAGMENTATION),
+                auto_increment: none(AUTO_INCREMENT),
+                stats: Vec::new(),
+            };
         };
         let mut cache = self.tables.lock().await;
         if let Some(c) = cache.as_ref()
             && !report
             && !c.expired
             && c.at.elapsed() < TABLES_EVERY
+            && let Some(auto_increment) = c
+                .auto_increment
+                .clone()
+                .or_else(|| (!round.enabled(AUTO_INCREMENT)).then(|| disabled(AUTO_INCREMENT)))
         {
             let age = format!(
                 "measured {} ago",
                 Unit::Seconds.format(c.at.elapsed().as_secs_f64().round())
             );
-            let obs = c
-                .observations
-                .iter()
-                .cloned()
-                .map(|mut o| {
-                    o.detail = Some(match o.detail.take() {
-                        Some(d) => format!("{d}; {age}"),
-                        None => age.clone(),
-                    });
-                    o
-                })
-                .collect();
-            return (Measurement::values(FRAGMENTATION, obs), Vec::new());
+            return SchemaReading {
+                fragmentation: with_age(
+                    Measurement::values(FRAGMENTATION, c.observations.clone()),
+                    &age,
+                ),
+                auto_increment: with_age(auto_increment, &age),
+                stats: Vec::new(),
+            };
         }
         let rows = match table_rows(conn).await {
             Ok(r) => r,
-            Err(e) => return (self.failed(FRAGMENTATION, &e, "SELECT", info), Vec::new()),
+            Err(e) => {
+                return SchemaReading {
+                    fragmentation: self.failed(FRAGMENTATION, &e, "SELECT", info),
+                    auto_increment: self.failed(AUTO_INCREMENT, &e, "SELECT", info),
+                    stats: Vec::new(),
+                };
+            }
+        };
+        let auto_increment = if round.enabled(AUTO_INCREMENT) {
+            Some(match auto_increment_columns(conn).await {
+                Ok(cols) => Measurement::values(
+                    AUTO_INCREMENT,
+                    checks::auto_increment(&schema, &rows, &cols),
+                ),
+                Err(e) => self.failed(AUTO_INCREMENT, &e, "SELECT", info),
+            })
+        } else {
+            None
         };
         // Tables of a shared tablespace report the tablespace's free space; find them only
         // when one would otherwise be judged.
@@ -744,10 +914,17 @@ impl MysqlEngine {
             at: Instant::now(),
             expired: false,
             observations: observations.clone(),
+            auto_increment: auto_increment.clone(),
         });
+        // A disabled check's measurement is dropped by the round.
+        let auto_increment = auto_increment.unwrap_or_else(|| disabled(AUTO_INCREMENT));
         drop(cache);
         if !report {
-            return (Measurement::values(FRAGMENTATION, observations), Vec::new());
+            return SchemaReading {
+                fragmentation: Measurement::values(FRAGMENTATION, observations),
+                auto_increment,
+                stats: Vec::new(),
+            };
         }
         let analyzed = match last_analyzed(conn).await {
             Ok(a) => a,
@@ -800,7 +977,11 @@ impl MysqlEngine {
         if let Some(io) = io {
             *baseline = io;
         }
-        (Measurement::values(FRAGMENTATION, observations), stats)
+        SchemaReading {
+            fragmentation: Measurement::values(FRAGMENTATION, observations),
+            auto_increment,
+            stats,
+        }
     }
 
     /// The row counters of the schema's tables from performance_schema, by table name;
@@ -835,10 +1016,35 @@ impl MysqlEngine {
         }
     }
 
+    /// Makes every replication channel seen connecting look as if it had been for `by`
+    /// longer (for tests: CRITICAL comes after minutes).
+    #[doc(hidden)]
+    pub fn backdate_connecting(&self, by: Duration) {
+        self.connecting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .backdate(by);
+    }
+
     pub async fn close(&self) {
         if let Some(pool) = &self.conn.pool {
             pool.close().await;
         }
+    }
+}
+
+/// The lower of a check's thresholds in whole seconds (`default` when it has none): rows
+/// below it are filtered out on the server.
+fn lowest_threshold(round: &Round<'_>, check: &str, default: u64) -> u64 {
+    let t = round.thresholds(check);
+    let min = [t.warning, t.critical]
+        .into_iter()
+        .flatten()
+        .fold(f64::INFINITY, f64::min);
+    if min.is_finite() {
+        min.floor().max(0.0) as u64
+    } else {
+        default
     }
 }
 

@@ -5,22 +5,29 @@ use std::collections::BTreeMap;
 
 use sqlx::mysql::MySqlConnection;
 
-use super::checks::{ReplicaChannel, TableIo, TableRow};
+use super::checks::{
+    AutoIncrementColumn, GroupMember, ReplicaChannel, TableIo, TableRow, TrxRow, replica_status_sql,
+};
 use super::conn::{ServerVersion, number, text, text_by_names};
 use crate::health::Unit;
 
 const STATUS_SQL: &str = "/* dbwarden */ SHOW GLOBAL STATUS WHERE Variable_name IN (\
     'Threads_connected', 'Threads_running', 'Max_used_connections', \
     'Innodb_buffer_pool_read_requests', 'Innodb_buffer_pool_reads', 'Innodb_deadlocks', \
-    'Innodb_history_list_length', 'Slow_queries', 'Uptime')";
+    'Innodb_history_list_length', 'Slow_queries', 'Uptime', \
+    'Connection_errors_max_connections', 'Aborted_connects', \
+    'Created_tmp_tables', 'Created_tmp_disk_tables', \
+    'wsrep_cluster_status', 'wsrep_local_state_comment', 'wsrep_ready', \
+    'wsrep_cluster_size', 'wsrep_provider_name')";
 
+/// The status variables the round uses, as text (the wsrep ones are words).
 pub(super) async fn global_status(
     conn: &mut MySqlConnection,
-) -> Result<BTreeMap<String, f64>, sqlx::Error> {
+) -> Result<BTreeMap<String, String>, sqlx::Error> {
     let rows = sqlx::raw_sql(STATUS_SQL).fetch_all(&mut *conn).await?;
     let mut out = BTreeMap::new();
     for row in rows {
-        if let (Some(name), Some(v)) = (text(&row, 0)?, number(&row, 1)?) {
+        if let (Some(name), Some(v)) = (text(&row, 0)?, text(&row, 1)?) {
             out.insert(name, v);
         }
     }
@@ -33,12 +40,9 @@ pub(super) async fn innodb_metrics(
     conn: &mut MySqlConnection,
     v: ServerVersion,
 ) -> Result<BTreeMap<String, (f64, bool)>, sqlx::Error> {
-    let sql = if v.is_mariadb() {
-        "/* dbwarden */ SELECT NAME, COUNT, ENABLED FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
-    } else {
-        "/* dbwarden */ SELECT NAME, COUNT, STATUS FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
-    };
-    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
+    let rows = sqlx::raw_sql(innodb_metrics_sql(v))
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = BTreeMap::new();
     for row in rows {
         let name = text(&row, 0)?.unwrap_or_default();
@@ -75,14 +79,9 @@ pub(super) async fn replicas(
     conn: &mut MySqlConnection,
     v: ServerVersion,
 ) -> Result<Vec<ReplicaChannel>, sqlx::Error> {
-    let sql = if v.is_mariadb() {
-        "/* dbwarden */ SHOW ALL SLAVES STATUS"
-    } else if v.at_least(8, 0, 22) {
-        "/* dbwarden */ SHOW REPLICA STATUS"
-    } else {
-        "/* dbwarden */ SHOW SLAVE STATUS"
-    };
-    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
+    let rows = sqlx::raw_sql(replica_status_sql(v))
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(rows
         .iter()
         .map(|row| {
@@ -105,6 +104,8 @@ pub(super) async fn replicas(
                     .and_then(|s| s.parse::<f64>().ok()),
                 io_error: err("Last_IO_Errno", "Last_IO_Error"),
                 sql_error: err("Last_SQL_Errno", "Last_SQL_Error"),
+                sql_delay: get(&["SQL_Delay"]).and_then(|s| s.parse::<f64>().ok()),
+                connecting_for: None,
             }
         })
         .collect())
@@ -114,7 +115,7 @@ pub(super) async fn replicas(
 pub(super) async fn table_rows(conn: &mut MySqlConnection) -> Result<Vec<TableRow>, sqlx::Error> {
     let rows = sqlx::raw_sql(
         "/* dbwarden */ SELECT TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, DATA_FREE, \
-         UNIX_TIMESTAMP(UPDATE_TIME), UNIX_TIMESTAMP(CREATE_TIME) \
+         UNIX_TIMESTAMP(UPDATE_TIME), UNIX_TIMESTAMP(CREATE_TIME), AUTO_INCREMENT \
          FROM information_schema.TABLES \
          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')",
     )
@@ -131,6 +132,7 @@ pub(super) async fn table_rows(conn: &mut MySqlConnection) -> Result<Vec<TableRo
             free: number(&row, 5)?.unwrap_or(0.0),
             modified: number(&row, 6)?,
             created: number(&row, 7)?,
+            auto_increment: number(&row, 8)?,
         });
     }
     Ok(out)
@@ -206,17 +208,9 @@ pub(super) async fn shared_tablespace_tables(
     v: ServerVersion,
     schema: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let sql = if v.is_mariadb() {
-        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_SYS_TABLES \
-         WHERE SPACE = 0 AND NAME LIKE CONCAT(DATABASE(), '/%')"
-    } else if v.at_least(8, 0, 0) {
-        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_TABLES \
-         WHERE SPACE_TYPE IN ('System', 'General') AND NAME LIKE CONCAT(DATABASE(), '/%')"
-    } else {
-        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_SYS_TABLES \
-         WHERE SPACE = 0 AND NAME LIKE CONCAT(DATABASE(), '/%')"
-    };
-    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
+    let rows = sqlx::raw_sql(shared_tablespace_sql(v))
+        .fetch_all(&mut *conn)
+        .await?;
     let prefix = format!("{schema}/");
     let mut out = Vec::new();
     for row in rows {
@@ -227,4 +221,146 @@ pub(super) async fn shared_tablespace_tables(
         }
     }
     Ok(out)
+}
+
+/// The AUTO_INCREMENT columns of the connection's database (their tables' next values
+/// come from [`table_rows`]).
+pub(super) async fn auto_increment_columns(
+    conn: &mut MySqlConnection,
+) -> Result<Vec<AutoIncrementColumn>, sqlx::Error> {
+    let rows = sqlx::raw_sql(
+        "/* dbwarden */ SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE \
+         FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND EXTRA LIKE '%auto_increment%'",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(AutoIncrementColumn {
+            table: text(&row, 0)?.unwrap_or_default(),
+            column: text(&row, 1)?.unwrap_or_default(),
+            data_type: text(&row, 2)?.unwrap_or_default(),
+            column_type: text(&row, 3)?.unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+/// InnoDB transactions open at least `min_secs`, oldest first, with their sessions
+/// (idle ones included: COMMAND `Sleep`). Needs PROCESS.
+pub(super) async fn long_transactions(
+    conn: &mut MySqlConnection,
+    min_secs: u64,
+    limit: u32,
+) -> Result<Vec<TrxRow>, sqlx::Error> {
+    let sql = format!(
+        "/* dbwarden */ SELECT t.trx_mysql_thread_id, TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), \
+         t.trx_state, p.USER, p.HOST, p.COMMAND, p.TIME, LEFT(p.INFO, 2000) \
+         FROM information_schema.INNODB_TRX t \
+         LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+         WHERE t.trx_mysql_thread_id <> CONNECTION_ID() \
+         AND t.trx_started <= NOW() - INTERVAL {min_secs} SECOND \
+         ORDER BY t.trx_started LIMIT {limit}"
+    );
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(TrxRow {
+            connection: text(&row, 0)?.unwrap_or_default(),
+            age: number(&row, 1)?.unwrap_or(0.0),
+            state: text(&row, 2)?.unwrap_or_default(),
+            user: text(&row, 3)?,
+            host: text(&row, 4)?,
+            command: text(&row, 5)?,
+            idle: number(&row, 6)?,
+            query: text(&row, 7)?,
+        });
+    }
+    Ok(out)
+}
+
+/// `SHOW BINARY LOGS` as (file, bytes); `None` when binary logging is off (error 1381).
+pub(super) async fn binary_logs(
+    conn: &mut MySqlConnection,
+) -> Result<Option<Vec<(String, f64)>>, sqlx::Error> {
+    let rows = match sqlx::raw_sql("/* dbwarden */ SHOW BINARY LOGS")
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) if super::conn::error_number(&e) == Some(1381) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push((
+            text(&row, 0)?.unwrap_or_default(),
+            number(&row, 1)?.unwrap_or(0.0),
+        ));
+    }
+    Ok(Some(out))
+}
+
+/// performance_schema.replication_group_members (MySQL with performance_schema on).
+/// Needs SELECT on it.
+pub(super) async fn group_members(
+    conn: &mut MySqlConnection,
+) -> Result<Vec<GroupMember>, sqlx::Error> {
+    let rows = sqlx::raw_sql(
+        "/* dbwarden */ SELECT MEMBER_HOST, MEMBER_PORT, MEMBER_STATE, MEMBER_ROLE, \
+         MEMBER_ID = @@server_uuid FROM performance_schema.replication_group_members",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(GroupMember {
+            host: text(&row, 0)?.unwrap_or_default(),
+            port: text(&row, 1)?.unwrap_or_default(),
+            state: text(&row, 2)?.unwrap_or_default(),
+            role: text(&row, 3)?.unwrap_or_default(),
+            is_self: number(&row, 4)?.is_some_and(|v| v > 0.0),
+        });
+    }
+    Ok(out)
+}
+
+/// INNODB_METRICS' enabled flag is column `ENABLED` on MariaDB, `STATUS` on MySQL.
+pub(super) fn innodb_metrics_sql(v: ServerVersion) -> &'static str {
+    if v.is_mariadb() {
+        "/* dbwarden */ SELECT NAME, COUNT, ENABLED FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
+    } else {
+        "/* dbwarden */ SELECT NAME, COUNT, STATUS FROM information_schema.INNODB_METRICS WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len')"
+    }
+}
+
+/// Shared-tablespace tables: MySQL 8 `INNODB_TABLES.SPACE_TYPE`; MariaDB (and MySQL 5.7)
+/// `INNODB_SYS_TABLES` space 0.
+pub(super) fn shared_tablespace_sql(v: ServerVersion) -> &'static str {
+    if !v.is_mariadb() && v.at_least(8, 0, 0) {
+        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_TABLES \
+         WHERE SPACE_TYPE IN ('System', 'General') AND NAME LIKE CONCAT(DATABASE(), '/%')"
+    } else {
+        "/* dbwarden */ SELECT NAME FROM information_schema.INNODB_SYS_TABLES \
+         WHERE SPACE = 0 AND NAME LIKE CONCAT(DATABASE(), '/%')"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_chooses_the_innodb_statements() {
+        let v = ServerVersion::parse;
+        assert!(innodb_metrics_sql(v("10.11.19-MariaDB")).contains("ENABLED"));
+        assert!(innodb_metrics_sql(v("8.4.0")).contains("STATUS"));
+        assert!(shared_tablespace_sql(v("10.6.18-MariaDB")).contains("INNODB_SYS_TABLES"));
+        assert!(shared_tablespace_sql(v("8.0.36")).contains("INNODB_TABLES"));
+        assert!(shared_tablespace_sql(v("8.0.36")).contains("SPACE_TYPE"));
+        assert!(shared_tablespace_sql(v("5.7.44")).contains("INNODB_SYS_TABLES"));
+    }
 }

@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::probe::{Activity, DbCounters, Instance, TableRow, grant_monitor};
+use super::probe_server::ServerFacts;
 use super::{LOCK_TIMEOUT, STATEMENT_TIMEOUT, sql};
 use crate::engine::TableStat;
 use crate::health::Measurement;
@@ -34,12 +35,9 @@ pub(super) async fn probe_activity(
     conn: &mut PgConnection,
     user: &str,
     server_level: bool,
+    version_num: i32,
 ) -> Result<Activity, ProbeError> {
-    let text = if server_level {
-        sql::ACTIVITY
-    } else {
-        sql::ACTIVITY_DATABASE
-    };
+    let text = sql::activity_for(version_num, server_level);
     match sqlx::query(text).fetch_one(&mut *conn).await {
         Ok(row) => decode_activity(&row).map_err(|e| ProbeError {
             reason: format!("could not read the activity probe: {e}"),
@@ -153,6 +151,8 @@ pub(super) fn decode_instance(r: &PgRow) -> Result<Instance, sqlx::Error> {
         freeze_max_age: r.try_get("freeze_max_age")?,
         analyze_threshold: r.try_get("analyze_threshold")?,
         analyze_scale: r.try_get("analyze_scale")?,
+        vacuum_threshold: r.try_get("vacuum_threshold")?,
+        vacuum_scale: r.try_get("vacuum_scale")?,
         block_size: r.try_get("block_size")?,
         archive_mode: r.try_get("archive_mode")?,
         now: r.try_get("now")?,
@@ -169,6 +169,7 @@ pub(super) fn decode_instance(r: &PgRow) -> Result<Instance, sqlx::Error> {
         role_connlimit: r
             .try_get::<Option<f64>, _>("role_connlimit")?
             .unwrap_or(-1.0),
+        server: decode_server_facts(r)?,
     })
 }
 
@@ -209,6 +210,7 @@ pub(super) fn decode_activity(r: &PgRow) -> Result<Activity, String> {
         long: json_list(r, "long_json")?,
         idle: json_list(r, "idle_json")?,
         blocked: json_list(r, "blocked_json")?,
+        holders: json_list(r, "holders_json")?,
         xmin: json_list(r, "xmin_json")?,
         databases: json_list(r, "databases_json")?,
         oldest: json_list(r, "oldest_json")?,
@@ -217,6 +219,19 @@ pub(super) fn decode_activity(r: &PgRow) -> Result<Activity, String> {
         slots: json_list(r, "slots_json")?,
         prepared: json_list(r, "prepared_json")?,
         archiver: json_one(r, "archiver_json")?,
+        xacts: json_list(r, "xact_json")?,
+    })
+}
+
+fn decode_server_facts(r: &PgRow) -> Result<ServerFacts, sqlx::Error> {
+    Ok(ServerFacts {
+        track_counts: r.try_get("track_counts")?,
+        autovacuum: r.try_get("autovacuum")?,
+        fsync: r.try_get("fsync")?,
+        full_page_writes: r.try_get("full_page_writes")?,
+        sync_standby_names: r.try_get("sync_standby_names")?,
+        checksum_failures: r.try_get("checksum_failures")?,
+        checksum_last_failure: r.try_get("checksum_last_failure")?,
     })
 }
 
@@ -236,11 +251,13 @@ pub(super) fn decode_table(r: &PgRow, now: f64) -> Result<TableRow, sqlx::Error>
         del: num("del")?,
         seq_scan: num("seq_scan")?,
         idx_scan: r.try_get("idx_scan")?,
+        seq_tup_read: num("seq_tup_read")?,
         size: num("size")?,
         last_vacuum: r.try_get("last_vacuum")?,
         last_analyze: r.try_get("last_analyze")?,
         now,
         reloptions: r.try_get("reloptions")?,
+        reltuples: num("reltuples")?,
     })
 }
 
