@@ -637,7 +637,7 @@ async fn postgres_idle_in_transaction_gives_one_critical_then_one_resolved() {
     let rx = Receiver::start(vec![Reply::new(200, "ok")]).await;
     std::fs::write(d.join("hook-url"), rx.url("/hook")).unwrap_or_else(|e| panic!("{e}"));
     // Short thresholds; checks the shared server fails for reasons of its own (a full
-    // disk) are off. (There is no `settings` check yet to disable.) The session passes
+    // disk; `settings`: autovacuum is off there) are off. The session passes
     // WARNING (1 s) on its way to CRITICAL (2 s): group_wait (3 s) makes that one message.
     std::fs::write(
         d.join("dbwarden.toml"),
@@ -645,7 +645,7 @@ async fn postgres_idle_in_transaction_gives_one_critical_then_one_resolved() {
             "[daemon]\nhistory = \"sqlite://{d}/h.db\"\nconfirm_rounds = 1\n\
              [alerts]\ngroup_wait = \"3s\"\ngroup_interval = \"1s\"\n\n\
              [[target]]\nname = \"pg\"\nurl = \"{url}\"\n\
-             thresholds = {{ disk_space = {{ enabled = false }}, idle_in_transaction = {{ warning = \"1s\", critical = \"2s\" }} }}\n\n\
+             thresholds = {{ disk_space = {{ enabled = false }}, settings = {{ enabled = false }}, idle_in_transaction = {{ warning = \"1s\", critical = \"2s\" }} }}\n\n\
              [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1s\"\n\n\
              [[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{d}/hook-url\"\n",
             d = d.display(),
@@ -679,7 +679,12 @@ async fn postgres_idle_in_transaction_gives_one_critical_then_one_resolved() {
     // Several more rounds with the session still idle: no repeat.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let got = about(&rx, "pg");
-    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got.len(),
+        1,
+        "{got:?}\n{:?}",
+        rx.requests().iter().map(|r| r.json()).collect::<Vec<_>>()
+    );
     assert_eq!(
         (got[0].0.as_str(), got[0].1.as_str()),
         ("firing", "CRITICAL")
