@@ -325,8 +325,9 @@ impl Machine {
             return;
         }
         if told.is_none() && t.believed == Status::Ok {
-            // First seen OK: not news. Now a baseline.
-            if t.pending.is_none() {
+            // First seen OK: not news. Now a baseline (once a round has been seen: a
+            // target only named in the config is not known to be OK yet).
+            if t.pending.is_none() && t.seen {
                 t.announced = Some(Status::Ok);
             }
             return;
@@ -748,6 +749,18 @@ mod tests {
         r.round("fine", &[("c", Warning)]);
         r.pass(60 * S).await;
         assert_eq!(r.events()[1], (Some(OK), Warning, Firing));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_configured_target_first_seen_failing_is_news_from_nothing() {
+        let mut r = Rig::unrestored(zero_wait());
+        r.m.describe("db", "postgres", &[], now());
+        let a = r.m.restore([], now());
+        r.apply(a);
+        r.round("db", &[("c", Critical)]);
+        r.pass(S).await;
+        assert_eq!(r.events(), vec![(None, Critical, Firing)]);
+        assert_eq!(r.sent[0].engine, "postgres");
     }
 
     #[tokio::test(start_paused = true)]
