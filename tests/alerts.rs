@@ -894,3 +894,22 @@ async fn with_the_store_down_notifications_are_sent_and_written_later() {
     rig.stop().await;
     db.drop_db().await;
 }
+
+#[test]
+fn the_self_targets_name_is_reserved() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("dbwarden.toml"),
+        format!(
+            "[daemon]\nhistory = \"sqlite://{d}/h.db\"\n\n[[target]]\nname = \"dbwarden\"\nurl = \"sqlite://{d}/x.db\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (code, _, err) = cli(dir.path(), &["config", "check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("target[0].name") && err.contains("built-in target"),
+        "{err}"
+    );
+}
