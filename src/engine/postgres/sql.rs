@@ -562,4 +562,27 @@ mod tests {
             assert!(duplicate_indexes(v).contains("i.indoption::text"));
         }
     }
+
+    /// Each server version gets the activity text with the slot columns it has (a swapped
+    /// arm would send `inactive_since` to a 16 and fail every round there).
+    #[test]
+    fn activity_text_follows_the_version() {
+        for v in [130_000, 140_011, 150_004] {
+            let t = activity_for(v, true);
+            assert!(t.contains("NULL::bool AS conflicting"), "{v}");
+            assert!(!t.contains("inactive_since"), "{v}");
+        }
+        let t16 = activity_for(160_002, true);
+        assert!(t16.contains("conflicting, NULL::text AS invalidation_reason"));
+        assert!(!t16.contains("inactive_since"));
+        for v in [170_000, 180_000] {
+            let t = activity_for(v, true);
+            assert!(t.contains("invalidation_reason::text") && t.contains("inactive_since"));
+        }
+        // Without the server-level sections the slot columns are never read: one text.
+        for v in [130_000, 160_000, 170_000] {
+            assert_eq!(activity_for(v, false), ACTIVITY_DATABASE);
+            assert!(ACTIVITY_DATABASE.contains("CASE WHEN false THEN"));
+        }
+    }
 }
