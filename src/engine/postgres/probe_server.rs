@@ -597,6 +597,20 @@ pub fn sequence_exhaustion(rows: &[SequenceRow], user: &str, age: f64) -> Measur
     } else {
         String::new()
     };
+    // Sequences the role may not read are not judged: say so, or an OK would hide them.
+    let hidden_note = match hidden.len() {
+        0 => String::new(),
+        n => format!(
+            "; {n} sequence(s) not judged: role {user} may not read them ({})",
+            hidden
+                .iter()
+                .take(3)
+                .map(|s| s.name.as_str())
+                .chain((n > 3).then_some("…"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let obs = rows
         .iter()
         .filter(|s| s.readable && !s.cycle)
@@ -614,8 +628,15 @@ pub fn sequence_exhaustion(rows: &[SequenceRow], user: &str, age: f64) -> Measur
                     d.push_str(&format!(" ({ct})"));
                 }
             }
-            d.push_str("; widen it to bigint before it runs out");
+            let bigint = s.data_type == "bigint"
+                && s.column_type.as_deref().is_none_or(|t| t == "bigint");
+            d.push_str(if bigint {
+                "; a bigint cannot be widened: archive or renumber rows, or move the key to numeric or uuid, before it runs out"
+            } else {
+                "; widen the column and the sequence to bigint before it runs out"
+            });
             d.push_str(&fresh);
+            d.push_str(&hidden_note);
             Observation::new(sequence_used_percent(s))
                 .subject(format!("sequence {}", s.name))
                 .detail(d)
@@ -1149,8 +1170,30 @@ mod tests {
         let r = judge(&sequence_exhaustion(&[s, cyc, seq(Some(5.0))], "mon", 0.0));
         assert_eq!(r.status, Status::Critical);
         assert!(r.message.contains("public.orders.id"), "{}", r.message);
+        assert!(r.message.contains("to bigint"), "{}", r.message);
+        // A bigint sequence of a bigint column cannot be widened: no such advice.
+        let mut big = seq(Some(9.0e18));
+        big.data_type = "bigint".into();
+        big.max_value = 9.223_372_036_854_776e18;
+        big.column_type = Some("bigint".into());
+        let r = judge(&sequence_exhaustion(&[big], "mon", 0.0));
+        assert_eq!(r.status, Status::Critical);
+        assert!(!r.message.contains("to bigint"), "{}", r.message);
         let mut hidden = seq(None);
         hidden.readable = false;
+        hidden.name = "app.secret_seq".into();
+        // Some readable, some not: the hidden ones are named, not silently skipped.
+        let r = judge(&sequence_exhaustion(
+            &[seq(Some(5.0)), hidden.clone()],
+            "mon",
+            0.0,
+        ));
+        assert_eq!(r.status, Status::Ok);
+        assert!(
+            r.message.contains("1 sequence(s) not judged") && r.message.contains("app.secret_seq"),
+            "{}",
+            r.message
+        );
         let r = judge(&sequence_exhaustion(&[hidden], "mon", 0.0));
         assert_eq!(r.status, Status::Unknown);
         assert!(r.message.contains("GRANT"), "{}", r.message);
