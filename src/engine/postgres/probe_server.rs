@@ -79,15 +79,47 @@ pub fn checkpoints_sql(version_num: i32) -> &'static str {
 pub type Condition = (Status, String);
 
 /// `m` judged with `t`, made at least as bad as the worst condition; the message names the
-/// conditions first, then what the values said.
+/// conditions first, then what the values said. An UNKNOWN `m` (a privilege gap hiding the
+/// lags) does not hide a condition seen without it (a synchronous standby missing, which
+/// freezes commits): the condition's status wins and the message keeps the reason and fix.
 pub fn with_conditions(
     m: Measurement,
     conditions: Vec<Condition>,
     spec: &CheckSpec,
     t: &CheckThresholds,
 ) -> Measurement {
-    if conditions.is_empty() || matches!(m.outcome, Outcome::Unknown { .. }) {
+    if conditions.is_empty() {
         return m;
+    }
+    if let Outcome::Unknown { reason, fix } = &m.outcome {
+        let worst = Status::worst(conditions.iter().map(|c| c.0));
+        if worst == Status::Ok {
+            return m;
+        }
+        let mut parts: Vec<String> = conditions.into_iter().map(|c| c.1).collect();
+        if Status::worst([worst, Status::Unknown]) == Status::Unknown {
+            // A condition milder than UNKNOWN (a missing expected replica) is still said.
+            parts.push(reason.clone());
+            return Measurement {
+                outcome: Outcome::Unknown {
+                    reason: parts.join("; "),
+                    fix: fix.clone(),
+                },
+                ..m
+            };
+        }
+        parts.push(match fix {
+            Some(f) => format!("otherwise unknown: {reason} ({f})"),
+            None => format!("otherwise unknown: {reason}"),
+        });
+        return Measurement {
+            outcome: Outcome::Verdict {
+                status: worst,
+                value: None,
+                message: parts.join("; "),
+            },
+            ..m
+        };
     }
     let r = evaluate(&m, spec, t);
     let worst = Status::worst(conditions.iter().map(|c| c.0));
@@ -1025,6 +1057,37 @@ mod tests {
             &t,
         ));
         assert_eq!(r.status, Status::Critical);
+        // A lag hidden by a missing privilege does not hide a missing synchronous standby.
+        let hidden = Measurement::unknown(
+            REPLICATION_LAG,
+            "role mon cannot see replication state without pg_read_all_stats",
+            Some("GRANT pg_monitor TO mon".into()),
+        );
+        let r = judge(&with_conditions(
+            hidden.clone(),
+            vec![(Status::Critical, "0 of the 1 synchronous standby(s)".into())],
+            s,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Critical);
+        assert!(
+            r.message.starts_with("0 of the 1") && r.message.contains("GRANT pg_monitor TO mon"),
+            "{}",
+            r.message
+        );
+        assert_eq!(with_conditions(hidden.clone(), Vec::new(), s, &t), hidden);
+        // A milder condition keeps the UNKNOWN (and its GRANT) but is still said.
+        let r = judge(&with_conditions(
+            hidden,
+            vec![(
+                Status::Warning,
+                "expected replica(s) not connected: 'x'".into(),
+            )],
+            s,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Unknown);
+        assert!(r.message.contains("'x'"), "{}", r.message);
     }
 
     #[test]
