@@ -359,13 +359,22 @@ pub fn missing_replicas(
     }
     let connected: Vec<&str> = replicas
         .iter()
+        .filter(|r| r.state.as_deref() != Some("backup"))
         .filter_map(|r| r.name.as_deref())
         .filter(|n| !n.is_empty())
         .collect();
     let sync = parse_sync_standby_names(&inst.server.sync_standby_names);
     let mut out = Vec::new();
     if let Some(s) = &sync {
-        let candidates = connected.iter().filter(|n| s.matches(n)).count();
+        // Only a walsender streaming (or stopping) can confirm commits; one starting up or
+        // catching up cannot yet. A state hidden from the role (NULL) is given the benefit
+        // of the doubt.
+        let candidates = replicas
+            .iter()
+            .filter(|r| !matches!(r.state.as_deref(), Some("startup" | "catchup" | "backup")))
+            .filter_map(|r| r.name.as_deref())
+            .filter(|n| !n.is_empty() && s.matches(n))
+            .count();
         if candidates < s.num {
             out.push((
                 Status::Critical,
@@ -380,12 +389,13 @@ pub fn missing_replicas(
         None => return out,
         Some(ExpectedReplicas::Count(n)) => {
             let n = *n as usize;
-            if replicas.len() < n {
+            // A base backup or a logical subscriber does not stand in for a lost standby.
+            let standbys = replicas.iter().filter(|r| r.is_standby()).count();
+            if standbys < n {
                 out.push((
                     Status::Warning,
                     format!(
-                        "{} of {n} expected replica(s) connected (expected_replicas)",
-                        replicas.len()
+                        "{standbys} of {n} expected replica(s) connected (expected_replicas counts standbys: base backups and logical walsenders are not)"
                     ),
                 ));
             }
@@ -980,6 +990,45 @@ mod tests {
             behind_bytes: Some(0.0),
             ..Replica::default()
         }
+    }
+
+    /// A base backup or a logical subscriber does not stand in for a lost standby, and a
+    /// standby still catching up cannot confirm synchronous commits.
+    #[test]
+    fn only_streaming_physical_standbys_count() {
+        let i = inst();
+        let mut backup = replica("pg_basebackup");
+        backup.state = Some("backup".into());
+        let mut sub = replica("orders_sub");
+        sub.logical = true;
+        let c = missing_replicas(&i, &[backup, sub], Some(&ExpectedReplicas::Count(1)));
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].0, Status::Warning);
+        assert!(
+            c[0].1.starts_with("0 of 1 expected replica(s)"),
+            "{}",
+            c[0].1
+        );
+        assert!(
+            missing_replicas(&i, &[replica("s1")], Some(&ExpectedReplicas::Count(1))).is_empty()
+        );
+
+        let mut i = inst();
+        i.server.sync_standby_names = "*".into();
+        let mut catching_up = replica("s1");
+        catching_up.state = Some("catchup".into());
+        let c = missing_replicas(&i, &[catching_up], None);
+        assert_eq!(c.first().map(|c| c.0), Some(Status::Critical), "{c:?}");
+        let mut backup = replica("pg_basebackup");
+        backup.state = Some("backup".into());
+        assert_eq!(
+            missing_replicas(&i, &[backup], None).first().map(|c| c.0),
+            Some(Status::Critical)
+        );
+        // The state hidden from a role without pg_read_all_stats: not a false CRITICAL.
+        let mut hidden = replica("s1");
+        hidden.state = None;
+        assert!(missing_replicas(&i, &[hidden], None).is_empty());
     }
 
     #[test]

@@ -167,7 +167,10 @@ SELECT
             extract(epoch FROM flush_lag)::float8 AS flush_lag,
             extract(epoch FROM replay_lag)::float8 AS replay_lag,
             pg_wal_lsn_diff(lsn.now_lsn, replay_lsn)::float8 AS behind_bytes,
-            age(backend_xmin)::float8 AS xmin_age
+            age(backend_xmin)::float8 AS xmin_age,
+            EXISTS (SELECT 1 FROM pg_replication_slots sl
+                    WHERE sl.active_pid = pg_stat_replication.pid
+                      AND sl.slot_type = 'logical') AS logical
      FROM pg_stat_replication, lsn) x)::text END AS replicas_json,
   CASE WHEN "#, $server, r#" THEN (SELECT row_to_json(x) FROM (
      SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 AS receive_minus_replay,
