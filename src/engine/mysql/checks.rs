@@ -63,7 +63,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(60.0),
         critical: Some(300.0),
         floor: None,
-        description: "Seconds_Behind_Source/Master minus the channel's intended SQL_Delay (a delayed replica is judged on the delay beyond the configured one), per replication channel; UNKNOWN (not 0) while a channel's IO or SQL thread is not running or still connecting. Only on a replica; needs REPLICATION CLIENT on MySQL, SLAVE MONITOR on MariaDB 10.5+",
+        description: "Seconds_Behind_Source/Master minus the channel's intended SQL_Delay (a delayed replica is judged on the delay beyond the configured one), per replication channel; UNKNOWN (not 0) while a channel's IO or SQL thread is not running or still connecting, unless another channel's lag is past critical (then CRITICAL, naming both). Only on a replica; needs REPLICATION CLIENT on MySQL, SLAVE MONITOR on MariaDB 10.5+",
     },
     CheckSpec {
         name: REPLICA_THREADS,
