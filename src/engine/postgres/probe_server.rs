@@ -459,6 +459,18 @@ pub fn replication_behind(inst: &Instance, act: &Activity) -> Measurement {
             ..m
         };
     }
+    // pg_stat_replication shows a role without pg_read_all_stats its standbys' rows but
+    // not their positions: nothing could be judged, which is not an OK.
+    if !inst.read_stats && !act.replicas.is_empty() {
+        return Measurement::unknown(
+            REPLICATION_BEHIND,
+            format!(
+                "role {} cannot see the replicas' replay positions (pg_stat_replication) without pg_read_all_stats",
+                inst.user
+            ),
+            Some(grant_monitor(&inst.user)),
+        );
+    }
     let mut obs = Vec::new();
     if inst.in_recovery
         && let Some(b) = act.standby.as_ref().and_then(|s| s.receive_minus_replay)
@@ -1165,6 +1177,24 @@ mod tests {
         };
         assert!(standby_receiver_hidden(&i, &gone).is_none());
         assert_eq!(judge(&replication_behind(&i, &act)).status, Status::Unknown);
+    }
+
+    #[test]
+    fn bytes_behind_hidden_from_the_role_are_unknown_with_the_grant() {
+        let mut i = inst();
+        i.read_stats = false;
+        let mut r = replica("s1");
+        r.behind_bytes = None;
+        let act = Activity {
+            replicas: vec![r],
+            ..Activity::default()
+        };
+        let m = judge(&replication_behind(&i, &act));
+        assert_eq!(m.status, Status::Unknown, "{}", m.message);
+        assert!(m.message.contains("GRANT pg_monitor"), "{}", m.message);
+        // No replica connected: nothing hidden, OK.
+        let none = judge(&replication_behind(&i, &Activity::default()));
+        assert_eq!(none.status, Status::Ok, "{}", none.message);
     }
 
     #[test]
