@@ -318,6 +318,26 @@ async fn bytes_behind_are_judged_per_replica() {
     assert!(r.message.contains(STANDBY_NAME), "{}", r.message);
 }
 
+/// On the primary, a role without pg_read_all_stats sees its standby's row in
+/// pg_stat_replication but not its positions: replication_behind is UNKNOWN with the
+/// GRANT, not a silent OK with nothing judged.
+#[tokio::test]
+async fn a_primary_without_read_all_stats_is_unknown_for_bytes_behind() {
+    let Some((primary, _)) = replication_urls() else {
+        return;
+    };
+    let role = unique("dbw_test_role");
+    let mut p = connect(&primary).await;
+    exec(&mut p, &format!("CREATE ROLE {role} LOGIN")).await;
+    let (b, _) = checked(&as_user(&primary, &role), "", "replication_behind").await;
+    let (ok, _) = checked(&primary, "", "replication_behind").await;
+    exec(&mut p, &format!("DROP ROLE {role}")).await;
+    let _ = p.close().await;
+    assert_eq!(b.status, Status::Unknown, "{}", b.message);
+    assert!(b.message.contains("GRANT pg_monitor"), "{}", b.message);
+    assert_eq!(ok.status, Status::Ok, "{}", ok.message);
+}
+
 /// On the standby, a role without pg_read_all_stats sees the WAL receiver's pid but not
 /// its status: replication_lag is UNKNOWN with the GRANT, not a false "no WAL receiver".
 #[tokio::test]

@@ -185,6 +185,17 @@ pub struct Replica {
     pub replay_lag: Option<f64>,
     pub behind_bytes: Option<f64>,
     pub xmin_age: Option<f64>,
+    /// A logical walsender (a subscription, a CDC tool), not a standby.
+    #[serde(default)]
+    pub logical: bool,
+}
+
+impl Replica {
+    /// A physical standby: not a logical walsender, not a base backup being taken
+    /// (`pg_basebackup` streams through a walsender too).
+    pub fn is_standby(&self) -> bool {
+        !self.logical && self.state.as_deref() != Some("backup")
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -1735,6 +1746,7 @@ mod tests {
                 replay_lag: Some(400.0),
                 behind_bytes: Some(3.0 * 1024.0 * 1024.0),
                 xmin_age: None,
+                logical: false,
             }],
             ..Activity::default()
         };

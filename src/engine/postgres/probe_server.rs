@@ -79,15 +79,47 @@ pub fn checkpoints_sql(version_num: i32) -> &'static str {
 pub type Condition = (Status, String);
 
 /// `m` judged with `t`, made at least as bad as the worst condition; the message names the
-/// conditions first, then what the values said.
+/// conditions first, then what the values said. An UNKNOWN `m` (a privilege gap hiding the
+/// lags) does not hide a condition seen without it (a synchronous standby missing, which
+/// freezes commits): the condition's status wins and the message keeps the reason and fix.
 pub fn with_conditions(
     m: Measurement,
     conditions: Vec<Condition>,
     spec: &CheckSpec,
     t: &CheckThresholds,
 ) -> Measurement {
-    if conditions.is_empty() || matches!(m.outcome, Outcome::Unknown { .. }) {
+    if conditions.is_empty() {
         return m;
+    }
+    if let Outcome::Unknown { reason, fix } = &m.outcome {
+        let worst = Status::worst(conditions.iter().map(|c| c.0));
+        if worst == Status::Ok {
+            return m;
+        }
+        let mut parts: Vec<String> = conditions.into_iter().map(|c| c.1).collect();
+        if Status::worst([worst, Status::Unknown]) == Status::Unknown {
+            // A condition milder than UNKNOWN (a missing expected replica) is still said.
+            parts.push(reason.clone());
+            return Measurement {
+                outcome: Outcome::Unknown {
+                    reason: parts.join("; "),
+                    fix: fix.clone(),
+                },
+                ..m
+            };
+        }
+        parts.push(match fix {
+            Some(f) => format!("otherwise unknown: {reason} ({f})"),
+            None => format!("otherwise unknown: {reason}"),
+        });
+        return Measurement {
+            outcome: Outcome::Verdict {
+                status: worst,
+                value: None,
+                message: parts.join("; "),
+            },
+            ..m
+        };
     }
     let r = evaluate(&m, spec, t);
     let worst = Status::worst(conditions.iter().map(|c| c.0));
@@ -327,13 +359,22 @@ pub fn missing_replicas(
     }
     let connected: Vec<&str> = replicas
         .iter()
+        .filter(|r| r.state.as_deref() != Some("backup"))
         .filter_map(|r| r.name.as_deref())
         .filter(|n| !n.is_empty())
         .collect();
     let sync = parse_sync_standby_names(&inst.server.sync_standby_names);
     let mut out = Vec::new();
     if let Some(s) = &sync {
-        let candidates = connected.iter().filter(|n| s.matches(n)).count();
+        // Only a walsender streaming (or stopping) can confirm commits; one starting up or
+        // catching up cannot yet. A state hidden from the role (NULL) is given the benefit
+        // of the doubt.
+        let candidates = replicas
+            .iter()
+            .filter(|r| !matches!(r.state.as_deref(), Some("startup" | "catchup" | "backup")))
+            .filter_map(|r| r.name.as_deref())
+            .filter(|n| !n.is_empty() && s.matches(n))
+            .count();
         if candidates < s.num {
             out.push((
                 Status::Critical,
@@ -348,12 +389,13 @@ pub fn missing_replicas(
         None => return out,
         Some(ExpectedReplicas::Count(n)) => {
             let n = *n as usize;
-            if replicas.len() < n {
+            // A base backup or a logical subscriber does not stand in for a lost standby.
+            let standbys = replicas.iter().filter(|r| r.is_standby()).count();
+            if standbys < n {
                 out.push((
                     Status::Warning,
                     format!(
-                        "{} of {n} expected replica(s) connected (expected_replicas)",
-                        replicas.len()
+                        "{standbys} of {n} expected replica(s) connected (expected_replicas counts standbys: base backups and logical walsenders are not)"
                     ),
                 ));
             }
@@ -416,6 +458,18 @@ pub fn replication_behind(inst: &Instance, act: &Activity) -> Measurement {
             check: REPLICATION_BEHIND,
             ..m
         };
+    }
+    // pg_stat_replication shows a role without pg_read_all_stats its standbys' rows but
+    // not their positions: nothing could be judged, which is not an OK.
+    if !inst.read_stats && !act.replicas.is_empty() {
+        return Measurement::unknown(
+            REPLICATION_BEHIND,
+            format!(
+                "role {} cannot see the replicas' replay positions (pg_stat_replication) without pg_read_all_stats",
+                inst.user
+            ),
+            Some(grant_monitor(&inst.user)),
+        );
     }
     let mut obs = Vec::new();
     if inst.in_recovery
@@ -597,6 +651,20 @@ pub fn sequence_exhaustion(rows: &[SequenceRow], user: &str, age: f64) -> Measur
     } else {
         String::new()
     };
+    // Sequences the role may not read are not judged: say so, or an OK would hide them.
+    let hidden_note = match hidden.len() {
+        0 => String::new(),
+        n => format!(
+            "; {n} sequence(s) not judged: role {user} may not read them ({})",
+            hidden
+                .iter()
+                .take(3)
+                .map(|s| s.name.as_str())
+                .chain((n > 3).then_some("…"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let obs = rows
         .iter()
         .filter(|s| s.readable && !s.cycle)
@@ -614,8 +682,15 @@ pub fn sequence_exhaustion(rows: &[SequenceRow], user: &str, age: f64) -> Measur
                     d.push_str(&format!(" ({ct})"));
                 }
             }
-            d.push_str("; widen it to bigint before it runs out");
+            let bigint = s.data_type == "bigint"
+                && s.column_type.as_deref().is_none_or(|t| t == "bigint");
+            d.push_str(if bigint {
+                "; a bigint cannot be widened: archive or renumber rows, or move the key to numeric or uuid, before it runs out"
+            } else {
+                "; widen the column and the sequence to bigint before it runs out"
+            });
             d.push_str(&fresh);
+            d.push_str(&hidden_note);
             Observation::new(sequence_used_percent(s))
                 .subject(format!("sequence {}", s.name))
                 .detail(d)
@@ -929,6 +1004,45 @@ mod tests {
         }
     }
 
+    /// A base backup or a logical subscriber does not stand in for a lost standby, and a
+    /// standby still catching up cannot confirm synchronous commits.
+    #[test]
+    fn only_streaming_physical_standbys_count() {
+        let i = inst();
+        let mut backup = replica("pg_basebackup");
+        backup.state = Some("backup".into());
+        let mut sub = replica("orders_sub");
+        sub.logical = true;
+        let c = missing_replicas(&i, &[backup, sub], Some(&ExpectedReplicas::Count(1)));
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].0, Status::Warning);
+        assert!(
+            c[0].1.starts_with("0 of 1 expected replica(s)"),
+            "{}",
+            c[0].1
+        );
+        assert!(
+            missing_replicas(&i, &[replica("s1")], Some(&ExpectedReplicas::Count(1))).is_empty()
+        );
+
+        let mut i = inst();
+        i.server.sync_standby_names = "*".into();
+        let mut catching_up = replica("s1");
+        catching_up.state = Some("catchup".into());
+        let c = missing_replicas(&i, &[catching_up], None);
+        assert_eq!(c.first().map(|c| c.0), Some(Status::Critical), "{c:?}");
+        let mut backup = replica("pg_basebackup");
+        backup.state = Some("backup".into());
+        assert_eq!(
+            missing_replicas(&i, &[backup], None).first().map(|c| c.0),
+            Some(Status::Critical)
+        );
+        // The state hidden from a role without pg_read_all_stats: not a false CRITICAL.
+        let mut hidden = replica("s1");
+        hidden.state = None;
+        assert!(missing_replicas(&i, &[hidden], None).is_empty());
+    }
+
     #[test]
     fn a_missing_expected_standby_alarms() {
         let i = inst();
@@ -1004,6 +1118,37 @@ mod tests {
             &t,
         ));
         assert_eq!(r.status, Status::Critical);
+        // A lag hidden by a missing privilege does not hide a missing synchronous standby.
+        let hidden = Measurement::unknown(
+            REPLICATION_LAG,
+            "role mon cannot see replication state without pg_read_all_stats",
+            Some("GRANT pg_monitor TO mon".into()),
+        );
+        let r = judge(&with_conditions(
+            hidden.clone(),
+            vec![(Status::Critical, "0 of the 1 synchronous standby(s)".into())],
+            s,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Critical);
+        assert!(
+            r.message.starts_with("0 of the 1") && r.message.contains("GRANT pg_monitor TO mon"),
+            "{}",
+            r.message
+        );
+        assert_eq!(with_conditions(hidden.clone(), Vec::new(), s, &t), hidden);
+        // A milder condition keeps the UNKNOWN (and its GRANT) but is still said.
+        let r = judge(&with_conditions(
+            hidden,
+            vec![(
+                Status::Warning,
+                "expected replica(s) not connected: 'x'".into(),
+            )],
+            s,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Unknown);
+        assert!(r.message.contains("'x'"), "{}", r.message);
     }
 
     #[test]
@@ -1032,6 +1177,24 @@ mod tests {
         };
         assert!(standby_receiver_hidden(&i, &gone).is_none());
         assert_eq!(judge(&replication_behind(&i, &act)).status, Status::Unknown);
+    }
+
+    #[test]
+    fn bytes_behind_hidden_from_the_role_are_unknown_with_the_grant() {
+        let mut i = inst();
+        i.read_stats = false;
+        let mut r = replica("s1");
+        r.behind_bytes = None;
+        let act = Activity {
+            replicas: vec![r],
+            ..Activity::default()
+        };
+        let m = judge(&replication_behind(&i, &act));
+        assert_eq!(m.status, Status::Unknown, "{}", m.message);
+        assert!(m.message.contains("GRANT pg_monitor"), "{}", m.message);
+        // No replica connected: nothing hidden, OK.
+        let none = judge(&replication_behind(&i, &Activity::default()));
+        assert_eq!(none.status, Status::Ok, "{}", none.message);
     }
 
     #[test]
@@ -1149,8 +1312,30 @@ mod tests {
         let r = judge(&sequence_exhaustion(&[s, cyc, seq(Some(5.0))], "mon", 0.0));
         assert_eq!(r.status, Status::Critical);
         assert!(r.message.contains("public.orders.id"), "{}", r.message);
+        assert!(r.message.contains("to bigint"), "{}", r.message);
+        // A bigint sequence of a bigint column cannot be widened: no such advice.
+        let mut big = seq(Some(9.0e18));
+        big.data_type = "bigint".into();
+        big.max_value = 9.223_372_036_854_776e18;
+        big.column_type = Some("bigint".into());
+        let r = judge(&sequence_exhaustion(&[big], "mon", 0.0));
+        assert_eq!(r.status, Status::Critical);
+        assert!(!r.message.contains("to bigint"), "{}", r.message);
         let mut hidden = seq(None);
         hidden.readable = false;
+        hidden.name = "app.secret_seq".into();
+        // Some readable, some not: the hidden ones are named, not silently skipped.
+        let r = judge(&sequence_exhaustion(
+            &[seq(Some(5.0)), hidden.clone()],
+            "mon",
+            0.0,
+        ));
+        assert_eq!(r.status, Status::Ok);
+        assert!(
+            r.message.contains("1 sequence(s) not judged") && r.message.contains("app.secret_seq"),
+            "{}",
+            r.message
+        );
         let r = judge(&sequence_exhaustion(&[hidden], "mon", 0.0));
         assert_eq!(r.status, Status::Unknown);
         assert!(r.message.contains("GRANT"), "{}", r.message);

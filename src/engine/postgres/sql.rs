@@ -167,7 +167,10 @@ SELECT
             extract(epoch FROM flush_lag)::float8 AS flush_lag,
             extract(epoch FROM replay_lag)::float8 AS replay_lag,
             pg_wal_lsn_diff(lsn.now_lsn, replay_lsn)::float8 AS behind_bytes,
-            age(backend_xmin)::float8 AS xmin_age
+            age(backend_xmin)::float8 AS xmin_age,
+            EXISTS (SELECT 1 FROM pg_replication_slots sl
+                    WHERE sl.active_pid = pg_stat_replication.pid
+                      AND sl.slot_type = 'logical') AS logical
      FROM pg_stat_replication, lsn) x)::text END AS replicas_json,
   CASE WHEN "#, $server, r#" THEN (SELECT row_to_json(x) FROM (
      SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 AS receive_minus_replay,
@@ -560,6 +563,29 @@ mod tests {
         assert!(!duplicate_indexes(130_000).contains("indnullsnotdistinct"));
         for v in [130_000, 150_000] {
             assert!(duplicate_indexes(v).contains("i.indoption::text"));
+        }
+    }
+
+    /// Each server version gets the activity text with the slot columns it has (a swapped
+    /// arm would send `inactive_since` to a 16 and fail every round there).
+    #[test]
+    fn activity_text_follows_the_version() {
+        for v in [130_000, 140_011, 150_004] {
+            let t = activity_for(v, true);
+            assert!(t.contains("NULL::bool AS conflicting"), "{v}");
+            assert!(!t.contains("inactive_since"), "{v}");
+        }
+        let t16 = activity_for(160_002, true);
+        assert!(t16.contains("conflicting, NULL::text AS invalidation_reason"));
+        assert!(!t16.contains("inactive_since"));
+        for v in [170_000, 180_000] {
+            let t = activity_for(v, true);
+            assert!(t.contains("invalidation_reason::text") && t.contains("inactive_since"));
+        }
+        // Without the server-level sections the slot columns are never read: one text.
+        for v in [130_000, 160_000, 170_000] {
+            assert_eq!(activity_for(v, false), ACTIVITY_DATABASE);
+            assert!(ACTIVITY_DATABASE.contains("CASE WHEN false THEN"));
         }
     }
 }
