@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -96,6 +96,8 @@ pub struct Outbox<D> {
     channels: Vec<String>,
     items: HashMap<(String, String), Item>,
     persist: mpsc::UnboundedSender<Op>,
+    /// The channels the persister claims stored rows for; follows reloads.
+    claim_channels: watch::Sender<Vec<String>>,
     health: Health,
     anchor: (Instant, DateTime<Utc>),
 }
@@ -124,11 +126,12 @@ impl<D: Deliver + 'static> Outbox<D> {
         let claimer = claimer(agent);
         let (tx, rx) = mpsc::unbounded_channel();
         let (claimed_tx, claimed_rx) = mpsc::unbounded_channel();
+        let (claim_channels, claim_channels_rx) = watch::channel(channels.clone());
         tokio::spawn(persister(
             store,
             agent.to_string(),
             claimer.clone(),
-            channels.clone(),
+            claim_channels_rx,
             rx,
             claimed_tx,
             stop,
@@ -140,6 +143,7 @@ impl<D: Deliver + 'static> Outbox<D> {
                 channels,
                 items: HashMap::new(),
                 persist: tx,
+                claim_channels,
                 health,
                 anchor: (Instant::now(), Utc::now()),
             },
@@ -149,6 +153,8 @@ impl<D: Deliver + 'static> Outbox<D> {
 
     /// Channels configured now (after a reload).
     pub fn set_channels(&mut self, channels: Vec<String>) {
+        // The persister claims stored rows for the channels configured now, not at start.
+        self.claim_channels.send_replace(channels.clone());
         self.channels = channels;
     }
 
@@ -379,7 +385,7 @@ async fn persister(
     store: Option<Store>,
     agent: String,
     claimer: String,
-    channels: Vec<String>,
+    channels: watch::Receiver<Vec<String>>,
     mut rx: mpsc::UnboundedReceiver<Op>,
     claimed: mpsc::UnboundedSender<Vec<OutboxRow>>,
     stop: CancellationToken,
@@ -444,6 +450,7 @@ async fn persister(
             }
             let until = Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or_default();
             let _ = store.outbox_renew(&claimer, until).await;
+            let channels = channels.borrow().clone();
             if let Ok(rows) = store
                 .outbox_claim(&claimer, &channels, Utc::now(), until, 1000)
                 .await
