@@ -230,6 +230,7 @@ fn decode_server_facts(r: &PgRow) -> Result<ServerFacts, sqlx::Error> {
         fsync: r.try_get("fsync")?,
         full_page_writes: r.try_get("full_page_writes")?,
         sync_standby_names: r.try_get("sync_standby_names")?,
+        synchronous_commit: r.try_get("synchronous_commit")?,
         checksum_failures: r.try_get("checksum_failures")?,
         checksum_last_failure: r.try_get("checksum_last_failure")?,
     })

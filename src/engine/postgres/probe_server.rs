@@ -23,6 +23,9 @@ pub struct ServerFacts {
     pub fsync: String,
     pub full_page_writes: String,
     pub sync_standby_names: String,
+    /// `synchronous_commit` as this database and role default it: with `local` or `off`,
+    /// commits do not wait for synchronous standbys.
+    pub synchronous_commit: String,
     /// pg_stat_database.checksum_failures of this database: `None` when checksums are off.
     pub checksum_failures: Option<f64>,
     /// Epoch seconds of the last checksum failure.
@@ -376,13 +379,27 @@ pub fn missing_replicas(
             .filter(|n| !n.is_empty() && s.matches(n))
             .count();
         if candidates < s.num {
-            out.push((
-                Status::Critical,
-                format!(
-                    "{candidates} of the {} synchronous standby(s) commits wait for are connected (synchronous_standby_names '{}'): commits hang until one returns, or remove it from synchronous_standby_names",
-                    s.num, inst.server.sync_standby_names
-                ),
-            ));
+            // With synchronous_commit local/off (the default seen here), commits do not
+            // wait: a missing standby is lost redundancy, not frozen commits — unless a
+            // session turns it back on.
+            let waits = !matches!(inst.server.synchronous_commit.as_str(), "local" | "off");
+            out.push(if waits {
+                (
+                    Status::Critical,
+                    format!(
+                        "{candidates} of the {} synchronous standby(s) commits wait for are connected (synchronous_standby_names '{}'): commits hang until one returns, or remove it from synchronous_standby_names",
+                        s.num, inst.server.sync_standby_names
+                    ),
+                )
+            } else {
+                (
+                    Status::Warning,
+                    format!(
+                        "{candidates} of the {} synchronous standby(s) of synchronous_standby_names '{}' are connected; synchronous_commit = {} here, so commits do not wait for them (sessions that set it to on, remote_write or remote_apply do hang)",
+                        s.num, inst.server.sync_standby_names, inst.server.synchronous_commit
+                    ),
+                )
+            });
         }
     }
     let names: Vec<String> = match expected {
@@ -1090,6 +1107,25 @@ mod tests {
             missing_replicas(&i, &[replica("a")], None)[0].0,
             Status::Critical
         );
+    }
+
+    #[test]
+    fn a_missing_synchronous_standby_is_a_warning_when_commits_do_not_wait() {
+        let mut i = inst();
+        i.server.sync_standby_names = "s1".into();
+        for (setting, status) in [
+            ("on", Status::Critical),
+            ("remote_apply", Status::Critical),
+            ("local", Status::Warning),
+            ("off", Status::Warning),
+        ] {
+            i.server.synchronous_commit = setting.into();
+            let c = missing_replicas(&i, &[], None);
+            assert_eq!(c[0].0, status, "{setting}: {}", c[0].1);
+            if status == Status::Warning {
+                assert!(c[0].1.contains("commits do not wait"), "{}", c[0].1);
+            }
+        }
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub const INSTANCE: &str = r#"/* dbwarden */ SELECT
   current_setting('fsync') AS fsync,
   current_setting('full_page_writes') AS full_page_writes,
   current_setting('synchronous_standby_names') AS sync_standby_names,
+  current_setting('synchronous_commit') AS synchronous_commit,
   d.checksum_failures::float8 AS checksum_failures,
   extract(epoch FROM d.checksum_last_failure)::float8 AS checksum_last_failure
 FROM pg_stat_database d
