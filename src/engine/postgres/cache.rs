@@ -48,6 +48,7 @@ impl PostgresEngine {
         st: &mut RoundState,
         conn: &mut PgConnection,
         user: &str,
+        version_num: i32,
     ) {
         if (round.enabled(checks::INVALID_INDEXES) || round.enabled(checks::UNUSED_INDEXES))
             && Cached::due(&st.indexes, CATALOG_INTERVAL)
@@ -98,7 +99,8 @@ impl PostgresEngine {
                             name: r.try_get("name")?,
                             real_size: r.try_get::<Option<f64>, _>("real_size")?.unwrap_or(0.0),
                             bloat_size: r.try_get::<Option<f64>, _>("bloat_size")?.unwrap_or(0.0),
-                            visible: r.try_get::<Option<bool>, _>("visible")?.unwrap_or(false),
+                            na: r.try_get("na")?,
+                            table: None,
                         })
                     })
                     .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -110,10 +112,38 @@ impl PostgresEngine {
                 result,
             });
         }
+        if round.enabled(checks::INDEX_BLOAT) && Cached::due(&st.index_bloat, EXPENSIVE_INTERVAL) {
+            let floor = round.thresholds(checks::INDEX_BLOAT).floor.unwrap_or(0.0);
+            let what = "the index bloat estimate";
+            let result = match sqlx::query(sql::INDEX_BLOAT)
+                .bind(floor)
+                .fetch_all(&mut *conn)
+                .await
+            {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|r| {
+                        Ok(BloatRow {
+                            name: r.try_get("name")?,
+                            real_size: r.try_get::<Option<f64>, _>("real_size")?.unwrap_or(0.0),
+                            bloat_size: r.try_get::<Option<f64>, _>("bloat_size")?.unwrap_or(0.0),
+                            na: r.try_get("na")?,
+                            table: r.try_get("tbl")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(|e| probe_error(&e, what, user)),
+                Err(e) => Err(probe_error(&e, what, user)),
+            };
+            st.index_bloat = Some(Cached {
+                at: Instant::now(),
+                result,
+            });
+        }
         if round.enabled(checks::DUPLICATE_INDEXES)
             && Cached::due(&st.duplicates, EXPENSIVE_INTERVAL)
         {
-            let result = match sqlx::query(sql::DUPLICATE_INDEXES)
+            let result = match sqlx::query(sql::duplicate_indexes(version_num))
                 .fetch_all(&mut *conn)
                 .await
             {

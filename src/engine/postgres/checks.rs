@@ -17,6 +17,7 @@ pub const CACHE_HIT: &str = "cache_hit";
 pub const WRAPAROUND: &str = "wraparound";
 pub const DEAD_TUPLES: &str = "dead_tuples";
 pub const BLOAT: &str = "bloat";
+pub const INDEX_BLOAT: &str = "index_bloat";
 pub const STALE_STATS: &str = "stale_stats";
 pub const REPLICATION_LAG: &str = "replication_lag";
 pub const REPLICATION_SLOTS: &str = "replication_slots";
@@ -83,7 +84,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(30.0),
         critical: Some(300.0),
         floor: None,
-        description: "sessions of this database waiting on a lock held by another session, with the blocker (pg_stat_activity, pg_blocking_pids only for sessions waiting on a lock); needs pg_read_all_stats (pg_monitor); cheap",
+        description: "how long sessions of this database have waited on a lock (pg_locks.waitstart; on 13, which records no wait start, the statement's age), naming the root blocker (pg_blocking_pids followed to the session that does not wait itself); needs pg_read_all_stats (pg_monitor); cheap",
     },
     CheckSpec {
         name: CACHE_HIT,
@@ -113,7 +114,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(20.0),
         critical: Some(40.0),
         floor: Some(10_000.0),
-        description: "n_dead_tup / (n_live_tup + n_dead_tup) per table; floor in rows (min_rows) (pg_stat_user_tables); cheap",
+        description: "n_dead_tup / (n_live_tup + n_dead_tup) of the tables whose dead rows are past their own autovacuum trigger (autovacuum_vacuum_threshold + autovacuum_vacuum_scale_factor × reltuples, per-table storage parameters first), whether or not autovacuum is on; floor in rows (min_rows) (pg_stat_user_tables, pg_class); cheap",
     },
     CheckSpec {
         name: BLOAT,
@@ -123,17 +124,27 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(50.0),
         critical: Some(75.0),
         floor: Some(100.0 * MIB),
-        description: "space beyond what the rows need, estimated from pg_class and pg_stats (the classic estimate; only columns the role may read have statistics); floor in bytes (min_size); expensive: runs every 30 min, the last result is reused in between",
+        description: "space beyond what the rows need, estimated from pg_class and pg_stats (the classic estimate; only columns the role may read have statistics; a table without statistics (never analyzed, a column added since) is not estimated: run ANALYZE); floor in bytes (min_size); expensive: runs every 30 min, the last result is reused in between",
+    },
+    CheckSpec {
+        name: INDEX_BLOAT,
+        label: "estimated index bloat",
+        unit: Unit::Percent,
+        direction: Direction::HigherIsWorse,
+        warning: Some(50.0),
+        critical: Some(75.0),
+        floor: Some(100.0 * MIB),
+        description: "btree index space beyond what its entries need at the index's fillfactor, estimated from pg_class and pg_stats (ioguix's btree estimate; an index whose table lacks statistics is not estimated: run ANALYZE); floor in bytes (min_size); expensive: runs every 30 min, the last result is reused in between",
     },
     CheckSpec {
         name: STALE_STATS,
-        label: "since the last analyze",
+        label: "past the autoanalyze threshold",
         unit: Unit::Seconds,
         direction: Direction::HigherIsWorse,
         warning: Some(86_400.0),
         critical: Some(7.0 * 86_400.0),
         floor: Some(10_000.0),
-        description: "tables modified past their autoanalyze threshold but not analyzed for long (pg_stat_user_tables.n_mod_since_analyze); floor in rows; cheap",
+        description: "how long tables have been past their autoanalyze threshold without an analyze (pg_stat_user_tables.n_mod_since_analyze vs autovacuum_analyze_threshold + scale factor × reltuples); PostgreSQL does not record the crossing, so the time counts from the first round that saw it (a restart starts again); floor in rows; cheap",
     },
     CheckSpec {
         name: REPLICATION_LAG,
@@ -173,7 +184,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(1.0),
         critical: None,
         floor: None,
-        description: "indexes left invalid by a failed CREATE/REINDEX CONCURRENTLY (pg_index.indisvalid), builds in progress excluded; cheap",
+        description: "indexes left invalid by a failed CREATE/REINDEX CONCURRENTLY (pg_index.indisvalid), builds in progress excluded; a partitioned index not yet attached on every partition (CREATE INDEX ... ON ONLY) is not counted, its missing partitions are named; cheap",
     },
     CheckSpec {
         name: UNUSED_INDEXES,
@@ -193,7 +204,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(MIB),
         critical: None,
         floor: None,
-        description: "indexes with the same table, method, columns, operator classes, expressions and predicate as another; value = size of the redundant one (pg_index); expensive: runs every 30 min",
+        description: "indexes with the same table, method, columns, operator classes, collations, sort options (indoption), NULLS NOT DISTINCT (15+), expressions and predicate as another; value = size of the redundant one (pg_index); expensive: runs every 30 min",
     },
     CheckSpec {
         name: SEQ_SCANS,
@@ -203,7 +214,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(90.0),
         critical: None,
         floor: Some(100_000.0),
-        description: "share of sequential scans on large tables since the statistics were reset, a missing-index hint (pg_stat_user_tables); floor in rows; tables with fewer than 100 scans are not judged; cheap",
+        description: "share of sequential scans on large tables over the last hour (seq_scan/idx_scan increases between snapshots kept by the engine; baseline pending on the first round), a missing-index hint that clears within an hour of the index being added (pg_stat_user_tables); floor in rows; tables with fewer than 100 scans in the window are not judged; cheap",
     },
     CheckSpec {
         name: DEADLOCKS,

@@ -153,6 +153,8 @@ pub(super) fn decode_instance(r: &PgRow) -> Result<Instance, sqlx::Error> {
         freeze_max_age: r.try_get("freeze_max_age")?,
         analyze_threshold: r.try_get("analyze_threshold")?,
         analyze_scale: r.try_get("analyze_scale")?,
+        vacuum_threshold: r.try_get("vacuum_threshold")?,
+        vacuum_scale: r.try_get("vacuum_scale")?,
         block_size: r.try_get("block_size")?,
         archive_mode: r.try_get("archive_mode")?,
         now: r.try_get("now")?,
@@ -209,6 +211,7 @@ pub(super) fn decode_activity(r: &PgRow) -> Result<Activity, String> {
         long: json_list(r, "long_json")?,
         idle: json_list(r, "idle_json")?,
         blocked: json_list(r, "blocked_json")?,
+        holders: json_list(r, "holders_json")?,
         xmin: json_list(r, "xmin_json")?,
         databases: json_list(r, "databases_json")?,
         oldest: json_list(r, "oldest_json")?,
@@ -236,11 +239,13 @@ pub(super) fn decode_table(r: &PgRow, now: f64) -> Result<TableRow, sqlx::Error>
         del: num("del")?,
         seq_scan: num("seq_scan")?,
         idx_scan: r.try_get("idx_scan")?,
+        seq_tup_read: num("seq_tup_read")?,
         size: num("size")?,
         last_vacuum: r.try_get("last_vacuum")?,
         last_analyze: r.try_get("last_analyze")?,
         now,
         reloptions: r.try_get("reloptions")?,
+        reltuples: num("reltuples")?,
     })
 }
 

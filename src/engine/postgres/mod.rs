@@ -18,7 +18,7 @@
 //! Cost classes: every round runs three cheap queries (`INSTANCE`, `ACTIVITY`, `TABLES`,
 //! plus `ARCHIVE_READY` when archiving is on, and on a second connection the one-row
 //! `BACKEND_IDENTITY` so the run can cancel it); the database size and the index lists
-//! (invalid, never scanned) run at most every [`CATALOG_INTERVAL`], the bloat estimate and
+//! (invalid, never scanned) run at most every [`CATALOG_INTERVAL`], the table and index bloat estimates and
 //! the duplicate-index analysis at most every [`EXPENSIVE_INTERVAL`], and their last
 //! result is reused in between, with its age in the message.
 

@@ -15,8 +15,13 @@ use crate::health::{CheckThresholds, Measurement, Observation, Outcome, Status, 
 pub const XID_HORIZON: f64 = 2_147_483_648.0;
 /// At most this many offenders are carried per check (the worst first).
 pub const MAX_OBSERVATIONS: usize = 50;
-/// Tables scanned fewer times than this are not judged by `seq_scans`.
+/// Tables scanned fewer times than this (within the window) are not judged by `seq_scans`.
 pub const SEQ_SCAN_MIN_SCANS: f64 = 100.0;
+/// `seq_scans` judges the scans of (at least) the last hour, so it clears within an hour
+/// of the missing index being added.
+pub const SEQ_SCAN_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+/// A new snapshot of the scan counters is kept at most this often (bounded memory).
+pub const SEQ_SCAN_SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Settings, privileges and this database's counters (query `INSTANCE`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,6 +39,9 @@ pub struct Instance {
     pub freeze_max_age: f64,
     pub analyze_threshold: f64,
     pub analyze_scale: f64,
+    /// autovacuum_vacuum_threshold and _scale_factor (the global trigger of autovacuum).
+    pub vacuum_threshold: f64,
+    pub vacuum_scale: f64,
     pub block_size: f64,
     pub archive_mode: String,
     /// The server's clock, epoch seconds (ages of vacuum/analyze are measured against it).
@@ -103,10 +111,43 @@ pub struct BlockedSession {
     pub query: Option<String>,
     #[serde(default)]
     pub blockers: Vec<i64>,
-    pub by_usr: Option<String>,
-    pub by_state: Option<String>,
-    pub by_secs: Option<f64>,
-    pub by_query: Option<String>,
+    /// Seconds since the lock wait began (pg_locks.waitstart, 14+; `None` before 14, or
+    /// for a wait that began a moment ago).
+    pub wait_secs: Option<f64>,
+}
+
+/// A session named in some waiter's pg_blocking_pids (query `ACTIVITY`, `holders_json`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct LockHolder {
+    pub pid: i64,
+    pub usr: Option<String>,
+    pub state: Option<String>,
+    pub secs: Option<f64>,
+    pub xact_secs: Option<f64>,
+    pub query: Option<String>,
+    /// Its own blockers when it waits on a lock itself.
+    pub blockers: Option<Vec<i64>>,
+}
+
+/// The session at the head of `s`'s wait chain: pg_blocking_pids is followed through
+/// sessions that wait themselves to the first one that does not (the one to deal with;
+/// the waiters in between only pass the wait on). A pid not among `holders` (a prepared
+/// transaction, a session that just ended) counts as the head. In a cycle (a deadlock the
+/// detector has not broken yet) the direct blocker is named.
+pub fn root_blocker(s: &BlockedSession, holders: &[LockHolder]) -> Option<i64> {
+    let by_pid: HashMap<i64, &LockHolder> = holders.iter().map(|h| (h.pid, h)).collect();
+    let mut seen = std::collections::HashSet::from([s.pid]);
+    let mut stack: Vec<i64> = s.blockers.iter().rev().copied().collect();
+    while let Some(pid) = stack.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        match by_pid.get(&pid).and_then(|h| h.blockers.as_ref()) {
+            Some(next) if !next.is_empty() => stack.extend(next.iter().rev()),
+            _ => return Some(pid),
+        }
+    }
+    s.blockers.first().copied()
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -204,6 +245,13 @@ pub struct IndexRef {
     pub tbl: String,
     #[serde(default)]
     pub size: Option<f64>,
+    /// A partitioned index (relkind 'I'): invalid only until every partition has its
+    /// index attached, which is no fault.
+    #[serde(default)]
+    pub partitioned: bool,
+    /// For a partitioned index: the partitions still lacking their index.
+    #[serde(default)]
+    pub missing: Option<Vec<String>>,
 }
 
 /// The `ACTIVITY` query's row.
@@ -215,6 +263,7 @@ pub struct Activity {
     pub long: Vec<ActiveSession>,
     pub idle: Vec<IdleSession>,
     pub blocked: Vec<BlockedSession>,
+    pub holders: Vec<LockHolder>,
     pub xmin: Vec<XminBackend>,
     pub databases: Vec<DatabaseAge>,
     pub oldest: Vec<TableAge>,
@@ -246,11 +295,15 @@ pub struct TableRow {
     pub seq_scan: f64,
     /// `None`: the table has no index.
     pub idx_scan: Option<f64>,
+    /// Rows read by sequential scans.
+    pub seq_tup_read: f64,
     pub size: f64,
     pub last_vacuum: Option<f64>,
     pub last_analyze: Option<f64>,
     pub now: f64,
     pub reloptions: Option<String>,
+    /// pg_class.reltuples (-1: never vacuumed or analyzed), what autovacuum's trigger scales.
+    pub reltuples: f64,
 }
 
 impl TableRow {
@@ -273,8 +326,26 @@ impl TableRow {
         })
     }
 
-    /// Whether autoanalyze should already have analyzed the table (its threshold, with
-    /// per-table overrides from the storage parameters).
+    /// How many dead rows make autovacuum vacuum this table: autovacuum_vacuum_threshold
+    /// plus autovacuum_vacuum_scale_factor × reltuples, the per-table storage parameters
+    /// overriding the global settings (as autovacuum computes it; reltuples -1, never
+    /// vacuumed or analyzed, counts as 0).
+    pub fn vacuum_trigger(&self, threshold: f64, scale: f64) -> f64 {
+        let threshold = self
+            .option("autovacuum_vacuum_threshold")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(threshold);
+        let scale = self
+            .option("autovacuum_vacuum_scale_factor")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(scale);
+        threshold + scale * self.reltuples.max(0.0)
+    }
+
+    /// Whether autoanalyze should already have analyzed the table: rows modified since the
+    /// last analyze past autovacuum_analyze_threshold + autovacuum_analyze_scale_factor ×
+    /// reltuples (per-table storage parameters first; reltuples -1 counts as 0), as
+    /// autovacuum computes it.
     pub fn needs_analyze(&self, threshold: f64, scale: f64) -> bool {
         let threshold = self
             .option("autovacuum_analyze_threshold")
@@ -284,7 +355,7 @@ impl TableRow {
             .option("autovacuum_analyze_scale_factor")
             .and_then(|v| v.parse().ok())
             .unwrap_or(scale);
-        self.mod_since_analyze > threshold + scale * self.live
+        self.mod_since_analyze > threshold + scale * self.reltuples.max(0.0)
     }
 }
 
@@ -294,8 +365,23 @@ pub struct BloatRow {
     pub name: String,
     pub real_size: f64,
     pub bloat_size: f64,
-    /// pg_stats shows every column to this role (otherwise the estimate is meaningless).
-    pub visible: bool,
+    /// Why the estimate is not possible for this table (ioguix's `is_na`), `None` when it
+    /// is: `privilege`, `never_analyzed`, `columns_not_analyzed`, `name_column` (see
+    /// [`super::sql::BLOAT`]).
+    pub na: Option<String>,
+    /// For an index: its table.
+    pub table: Option<String>,
+}
+
+impl BloatRow {
+    fn na_is(&self, reason: &str) -> bool {
+        self.na.as_deref() == Some(reason)
+    }
+
+    /// ANALYZE would make the estimate possible.
+    fn needs_analyze(&self) -> bool {
+        self.na_is("never_analyzed") || self.na_is("columns_not_analyzed")
+    }
 }
 
 /// A group of identical indexes (query `DUPLICATE_INDEXES`): the first is kept.
@@ -462,43 +548,68 @@ pub fn blocked_sessions(inst: &Instance, act: &Activity) -> Measurement {
     if let Some(m) = sessions_hidden(BLOCKED_SESSIONS, inst) {
         return m;
     }
+    // Before 14 PostgreSQL does not record when a lock wait began: the statement's age
+    // stands in for it (a long statement that just began waiting reads as a long wait).
+    let waitstart = inst.version_num >= 140_000;
     let obs = act
         .blocked
         .iter()
         .map(|s| {
             let mut d = user_app(&s.usr, &s.app);
-            if let Some(b) = s.blockers.first() {
-                d.push_str(&format!(", blocked by pid {b}"));
-                if s.blockers.len() > 1 {
+            if let Some(root) = root_blocker(s, &act.holders) {
+                d.push_str(&format!(", blocked by pid {root}"));
+                let direct = s.blockers.first().copied();
+                if direct != Some(root) && !s.blockers.contains(&root) {
+                    d.push_str(&format!(
+                        " at the head of the lock chain (waits directly behind pid {})",
+                        direct.unwrap_or(root)
+                    ));
+                } else if s.blockers.len() > 1 {
                     d.push_str(&format!(" and {} more", s.blockers.len() - 1));
                 }
                 let mut by = Vec::new();
-                if let Some(u) = &s.by_usr {
-                    by.push(format!("user {u}"));
-                }
-                if let Some(st) = &s.by_state {
-                    match s.by_secs {
-                        Some(x) => by.push(format!("{st} {}", secs(x))),
-                        None => by.push(st.clone()),
+                if let Some(h) = act.holders.iter().find(|h| h.pid == root) {
+                    if let Some(u) = &h.usr {
+                        by.push(format!("user {u}"));
                     }
-                }
-                if s.by_query.is_some() {
-                    by.push(query_for_message(s.by_query.as_deref(), Dialect::Postgres));
+                    if let Some(st) = &h.state {
+                        match h.secs {
+                            Some(x) => by.push(format!("{st} {}", secs(x))),
+                            None => by.push(st.clone()),
+                        }
+                    }
+                    if let Some(x) = h.xact_secs {
+                        by.push(format!("transaction open {}", secs(x)));
+                    }
+                    if h.query.is_some() {
+                        by.push(query_for_message(h.query.as_deref(), Dialect::Postgres));
+                    }
                 }
                 if !by.is_empty() {
                     d.push_str(&format!(" ({})", by.join(", ")));
                 }
             }
+            let value = if waitstart {
+                if let Some(x) = s.secs {
+                    d.push_str(&format!(", statement running {}", secs(x)));
+                }
+                s.wait_secs.unwrap_or(0.0)
+            } else {
+                d.push_str(
+                    ", time of the statement: PostgreSQL 13 does not record when a lock wait began",
+                );
+                s.secs.unwrap_or(0.0)
+            };
             d.push_str(&format!(
                 "; waiting: {}",
                 query_for_message(s.query.as_deref(), Dialect::Postgres)
             ));
-            Observation::new(s.secs.unwrap_or(0.0))
+            Observation::new(value.max(0.0))
                 .subject(format!("pid {}", s.pid))
                 .detail(d)
         })
         .collect();
-    Measurement::values(BLOCKED_SESSIONS, obs)
+    Measurement::values(BLOCKED_SESSIONS, worst_first(obs, None, false))
 }
 
 pub fn connections(inst: &Instance, act: &Activity) -> Measurement {
@@ -964,18 +1075,53 @@ pub fn archiver(
     )
 }
 
-/// `age`: seconds since the index lists were read (they run on a slower cadence).
-pub fn invalid_indexes(act: &IndexLists, age: f64) -> Measurement {
-    let n = act.invalid.len();
-    if n == 0 {
-        return Measurement::value(INVALID_INDEXES, Observation::new(0.0));
-    }
-    let names: Vec<&str> = act
+/// What to say about partitioned indexes not yet attached on every partition (not
+/// invalid indexes: `CREATE INDEX ... ON ONLY` is the normal first step of building one
+/// per partition, and DROP INDEX CONCURRENTLY is refused for them).
+fn partitioned_note(act: &IndexLists) -> Option<String> {
+    let notes: Vec<String> = act
         .invalid
         .iter()
+        .filter(|i| i.partitioned)
         .take(3)
-        .map(|i| i.name.as_str())
+        .map(|i| match i.missing.as_deref() {
+            Some(m) if !m.is_empty() => {
+                let first: Vec<&str> = m.iter().take(3).map(String::as_str).collect();
+                format!(
+                    "partitioned index {} on {} is not complete yet: partition(s) {}{} lack their index (create it on each, then ALTER INDEX {} ATTACH PARTITION <that index>)",
+                    i.name,
+                    i.tbl,
+                    first.join(", "),
+                    if m.len() > 3 { ", …" } else { "" },
+                    i.name
+                )
+            }
+            _ => format!(
+                "partitioned index {} on {} is not complete yet (a sub-partition's index is not attached)",
+                i.name, i.tbl
+            ),
+        })
         .collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
+/// `age`: seconds since the index lists were read (they run on a slower cadence).
+pub fn invalid_indexes(act: &IndexLists, age: f64) -> Measurement {
+    let invalid: Vec<&IndexRef> = act.invalid.iter().filter(|i| !i.partitioned).collect();
+    let note = partitioned_note(act);
+    let n = invalid.len();
+    if n == 0 {
+        return match note {
+            Some(note) => Measurement::verdict(
+                INVALID_INDEXES,
+                Status::Ok,
+                Some(0.0),
+                format!("no invalid index; {note}; checked {} ago", secs(age)),
+            ),
+            None => Measurement::value(INVALID_INDEXES, Observation::new(0.0)),
+        };
+    }
+    let names: Vec<&str> = invalid.iter().take(3).map(|i| i.name.as_str()).collect();
     let subject = if n == 1 {
         format!("index {}", names.join(""))
     } else {
@@ -985,10 +1131,10 @@ pub fn invalid_indexes(act: &IndexLists, age: f64) -> Measurement {
             if n > 3 { ", …" } else { "" }
         )
     };
-    let detail = if n == 1 {
+    let mut detail = if n == 1 {
         format!(
             "on table {}; left by a failed CREATE/REINDEX CONCURRENTLY: DROP INDEX CONCURRENTLY and build it again; checked {} ago",
-            act.invalid[0].tbl,
+            invalid[0].tbl,
             secs(age)
         )
     } else {
@@ -997,6 +1143,9 @@ pub fn invalid_indexes(act: &IndexLists, age: f64) -> Measurement {
             secs(age)
         )
     };
+    if let Some(note) = note {
+        detail.push_str(&format!("; {note}"));
+    }
     Measurement::value(
         INVALID_INDEXES,
         Observation::new(n as f64).subject(subject).detail(detail),
@@ -1036,18 +1185,34 @@ fn ago(now: f64, then: Option<f64>) -> Option<f64> {
     then.map(|t| (now - t).max(0.0))
 }
 
-pub fn dead_tuples(tables: &[TableRow], t: &CheckThresholds) -> Measurement {
+/// Dead rows of the tables autovacuum should already have vacuumed: only a table whose
+/// dead rows are past its own autovacuum trigger ([`TableRow::vacuum_trigger`]) is
+/// judged, by the share of dead rows (a hot table between two autovacuum runs, or one
+/// tuned to a higher scale factor, is not an alarm). It is judged against that trigger
+/// even where autovacuum is off (globally or for the table): that is the `settings`
+/// check's finding, not a reason to alarm on every table.
+pub fn dead_tuples(inst: &Instance, tables: &[TableRow], t: &CheckThresholds) -> Measurement {
     let candidates = tables
         .iter()
         .filter(|r| r.live + r.dead > 0.0)
+        .filter(|r| r.dead > r.vacuum_trigger(inst.vacuum_threshold, inst.vacuum_scale))
         .map(|r| (r.dead * 100.0 / (r.live + r.dead), Some(r.live + r.dead), r))
         .collect();
     let obs = pick_worst(candidates, t.floor, false)
         .into_iter()
         .map(|(value, total, r)| {
-            let mut d = format!("{} dead of {} rows", count(r.dead), count(r.live + r.dead));
+            let trigger = r
+                .vacuum_trigger(inst.vacuum_threshold, inst.vacuum_scale)
+                .max(1.0);
+            let mut d = format!(
+                "{} dead of {} rows, {}× past the point where autovacuum should have run ({} dead rows)",
+                count(r.dead),
+                count(r.live + r.dead),
+                Unit::Count.format((r.dead / trigger * 10.0).floor() / 10.0),
+                count(trigger.round())
+            );
             match ago(r.now, r.last_vacuum) {
-                Some(a) => d.push_str(&format!(", last vacuum {} ago", secs(a))),
+                Some(a) => d.push_str(&format!(", no (auto)vacuum for {}", secs(a))),
                 None => d.push_str(", never vacuumed"),
             }
             if r.autovacuum_disabled() {
@@ -1062,35 +1227,70 @@ pub fn dead_tuples(tables: &[TableRow], t: &CheckThresholds) -> Measurement {
     Measurement::values(DEAD_TUPLES, obs)
 }
 
-/// `first_seen`: seconds since this engine first saw a never-analyzed table needing analyze
-/// (a never-analyzed table's staleness is otherwise unknown; a fresh bulk load is not stale).
+/// When each table was first seen past its autoanalyze threshold, per table oid, with the
+/// last analyze it had then: PostgreSQL does not record when a table crossed, so the
+/// engine keeps it between rounds (a restart starts the clocks again).
+pub type StaleSince = HashMap<i64, (Option<f64>, std::time::Instant)>;
+
+/// Updates `since` with this round's tables (a table past its threshold is remembered from
+/// the first round that saw it so; one analyzed since, or back below it, is forgotten)
+/// and returns the seconds each table has been past it, as of `now`.
+pub fn track_stale(
+    since: &mut StaleSince,
+    inst: &Instance,
+    tables: &[TableRow],
+    now: std::time::Instant,
+) -> HashMap<i64, f64> {
+    let mut next = StaleSince::with_capacity(since.len());
+    let mut out = HashMap::new();
+    for r in tables
+        .iter()
+        .filter(|r| r.needs_analyze(inst.analyze_threshold, inst.analyze_scale))
+    {
+        let at = match since.get(&r.relid) {
+            // Analyzed in between and past the threshold again: a new crossing.
+            Some((analyzed, at)) if *analyzed == r.last_analyze => *at,
+            _ => now,
+        };
+        next.insert(r.relid, (r.last_analyze, at));
+        out.insert(r.relid, now.saturating_duration_since(at).as_secs_f64());
+    }
+    *since = next;
+    out
+}
+
+/// Tables past their autoanalyze threshold, judged by how long they have been past it
+/// (`past`, from [`track_stale`]), not by the age of their last analyze: a table analyzed
+/// 8 days ago that has just crossed is not stale yet.
 pub fn stale_stats(
     inst: &Instance,
     tables: &[TableRow],
-    first_seen: &HashMap<i64, f64>,
+    past: &HashMap<i64, f64>,
     t: &CheckThresholds,
 ) -> Measurement {
-    let staleness = |r: &TableRow| match ago(r.now, r.last_analyze) {
-        Some(a) => (a, true),
-        None => (first_seen.get(&r.relid).copied().unwrap_or(0.0), false),
-    };
     let candidates = tables
         .iter()
         .filter(|r| r.needs_analyze(inst.analyze_threshold, inst.analyze_scale))
-        .map(|r| (staleness(r).0, Some(r.live + r.dead), r))
+        .map(|r| {
+            (
+                past.get(&r.relid).copied().unwrap_or(0.0),
+                Some(r.live + r.dead),
+                r,
+            )
+        })
         .collect();
     let obs = pick_worst(candidates, t.floor, false)
         .into_iter()
         .map(|(value, size, r)| {
-            let mut d = if staleness(r).1 {
-                format!("{} rows modified since", count(r.mod_since_analyze))
-            } else {
-                format!(
-                    "never analyzed, {} rows modified; waiting for ANALYZE for at least {}",
-                    count(r.mod_since_analyze),
-                    secs(value)
-                )
-            };
+            let mut d = format!(
+                "{} rows modified since the last analyze",
+                count(r.mod_since_analyze)
+            );
+            match ago(r.now, r.last_analyze) {
+                Some(a) => d.push_str(&format!(" {} ago", secs(a))),
+                None => d.push_str(" (never analyzed)"),
+            }
+            d.push_str(", time counted from the first round that saw it past the threshold");
             if r.autovacuum_disabled() {
                 d.push_str(", autovacuum disabled on this table");
             }
@@ -1103,56 +1303,222 @@ pub fn stale_stats(
     Measurement::values(STALE_STATS, obs)
 }
 
-pub fn seq_scans(tables: &[TableRow], t: &CheckThresholds) -> Measurement {
+/// Snapshots of each table's scan counters (seq_scan, idx_scan, seq_tup_read), so
+/// `seq_scans` judges the scans of a recent window instead of lifetime counters, which
+/// never clear after the missing index is added.
+#[derive(Debug, Default)]
+pub struct ScanWindow {
+    snapshots: std::collections::VecDeque<(std::time::Instant, HashMap<i64, [f64; 3]>)>,
+}
+
+/// Per table: scan counter increases over `secs` seconds (the window).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanDeltas {
+    pub secs: f64,
+    pub tables: HashMap<i64, [f64; 3]>,
+}
+
+impl ScanWindow {
+    /// Records this round's counters and returns the increases since the oldest snapshot
+    /// kept: [`SEQ_SCAN_WINDOW`] or a little more once the daemon has run that long,
+    /// since the first round before (`None` on the very first round: baseline pending).
+    /// A table whose counters went backwards (statistics reset) has no delta until the
+    /// window passes its reset.
+    pub fn observe(&mut self, tables: &[TableRow], now: std::time::Instant) -> Option<ScanDeltas> {
+        let current: HashMap<i64, [f64; 3]> = tables
+            .iter()
+            .map(|r| {
+                (
+                    r.relid,
+                    [r.seq_scan, r.idx_scan.unwrap_or(0.0), r.seq_tup_read],
+                )
+            })
+            .collect();
+        let deltas = self.snapshots.front().map(|(at, old)| ScanDeltas {
+            secs: now.saturating_duration_since(*at).as_secs_f64(),
+            tables: current
+                .iter()
+                .filter_map(|(id, c)| {
+                    let o = old.get(id)?;
+                    (c.iter().zip(o).all(|(c, o)| c >= o))
+                        .then(|| (*id, [c[0] - o[0], c[1] - o[1], c[2] - o[2]]))
+                })
+                .collect(),
+        });
+        let due = self
+            .snapshots
+            .back()
+            .is_none_or(|(at, _)| now.saturating_duration_since(*at) >= SEQ_SCAN_SNAPSHOT_EVERY);
+        if due {
+            self.snapshots.push_back((now, current));
+        }
+        // Keep the newest snapshot at least a window old, and everything after it.
+        while self
+            .snapshots
+            .get(1)
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= SEQ_SCAN_WINDOW)
+        {
+            self.snapshots.pop_front();
+        }
+        deltas
+    }
+}
+
+/// Share of sequential scans on large tables over the recent window (`deltas`, from
+/// [`ScanWindow::observe`]); a table scanned fewer than [`SEQ_SCAN_MIN_SCANS`] times in
+/// it is not judged.
+pub fn seq_scans(
+    tables: &[TableRow],
+    deltas: Option<&ScanDeltas>,
+    t: &CheckThresholds,
+) -> Measurement {
+    let Some(deltas) = deltas else {
+        return Measurement::verdict(
+            SEQ_SCANS,
+            Status::Ok,
+            None,
+            "of scans sequential: baseline pending (judged from the scans between rounds, over up to an hour)",
+        );
+    };
     let candidates = tables
         .iter()
-        .filter(|r| r.seq_scan + r.idx_scan.unwrap_or(0.0) >= SEQ_SCAN_MIN_SCANS)
-        .map(|r| {
-            let share = r.seq_scan * 100.0 / (r.seq_scan + r.idx_scan.unwrap_or(0.0));
-            (share, Some(r.live), r)
+        .filter_map(|r| {
+            let d = deltas.tables.get(&r.relid)?;
+            (d[0] + d[1] >= SEQ_SCAN_MIN_SCANS)
+                .then(|| (d[0] * 100.0 / (d[0] + d[1]), Some(r.live), (r, *d)))
         })
         .collect();
     let obs = pick_worst(candidates, t.floor, false)
         .into_iter()
-        .map(|(value, live, r)| {
-            let d = match r.idx_scan {
+        .map(|(value, live, (r, d))| {
+            let mut det = match r.idx_scan {
                 None => format!(
-                    "{} sequential scans, the table has no index",
-                    count(r.seq_scan)
+                    "{} sequential scans reading {} rows in the last {}, the table has no index",
+                    count(d[0]),
+                    count(d[2]),
+                    secs(deltas.secs)
                 ),
-                Some(idx) => format!(
-                    "{} sequential vs {} index scans; a missing index?",
-                    count(r.seq_scan),
-                    count(idx)
+                Some(_) => format!(
+                    "{} sequential scans reading {} rows vs {} index scans in the last {}; a missing index?",
+                    count(d[0]),
+                    count(d[2]),
+                    count(d[1]),
+                    secs(deltas.secs)
                 ),
             };
+            det.push_str(&format!(", {} live rows", count(r.live)));
             Observation::new(value)
                 .floor(live.unwrap_or(0.0))
                 .subject(format!("table {}", r.name))
-                .detail(d)
+                .detail(det)
         })
         .collect();
     Measurement::values(SEQ_SCANS, obs)
 }
 
 /// `age`: seconds since the expensive probe ran (shown so a reused result is not mistaken
-/// for a fresh one).
+/// for a fresh one). Tables whose estimate is not possible are never judged on it: a
+/// missing privilege is UNKNOWN with the GRANT, missing statistics UNKNOWN with the
+/// ANALYZE to run (only when no table could be estimated; otherwise a note), and a column
+/// of type name is said once.
 pub fn bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Measurement {
-    let hidden = rows.iter().filter(|r| !r.visible).count();
-    let visible: Vec<&BloatRow> = rows.iter().filter(|r| r.visible).collect();
-    if visible.is_empty() && hidden > 0 {
-        return Measurement::unknown(
-            BLOAT,
-            format!(
-                "{hidden} table(s) above the size floor, but pg_stats hides their columns from role {user} (statistics are shown only for columns the role may SELECT)"
-            ),
-            Some(format!(
-                "GRANT pg_read_all_data TO {} (PostgreSQL 14+) or SELECT on the tables; or disable the check with bloat = {{ enabled = false }}",
-                quote_ident(user)
-            )),
-        );
+    bloat_estimate(BLOAT, "table", rows, user, age, t)
+}
+
+/// The btree index bloat estimate (`INDEX_BLOAT`), judged like [`bloat`].
+pub fn index_bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Measurement {
+    bloat_estimate(INDEX_BLOAT, "index", rows, user, age, t)
+}
+
+/// `kind`: "table" or "index" (the rows' subjects); an index row's ANALYZE is its table's.
+fn bloat_estimate(
+    check: &'static str,
+    kind: &str,
+    rows: &[BloatRow],
+    user: &str,
+    age: f64,
+    t: &CheckThresholds,
+) -> Measurement {
+    let kinds = if kind == "index" {
+        "index(es)"
+    } else {
+        "table(s)"
+    };
+    let hidden = rows.iter().filter(|r| r.na_is("privilege")).count();
+    let analyze: Vec<&BloatRow> = rows.iter().filter(|r| r.needs_analyze()).collect();
+    let name_cols: Vec<&BloatRow> = rows.iter().filter(|r| r.na_is("name_column")).collect();
+    let estimable: Vec<&BloatRow> = rows.iter().filter(|r| r.na.is_none()).collect();
+    let list = |v: &[&BloatRow]| {
+        let mut names: Vec<&str> = v.iter().take(3).map(|r| r.name.as_str()).collect();
+        if v.len() > 3 {
+            names.push("…");
+        }
+        names.join(", ")
+    };
+    let list_tables = |v: &[&BloatRow]| {
+        let mut names: Vec<&str> = Vec::new();
+        for r in v {
+            let n = r.table.as_deref().unwrap_or(&r.name);
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        let more = names.len() > 3;
+        names.truncate(3);
+        if more {
+            names.push("…");
+        }
+        names.join(", ")
+    };
+    let analyze_note = (!analyze.is_empty()).then(|| {
+        format!(
+            "estimate not possible for {} {kinds} without statistics (never analyzed, or a column added since the last ANALYZE): run ANALYZE {}",
+            analyze.len(),
+            list_tables(&analyze)
+        )
+    });
+    let name_note = (!name_cols.is_empty()).then(|| {
+        format!(
+            "estimate not possible for {} (a column of type name, which the estimate cannot size)",
+            list(&name_cols)
+        )
+    });
+    if estimable.is_empty() {
+        if hidden > 0 {
+            let mut reason = format!(
+                "{hidden} {kinds} above the size floor, but pg_stats hides their columns from role {user} (statistics are shown only for columns the role may SELECT)"
+            );
+            if let Some(n) = &analyze_note {
+                reason.push_str(&format!("; {n}"));
+            }
+            return Measurement::unknown(
+                check,
+                reason,
+                Some(format!(
+                    "GRANT pg_read_all_data TO {} (PostgreSQL 14+) or SELECT on the tables; or disable the check with {check} = {{ enabled = false }}",
+                    quote_ident(user)
+                )),
+            );
+        }
+        if let Some(n) = analyze_note {
+            let mut tables: Vec<&str> = Vec::new();
+            for r in &analyze {
+                let n = r.table.as_deref().unwrap_or(&r.name);
+                if !tables.contains(&n) {
+                    tables.push(n);
+                }
+            }
+            return Measurement::unknown(
+                check,
+                format!("{n}; estimated {} ago", secs(age)),
+                Some(format!("ANALYZE {}", tables.join(", "))),
+            );
+        }
+        if let Some(n) = name_note {
+            return Measurement::verdict(check, Status::Ok, None, n);
+        }
     }
-    let obs = visible
+    let obs = estimable
         .iter()
         .filter(|r| r.real_size > 0.0)
         .map(|r| {
@@ -1162,16 +1528,27 @@ pub fn bloat(rows: &[BloatRow], user: &str, age: f64, t: &CheckThresholds) -> Me
                 bytes(r.real_size),
                 secs(age)
             );
+            if let Some(tbl) = &r.table {
+                d.push_str(&format!(
+                    " (on table {tbl}; REINDEX INDEX CONCURRENTLY to reclaim)"
+                ));
+            }
             if hidden > 0 {
-                d.push_str(&format!("; {hidden} table(s) not estimated (no SELECT)"));
+                d.push_str(&format!("; {hidden} {kinds} not estimated (no SELECT)"));
+            }
+            if let Some(n) = &analyze_note {
+                d.push_str(&format!("; {n}"));
+            }
+            if let Some(n) = &name_note {
+                d.push_str(&format!("; {n}"));
             }
             Observation::new(r.bloat_size * 100.0 / r.real_size)
                 .floor(r.real_size)
-                .subject(format!("table {}", r.name))
+                .subject(format!("{kind} {}", r.name))
                 .detail(d)
         })
         .collect();
-    Measurement::values(BLOAT, worst_first(obs, t.floor, false))
+    Measurement::values(check, worst_first(obs, t.floor, false))
 }
 
 pub fn duplicate_indexes(groups: &[DuplicateGroup], age: f64) -> Measurement {
@@ -1212,6 +1589,8 @@ mod tests {
             freeze_max_age: 200_000_000.0,
             analyze_threshold: 50.0,
             analyze_scale: 0.1,
+            vacuum_threshold: 50.0,
+            vacuum_scale: 0.2,
             block_size: 8192.0,
             archive_mode: "off".into(),
             db_connlimit: -1.0,
@@ -1383,26 +1762,88 @@ mod tests {
         assert!(!r.message.contains("hunter2"));
     }
 
+    fn holder(pid: i64, blockers: Option<Vec<i64>>) -> LockHolder {
+        LockHolder {
+            pid,
+            usr: Some("batch".into()),
+            state: Some("idle in transaction".into()),
+            secs: Some(130.0),
+            xact_secs: Some(140.0),
+            query: Some("UPDATE t SET v = 1 WHERE id = 1".into()),
+            blockers,
+        }
+    }
+
     #[test]
-    fn blocked_session_names_its_blocker() {
+    fn blocked_session_is_judged_on_its_lock_wait_and_names_its_blocker() {
+        let mut i = inst();
+        i.version_num = 150_000;
         let act = Activity {
             blocked: vec![BlockedSession {
                 pid: 11,
                 usr: Some("app".into()),
-                secs: Some(45.0),
+                // A 10-minute statement that has waited 45 s.
+                secs: Some(600.0),
+                wait_secs: Some(45.0),
                 query: Some("UPDATE t SET v = 2 WHERE id = 1".into()),
                 blockers: vec![10],
-                by_usr: Some("batch".into()),
-                by_state: Some("idle in transaction".into()),
-                by_secs: Some(130.0),
-                by_query: Some("UPDATE t SET v = 1 WHERE id = 1".into()),
                 ..BlockedSession::default()
             }],
+            holders: vec![holder(10, None)],
             ..Activity::default()
         };
-        let r = judge(&blocked_sessions(&inst(), &act));
+        let r = judge(&blocked_sessions(&i, &act));
         assert_eq!(r.status, Status::Warning);
-        assert!(r.message.starts_with("pid 11: 45s waiting for a lock (user app, blocked by pid 10 (user batch, idle in transaction 2.2min, UPDATE t SET v = ? WHERE id = ?); waiting: UPDATE t SET v = ? WHERE id = ?)"), "{}", r.message);
+        assert_eq!(r.value, Some(45.0));
+        assert!(r.message.starts_with("pid 11: 45s waiting for a lock (user app, blocked by pid 10 (user batch, idle in transaction 2.2min, transaction open 2.3min, UPDATE t SET v = ? WHERE id = ?), statement running 10min; waiting: UPDATE t SET v = ? WHERE id = ?)"), "{}", r.message);
+        // A wait that began a moment ago (waitstart not yet set) is no long wait.
+        let mut fresh = act.clone();
+        fresh.blocked[0].wait_secs = None;
+        assert_eq!(judge(&blocked_sessions(&i, &fresh)).status, Status::Ok);
+        // PostgreSQL 13 has no waitstart: the statement's age, and the message says so.
+        i.version_num = 130_000;
+        let r = judge(&blocked_sessions(&i, &act));
+        assert_eq!(r.status, Status::Critical);
+        assert!(
+            r.message
+                .contains("PostgreSQL 13 does not record when a lock wait began"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn the_root_of_a_lock_chain_is_named_not_another_waiter() {
+        let mut i = inst();
+        i.version_num = 150_000;
+        // 10 holds the lock, 12 waits on 10, 11 waits on 12.
+        let s = BlockedSession {
+            pid: 11,
+            wait_secs: Some(40.0),
+            blockers: vec![12],
+            ..BlockedSession::default()
+        };
+        let holders = vec![holder(12, Some(vec![10])), holder(10, None)];
+        assert_eq!(root_blocker(&s, &holders), Some(10));
+        let act = Activity {
+            blocked: vec![s.clone()],
+            holders: holders.clone(),
+            ..Activity::default()
+        };
+        let r = judge(&blocked_sessions(&i, &act));
+        assert!(
+            r.message.contains("blocked by pid 10 at the head of the lock chain (waits directly behind pid 12) (user batch"),
+            "{}",
+            r.message
+        );
+        // Not visible (a prepared transaction, or gone): the last pid reached is the head.
+        assert_eq!(root_blocker(&s, &holders[..1]), Some(10));
+        // A cycle the deadlock detector has not broken yet: the direct blocker.
+        let cycle = vec![holder(12, Some(vec![11]))];
+        assert_eq!(root_blocker(&s, &cycle), Some(12));
+        // No blockers at all: none.
+        let none = BlockedSession::default();
+        assert_eq!(root_blocker(&none, &holders), None);
     }
 
     #[test]
@@ -1536,48 +1977,120 @@ mod tests {
     fn dead_tuples_judge_big_tables_only_and_name_them() {
         let t = CheckThresholds::builtin(spec(DEAD_TUPLES));
         let mut orders = table("public.orders", 59_000.0, 41_000.0);
+        orders.reltuples = 100_000.0;
         orders.reloptions = Some("autovacuum_enabled=false,fillfactor=90".into());
         let tables = vec![table("public.tiny", 1.0, 99.0), orders];
-        let r = judge(&dead_tuples(&tables, &t));
+        let r = judge(&dead_tuples(&inst(), &tables, &t));
         assert_eq!(r.status, Status::Critical);
+        // Trigger: 50 + 0.2 × 100000 = 20050 dead rows; 41000 is 2.0× that.
         assert_eq!(
             r.message,
-            "table public.orders: 41% dead tuples (41000 dead of 100000 rows, last vacuum 2h ago, autovacuum disabled on this table) (warning ≥ 20%, critical ≥ 40%)"
+            "table public.orders: 41% dead tuples (41000 dead of 100000 rows, 2× past the point where autovacuum should have run (20050 dead rows), no (auto)vacuum for 2h, autovacuum disabled on this table) (warning ≥ 20%, critical ≥ 40%)"
         );
     }
 
     #[test]
-    fn stale_stats_follow_the_autoanalyze_threshold() {
+    fn dead_tuples_judge_each_table_against_its_own_autovacuum_trigger() {
+        let t = CheckThresholds::builtin(spec(DEAD_TUPLES));
+        // 30% dead, tuned to vacuum at half the table: autovacuum is not due, OK.
+        let mut tuned = table("public.tuned", 14_000.0, 6_000.0);
+        tuned.reltuples = 20_000.0;
+        tuned.reloptions = Some("autovacuum_vacuum_scale_factor=0.5".into());
+        let r = judge(&dead_tuples(&inst(), std::slice::from_ref(&tuned), &t));
+        assert_eq!(r.status, Status::Ok, "{}", r.message);
+        // The same rows with the default 0.2: 6000 > 4050, past its trigger, WARNING.
+        let mut plain = tuned.clone();
+        plain.reloptions = None;
+        let r = judge(&dead_tuples(&inst(), &[plain.clone()], &t));
+        assert_eq!(r.status, Status::Warning, "{}", r.message);
+        assert!(r.message.contains("1.4× past the point"), "{}", r.message);
+        // A per-table threshold counts too.
+        let mut threshold = plain.clone();
+        threshold.reloptions = Some("autovacuum_vacuum_threshold=7000".into());
+        assert_eq!(
+            judge(&dead_tuples(&inst(), &[threshold], &t)).status,
+            Status::Ok
+        );
+        // A hot table between two autovacuum runs: 25% dead but under its trigger
+        // (global scale factor 0.4 here).
+        let mut i = inst();
+        i.vacuum_scale = 0.4;
+        assert_eq!(judge(&dead_tuples(&i, &[plain], &t)).status, Status::Ok);
+        // Never vacuumed or analyzed (reltuples -1): the trigger is the threshold alone.
+        let mut fresh = table("public.fresh", 10_000.0, 10_000.0);
+        fresh.reltuples = -1.0;
+        assert_eq!(
+            judge(&dead_tuples(&inst(), &[fresh], &t)).status,
+            Status::Critical
+        );
+    }
+
+    #[test]
+    fn stale_stats_count_from_the_crossing_not_the_last_analyze() {
+        use std::time::{Duration, Instant};
         let t = CheckThresholds::builtin(spec(STALE_STATS));
+        let day = 86_400.0;
+        // Analyzed 8 days ago, just crossed its threshold (50 + 10% of 100000).
         let mut a = table("public.a", 100_000.0, 0.0);
-        a.mod_since_analyze = 50_000.0;
-        a.last_analyze = Some(a.now - 3.0 * 86_400.0);
+        a.reltuples = 100_000.0;
+        a.mod_since_analyze = 20_000.0;
+        a.last_analyze = Some(a.now - 8.0 * day);
+        // Below its threshold, analyzed long ago: not a candidate.
         let mut b = table("public.b", 100_000.0, 0.0);
-        b.mod_since_analyze = 5_000.0; // below 50 + 10% of 100000
-        b.last_analyze = Some(b.now - 30.0 * 86_400.0);
-        let mut c = table("public.c", 100_000.0, 0.0);
-        c.relid = 3;
-        c.mod_since_analyze = 100_000.0;
-        let seen: HashMap<i64, f64> = [(3, 60.0)].into_iter().collect();
-        let m = stale_stats(&inst(), &[a, b, c], &seen, &t);
+        b.relid = 2;
+        b.reltuples = 100_000.0;
+        b.mod_since_analyze = 5_000.0;
+        b.last_analyze = Some(b.now - 30.0 * day);
+        let tables = vec![a.clone(), b];
+        let mut since = StaleSince::new();
+        let t0 = Instant::now();
+        let past = track_stale(&mut since, &inst(), &tables, t0);
+        let m = stale_stats(&inst(), &tables, &past, &t);
         let Outcome::Values(obs) = &m.outcome else {
             panic!("{m:?}")
         };
-        assert_eq!(obs.len(), 2);
+        assert_eq!(obs.len(), 1);
         let r = judge(&m);
-        assert_eq!(r.status, Status::Warning);
+        assert_eq!(r.status, Status::Ok, "{}", r.message);
         assert!(
             r.message
-                .starts_with("table public.a: 3d since the last analyze"),
+                .contains("20000 rows modified since the last analyze 8d ago"),
             "{}",
             r.message
         );
-        assert!(
-            obs[1]
-                .detail
-                .as_deref()
-                .is_some_and(|d| d.contains("never analyzed"))
-        );
+        // Two hours later: still OK; past one day: WARNING, past 7: CRITICAL.
+        for (after, status) in [
+            (2.0 * 3600.0, Status::Ok),
+            (day + 60.0, Status::Warning),
+            (7.0 * day + 60.0, Status::Critical),
+        ] {
+            let now = t0 + Duration::from_secs_f64(after);
+            let past = track_stale(&mut since, &inst(), &tables, now);
+            assert_eq!(past.get(&1), Some(&after));
+            assert_eq!(
+                judge(&stale_stats(&inst(), &tables, &past, &t)).status,
+                status
+            );
+        }
+        // Analyzed (a new last_analyze) and past the threshold again: the clock restarts.
+        let mut again = a.clone();
+        again.last_analyze = Some(a.now - 60.0);
+        let later = t0 + Duration::from_secs_f64(8.0 * day);
+        let past = track_stale(&mut since, &inst(), &[again.clone()], later);
+        assert_eq!(past.get(&1), Some(&0.0));
+        // Back below the threshold: forgotten.
+        let mut calm = again;
+        calm.mod_since_analyze = 0.0;
+        track_stale(&mut since, &inst(), &[calm], later);
+        assert!(since.is_empty());
+        // Never analyzed (reltuples -1): the threshold alone, and the message says so.
+        let mut fresh = table("public.fresh", 20_000.0, 0.0);
+        fresh.relid = 3;
+        fresh.reltuples = -1.0;
+        fresh.mod_since_analyze = 20_000.0;
+        let past = track_stale(&mut since, &inst(), &[fresh.clone()], later);
+        let r = judge(&stale_stats(&inst(), &[fresh], &past, &t));
+        assert!(r.message.contains("(never analyzed)"), "{}", r.message);
     }
 
     #[test]
@@ -1677,17 +2190,62 @@ mod tests {
     }
 
     #[test]
+    fn a_partitioned_index_being_built_is_not_invalid() {
+        let building = IndexRef {
+            name: "public.m_v_idx".into(),
+            tbl: "public.m".into(),
+            partitioned: true,
+            missing: Some(vec!["public.m_2".into()]),
+            ..IndexRef::default()
+        };
+        let act = IndexLists {
+            invalid: vec![building.clone()],
+            unused: vec![],
+        };
+        let r = judge(&invalid_indexes(&act, 0.0));
+        assert_eq!(r.status, Status::Ok);
+        assert_eq!(r.value, Some(0.0));
+        assert!(
+            r.message.contains("partition(s) public.m_2 lack their index (create it on each, then ALTER INDEX public.m_v_idx ATTACH PARTITION <that index>)"),
+            "{}",
+            r.message
+        );
+        assert!(!r.message.contains("DROP INDEX"), "{}", r.message);
+        // A real invalid index next to it is still flagged, with the DROP advice for it.
+        let act = IndexLists {
+            invalid: vec![
+                building,
+                IndexRef {
+                    name: "public.t_v_key".into(),
+                    tbl: "public.t".into(),
+                    ..IndexRef::default()
+                },
+            ],
+            unused: vec![],
+        };
+        let r = judge(&invalid_indexes(&act, 0.0));
+        assert_eq!(r.status, Status::Warning);
+        assert_eq!(r.value, Some(1.0));
+        assert!(
+            r.message.starts_with("index public.t_v_key: 1 invalid index(es) (on table public.t; left by a failed CREATE/REINDEX CONCURRENTLY: DROP INDEX CONCURRENTLY"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
     fn index_checks_name_the_indexes() {
         let act = IndexLists {
             invalid: vec![IndexRef {
                 name: "public.t_v_key".into(),
                 tbl: "public.t".into(),
-                size: None,
+                ..IndexRef::default()
             }],
             unused: vec![IndexRef {
                 name: "public.t_v_idx".into(),
                 tbl: "public.t".into(),
                 size: Some(200.0 * 1024.0 * 1024.0),
+                ..IndexRef::default()
             }],
         };
         let r = judge(&invalid_indexes(&act, 0.0));
@@ -1733,7 +2291,8 @@ mod tests {
             name: "public.big".into(),
             real_size: 500.0 * 1024.0 * 1024.0,
             bloat_size: 400.0 * 1024.0 * 1024.0,
-            visible: false,
+            na: Some("privilege".into()),
+            table: None,
         }];
         let r = judge(&bloat(&rows, "mon", 0.0, &t));
         assert_eq!(r.status, Status::Unknown);
@@ -1743,7 +2302,7 @@ mod tests {
             r.message
         );
         let rows = vec![BloatRow {
-            visible: true,
+            na: None,
             ..rows[0].clone()
         }];
         let r = judge(&bloat(&rows, "mon", 600.0, &t));
@@ -1752,21 +2311,187 @@ mod tests {
     }
 
     #[test]
-    fn seq_scans_need_enough_scans_and_rows() {
-        let t = CheckThresholds::builtin(spec(SEQ_SCANS));
-        let mut big = table("public.big", 1_000_000.0, 0.0);
-        big.seq_scan = 990.0;
-        big.idx_scan = Some(10.0);
-        let mut few = table("public.few", 1_000_000.0, 0.0);
-        few.seq_scan = 5.0;
-        let r = judge(&seq_scans(&[big, few], &t));
-        assert_eq!(r.status, Status::Warning);
+    fn bloat_without_statistics_says_run_analyze_not_grant() {
+        let t = CheckThresholds::builtin(spec(BLOAT));
+        let row = |name: &str, na: Option<&str>| BloatRow {
+            name: name.into(),
+            real_size: 500.0 * 1024.0 * 1024.0,
+            bloat_size: 400.0 * 1024.0 * 1024.0,
+            na: na.map(str::to_string),
+            table: None,
+        };
+        for na in ["never_analyzed", "columns_not_analyzed"] {
+            let r = judge(&bloat(&[row("public.new", Some(na))], "mon", 0.0, &t));
+            assert_eq!(r.status, Status::Unknown, "{na}");
+            assert!(
+                r.message.contains("estimate not possible")
+                    && r.message.contains("run ANALYZE public.new"),
+                "{}",
+                r.message
+            );
+            assert!(
+                r.message.ends_with("fix: ANALYZE public.new"),
+                "{}",
+                r.message
+            );
+            assert!(!r.message.contains("GRANT"), "{}", r.message);
+        }
+        // A name column: said, never judged on a meaningless estimate.
+        let r = judge(&bloat(
+            &[row("public.n", Some("name_column"))],
+            "mon",
+            0.0,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Ok);
+        assert!(r.message.contains("a column of type name"), "{}", r.message);
+        // Next to an estimable table: judged on that one, the others noted.
+        let mut fine = row("public.ok", None);
+        fine.bloat_size = 0.0;
+        let r = judge(&bloat(
+            &[fine, row("public.new", Some("never_analyzed"))],
+            "mon",
+            0.0,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Ok);
         assert!(
-            r.message
-                .starts_with("table public.big: 99% of scans sequential"),
+            r.message.contains("run ANALYZE public.new"),
             "{}",
             r.message
         );
+    }
+
+    #[test]
+    fn index_bloat_names_the_index_its_table_and_the_fix() {
+        let t = CheckThresholds::builtin(spec(INDEX_BLOAT));
+        let mib = 1024.0 * 1024.0;
+        let row = |name: &str, bloat: f64, na: Option<&str>| BloatRow {
+            name: name.into(),
+            real_size: 200.0 * mib,
+            bloat_size: bloat * mib,
+            na: na.map(str::to_string),
+            table: Some("public.t".into()),
+        };
+        let r = judge(&index_bloat(
+            &[row("public.t_v", 180.0, None)],
+            "mon",
+            60.0,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Critical);
+        assert_eq!(
+            r.message,
+            "index public.t_v: 90% estimated index bloat (~180 MB of 200 MB reclaimable, estimated 60s ago (on table public.t; REINDEX INDEX CONCURRENTLY to reclaim)) (warning ≥ 50%, critical ≥ 75%)"
+        );
+        // Small indexes are below the floor.
+        let mut small = row("public.t_w", 9.0, None);
+        small.real_size = 10.0 * mib;
+        assert_eq!(
+            judge(&index_bloat(&[small], "mon", 0.0, &t)).status,
+            Status::Ok
+        );
+        // Without statistics: ANALYZE the table, not the index; no GRANT.
+        let r = judge(&index_bloat(
+            &[
+                row("public.t_v", 0.0, Some("never_analyzed")),
+                row("public.t_w", 0.0, Some("never_analyzed")),
+            ],
+            "mon",
+            0.0,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Unknown);
+        assert!(
+            r.message.ends_with("fix: ANALYZE public.t"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message.contains("2 index(es) without statistics"),
+            "{}",
+            r.message
+        );
+        // Hidden columns: the GRANT, naming this check's switch.
+        let r = judge(&index_bloat(
+            &[row("public.t_v", 0.0, Some("privilege"))],
+            "mon",
+            0.0,
+            &t,
+        ));
+        assert_eq!(r.status, Status::Unknown);
+        assert!(
+            r.message.contains("index_bloat = { enabled = false }"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn seq_scans_judge_a_recent_window_and_clear_after_the_index() {
+        use std::time::{Duration, Instant};
+        let t = CheckThresholds::builtin(spec(SEQ_SCANS));
+        let row = |seq: f64, idx: f64| {
+            let mut r = table("public.big", 1_000_000.0, 0.0);
+            r.seq_scan = seq;
+            r.idx_scan = Some(idx);
+            r.seq_tup_read = seq * 1_000_000.0;
+            r
+        };
+        let mut few = table("public.few", 1_000_000.0, 0.0);
+        few.relid = 2;
+        let mut w = ScanWindow::default();
+        let t0 = Instant::now();
+        // First round: lifetime counters say 99% sequential, but there is no window yet.
+        let r = judge(&seq_scans(
+            &[row(990.0, 10.0)],
+            w.observe(&[row(990.0, 10.0), few.clone()], t0).as_ref(),
+            &t,
+        ));
+        assert_eq!(r.status, Status::Ok);
+        assert!(r.message.contains("baseline pending"), "{}", r.message);
+        // 200 sequential scans in the next minute: WARNING; the small-count table is not judged.
+        few.seq_scan = 5.0;
+        let now = t0 + Duration::from_secs(60);
+        let d = w.observe(&[row(1190.0, 10.0), few.clone()], now);
+        let m = seq_scans(&[row(1190.0, 10.0), few.clone()], d.as_ref(), &t);
+        let r = judge(&m);
+        assert_eq!(r.status, Status::Warning);
+        assert!(
+            r.message.starts_with("table public.big: 100% of scans sequential (200 sequential scans reading 200000000 rows vs 0 index scans in the last 60s"),
+            "{}",
+            r.message
+        );
+        let Outcome::Values(obs) = &m.outcome else {
+            panic!()
+        };
+        assert_eq!(obs.len(), 1);
+        // The index is added: only index scans from now on. Within an hour the window
+        // holds none of the old sequential scans, and the check clears, though the
+        // lifetime ratio (1190 of 3190) would still say 37%.
+        let mut seq = 1190.0;
+        let mut idx = 10.0;
+        let mut status = Status::Warning;
+        for minute in (6..=70).step_by(5) {
+            idx += 500.0;
+            let now = t0 + Duration::from_secs(60 * minute);
+            let d = w.observe(&[row(seq, idx)], now);
+            status = judge(&seq_scans(&[row(seq, idx)], d.as_ref(), &t)).status;
+            assert!(d.is_some_and(|d| d.secs <= 3600.0 + 300.0 + 60.0));
+        }
+        assert_eq!(status, Status::Ok);
+        let d = w.observe(&[row(seq, idx)], t0 + Duration::from_secs(60 * 75));
+        assert_eq!(
+            d.as_ref().and_then(|d| d.tables.get(&1)).map(|d| d[0]),
+            Some(0.0)
+        );
+        // A statistics reset (counters back to 0): no delta for that table, no alarm.
+        seq = 0.0;
+        idx = 0.0;
+        let d = w.observe(&[row(seq, idx)], t0 + Duration::from_secs(60 * 80));
+        assert_eq!(d.as_ref().map(|d| d.tables.contains_key(&1)), Some(false));
+        // Memory stays bounded: at most a window's worth of snapshots.
+        assert!(w.snapshots.len() <= 14, "{}", w.snapshots.len());
     }
 
     #[test]

@@ -48,9 +48,12 @@ pub(super) struct RoundState {
     counters: Option<DbCounters>,
     /// Per table (by oid): inserts, updates, deletes at the previously reported statistics.
     tables: HashMap<i64, [f64; 3]>,
-    /// Never-analyzed tables needing analyze: when this engine first saw them so.
-    never_analyzed: HashMap<i64, Instant>,
+    /// Tables past their autoanalyze threshold: when this engine first saw them so.
+    stale_since: probe::StaleSince,
+    /// Scan counters over the recent window (seq_scans).
+    scan_window: probe::ScanWindow,
     pub bloat: Option<Cached<Vec<BloatRow>>>,
+    pub index_bloat: Option<Cached<Vec<BloatRow>>>,
     pub duplicates: Option<Cached<Vec<DuplicateGroup>>>,
     pub database_size: Option<Cached<f64>>,
     pub indexes: Option<Cached<IndexLists>>,
@@ -213,7 +216,7 @@ impl PostgresEngine {
             } else {
                 None
             };
-        self.refresh_slow(round, &mut st, &mut conn, &inst.user)
+        self.refresh_slow(round, &mut st, &mut conn, &inst.user, inst.version_num)
             .await;
         conn.release().await;
 
@@ -223,27 +226,14 @@ impl PostgresEngine {
         let counter_ms = probe::counter_checks(st.counters.as_ref(), &inst.counters);
         st.counters = Some(inst.counters);
 
-        let now = Instant::now();
-        let first_seen: HashMap<i64, f64> = match &tables {
-            Ok(rows) => {
-                let waiting: std::collections::HashSet<i64> = rows
-                    .iter()
-                    .filter(|r| {
-                        r.last_analyze.is_none()
-                            && r.needs_analyze(inst.analyze_threshold, inst.analyze_scale)
-                    })
-                    .map(|r| r.relid)
-                    .collect();
-                st.never_analyzed.retain(|k, _| waiting.contains(k));
-                waiting
-                    .iter()
-                    .map(|id| {
-                        let since = *st.never_analyzed.entry(*id).or_insert(now);
-                        (*id, now.duration_since(since).as_secs_f64())
-                    })
-                    .collect()
-            }
+        let stale_for: HashMap<i64, f64> = match &tables {
+            Ok(rows) => probe::track_stale(&mut st.stale_since, &inst, rows, Instant::now()),
             Err(_) => HashMap::new(),
+        };
+
+        let scan_deltas = match &tables {
+            Ok(rows) => st.scan_window.observe(rows, Instant::now()),
+            Err(_) => None,
         };
 
         // As a standby: how long replay has stood at its current position (rounds only
@@ -283,9 +273,9 @@ impl PostgresEngine {
                     .cloned()
                     .unwrap_or_else(|| Measurement::unknown(check, "not measured", None))),
                 checks::WRAPAROUND => act.map(|a| probe::wraparound(&inst, a)),
-                checks::DEAD_TUPLES => tab.map(|r| probe::dead_tuples(r, &t)),
-                checks::STALE_STATS => tab.map(|r| probe::stale_stats(&inst, r, &first_seen, &t)),
-                checks::SEQ_SCANS => tab.map(|r| probe::seq_scans(r, &t)),
+                checks::DEAD_TUPLES => tab.map(|r| probe::dead_tuples(&inst, r, &t)),
+                checks::STALE_STATS => tab.map(|r| probe::stale_stats(&inst, r, &stale_for, &t)),
+                checks::SEQ_SCANS => tab.map(|r| probe::seq_scans(r, scan_deltas.as_ref(), &t)),
                 checks::REPLICATION_LAG => {
                     act.map(|a| probe::replication_lag(&inst, a, stalled_for))
                 }
@@ -304,6 +294,9 @@ impl PostgresEngine {
                 checks::XMIN_HORIZON => act.map(|a| probe::xmin_horizon(&inst, a)),
                 checks::BLOAT => Ok(Cached::measure(&st.bloat, check, |rows, age| {
                     probe::bloat(rows, &inst.user, age, &t)
+                })),
+                checks::INDEX_BLOAT => Ok(Cached::measure(&st.index_bloat, check, |rows, age| {
+                    probe::index_bloat(rows, &inst.user, age, &t)
                 })),
                 checks::DUPLICATE_INDEXES => {
                     Ok(Cached::measure(&st.duplicates, check, |g, age| {

@@ -45,6 +45,8 @@ pub const INSTANCE: &str = r#"/* dbwarden */ SELECT
   current_setting('autovacuum_freeze_max_age')::float8 AS freeze_max_age,
   current_setting('autovacuum_analyze_threshold')::float8 AS analyze_threshold,
   current_setting('autovacuum_analyze_scale_factor')::float8 AS analyze_scale,
+  current_setting('autovacuum_vacuum_threshold')::float8 AS vacuum_threshold,
+  current_setting('autovacuum_vacuum_scale_factor')::float8 AS vacuum_scale,
   current_setting('block_size')::float8 AS block_size,
   current_setting('archive_mode') AS archive_mode,
   extract(epoch FROM now())::float8 AS now,
@@ -85,6 +87,14 @@ macro_rules! activity {
          datid IS NOT NULL AS has_db
   FROM pg_stat_activity
   WHERE pid <> pg_backend_pid()
+), w AS MATERIALIZED (
+  -- sessions waiting on a lock, every database (a chain may pass through any of them)
+  SELECT a.*, pg_blocking_pids(a.pid) AS blockers FROM a WHERE wait_event_type = 'Lock'
+), lw AS MATERIALIZED (
+  -- when each lock wait began (pg_locks.waitstart, 14+; NULL before, read through jsonb
+  -- so one text serves every version). Only evaluated when some session waits.
+  SELECT pid, min((to_jsonb(l) ->> 'waitstart')::timestamptz) AS waitstart
+  FROM pg_locks l WHERE NOT granted GROUP BY pid
 ), lsn AS (
   SELECT CASE WHEN pg_is_in_recovery()
               THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
@@ -109,14 +119,19 @@ SELECT
      WHERE here AND state LIKE 'idle in transaction%'
      ORDER BY state_secs DESC NULLS LAST LIMIT 20) x)::text AS idle_json,
   (SELECT coalesce(json_agg(x), '[]') FROM (
-     SELECT b.pid, b.usr, b.app, b.state_secs AS secs, b.wait_event, b.query,
-            b.blockers, h.usr AS by_usr, h.state AS by_state, h.state_secs AS by_secs,
-            h.query AS by_query
-     FROM (SELECT a.*, CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END AS blockers
-           FROM a WHERE here AND wait_event_type = 'Lock') b
-     LEFT JOIN a h ON h.pid = b.blockers[1]
-     WHERE cardinality(b.blockers) > 0
-     ORDER BY b.state_secs DESC NULLS LAST LIMIT 20) x)::text AS blocked_json,
+     SELECT b.pid, b.usr, b.app, b.state_secs AS secs, b.wait_event, b.query, b.blockers,
+            (SELECT extract(epoch FROM now() - lw.waitstart)::float8 FROM lw
+             WHERE lw.pid = b.pid) AS wait_secs
+     FROM w b
+     WHERE b.here AND cardinality(b.blockers) > 0
+     ORDER BY coalesce((SELECT lw.waitstart FROM lw WHERE lw.pid = b.pid), now()) ASC,
+              b.state_secs DESC NULLS LAST LIMIT 20) x)::text AS blocked_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT h.pid, h.usr, h.state, h.state_secs AS secs, h.xact_secs, h.query,
+            w.blockers
+     FROM a h LEFT JOIN w ON w.pid = h.pid
+     WHERE h.pid IN (SELECT unnest(blockers) FROM w)
+     LIMIT 200) x)::text AS holders_json,
   CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT pid, usr, datname, state, xact_secs, xmin_age
      FROM a
@@ -186,7 +201,21 @@ pub const INDEXES: &str = r#"/* dbwarden */ WITH bs AS (
 SELECT
   (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT format('%I.%I', n.nspname, ic.relname) AS name,
-            format('%I.%I', n.nspname, tc.relname) AS tbl
+            format('%I.%I', n.nspname, tc.relname) AS tbl,
+            ic.relkind = 'I' AS partitioned,
+            -- a partitioned index stays invalid until every partition has its index
+            -- attached (CREATE INDEX ... ON ONLY, the first step of building one per
+            -- partition): the partitions still lacking it
+            CASE WHEN ic.relkind = 'I' THEN (
+              SELECT coalesce(array_agg(format('%I.%I', pn.nspname, pc.relname) ORDER BY 1), '{}')
+              FROM pg_inherits pt
+              JOIN pg_class pc ON pc.oid = pt.inhrelid
+              JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+              WHERE pt.inhparent = tc.oid
+                AND NOT EXISTS (SELECT 1 FROM pg_inherits pi
+                                JOIN pg_index ci ON ci.indexrelid = pi.inhrelid
+                                WHERE pi.inhparent = ic.oid AND ci.indrelid = pt.inhrelid))
+            END AS missing
      FROM pg_index i
      JOIN pg_class ic ON ic.oid = i.indexrelid
      JOIN pg_class tc ON tc.oid = i.indrelid
@@ -226,10 +255,12 @@ pub const TABLES: &str = r#"/* dbwarden */ SELECT
   s.n_tup_del::float8 AS del,
   coalesce(s.seq_scan, 0)::float8 AS seq_scan,
   s.idx_scan::float8 AS idx_scan,
+  coalesce(s.seq_tup_read, 0)::float8 AS seq_tup_read,
   c.relpages::float8 * current_setting('block_size')::float8 AS size,
   extract(epoch FROM greatest(s.last_vacuum, s.last_autovacuum))::float8 AS last_vacuum,
   extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8 AS last_analyze,
-  array_to_string(c.reloptions, ',') AS reloptions
+  array_to_string(c.reloptions, ',') AS reloptions,
+  c.reltuples::float8 AS reltuples
 FROM pg_stat_user_tables s
 JOIN pg_class c ON c.oid = s.relid"#;
 
@@ -238,24 +269,26 @@ pub const ARCHIVE_READY: &str = "/* dbwarden */ SELECT count(*)::float8 \
      FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'";
 
 /// Expensive: the classic table-bloat estimate (ioguix/pgsql-bloat-estimation) from
-/// pg_class and pg_stats, for tables of at least `$1` bytes. `visible` is false when
-/// pg_stats hides some columns from this role (no SELECT privilege), which makes the
-/// estimate meaningless for that table.
-pub const BLOAT: &str = r#"/* dbwarden */ SELECT name, real_size, bloat_size, visible
+/// pg_class and pg_stats, for tables of at least `$1` bytes. `na` (ioguix's `is_na`)
+/// says why the estimate is not possible for a table, NULL when it is: `privilege`
+/// (pg_stats hides columns this role may not SELECT), `never_analyzed` (no statistics at
+/// all), `columns_not_analyzed` (a column added since the last ANALYZE), `name_column`
+/// (a column of type name, which the estimate cannot size).
+pub const BLOAT: &str = r#"/* dbwarden */ SELECT name, real_size, bloat_size, na
 FROM (
   SELECT name, bs * tblpages AS real_size,
          CASE WHEN tblpages - est_tblpages_ff > 0 THEN (tblpages - est_tblpages_ff) * bs ELSE 0 END AS bloat_size,
-         visible
+         na
   FROM (
     SELECT ceil(reltuples / ((bs - page_hdr) * fillfactor / (tpl_size * 100))) + ceil(toasttuples / 4) AS est_tblpages_ff,
-           tblpages, bs, name, visible
+           tblpages, bs, name, na
     FROM (
       SELECT (4 + tpl_hdr_size + tpl_data_size + (2 * ma)
               - CASE WHEN tpl_hdr_size % ma = 0 THEN ma ELSE tpl_hdr_size % ma END
               - CASE WHEN ceil(tpl_data_size)::int % ma = 0 THEN ma ELSE ceil(tpl_data_size)::int % ma END
              ) AS tpl_size,
              heappages + toastpages AS tblpages, reltuples, toasttuples, bs, page_hdr, name,
-             fillfactor, visible
+             fillfactor, na
       FROM (
         SELECT format('%I.%I', ns.nspname, tbl.relname) AS name,
                tbl.reltuples::float8 AS reltuples,
@@ -268,8 +301,15 @@ FROM (
                24 AS page_hdr,
                23 + CASE WHEN max(coalesce(s.null_frac, 0)) > 0 THEN (7 + count(s.attname)) / 8 ELSE 0::int END AS tpl_hdr_size,
                sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::float8 AS tpl_data_size,
-               NOT (bool_or(att.atttypid = 'pg_catalog.name'::regtype)
-                    OR sum(CASE WHEN att.attnum > 0 THEN 1 ELSE 0 END) <> count(s.attname)) AS visible
+               CASE WHEN NOT bool_and(coalesce(has_column_privilege(tbl.oid, att.attnum, 'SELECT'), false))
+                      THEN 'privilege'
+                    WHEN tbl.reltuples::float8 < 0 OR (tbl.reltuples::float8 > 0 AND count(s.attname) = 0)
+                      THEN 'never_analyzed'
+                    WHEN tbl.reltuples::float8 > 0 AND count(s.attname) < count(*)
+                      THEN 'columns_not_analyzed'
+                    WHEN bool_or(att.atttypid = 'pg_catalog.name'::regtype)
+                      THEN 'name_column'
+               END AS na
         FROM pg_attribute att
         JOIN pg_class tbl ON att.attrelid = tbl.oid
         JOIN pg_namespace ns ON ns.oid = tbl.relnamespace
@@ -277,7 +317,7 @@ FROM (
                              AND s.inherited = false AND s.attname = att.attname
         LEFT JOIN pg_class toast ON tbl.reltoastrelid = toast.oid
         WHERE NOT att.attisdropped AND att.attnum > 0
-          AND tbl.relkind IN ('r', 'm') AND tbl.reltuples >= 0
+          AND tbl.relkind IN ('r', 'm')
           AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
           AND ns.nspname !~ '^pg_toast'
           AND (tbl.relpages::float8 + coalesce(toast.relpages, 0)) * current_setting('block_size')::float8 >= $1
@@ -288,12 +328,83 @@ FROM (
 ) s4
 ORDER BY bloat_size DESC"#;
 
+/// Expensive: the btree index bloat estimate (after ioguix/pgsql-bloat-estimation's
+/// btree query), for indexes of at least `$1` bytes: the pages its entries need at the
+/// index's fillfactor (8-byte tuple header, 4 more for a null bitmap, data widths from
+/// pg_stats, MAXALIGN 8, 24-byte page header, 16 bytes of btree special space), against
+/// the pages it has. Column statistics come from the table's columns (or the index's own
+/// for expressions) without `pg_get_indexdef()`, which locks. `na` as in [`BLOAT`].
+pub const INDEX_BLOAT: &str = r#"/* dbwarden */ WITH idx AS (
+  SELECT ic.oid AS idxoid, i.indrelid, i.indkey, i.indnatts::int AS natts,
+         n.nspname, tc.relname AS tblname, ic.relname AS idxname,
+         format('%I.%I', n.nspname, ic.relname) AS name,
+         format('%I.%I', n.nspname, tc.relname) AS tbl,
+         ic.reltuples::float8 AS reltuples, ic.relpages::float8 AS relpages,
+         coalesce(substring(array_to_string(ic.reloptions, ' ') FROM 'fillfactor=([0-9]+)')::float8, 90) AS fillfactor
+  FROM pg_index i
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_class tc ON tc.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = tc.relnamespace
+  WHERE ic.relkind = 'i' AND i.indisvalid AND tc.relkind IN ('r', 'm')
+    AND ic.relam = (SELECT oid FROM pg_am WHERE amname = 'btree')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+    AND ic.relpages::float8 * current_setting('block_size')::float8 >= $1
+)
+SELECT name, tbl, real_size, bloat_size, na
+FROM (
+  SELECT name, tbl, bs * relpages AS real_size,
+         CASE WHEN relpages > est_pages THEN (relpages - est_pages) * bs ELSE 0 END AS bloat_size,
+         na
+  FROM (
+    SELECT name, tbl, bs, relpages, na,
+           1 + ceil(greatest(reltuples, 0) / floor((bs - 24 - 16) * fillfactor / (100 * (4 + tuple_width)))) AS est_pages
+    FROM (
+      SELECT name, tbl, bs, relpages, reltuples, fillfactor, na,
+             hdr + CASE WHEN hdr % 8 = 0 THEN 0 ELSE 8 - hdr % 8 END
+             + data_width + CASE WHEN ceil(data_width)::int % 8 = 0 THEN 0 ELSE 8 - ceil(data_width)::int % 8 END
+               AS tuple_width
+      FROM (
+        SELECT idx.name, idx.tbl, idx.relpages, idx.reltuples, idx.fillfactor,
+               current_setting('block_size')::float8 AS bs,
+               CASE WHEN max(coalesce(s.null_frac, 0)) = 0 THEN 8 ELSE 12 END AS hdr,
+               sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 1024))::float8 AS data_width,
+               CASE WHEN NOT bool_and(coalesce(CASE WHEN ta.attnum IS NOT NULL
+                                                    THEN has_column_privilege(idx.indrelid, ta.attnum, 'SELECT')
+                                                    ELSE has_table_privilege(idx.indrelid, 'SELECT') END, false))
+                      THEN 'privilege'
+                    WHEN idx.reltuples < 0 OR (idx.reltuples > 0 AND count(s.attname) = 0)
+                      THEN 'never_analyzed'
+                    WHEN idx.reltuples > 0 AND count(s.attname) < idx.natts
+                      THEN 'columns_not_analyzed'
+                    WHEN bool_or(coalesce(ta.atttypid, ia.atttypid) = 'pg_catalog.name'::regtype)
+                      THEN 'name_column'
+               END AS na
+        FROM idx
+        CROSS JOIN LATERAL generate_series(1, idx.natts) AS k(pos)
+        LEFT JOIN pg_attribute ta ON idx.indkey[k.pos - 1] <> 0
+                                 AND ta.attrelid = idx.indrelid AND ta.attnum = idx.indkey[k.pos - 1]
+        LEFT JOIN pg_attribute ia ON ia.attrelid = idx.idxoid AND ia.attnum = k.pos
+        LEFT JOIN pg_stats s ON s.schemaname = idx.nspname AND NOT s.inherited
+                            AND ((ta.attname IS NOT NULL AND s.tablename = idx.tblname AND s.attname = ta.attname)
+                              OR (ta.attname IS NULL AND s.tablename = idx.idxname AND s.attname = ia.attname))
+        GROUP BY idx.idxoid, idx.name, idx.tbl, idx.relpages, idx.reltuples, idx.fillfactor, idx.natts
+      ) s1
+    ) s2
+  ) s3
+) s4
+ORDER BY bloat_size DESC"#;
+
 /// Expensive: exact duplicate indexes (same table, access method, columns, operator
-/// classes, collations, expressions and predicate). The first of each group is the one to
+/// classes, collations, per-column options (ASC/DESC, NULLS FIRST/LAST), NULLS NOT
+/// DISTINCT (15+), expressions and predicate). The first of each group is the one to
 /// keep (backs a constraint, or is unique, or is the largest); the others are redundant.
 /// Expression and predicate trees are compared without their `:location` fields, which
-/// only record where in the CREATE statement the text stood.
-pub const DUPLICATE_INDEXES: &str = r#"/* dbwarden */ SELECT
+/// only record where in the CREATE statement the text stood. `$nnd`: the
+/// `indnullsnotdistinct` column on 15+, `false` before (see [`duplicate_indexes`]).
+macro_rules! duplicate_indexes {
+    ($nnd:literal) => {
+        concat!(
+            r#"/* dbwarden */ SELECT
   format('%I.%I', n.nspname, t.relname) AS tbl,
   array_agg(format('%I.%I', n.nspname, ic.relname)
             ORDER BY (i.indisprimary OR i.indisunique OR k.oid IS NOT NULL) DESC, ic.relpages DESC, ic.oid) AS names,
@@ -307,10 +418,29 @@ LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid
 WHERE i.indisvalid
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
 GROUP BY n.nspname, t.relname, i.indrelid, ic.relam, i.indkey::text, i.indclass::text,
-         i.indcollation::text,
+         i.indcollation::text, i.indoption::text, "#,
+            $nnd,
+            r#",
          regexp_replace(coalesce(i.indexprs::text, ''), ':location -?[0-9]+', '', 'g'),
          regexp_replace(coalesce(i.indpred::text, ''), ':location -?[0-9]+', '', 'g')
-HAVING count(*) > 1"#;
+HAVING count(*) > 1"#
+        )
+    };
+}
+
+/// The duplicate-index analysis for PostgreSQL 15 and later (`NULLS NOT DISTINCT`).
+pub const DUPLICATE_INDEXES: &str = duplicate_indexes!("i.indnullsnotdistinct");
+/// The same before 15, where every unique index treats NULLs as distinct.
+pub const DUPLICATE_INDEXES_14: &str = duplicate_indexes!("false");
+
+/// The duplicate-index text for a server's `server_version_num`.
+pub fn duplicate_indexes(version_num: i32) -> &'static str {
+    if version_num >= 150_000 {
+        DUPLICATE_INDEXES
+    } else {
+        DUPLICATE_INDEXES_14
+    }
+}
 
 /// Cancels a run's statements still running (run from a fresh connection).
 /// `$1` = pids, `$2` = their backend_start as text (so a reused pid is never hit; NULL
@@ -321,3 +451,19 @@ JOIN unnest($1::int4[], $2::text[]) AS m(pid, started)
   ON a.pid = m.pid
  AND (a.backend_start::text = m.started OR (m.started IS NULL AND a.application_name = 'dbwarden'))
 WHERE a.state = 'active' AND a.pid <> pg_backend_pid()"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_indexes_compare_nulls_not_distinct_only_where_it_exists() {
+        assert!(duplicate_indexes(150_000).contains("i.indnullsnotdistinct"));
+        assert!(duplicate_indexes(170_002).contains("i.indnullsnotdistinct"));
+        assert!(!duplicate_indexes(140_011).contains("indnullsnotdistinct"));
+        assert!(!duplicate_indexes(130_000).contains("indnullsnotdistinct"));
+        for v in [130_000, 150_000] {
+            assert!(duplicate_indexes(v).contains("i.indoption::text"));
+        }
+    }
+}
