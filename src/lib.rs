@@ -42,6 +42,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod logging;
+pub mod maintenance;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;
