@@ -88,6 +88,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Plan maintenance of one target and, without --dry-run, run it now in the
+    /// foreground (ANALYZE / VACUUM (ANALYZE) / VACUUM (FREEZE, ANALYZE) on PostgreSQL).
+    /// Uses the policy of the maintenance job covering the target (or --job), else the
+    /// defaults; a job's window is not applied by hand, its max_duration is.
+    /// Exit code: 0 every step done (or nothing to do), 1 some step skipped, failed or
+    /// interrupted, 2 the run could not start (setup, connection), 3 bad arguments.
+    Maintain {
+        #[arg(long, short = 't')]
+        target: String,
+        /// Use this maintenance job's policy.
+        #[arg(long, short = 'j', value_name = "NAME")]
+        job: Option<String>,
+        /// Print the plan (one line per table: name, action, reason) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print a shell completion script.
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -219,6 +237,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 &path_of(&cli.config, None),
                 target.as_deref(),
                 job.as_deref(),
+                format,
+            )
+            .await
+        }
+        Command::Maintain {
+            target,
+            job,
+            dry_run,
+            format,
+        } => {
+            maintain(
+                &path_of(&cli.config, None),
+                &target,
+                job.as_deref(),
+                dry_run,
                 format,
             )
             .await
@@ -401,6 +434,134 @@ pub fn check_job<'a>(
         })
 }
 
+/// The maintenance job `dbwarden maintain` follows for a target: `--job NAME`, else the
+/// first enabled maintenance job covering it.
+fn maintenance_job<'a>(
+    config: &'a Config,
+    target: &config::Target,
+    named: Option<&str>,
+) -> Option<&'a Job> {
+    let covers = |j: &&Job| {
+        j.kind == config::JobKind::Maintenance
+            && config.job_targets(j).iter().any(|t| t.name == target.name)
+    };
+    match named {
+        Some(n) => config.job(n).filter(covers),
+        None => config.jobs.iter().filter(|j| j.enabled).find(covers),
+    }
+}
+
+async fn maintain(
+    path: &std::path::Path,
+    target: &str,
+    job: Option<&str>,
+    dry_run: bool,
+    format: Format,
+) -> anyhow::Result<i32> {
+    use crate::jobs::maintenance::{Progress, Request};
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let Some(t) = config.target(target) else {
+        eprintln!("dbwarden: no target named \"{}\"", escape(target));
+        return Ok(3);
+    };
+    let j = maintenance_job(&config, t, job);
+    if let (Some(n), None) = (job, j) {
+        eprintln!(
+            "dbwarden: no maintenance job named \"{}\" covers target \"{}\"",
+            escape(n),
+            escape(target)
+        );
+        return Ok(3);
+    }
+    let defaults = config::MaintenanceParams::default();
+    let params = j.and_then(|j| j.params.maintenance()).unwrap_or(&defaults);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.cancel();
+        }
+    });
+    let text = format == Format::Text;
+    let req = Request {
+        target: t,
+        params,
+        tz: config.timezone,
+        use_window: false,
+        dry_run,
+    };
+    let result = crate::jobs::maintenance::maintain(req, &cancel, |p| match p {
+        Progress::Step { i, n, step } if text => eprintln!(
+            "[{i}/{n}] {} {}: {}",
+            step.action.as_str(),
+            escape(&step.table),
+            escape(&step.reason)
+        ),
+        _ => {}
+    })
+    .await;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "dbwarden: maintenance of {} did not run: {}",
+                escape(target),
+                escape(&e.to_string())
+            );
+            return Ok(2);
+        }
+    };
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(s) = &report.skipped {
+        println!("{}: skipped: {}", escape(target), escape(s));
+    } else if dry_run {
+        if report.plan.is_empty() {
+            println!("{}: nothing to do", escape(target));
+        }
+        for s in &report.plan {
+            let skip = s
+                .skip
+                .as_deref()
+                .map(|w| format!(" (will be skipped: {})", escape(w)))
+                .unwrap_or_default();
+            println!(
+                "{}\t{}\t{}{skip}",
+                escape(&s.table),
+                s.action.as_str(),
+                escape(&s.reason)
+            );
+        }
+    } else {
+        if report.records.is_empty() {
+            println!("{}: nothing to do", escape(target));
+        }
+        for r in &report.records {
+            println!(
+                "{}\t{}\t{}",
+                escape(&r.step.table),
+                r.step.action.as_str(),
+                escape(&r.outcome.to_string())
+            );
+        }
+    }
+    if report.deferred > 0 && text {
+        println!(
+            "{} more table(s) qualify; left for a later run (max_tables)",
+            report.deferred
+        );
+    }
+    let clean = report.skipped.is_none()
+        && report
+            .records
+            .iter()
+            .all(|r| r.outcome == crate::maintenance::Outcome::Done);
+    Ok(if clean { 0 } else { 1 })
+}
+
 async fn check(
     path: &std::path::Path,
     only: Option<&str>,
@@ -456,7 +617,7 @@ async fn check(
             let _p = limit.acquire().await;
             let params = match job.map(|j| &j.params) {
                 Some(config::JobParams::Health(p)) => p.clone(),
-                None => config::HealthParams::default(),
+                _ => config::HealthParams::default(),
             };
             let timeout = job
                 .map(|j| j.timeout)

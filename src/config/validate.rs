@@ -456,6 +456,11 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 ),
             );
         }
+        if let Some(m) = j.params.as_ref().and_then(|p| p.maintenance()) {
+            for (k, msg) in m.problems() {
+                c.error(key(k), msg);
+            }
+        }
         if let (Some(kind), Some(schedule), Some(params)) = (kind, schedule, j.params.clone()) {
             jobs.push(Job {
                 name: j.name.clone(),

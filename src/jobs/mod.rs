@@ -15,6 +15,7 @@
 mod engines;
 mod facts;
 pub mod health;
+pub mod maintenance;
 mod tracker;
 
 use std::collections::HashMap;
@@ -173,6 +174,9 @@ impl crate::scheduler::Executor for Dispatcher {
     fn run(&self, ctx: RunCtx) -> BoxFuture<'static, Result<Box<dyn Report>, JobError>> {
         match &ctx.job.params {
             JobParams::Health(p) => start(HealthJob::build(p, &self.shared), ctx),
+            JobParams::Maintenance(p) => {
+                start(maintenance::MaintenanceJob::build(p, &self.shared), ctx)
+            }
         }
     }
 }

@@ -1,0 +1,222 @@
+//! The `maintenance` job kind: plan from fresh statistics, then act within the window,
+//! `max_duration` and the run's cancellation. `dbwarden maintain` runs the same code.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use chrono_tz::Tz;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{JobError, Kind, Report, RunCtx, Shared};
+use crate::config::{MaintenanceParams, PasswordSource, Target};
+use crate::engine::postgres::{MaintenanceSettings, Refusal};
+use crate::engine::{Engine, RunScope};
+use crate::health::Status;
+use crate::maintenance::run::run_plan;
+use crate::maintenance::{Plan, Step, StepRecord, plan, window};
+
+/// What one maintenance run of one target did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MaintenanceReport {
+    pub target: String,
+    /// Set when nothing was attempted, with why (`another dbwarden holds the lock`, a hot
+    /// standby, outside the window, an engine without maintenance yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// The plan (also for a dry run, which executes nothing).
+    pub plan: Vec<Step>,
+    /// Qualifying tables left for a later run by `max_tables`.
+    pub deferred: usize,
+    /// What happened to each planned step (empty for a dry run).
+    pub records: Vec<StepRecord>,
+}
+
+impl Report for MaintenanceReport {
+    fn status(&self) -> Option<Status> {
+        None
+    }
+
+    fn summary(&self) -> String {
+        if let Some(s) = &self.skipped {
+            return format!("skipped: {s}");
+        }
+        let count = |o: &str| {
+            self.records
+                .iter()
+                .filter(|r| r.outcome.as_str() == o)
+                .count()
+        };
+        format!(
+            "{} table(s) planned: {} done, {} skipped, {} failed, {} interrupted{}",
+            self.plan.len(),
+            count("done"),
+            count("skipped"),
+            count("failed"),
+            count("interrupted"),
+            if self.deferred > 0 {
+                format!(", {} left for a later run (max_tables)", self.deferred)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// How a maintenance run is asked for.
+pub struct Request<'a> {
+    pub target: &'a Target,
+    pub params: &'a MaintenanceParams,
+    /// The time zone of the window.
+    pub tz: Tz,
+    /// Honour the window (scheduled runs); `dbwarden maintain` by hand does not.
+    pub use_window: bool,
+    pub dry_run: bool,
+}
+
+/// One progress event of a run (`dbwarden maintain` prints them).
+pub enum Progress<'a> {
+    Step { i: usize, n: usize, step: &'a Step },
+}
+
+/// The target as maintenance connects to it: `maintenance_url` and
+/// `maintenance_password_file` when set, so health checks can use a monitoring-only role.
+pub fn maintenance_target(t: &Target) -> Target {
+    let mut m = t.clone();
+    if let Some(u) = &t.raw.maintenance_url {
+        m.url = u.clone();
+        m.password = PasswordSource::Url;
+    }
+    if let Some(f) = &t.raw.maintenance_password_file {
+        m.password = PasswordSource::File(f.clone());
+    }
+    m
+}
+
+/// Plans and (unless a dry run) executes maintenance of one target. Returns
+/// [`JobError::Cancelled`] when `cancel` fired (the running statement was cancelled on the
+/// server first).
+pub async fn maintain(
+    req: Request<'_>,
+    cancel: &CancellationToken,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<MaintenanceReport, JobError> {
+    let mut report = MaintenanceReport {
+        target: req.target.name.clone(),
+        ..MaintenanceReport::default()
+    };
+    let win = req.params.window().map_err(JobError::Setup)?;
+    let now = Utc::now().with_timezone(&req.tz).time();
+    let budget = match window::budget(
+        win.as_ref().filter(|_| req.use_window),
+        req.params.max_duration,
+        now,
+    ) {
+        Ok(b) => b,
+        Err(why) => {
+            report.skipped = Some(why);
+            return Ok(report);
+        }
+    };
+    let deadline = budget.map(|b| tokio::time::Instant::now() + b);
+    let mt = maintenance_target(req.target);
+    let engine = Engine::open_one_shot(&mt).map_err(|e| JobError::Setup(e.to_string()))?;
+    let Engine::Postgres(pg) = &engine else {
+        report.skipped = Some(format!(
+            "maintenance of {} targets arrives in a later version",
+            mt.engine.as_str()
+        ));
+        return Ok(report);
+    };
+    let scope = RunScope::default();
+    let settings = MaintenanceSettings {
+        lock_timeout: req.params.lock_timeout,
+        cost_delay: req.params.vacuum_cost_delay,
+    };
+    let mut session = match pg.maintenance(&scope, &settings).await {
+        Ok(s) => s,
+        Err(Refusal::Skipped(why)) => {
+            report.skipped = Some(why);
+            return Ok(report);
+        }
+        Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
+    };
+    let input = match session.plan_input().await {
+        Ok(i) => i,
+        Err(e) => {
+            session.finish().await;
+            return Err(JobError::Setup(e));
+        }
+    };
+    let Plan { steps, deferred } = plan(
+        &input.tables,
+        &req.params.policy(input.freeze_max_age),
+        input.horizon.as_ref(),
+    );
+    report.deferred = deferred;
+    let p = Plan { steps, deferred };
+    if !req.dry_run {
+        report.records = run_plan(
+            &mut session,
+            &p,
+            deadline,
+            cancel,
+            || engine.cancel(&scope),
+            |i, n, step| progress(Progress::Step { i, n, step }),
+        )
+        .await;
+    }
+    report.plan = p.steps;
+    session.finish().await;
+    engine.close(std::time::Duration::from_secs(2)).await;
+    for r in &report.records {
+        tracing::info!(
+            target_name = %report.target,
+            table = %crate::text::escape(&r.step.table),
+            action = r.step.action.as_str(),
+            outcome = r.outcome.as_str(),
+            "maintenance: {}; {}",
+            crate::text::escape(&r.step.reason),
+            crate::text::escape(&r.outcome.to_string())
+        );
+    }
+    if cancel.is_cancelled() {
+        return Err(JobError::Cancelled);
+    }
+    Ok(report)
+}
+
+/// A scheduled maintenance job.
+pub struct MaintenanceJob {
+    params: MaintenanceParams,
+}
+
+impl Kind for MaintenanceJob {
+    type Params = MaintenanceParams;
+    type Report = MaintenanceReport;
+
+    fn build(params: &MaintenanceParams, _shared: &Arc<Shared>) -> Self {
+        MaintenanceJob {
+            params: params.clone(),
+        }
+    }
+
+    async fn run(self, ctx: RunCtx) -> Result<MaintenanceReport, JobError> {
+        let req = Request {
+            target: &ctx.target,
+            params: &self.params,
+            tz: job_tz(&ctx),
+            use_window: true,
+            dry_run: false,
+        };
+        maintain(req, &ctx.cancel, |_| {}).await
+    }
+}
+
+/// The job's time zone: its schedule's, else the daemon's.
+fn job_tz(ctx: &RunCtx) -> Tz {
+    match &ctx.job.schedule {
+        crate::schedule::Schedule::Cron { tz, .. } => *tz,
+        crate::schedule::Schedule::Every(_) => ctx.config.timezone,
+    }
+}
