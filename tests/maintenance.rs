@@ -1,0 +1,277 @@
+//! Maintenance against the real PostgreSQL server (`DBWARDEN_TEST_PG_URL`; autovacuum is
+//! off there, so a mass UPDATE leaves the dead rows for us).
+
+mod common;
+
+use std::time::Duration;
+
+use dbwarden::config::{Config, MaintenanceParams, Target};
+use dbwarden::engine::postgres::MaintenanceSettings;
+use dbwarden::engine::{Engine, RunScope};
+use dbwarden::jobs::maintenance::{MaintenanceReport, Request, maintain};
+use dbwarden::maintenance::{Action, Outcome};
+use sqlx::{AssertSqlSafe, Connection, Executor};
+use tokio_util::sync::CancellationToken;
+
+use common::pg::{PgDb, pg_url};
+
+/// A config with one PostgreSQL target `pg` and a maintenance job with `extra` keys.
+fn config(url: &str, extra: &str) -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("dbwarden.toml");
+    let body = format!(
+        r#"[daemon]
+history = "sqlite://{}/history.db"
+
+[[target]]
+name = "pg"
+url = "{url}"
+
+[[job]]
+name = "nightly"
+kind = "maintenance"
+schedule = "0 3 * * *"
+{extra}
+"#,
+        dir.path().display()
+    );
+    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
+    let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
+    (dir, config)
+}
+
+fn parts(c: &Config) -> (&Target, &MaintenanceParams) {
+    let t = c.target("pg").unwrap_or_else(|| panic!("no target"));
+    let p = c
+        .job("nightly")
+        .and_then(|j| j.params.maintenance())
+        .unwrap_or_else(|| panic!("no maintenance job"));
+    (t, p)
+}
+
+async fn run(c: &Config, dry_run: bool) -> MaintenanceReport {
+    let (target, params) = parts(c);
+    let req = Request {
+        target,
+        params,
+        tz: c.timezone,
+        use_window: false,
+        dry_run,
+    };
+    maintain(req, &CancellationToken::new(), |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("maintain: {e}"))
+}
+
+/// Creates `table` with `rows` rows, analyzes it (in a new session), and (when `bloat`) updates every row
+/// once; the connection is closed so its statistics are flushed.
+async fn table(db: &PgDb, table: &str, rows: i64, bloat: bool) {
+    let mut c = db.connect().await;
+    for sql in [
+        format!("CREATE TABLE {table} (id int PRIMARY KEY, v int)"),
+        format!("INSERT INTO {table} SELECT g, 0 FROM generate_series(1, {rows}) g"),
+    ] {
+        c.execute(AssertSqlSafe(sql))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // The inserts' statistics are flushed when the session ends; ANALYZE after that, or
+    // they would count as changes since the analyze.
+    let _ = c.close().await;
+    let mut c = db.connect().await;
+    c.execute(AssertSqlSafe(format!("ANALYZE {table}")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    if bloat {
+        c.execute(AssertSqlSafe(format!("UPDATE {table} SET v = v + 1")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let _ = c.close().await;
+}
+
+async fn dead_rows(db: &PgDb, display: &str) -> f64 {
+    let mut c = db.connect().await;
+    let n: f64 = sqlx::query_scalar(
+        "SELECT n_dead_tup::float8 FROM pg_stat_user_tables WHERE schemaname || '.' || relname = $1",
+    )
+    .bind(display)
+    .fetch_one(&mut c)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _ = c.close().await;
+    n
+}
+
+const ODD: &str = r#""Mixed Case ü"."bloat ""q"" table""#;
+const ODD_DISPLAY: &str = r#"Mixed Case ü.bloat "q" table"#;
+
+#[tokio::test]
+async fn bloated_table_is_vacuumed_with_its_reason_and_a_quiet_one_left_alone() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let mut c = db.connect().await;
+    c.execute(r#"CREATE SCHEMA "Mixed Case ü""#)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = c.close().await;
+    table(&db, ODD, 50_000, true).await;
+    table(&db, "public.quiet", 50_000, false).await;
+    let before = dead_rows(&db, ODD_DISPLAY).await;
+    assert!(before >= 50_000.0, "the UPDATE left {before} dead rows");
+    let (_dir, cfg) = config(&db.url, "");
+
+    // Dry run: the plan, nothing changed.
+    let dry = run(&cfg, true).await;
+    assert_eq!(dry.skipped, None);
+    let names: Vec<&str> = dry.plan.iter().map(|s| s.table.as_str()).collect();
+    assert_eq!(
+        names,
+        [ODD_DISPLAY],
+        "only the bloated table: {:?}",
+        dry.plan
+    );
+    assert_eq!(dry.plan[0].action, Action::VacuumAnalyze);
+    assert!(
+        dry.plan[0]
+            .reason
+            .starts_with("50000 dead rows > autovacuum trigger 10050"),
+        "{}",
+        dry.plan[0].reason
+    );
+    assert!(dry.records.is_empty());
+    assert_eq!(
+        dead_rows(&db, ODD_DISPLAY).await,
+        before,
+        "a dry run changes nothing"
+    );
+
+    // The run: dead rows gone, the record says why the table was chosen.
+    let r = run(&cfg, false).await;
+    assert_eq!(r.records.len(), 1, "{r:?}");
+    let rec = &r.records[0];
+    assert_eq!(rec.outcome, Outcome::Done, "{rec:?}");
+    assert_eq!(rec.step.dead_rows, before);
+    assert!(rec.step.reason.contains("dead rows > autovacuum trigger"));
+    assert_eq!(rec.after.dead_rows, Some(0.0));
+    assert_eq!(dead_rows(&db, ODD_DISPLAY).await, 0.0);
+    // Nothing left to do.
+    assert!(run(&cfg, false).await.plan.is_empty());
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_locked_table_is_skipped_quickly_and_the_run_goes_on() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    table(&db, "public.locked", 20_000, true).await;
+    table(&db, "public.free", 20_000, true).await;
+    let mut holder = db.connect().await;
+    holder
+        .execute("BEGIN")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    holder
+        .execute("LOCK TABLE public.locked IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (_dir, cfg) = config(&db.url, "lock_timeout = \"300ms\"");
+    // The statistics are read without relation locks: the plan has both tables.
+    let r = run(&cfg, false).await;
+    let got: Vec<(String, String)> = r
+        .records
+        .iter()
+        .map(|x| (x.step.table.clone(), x.outcome.to_string()))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.contains(&(
+            "public.locked".into(),
+            "skipped: lock not available within lock_timeout 300ms".into()
+        )),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("public.free".into(), "done".into())),
+        "{got:?}"
+    );
+    let _ = holder.execute("ROLLBACK").await;
+    let _ = holder.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn two_dbwardens_one_maintains_the_other_records_the_lock() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    table(&db, "public.t", 20_000, true).await;
+    let (_dir, cfg) = config(&db.url, "");
+    let (target, _) = parts(&cfg);
+    // The other dbwarden: a maintenance session of its own engine holds the lock.
+    let other = Engine::open_one_shot(target).unwrap_or_else(|e| panic!("{e}"));
+    let Engine::Postgres(pg) = &other else {
+        panic!("not postgres")
+    };
+    let settings = MaintenanceSettings {
+        lock_timeout: Duration::from_secs(5),
+        cost_delay: Duration::ZERO,
+    };
+    let session = pg
+        .maintenance(&RunScope::default(), &settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let r = run(&cfg, false).await;
+    assert_eq!(
+        r.skipped.as_deref(),
+        Some("another dbwarden holds the lock")
+    );
+    assert!(r.records.is_empty());
+    assert_eq!(dead_rows(&db, "public.t").await, 20_000.0, "untouched");
+    session.finish().await;
+    let r = run(&cfg, false).await;
+    assert_eq!(r.skipped, None);
+    assert_eq!(
+        r.records.first().map(|x| x.outcome.clone()),
+        Some(Outcome::Done)
+    );
+    other.close(Duration::from_secs(1)).await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn max_duration_cancels_the_running_vacuum_on_the_server() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    // Every page dirtied costs 20: at the longest cost delay (100 ms per 200 credits) the
+    // VACUUM of ~450 dirtied pages takes seconds, far past max_duration.
+    table(&db, "public.big", 100_000, true).await;
+    table(&db, "public.next", 20_000, true).await;
+    let (_dir, cfg) = config(
+        &db.url,
+        "max_duration = \"1s\"\nvacuum_cost_delay = \"100ms\"",
+    );
+    let r = run(&cfg, false).await;
+    let got: Vec<String> = r
+        .records
+        .iter()
+        .map(|x| format!("{} {}", x.step.table, x.outcome))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "public.big interrupted: cancelled on the server: the maintenance window or max_duration ended",
+            "public.next skipped: not started: the maintenance window or max_duration ended",
+        ]
+    );
+    // No dbwarden backend is left running a statement.
+    let mut c = db.connect().await;
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbwarden' AND state <> 'idle'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(left, 0);
+    let _ = c.close().await;
+    db.drop_db().await;
+}
