@@ -275,3 +275,82 @@ async fn max_duration_cancels_the_running_vacuum_on_the_server() {
     let _ = c.close().await;
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_horizon_holder_is_named_instead_of_vacuuming_in_vain() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    table(&db, "public.t", 20_000, false).await;
+    // A transaction with a snapshot, then rows die after it: VACUUM cannot remove them.
+    let mut old = db.connect().await;
+    old.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    old.execute("SELECT count(*) FROM public.t")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = db.connect().await;
+    c.execute("UPDATE public.t SET v = v + 1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = c.close().await;
+    // The engine names the holder; the planner (patience 0 here instead of 5 min) turns
+    // the table's VACUUM into a skip that names it.
+    let (_dir, cfg) = config(&db.url, "");
+    let (target, params) = parts(&cfg);
+    let engine = Engine::open_one_shot(target).unwrap_or_else(|e| panic!("{e}"));
+    let Engine::Postgres(pg) = &engine else {
+        panic!("not postgres")
+    };
+    let settings = MaintenanceSettings {
+        lock_timeout: Duration::from_secs(5),
+        cost_delay: Duration::ZERO,
+    };
+    let mut s = pg
+        .maintenance(&RunScope::default(), &settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let input = s.plan_input().await.unwrap_or_else(|e| panic!("{e}"));
+    let holder = input
+        .horizon
+        .clone()
+        .unwrap_or_else(|| panic!("no holder found"));
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut old)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        holder.who.starts_with(&format!("session pid {pid} (user ")),
+        "{}",
+        holder.who
+    );
+    let mut policy = params.policy(input.freeze_max_age);
+    policy.horizon_patience_secs = 0.0;
+    let p = dbwarden::maintenance::plan(&input.tables, &policy, Some(&holder));
+    assert_eq!(p.steps.len(), 1, "{p:?}");
+    let skip = p.steps[0].skip.clone().unwrap_or_default();
+    assert!(
+        skip.starts_with(&format!(
+            "VACUUM cannot remove the dead rows while session pid {pid}"
+        )),
+        "{skip}"
+    );
+    s.finish().await;
+    let _ = old.execute("ROLLBACK").await;
+    let _ = old.close().await;
+    engine.close(Duration::from_secs(1)).await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn never_on_a_hot_standby() {
+    let Some(url) = common::url_from_env("DBWARDEN_TEST_PG_STANDBY_URL") else {
+        return;
+    };
+    let (_dir, cfg) = config(&url, "");
+    let r = run(&cfg, false).await;
+    assert_eq!(
+        r.skipped.as_deref(),
+        Some("the server is a hot standby (pg_is_in_recovery()): maintenance runs on the primary")
+    );
+}

@@ -503,9 +503,10 @@ FROM pg_stat_user_tables s
 JOIN pg_class c ON c.oid = s.relid
 WHERE c.relkind IN ('r', 'm', 't')"#;
 
-/// Maintenance: the oldest holder of the xmin horizon (a session's snapshot or open write
-/// transaction, an inactive replication slot, a prepared transaction): VACUUM cannot remove
-/// rows that died after it. `held_secs` NULL: no end in sight (an inactive slot).
+/// Maintenance: the oldest holder of the xmin horizon of this database's tables (a session
+/// of this database with a snapshot or open write transaction, an inactive replication
+/// slot, a prepared transaction of this database): VACUUM cannot remove rows that died
+/// after it. `held_secs` NULL: no end in sight (an inactive slot).
 pub const HORIZON_HOLDER: &str = r#"/* dbwarden */ SELECT who, held_secs FROM (
   SELECT format('session pid %s (user %s, application %s, %s since %s)', pid,
                 coalesce(usename, '?'), coalesce(nullif(application_name, ''), '-'),
@@ -515,6 +516,7 @@ pub const HORIZON_HOLDER: &str = r#"/* dbwarden */ SELECT who, held_secs FROM (
     FROM pg_stat_activity
    WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
      AND pid <> pg_backend_pid()
+     AND datname = current_database()
      AND backend_type IS DISTINCT FROM 'autovacuum worker'
   UNION ALL
   SELECT format('inactive replication slot %s', quote_literal(slot_name)),
@@ -523,7 +525,7 @@ pub const HORIZON_HOLDER: &str = r#"/* dbwarden */ SELECT who, held_secs FROM (
   UNION ALL
   SELECT format('prepared transaction %s (owner %s, prepared %s)', quote_literal(gid), owner, prepared::timestamptz(0)),
          age(transaction)::float8, extract(epoch FROM now() - prepared)::float8
-    FROM pg_prepared_xacts
+    FROM pg_prepared_xacts WHERE database = current_database()
 ) h ORDER BY xmin_age DESC NULLS LAST LIMIT 1"#;
 
 /// Maintenance: one database-wide advisory lock key ("dbwdmnt1"), so two dbwarden
