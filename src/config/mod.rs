@@ -330,7 +330,7 @@ impl Default for PoolConfig {
 pub struct JobConfig {
     #[serde(default)]
     pub name: String,
-    /// `health` (more kinds arrive with maintenance, sampling and rollups).
+    /// `health` or `maintenance` (more kinds arrive with sampling and rollups).
     #[serde(default)]
     pub kind: String,
     /// 5-field crontab, 6 fields with seconds, `@hourly`/`@daily`/..., or `@every 30s`.
