@@ -452,22 +452,6 @@ JOIN unnest($1::int4[], $2::text[]) AS m(pid, started)
  AND (a.backend_start::text = m.started OR (m.started IS NULL AND a.application_name = 'dbwarden'))
 WHERE a.state = 'active' AND a.pid <> pg_backend_pid()"#;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn duplicate_indexes_compare_nulls_not_distinct_only_where_it_exists() {
-        assert!(duplicate_indexes(150_000).contains("i.indnullsnotdistinct"));
-        assert!(duplicate_indexes(170_002).contains("i.indnullsnotdistinct"));
-        assert!(!duplicate_indexes(140_011).contains("indnullsnotdistinct"));
-        assert!(!duplicate_indexes(130_000).contains("indnullsnotdistinct"));
-        for v in [130_000, 150_000] {
-            assert!(duplicate_indexes(v).contains("i.indoption::text"));
-        }
-    }
-}
-
 /// Maintenance: the settings a plan needs, and whether this is a hot standby.
 pub const MAINTENANCE_SETTINGS: &str = r#"/* dbwarden */ SELECT
   pg_is_in_recovery() AS in_recovery,
@@ -553,3 +537,19 @@ WHERE s.relid = to_regclass($1)"#;
 /// Maintenance progress of a backend's VACUUM (CLI progress line).
 pub const VACUUM_PROGRESS: &str = "/* dbwarden */ SELECT phase, heap_blks_scanned::float8, \
      heap_blks_total::float8 FROM pg_stat_progress_vacuum WHERE pid = $1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_indexes_compare_nulls_not_distinct_only_where_it_exists() {
+        assert!(duplicate_indexes(150_000).contains("i.indnullsnotdistinct"));
+        assert!(duplicate_indexes(170_002).contains("i.indnullsnotdistinct"));
+        assert!(!duplicate_indexes(140_011).contains("indnullsnotdistinct"));
+        assert!(!duplicate_indexes(130_000).contains("indnullsnotdistinct"));
+        for v in [130_000, 150_000] {
+            assert!(duplicate_indexes(v).contains("i.indoption::text"));
+        }
+    }
+}
