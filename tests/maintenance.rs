@@ -354,3 +354,55 @@ async fn never_on_a_hot_standby() {
         Some("the server is a hot standby (pg_is_in_recovery()): maintenance runs on the primary")
     );
 }
+
+/// `dbwarden maintain` as an operator runs it.
+fn maintain_cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dbwarden"))
+        .arg("-c")
+        .arg(config)
+        .arg("maintain")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run dbwarden: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_maintain_command_prints_the_plan_then_runs_it() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    table(&db, "public.bloated", 20_000, true).await;
+    table(&db, "public.quiet", 20_000, false).await;
+    let (dir, _cfg) = config(&db.url, "");
+    let path = dir.path().join("dbwarden.toml");
+    let (code, out, err) = maintain_cli(&path, &["--target", "pg", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "public.bloated\tvacuum_analyze\t20000 dead rows > autovacuum trigger 4050 (4.9×, floor 1000)\n"
+    );
+    assert_eq!(
+        dead_rows(&db, "public.bloated").await,
+        20_000.0,
+        "a dry run changes nothing"
+    );
+    let (code, out, err) = maintain_cli(&path, &["--target", "pg"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "public.bloated\tvacuum_analyze\tdone\n");
+    assert!(
+        err.contains("[1/1] vacuum_analyze public.bloated: "),
+        "{err}"
+    );
+    assert_eq!(dead_rows(&db, "public.bloated").await, 0.0);
+    let (code, out, _) = maintain_cli(&path, &["--target", "pg", "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["plan"], serde_json::json!([]), "{out}");
+    let (code, _, err) = maintain_cli(&path, &["--target", "nope"]);
+    assert_eq!(code, 3, "{err}");
+    db.drop_db().await;
+}
