@@ -106,6 +106,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Show recorded history.
+    History {
+        #[command(subcommand)]
+        what: HistoryWhat,
+    },
     /// Print a shell completion script.
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -126,6 +131,29 @@ pub enum ConfigAction {
         /// The config file (same as -c).
         file: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryWhat {
+    /// Maintenance steps: target, table, action, reason, start, outcome, before/after.
+    Maintenance {
+        /// Only this target (default: all).
+        #[arg(long, short = 't')]
+        target: Option<String>,
+        /// How far back (`7d`, `12h`).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+}
+
+/// Output of history commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -252,6 +280,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 &target,
                 job.as_deref(),
                 dry_run,
+                format,
+            )
+            .await
+        }
+        Command::History {
+            what:
+                HistoryWhat::Maintenance {
+                    target,
+                    since,
+                    format,
+                },
+        } => {
+            history_maintenance(
+                &path_of(&cli.config, None),
+                target.as_deref(),
+                since,
                 format,
             )
             .await
@@ -434,6 +478,124 @@ pub fn check_job<'a>(
         })
 }
 
+/// A CSV field: quoted when it holds a separator, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+async fn history_maintenance(
+    path: &std::path::Path,
+    target: Option<&str>,
+    since: Duration,
+    format: TableFormat,
+) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = crate::daemon::open_store(&config).await?;
+    let from = Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::Duration::MAX);
+    let rows = store.maintenance_actions(target, from).await;
+    let _ = store.close(Duration::from_secs(2)).await;
+    let rows = rows?;
+    let num = |v: Option<f64>| {
+        v.map(|x| format!("{}", x.round() as i64))
+            .unwrap_or_default()
+    };
+    match format {
+        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        TableFormat::Csv => {
+            println!(
+                "started_at,finished_at,target,table,action,outcome,detail,reason,dead_rows_before,dead_rows_after,freeze_age_before,freeze_age_after,size_before,size_after"
+            );
+            for r in &rows {
+                let cells = [
+                    r.started_at.to_rfc3339(),
+                    r.finished_at.to_rfc3339(),
+                    r.target.clone(),
+                    r.table.clone(),
+                    r.action.clone(),
+                    r.outcome.clone(),
+                    r.detail.clone().unwrap_or_default(),
+                    r.reason.clone(),
+                    num(r.dead_rows_before),
+                    num(r.dead_rows_after),
+                    num(r.freeze_age_before),
+                    num(r.freeze_age_after),
+                    num(r.size_before),
+                    num(r.size_after),
+                ];
+                let line: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+                println!("{}", line.join(","));
+            }
+        }
+        TableFormat::Table => {
+            if rows.is_empty() {
+                println!(
+                    "no maintenance recorded since {}",
+                    from.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+            for r in &rows {
+                let outcome = match &r.detail {
+                    Some(d) => format!("{}: {}", r.outcome, escape(d)),
+                    None => r.outcome.clone(),
+                };
+                println!(
+                    "{}  {}  {}  {}  {}  dead rows {} -> {}  ({})",
+                    r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    escape(&r.target),
+                    escape(&r.table),
+                    r.action,
+                    outcome,
+                    num(r.dead_rows_before),
+                    num(r.dead_rows_after),
+                    escape(&r.reason)
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Writes what `dbwarden maintain` did to the history store; a store problem is a
+/// warning (the maintenance itself happened).
+async fn record_maintenance(
+    config: &Config,
+    target: &str,
+    records: Vec<crate::maintenance::StepRecord>,
+) {
+    let store = match crate::daemon::open_store(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dbwarden: warning: maintenance not recorded in the history store: {e}");
+            return;
+        }
+    };
+    for r in records {
+        let rec = crate::store::Record::Maintenance {
+            target: target.to_string(),
+            run_id: None,
+            record: Box::new(r),
+        };
+        if let Err(e) = store.write(rec).await {
+            eprintln!("dbwarden: warning: maintenance not recorded in the history store: {e}");
+            break;
+        }
+    }
+    let closed = store.close(Duration::from_secs(5)).await;
+    if closed.unwritten > 0 {
+        eprintln!(
+            "dbwarden: warning: {} maintenance record(s) could not be written to the history store",
+            closed.unwritten
+        );
+    }
+}
+
 /// The maintenance job `dbwarden maintain` follows for a target: `--job NAME`, else the
 /// first enabled maintenance job covering it.
 fn maintenance_job<'a>(
@@ -486,6 +648,7 @@ async fn maintain(
         }
     });
     let text = format == Format::Text;
+    let mut done = Vec::new();
     let req = Request {
         target: t,
         params,
@@ -493,16 +656,24 @@ async fn maintain(
         use_window: false,
         dry_run,
     };
-    let result = crate::jobs::maintenance::maintain(req, &cancel, |p| match p {
-        Progress::Step { i, n, step } if text => eprintln!(
-            "[{i}/{n}] {} {}: {}",
-            step.action.as_str(),
-            escape(&step.table),
-            escape(&step.reason)
-        ),
-        _ => {}
-    })
+    let result = crate::jobs::maintenance::maintain(
+        req,
+        &cancel,
+        |p| match p {
+            Progress::Step { i, n, step } if text => eprintln!(
+                "[{i}/{n}] {} {}: {}",
+                step.action.as_str(),
+                escape(&step.table),
+                escape(&step.reason)
+            ),
+            _ => {}
+        },
+        |r| done = r,
+    )
     .await;
+    if !done.is_empty() {
+        record_maintenance(&config, target, done).await;
+    }
     let report = match result {
         Ok(r) => r,
         Err(e) => {

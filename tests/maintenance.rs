@@ -58,7 +58,7 @@ async fn run(c: &Config, dry_run: bool) -> MaintenanceReport {
         use_window: false,
         dry_run,
     };
-    maintain(req, &CancellationToken::new(), |_| {})
+    maintain(req, &CancellationToken::new(), |_| {}, |_| {})
         .await
         .unwrap_or_else(|e| panic!("maintain: {e}"))
 }
@@ -357,10 +357,16 @@ async fn never_on_a_hot_standby() {
 
 /// `dbwarden maintain` as an operator runs it.
 fn maintain_cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["maintain"];
+    all.extend_from_slice(args);
+    cli(config, &all)
+}
+
+/// The `dbwarden` binary with `-c config` and `args`: exit code, stdout, stderr.
+fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dbwarden"))
         .arg("-c")
         .arg(config)
-        .arg("maintain")
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run dbwarden: {e}"));
@@ -404,5 +410,134 @@ async fn the_maintain_command_prints_the_plan_then_runs_it() {
     assert_eq!(v["plan"], serde_json::json!([]), "{out}");
     let (code, _, err) = maintain_cli(&path, &["--target", "nope"]);
     assert_eq!(code, 3, "{err}");
+
+    // The scheduled kind through the job contract (`run-job`), then the history of both.
+    table(&db, "public.later", 20_000, true).await;
+    let (code, out, err) = cli(&path, &["run-job", "nightly"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "nightly on pg: ok, 1 table(s) planned: 1 done, 0 skipped, 0 failed, 0 interrupted\n"
+    );
+    assert_eq!(dead_rows(&db, "public.later").await, 0.0);
+    let (code, out, err) = cli(
+        &path,
+        &[
+            "history",
+            "maintenance",
+            "--target",
+            "pg",
+            "--since",
+            "1h",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0][2..6], ["target", "table", "action", "outcome"]);
+    assert_eq!(
+        lines[1][2..6],
+        ["pg", "public.bloated", "vacuum_analyze", "done"]
+    );
+    assert_eq!(
+        lines[2][2..6],
+        ["pg", "public.later", "vacuum_analyze", "done"]
+    );
+    // Dead rows before and after: the 6th and 5th fields from the end (the quoted reason
+    // before them holds a comma).
+    let n = lines[1].len();
+    assert_eq!(lines[1][n - 6..n - 4], ["20000", "0"], "{out}");
+    let (_, json, _) = cli(&path, &["history", "maintenance", "--format", "json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(
+        v[1]["run_id"].is_string(),
+        true,
+        "a job's records carry its run: {json}"
+    );
+    assert!(
+        v[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("dead rows > autovacuum trigger")),
+        "{json}"
+    );
+    db.drop_db().await;
+}
+
+/// The maintenance record round-trips through both store dialects.
+#[tokio::test]
+async fn maintenance_records_round_trip_in_both_store_dialects() {
+    use dbwarden::config::SecretUrl;
+    use dbwarden::maintenance::run::After;
+    use dbwarden::maintenance::{Plan, Policy, StepRecord, TableFacts};
+    use dbwarden::store::{Record, Store};
+    let Some(admin) = pg_url() else { return };
+    let facts = TableFacts {
+        name: r#"s.bloat "q", table"#.into(),
+        sql_name: "x".into(),
+        size_bytes: 8192.0,
+        dead_rows: 5000.0,
+        vacuum_trigger: 50.0,
+        freeze_age: Some(7.0),
+        ..TableFacts::default()
+    };
+    let Plan { steps, .. } = dbwarden::maintenance::plan(&[facts], &Policy::default(), None);
+    let now = chrono::Utc::now();
+    let rec = StepRecord {
+        step: steps[0].clone(),
+        outcome: Outcome::Skipped("lock not available within lock_timeout 5s".into()),
+        started: now,
+        finished: now,
+        after: After {
+            dead_rows: Some(5000.0),
+            ..After::default()
+        },
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = PgDb::create(&admin).await;
+    for url in [
+        format!("sqlite://{}/h.db", dir.path().display()),
+        db.url.clone(),
+    ] {
+        let store = Store::open(&SecretUrl::new(url.clone()), None)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        store.push(Record::Maintenance {
+            target: "pg".into(),
+            run_id: Some("r1".into()),
+            record: Box::new(rec.clone()),
+        });
+        store.flush().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let rows = store
+            .maintenance_actions(Some("pg"), now - chrono::Duration::minutes(1))
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(rows.len(), 1, "{url}");
+        let r = &rows[0];
+        assert_eq!(
+            (r.table.as_str(), r.action.as_str(), r.outcome.as_str()),
+            (r#"s.bloat "q", table"#, "vacuum_analyze", "skipped"),
+            "{url}"
+        );
+        assert_eq!(
+            r.detail.as_deref(),
+            Some("lock not available within lock_timeout 5s")
+        );
+        assert_eq!(
+            (r.dead_rows_before, r.dead_rows_after),
+            (Some(5000.0), Some(5000.0))
+        );
+        assert_eq!(r.freeze_age_before, Some(7.0));
+        assert_eq!(r.run_id.as_deref(), Some("r1"));
+        assert!(
+            r.reason
+                .starts_with("5000 dead rows > autovacuum trigger 50"),
+            "{}",
+            r.reason
+        );
+        let _ = store.close(Duration::from_secs(5)).await;
+    }
     db.drop_db().await;
 }

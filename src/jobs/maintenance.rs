@@ -100,6 +100,7 @@ pub async fn maintain(
     req: Request<'_>,
     cancel: &CancellationToken,
     mut progress: impl FnMut(Progress<'_>),
+    record: impl FnOnce(Vec<StepRecord>),
 ) -> Result<MaintenanceReport, JobError> {
     let mut report = MaintenanceReport {
         target: req.target.name.clone(),
@@ -180,6 +181,9 @@ pub async fn maintain(
             crate::text::escape(&r.outcome.to_string())
         );
     }
+    // Recorded also when the run was stopped: the interrupted step and the ones not
+    // started are history too.
+    record(report.records.clone());
     if cancel.is_cancelled() {
         return Err(JobError::Cancelled);
     }
@@ -189,15 +193,17 @@ pub async fn maintain(
 /// A scheduled maintenance job.
 pub struct MaintenanceJob {
     params: MaintenanceParams,
+    shared: Arc<Shared>,
 }
 
 impl Kind for MaintenanceJob {
     type Params = MaintenanceParams;
     type Report = MaintenanceReport;
 
-    fn build(params: &MaintenanceParams, _shared: &Arc<Shared>) -> Self {
+    fn build(params: &MaintenanceParams, shared: &Arc<Shared>) -> Self {
         MaintenanceJob {
             params: params.clone(),
+            shared: shared.clone(),
         }
     }
 
@@ -209,7 +215,17 @@ impl Kind for MaintenanceJob {
             use_window: true,
             dry_run: false,
         };
-        maintain(req, &ctx.cancel, |_| {}).await
+        let events = &self.shared.events;
+        let record = |records: Vec<StepRecord>| {
+            if !records.is_empty() {
+                events.publish(crate::events::Event::Maintenance {
+                    target: ctx.target.name.clone(),
+                    run_id: Some(ctx.run_id.clone()),
+                    records,
+                });
+            }
+        };
+        maintain(req, &ctx.cancel, |_| {}, record).await
     }
 }
 
