@@ -544,3 +544,65 @@ async fn maintenance_records_round_trip_in_both_store_dialects() {
     }
     db.drop_db().await;
 }
+
+#[test]
+fn maintenance_keys_are_validated_all_at_once() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("dbwarden.toml");
+    let body = format!(
+        r#"[daemon]
+history = "sqlite://{}/history.db"
+
+[[target]]
+name = "pg"
+url = "postgres://127.0.0.1/x"
+
+[[job]]
+name = "nightly"
+kind = "maintenance"
+schedule = "0 3 * * *"
+window = "3-5"
+freeze_percent = 150
+actions = []
+max_tables = 0
+lock_timeout = "0s"
+"#,
+        dir.path().display()
+    );
+    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
+    let err = match dbwarden::config::load(&path) {
+        Ok(_) => panic!("accepted a bad maintenance job"),
+        Err(e) => e.to_string(),
+    };
+    for (key, what) in [
+        (
+            "job[0].window",
+            "is not a window; write it as \"HH:MM-HH:MM\"",
+        ),
+        (
+            "job[0].freeze_percent",
+            "150 is not a percentage between 1 and 100",
+        ),
+        ("job[0].actions", "no action allowed"),
+        ("job[0].max_tables", "0 tables"),
+        ("job[0].lock_timeout", "0 would wait forever"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(key) && l.contains(what)),
+            "{key}: {what} missing from:\n{err}"
+        );
+    }
+    // An unknown action is named by serde with the key's path.
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .replace("actions = []", "actions = [\"vacuum_full\"]"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let err = match dbwarden::config::load(&path) {
+        Ok(_) => panic!("accepted vacuum_full"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("vacuum_full"), "{err}");
+}
