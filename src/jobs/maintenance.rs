@@ -10,11 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{JobError, Kind, Report, RunCtx, Shared};
 use crate::config::{MaintenanceParams, PasswordSource, Target};
-use crate::engine::postgres::{MaintenanceSettings, Refusal};
+use crate::engine::postgres::MaintenanceSettings;
 use crate::engine::{Engine, RunScope};
 use crate::health::Status;
+use crate::maintenance::run::Refusal;
 use crate::maintenance::run::run_plan;
-use crate::maintenance::{Plan, Step, StepRecord, plan, window};
+use crate::maintenance::{SqlitePolicy, Step, StepRecord, plan, plan_sqlite, window};
 
 /// What one maintenance run of one target did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -122,53 +123,93 @@ pub async fn maintain(
     let deadline = budget.map(|b| tokio::time::Instant::now() + b);
     let mt = maintenance_target(req.target);
     let engine = Engine::open_one_shot(&mt).map_err(|e| JobError::Setup(e.to_string()))?;
-    let Engine::Postgres(pg) = &engine else {
-        report.skipped = Some(format!(
-            "maintenance of {} targets arrives in a later version",
-            mt.engine.as_str()
-        ));
-        return Ok(report);
-    };
     let scope = RunScope::default();
-    let settings = MaintenanceSettings {
-        lock_timeout: req.params.lock_timeout,
-        cost_delay: req.params.vacuum_cost_delay,
-    };
-    let mut session = match pg.maintenance(&scope, &settings).await {
-        Ok(s) => s,
-        Err(Refusal::Skipped(why)) => {
-            report.skipped = Some(why);
+    match &engine {
+        Engine::Postgres(pg) => {
+            let settings = MaintenanceSettings {
+                lock_timeout: req.params.lock_timeout,
+                cost_delay: req.params.vacuum_cost_delay,
+            };
+            let mut session = match pg.maintenance(&scope, &settings).await {
+                Ok(s) => s,
+                Err(Refusal::Skipped(why)) => {
+                    report.skipped = Some(why);
+                    return Ok(report);
+                }
+                Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
+            };
+            let input = match session.plan_input().await {
+                Ok(i) => i,
+                Err(e) => {
+                    session.finish().await;
+                    return Err(JobError::Setup(e));
+                }
+            };
+            let p = plan(
+                &input.tables,
+                &req.params.policy(input.freeze_max_age),
+                input.horizon.as_ref(),
+            );
+            if !req.dry_run {
+                report.records = run_plan(
+                    &mut session,
+                    &p,
+                    deadline,
+                    cancel,
+                    || engine.cancel(&scope),
+                    |i, n, step| progress(Progress::Step { i, n, step }),
+                )
+                .await;
+            }
+            report.deferred = p.deferred;
+            report.plan = p.steps;
+            session.finish().await;
+        }
+        Engine::Sqlite(sq) => {
+            let mut session = match sq.maintenance(&scope, req.params.lock_timeout).await {
+                Ok(s) => s,
+                Err(Refusal::Skipped(why)) => {
+                    report.skipped = Some(why);
+                    return Ok(report);
+                }
+                Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
+            };
+            let facts = match session.facts().await {
+                Ok(f) => f,
+                Err(r) => {
+                    session.finish().await;
+                    return match r {
+                        Refusal::Skipped(why) => {
+                            report.skipped = Some(why);
+                            Ok(report)
+                        }
+                        Refusal::Failed(why) => Err(JobError::Setup(why)),
+                    };
+                }
+            };
+            let p = plan_sqlite(&facts, &sqlite_policy(req.target, req.params));
+            if !req.dry_run {
+                report.records = run_plan(
+                    &mut session,
+                    &p,
+                    deadline,
+                    cancel,
+                    || engine.cancel(&scope),
+                    |i, n, step| progress(Progress::Step { i, n, step }),
+                )
+                .await;
+            }
+            report.plan = p.steps;
+            session.finish().await;
+        }
+        Engine::Mysql(_) => {
+            report.skipped = Some(format!(
+                "maintenance of {} targets arrives in a later version",
+                mt.engine.as_str()
+            ));
             return Ok(report);
         }
-        Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
-    };
-    let input = match session.plan_input().await {
-        Ok(i) => i,
-        Err(e) => {
-            session.finish().await;
-            return Err(JobError::Setup(e));
-        }
-    };
-    let Plan { steps, deferred } = plan(
-        &input.tables,
-        &req.params.policy(input.freeze_max_age),
-        input.horizon.as_ref(),
-    );
-    report.deferred = deferred;
-    let p = Plan { steps, deferred };
-    if !req.dry_run {
-        report.records = run_plan(
-            &mut session,
-            &p,
-            deadline,
-            cancel,
-            || engine.cancel(&scope),
-            |i, n, step| progress(Progress::Step { i, n, step }),
-        )
-        .await;
     }
-    report.plan = p.steps;
-    session.finish().await;
     engine.close(std::time::Duration::from_secs(2)).await;
     for r in &report.records {
         tracing::info!(
@@ -188,6 +229,29 @@ pub async fn maintain(
         return Err(JobError::Cancelled);
     }
     Ok(report)
+}
+
+/// The SQLite thresholds: the target's own `sqlite_freelist` warning ratio and size floor
+/// and `sqlite_wal_size` warning, so maintenance acts where the health check warns.
+fn sqlite_policy(t: &Target, p: &MaintenanceParams) -> SqlitePolicy {
+    let th = |name: &str| {
+        crate::engine::sqlite::CHECKS
+            .iter()
+            .find(|c| c.name == name)
+            .map(|spec| t.thresholds_for(spec))
+    };
+    let freelist = th("sqlite_freelist");
+    let wal = th("sqlite_wal_size");
+    SqlitePolicy {
+        allowed: p.actions.clone(),
+        freelist_percent: freelist.as_ref().and_then(|f| f.warning).unwrap_or(25.0),
+        min_file_bytes: freelist
+            .and_then(|f| f.floor)
+            .unwrap_or(16.0 * 1024.0 * 1024.0),
+        wal_bytes: wal
+            .and_then(|w| w.warning)
+            .unwrap_or(256.0 * 1024.0 * 1024.0),
+    }
 }
 
 /// A scheduled maintenance job.

@@ -9,6 +9,9 @@ pub mod plan;
 pub mod run;
 pub mod window;
 
-pub use plan::{Action, Allowed, HorizonHolder, Plan, Policy, Step, TableFacts, plan};
+pub use plan::{
+    Action, Allowed, HorizonHolder, Plan, Policy, SqliteFacts, SqlitePolicy, Step, TableFacts,
+    plan, plan_sqlite,
+};
 pub use run::{Outcome, StepRecord};
 pub use window::Window;

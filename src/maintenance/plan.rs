@@ -17,6 +17,14 @@ pub enum Action {
     VacuumAnalyze,
     /// Freeze old rows before wraparound (PostgreSQL `VACUUM (FREEZE, ANALYZE)`).
     VacuumFreeze,
+    /// SQLite `PRAGMA optimize`.
+    Optimize,
+    /// SQLite `VACUUM`: rebuild the file without its free pages.
+    Vacuum,
+    /// SQLite `PRAGMA incremental_vacuum` (auto_vacuum = INCREMENTAL).
+    IncrementalVacuum,
+    /// SQLite `PRAGMA wal_checkpoint(TRUNCATE)`.
+    Checkpoint,
 }
 
 impl Action {
@@ -25,6 +33,10 @@ impl Action {
             Action::Analyze => "analyze",
             Action::VacuumAnalyze => "vacuum_analyze",
             Action::VacuumFreeze => "vacuum_freeze",
+            Action::Optimize => "optimize",
+            Action::Vacuum => "vacuum",
+            Action::IncrementalVacuum => "incremental_vacuum",
+            Action::Checkpoint => "wal_checkpoint",
         }
     }
 }
@@ -252,6 +264,98 @@ fn choose(
     None
 }
 
+/// A SQLite database's numbers (one file: its steps are database-wide).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SqliteFacts {
+    /// The file, for messages and records.
+    pub name: String,
+    pub page_count: f64,
+    pub page_size: f64,
+    pub freelist_count: f64,
+    /// `PRAGMA auto_vacuum`: 0 none, 1 full, 2 incremental.
+    pub auto_vacuum: i64,
+    pub wal: bool,
+    /// Size of the -wal file in bytes.
+    pub wal_bytes: f64,
+}
+
+/// What a SQLite plan holds the database against: the `sqlite_freelist` check's warning
+/// ratio and size floor, the `sqlite_wal_size` check's warning size (the target's own
+/// thresholds, so maintenance acts where the health check warns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlitePolicy {
+    pub allowed: Vec<Allowed>,
+    /// Percent of pages free.
+    pub freelist_percent: f64,
+    /// Files smaller than this are not vacuumed.
+    pub min_file_bytes: f64,
+    pub wal_bytes: f64,
+}
+
+/// The SQLite plan: `PRAGMA optimize` (with analyze allowed), then `VACUUM` (or
+/// `incremental_vacuum`) past the freelist ratio and floor, then a TRUNCATE checkpoint of a
+/// WAL past its size (last: a VACUUM in WAL mode goes through the WAL).
+pub fn plan_sqlite(f: &SqliteFacts, p: &SqlitePolicy) -> Plan {
+    let allows = |a: Allowed| p.allowed.contains(&a);
+    let step = |action, need, reason: String, size: f64| Step {
+        table: f.name.clone(),
+        sql_name: String::new(),
+        action,
+        need,
+        reason,
+        skip: None,
+        dead_rows: f.freelist_count,
+        freeze_age: None,
+        size_bytes: size,
+        urgency: 0.0,
+    };
+    let size = f.page_count * f.page_size;
+    let mut steps = Vec::new();
+    if allows(Allowed::Analyze) {
+        steps.push(step(
+            Action::Optimize,
+            Need::StaleStats,
+            "PRAGMA optimize: SQLite analyzes the tables whose statistics its planner would use and lacks".into(),
+            size,
+        ));
+    }
+    let free = if f.page_count > 0.0 {
+        f.freelist_count * 100.0 / f.page_count
+    } else {
+        0.0
+    };
+    if allows(Allowed::Vacuum) && free >= p.freelist_percent && size >= p.min_file_bytes {
+        let action = if f.auto_vacuum == 2 {
+            Action::IncrementalVacuum
+        } else {
+            Action::Vacuum
+        };
+        steps.push(step(
+            action,
+            Need::DeadRows,
+            format!(
+                "{} of {} pages free ({:.0}% ≥ {}%, file {} bytes ≥ floor {})",
+                n(f.freelist_count),
+                n(f.page_count),
+                free,
+                n(p.freelist_percent),
+                n(size),
+                n(p.min_file_bytes)
+            ),
+            size,
+        ));
+    }
+    if allows(Allowed::Vacuum) && f.wal && f.wal_bytes >= p.wal_bytes {
+        steps.push(step(
+            Action::Checkpoint,
+            Need::DeadRows,
+            format!("-wal file {} bytes ≥ {}", n(f.wal_bytes), n(p.wal_bytes)),
+            f.wal_bytes,
+        ));
+    }
+    Plan { steps, deferred: 0 }
+}
+
 fn n(v: f64) -> String {
     format!("{}", v.round() as i64)
 }
@@ -437,6 +541,56 @@ mod tests {
             plan(&[a], &Policy::default(), Some(&brief)).steps[0].skip,
             None
         );
+    }
+
+    #[test]
+    fn sqlite_plan_follows_the_freelist_and_wal_thresholds() {
+        let f = SqliteFacts {
+            name: "a.db".into(),
+            page_count: 10_000.0,
+            page_size: 4096.0,
+            freelist_count: 3000.0,
+            auto_vacuum: 0,
+            wal: true,
+            wal_bytes: 300.0 * 1024.0 * 1024.0,
+        };
+        let p = SqlitePolicy {
+            allowed: vec![Allowed::Analyze, Allowed::Vacuum],
+            freelist_percent: 25.0,
+            min_file_bytes: 16.0 * 1024.0 * 1024.0,
+            wal_bytes: 256.0 * 1024.0 * 1024.0,
+        };
+        let acts = |p: &Plan| p.steps.iter().map(|s| s.action).collect::<Vec<_>>();
+        // 40 MB file, 30% free, 300 MB WAL.
+        assert_eq!(
+            acts(&plan_sqlite(&f, &p)),
+            [Action::Optimize, Action::Vacuum, Action::Checkpoint]
+        );
+        assert_eq!(
+            plan_sqlite(&f, &p).steps[1].reason,
+            "3000 of 10000 pages free (30% ≥ 25%, file 40960000 bytes ≥ floor 16777216)"
+        );
+        let incremental = SqliteFacts {
+            auto_vacuum: 2,
+            ..f.clone()
+        };
+        assert_eq!(
+            plan_sqlite(&incremental, &p).steps[1].action,
+            Action::IncrementalVacuum
+        );
+        // Below the floor, the ratio, the WAL size: only optimize.
+        let small = SqliteFacts {
+            page_count: 1000.0,
+            freelist_count: 500.0,
+            wal_bytes: 0.0,
+            ..f.clone()
+        };
+        assert_eq!(acts(&plan_sqlite(&small, &p)), [Action::Optimize]);
+        let analyze_only = SqlitePolicy {
+            allowed: vec![Allowed::Analyze],
+            ..p
+        };
+        assert_eq!(acts(&plan_sqlite(&f, &analyze_only)), [Action::Optimize]);
     }
 
     #[test]

@@ -50,6 +50,15 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// Why maintenance did not start on a database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// Nothing wrong, but nothing to do here now (a hot standby, another dbwarden).
+    Skipped(String),
+    /// Could not connect or set up the session.
+    Failed(String),
+}
+
 /// Numbers measured right after a step.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct After {

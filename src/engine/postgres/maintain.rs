@@ -11,7 +11,7 @@ use super::decode::decode_table;
 use super::{PostgresEngine, conn, sql};
 use crate::engine::RunScope;
 use crate::engine::conn::Lease;
-use crate::maintenance::run::{After, Session, StepResult};
+use crate::maintenance::run::{After, Refusal, Session, StepResult};
 use crate::maintenance::{Action, HorizonHolder, Outcome, Step, TableFacts};
 
 /// How a maintenance session is set up.
@@ -21,15 +21,6 @@ pub struct MaintenanceSettings {
     pub lock_timeout: Duration,
     /// `vacuum_cost_delay` of our VACUUMs, so they yield I/O to the application.
     pub cost_delay: Duration,
-}
-
-/// Why maintenance did not start on this database.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Refusal {
-    /// Nothing wrong, but nothing to do here now (a hot standby, another dbwarden).
-    Skipped(String),
-    /// Could not connect or set up the session.
-    Failed(String),
 }
 
 /// What the planner needs from this database.
@@ -194,6 +185,15 @@ impl PgMaintenance {
             Action::VacuumAnalyze => format!("/* dbwarden */ VACUUM (ANALYZE) {}", step.sql_name),
             Action::VacuumFreeze => {
                 format!("/* dbwarden */ VACUUM (FREEZE, ANALYZE) {}", step.sql_name)
+            }
+            other => {
+                return StepResult {
+                    outcome: Outcome::Failed(format!(
+                        "{} is not a PostgreSQL action",
+                        other.as_str()
+                    )),
+                    after: After::default(),
+                };
             }
         };
         let lock_timeout = self.lock_timeout;

@@ -47,7 +47,7 @@ use super::{EngineError, RunScope, Session};
 use crate::config::{Secret, Target};
 
 pub use checks::CHECKS;
-pub use maintain::{MaintenanceSettings, PgMaintenance, PlanInput, Refusal};
+pub use maintain::{MaintenanceSettings, PgMaintenance, PlanInput};
 pub use probe::{grant_monitor, quote_ident, standby_replay_lag};
 
 /// The bloat estimate and the duplicate-index analysis (tens of ms of server time on a
