@@ -655,6 +655,7 @@ async fn maintain(
         tz: config.timezone,
         use_window: false,
         dry_run,
+        watch_vacuum: text.then_some(Duration::from_secs(2)),
     };
     let result = crate::jobs::maintenance::maintain(
         req,
@@ -665,6 +666,16 @@ async fn maintain(
                 step.action.as_str(),
                 escape(&step.table),
                 escape(&step.reason)
+            ),
+            Progress::Vacuum {
+                phase,
+                scanned,
+                total,
+            } if text => eprintln!(
+                "      {}: {} of {} heap blocks scanned",
+                escape(&phase),
+                scanned as u64,
+                total as u64
             ),
             _ => {}
         },

@@ -57,6 +57,7 @@ async fn run(c: &Config, dry_run: bool) -> MaintenanceReport {
         tz: c.timezone,
         use_window: false,
         dry_run,
+        watch_vacuum: None,
     };
     maintain(req, &CancellationToken::new(), |_| {}, |_| {})
         .await
@@ -651,6 +652,7 @@ async fn run_sqlite(c: &Config) -> MaintenanceReport {
         tz: c.timezone,
         use_window: false,
         dry_run: false,
+        watch_vacuum: None,
     };
     maintain(req, &CancellationToken::new(), |_| {}, |_| {})
         .await
@@ -754,4 +756,25 @@ async fn a_busy_sqlite_database_is_skipped_with_the_reason() {
     );
     let _ = app.execute("ROLLBACK").await;
     let _ = app.close().await;
+}
+
+#[tokio::test]
+async fn the_maintain_command_shows_vacuum_progress() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    // Throttled to the longest cost delay, this VACUUM takes about 4 s here: the 2 s
+    // progress poll sees it running.
+    table(&db, "public.big", 200_000, true).await;
+    let (dir, _cfg) = config(&db.url, "vacuum_cost_delay = \"100ms\"");
+    let path = dir.path().join("dbwarden.toml");
+    let (code, out, err) = maintain_cli(&path, &["--target", "pg"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("[1/1] vacuum_analyze public.big: "), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains(" heap blocks scanned") && l.contains(" of ")),
+        "{err}"
+    );
+    assert_eq!(out, "public.big\tvacuum_analyze\tdone\n");
+    db.drop_db().await;
 }

@@ -73,11 +73,24 @@ pub struct Request<'a> {
     /// Honour the window (scheduled runs); `dbwarden maintain` by hand does not.
     pub use_window: bool,
     pub dry_run: bool,
+    /// Report PostgreSQL VACUUM progress (`pg_stat_progress_vacuum`) this often
+    /// ([`Progress::Vacuum`]); `None`: no polling (scheduled runs).
+    pub watch_vacuum: Option<std::time::Duration>,
 }
 
 /// One progress event of a run (`dbwarden maintain` prints them).
 pub enum Progress<'a> {
-    Step { i: usize, n: usize, step: &'a Step },
+    Step {
+        i: usize,
+        n: usize,
+        step: &'a Step,
+    },
+    /// The running VACUUM's phase and heap blocks scanned of total.
+    Vacuum {
+        phase: String,
+        scanned: f64,
+        total: f64,
+    },
 }
 
 /// The target as maintenance connects to it: `maintenance_url` and
@@ -100,7 +113,7 @@ pub fn maintenance_target(t: &Target) -> Target {
 pub async fn maintain(
     req: Request<'_>,
     cancel: &CancellationToken,
-    mut progress: impl FnMut(Progress<'_>),
+    mut progress: impl FnMut(Progress<'_>) + Send,
     record: impl FnOnce(Vec<StepRecord>),
 ) -> Result<MaintenanceReport, JobError> {
     let mut report = MaintenanceReport {
@@ -151,15 +164,42 @@ pub async fn maintain(
                 input.horizon.as_ref(),
             );
             if !req.dry_run {
-                report.records = run_plan(
-                    &mut session,
-                    &p,
-                    deadline,
-                    cancel,
-                    || engine.cancel(&scope),
-                    |i, n, step| progress(Progress::Step { i, n, step }),
-                )
-                .await;
+                let pid = session.pid();
+                let progress = std::sync::Mutex::new(progress);
+                let say = |p: Progress<'_>| (progress.lock().unwrap_or_else(|e| e.into_inner()))(p);
+                let done = CancellationToken::new();
+                let work = async {
+                    let r = run_plan(
+                        &mut session,
+                        &p,
+                        deadline,
+                        cancel,
+                        || engine.cancel(&scope),
+                        |i, n, step| say(Progress::Step { i, n, step }),
+                    )
+                    .await;
+                    done.cancel();
+                    r
+                };
+                let watch = async {
+                    let Some(every) = req.watch_vacuum else {
+                        return;
+                    };
+                    loop {
+                        tokio::select! {
+                            _ = done.cancelled() => return,
+                            _ = tokio::time::sleep(every) => {}
+                        }
+                        if let Some((phase, scanned, total)) = pg.vacuum_progress(pid).await {
+                            say(Progress::Vacuum {
+                                phase,
+                                scanned,
+                                total,
+                            });
+                        }
+                    }
+                };
+                report.records = tokio::join!(work, watch).0;
             }
             report.deferred = p.deferred;
             report.plan = p.steps;
@@ -278,6 +318,7 @@ impl Kind for MaintenanceJob {
             tz: job_tz(&ctx),
             use_window: true,
             dry_run: false,
+            watch_vacuum: None,
         };
         let events = &self.shared.events;
         let record = |records: Vec<StepRecord>| {
