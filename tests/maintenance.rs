@@ -778,3 +778,34 @@ async fn the_maintain_command_shows_vacuum_progress() {
     assert_eq!(out, "public.big\tvacuum_analyze\tdone\n");
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn the_next_health_round_sees_the_vacuumed_table_clear() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    table(&db, "public.bloated", 20_000, true).await;
+    let (dir, _cfg) = config(&db.url, "");
+    let path = dir.path().join("dbwarden.toml");
+    let dead_tuples = || {
+        let (_, out, err) = cli(&path, &["check", "--target", "pg", "--format", "json"]);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+        v["targets"][0]["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["check"] == "dead_tuples").cloned())
+            .unwrap_or_else(|| panic!("no dead_tuples in {out}"))
+    };
+    let before = dead_tuples();
+    assert_eq!(before["status"], "CRITICAL", "{before}");
+    assert!(
+        before["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("public.bloated")),
+        "{before}"
+    );
+    let (code, out, err) = maintain_cli(&path, &["--target", "pg"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let after = dead_tuples();
+    assert_eq!(after["status"], "OK", "{after}");
+    db.drop_db().await;
+}
