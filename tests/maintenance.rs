@@ -216,6 +216,7 @@ async fn two_dbwardens_one_maintains_the_other_records_the_lock() {
     let settings = MaintenanceSettings {
         lock_timeout: Duration::from_secs(5),
         cost_delay: Duration::ZERO,
+        max_active_sessions: None,
     };
     let session = pg
         .maintenance(&RunScope::default(), &settings)
@@ -306,6 +307,7 @@ async fn a_horizon_holder_is_named_instead_of_vacuuming_in_vain() {
     let settings = MaintenanceSettings {
         lock_timeout: Duration::from_secs(5),
         cost_delay: Duration::ZERO,
+        max_active_sessions: None,
     };
     let mut s = pg
         .maintenance(&RunScope::default(), &settings)
@@ -807,5 +809,60 @@ async fn the_next_health_round_sees_the_vacuumed_table_clear() {
     assert_eq!(code, 0, "{out}{err}");
     let after = dead_tuples();
     assert_eq!(after["status"], "OK", "{after}");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn the_load_guard_skips_tables_while_the_server_is_busy() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    table(&db, "public.t", 20_000, true).await;
+    // Three sessions running statements (other users of the server only add to them).
+    let mut sleepers = Vec::new();
+    for _ in 0..3 {
+        let mut c = db.connect().await;
+        sleepers.push(tokio::spawn(async move {
+            let _ = c.execute("SELECT pg_sleep(30)").await;
+        }));
+    }
+    let mut watch = db.connect().await;
+    for _ in 0..200 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        if n == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_dir, cfg) = config(&db.url, "max_active_sessions = 2");
+    let r = run(&cfg, false).await;
+    let got: Vec<String> = r.records.iter().map(|x| x.outcome.to_string()).collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("skipped: load guard: ") && got[0].ends_with("> max_active_sessions 2"),
+        "{got:?}"
+    );
+    assert_eq!(dead_rows(&db, "public.t").await, 20_000.0, "untouched");
+    sqlx::query(
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'",
+    )
+    .execute(&mut watch)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    for s in sleepers {
+        let _ = s.await;
+    }
+    // With room under the limit, the table is vacuumed.
+    let (_dir, cfg) = config(&db.url, "max_active_sessions = 1000");
+    let r = run(&cfg, false).await;
+    assert_eq!(
+        r.records.first().map(|x| x.outcome.clone()),
+        Some(Outcome::Done)
+    );
+    let _ = watch.close().await;
     db.drop_db().await;
 }

@@ -70,6 +70,10 @@ pub struct MaintenanceParams {
     /// `vacuum_cost_delay` for our VACUUMs, so maintenance yields I/O to the application.
     #[serde(default = "default_cost_delay", with = "humantime_serde")]
     pub vacuum_cost_delay: Duration,
+    /// Load guard (PostgreSQL): a table is skipped while more than this many other
+    /// sessions of the server are running a statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_sessions: Option<u32>,
 }
 
 fn default_actions() -> Vec<crate::maintenance::Allowed> {
@@ -103,6 +107,7 @@ impl Default for MaintenanceParams {
             freeze_percent: default_freeze_percent(),
             lock_timeout: default_lock_timeout(),
             vacuum_cost_delay: default_cost_delay(),
+            max_active_sessions: None,
         }
     }
 }

@@ -142,6 +142,7 @@ pub async fn maintain(
             let settings = MaintenanceSettings {
                 lock_timeout: req.params.lock_timeout,
                 cost_delay: req.params.vacuum_cost_delay,
+                max_active_sessions: req.params.max_active_sessions,
             };
             let mut session = match pg.maintenance(&scope, &settings).await {
                 Ok(s) => s,

@@ -21,6 +21,8 @@ pub struct MaintenanceSettings {
     pub lock_timeout: Duration,
     /// `vacuum_cost_delay` of our VACUUMs, so they yield I/O to the application.
     pub cost_delay: Duration,
+    /// Load guard: skip a table while more other sessions than this run a statement.
+    pub max_active_sessions: Option<u32>,
 }
 
 /// What the planner needs from this database.
@@ -36,6 +38,7 @@ pub struct PgMaintenance {
     lease: Option<Lease<Postgres>>,
     pid: i32,
     lock_timeout: Duration,
+    max_active: Option<u32>,
 }
 
 fn ms(d: Duration) -> String {
@@ -85,6 +88,7 @@ impl PostgresEngine {
             lease: Some(lease),
             pid,
             lock_timeout: settings.lock_timeout,
+            max_active: settings.max_active_sessions,
         })
     }
 }
@@ -197,6 +201,7 @@ impl PgMaintenance {
             }
         };
         let lock_timeout = self.lock_timeout;
+        let max_active = self.max_active;
         let c = match self.conn() {
             Ok(c) => c,
             Err(e) => {
@@ -206,6 +211,28 @@ impl PgMaintenance {
                 };
             }
         };
+        if let Some(limit) = max_active {
+            match sqlx::query_scalar::<_, i64>(sql::ACTIVE_SESSIONS)
+                .fetch_one(&mut **c)
+                .await
+            {
+                Ok(n) if n > i64::from(limit) => {
+                    return StepResult {
+                        outcome: Outcome::Skipped(format!(
+                            "load guard: {n} other sessions running statements > max_active_sessions {limit}"
+                        )),
+                        after: After::default(),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return StepResult {
+                        outcome: Outcome::Failed(format!("load guard: {e}")),
+                        after: After::default(),
+                    };
+                }
+            }
+        }
         let r = sqlx::raw_sql(AssertSqlSafe(stmt)).execute(&mut **c).await;
         let outcome = match r {
             Ok(_) => Outcome::Done,

@@ -534,6 +534,10 @@ pub const MAINTENANCE_AFTER: &str = r#"/* dbwarden */ SELECT s.n_dead_tup::float
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 WHERE s.relid = to_regclass($1)"#;
 
+/// Maintenance load guard: other client sessions of the server running a statement.
+pub const ACTIVE_SESSIONS: &str = "/* dbwarden */ SELECT count(*)::int8 FROM pg_stat_activity \
+     WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
+
 /// Maintenance progress of a backend's VACUUM (CLI progress line).
 pub const VACUUM_PROGRESS: &str = "/* dbwarden */ SELECT phase, heap_blks_scanned::float8, \
      heap_blks_total::float8 FROM pg_stat_progress_vacuum WHERE pid = $1";
