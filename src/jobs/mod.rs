@@ -8,6 +8,8 @@
 //! starts and stops things and knows none of them either.
 //!
 //! - `health`: one health round: probe, judge, settle server-level checks, hysteresis.
+//! - `maintenance`: plan from fresh statistics, then act within the window (also
+//!   `dbwarden maintain`).
 //! - `engines`: the engine per target, kept across rounds and reloads.
 //! - `facts`: which target measures each server's server-level checks.
 //! - `tracker`: believed statuses (hysteresis), restored from the history at start.
