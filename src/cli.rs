@@ -27,6 +27,9 @@ Examples:
   dbwarden jobs                               jobs and their next fire times
   dbwarden run-job health                     run a job now and print its result
   dbwarden check --format json                one health round; exit 0/1/2/3 (Nagios)
+  dbwarden alert test --channel ops-slack     send a test alert; exit 1 on failure
+  dbwarden silence add -t orders --for 2h --reason \"upgrade\"
+  dbwarden status                             undelivered alerts, active silences
 
 The config file is -c FILE, else $DBWARDEN_CONFIG, else /etc/dbwarden/dbwarden.toml.
 Any key can be overridden by DBWARDEN_<SECTION>__<KEY>, e.g. DBWARDEN_DAEMON__LISTEN=0.0.0.0:9645.";
@@ -111,6 +114,24 @@ pub enum Command {
         #[command(subcommand)]
         what: HistoryWhat,
     },
+    /// Alert channels.
+    Alert {
+        #[command(subcommand)]
+        action: AlertAction,
+    },
+    /// Mute a target's notifications for a while. Silences are stored in the history
+    /// store, so they survive a restart and every agent sharing the store obeys them; they
+    /// always expire. Status changes are still recorded while silenced.
+    Silence {
+        #[command(subcommand)]
+        action: SilenceAction,
+    },
+    /// The daemon's state as the history store shows it: undelivered notifications per
+    /// channel and active silences. Exit 1 when the store cannot be read.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print a shell completion script.
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -155,6 +176,41 @@ pub enum TableFormat {
     Json,
     Csv,
 }
+
+#[derive(Debug, Subcommand)]
+pub enum AlertAction {
+    /// Send a test notification through one channel and print success or the exact error
+    /// (DNS, TLS, authentication, HTTP status and body). Exit 0 when it was delivered,
+    /// 1 when it was not, 2 for a config problem or an unknown channel.
+    Test {
+        /// The channel's name, as in [[channel]] name = "...".
+        #[arg(long, value_name = "NAME")]
+        channel: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceAction {
+    /// Silence a target: `dbwarden silence add --target orders --for 2h --reason "upgrade"`.
+    Add {
+        /// A configured target's name, or `dbwarden` (the daemon itself).
+        #[arg(long, short = 't')]
+        target: String,
+        /// How long, e.g. 30m, 2h, 1d (at most 30 days: a silence always ends).
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Why (shown by `silence list`).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the active silences.
+    List,
+    /// End a silence now, by the id `silence list` shows.
+    Remove { id: i64 },
+}
+
+/// The longest silence `silence add` accepts.
+const SILENCE_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -300,8 +356,198 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             )
             .await
         }
+        Command::Alert {
+            action: AlertAction::Test { channel },
+        } => alert_test(&path_of(&cli.config, None), &channel).await,
+        Command::Silence { action } => silence(&path_of(&cli.config, None), action).await,
+        Command::Status { format } => status(&path_of(&cli.config, None), format).await,
         Command::Completions { .. } | Command::Manpage => Ok(0),
     }
+}
+
+/// `dbwarden alert test --channel NAME`.
+async fn alert_test(path: &std::path::Path, name: &str) -> anyhow::Result<i32> {
+    use crate::alerts::channel::{Channels, test_notification};
+    use crate::alerts::{Deliver, DeliveryError};
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let channels = match Channels::from_config(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dbwarden: {e}");
+            return Ok(2);
+        }
+    };
+    let Some(kind) = channels.get(name).map(|c| c.kind()) else {
+        let names: Vec<&str> = channels.names().collect();
+        if names.is_empty() {
+            eprintln!(
+                "dbwarden: no channel named \"{}\": {} has no [[channel]]",
+                escape(name),
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "dbwarden: no channel named \"{}\"; configured: {}",
+                escape(name),
+                names.join(", ")
+            );
+        }
+        return Ok(2);
+    };
+    let n = test_notification(&crate::store::agent_name(), Utc::now());
+    match channels.send(name, &n).await {
+        Ok(()) => {
+            println!(
+                "sent a test notification to channel \"{name}\" ({kind}), key {}",
+                n.key
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            let (what, after) = match &e {
+                DeliveryError::Retry { after, .. } => ("the daemon would retry", *after),
+                DeliveryError::Permanent { .. } => {
+                    ("retrying will not help until it is fixed", None)
+                }
+            };
+            eprintln!("dbwarden: channel \"{name}\" ({kind}) failed: {e}");
+            match after {
+                Some(a) => eprintln!(
+                    "({what}; the receiver asks to wait {})",
+                    humantime::format_duration(a)
+                ),
+                None => eprintln!("({what})"),
+            }
+            Ok(1)
+        }
+    }
+}
+
+async fn silence(path: &std::path::Path, action: SilenceAction) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    if let SilenceAction::Add {
+        target, duration, ..
+    } = &action
+    {
+        if config.target(target).is_none() && target != crate::alerts::self_target::NAME {
+            eprintln!(
+                "dbwarden: no target named \"{}\" in {}; `dbwarden check` lists the targets",
+                escape(target),
+                config.path.display()
+            );
+            return Ok(2);
+        }
+        if duration.is_zero() || *duration > SILENCE_MAX {
+            eprintln!("dbwarden: --for must be between 1s and 30d (a silence always ends)");
+            return Ok(2);
+        }
+    }
+    let store = crate::daemon::open_store(&config).await?;
+    match action {
+        SilenceAction::Add {
+            target,
+            duration,
+            reason,
+        } => {
+            let ends = Utc::now() + chrono::Duration::from_std(duration)?;
+            let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+            let id = store.silence_add(&target, ends, &reason, &by).await?;
+            println!(
+                "silence {id}: target {} silenced until {} ({})",
+                escape(&target),
+                ends.format("%Y-%m-%d %H:%M:%S UTC"),
+                escape(&reason)
+            );
+        }
+        SilenceAction::List => {
+            let list = store.silences_active(Utc::now()).await?;
+            if list.is_empty() {
+                println!("no active silences");
+            }
+            for s in list {
+                println!(
+                    "{:>5}  {:<20} until {}  by {}: {}",
+                    s.id,
+                    escape(&s.target),
+                    s.ends_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    escape(&s.created_by),
+                    escape(&s.reason)
+                );
+            }
+        }
+        SilenceAction::Remove { id } => {
+            if !store.silence_remove(id).await? {
+                eprintln!("dbwarden: no active silence {id}; `dbwarden silence list` shows them");
+                store.close(Duration::from_secs(2)).await;
+                return Ok(1);
+            }
+            println!("silence {id} removed");
+        }
+    }
+    store.close(Duration::from_secs(2)).await;
+    Ok(0)
+}
+
+async fn status(path: &std::path::Path, format: Format) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = match crate::daemon::open_store(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dbwarden: history store: {e:#}");
+            return Ok(1);
+        }
+    };
+    let undelivered = store.outbox_undelivered().await?;
+    let silences = store.silences_active(Utc::now()).await?;
+    store.close(Duration::from_secs(2)).await;
+    let total: i64 = undelivered.iter().map(|u| u.count).sum();
+    if format == Format::Json {
+        let doc = serde_json::json!({
+            "history": config.daemon.history.redacted(),
+            "undelivered_total": total,
+            "undelivered": undelivered,
+            "silences": silences,
+        });
+        println!("{doc}");
+        return Ok(0);
+    }
+    println!(
+        "history store: {} (reachable)",
+        config.daemon.history.redacted()
+    );
+    println!("undelivered notifications: {total}");
+    for u in &undelivered {
+        println!(
+            "  {:<20} {} since {}{}",
+            escape(&u.channel),
+            u.count,
+            u.oldest.format("%Y-%m-%d %H:%M:%S UTC"),
+            u.last_error
+                .as_deref()
+                .map(|e| format!("; last error: {}", escape(e)))
+                .unwrap_or_default()
+        );
+    }
+    println!("active silences: {}", silences.len());
+    for s in &silences {
+        println!(
+            "  {:>5}  {} until {}: {}",
+            s.id,
+            escape(&s.target),
+            s.ends_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            escape(&s.reason)
+        );
+    }
+    Ok(0)
 }
 
 fn config_check(path: &std::path::Path) -> i32 {

@@ -11,6 +11,12 @@
 //! - the channels (Slack, generic webhook, email): render and send one notification and
 //!   say whether a failure is worth retrying ([`DeliveryError`]).
 
+pub mod channel;
+pub mod deliver;
+pub mod run;
+pub mod self_target;
+pub mod state;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

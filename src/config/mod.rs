@@ -102,6 +102,52 @@ pub struct RawConfig {
     pub jobs: Vec<JobConfig>,
     #[serde(default, rename = "channel")]
     pub channels: Vec<ChannelConfig>,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: when notifications are sent (README "Alerts").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// The first change of a quiet target waits this long so related changes go out
+    /// together (`0s`: at once).
+    #[serde(default = "default_group_wait", with = "humantime_serde")]
+    pub group_wait: Duration,
+    /// Further changes of a target already notified go out at most this often.
+    #[serde(default = "default_group_interval", with = "humantime_serde")]
+    pub group_interval: Duration,
+    /// A target still WARNING/CRITICAL/UNKNOWN is reminded this often.
+    #[serde(default = "default_repeat_interval", with = "humantime_serde")]
+    pub repeat_interval: Duration,
+    /// A channel failing this long makes the `dbwarden` self-target CRITICAL, which alerts
+    /// on the other channels.
+    #[serde(default = "default_channel_failing_after", with = "humantime_serde")]
+    pub channel_failing_after: Duration,
+}
+
+fn default_group_wait() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_group_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_repeat_interval() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+fn default_channel_failing_after() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            group_wait: default_group_wait(),
+            group_interval: default_group_interval(),
+            repeat_interval: default_repeat_interval(),
+            channel_failing_after: default_channel_failing_after(),
+        }
+    }
 }
 
 /// `[daemon]`: the daemon's own settings.
@@ -153,6 +199,9 @@ pub struct DaemonConfig {
     /// How often per-table statistics are stored per target (every engine the same).
     #[serde(default = "default_table_stats_interval", with = "humantime_serde")]
     pub table_stats_interval: Duration,
+    /// The dashboard's address as users reach it (e.g. behind a proxy); alerts link to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 fn default_buffer_records() -> usize {
@@ -208,6 +257,7 @@ impl Default for DaemonConfig {
             history_buffer_bytes: default_buffer_bytes(),
             summary_interval: default_summary_interval(),
             table_stats_interval: default_table_stats_interval(),
+            public_url: None,
         }
     }
 }
@@ -265,6 +315,20 @@ pub struct TargetConfig {
     /// SQLite: how long to wait for a lock held by the application before giving up.
     #[serde(default = "default_busy_timeout", with = "humantime_serde")]
     pub busy_timeout: Duration,
+    /// PostgreSQL primary: the standbys it must have connected (`replication_lag` alarms
+    /// when one is missing from pg_stat_replication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_replicas: Option<ExpectedReplicas>,
+}
+
+/// `expected_replicas = 2`, `= ["standby1", "standby2"]` (application_name), or
+/// `= "synchronous_standby_names"` (every name listed in that setting).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ExpectedReplicas {
+    Count(u32),
+    Names(Vec<String>),
+    Keyword(String),
 }
 
 fn default_busy_timeout() -> Duration {
@@ -401,6 +465,31 @@ pub struct ChannelConfig {
     /// Only alerts for targets with one of these tags (empty = all).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Also send "RESOLVED" when a target is OK again.
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
+    /// Webhook/Slack: the URL from this environment variable (instead of `url_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// Webhook: sign each body with HMAC-SHA256 using the secret in this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_secret_file: Option<String>,
+    /// Webhook: extra HTTP headers (values are treated as secrets: never shown).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Secret>,
+    /// How long one send may take (connect, TLS, request, response); default 10s.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// Email: `starttls`, `implicit` or `none` (default: from the `smtp_url` scheme).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    /// Email: a PEM file of extra CA certificates the SMTP server's certificate may chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
 }
 
 /// The config file path chosen by `-c`, `DBWARDEN_CONFIG`, or the default.
@@ -447,6 +536,7 @@ mod tests {
             ("[[job]]", None, fields_of::<JobConfig>().to_vec()),
             ("[[job]]", None, kind_keys.collect()),
             ("[[channel]]", None, fields_of::<ChannelConfig>().to_vec()),
+            ("[alerts]", None, fields_of::<AlertsConfig>().to_vec()),
         ];
         for (section, within, keys) in sections {
             let rows = cells(section);

@@ -91,6 +91,8 @@ pub struct Target {
     pub thresholds: BTreeMap<&'static str, CheckThresholds>,
     pub integrity_check: bool,
     pub busy_timeout: Duration,
+    /// PostgreSQL: the standbys the primary must have connected.
+    pub expected_replicas: Option<super::ExpectedReplicas>,
     /// As written, for change detection on reload.
     pub raw: TargetConfig,
 }
@@ -291,6 +293,11 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             c.error(key("name"), "missing; every target needs a name");
         } else if !valid_name(&t.name) {
             c.error(key("name"), format!("\"{}\": {NAME_RULE}", t.name));
+        } else if t.name == crate::alerts::self_target::NAME {
+            c.error(
+                key("name"),
+                "\"dbwarden\" is the built-in target of the daemon watching itself; choose another name",
+            );
         } else if !seen.insert(t.name.clone()) {
             c.error(key("name"), format!("duplicate target name \"{}\"", t.name));
         }
@@ -308,6 +315,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             );
         }
         check_pool(&mut c, i, &t.pool);
+        check_expected_replicas(&mut c, &key("expected_replicas"), engine, t);
         c.range(&key("busy_timeout"), Limit::Duration(t.busy_timeout));
         let own = check_thresholds(&mut c, &key("thresholds"), &t.thresholds);
         let mut resolved = BTreeMap::new();
@@ -331,6 +339,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 thresholds: resolved,
                 integrity_check: t.integrity_check,
                 busy_timeout: t.busy_timeout,
+                expected_replicas: t.expected_replicas.clone(),
                 raw: t.clone(),
             });
         }
@@ -495,19 +504,32 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             );
         }
         match ch.kind.as_str() {
-            "slack" | "webhook" => match (&ch.url, &ch.url_file) {
-                (Some(_), Some(_)) => c.error(key("url"), "url given twice (url and url_file)"),
-                (None, None) => c.error(
+            "slack" | "webhook" => match (&ch.url, &ch.url_file, &ch.url_env) {
+                (None, None, None) => c.error(
                     key("url_file"),
-                    "missing; a webhook channel needs url_file (or url)",
+                    "missing; a webhook channel needs url_file (or url_env, or url)",
                 ),
-                (Some(u), None) => {
+                (Some(u), None, None) => {
                     if !(u.expose().starts_with("https://") || u.expose().starts_with("http://")) {
                         c.error(key("url"), "must be an http(s):// URL");
                     }
                     c.warn(key("url"), "a webhook URL is a secret: prefer url_file");
                 }
-                (None, Some(f)) => c.secret_file(&key("url_file"), f),
+                (None, Some(f), None) => c.secret_file(&key("url_file"), f),
+                (None, None, Some(v)) => {
+                    if std::env::var(v).map_or(true, |s| s.trim().is_empty()) {
+                        c.warn(
+                            key("url_env"),
+                            format!(
+                                "environment variable {v} is not set here; the daemon needs it"
+                            ),
+                        );
+                    }
+                }
+                _ => c.error(
+                    key("url"),
+                    "url given more than once: use one of url_file, url_env, url",
+                ),
             },
             "email" => {
                 match &ch.smtp_url {
@@ -548,6 +570,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 format!("\"{other}\" is not a channel kind; one of: slack, webhook, email"),
             ),
         }
+        validate_channel_sending(&mut c, i, ch);
         if let Some(s) = &ch.min_severity
             && !matches!(
                 s.to_ascii_lowercase().as_str(),
@@ -560,10 +583,24 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             );
         }
     }
-    if !raw.channels.is_empty() {
-        c.warn(
-            "channel",
-            "alert channels are validated but this version does not send alerts yet",
+    // [alerts]
+    let a = &raw.alerts;
+    for (k, v) in [
+        ("alerts.group_wait", a.group_wait),
+        ("alerts.group_interval", a.group_interval),
+        ("alerts.repeat_interval", a.repeat_interval),
+        ("alerts.channel_failing_after", a.channel_failing_after),
+    ] {
+        c.range(k, Limit::Duration(v));
+    }
+    if let Some(u) = &raw.daemon.public_url
+        && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        c.error(
+            "daemon.public_url",
+            format!(
+                "\"{u}\" is not an http(s):// URL; write e.g. \"https://dbwarden.example.com/\""
+            ),
         );
     }
 
@@ -668,6 +705,43 @@ fn check_password(c: &mut Collector<'_>, i: usize, t: &TargetConfig) -> Password
         return PasswordSource::Env(v.clone());
     }
     PasswordSource::Url
+}
+
+/// `expected_replicas`: PostgreSQL only; a count 1–100, non-empty names, or the keyword.
+fn check_expected_replicas(
+    c: &mut Collector<'_>,
+    key: &str,
+    engine: Option<EngineKind>,
+    t: &TargetConfig,
+) {
+    use super::ExpectedReplicas as E;
+    let Some(e) = &t.expected_replicas else {
+        return;
+    };
+    if engine.is_some_and(|e| e != EngineKind::Postgres) {
+        c.error(key, "only PostgreSQL targets have expected replicas");
+        return;
+    }
+    match e {
+        E::Count(n) if !(1..=100).contains(n) => {
+            c.error(key, format!("{n}: expected 1–100 replicas"));
+        }
+        E::Names(names) if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) => {
+            c.error(
+                key,
+                "list the standbys' application_name values, e.g. [\"standby1\"]",
+            );
+        }
+        E::Keyword(k) if k != "synchronous_standby_names" => {
+            c.error(
+                key,
+                format!(
+                    "\"{k}\": expected a count (2), names ([\"standby1\"]) or \"synchronous_standby_names\""
+                ),
+            );
+        }
+        _ => {}
+    }
 }
 
 fn check_pool(c: &mut Collector<'_>, i: usize, p: &PoolConfig) {
@@ -800,4 +874,114 @@ fn check_thresholds(
         );
     }
     out
+}
+
+/// The sending keys of one `[[channel]]` that apply to its kind: headers, signature secret,
+/// timeout, SMTP TLS mode and CA file. Keys of another kind are reported, not ignored.
+fn validate_channel_sending(c: &mut Collector, i: usize, ch: &super::ChannelConfig) {
+    let key = |k: &str| format!("channel[{i}].{k}");
+    let webhook = ch.kind == "webhook";
+    let email = ch.kind == "email";
+    if !webhook {
+        if !ch.headers.is_empty() {
+            c.error(
+                key("headers"),
+                "only a webhook channel sends custom headers",
+            );
+        }
+        if ch.hmac_secret_file.is_some() {
+            c.error(
+                key("hmac_secret_file"),
+                "only a webhook channel signs its body",
+            );
+        }
+    }
+    if !email {
+        if ch.tls.is_some() {
+            c.error(key("tls"), "only an email channel has an SMTP TLS mode");
+        }
+        if ch.tls_ca_file.is_some() {
+            c.error(key("tls_ca_file"), "only an email channel takes a CA file");
+        }
+    }
+    for (name, value) in &ch.headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            c.error(
+                key("headers"),
+                format!("\"{name}\" is not a valid HTTP header name"),
+            );
+        } else if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
+            c.error(
+                key("headers"),
+                format!("the value of header \"{name}\" has characters a header cannot carry (value not shown)"),
+            );
+        }
+        if matches!(
+            name.to_ascii_lowercase().as_str(),
+            "content-type" | "idempotency-key" | "x-dbwarden-signature" | "content-length" | "host"
+        ) {
+            c.error(
+                key("headers"),
+                format!("\"{name}\" is set by dbwarden itself and cannot be overridden"),
+            );
+        }
+    }
+    if let Some(f) = &ch.hmac_secret_file {
+        c.secret_file(&key("hmac_secret_file"), f);
+    }
+    if let Some(t) = ch.timeout
+        && (t < Duration::from_secs(1) || t > Duration::from_secs(300))
+    {
+        c.error(
+            key("timeout"),
+            "must be between 1s and 5m: a send holds a delivery slot for this long",
+        );
+    }
+    if let Some(t) = &ch.tls
+        && !matches!(t.as_str(), "starttls" | "implicit" | "none")
+    {
+        c.error(
+            key("tls"),
+            format!("\"{t}\" is not a TLS mode; one of: starttls, implicit, none"),
+        );
+    }
+    if let Some(f) = &ch.tls_ca_file {
+        c.plain_file(&key("tls_ca_file"), f);
+    }
+    if email {
+        for (k, addr) in ch
+            .from
+            .iter()
+            .map(|a| ("from", a))
+            .chain(ch.to.iter().map(|a| ("to", a)))
+        {
+            if addr.contains('@') && addr.parse::<lettre::message::Mailbox>().is_err() {
+                c.error(
+                    key(k),
+                    format!("\"{addr}\" is not an email address (write name@example.com or \"Name <name@example.com>\")"),
+                );
+            }
+        }
+        if ch.tls.as_deref() == Some("none")
+            && (ch.password_file.is_some() || ch.password_env.is_some())
+            && !ch
+                .smtp_url
+                .as_ref()
+                .and_then(|u| url::Url::parse(u.expose()).ok())
+                .and_then(|u| u.host_str().map(is_loopback_host))
+                .unwrap_or(false)
+        {
+            c.warn(
+                key("tls"),
+                "tls = \"none\" with a password sends it in clear over the network; use starttls or implicit",
+            );
+        }
+    }
+}
+
+fn is_loopback_host(h: &str) -> bool {
+    h == "localhost"
+        || h.trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -67,7 +67,9 @@ pub struct BelievedRow {
 }
 
 /// Runs a read within [`READ_TIMEOUT`].
-async fn bounded<T>(read: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+pub(super) async fn bounded<T>(
+    read: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     match tokio::time::timeout(READ_TIMEOUT, read).await {
         Ok(r) => r,
         Err(_) => Err(StoreError::Unavailable(format!(

@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests: the real servers' URLs and throwaway
-//! databases (`pg`), a TCP proxy that can refuse or pause a server (`proxy`), and a small
-//! filesystem that can be filled (`tmpfs`).
+//! databases (`pg`), a TCP proxy that can refuse or pause a server (`proxy`), an HTTP
+//! receiver that records requests (`receiver`), and a small filesystem that can be filled
+//! (`tmpfs`).
 #![allow(dead_code)]
 
 pub mod pg;
 pub mod proxy;
+pub mod receiver;
 pub mod tmpfs;
 
 /// Skips a test with a printed reason, or fails it under `DBWARDEN_REQUIRE_SERVICES=1`

@@ -11,6 +11,10 @@
 //! - `decode`: the rows of the probes as typed values, and probe errors.
 //! - `probe`: the pure functions that turn those values into measurements (unit-tested
 //!   without a server).
+//! - `probe_server`: the second pass's pure judgements (settings, checksum failures, long
+//!   transactions, expected replicas, bytes behind, slot conditions, sequences, WAL volume,
+//!   checkpoints) and which SQL text a server version gets.
+//! - `slow_server`: the sequence probe and the checkpoint/WAL sample (5-minute cadence).
 //! - `checks`: the catalogue (names, units, built-in thresholds).
 //! - query text in messages has its literals replaced by `?` ([`crate::engine::redact`]).
 //! - `disk`: free space of the data directory when the server runs on this host.
@@ -20,7 +24,9 @@
 //! `BACKEND_IDENTITY` so the run can cancel it); the database size and the index lists
 //! (invalid, never scanned) run at most every [`CATALOG_INTERVAL`], the table and index bloat estimates and
 //! the duplicate-index analysis at most every [`EXPENSIVE_INTERVAL`], and their last
-//! result is reused in between, with its age in the message.
+//! result is reused in between, with its age in the message. The sequences (`SEQUENCES`)
+//! and one sample of the checkpoint counters and WAL state (`CHECKPOINTS_*`, `WAL_DIR`)
+//! are read at most every [`CATALOG_INTERVAL`] too.
 
 #[doc(hidden)]
 pub mod bench_support;
@@ -31,7 +37,9 @@ mod decode;
 mod disk;
 mod maintain;
 mod probe;
+mod probe_server;
 mod round;
+mod slow_server;
 mod sql;
 
 use std::str::FromStr;

@@ -50,6 +50,7 @@ pub struct Instance {
     pub counters: DbCounters,
     pub db_connlimit: f64,
     pub role_connlimit: f64,
+    pub server: super::probe_server::ServerFacts,
 }
 
 /// Lifetime counters of pg_stat_database for this database.
@@ -184,6 +185,17 @@ pub struct Replica {
     pub replay_lag: Option<f64>,
     pub behind_bytes: Option<f64>,
     pub xmin_age: Option<f64>,
+    /// A logical walsender (a subscription, a CDC tool), not a standby.
+    #[serde(default)]
+    pub logical: bool,
+}
+
+impl Replica {
+    /// A physical standby: not a logical walsender, not a base backup being taken
+    /// (`pg_basebackup` streams through a walsender too).
+    pub fn is_standby(&self) -> bool {
+        !self.logical && self.state.as_deref() != Some("backup")
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -197,6 +209,9 @@ pub struct Standby {
     pub replay_age: Option<f64>,
     pub receiver: Option<String>,
     pub sender: Option<String>,
+    /// The WAL receiver's pid: visible without pg_read_all_stats, unlike its status.
+    #[serde(default)]
+    pub receiver_pid: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -209,6 +224,15 @@ pub struct Slot {
     pub retained: Option<f64>,
     pub xmin_age: Option<f64>,
     pub catalog_xmin_age: Option<f64>,
+    /// 16+: a logical slot invalidated by a conflict with recovery.
+    #[serde(default)]
+    pub conflicting: Option<bool>,
+    /// 17+: why the slot was invalidated.
+    #[serde(default)]
+    pub invalidation_reason: Option<String>,
+    /// 17+: seconds since `inactive_since`.
+    #[serde(default)]
+    pub inactive_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -272,6 +296,8 @@ pub struct Activity {
     pub slots: Vec<Slot>,
     pub prepared: Vec<Prepared>,
     pub archiver: Option<Archiver>,
+    /// Sessions of this database by transaction age (`long_transaction`).
+    pub xacts: Vec<IdleSession>,
 }
 
 /// The `INDEXES` query's row (slower cadence).
@@ -1613,6 +1639,7 @@ mod tests {
             replay_age: Some(age),
             receiver: receiver.map(str::to_string),
             sender: None,
+            receiver_pid: None,
         }
     }
 
@@ -1725,6 +1752,7 @@ mod tests {
                 replay_lag: Some(400.0),
                 behind_bytes: Some(3.0 * 1024.0 * 1024.0),
                 xmin_age: None,
+                logical: false,
             }],
             ..Activity::default()
         };

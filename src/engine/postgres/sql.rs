@@ -59,7 +59,14 @@ pub const INSTANCE: &str = r#"/* dbwarden */ SELECT
   d.temp_bytes::float8 AS temp_bytes,
   extract(epoch FROM d.stats_reset)::float8 AS stats_reset,
   (SELECT datconnlimit FROM pg_database WHERE datname = current_database())::float8 AS db_connlimit,
-  (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user)::float8 AS role_connlimit
+  (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user)::float8 AS role_connlimit,
+  current_setting('track_counts') AS track_counts,
+  current_setting('autovacuum') AS autovacuum,
+  current_setting('fsync') AS fsync,
+  current_setting('full_page_writes') AS full_page_writes,
+  current_setting('synchronous_standby_names') AS sync_standby_names,
+  d.checksum_failures::float8 AS checksum_failures,
+  extract(epoch FROM d.checksum_last_failure)::float8 AS checksum_last_failure
 FROM pg_stat_database d
 WHERE d.datname = current_database()"#;
 
@@ -73,8 +80,10 @@ WHERE d.datname = current_database()"#;
 /// PostgreSQL folds them away when planning). A literal rather than a parameter, so each
 /// text keeps one generic plan for the connection's prepared statement (planning this text
 /// costs more than running it).
+///
+/// `$slots`: the version-dependent columns of pg_replication_slots (`slots_13!` …).
 macro_rules! activity {
-    ($server:literal) => {
+    ($server:literal, $slots:expr) => {
         concat!(
             r#"/* dbwarden */ WITH a AS MATERIALIZED (
   SELECT pid, datname::text AS datname, usename::text AS usr, application_name AS app,
@@ -158,7 +167,10 @@ SELECT
             extract(epoch FROM flush_lag)::float8 AS flush_lag,
             extract(epoch FROM replay_lag)::float8 AS replay_lag,
             pg_wal_lsn_diff(lsn.now_lsn, replay_lsn)::float8 AS behind_bytes,
-            age(backend_xmin)::float8 AS xmin_age
+            age(backend_xmin)::float8 AS xmin_age,
+            EXISTS (SELECT 1 FROM pg_replication_slots sl
+                    WHERE sl.active_pid = pg_stat_replication.pid
+                      AND sl.slot_type = 'logical') AS logical
      FROM pg_stat_replication, lsn) x)::text END AS replicas_json,
   CASE WHEN "#, $server, r#" THEN (SELECT row_to_json(x) FROM (
      SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 AS receive_minus_replay,
@@ -166,13 +178,15 @@ SELECT
             pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8 AS replayed,
             extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age,
             (SELECT status FROM pg_stat_wal_receiver) AS receiver,
-            (SELECT sender_host FROM pg_stat_wal_receiver) AS sender
+            (SELECT sender_host FROM pg_stat_wal_receiver) AS sender,
+            (SELECT pid FROM pg_stat_wal_receiver) AS receiver_pid
      WHERE pg_is_in_recovery()) x)::text END AS standby_json,
   CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT slot_name::text AS name, slot_type AS kind, active, wal_status,
             database::text AS database,
             pg_wal_lsn_diff(lsn.now_lsn, restart_lsn)::float8 AS retained,
-            age(xmin)::float8 AS xmin_age, age(catalog_xmin)::float8 AS catalog_xmin_age
+            age(xmin)::float8 AS xmin_age, age(catalog_xmin)::float8 AS catalog_xmin_age,
+            "#, $slots, r#"
      FROM pg_replication_slots, lsn) x)::text END AS slots_json,
   CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT gid, database::text AS database, owner::text AS owner,
@@ -183,15 +197,100 @@ SELECT
      SELECT failed_count::float8 AS failed_count, last_failed_wal,
             extract(epoch FROM now() - last_archived_time)::float8 AS archived_secs_ago,
             extract(epoch FROM now() - last_failed_time)::float8 AS failed_secs_ago
-     FROM pg_stat_archiver) x)::text END AS archiver_json"#
+     FROM pg_stat_archiver) x)::text END AS archiver_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT pid, usr, app, xact_secs AS secs, state, query
+     FROM a
+     WHERE here AND xact_secs IS NOT NULL AND backend_type = 'client backend'
+       AND NOT (state = 'active' AND query LIKE '/* dbwarden */%')
+     ORDER BY xact_secs DESC LIMIT 20) x)::text AS xact_json"#
         )
     };
 }
 
-/// The activity probe with the server-level sections.
-pub const ACTIVITY: &str = activity!("true");
+/// The version-dependent columns of pg_replication_slots: 13–15 have none of them.
+macro_rules! slots_13 {
+    () => {
+        "NULL::bool AS conflicting, NULL::text AS invalidation_reason, NULL::float8 AS inactive_secs"
+    };
+}
+/// 16: `conflicting` (logical slots invalidated by a conflict with recovery).
+macro_rules! slots_16 {
+    () => {
+        "conflicting, NULL::text AS invalidation_reason, NULL::float8 AS inactive_secs"
+    };
+}
+/// 17+: also `invalidation_reason` and `inactive_since`.
+macro_rules! slots_17 {
+    () => {
+        "conflicting, invalidation_reason::text AS invalidation_reason, \
+         extract(epoch FROM now() - inactive_since)::float8 AS inactive_secs"
+    };
+}
+/// The activity probe with the server-level sections (13–15).
+pub const ACTIVITY: &str = activity!("true", slots_13!());
+/// The activity probe with the server-level sections, PostgreSQL 16.
+pub const ACTIVITY_16: &str = activity!("true", slots_16!());
+/// The activity probe with the server-level sections, PostgreSQL 17+.
+pub const ACTIVITY_17: &str = activity!("true", slots_17!());
 /// The activity probe without them: another target of the server measures those.
-pub const ACTIVITY_DATABASE: &str = activity!("false");
+pub const ACTIVITY_DATABASE: &str = activity!("false", slots_13!());
+
+/// Checkpoint counters before 17 (`pg_stat_bgwriter`), with the WAL settings and position.
+pub const CHECKPOINTS_13: &str = r#"/* dbwarden */ SELECT
+  checkpoints_timed::float8 AS timed, checkpoints_req::float8 AS requested,
+  pg_size_bytes(current_setting('max_wal_size'))::float8 AS max_wal_size,
+  pg_size_bytes(current_setting('wal_keep_size'))::float8 AS wal_keep_size,
+  CASE WHEN pg_is_in_recovery() THEN NULL
+       ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 END AS lsn
+FROM pg_stat_bgwriter"#;
+
+/// Checkpoint counters on 17+ (`pg_stat_checkpointer`), with the WAL settings and position.
+pub const CHECKPOINTS_17: &str = r#"/* dbwarden */ SELECT
+  num_timed::float8 AS timed, num_requested::float8 AS requested,
+  pg_size_bytes(current_setting('max_wal_size'))::float8 AS max_wal_size,
+  pg_size_bytes(current_setting('wal_keep_size'))::float8 AS wal_keep_size,
+  CASE WHEN pg_is_in_recovery() THEN NULL
+       ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 END AS lsn
+FROM pg_stat_checkpointer"#;
+
+/// Size of pg_wal (needs pg_monitor: EXECUTE on pg_ls_waldir, so a statement of its own).
+pub const WAL_DIR: &str =
+    "/* dbwarden */ SELECT coalesce(sum(size), 0)::float8 FROM pg_ls_waldir()";
+
+/// Every sequence of this database with its range, last value (NULL when never called
+/// or not readable) and the column owning it (serial, identity, OWNED BY). Runs every
+/// 5 minutes: pg_sequences reads each sequence's state.
+pub const SEQUENCES: &str = r#"/* dbwarden */ SELECT
+  format('%I.%I', s.schemaname, s.sequencename) AS name,
+  s.data_type::text AS data_type,
+  s.min_value::float8 AS min_value, s.max_value::float8 AS max_value,
+  s.increment_by::float8 AS increment, s.cycle,
+  s.last_value::float8 AS last_value,
+  has_sequence_privilege(c.oid, 'SELECT,USAGE') AS readable,
+  CASE WHEN a.attname IS NOT NULL
+       THEN format('%I.%I.%I', tn.nspname, t.relname, a.attname) END AS owner,
+  format_type(a.atttypid, NULL) AS column_type
+FROM pg_sequences s
+JOIN pg_namespace n ON n.nspname = s.schemaname
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename AND c.relkind = 'S'
+LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                     AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+                     AND d.deptype IN ('a', 'i')
+LEFT JOIN pg_class t ON t.oid = d.refobjid
+LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
+LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"#;
+
+/// The activity probe for a server version (`server`: with the server-level sections).
+pub fn activity_for(version_num: i32, server: bool) -> &'static str {
+    use super::probe_server::SlotColumns;
+    match (server, SlotColumns::of(version_num)) {
+        (false, _) => ACTIVITY_DATABASE,
+        (true, SlotColumns::V13) => ACTIVITY,
+        (true, SlotColumns::V16) => ACTIVITY_16,
+        (true, SlotColumns::V17) => ACTIVITY_17,
+    }
+}
 
 /// Invalid indexes (builds in progress excluded) and never-scanned indexes not backing a
 /// constraint, largest first. Index state changes slowly; this runs every 5 minutes.
@@ -554,6 +653,29 @@ mod tests {
         assert!(!duplicate_indexes(130_000).contains("indnullsnotdistinct"));
         for v in [130_000, 150_000] {
             assert!(duplicate_indexes(v).contains("i.indoption::text"));
+        }
+    }
+
+    /// Each server version gets the activity text with the slot columns it has (a swapped
+    /// arm would send `inactive_since` to a 16 and fail every round there).
+    #[test]
+    fn activity_text_follows_the_version() {
+        for v in [130_000, 140_011, 150_004] {
+            let t = activity_for(v, true);
+            assert!(t.contains("NULL::bool AS conflicting"), "{v}");
+            assert!(!t.contains("inactive_since"), "{v}");
+        }
+        let t16 = activity_for(160_002, true);
+        assert!(t16.contains("conflicting, NULL::text AS invalidation_reason"));
+        assert!(!t16.contains("inactive_since"));
+        for v in [170_000, 180_000] {
+            let t = activity_for(v, true);
+            assert!(t.contains("invalidation_reason::text") && t.contains("inactive_since"));
+        }
+        // Without the server-level sections the slot columns are never read: one text.
+        for v in [130_000, 160_000, 170_000] {
+            assert_eq!(activity_for(v, false), ACTIVITY_DATABASE);
+            assert!(ACTIVITY_DATABASE.contains("CASE WHEN false THEN"));
         }
     }
 }
