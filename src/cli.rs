@@ -91,6 +91,29 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Plan maintenance of one target and, without --dry-run, run it now in the
+    /// foreground (ANALYZE / VACUUM (ANALYZE) / VACUUM (FREEZE, ANALYZE) on PostgreSQL).
+    /// Uses the policy of the maintenance job covering the target (or --job), else the
+    /// defaults; a job's window is not applied by hand, its max_duration is.
+    /// Exit code: 0 every step done (or nothing to do), 1 some step skipped, failed or
+    /// interrupted, 2 the run could not start (setup, connection), 3 bad arguments.
+    Maintain {
+        #[arg(long, short = 't')]
+        target: String,
+        /// Use this maintenance job's policy.
+        #[arg(long, short = 'j', value_name = "NAME")]
+        job: Option<String>,
+        /// Print the plan (one line per table: name, action, reason) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show recorded history.
+    History {
+        #[command(subcommand)]
+        what: HistoryWhat,
+    },
     /// Alert channels.
     Alert {
         #[command(subcommand)]
@@ -129,6 +152,29 @@ pub enum ConfigAction {
         /// The config file (same as -c).
         file: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryWhat {
+    /// Maintenance steps: target, table, action, reason, start, outcome, before/after.
+    Maintenance {
+        /// Only this target (default: all).
+        #[arg(long, short = 't')]
+        target: Option<String>,
+        /// How far back (`7d`, `12h`).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+}
+
+/// Output of history commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,6 +321,37 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 &path_of(&cli.config, None),
                 target.as_deref(),
                 job.as_deref(),
+                format,
+            )
+            .await
+        }
+        Command::Maintain {
+            target,
+            job,
+            dry_run,
+            format,
+        } => {
+            maintain(
+                &path_of(&cli.config, None),
+                &target,
+                job.as_deref(),
+                dry_run,
+                format,
+            )
+            .await
+        }
+        Command::History {
+            what:
+                HistoryWhat::Maintenance {
+                    target,
+                    since,
+                    format,
+                },
+        } => {
+            history_maintenance(
+                &path_of(&cli.config, None),
+                target.as_deref(),
+                since,
                 format,
             )
             .await
@@ -647,6 +724,272 @@ pub fn check_job<'a>(
         })
 }
 
+/// A CSV field: quoted when it holds a separator, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+async fn history_maintenance(
+    path: &std::path::Path,
+    target: Option<&str>,
+    since: Duration,
+    format: TableFormat,
+) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = crate::daemon::open_store(&config).await?;
+    let from = Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::Duration::MAX);
+    let rows = store.maintenance_actions(target, from).await;
+    let _ = store.close(Duration::from_secs(2)).await;
+    let rows = rows?;
+    let num = |v: Option<f64>| {
+        v.map(|x| format!("{}", x.round() as i64))
+            .unwrap_or_default()
+    };
+    match format {
+        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        TableFormat::Csv => {
+            println!(
+                "started_at,finished_at,target,table,action,outcome,detail,reason,dead_rows_before,dead_rows_after,freeze_age_before,freeze_age_after,size_before,size_after"
+            );
+            for r in &rows {
+                let cells = [
+                    r.started_at.to_rfc3339(),
+                    r.finished_at.to_rfc3339(),
+                    r.target.clone(),
+                    r.table.clone(),
+                    r.action.clone(),
+                    r.outcome.clone(),
+                    r.detail.clone().unwrap_or_default(),
+                    r.reason.clone(),
+                    num(r.dead_rows_before),
+                    num(r.dead_rows_after),
+                    num(r.freeze_age_before),
+                    num(r.freeze_age_after),
+                    num(r.size_before),
+                    num(r.size_after),
+                ];
+                let line: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+                println!("{}", line.join(","));
+            }
+        }
+        TableFormat::Table => {
+            if rows.is_empty() {
+                println!(
+                    "no maintenance recorded since {}",
+                    from.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+            for r in &rows {
+                let outcome = match &r.detail {
+                    Some(d) => format!("{}: {}", r.outcome, escape(d)),
+                    None => r.outcome.clone(),
+                };
+                println!(
+                    "{}  {}  {}  {}  {}  dead rows {} -> {}  ({})",
+                    r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    escape(&r.target),
+                    escape(&r.table),
+                    r.action,
+                    outcome,
+                    num(r.dead_rows_before),
+                    num(r.dead_rows_after),
+                    escape(&r.reason)
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Writes what `dbwarden maintain` did to the history store; a store problem is a
+/// warning (the maintenance itself happened).
+async fn record_maintenance(
+    config: &Config,
+    target: &str,
+    records: Vec<crate::maintenance::StepRecord>,
+) {
+    let store = match crate::daemon::open_store(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dbwarden: warning: maintenance not recorded in the history store: {e}");
+            return;
+        }
+    };
+    for r in records {
+        let rec = crate::store::Record::Maintenance {
+            target: target.to_string(),
+            run_id: None,
+            record: Box::new(r),
+        };
+        if let Err(e) = store.write(rec).await {
+            eprintln!("dbwarden: warning: maintenance not recorded in the history store: {e}");
+            break;
+        }
+    }
+    let closed = store.close(Duration::from_secs(5)).await;
+    if closed.unwritten > 0 {
+        eprintln!(
+            "dbwarden: warning: {} maintenance record(s) could not be written to the history store",
+            closed.unwritten
+        );
+    }
+}
+
+/// The maintenance job `dbwarden maintain` follows for a target: `--job NAME`, else the
+/// first enabled maintenance job covering it.
+fn maintenance_job<'a>(
+    config: &'a Config,
+    target: &config::Target,
+    named: Option<&str>,
+) -> Option<&'a Job> {
+    let covers = |j: &&Job| {
+        j.kind == config::JobKind::Maintenance
+            && config.job_targets(j).iter().any(|t| t.name == target.name)
+    };
+    match named {
+        Some(n) => config.job(n).filter(covers),
+        None => config.jobs.iter().filter(|j| j.enabled).find(covers),
+    }
+}
+
+async fn maintain(
+    path: &std::path::Path,
+    target: &str,
+    job: Option<&str>,
+    dry_run: bool,
+    format: Format,
+) -> anyhow::Result<i32> {
+    use crate::jobs::maintenance::{Progress, Request};
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let Some(t) = config.target(target) else {
+        eprintln!("dbwarden: no target named \"{}\"", escape(target));
+        return Ok(3);
+    };
+    let j = maintenance_job(&config, t, job);
+    if let (Some(n), None) = (job, j) {
+        eprintln!(
+            "dbwarden: no maintenance job named \"{}\" covers target \"{}\"",
+            escape(n),
+            escape(target)
+        );
+        return Ok(3);
+    }
+    let defaults = config::MaintenanceParams::default();
+    let params = j.and_then(|j| j.params.maintenance()).unwrap_or(&defaults);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.cancel();
+        }
+    });
+    let text = format == Format::Text;
+    let mut done = Vec::new();
+    let req = Request {
+        target: t,
+        params,
+        tz: config.timezone,
+        use_window: false,
+        dry_run,
+        watch_vacuum: text.then_some(Duration::from_secs(2)),
+    };
+    let result = crate::jobs::maintenance::maintain(
+        req,
+        &cancel,
+        |p| match p {
+            Progress::Step { i, n, step } if text => eprintln!(
+                "[{i}/{n}] {} {}: {}",
+                step.action.as_str(),
+                escape(&step.table),
+                escape(&step.reason)
+            ),
+            Progress::Vacuum {
+                phase,
+                scanned,
+                total,
+            } if text => eprintln!(
+                "      {}: {} of {} heap blocks scanned",
+                escape(&phase),
+                scanned as u64,
+                total as u64
+            ),
+            _ => {}
+        },
+        |r| done = r,
+    )
+    .await;
+    if !done.is_empty() {
+        record_maintenance(&config, target, done).await;
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "dbwarden: maintenance of {} did not run: {}",
+                escape(target),
+                escape(&e.to_string())
+            );
+            return Ok(2);
+        }
+    };
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(s) = &report.skipped {
+        println!("{}: skipped: {}", escape(target), escape(s));
+    } else if dry_run {
+        if report.plan.is_empty() {
+            println!("{}: nothing to do", escape(target));
+        }
+        for s in &report.plan {
+            let skip = s
+                .skip
+                .as_deref()
+                .map(|w| format!(" (will be skipped: {})", escape(w)))
+                .unwrap_or_default();
+            println!(
+                "{}\t{}\t{}{skip}",
+                escape(&s.table),
+                s.action.as_str(),
+                escape(&s.reason)
+            );
+        }
+    } else {
+        if report.records.is_empty() {
+            println!("{}: nothing to do", escape(target));
+        }
+        for r in &report.records {
+            println!(
+                "{}\t{}\t{}",
+                escape(&r.step.table),
+                r.step.action.as_str(),
+                escape(&r.outcome.to_string())
+            );
+        }
+    }
+    if report.deferred > 0 && text {
+        println!(
+            "{} more table(s) qualify; left for a later run (max_tables)",
+            report.deferred
+        );
+    }
+    let clean = report.skipped.is_none()
+        && report
+            .records
+            .iter()
+            .all(|r| r.outcome == crate::maintenance::Outcome::Done);
+    Ok(if clean { 0 } else { 1 })
+}
+
 async fn check(
     path: &std::path::Path,
     only: Option<&str>,
@@ -702,7 +1045,7 @@ async fn check(
             let _p = limit.acquire().await;
             let params = match job.map(|j| &j.params) {
                 Some(config::JobParams::Health(p)) => p.clone(),
-                None => config::HealthParams::default(),
+                _ => config::HealthParams::default(),
             };
             let timeout = job
                 .map(|j| j.timeout)

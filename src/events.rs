@@ -41,6 +41,12 @@ pub enum Event {
         to: Status,
         message: String,
     },
+    /// What a maintenance run did to each table.
+    Maintenance {
+        target: String,
+        run_id: Option<String>,
+        records: Vec<crate::maintenance::StepRecord>,
+    },
     /// Per-table statistics of one round (on the table-statistics cadence).
     TableStats {
         ts: DateTime<Utc>,
@@ -98,6 +104,18 @@ impl Event {
                 to: *to,
                 message: message.clone(),
             }],
+            Event::Maintenance {
+                target,
+                run_id,
+                records,
+            } => records
+                .iter()
+                .map(|r| Record::Maintenance {
+                    target: target.clone(),
+                    run_id: run_id.clone(),
+                    record: Box::new(r.clone()),
+                })
+                .collect(),
             Event::TableStats { ts, target, stats } => stats
                 .iter()
                 .map(|s| Record::Table {

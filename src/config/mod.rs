@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use job::{HealthParams, Job, JobKind, JobParams, KINDS, KindSpec, TargetSelector};
+pub use job::{
+    HealthParams, Job, JobKind, JobParams, KINDS, KindSpec, MaintenanceParams, TargetSelector,
+};
 pub use load::{load, load_raw};
 pub use secret::{Secret, SecretUrl};
 pub use validate::{Config, PasswordSource, Target};
@@ -392,7 +394,7 @@ impl Default for PoolConfig {
 pub struct JobConfig {
     #[serde(default)]
     pub name: String,
-    /// `health` (more kinds arrive with maintenance, sampling and rollups).
+    /// `health` or `maintenance` (more kinds arrive with sampling and rollups).
     #[serde(default)]
     pub kind: String,
     /// 5-field crontab, 6 fields with seconds, `@hourly`/`@daily`/..., or `@every 30s`.

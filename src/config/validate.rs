@@ -369,7 +369,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 c.error(
                     key("kind"),
                     format!(
-                        "\"{}\" is not a job kind this version runs; one of: {} (maintenance, sample and rollup jobs arrive in later versions)",
+                        "\"{}\" is not a job kind this version runs; one of: {} (sample and rollup jobs arrive in later versions)",
                         j.kind,
                         JobKind::ALL.join(", ")
                     ),
@@ -464,6 +464,11 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                     humantime::format_duration(interval),
                 ),
             );
+        }
+        if let Some(m) = j.params.as_ref().and_then(|p| p.maintenance()) {
+            for (k, msg) in m.problems() {
+                c.error(key(k), msg);
+            }
         }
         if let (Some(kind), Some(schedule), Some(params)) = (kind, schedule, j.params.clone()) {
             jobs.push(Job {

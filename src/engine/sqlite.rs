@@ -2,6 +2,10 @@
 //! journal mode. A target file that does not exist is CRITICAL "file not found": dbwarden
 //! never creates a database it was asked to watch unless the URL says `mode=rwc`.
 
+mod maintain;
+
+pub use maintain::SqliteMaintenance;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

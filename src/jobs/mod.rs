@@ -8,6 +8,8 @@
 //! starts and stops things and knows none of them either.
 //!
 //! - `health`: one health round: probe, judge, settle server-level checks, hysteresis.
+//! - `maintenance`: plan from fresh statistics, then act within the window (also
+//!   `dbwarden maintain`).
 //! - `engines`: the engine per target, kept across rounds and reloads.
 //! - `facts`: which target measures each server's server-level checks.
 //! - `tracker`: believed statuses (hysteresis), restored from the history at start.
@@ -15,6 +17,7 @@
 mod engines;
 mod facts;
 pub mod health;
+pub mod maintenance;
 mod tracker;
 
 use std::collections::HashMap;
@@ -173,6 +176,9 @@ impl crate::scheduler::Executor for Dispatcher {
     fn run(&self, ctx: RunCtx) -> BoxFuture<'static, Result<Box<dyn Report>, JobError>> {
         match &ctx.job.params {
             JobParams::Health(p) => start(HealthJob::build(p, &self.shared), ctx),
+            JobParams::Maintenance(p) => {
+                start(maintenance::MaintenanceJob::build(p, &self.shared), ctx)
+            }
         }
     }
 }

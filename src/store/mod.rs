@@ -65,7 +65,7 @@ use crate::health::{CheckResult, Status};
 
 pub use buffer::BufferLimits;
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
-pub use read::{BelievedRow, CheckRow, HistoryTable, RunRow};
+pub use read::{BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow};
 
 use connect::open_err;
 use writer::{Shared, State};
@@ -151,6 +151,12 @@ pub enum Record {
         ts: DateTime<Utc>,
         target: String,
         stat: TableStat,
+    },
+    /// One maintenance step of a run (`maintenance_actions`).
+    Maintenance {
+        target: String,
+        run_id: Option<String>,
+        record: Box<crate::maintenance::StepRecord>,
     },
     /// A believed status change (after hysteresis); `check` is `None` for the target.
     Transition {

@@ -129,6 +129,7 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
     let mut metrics = Vec::new();
     let mut tables = Vec::new();
     let mut transitions = Vec::new();
+    let mut maintenance = Vec::new();
     for e in batch {
         let r = &e.record;
         match r {
@@ -138,6 +139,7 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
             Record::Metric { .. } => metrics.push(r),
             Record::Table { .. } => tables.push(r),
             Record::Transition { .. } => transitions.push(r),
+            Record::Maintenance { .. } => maintenance.push(r),
         }
     }
     // The same statements for both dialects: QueryBuilder renders `?` or `$n` itself.
@@ -237,6 +239,33 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
                             .push_bind(from.as_str())
                             .push_bind(to.as_str())
                             .push_bind(message.clone())
+                            .push_bind(agent.clone());
+                    }
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in maintenance.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO maintenance_actions (run_id, target, table_name, action, reason, started_at, finished_at, outcome, detail, dead_rows_before, dead_rows_after, freeze_age_before, freeze_age_after, size_before, size_after, agent) ",
+                );
+                let agent = super::agent_name();
+                q.push_values(chunk, |mut b, r| {
+                    if let Record::Maintenance { target, run_id, record } = r {
+                        b.push_bind(run_id.clone())
+                            .push_bind(target.clone())
+                            .push_bind(record.step.table.clone())
+                            .push_bind(record.step.action.as_str())
+                            .push_bind(record.step.reason.clone())
+                            .push_bind(ms(record.started))
+                            .push_bind(ms(record.finished))
+                            .push_bind(record.outcome.as_str())
+                            .push_bind(record.outcome.why().map(str::to_string))
+                            .push_bind(record.step.dead_rows)
+                            .push_bind(record.after.dead_rows)
+                            .push_bind(record.step.freeze_age)
+                            .push_bind(record.after.freeze_age)
+                            .push_bind(record.step.size_bytes)
+                            .push_bind(record.after.size_bytes)
                             .push_bind(agent.clone());
                     }
                 });

@@ -35,6 +35,7 @@ mod checks;
 mod conn;
 mod decode;
 mod disk;
+mod maintain;
 mod probe;
 mod probe_server;
 mod round;
@@ -54,6 +55,7 @@ use super::{EngineError, RunScope, Session};
 use crate::config::{Secret, Target};
 
 pub use checks::CHECKS;
+pub use maintain::{MaintenanceSettings, PgMaintenance, PlanInput};
 pub use probe::{grant_monitor, quote_ident, standby_replay_lag};
 
 /// The bloat estimate and the duplicate-index analysis (tens of ms of server time on a

@@ -373,6 +373,12 @@ impl TableRow {
     /// reltuples (per-table storage parameters first; reltuples -1 counts as 0), as
     /// autovacuum computes it.
     pub fn needs_analyze(&self, threshold: f64, scale: f64) -> bool {
+        self.mod_since_analyze > self.analyze_trigger(threshold, scale)
+    }
+
+    /// How many changed rows make autoanalyze analyze this table (per-table storage
+    /// parameters first; reltuples -1 counts as 0).
+    pub fn analyze_trigger(&self, threshold: f64, scale: f64) -> f64 {
         let threshold = self
             .option("autovacuum_analyze_threshold")
             .and_then(|v| v.parse().ok())
@@ -381,7 +387,7 @@ impl TableRow {
             .option("autovacuum_analyze_scale_factor")
             .and_then(|v| v.parse().ok())
             .unwrap_or(scale);
-        self.mod_since_analyze > threshold + scale * self.reltuples.max(0.0)
+        threshold + scale * self.reltuples.max(0.0)
     }
 }
 

@@ -552,6 +552,96 @@ JOIN unnest($1::int4[], $2::text[]) AS m(pid, started)
  AND (a.backend_start::text = m.started OR (m.started IS NULL AND a.application_name = 'dbwarden'))
 WHERE a.state = 'active' AND a.pid <> pg_backend_pid()"#;
 
+/// Maintenance: the settings a plan needs, and whether this is a hot standby.
+pub const MAINTENANCE_SETTINGS: &str = r#"/* dbwarden */ SELECT
+  pg_is_in_recovery() AS in_recovery,
+  current_setting('autovacuum_vacuum_threshold')::float8 AS vacuum_threshold,
+  current_setting('autovacuum_vacuum_scale_factor')::float8 AS vacuum_scale,
+  current_setting('autovacuum_analyze_threshold')::float8 AS analyze_threshold,
+  current_setting('autovacuum_analyze_scale_factor')::float8 AS analyze_scale,
+  current_setting('autovacuum_freeze_max_age')::float8 AS freeze_max_age"#;
+
+/// Maintenance: the columns of [`TABLES`] plus the unquoted name for people and patterns
+/// and the freeze age. Like every probe, no relation locks (relpages, not
+/// pg_relation_size()), so one locked table cannot break the plan for the others.
+pub const MAINTENANCE_TABLES: &str = r#"/* dbwarden */ SELECT
+  s.relid::int8 AS relid,
+  format('%I.%I', s.schemaname, s.relname) AS name,
+  s.schemaname || '.' || s.relname AS display,
+  s.n_live_tup::float8 AS live,
+  s.n_dead_tup::float8 AS dead,
+  s.n_mod_since_analyze::float8 AS mod_since_analyze,
+  s.n_tup_ins::float8 AS ins,
+  s.n_tup_upd::float8 AS upd,
+  s.n_tup_del::float8 AS del,
+  coalesce(s.seq_scan, 0)::float8 AS seq_scan,
+  s.idx_scan::float8 AS idx_scan,
+  coalesce(s.seq_tup_read, 0)::float8 AS seq_tup_read,
+  c.relpages::float8 * current_setting('block_size')::float8 AS size,
+  extract(epoch FROM greatest(s.last_vacuum, s.last_autovacuum))::float8 AS last_vacuum,
+  extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8 AS last_analyze,
+  array_to_string(c.reloptions, ',') AS reloptions,
+  c.reltuples::float8 AS reltuples,
+  age(c.relfrozenxid)::float8 AS freeze_age
+FROM pg_stat_user_tables s
+JOIN pg_class c ON c.oid = s.relid
+WHERE c.relkind IN ('r', 'm', 't')"#;
+
+/// Maintenance: the oldest holder of the xmin horizon of this database's tables (a session
+/// of this database with a snapshot or open write transaction, an inactive replication
+/// slot, a prepared transaction of this database): VACUUM cannot remove rows that died
+/// after it. `held_secs` NULL: no end in sight (an inactive slot).
+pub const HORIZON_HOLDER: &str = r#"/* dbwarden */ SELECT who, held_secs FROM (
+  SELECT format('session pid %s (user %s, application %s, %s since %s)', pid,
+                coalesce(usename, '?'), coalesce(nullif(application_name, ''), '-'),
+                coalesce(state, '?'), coalesce(xact_start, query_start)::timestamptz(0)) AS who,
+         greatest(age(backend_xmin), age(backend_xid))::float8 AS xmin_age,
+         extract(epoch FROM now() - coalesce(xact_start, query_start, backend_start))::float8 AS held_secs
+    FROM pg_stat_activity
+   WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+     AND pid <> pg_backend_pid()
+     AND datname = current_database()
+     AND backend_type IS DISTINCT FROM 'autovacuum worker'
+  UNION ALL
+  SELECT format('inactive replication slot %s', quote_literal(slot_name)),
+         age(xmin)::float8, NULL
+    FROM pg_replication_slots WHERE xmin IS NOT NULL AND NOT active
+  UNION ALL
+  SELECT format('prepared transaction %s (owner %s, prepared %s)', quote_literal(gid), owner, prepared::timestamptz(0)),
+         age(transaction)::float8, extract(epoch FROM now() - prepared)::float8
+    FROM pg_prepared_xacts WHERE database = current_database()
+) h ORDER BY xmin_age DESC NULLS LAST LIMIT 1"#;
+
+/// Maintenance: one database-wide advisory lock key ("dbwdmnt1"), so two dbwarden
+/// processes never maintain one database at once (advisory locks are per database).
+pub const MAINTENANCE_LOCK: &str =
+    "/* dbwarden */ SELECT pg_try_advisory_lock(7233475224726828081)";
+pub const MAINTENANCE_UNLOCK: &str =
+    "/* dbwarden */ SELECT pg_advisory_unlock(7233475224726828081)";
+
+/// Maintenance: the session's limits (values bound, never pasted): statement_timeout off
+/// (the run's deadline cancels instead), lock_timeout, vacuum_cost_delay.
+pub const MAINTENANCE_SESSION: &str = "/* dbwarden */ SELECT \
+     set_config('statement_timeout', '0', false), \
+     set_config('lock_timeout', $1, false), \
+     set_config('vacuum_cost_delay', $2, false)";
+
+/// Maintenance: a table's numbers after a step, looked up by its quoted name without a
+/// lock (to_regclass takes none).
+pub const MAINTENANCE_AFTER: &str = r#"/* dbwarden */ SELECT s.n_dead_tup::float8,
+  age(c.relfrozenxid)::float8,
+  c.relpages::float8 * current_setting('block_size')::float8
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.relid = to_regclass($1)"#;
+
+/// Maintenance load guard: other client sessions of the server running a statement.
+pub const ACTIVE_SESSIONS: &str = "/* dbwarden */ SELECT count(*)::int8 FROM pg_stat_activity \
+     WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
+
+/// Maintenance progress of a backend's VACUUM (CLI progress line).
+pub const VACUUM_PROGRESS: &str = "/* dbwarden */ SELECT phase, heap_blks_scanned::float8, \
+     heap_blks_total::float8 FROM pg_stat_progress_vacuum WHERE pid = $1";
+
 #[cfg(test)]
 mod tests {
     use super::*;
