@@ -26,6 +26,8 @@
 //!   One writer task owns writes and batches them in transactions; reads use a pool.
 //! - [`daemon`]: the lifecycle: start, SIGHUP reload, SIGTERM drain within the grace,
 //!   sd_notify and watchdog, the periodic summary line. It knows no job kind.
+//! - [`sample`]: slow-query sampling: statement snapshots and their pure delta logic
+//!   (top N by time plus every slow statement, resets handled).
 //! - [`logging`]: tracing to the journal under systemd, readable text otherwise.
 //! - [`text`]: escaping of untrusted text (database names, messages) for terminals and logs.
 //! - [`alerts`]: believed status changes become notifications: a durable outbox, grouping,
@@ -42,6 +44,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod logging;
+pub mod sample;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;
