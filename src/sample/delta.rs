@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 /// Identifies one statement entry. PostgreSQL: `id` is the queryid, `scope` is
 /// `userid/dbid/toplevel`; MySQL: the digest and the schema.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StatementKey {
     pub id: String,
     pub scope: String,
@@ -126,7 +126,8 @@ pub fn compute(previous: Option<&Snapshot>, current: &Snapshot, sel: Selection) 
     if let Some(reason) = full_reset(prev, current) {
         return Outcome::Baseline(format!("{reason}: new baseline"));
     }
-    let mut out = Vec::new();
+    // Keys are borrowed until the selection is made: only the kept ones are cloned.
+    let mut out: Vec<(&StatementKey, StatementDelta)> = Vec::new();
     let mut entries_reset = 0;
     for (key, now) in &current.entries {
         let (base, new) = match prev.entries.get(key) {
@@ -150,33 +151,38 @@ pub fn compute(previous: Option<&Snapshot>, current: &Snapshot, sel: Selection) 
             continue;
         }
         let total_ms = now.total_ms - base.total_ms;
-        out.push(StatementDelta {
-            key: key.clone(),
-            calls,
-            total_ms,
-            mean_ms: total_ms / calls as f64,
-            max_ms: now.max_ms,
-            rows: now.rows - base.rows,
-            shared_hit: now.shared_hit - base.shared_hit,
-            shared_read: now.shared_read - base.shared_read,
-            temp_read: now.temp_read - base.temp_read,
-            temp_written: now.temp_written - base.temp_written,
-            plan_ms: now.plan_ms - base.plan_ms,
-            new,
-        });
+        out.push((
+            key,
+            StatementDelta {
+                key: StatementKey::default(),
+                calls,
+                total_ms,
+                mean_ms: total_ms / calls as f64,
+                max_ms: now.max_ms,
+                rows: now.rows - base.rows,
+                shared_hit: now.shared_hit - base.shared_hit,
+                shared_read: now.shared_read - base.shared_read,
+                temp_read: now.temp_read - base.temp_read,
+                temp_written: now.temp_written - base.temp_written,
+                plan_ms: now.plan_ms - base.plan_ms,
+                new,
+            },
+        ));
     }
     let active = out.len();
     // Most time first; ties by key so the order is stable.
-    out.sort_unstable_by(|a, b| {
-        b.total_ms
-            .total_cmp(&a.total_ms)
-            .then_with(|| a.key.cmp(&b.key))
+    out.sort_unstable_by(|(ka, a), (kb, b)| {
+        b.total_ms.total_cmp(&a.total_ms).then_with(|| ka.cmp(kb))
     });
-    let mut i = 0;
-    out.retain(|d| {
-        i += 1;
-        i <= sel.top_n || d.mean_ms >= sel.slow_ms
-    });
+    let out: Vec<StatementDelta> = out
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (_, d))| *i < sel.top_n || d.mean_ms >= sel.slow_ms)
+        .map(|(_, (k, d))| StatementDelta {
+            key: k.clone(),
+            ..d
+        })
+        .collect();
     Outcome::Deltas {
         statements: out,
         active,
@@ -395,8 +401,7 @@ mod tests {
                     for nt in 0..4 {
                         let prev = snap(0, &[("a", c(pc, pt as f64))]);
                         let now = snap(60, &[("a", c(nc, nt as f64))]);
-                        if let Outcome::Deltas { statements, .. } =
-                            compute(Some(&prev), &now, SEL)
+                        if let Outcome::Deltas { statements, .. } = compute(Some(&prev), &now, SEL)
                         {
                             for d in statements {
                                 assert!(d.calls > 0 && d.calls <= nc, "{d:?}");
