@@ -538,7 +538,7 @@ async fn check(
             let _p = limit.acquire().await;
             let params = match job.map(|j| &j.params) {
                 Some(config::JobParams::Health(p)) => p.clone(),
-                None => config::HealthParams::default(),
+                _ => config::HealthParams::default(),
             };
             let timeout = job
                 .map(|j| j.timeout)

@@ -23,10 +23,54 @@ pub struct HealthParams {
     pub integrity_check: bool,
 }
 
+/// The keys of a sample job (slow-query sampling).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleParams {
+    /// Keep the N statements with the most execution time in each interval.
+    #[serde(default = "default_top_n")]
+    pub top_n: usize,
+    /// Plus every statement whose mean time in the interval is at least this.
+    #[serde(default = "default_slow_threshold", with = "humantime_serde")]
+    pub slow_threshold: Duration,
+    /// Statement texts (normalised, and live queries after redaction) are cut to this
+    /// many characters.
+    #[serde(default = "default_query_text_length")]
+    pub query_text_length: usize,
+    /// Live statements running longer than this are recorded each sample.
+    #[serde(default = "default_long_running", with = "humantime_serde")]
+    pub long_running: Duration,
+}
+
+fn default_top_n() -> usize {
+    50
+}
+fn default_slow_threshold() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_query_text_length() -> usize {
+    1000
+}
+fn default_long_running() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for SampleParams {
+    fn default() -> Self {
+        SampleParams {
+            top_n: default_top_n(),
+            slow_threshold: default_slow_threshold(),
+            query_text_length: default_query_text_length(),
+            long_running: default_long_running(),
+        }
+    }
+}
+
 /// A job's own keys, typed by its kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobParams {
     Health(HealthParams),
+    Sample(SampleParams),
 }
 
 impl JobParams {
@@ -34,6 +78,7 @@ impl JobParams {
     pub fn kind(&self) -> JobKind {
         match self {
             JobParams::Health(_) => JobKind::Health,
+            JobParams::Sample(_) => JobKind::Sample,
         }
     }
 
@@ -41,6 +86,7 @@ impl JobParams {
     pub fn health(&self) -> Option<&HealthParams> {
         match self {
             JobParams::Health(p) => Some(p),
+            _ => None,
         }
     }
 }
@@ -50,6 +96,7 @@ impl Serialize for JobParams {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             JobParams::Health(p) => p.serialize(s),
+            JobParams::Sample(p) => p.serialize(s),
         }
     }
 }
@@ -58,6 +105,7 @@ impl Serialize for JobParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
     Health,
+    Sample,
 }
 
 /// What the loader and validator need to know about one job kind.
@@ -82,19 +130,27 @@ pub fn de<T: DeserializeOwned>(v: &figment::value::Value) -> DeResult<T> {
 }
 
 /// Every job kind this version runs, in [`JobKind`] declaration order: one line per kind.
-pub const KINDS: &[KindSpec] = &[KindSpec {
-    kind: JobKind::Health,
-    name: "health",
-    default_timeout: Duration::from_secs(120),
-    keys: fields_of::<HealthParams>,
-    parse: |v| de(v).map(JobParams::Health),
-}];
+pub const KINDS: &[KindSpec] = &[
+    KindSpec {
+        kind: JobKind::Health,
+        name: "health",
+        default_timeout: Duration::from_secs(120),
+        keys: fields_of::<HealthParams>,
+        parse: |v| de(v).map(JobParams::Health),
+    },
+    KindSpec {
+        kind: JobKind::Sample,
+        name: "sample",
+        default_timeout: Duration::from_secs(60),
+        keys: fields_of::<SampleParams>,
+        parse: |v| de(v).map(JobParams::Sample),
+    },
+];
 
 /// Kinds that arrive in later versions and the keys they are planned with, so a key put on
 /// the wrong kind of job can say where it belongs.
 pub const PLANNED: &[(&str, &[&str])] = &[
     ("maintenance", &["window", "max_duration"]),
-    ("sample", &[]),
     ("rollup", &[]),
 ];
 
@@ -291,7 +347,7 @@ mod tests {
             let params = (spec.parse)(&empty).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(params.kind(), spec.kind);
         }
-        assert_eq!(JobKind::ALL, ["health"]);
+        assert_eq!(JobKind::ALL, ["health", "sample"]);
     }
 
     #[test]
@@ -321,6 +377,15 @@ mod tests {
     #[test]
     fn fields_come_from_the_struct() {
         assert_eq!(fields_of::<HealthParams>(), ["integrity_check"]);
+        assert_eq!(
+            fields_of::<SampleParams>(),
+            [
+                "top_n",
+                "slow_threshold",
+                "query_text_length",
+                "long_running"
+            ]
+        );
     }
 
     #[test]

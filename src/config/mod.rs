@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use job::{HealthParams, Job, JobKind, JobParams, KINDS, KindSpec, TargetSelector};
+pub use job::{
+    HealthParams, Job, JobKind, JobParams, KINDS, KindSpec, SampleParams, TargetSelector,
+};
 pub use load::{load, load_raw};
 pub use secret::{Secret, SecretUrl};
 pub use validate::{Config, PasswordSource, Target};

@@ -8,6 +8,7 @@
 //! starts and stops things and knows none of them either.
 //!
 //! - `health`: one health round: probe, judge, settle server-level checks, hysteresis.
+//! - `sample`: slow-query sampling: statement counter deltas and live long runners.
 //! - `engines`: the engine per target, kept across rounds and reloads.
 //! - `facts`: which target measures each server's server-level checks.
 //! - `tracker`: believed statuses (hysteresis), restored from the history at start.
@@ -15,6 +16,7 @@
 mod engines;
 mod facts;
 pub mod health;
+pub mod sample;
 mod tracker;
 
 use std::collections::HashMap;
@@ -34,6 +36,7 @@ use crate::health::hysteresis::Policy;
 pub use engines::Engines;
 pub use facts::{OWNER_PATIENCE_MAX, ServerFacts};
 pub use health::{HealthJob, HealthRun, TargetHealth, health_round, judge};
+pub use sample::{SampleJob, SampleRun, SampleState};
 pub use tracker::{BelievedChange, StatusTracker};
 
 /// Everything one run gets.
@@ -87,6 +90,8 @@ pub struct Shared {
     pub facts: ServerFacts,
     pub tracker: StatusTracker,
     pub events: Events,
+    /// What sample runs keep between runs (previous snapshots, known texts).
+    pub samples: SampleState,
     /// When each target's table statistics were last published (one cadence rule for
     /// every engine: `[daemon] table_stats_interval`).
     table_stats: Mutex<HashMap<String, tokio::time::Instant>>,
@@ -99,6 +104,7 @@ impl Shared {
             facts: ServerFacts::default(),
             tracker: StatusTracker::new(policy),
             events,
+            samples: SampleState::default(),
             table_stats: Mutex::default(),
         }
     }
@@ -173,6 +179,7 @@ impl crate::scheduler::Executor for Dispatcher {
     fn run(&self, ctx: RunCtx) -> BoxFuture<'static, Result<Box<dyn Report>, JobError>> {
         match &ctx.job.params {
             JobParams::Health(p) => start(HealthJob::build(p, &self.shared), ctx),
+            JobParams::Sample(p) => start(SampleJob::build(p, &self.shared), ctx),
         }
     }
 }

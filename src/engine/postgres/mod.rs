@@ -32,6 +32,7 @@ mod disk;
 mod probe;
 mod round;
 mod sql;
+pub mod statements;
 
 use std::str::FromStr;
 use std::sync::atomic::AtomicBool;

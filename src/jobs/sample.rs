@@ -1,0 +1,241 @@
+//! The sample job kind: slow-query sampling of one target. Reads the statement counters
+//! (one query), compares them with the previous snapshot (pure: [`crate::sample::delta`]),
+//! fetches the texts of only the selected statements it has not seen, and records the
+//! live long runners (literals redacted by the engine).
+//!
+//! A missing pg_stat_statements is the job's own UNKNOWN with the fix, logged as a warning
+//! once per target (then at debug level), not a failed run per tick.
+//!
+//! The previous snapshot lives in [`SampleState`] (shared across runs in the daemon).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use super::{JobError, Kind, Report, RunCtx, Shared};
+use crate::config::SampleParams;
+use crate::engine::postgres::statements::{LongRunner, SampleError};
+use crate::engine::{Engine, RunScope};
+use crate::health::Status;
+use crate::sample::{Outcome, Selection, Snapshot, StatementDelta, compute};
+use crate::text::escape;
+
+/// What sample runs keep between runs, per target.
+#[derive(Default)]
+pub struct SampleState {
+    previous: Mutex<HashMap<String, Snapshot>>,
+    /// Queryids whose text this process already has, per target.
+    texts: Mutex<HashMap<String, HashSet<String>>>,
+    /// Targets whose "extension missing" was already logged as a warning.
+    warned: Mutex<HashSet<String>>,
+}
+
+/// A sample job, built from its `[[job]]` keys.
+pub struct SampleJob {
+    params: SampleParams,
+    shared: Arc<Shared>,
+}
+
+/// What a sample run found.
+#[derive(Debug)]
+pub struct SampleRun {
+    /// Set when sampling cannot work on this target: the fix (the job is UNKNOWN).
+    pub unavailable: Option<String>,
+    /// `None` when unavailable.
+    pub outcome: Option<Outcome>,
+    /// Texts fetched this run for statements not seen before: (queryid, text).
+    pub new_texts: Vec<(String, String)>,
+    pub long_runners: Vec<LongRunner>,
+    /// Statement entries in the snapshot.
+    pub entries: usize,
+}
+
+impl SampleRun {
+    /// The selected statements (empty for a baseline or when unavailable).
+    pub fn statements(&self) -> &[StatementDelta] {
+        match &self.outcome {
+            Some(Outcome::Deltas { statements, .. }) => statements,
+            _ => &[],
+        }
+    }
+}
+
+impl Report for SampleRun {
+    fn status(&self) -> Option<Status> {
+        Some(if self.unavailable.is_some() {
+            Status::Unknown
+        } else {
+            Status::Ok
+        })
+    }
+
+    fn summary(&self) -> String {
+        if let Some(u) = &self.unavailable {
+            return format!("UNKNOWN: {u}");
+        }
+        let long = match self.long_runners.len() {
+            0 => String::new(),
+            n => format!("; {n} long-running statement(s)"),
+        };
+        match &self.outcome {
+            Some(Outcome::Baseline(reason)) => {
+                format!("{} statements; {reason}{long}", self.entries)
+            }
+            Some(Outcome::Deltas {
+                statements,
+                active,
+                entries_reset,
+            }) => {
+                let reset = match entries_reset {
+                    0 => String::new(),
+                    n => format!(", {n} reset (new baseline)"),
+                };
+                format!(
+                    "{} statements, {active} ran in the interval, {} kept{reset}{long}",
+                    self.entries,
+                    statements.len()
+                )
+            }
+            None => String::new(),
+        }
+    }
+}
+
+impl Kind for SampleJob {
+    type Params = SampleParams;
+    type Report = SampleRun;
+
+    fn build(params: &SampleParams, shared: &Arc<Shared>) -> Self {
+        SampleJob {
+            params: params.clone(),
+            shared: shared.clone(),
+        }
+    }
+
+    async fn run(self, ctx: RunCtx) -> Result<SampleRun, JobError> {
+        let target = &ctx.target;
+        let engine = self
+            .shared
+            .engines
+            .get(target)
+            .map_err(|e| JobError::Setup(e.to_string()))?;
+        let scope = RunScope::default();
+        tokio::select! {
+            r = sample(&engine, &self.params, &self.shared.samples, &target.name, &scope) => r,
+            _ = ctx.cancel.cancelled() => {
+                engine.cancel(&scope).await;
+                Err(JobError::Cancelled)
+            }
+        }
+    }
+}
+
+/// One sample of a target against the state kept in `state`.
+pub async fn sample(
+    engine: &Engine,
+    p: &SampleParams,
+    state: &SampleState,
+    target: &str,
+    scope: &RunScope,
+) -> Result<SampleRun, JobError> {
+    let Engine::Postgres(pg) = engine else {
+        return Err(JobError::Setup(format!(
+            "target {target}: sample jobs support PostgreSQL targets only in this version"
+        )));
+    };
+    let reading = match pg
+        .sample_statements(p.long_running.as_secs_f64(), p.query_text_length, scope)
+        .await
+    {
+        Ok(r) => r,
+        Err(SampleError::Unavailable(fix)) => {
+            let first = state
+                .warned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(target.to_string());
+            if first {
+                tracing::warn!(target, "{}", escape(&fix));
+            } else {
+                tracing::debug!(target, "{}", escape(&fix));
+            }
+            return Ok(SampleRun {
+                unavailable: Some(fix),
+                outcome: None,
+                new_texts: Vec::new(),
+                long_runners: Vec::new(),
+                entries: 0,
+            });
+        }
+        Err(SampleError::Failed(e)) => {
+            return Err(JobError::Setup(format!(
+                "target {target}: reading pg_stat_statements failed: {e}"
+            )));
+        }
+    };
+    state
+        .warned
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(target);
+    let sel = Selection {
+        top_n: p.top_n,
+        slow_ms: p.slow_threshold.as_secs_f64() * 1000.0,
+    };
+    let previous = state
+        .previous
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(target);
+    let outcome = compute(previous.as_ref(), &reading.snapshot, sel);
+    let entries = reading.snapshot.entries.len();
+    state
+        .previous
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(target.to_string(), reading.snapshot);
+    let wanted: Vec<String> = {
+        let known = state.texts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<String> = match &outcome {
+            Outcome::Deltas { statements, .. } => statements
+                .iter()
+                .map(|d| d.key.id.clone())
+                .filter(|id| known.get(target).is_none_or(|k| !k.contains(id)))
+                .collect(),
+            Outcome::Baseline(_) => Vec::new(),
+        };
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let new_texts = pg
+        .statement_texts(&reading.schema, &wanted, p.query_text_length, scope)
+        .await
+        .map_err(|e| match e {
+            SampleError::Unavailable(m) | SampleError::Failed(m) => JobError::Setup(format!(
+                "target {target}: reading statement texts failed: {m}"
+            )),
+        })?;
+    state
+        .texts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(target.to_string())
+        .or_default()
+        .extend(new_texts.iter().map(|(id, _)| id.clone()));
+    for l in &reading.long_runners {
+        tracing::info!(
+            target,
+            pid = l.pid,
+            seconds = l.seconds,
+            "long-running statement: {}",
+            escape(&l.query)
+        );
+    }
+    Ok(SampleRun {
+        unavailable: None,
+        outcome: Some(outcome),
+        new_texts,
+        long_runners: reading.long_runners,
+        entries,
+    })
+}
