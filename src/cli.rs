@@ -27,6 +27,7 @@ Examples:
   dbwarden jobs                               jobs and their next fire times
   dbwarden run-job health                     run a job now and print its result
   dbwarden check --format json                one health round; exit 0/1/2/3 (Nagios)
+  dbwarden slow-queries -t orders --since 1h  the worst statements of the last hour
   dbwarden alert test --channel ops-slack     send a test alert; exit 1 on failure
 
 The config file is -c FILE, else $DBWARDEN_CONFIG, else /etc/dbwarden/dbwarden.toml.
@@ -89,6 +90,25 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The worst statements of a period from the history store (sample jobs), summed over
+    /// the samples in it. Exit 0, 1 when the store cannot be read, 2 for a config problem
+    /// or an unknown target.
+    SlowQueries {
+        /// The target, as in [[target]] name = "...".
+        #[arg(long, short = 't', value_name = "NAME")]
+        target: String,
+        /// The period: samples newer than this (e.g. 15m, 1h, 7d).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// Order by total time, mean time per call, or calls.
+        #[arg(long, value_enum, default_value_t = SlowBy::Total)]
+        by: SlowBy,
+        /// At most this many statements.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Alert channels.
     Alert {
         #[command(subcommand)]
@@ -126,6 +146,14 @@ pub enum AlertAction {
         #[arg(long, value_name = "NAME")]
         channel: String,
     },
+}
+
+/// How `slow-queries` orders statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SlowBy {
+    Total,
+    Mean,
+    Calls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -224,6 +252,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             };
             print_jobs(&config);
             Ok(0)
+        }
+        Command::SlowQueries {
+            target,
+            since,
+            by,
+            limit,
+            format,
+        } => {
+            slow_queries(
+                &path_of(&cli.config, None),
+                &target,
+                since,
+                by,
+                limit,
+                format,
+            )
+            .await
         }
         Command::RunJob { name, target } => {
             run_job(&path_of(&cli.config, None), &name, target.as_deref()).await
@@ -416,6 +461,7 @@ async fn run_job(path: &std::path::Path, name: &str, only: Option<&str>) -> anyh
         stop.clone(),
     ));
     let (shared, ctx) = jobs::runtime(&config, events);
+    shared.samples.use_store(store.clone());
     let mut code = 0;
     for t in targets {
         let f = scheduler::run_now(ctx.clone(), job.clone(), t.clone(), config.clone()).await;
@@ -687,4 +733,71 @@ mod tests {
         assert!(!text.contains('\x1b'), "{text}");
         assert!(lines[3].contains("\\nOK"), "{text}");
     }
+}
+
+/// `dbwarden slow-queries`: the worst statements of a period, from the history store.
+async fn slow_queries(
+    path: &std::path::Path,
+    target: &str,
+    since: Duration,
+    by: SlowBy,
+    limit: u32,
+    format: Format,
+) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    if config.target(target).is_none() {
+        eprintln!("dbwarden: no target named \"{}\"", escape(target));
+        return Ok(2);
+    }
+    let from = Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::Duration::MAX);
+    let order = match by {
+        SlowBy::Total => crate::store::SlowOrder::Total,
+        SlowBy::Mean => crate::store::SlowOrder::Mean,
+        SlowBy::Calls => crate::store::SlowOrder::Calls,
+    };
+    let store = crate::daemon::open_store(&config).await?;
+    let rows = store
+        .slow_queries(target, from, order, i64::from(limit))
+        .await;
+    let _ = store.close(Duration::from_secs(2)).await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dbwarden: cannot read the history store: {e}");
+            return Ok(1);
+        }
+    };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Text if rows.is_empty() => println!(
+            "no statements sampled for target {} in the last {} (is a sample job covering it?)",
+            escape(target),
+            humantime::format_duration(since)
+        ),
+        Format::Text => {
+            println!(
+                "{:>10} {:>12} {:>10} {:>10}  query",
+                "calls", "total ms", "mean ms", "rows"
+            );
+            for r in &rows {
+                let q = r
+                    .query
+                    .as_deref()
+                    .map(|q| crate::engine::redact::shorten(q, 100))
+                    .unwrap_or_else(|| format!("(queryid {}, text not stored)", r.queryid));
+                println!(
+                    "{:>10} {:>12.1} {:>10.2} {:>10}  {}",
+                    r.calls,
+                    r.total_ms,
+                    r.mean_ms,
+                    r.rows,
+                    escape(&q)
+                );
+            }
+        }
+    }
+    Ok(0)
 }

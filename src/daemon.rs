@@ -180,6 +180,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         stop_history.clone(),
     ));
     let (shared, ctx) = jobs::runtime(&config, events.clone());
+    shared.samples.use_store(store.clone());
     restore_believed(&store, &shared).await;
     let mut sched = Scheduler::start(ctx.clone(), config.clone());
     let mut current = config;

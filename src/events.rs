@@ -47,6 +47,16 @@ pub enum Event {
         target: String,
         stats: Vec<TableStat>,
     },
+    /// One slow-query sample: the statements it kept, texts of statements new to it, the
+    /// live long runners, and the snapshot that is the next sample's baseline (encoded).
+    Sample {
+        ts: DateTime<Utc>,
+        target: String,
+        statements: Vec<crate::sample::StatementDelta>,
+        texts: Vec<(String, String)>,
+        long_runners: Vec<crate::sample::LongRunner>,
+        snapshot: Option<String>,
+    },
 }
 
 impl Event {
@@ -106,6 +116,40 @@ impl Event {
                     stat: s.clone(),
                 })
                 .collect(),
+            Event::Sample {
+                ts,
+                target,
+                statements,
+                texts,
+                long_runners,
+                snapshot,
+            } => {
+                let mut out: Vec<Record> = Vec::new();
+                out.extend(texts.iter().map(|(id, q)| Record::QueryText {
+                    ts: *ts,
+                    target: target.clone(),
+                    queryid: id.clone(),
+                    query: q.clone(),
+                }));
+                out.extend(statements.iter().map(|d| Record::QueryStat {
+                    ts: *ts,
+                    target: target.clone(),
+                    delta: d.clone(),
+                }));
+                out.extend(long_runners.iter().map(|r| Record::LongQuery {
+                    ts: *ts,
+                    target: target.clone(),
+                    runner: r.clone(),
+                }));
+                if let Some(s) = snapshot {
+                    out.push(Record::SampleSnapshot {
+                        target: target.clone(),
+                        taken_at: *ts,
+                        snapshot: s.clone(),
+                    });
+                }
+                out
+            }
         }
     }
 }

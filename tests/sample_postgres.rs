@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use dbwarden::config::{Config, JobParams, SampleParams};
 use dbwarden::engine::{Engine, RunScope};
+use dbwarden::events::Events;
 use dbwarden::jobs::sample::{SampleRun, SampleState, sample};
 use dbwarden::sample::Outcome;
 use sqlx::{AssertSqlSafe, PgConnection};
@@ -92,9 +93,16 @@ impl Fixture {
     }
 
     async fn sample(&self) -> SampleRun {
-        sample(&self.engine, &self.params, &self.state, "pg", &self.scope)
-            .await
-            .unwrap_or_else(|e| panic!("sample: {e}"))
+        sample(
+            &self.engine,
+            &self.params,
+            &self.state,
+            "pg",
+            &self.scope,
+            &Events::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("sample: {e}"))
     }
 
     async fn done(self) {
@@ -345,4 +353,80 @@ async fn a_missing_extension_is_unknown_with_the_fix_not_an_error() {
         }
         f.done().await;
     }
+}
+
+/// The whole path through the binary: `dbwarden run-job` twice (separate processes: the
+/// second finds the first's snapshot in the history store, so it reports deltas, not a
+/// baseline), then `dbwarden slow-queries` reads the statement back, summed, in text and
+/// JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_baseline_survives_separate_run_job_invocations_and_slow_queries_reads_it() {
+    let Some(admin) = common::url_from_env("DBWARDEN_TEST_PG_PRIMARY_URL") else {
+        return;
+    };
+    let f = Fixture::new(&admin, "top_n = 0\nslow_threshold = \"100ms\"", true).await;
+    let mut c = f.db.connect().await;
+    exec(&mut c, "CREATE TABLE dbw_cli_t (x int)").await;
+    let dir = f._dir.path();
+    let bin = env!("CARGO_BIN_EXE_dbwarden");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin)
+            .args(args)
+            .arg("-c")
+            .arg(dir.join("dbwarden.toml"))
+            .env_remove("DBWARDEN_CONFIG")
+            .output()
+            .unwrap_or_else(|e| panic!("{bin}: {e}"));
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(&["run-job", "slow"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("first sample of this target: baseline"),
+        "{out}"
+    );
+    for _ in 0..2 {
+        exec(&mut c, "SELECT pg_sleep(0.2), count(*) FROM dbw_cli_t").await;
+    }
+    let (code, out, err) = run(&["run-job", "slow"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("ran in the interval"),
+        "not a baseline again: {out}"
+    );
+
+    let (code, out, err) = run(&["slow-queries", "--target", "pg", "--format", "json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let rows: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let row = rows
+        .as_array()
+        .and_then(|a| {
+            a.iter().find(|r| {
+                r["query"]
+                    .as_str()
+                    .is_some_and(|q| q.contains("dbw_cli_t") && q.contains("pg_sleep"))
+            })
+        })
+        .unwrap_or_else(|| panic!("statement not in slow-queries: {out}"));
+    assert_eq!(row["calls"], 2, "{row}");
+    assert!(
+        row["total_ms"].as_f64().is_some_and(|t| t >= 400.0),
+        "{row}"
+    );
+    assert!(row["mean_ms"].as_f64().is_some_and(|t| t >= 200.0), "{row}");
+    for key in ["queryid", "rows"] {
+        assert!(row.get(key).is_some(), "{key} missing: {row}");
+    }
+    let (code, out, _) = run(&["slow-queries", "--target", "pg", "--by", "calls"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("dbw_cli_t"), "{out}");
+    let (code, _, err) = run(&["slow-queries", "--target", "nope"]);
+    assert_eq!(code, Some(2), "{err}");
+    drop(c);
+    f.done().await;
 }

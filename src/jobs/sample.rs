@@ -6,17 +6,22 @@
 //! A missing pg_stat_statements is the job's own UNKNOWN with the fix, logged as a warning
 //! once per target (then at debug level), not a failed run per tick.
 //!
-//! The previous snapshot lives in [`SampleState`] (shared across runs in the daemon).
+//! The previous snapshot lives in [`SampleState`] (shared across runs in the daemon) and,
+//! through the event stream, in the history store (`query_snapshots`): a run with no
+//! snapshot in memory (the first after a start, every `dbwarden run-job`) reads it from
+//! there, so the baseline survives restarts.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use super::{JobError, Kind, Report, RunCtx, Shared};
 use crate::config::SampleParams;
-use crate::engine::postgres::statements::{LongRunner, SampleError};
+use crate::engine::postgres::statements::SampleError;
 use crate::engine::{Engine, RunScope};
+use crate::events::{Event, Events};
 use crate::health::Status;
-use crate::sample::{Outcome, Selection, Snapshot, StatementDelta, compute};
+use crate::sample::{LongRunner, Outcome, Selection, Snapshot, StatementDelta, compute, wire};
+use crate::store::Store;
 use crate::text::escape;
 
 /// What sample runs keep between runs, per target.
@@ -27,6 +32,53 @@ pub struct SampleState {
     texts: Mutex<HashMap<String, HashSet<String>>>,
     /// Targets whose "extension missing" was already logged as a warning.
     warned: Mutex<HashSet<String>>,
+    /// Where snapshots are read back from when none is in memory.
+    store: Mutex<Option<Store>>,
+}
+
+impl SampleState {
+    /// Reads previous snapshots from `store` when a target has none in memory.
+    pub fn use_store(&self, store: Store) {
+        *self.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    /// The previous snapshot of `target`: from memory, else from the store. One that
+    /// cannot be read is absent (a baseline), never a wrong delta.
+    async fn previous(&self, target: &str) -> Option<Snapshot> {
+        let mem = self
+            .previous
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(target);
+        if mem.is_some() {
+            return mem;
+        }
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        match store.sample_snapshot(target).await {
+            Ok(Some(text)) => match wire::decode(&text) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(
+                        target,
+                        "stored statement snapshot ignored ({e}): this sample is a new baseline"
+                    );
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(
+                    target,
+                    "previous statement snapshot not read from the history store ({e}): this sample is a new baseline"
+                );
+                None
+            }
+        }
+    }
 }
 
 /// A sample job, built from its `[[job]]` keys.
@@ -120,7 +172,7 @@ impl Kind for SampleJob {
             .map_err(|e| JobError::Setup(e.to_string()))?;
         let scope = RunScope::default();
         tokio::select! {
-            r = sample(&engine, &self.params, &self.shared.samples, &target.name, &scope) => r,
+            r = sample(&engine, &self.params, &self.shared.samples, &target.name, &scope, &self.shared.events) => r,
             _ = ctx.cancel.cancelled() => {
                 engine.cancel(&scope).await;
                 Err(JobError::Cancelled)
@@ -136,6 +188,7 @@ pub async fn sample(
     state: &SampleState,
     target: &str,
     scope: &RunScope,
+    events: &Events,
 ) -> Result<SampleRun, JobError> {
     let Engine::Postgres(pg) = engine else {
         return Err(JobError::Setup(format!(
@@ -181,13 +234,11 @@ pub async fn sample(
         top_n: p.top_n,
         slow_ms: p.slow_threshold.as_secs_f64() * 1000.0,
     };
-    let previous = state
-        .previous
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(target);
+    let previous = state.previous(target).await;
     let outcome = compute(previous.as_ref(), &reading.snapshot, sel);
     let entries = reading.snapshot.entries.len();
+    let ts = reading.snapshot.taken_at;
+    let encoded = wire::encode(&reading.snapshot);
     state
         .previous
         .lock()
@@ -231,6 +282,17 @@ pub async fn sample(
             escape(&l.query)
         );
     }
+    events.publish(Event::Sample {
+        ts,
+        target: target.to_string(),
+        statements: match &outcome {
+            Outcome::Deltas { statements, .. } => statements.clone(),
+            Outcome::Baseline(_) => Vec::new(),
+        },
+        texts: new_texts.clone(),
+        long_runners: reading.long_runners.clone(),
+        snapshot: Some(encoded),
+    });
     Ok(SampleRun {
         unavailable: None,
         outcome: Some(outcome),

@@ -62,7 +62,7 @@ use crate::engine::TableStat;
 use crate::health::{CheckResult, Status};
 
 pub use buffer::BufferLimits;
-pub use read::{BelievedRow, CheckRow, HistoryTable, RunRow};
+pub use read::{BelievedRow, CheckRow, HistoryTable, RunRow, SlowOrder, SlowQueryRow};
 
 use connect::open_err;
 use writer::{Shared, State};
@@ -157,6 +157,32 @@ pub enum Record {
         from: Status,
         to: Status,
         message: String,
+    },
+    /// One statement's work in one sample interval (slow-query sampling).
+    QueryStat {
+        ts: DateTime<Utc>,
+        target: String,
+        delta: crate::sample::StatementDelta,
+    },
+    /// A statement's normalised text, stored once per (target, queryid).
+    QueryText {
+        ts: DateTime<Utc>,
+        target: String,
+        queryid: String,
+        query: String,
+    },
+    /// A statement that was running longer than the threshold (query already redacted).
+    LongQuery {
+        ts: DateTime<Utc>,
+        target: String,
+        runner: crate::sample::LongRunner,
+    },
+    /// A target's latest counter snapshot ([`crate::sample::wire`]), replacing the one
+    /// before: the next sample's baseline, also after a restart.
+    SampleSnapshot {
+        target: String,
+        taken_at: DateTime<Utc>,
+        snapshot: String,
     },
 }
 

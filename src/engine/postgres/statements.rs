@@ -10,7 +10,7 @@ use super::PostgresEngine;
 use super::probe::quote_ident;
 use crate::engine::RunScope;
 use crate::engine::redact::{Dialect, redact_literals, shorten};
-use crate::sample::{Counters, Epoch, Snapshot, StatementKey};
+use crate::sample::{Counters, Epoch, LongRunner, Snapshot, StatementKey};
 
 /// Where the extension lives and what its views have.
 const EXTENSION: &str = "/* dbwarden */ SELECT n.nspname::text AS schema, e.extversion::text AS version, \
@@ -25,18 +25,6 @@ pub enum SampleError {
     Unavailable(String),
     /// The server could not be reached or a statement failed.
     Failed(String),
-}
-
-/// A statement running longer than the threshold (query redacted and trimmed).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LongRunner {
-    pub pid: i64,
-    pub user: Option<String>,
-    pub application: Option<String>,
-    pub state: Option<String>,
-    pub wait_event: Option<String>,
-    pub seconds: f64,
-    pub query: String,
 }
 
 /// One reading: the counter snapshot and the long runners.
