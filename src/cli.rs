@@ -700,41 +700,6 @@ fn render_check_text(rounds: &[(Option<String>, jobs::TargetHealth)], worst: Sta
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::health::{CheckResult, Scope, Unit};
-
-    #[test]
-    fn a_name_from_the_database_cannot_forge_an_output_line() {
-        let forged = CheckResult {
-            check: "dead_tuples".into(),
-            status: Status::Critical,
-            value: Some(50.0),
-            unit: Unit::Percent,
-            warning: None,
-            critical: None,
-            message: "50% dead in public.\"x\nOK        connectivity  fine\x1b[2J\"".into(),
-            subject: None,
-            scope: Scope::Database,
-        };
-        let h = jobs::TargetHealth {
-            target: "orders".into(),
-            engine: "postgres",
-            status: Status::Critical,
-            checks: vec![forged],
-            report: Default::default(),
-            measured_at: Utc::now(),
-        };
-        let text = render_check_text(&[(Some("health".into()), h)], Status::Critical);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
-        assert!(!lines.iter().any(|l| l.starts_with("OK")), "{text}");
-        assert!(!text.contains('\x1b'), "{text}");
-        assert!(lines[3].contains("\\nOK"), "{text}");
-    }
-}
-
 /// `dbwarden slow-queries`: the worst statements of a period, from the history store.
 async fn slow_queries(
     path: &std::path::Path,
@@ -800,4 +765,39 @@ async fn slow_queries(
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{CheckResult, Scope, Unit};
+
+    #[test]
+    fn a_name_from_the_database_cannot_forge_an_output_line() {
+        let forged = CheckResult {
+            check: "dead_tuples".into(),
+            status: Status::Critical,
+            value: Some(50.0),
+            unit: Unit::Percent,
+            warning: None,
+            critical: None,
+            message: "50% dead in public.\"x\nOK        connectivity  fine\x1b[2J\"".into(),
+            subject: None,
+            scope: Scope::Database,
+        };
+        let h = jobs::TargetHealth {
+            target: "orders".into(),
+            engine: "postgres",
+            status: Status::Critical,
+            checks: vec![forged],
+            report: Default::default(),
+            measured_at: Utc::now(),
+        };
+        let text = render_check_text(&[(Some("health".into()), h)], Status::Critical);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(!lines.iter().any(|l| l.starts_with("OK")), "{text}");
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(lines[3].contains("\\nOK"), "{text}");
+    }
 }
