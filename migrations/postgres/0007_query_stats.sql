@@ -16,7 +16,9 @@ CREATE TABLE query_stats (
     shared_read  BIGINT,
     temp_read    BIGINT,
     temp_written BIGINT,
-    plan_ms      DOUBLE PRECISION
+    plan_ms      DOUBLE PRECISION,
+    rows_examined BIGINT,
+    no_index_used BIGINT
 );
 CREATE INDEX query_stats_target_ts ON query_stats (target, ts);
 

@@ -16,7 +16,9 @@ CREATE TABLE query_stats (
     shared_read  INTEGER,
     temp_read    INTEGER,
     temp_written INTEGER,
-    plan_ms      REAL
+    plan_ms      REAL,
+    rows_examined INTEGER,
+    no_index_used INTEGER
 );
 CREATE INDEX query_stats_target_ts ON query_stats (target, ts);
 

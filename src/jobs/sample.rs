@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex};
 
 use super::{JobError, Kind, Report, RunCtx, Shared};
 use crate::config::SampleParams;
-use crate::engine::postgres::statements::SampleError;
 use crate::engine::{Engine, RunScope};
 use crate::events::{Event, Events};
 use crate::health::Status;
-use crate::sample::{LongRunner, Outcome, Selection, Snapshot, StatementDelta, compute, wire};
+use crate::sample::{
+    LongRunner, Outcome, SampleError, Selection, Snapshot, StatementDelta, compute, wire,
+};
 use crate::store::Store;
 use crate::text::escape;
 
@@ -190,15 +191,17 @@ pub async fn sample(
     scope: &RunScope,
     events: &Events,
 ) -> Result<SampleRun, JobError> {
-    let Engine::Postgres(pg) = engine else {
-        return Err(JobError::Setup(format!(
-            "target {target}: sample jobs support PostgreSQL targets only in this version"
-        )));
+    let (secs, len) = (p.long_running.as_secs_f64(), p.query_text_length);
+    let read = match engine {
+        Engine::Postgres(e) => e.sample_statements(secs, len, scope).await,
+        Engine::Mysql(e) => e.sample_statements(secs, len, scope).await,
+        Engine::Sqlite(_) => {
+            return Err(JobError::Setup(format!(
+                "target {target}: SQLite keeps no statement statistics; sample jobs work on PostgreSQL and MySQL/MariaDB targets"
+            )));
+        }
     };
-    let reading = match pg
-        .sample_statements(p.long_running.as_secs_f64(), p.query_text_length, scope)
-        .await
-    {
+    let reading = match read {
         Ok(r) => r,
         Err(SampleError::Unavailable(fix)) => {
             let first = state
@@ -221,7 +224,7 @@ pub async fn sample(
         }
         Err(SampleError::Failed(e)) => {
             return Err(JobError::Setup(format!(
-                "target {target}: reading pg_stat_statements failed: {e}"
+                "target {target}: reading the statement statistics failed: {e}"
             )));
         }
     };
@@ -258,14 +261,19 @@ pub async fn sample(
         ids.dedup();
         ids
     };
-    let new_texts = pg
-        .statement_texts(&reading.schema, &wanted, p.query_text_length, scope)
-        .await
-        .map_err(|e| match e {
-            SampleError::Unavailable(m) | SampleError::Failed(m) => JobError::Setup(format!(
-                "target {target}: reading statement texts failed: {m}"
-            )),
-        })?;
+    let texts = match engine {
+        Engine::Postgres(e) => {
+            e.statement_texts(&reading.texts_from, &wanted, len, scope)
+                .await
+        }
+        Engine::Mysql(e) => e.statement_texts(&wanted, len, scope).await,
+        Engine::Sqlite(_) => Ok(Vec::new()),
+    };
+    let new_texts = texts.map_err(|e| match e {
+        SampleError::Unavailable(m) | SampleError::Failed(m) => JobError::Setup(format!(
+            "target {target}: reading statement texts failed: {m}"
+        )),
+    })?;
     state
         .texts
         .lock()

@@ -38,7 +38,12 @@ pub struct Counters {
     pub temp_written: i64,
     /// Planning time (PostgreSQL with `pg_stat_statements.track_planning`), else 0.
     pub plan_ms: f64,
-    /// When this entry's counters started (PostgreSQL 17+ `stats_since`).
+    /// Rows read to produce the result (MySQL `SUM_ROWS_EXAMINED`), else 0.
+    pub rows_examined: i64,
+    /// Executions that used no index (MySQL `SUM_NO_INDEX_USED`), else 0.
+    pub no_index_used: i64,
+    /// When this entry's counters started (PostgreSQL 17+ `stats_since`, MySQL
+    /// `FIRST_SEEN`).
     pub since: Option<DateTime<Utc>>,
 }
 
@@ -53,6 +58,8 @@ impl Counters {
             || self.temp_read < before.temp_read
             || self.temp_written < before.temp_written
             || self.plan_ms < before.plan_ms
+            || self.rows_examined < before.rows_examined
+            || self.no_index_used < before.no_index_used
     }
 }
 
@@ -90,6 +97,8 @@ pub struct StatementDelta {
     pub temp_read: i64,
     pub temp_written: i64,
     pub plan_ms: f64,
+    pub rows_examined: i64,
+    pub no_index_used: i64,
     /// Absent from the previous snapshot: all of its calls counted.
     pub new: bool,
 }
@@ -165,6 +174,8 @@ pub fn compute(previous: Option<&Snapshot>, current: &Snapshot, sel: Selection) 
                 temp_read: now.temp_read - base.temp_read,
                 temp_written: now.temp_written - base.temp_written,
                 plan_ms: now.plan_ms - base.plan_ms,
+                rows_examined: now.rows_examined - base.rows_examined,
+                no_index_used: now.no_index_used - base.no_index_used,
                 new,
             },
         ));
@@ -193,7 +204,12 @@ pub fn compute(previous: Option<&Snapshot>, current: &Snapshot, sel: Selection) 
 /// Why every entry must start over, if it must.
 fn full_reset(prev: &Snapshot, now: &Snapshot) -> Option<&'static str> {
     let (p, n) = (&prev.epoch, &now.epoch);
-    if p.server_start.is_some() && n.server_start != p.server_start {
+    // MySQL's start time is derived from its uptime in whole seconds and may wobble by
+    // one; no server restarts twice within that.
+    if let Some(a) = p.server_start
+        && n.server_start
+            .is_none_or(|b| (b - a).num_seconds().abs() > 2)
+    {
         return Some("the server restarted since the previous sample");
     }
     if n.stats_reset != p.stats_reset {
@@ -362,6 +378,22 @@ mod tests {
         assert!(
             matches!(compute(Some(&prev_d), &now, SEL), Outcome::Baseline(r) if r.contains("dealloc"))
         );
+    }
+
+    #[test]
+    fn a_start_time_wobbling_by_a_second_is_not_a_restart() {
+        let prev = snap(0, &[("a", c(1, 1.0))]);
+        let mut now = snap(60, &[("a", c(2, 2.0))]);
+        now.epoch.server_start = Some(t(-99));
+        assert!(matches!(
+            compute(Some(&prev), &now, SEL),
+            Outcome::Deltas { .. }
+        ));
+        now.epoch.server_start = Some(t(-90));
+        assert!(matches!(
+            compute(Some(&prev), &now, SEL),
+            Outcome::Baseline(_)
+        ));
     }
 
     #[test]

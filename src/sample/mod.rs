@@ -16,6 +16,25 @@ pub use delta::{
     Counters, Epoch, Outcome, Selection, Snapshot, StatementDelta, StatementKey, compute,
 };
 
+/// Why an engine could not read its statement counters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleError {
+    /// The source is missing (pg_stat_statements not preloaded or not created,
+    /// performance_schema off): the fix, for an UNKNOWN reported once.
+    Unavailable(String),
+    /// The server could not be reached or a statement failed.
+    Failed(String),
+}
+
+/// One reading of a target: the counter snapshot and the long runners.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub snapshot: Snapshot,
+    pub long_runners: Vec<LongRunner>,
+    /// What the engine needs to read texts later (PostgreSQL: the extension's schema).
+    pub texts_from: String,
+}
+
 /// A statement running longer than the threshold, as recorded by a sample (the query with
 /// its literals replaced by `?` and trimmed, by the engine, before anything else sees it).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -24,6 +24,8 @@ type Row = (
     i64,
     f64,
     Option<i64>,
+    i64,
+    i64,
 );
 
 #[derive(Serialize, Deserialize)]
@@ -72,6 +74,8 @@ pub fn encode(s: &Snapshot) -> String {
                     c.temp_written,
                     c.plan_ms,
                     c.since.map(ms),
+                    c.rows_examined,
+                    c.no_index_used,
                 )
             })
             .collect(),
@@ -108,6 +112,8 @@ pub fn decode(text: &str) -> Result<Snapshot, String> {
                 temp_written: r.9,
                 plan_ms: r.10,
                 since: opt(r.11)?,
+                rows_examined: r.12,
+                no_index_used: r.13,
             },
         );
     }
@@ -155,6 +161,8 @@ mod tests {
                 temp_written: 4,
                 plan_ms: 0.5,
                 since: Some(t(1_650_000_000_000_999)),
+                rows_examined: 5,
+                no_index_used: 6,
             },
         );
         assert_eq!(decode(&encode(&s)), Ok(s));

@@ -252,7 +252,7 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
             }
             for chunk in query_stats.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<$db>::new(
-                    "INSERT INTO query_stats (ts, target, queryid, scope, calls, total_ms, mean_ms, max_ms, n_rows, shared_hit, shared_read, temp_read, temp_written, plan_ms) ",
+                    "INSERT INTO query_stats (ts, target, queryid, scope, calls, total_ms, mean_ms, max_ms, n_rows, shared_hit, shared_read, temp_read, temp_written, plan_ms, rows_examined, no_index_used) ",
                 );
                 q.push_values(chunk, |mut b, r| {
                     if let Record::QueryStat { ts, target, delta: d } = r {
@@ -269,7 +269,9 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
                             .push_bind(d.shared_read)
                             .push_bind(d.temp_read)
                             .push_bind(d.temp_written)
-                            .push_bind(d.plan_ms);
+                            .push_bind(d.plan_ms)
+                            .push_bind(d.rows_examined)
+                            .push_bind(d.no_index_used);
                     }
                 });
                 q.build().execute(&mut *tx).await?;

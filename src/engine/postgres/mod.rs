@@ -14,6 +14,7 @@
 //! - `checks`: the catalogue (names, units, built-in thresholds).
 //! - query text in messages has its literals replaced by `?` ([`crate::engine::redact`]).
 //! - `disk`: free space of the data directory when the server runs on this host.
+//! - `statements`: slow-query sampling (pg_stat_statements counters, texts, long runners).
 //!
 //! Cost classes: every round runs three cheap queries (`INSTANCE`, `ACTIVITY`, `TABLES`,
 //! plus `ARCHIVE_READY` when archiving is on, and on a second connection the one-row

@@ -10,31 +10,13 @@ use super::PostgresEngine;
 use super::probe::quote_ident;
 use crate::engine::RunScope;
 use crate::engine::redact::{Dialect, redact_literals, shorten};
-use crate::sample::{Counters, Epoch, LongRunner, Snapshot, StatementKey};
+use crate::sample::{Counters, Epoch, LongRunner, Reading, SampleError, Snapshot, StatementKey};
 
 /// Where the extension lives and what its views have.
 const EXTENSION: &str = "/* dbwarden */ SELECT n.nspname::text AS schema, e.extversion::text AS version, \
      pg_postmaster_start_time() AS started, now() AS now \
      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
      WHERE e.extname = 'pg_stat_statements'";
-
-/// Why the counters could not be read.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SampleError {
-    /// The extension is missing or not preloaded: the fix, for an UNKNOWN reported once.
-    Unavailable(String),
-    /// The server could not be reached or a statement failed.
-    Failed(String),
-}
-
-/// One reading: the counter snapshot and the long runners.
-#[derive(Debug, Clone)]
-pub struct Reading {
-    pub snapshot: Snapshot,
-    pub long_runners: Vec<LongRunner>,
-    /// `schema.` of the extension's views, for [`PostgresEngine::statement_texts`].
-    pub schema: String,
-}
 
 fn fix(db: &str) -> String {
     format!(
@@ -149,6 +131,7 @@ impl PostgresEngine {
                     temp_written: r.try_get("temp_blks_written").map_err(failed)?,
                     plan_ms: r.try_get("total_plan_time").map_err(failed)?,
                     since: r.try_get("since").map_err(failed)?,
+                    ..Counters::default()
                 };
                 snapshot.entries.insert(key, c);
             }
@@ -194,7 +177,7 @@ impl PostgresEngine {
             Ok(Reading {
                 snapshot,
                 long_runners,
-                schema,
+                texts_from: schema,
             })
         }
         .await;
@@ -203,7 +186,7 @@ impl PostgresEngine {
     }
 
     /// The normalised texts of the given queryids (texts can be large: only those asked
-    /// for are returned), trimmed to `max` characters.
+    /// for are returned), trimmed to `max` characters. `schema`: [`Reading::texts_from`].
     pub async fn statement_texts(
         &self,
         schema: &str,
