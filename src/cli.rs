@@ -28,6 +28,7 @@ Examples:
   dbwarden run-job health                     run a job now and print its result
   dbwarden check --format json                one health round; exit 0/1/2/3 (Nagios)
   dbwarden slow-queries -t orders --since 1h  the worst statements of the last hour
+  dbwarden explain -t orders 'SELECT 1'      a query's plan (read-only queries only)
   dbwarden alert test --channel ops-slack     send a test alert; exit 1 on failure
 
 The config file is -c FILE, else $DBWARDEN_CONFIG, else /etc/dbwarden/dbwarden.toml.
@@ -106,6 +107,23 @@ pub enum Command {
         /// At most this many statements.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print a query's plan (PostgreSQL). Only one read-only query is accepted (SELECT,
+    /// WITH, VALUES, TABLE; no data-modifying statement anywhere, also not inside WITH);
+    /// it runs as EXPLAIN in a READ ONLY transaction with a 5 s statement_timeout, rolled
+    /// back. Exit 0, 1 when the server refused it, 2 when dbwarden refused it.
+    Explain {
+        /// The target, as in [[target]] name = "...".
+        #[arg(long, short = 't', value_name = "NAME")]
+        target: String,
+        /// The query.
+        query: String,
+        /// EXPLAIN ANALYZE: executes the query. Refused unless the target sets
+        /// explain_analyze = true.
+        #[arg(long)]
+        analyze: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -266,6 +284,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 since,
                 by,
                 limit,
+                format,
+            )
+            .await
+        }
+        Command::Explain {
+            target,
+            query,
+            analyze,
+            format,
+        } => {
+            explain(
+                &path_of(&cli.config, None),
+                &target,
+                &query,
+                analyze,
                 format,
             )
             .await
@@ -765,6 +798,63 @@ async fn slow_queries(
         }
     }
     Ok(0)
+}
+
+/// `dbwarden explain`: a query's plan, through the read-only guard.
+async fn explain(
+    path: &std::path::Path,
+    target: &str,
+    query: &str,
+    analyze: bool,
+    format: Format,
+) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let Some(t) = config.target(target) else {
+        eprintln!("dbwarden: no target named \"{}\"", escape(target));
+        return Ok(2);
+    };
+    if analyze && !t.raw.explain_analyze {
+        eprintln!(
+            "dbwarden: --analyze refused: EXPLAIN ANALYZE executes the query (side effects of called functions included); set explain_analyze = true on target \"{}\" to allow it",
+            escape(target)
+        );
+        return Ok(2);
+    }
+    if let Err(why) = crate::engine::postgres::explain::check(query) {
+        eprintln!("dbwarden: {why}");
+        return Ok(2);
+    }
+    let engine = match crate::engine::Engine::open_one_shot(t) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("dbwarden: {e}");
+            return Ok(2);
+        }
+    };
+    let crate::engine::Engine::Postgres(pg) = &engine else {
+        eprintln!("dbwarden: explain works on PostgreSQL targets only in this version");
+        return Ok(2);
+    };
+    let plan_format = match format {
+        Format::Text => crate::engine::postgres::explain::PlanFormat::Text,
+        Format::Json => crate::engine::postgres::explain::PlanFormat::Json,
+    };
+    let scope = crate::engine::RunScope::default();
+    let result = pg.explain(query, analyze, plan_format, &scope).await;
+    engine.close(Duration::from_secs(2)).await;
+    match result {
+        Ok(plan) => {
+            println!("{plan}");
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("dbwarden: {}", escape(&e));
+            Ok(1)
+        }
+    }
 }
 
 #[cfg(test)]

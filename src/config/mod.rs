@@ -269,6 +269,10 @@ pub struct TargetConfig {
     /// SQLite: how long to wait for a lock held by the application before giving up.
     #[serde(default = "default_busy_timeout", with = "humantime_serde")]
     pub busy_timeout: Duration,
+    /// `dbwarden explain --analyze` may run EXPLAIN ANALYZE here (it executes the query,
+    /// inside a READ ONLY transaction that is rolled back).
+    #[serde(default)]
+    pub explain_analyze: bool,
 }
 
 fn default_busy_timeout() -> Duration {

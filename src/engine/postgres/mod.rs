@@ -15,6 +15,7 @@
 //! - query text in messages has its literals replaced by `?` ([`crate::engine::redact`]).
 //! - `disk`: free space of the data directory when the server runs on this host.
 //! - `statements`: slow-query sampling (pg_stat_statements counters, texts, long runners).
+//! - `explain`: `dbwarden explain`: the read-only guard (our own lexer) and the plan.
 //!
 //! Cost classes: every round runs three cheap queries (`INSTANCE`, `ACTIVITY`, `TABLES`,
 //! plus `ARCHIVE_READY` when archiving is on, and on a second connection the one-row
@@ -30,6 +31,7 @@ mod checks;
 mod conn;
 mod decode;
 mod disk;
+pub mod explain;
 mod probe;
 mod round;
 mod sql;
