@@ -430,3 +430,106 @@ async fn the_baseline_survives_separate_run_job_invocations_and_slow_queries_rea
     drop(c);
     f.done().await;
 }
+
+/// Issue 12: "a regression injected by dropping an index is flagged". Samples go through
+/// the event stream into a real history store (SQLite); after three samples of an indexed
+/// lookup (the baseline), the index is dropped and the next sample's `query_regression`
+/// is WARNING naming that statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regression_from_a_dropped_index_is_flagged() {
+    use dbwarden::health::Status;
+    use dbwarden::store::HistoryTable;
+    let Some(admin) = common::url_from_env("DBWARDEN_TEST_PG_PRIMARY_URL") else {
+        return;
+    };
+    let f = Fixture::new(&admin, "top_n = 100000\nslow_threshold = \"1h\"", true).await;
+    let config = dbwarden::config::load(&f._dir.path().join("dbwarden.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = dbwarden::daemon::open_store(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let events = Events::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = tokio::spawn(dbwarden::events::history_writer(
+        events.subscribe("history"),
+        store.clone(),
+        stop.clone(),
+    ));
+    f.state.use_store(store.clone());
+    let mut c = f.db.connect().await;
+    exec(
+        &mut c,
+        "CREATE TABLE reg_t (id int, pad text); \
+         INSERT INTO reg_t SELECT g, repeat('x', 50) FROM generate_series(1, 200000) g; \
+         CREATE INDEX reg_t_id ON reg_t (id); ANALYZE reg_t",
+    )
+    .await;
+    let stmt = "SELECT pad FROM reg_t WHERE id = 4242";
+    let scope = RunScope::default();
+    let run = || sample(&f.engine, &f.params, &f.state, "pg", &scope, &events);
+    run().await.unwrap_or_else(|e| panic!("{e}")); // baseline
+    let mut stored = 0;
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..20 {
+            exec(&mut c, stmt).await;
+        }
+        let r = run().await.unwrap_or_else(|e| panic!("{e}"));
+        let check = r
+            .regression
+            .clone()
+            .unwrap_or_else(|| panic!("not judged: {r:?}"));
+        assert_eq!(check.status, Status::Ok, "{check:?}");
+        texts.extend(r.new_texts.iter().cloned());
+        // Wait (a deadline, not a timing assertion) until the writer stored the sample.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = store
+                .count(HistoryTable::QueryStats)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if n > stored {
+                stored = n;
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "samples not stored");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Its text was read once, by the first sample that kept it.
+    let ids: Vec<&String> = texts
+        .iter()
+        .filter(|(_, t)| t.contains("reg_t WHERE id ="))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids.len(), 1, "{texts:?}");
+    let queryid = ids[0].clone();
+
+    exec(&mut c, "DROP INDEX reg_t_id").await;
+    for _ in 0..20 {
+        exec(&mut c, stmt).await;
+    }
+    let r = run().await.unwrap_or_else(|e| panic!("{e}"));
+    let check = r
+        .regression
+        .clone()
+        .unwrap_or_else(|| panic!("not judged: {r:?}"));
+    assert_eq!(check.status, Status::Warning, "{check:?}");
+    assert_eq!(
+        check.subject.as_deref(),
+        Some(format!("statement {queryid}").as_str()),
+        "{check:?}"
+    );
+    assert!(
+        check.message.contains(&queryid) && check.message.contains("baseline"),
+        "{check:?}"
+    );
+    use dbwarden::jobs::Report;
+    assert_eq!(r.status(), Some(Status::Warning));
+
+    stop.cancel();
+    let _ = writer.await;
+    let _ = store.close(Duration::from_secs(5)).await;
+    drop(c);
+    f.done().await;
+}

@@ -40,6 +40,26 @@ pub struct SampleParams {
     /// Live statements running longer than this are recorded each sample.
     #[serde(default = "default_long_running", with = "humantime_serde")]
     pub long_running: Duration,
+    /// `query_regression`: a statement whose mean time in a sample exceeds this many times
+    /// its baseline (the median of its recent samples) is a WARNING; 0 turns it off.
+    #[serde(default = "default_regression_factor")]
+    pub regression_factor: f64,
+    /// ... when it ran at least this many times in the sample.
+    #[serde(default = "default_regression_min_calls")]
+    pub regression_min_calls: i64,
+    /// The baseline covers the samples of this period (at most the newest 100).
+    #[serde(default = "default_regression_window", with = "humantime_serde")]
+    pub regression_window: Duration,
+}
+
+fn default_regression_factor() -> f64 {
+    3.0
+}
+fn default_regression_min_calls() -> i64 {
+    10
+}
+fn default_regression_window() -> Duration {
+    Duration::from_secs(7 * 86_400)
 }
 
 fn default_top_n() -> usize {
@@ -62,6 +82,9 @@ impl Default for SampleParams {
             slow_threshold: default_slow_threshold(),
             query_text_length: default_query_text_length(),
             long_running: default_long_running(),
+            regression_factor: default_regression_factor(),
+            regression_min_calls: default_regression_min_calls(),
+            regression_window: default_regression_window(),
         }
     }
 }
@@ -383,7 +406,10 @@ mod tests {
                 "top_n",
                 "slow_threshold",
                 "query_text_length",
-                "long_running"
+                "long_running",
+                "regression_factor",
+                "regression_min_calls",
+                "regression_window"
             ]
         );
     }

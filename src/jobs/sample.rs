@@ -18,9 +18,10 @@ use super::{JobError, Kind, Report, RunCtx, Shared};
 use crate::config::SampleParams;
 use crate::engine::{Engine, RunScope};
 use crate::events::{Event, Events};
-use crate::health::Status;
+use crate::health::{CheckResult, Scope, Status, Unit};
 use crate::sample::{
-    LongRunner, Outcome, SampleError, Selection, Snapshot, StatementDelta, compute, wire,
+    LongRunner, Outcome, SampleError, Selection, Snapshot, StatementDelta, compute, regression,
+    wire,
 };
 use crate::store::Store;
 use crate::text::escape;
@@ -100,6 +101,9 @@ pub struct SampleRun {
     pub long_runners: Vec<LongRunner>,
     /// Statement entries in the snapshot.
     pub entries: usize,
+    /// The `query_regression` check of this sample (`None`: not judged: a baseline
+    /// sample, or no history store to read baselines from).
+    pub regression: Option<CheckResult>,
 }
 
 impl SampleRun {
@@ -117,7 +121,7 @@ impl Report for SampleRun {
         Some(if self.unavailable.is_some() {
             Status::Unknown
         } else {
-            Status::Ok
+            self.regression.as_ref().map_or(Status::Ok, |r| r.status)
         })
     }
 
@@ -125,10 +129,13 @@ impl Report for SampleRun {
         if let Some(u) = &self.unavailable {
             return format!("UNKNOWN: {u}");
         }
-        let long = match self.long_runners.len() {
+        let mut long = match self.long_runners.len() {
             0 => String::new(),
             n => format!("; {n} long-running statement(s)"),
         };
+        if let Some(r) = self.regression.as_ref().filter(|r| r.status != Status::Ok) {
+            long.push_str(&format!("; query_regression {}: {}", r.status, r.message));
+        }
         match &self.outcome {
             Some(Outcome::Baseline(reason)) => {
                 format!("{} statements; {reason}{long}", self.entries)
@@ -172,13 +179,25 @@ impl Kind for SampleJob {
             .get(target)
             .map_err(|e| JobError::Setup(e.to_string()))?;
         let scope = RunScope::default();
-        tokio::select! {
+        let run = tokio::select! {
             r = sample(&engine, &self.params, &self.shared.samples, &target.name, &scope, &self.shared.events) => r,
             _ = ctx.cancel.cancelled() => {
                 engine.cancel(&scope).await;
                 Err(JobError::Cancelled)
             }
+        }?;
+        if let Some(r) = &run.regression {
+            if r.status != Status::Ok {
+                tracing::warn!(target = %target.name, check = "query_regression", "{}", escape(&r.message));
+            }
+            self.shared.events.publish(Event::Checks {
+                ts: chrono::Utc::now(),
+                target: target.name.clone(),
+                run_id: ctx.run_id.clone(),
+                results: vec![r.clone()],
+            });
         }
+        Ok(run)
     }
 }
 
@@ -220,6 +239,7 @@ pub async fn sample(
                 new_texts: Vec::new(),
                 long_runners: Vec::new(),
                 entries: 0,
+                regression: None,
             });
         }
         Err(SampleError::Failed(e)) => {
@@ -290,6 +310,12 @@ pub async fn sample(
             escape(&l.query)
         );
     }
+    let regression = match &outcome {
+        Outcome::Deltas { statements, .. } => {
+            regression_check(state, p, target, ts, statements).await
+        }
+        Outcome::Baseline(_) => None,
+    };
     events.publish(Event::Sample {
         ts,
         target: target.to_string(),
@@ -307,5 +333,94 @@ pub async fn sample(
         new_texts,
         long_runners: reading.long_runners,
         entries,
+        regression,
+    })
+}
+
+/// Judges the kept statements against their baselines from the history store.
+async fn regression_check(
+    state: &SampleState,
+    p: &SampleParams,
+    target: &str,
+    ts: chrono::DateTime<chrono::Utc>,
+    statements: &[StatementDelta],
+) -> Option<CheckResult> {
+    if p.regression_factor <= 0.0 {
+        return None;
+    }
+    let store = state
+        .store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()?;
+    let ids: Vec<String> = statements
+        .iter()
+        .filter(|d| d.calls >= p.regression_min_calls)
+        .map(|d| d.key.id.clone())
+        .collect();
+    let from =
+        ts - chrono::Duration::from_std(p.regression_window).unwrap_or(chrono::Duration::MAX);
+    let history = match store.statement_history(target, &ids, from, ts, 100).await {
+        Ok(h) => h,
+        Err(e) => {
+            return Some(CheckResult {
+                check: "query_regression".into(),
+                status: Status::Unknown,
+                value: None,
+                unit: Unit::Milliseconds,
+                warning: None,
+                critical: None,
+                message: format!("statement baselines not read from the history store: {e}"),
+                subject: None,
+                scope: Scope::Database,
+            });
+        }
+    };
+    let found = regression::find(
+        statements,
+        &history,
+        p.regression_factor,
+        p.regression_min_calls,
+    );
+    let factor = p.regression_factor;
+    Some(match found.first() {
+        None => CheckResult {
+            check: "query_regression".into(),
+            status: Status::Ok,
+            value: None,
+            unit: Unit::Milliseconds,
+            warning: None,
+            critical: None,
+            message: format!(
+                "no statement slower than {factor}× its baseline ({} with a baseline)",
+                history.len()
+            ),
+            subject: None,
+            scope: Scope::Database,
+        },
+        Some(r) => CheckResult {
+            check: "query_regression".into(),
+            status: Status::Warning,
+            value: Some(r.mean_ms),
+            unit: Unit::Milliseconds,
+            warning: Some(r.baseline_ms * factor),
+            critical: None,
+            message: format!(
+                "statement {} ({}): mean {:.2} ms over {} calls, {:.1}× its baseline {:.2} ms (median of {} samples; warning at {factor}×){}; `dbwarden slow-queries` shows its text",
+                r.queryid,
+                r.scope,
+                r.mean_ms,
+                r.calls,
+                r.factor(),
+                r.baseline_ms,
+                r.baseline_samples,
+                match found.len() {
+                    1 => String::new(),
+                    n => format!("; {} more statements regressed", n - 1),
+                }
+            ),
+            subject: Some(format!("statement {}", r.queryid)),
+            scope: Scope::Database,
+        },
     })
 }

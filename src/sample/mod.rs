@@ -6,10 +6,13 @@
 //!   statement above the slow threshold), with resets handled: a reset never yields a
 //!   negative or inflated delta, it starts a new baseline for what was reset.
 
+//! - `regression`: a statement slower than its own baseline (median of its recent
+//!   samples) by a factor: the `query_regression` check.
 //! - `wire`: a snapshot as stored in the history (`query_snapshots`), so the baseline
 //!   survives a restart.
 
 pub mod delta;
+pub mod regression;
 pub mod wire;
 
 pub use delta::{

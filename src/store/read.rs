@@ -336,6 +336,54 @@ impl Store {
         .await
     }
 
+    /// The per-sample mean times of `queryids` of `target` stored in `[from, until)`, the
+    /// newest `per_statement` of each: the baselines of the `query_regression` check.
+    pub async fn statement_history(
+        &self,
+        target: &str,
+        queryids: &[String],
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        per_statement: i64,
+    ) -> Result<std::collections::HashMap<String, Vec<f64>>, StoreError> {
+        let mut out: std::collections::HashMap<String, Vec<f64>> = Default::default();
+        if queryids.is_empty() {
+            return Ok(out);
+        }
+        let pool = self.reader()?;
+        let rows: Vec<(String, f64)> = bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "SELECT queryid, mean_ms FROM (SELECT queryid, mean_ms, \
+                     ROW_NUMBER() OVER (PARTITION BY queryid ORDER BY ts DESC) AS newest \
+                     FROM query_stats WHERE target = ",
+                );
+                q.push_bind(target)
+                    .push(" AND ts >= ")
+                    .push_bind(ms(from))
+                    .push(" AND ts < ")
+                    .push_bind(ms(until))
+                    .push(" AND queryid IN (");
+                let mut sep = q.separated(", ");
+                for id in queryids {
+                    sep.push_bind(id.clone());
+                }
+                q.push(")) h WHERE newest <= ").push_bind(per_statement);
+                q.build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<(String, f64), sqlx::Error> { Ok((r.try_get(0)?, r.try_get(1)?)) })
+                    .collect::<Result<Vec<_>, _>>()?
+            }))
+        })
+        .await?;
+        for (id, mean) in rows {
+            out.entry(id).or_default().push(mean);
+        }
+        Ok(out)
+    }
+
     /// Counts rows of a history table (tests, `dbwarden status`).
     pub async fn count(&self, table: HistoryTable) -> Result<i64, StoreError> {
         let pool = self.reader()?;
@@ -359,6 +407,7 @@ pub enum HistoryTable {
     MetricSamples,
     TableStats,
     HealthTransitions,
+    QueryStats,
 }
 
 impl HistoryTable {
@@ -369,6 +418,7 @@ impl HistoryTable {
             HistoryTable::MetricSamples => "metric_samples",
             HistoryTable::TableStats => "table_stats",
             HistoryTable::HealthTransitions => "health_transitions",
+            HistoryTable::QueryStats => "query_stats",
         }
     }
 }
