@@ -314,3 +314,107 @@ async fn performance_schema_off_is_unknown_with_the_fix() {
     }
     f.done().await;
 }
+
+/// Issue 12: "a regression injected by dropping an index is flagged", on MariaDB: samples
+/// stored through the event stream in a real history store; after three samples of an
+/// indexed lookup the index is dropped, and the next sample's `query_regression` is
+/// WARNING naming that digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regression_from_a_dropped_index_is_flagged() {
+    use dbwarden::health::Status;
+    use dbwarden::store::HistoryTable;
+    let Some(admin) = common::url_from_env("DBWARDEN_TEST_MYSQL_PS_URL") else {
+        return;
+    };
+    let f = Fixture::new(&admin, "top_n = 100000\nslow_threshold = \"1h\"").await;
+    let config = dbwarden::config::load(&f._dir.path().join("dbwarden.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = dbwarden::daemon::open_store(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let events = Events::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = tokio::spawn(dbwarden::events::history_writer(
+        events.subscribe("history"),
+        store.clone(),
+        stop.clone(),
+    ));
+    f.state.use_store(store.clone());
+    let mut c = f.connect().await;
+    exec(
+        &mut c,
+        "CREATE TABLE reg_t (id int, pad varchar(60)); \
+         INSERT INTO reg_t SELECT seq, REPEAT('x', 50) FROM seq_1_to_200000; \
+         CREATE INDEX reg_t_id ON reg_t (id)",
+    )
+    .await;
+    let stmt = "SELECT pad FROM reg_t WHERE id = 4242";
+    let scope = RunScope::default();
+    let run = || sample(&f.engine, &f.params, &f.state, "my", &scope, &events);
+    run().await.unwrap_or_else(|e| panic!("{e}")); // baseline
+    let mut stored = 0;
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..20 {
+            exec(&mut c, stmt).await;
+        }
+        let r = run().await.unwrap_or_else(|e| panic!("{e}"));
+        let check = r
+            .regression
+            .clone()
+            .unwrap_or_else(|| panic!("not judged: {r:?}"));
+        assert_eq!(check.status, Status::Ok, "{check:?}");
+        texts.extend(r.new_texts.iter().cloned());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = store
+                .count(HistoryTable::QueryStats)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if n > stored {
+                stored = n;
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "samples not stored");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let ids: Vec<&String> = texts
+        .iter()
+        .filter(|(_, t)| t.contains("reg_t") && t.contains("pad") && !t.contains("INSERT"))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids.len(), 1, "{texts:?}");
+    let digest = ids[0].clone();
+
+    exec(&mut c, "DROP INDEX reg_t_id ON reg_t").await;
+    for _ in 0..20 {
+        exec(&mut c, stmt).await;
+    }
+    let r = run().await.unwrap_or_else(|e| panic!("{e}"));
+    let check = r
+        .regression
+        .clone()
+        .unwrap_or_else(|| panic!("not judged: {r:?}"));
+    assert_eq!(check.status, Status::Warning, "{check:?}");
+    assert_eq!(
+        check.subject.as_deref(),
+        Some(format!("statement {digest}").as_str()),
+        "{check:?}"
+    );
+    let d = r
+        .statements()
+        .iter()
+        .find(|d| d.key.id == digest)
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(
+        d.no_index_used, 20,
+        "every execution scanned without an index: {d:?}"
+    );
+
+    stop.cancel();
+    let _ = writer.await;
+    let _ = store.close(Duration::from_secs(5)).await;
+    drop(c);
+    f.done().await;
+}
