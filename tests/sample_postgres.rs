@@ -533,3 +533,41 @@ async fn a_regression_from_a_dropped_index_is_flagged() {
     drop(c);
     f.done().await;
 }
+
+/// A sample job covering a SQLite target (`targets = ["*"]` in a mixed fleet): the job's
+/// UNKNOWN with what to do, every run, not a failed run.
+#[tokio::test]
+async fn a_sqlite_target_is_unknown_not_a_failed_run() {
+    use dbwarden::jobs::Report;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    std::fs::write(dir.path().join("t.db"), b"").unwrap_or_else(|e| panic!("{e}"));
+    let (config, params) = config(dir.path(), &url, "");
+    let target = config
+        .target("pg")
+        .cloned()
+        .unwrap_or_else(|| panic!("no target"));
+    let engine = Engine::open(&target).unwrap_or_else(|e| panic!("{e}"));
+    let state = SampleState::default();
+    for _ in 0..2 {
+        let run = sample(
+            &engine,
+            &params,
+            &state,
+            "pg",
+            &RunScope::default(),
+            &Events::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a failed run: {e}"));
+        let why = run
+            .unavailable
+            .as_deref()
+            .unwrap_or_else(|| panic!("{run:?}"));
+        assert!(
+            why.contains("SQLite") && why.contains("leave it out"),
+            "{why}"
+        );
+        assert_eq!(run.status(), Some(dbwarden::health::Status::Unknown));
+    }
+}
