@@ -823,7 +823,7 @@ async fn explain(
         );
         return Ok(2);
     }
-    if let Err(why) = crate::engine::postgres::explain::check(query) {
+    if let Err(why) = crate::engine::postgres::explain::check(query).map(|_| ()) {
         eprintln!("dbwarden: {why}");
         return Ok(2);
     }

@@ -72,10 +72,21 @@ const REFUSED: &[&str] = &[
 /// What a statement may start with.
 const STARTS: &[&str] = &["SELECT", "WITH", "VALUES", "TABLE"];
 
-/// Why a text is refused, or `Ok` with the statement (a trailing `;` removed).
-pub fn check(sql: &str) -> Result<&str, String> {
+/// A statement that passed [`check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked<'a> {
+    /// The statement, a trailing `;` removed.
+    pub text: &'a str,
+    /// It has parameters (`$1`), as pg_stat_statements' normalised texts do: only
+    /// `EXPLAIN (GENERIC_PLAN)` (PostgreSQL 16+) can plan it.
+    pub parameters: bool,
+}
+
+/// Why a text is refused, or the statement.
+pub fn check(sql: &str) -> Result<Checked<'_>, String> {
     let b = sql.as_bytes();
     let mut i = 0;
+    let mut parameters = false;
     let mut words: Vec<String> = Vec::new();
     let mut end: Option<usize> = None;
     while i < b.len() {
@@ -112,6 +123,7 @@ pub fn check(sql: &str) -> Result<&str, String> {
                     // A parameter ($1) or a lone dollar: not a keyword.
                     i += 1;
                     while i < b.len() && b[i].is_ascii_digit() {
+                        parameters = true;
                         i += 1;
                     }
                 }
@@ -166,7 +178,10 @@ pub fn check(sql: &str) -> Result<&str, String> {
             "refused: {w} appears in the query; only read-only queries are explained (no data-modifying statement, also not inside WITH)"
         ));
     }
-    Ok(sql[..end.unwrap_or(sql.len())].trim())
+    Ok(Checked {
+        text: sql[..end.unwrap_or(sql.len())].trim(),
+        parameters,
+    })
 }
 
 fn starts_comment(b: &[u8], i: usize) -> bool {
@@ -248,7 +263,11 @@ impl PostgresEngine {
         format: PlanFormat,
         scope: &RunScope,
     ) -> Result<String, String> {
-        let stmt = check(sql)?;
+        let checked = check(sql)?;
+        let stmt = checked.text;
+        if checked.parameters && analyze {
+            return Err("a query with parameters ($1) cannot be run by EXPLAIN ANALYZE: replace them with values".into());
+        }
         let mut lease = self.connection().await.map_err(|e| e.message())?;
         let (pid, started) = super::conn::identify(&mut lease)
             .await
@@ -262,12 +281,28 @@ impl PostgresEngine {
             .execute(&mut *lease)
             .await
             .map_err(|e| e.to_string())?;
-            let opts = match (format, analyze) {
+            let mut opts = match (format, analyze) {
                 (PlanFormat::Text, false) => "FORMAT TEXT",
                 (PlanFormat::Text, true) => "ANALYZE, FORMAT TEXT",
                 (PlanFormat::Json, false) => "FORMAT JSON",
                 (PlanFormat::Json, true) => "ANALYZE, FORMAT JSON",
-            };
+            }
+            .to_string();
+            if checked.parameters {
+                let version: String = sqlx::query_scalar("SHOW server_version_num")
+                    .fetch_one(&mut *lease)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let version: u32 = version.trim().parse().unwrap_or(0);
+                if version < 160_000 {
+                    return Err(format!(
+                        "the query has parameters ($1, as pg_stat_statements shows statements): planning it needs EXPLAIN (GENERIC_PLAN), which PostgreSQL 16+ has; this server is {}.{}: replace the parameters with values",
+                        version / 10_000,
+                        version % 10_000
+                    ));
+                }
+                opts.push_str(", GENERIC_PLAN");
+            }
             // Extended protocol, unprepared: the server refuses a second statement too.
             let rows = sqlx::query(AssertSqlSafe(format!("EXPLAIN ({opts}) {stmt}")))
                 .persistent(false)
@@ -318,7 +353,15 @@ mod tests {
         ] {
             assert!(check(q).is_ok(), "{q}: {:?}", check(q));
         }
-        assert_eq!(check("SELECT 1;  "), Ok("SELECT 1"));
+        assert_eq!(
+            check("SELECT 1;  "),
+            Ok(Checked {
+                text: "SELECT 1",
+                parameters: false
+            })
+        );
+        assert!(check("SELECT * FROM t WHERE a = $1").is_ok_and(|c| c.parameters));
+        assert!(check("SELECT '$1', $$ $2 $$, a$1").is_ok_and(|c| !c.parameters));
     }
 
     #[test]
