@@ -1,5 +1,6 @@
 //! Slow-query sampling on MySQL/MariaDB: `performance_schema.events_statements_summary_by_digest`
-//! read in one query (without the digest texts), the texts of only the digests asked
+//! read in one query (without the digest texts; the digests of the target's database, as
+//! the sessions' default database, or every digest when the target names no database), the texts of only the digests asked
 //! for, and the processlist's long runners with their literals redacted. Every statement
 //! runs under the engine's session statement limit.
 
@@ -17,7 +18,8 @@ use crate::sample::{Counters, Epoch, LongRunner, Reading, SampleError, Snapshot,
 const COUNTERS: &str = "/* dbwarden */ SELECT DIGEST, COALESCE(SCHEMA_NAME, ''), COUNT_STAR, \
      SUM_TIMER_WAIT, MAX_TIMER_WAIT, SUM_ROWS_SENT, SUM_ROWS_EXAMINED, SUM_NO_INDEX_USED, \
      UNIX_TIMESTAMP(FIRST_SEEN) \
-     FROM performance_schema.events_statements_summary_by_digest WHERE DIGEST IS NOT NULL";
+     FROM performance_schema.events_statements_summary_by_digest WHERE DIGEST IS NOT NULL \
+     AND (DATABASE() IS NULL OR SCHEMA_NAME = DATABASE())";
 
 /// Timer columns are in picoseconds.
 const PS_PER_MS: f64 = 1e9;

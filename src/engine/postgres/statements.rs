@@ -1,5 +1,6 @@
-//! Slow-query sampling on PostgreSQL: one read of the pg_stat_statements counters (no
-//! texts), the texts of only the statements asked for, and the live long runners of
+//! Slow-query sampling on PostgreSQL: one read of the pg_stat_statements counters of the
+//! target's database (a target is a database: several targets on one server each get
+//! their own statements, not every database's again; no texts), the texts of only the statements asked for, and the live long runners of
 //! pg_stat_activity with their literals redacted. Every statement runs under the engine's
 //! `statement_timeout` (a connection startup option).
 
@@ -50,7 +51,8 @@ fn counters_sql(schema: &str, version: (u32, u32)) -> String {
          userid::int8::text || '/' || dbid::int8::text || '/' || CASE WHEN {toplevel} THEN 't' ELSE 'n' END AS scope, \
          calls, total_exec_time, max_exec_time, rows, shared_blks_hit, shared_blks_read, \
          temp_blks_read, temp_blks_written, total_plan_time, {since} AS since \
-         FROM {schema}pg_stat_statements(false) WHERE queryid IS NOT NULL"
+         FROM {schema}pg_stat_statements(false) WHERE queryid IS NOT NULL \
+         AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
 }
 
@@ -207,7 +209,8 @@ impl PostgresEngine {
         self.enter(&mut lease, pid, started, scope);
         let result = sqlx::query(AssertSqlSafe(format!(
             "/* dbwarden */ SELECT DISTINCT ON (queryid) queryid::text AS queryid, query \
-             FROM {schema}pg_stat_statements(true) WHERE queryid::text = ANY($1) AND query IS NOT NULL"
+             FROM {schema}pg_stat_statements(true) WHERE queryid::text = ANY($1) AND query IS NOT NULL \
+             AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
         )))
         .bind(queryids)
         .fetch_all(&mut *lease)
