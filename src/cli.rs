@@ -30,6 +30,8 @@ Examples:
   dbwarden slow-queries -t orders --since 1h  the worst statements of the last hour
   dbwarden explain -t orders 'SELECT 1'      a query's plan (read-only queries only)
   dbwarden alert test --channel ops-slack     send a test alert; exit 1 on failure
+  dbwarden silence add -t orders --for 2h --reason \"upgrade\"
+  dbwarden status                             undelivered alerts, active silences
 
 The config file is -c FILE, else $DBWARDEN_CONFIG, else /etc/dbwarden/dbwarden.toml.
 Any key can be overridden by DBWARDEN_<SECTION>__<KEY>, e.g. DBWARDEN_DAEMON__LISTEN=0.0.0.0:9645.";
@@ -127,10 +129,46 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Plan maintenance of one target and, without --dry-run, run it now in the
+    /// foreground (ANALYZE / VACUUM (ANALYZE) / VACUUM (FREEZE, ANALYZE) on PostgreSQL).
+    /// Uses the policy of the maintenance job covering the target (or --job), else the
+    /// defaults; a job's window is not applied by hand, its max_duration is.
+    /// Exit code: 0 every step done (or nothing to do), 1 some step skipped, failed or
+    /// interrupted, 2 the run could not start (setup, connection), 3 bad arguments.
+    Maintain {
+        #[arg(long, short = 't')]
+        target: String,
+        /// Use this maintenance job's policy.
+        #[arg(long, short = 'j', value_name = "NAME")]
+        job: Option<String>,
+        /// Print the plan (one line per table: name, action, reason) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show recorded history.
+    History {
+        #[command(subcommand)]
+        what: HistoryWhat,
+    },
     /// Alert channels.
     Alert {
         #[command(subcommand)]
         action: AlertAction,
+    },
+    /// Mute a target's notifications for a while. Silences are stored in the history
+    /// store, so they survive a restart and every agent sharing the store obeys them; they
+    /// always expire. Status changes are still recorded while silenced.
+    Silence {
+        #[command(subcommand)]
+        action: SilenceAction,
+    },
+    /// The daemon's state as the history store shows it: undelivered notifications per
+    /// channel and active silences. Exit 1 when the store cannot be read.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Print a shell completion script.
     #[command(hide = true)]
@@ -155,6 +193,29 @@ pub enum ConfigAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum HistoryWhat {
+    /// Maintenance steps: target, table, action, reason, start, outcome, before/after.
+    Maintenance {
+        /// Only this target (default: all).
+        #[arg(long, short = 't')]
+        target: Option<String>,
+        /// How far back (`7d`, `12h`).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+}
+
+/// Output of history commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AlertAction {
     /// Send a test notification through one channel and print success or the exact error
     /// (DNS, TLS, authentication, HTTP status and body). Exit 0 when it was delivered,
@@ -173,6 +234,29 @@ pub enum SlowBy {
     Mean,
     Calls,
 }
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceAction {
+    /// Silence a target: `dbwarden silence add --target orders --for 2h --reason "upgrade"`.
+    Add {
+        /// A configured target's name, or `dbwarden` (the daemon itself).
+        #[arg(long, short = 't')]
+        target: String,
+        /// How long, e.g. 30m, 2h, 1d (at most 30 days: a silence always ends).
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Why (shown by `silence list`).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the active silences.
+    List,
+    /// End a silence now, by the id `silence list` shows.
+    Remove { id: i64 },
+}
+
+/// The longest silence `silence add` accepts.
+const SILENCE_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -319,9 +403,42 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             )
             .await
         }
+        Command::Maintain {
+            target,
+            job,
+            dry_run,
+            format,
+        } => {
+            maintain(
+                &path_of(&cli.config, None),
+                &target,
+                job.as_deref(),
+                dry_run,
+                format,
+            )
+            .await
+        }
+        Command::History {
+            what:
+                HistoryWhat::Maintenance {
+                    target,
+                    since,
+                    format,
+                },
+        } => {
+            history_maintenance(
+                &path_of(&cli.config, None),
+                target.as_deref(),
+                since,
+                format,
+            )
+            .await
+        }
         Command::Alert {
             action: AlertAction::Test { channel },
         } => alert_test(&path_of(&cli.config, None), &channel).await,
+        Command::Silence { action } => silence(&path_of(&cli.config, None), action).await,
+        Command::Status { format } => status(&path_of(&cli.config, None), format).await,
         Command::Completions { .. } | Command::Manpage => Ok(0),
     }
 }
@@ -385,6 +502,130 @@ async fn alert_test(path: &std::path::Path, name: &str) -> anyhow::Result<i32> {
             Ok(1)
         }
     }
+}
+
+async fn silence(path: &std::path::Path, action: SilenceAction) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    if let SilenceAction::Add {
+        target, duration, ..
+    } = &action
+    {
+        if config.target(target).is_none() && target != crate::alerts::self_target::NAME {
+            eprintln!(
+                "dbwarden: no target named \"{}\" in {}; `dbwarden check` lists the targets",
+                escape(target),
+                config.path.display()
+            );
+            return Ok(2);
+        }
+        if duration.is_zero() || *duration > SILENCE_MAX {
+            eprintln!("dbwarden: --for must be between 1s and 30d (a silence always ends)");
+            return Ok(2);
+        }
+    }
+    let store = crate::daemon::open_store(&config).await?;
+    match action {
+        SilenceAction::Add {
+            target,
+            duration,
+            reason,
+        } => {
+            let ends = Utc::now() + chrono::Duration::from_std(duration)?;
+            let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+            let id = store.silence_add(&target, ends, &reason, &by).await?;
+            println!(
+                "silence {id}: target {} silenced until {} ({})",
+                escape(&target),
+                ends.format("%Y-%m-%d %H:%M:%S UTC"),
+                escape(&reason)
+            );
+        }
+        SilenceAction::List => {
+            let list = store.silences_active(Utc::now()).await?;
+            if list.is_empty() {
+                println!("no active silences");
+            }
+            for s in list {
+                println!(
+                    "{:>5}  {:<20} until {}  by {}: {}",
+                    s.id,
+                    escape(&s.target),
+                    s.ends_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    escape(&s.created_by),
+                    escape(&s.reason)
+                );
+            }
+        }
+        SilenceAction::Remove { id } => {
+            if !store.silence_remove(id).await? {
+                eprintln!("dbwarden: no active silence {id}; `dbwarden silence list` shows them");
+                store.close(Duration::from_secs(2)).await;
+                return Ok(1);
+            }
+            println!("silence {id} removed");
+        }
+    }
+    store.close(Duration::from_secs(2)).await;
+    Ok(0)
+}
+
+async fn status(path: &std::path::Path, format: Format) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = match crate::daemon::open_store(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dbwarden: history store: {e:#}");
+            return Ok(1);
+        }
+    };
+    let undelivered = store.outbox_undelivered().await?;
+    let silences = store.silences_active(Utc::now()).await?;
+    store.close(Duration::from_secs(2)).await;
+    let total: i64 = undelivered.iter().map(|u| u.count).sum();
+    if format == Format::Json {
+        let doc = serde_json::json!({
+            "history": config.daemon.history.redacted(),
+            "undelivered_total": total,
+            "undelivered": undelivered,
+            "silences": silences,
+        });
+        println!("{doc}");
+        return Ok(0);
+    }
+    println!(
+        "history store: {} (reachable)",
+        config.daemon.history.redacted()
+    );
+    println!("undelivered notifications: {total}");
+    for u in &undelivered {
+        println!(
+            "  {:<20} {} since {}{}",
+            escape(&u.channel),
+            u.count,
+            u.oldest.format("%Y-%m-%d %H:%M:%S UTC"),
+            u.last_error
+                .as_deref()
+                .map(|e| format!("; last error: {}", escape(e)))
+                .unwrap_or_default()
+        );
+    }
+    println!("active silences: {}", silences.len());
+    for s in &silences {
+        println!(
+            "  {:>5}  {} until {}: {}",
+            s.id,
+            escape(&s.target),
+            s.ends_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            escape(&s.reason)
+        );
+    }
+    Ok(0)
 }
 
 fn config_check(path: &std::path::Path) -> i32 {
@@ -560,6 +801,272 @@ pub fn check_job<'a>(
                 _ => i64::MAX,
             }
         })
+}
+
+/// A CSV field: quoted when it holds a separator, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+async fn history_maintenance(
+    path: &std::path::Path,
+    target: Option<&str>,
+    since: Duration,
+    format: TableFormat,
+) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = crate::daemon::open_store(&config).await?;
+    let from = Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::Duration::MAX);
+    let rows = store.maintenance_actions(target, from).await;
+    let _ = store.close(Duration::from_secs(2)).await;
+    let rows = rows?;
+    let num = |v: Option<f64>| {
+        v.map(|x| format!("{}", x.round() as i64))
+            .unwrap_or_default()
+    };
+    match format {
+        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        TableFormat::Csv => {
+            println!(
+                "started_at,finished_at,target,table,action,outcome,detail,reason,dead_rows_before,dead_rows_after,freeze_age_before,freeze_age_after,size_before,size_after"
+            );
+            for r in &rows {
+                let cells = [
+                    r.started_at.to_rfc3339(),
+                    r.finished_at.to_rfc3339(),
+                    r.target.clone(),
+                    r.table.clone(),
+                    r.action.clone(),
+                    r.outcome.clone(),
+                    r.detail.clone().unwrap_or_default(),
+                    r.reason.clone(),
+                    num(r.dead_rows_before),
+                    num(r.dead_rows_after),
+                    num(r.freeze_age_before),
+                    num(r.freeze_age_after),
+                    num(r.size_before),
+                    num(r.size_after),
+                ];
+                let line: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+                println!("{}", line.join(","));
+            }
+        }
+        TableFormat::Table => {
+            if rows.is_empty() {
+                println!(
+                    "no maintenance recorded since {}",
+                    from.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+            for r in &rows {
+                let outcome = match &r.detail {
+                    Some(d) => format!("{}: {}", r.outcome, escape(d)),
+                    None => r.outcome.clone(),
+                };
+                println!(
+                    "{}  {}  {}  {}  {}  dead rows {} -> {}  ({})",
+                    r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    escape(&r.target),
+                    escape(&r.table),
+                    r.action,
+                    outcome,
+                    num(r.dead_rows_before),
+                    num(r.dead_rows_after),
+                    escape(&r.reason)
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Writes what `dbwarden maintain` did to the history store; a store problem is a
+/// warning (the maintenance itself happened).
+async fn record_maintenance(
+    config: &Config,
+    target: &str,
+    records: Vec<crate::maintenance::StepRecord>,
+) {
+    let store = match crate::daemon::open_store(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dbwarden: warning: maintenance not recorded in the history store: {e}");
+            return;
+        }
+    };
+    for r in records {
+        let rec = crate::store::Record::Maintenance {
+            target: target.to_string(),
+            run_id: None,
+            record: Box::new(r),
+        };
+        if let Err(e) = store.write(rec).await {
+            eprintln!("dbwarden: warning: maintenance not recorded in the history store: {e}");
+            break;
+        }
+    }
+    let closed = store.close(Duration::from_secs(5)).await;
+    if closed.unwritten > 0 {
+        eprintln!(
+            "dbwarden: warning: {} maintenance record(s) could not be written to the history store",
+            closed.unwritten
+        );
+    }
+}
+
+/// The maintenance job `dbwarden maintain` follows for a target: `--job NAME`, else the
+/// first enabled maintenance job covering it.
+fn maintenance_job<'a>(
+    config: &'a Config,
+    target: &config::Target,
+    named: Option<&str>,
+) -> Option<&'a Job> {
+    let covers = |j: &&Job| {
+        j.kind == config::JobKind::Maintenance
+            && config.job_targets(j).iter().any(|t| t.name == target.name)
+    };
+    match named {
+        Some(n) => config.job(n).filter(covers),
+        None => config.jobs.iter().filter(|j| j.enabled).find(covers),
+    }
+}
+
+async fn maintain(
+    path: &std::path::Path,
+    target: &str,
+    job: Option<&str>,
+    dry_run: bool,
+    format: Format,
+) -> anyhow::Result<i32> {
+    use crate::jobs::maintenance::{Progress, Request};
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let Some(t) = config.target(target) else {
+        eprintln!("dbwarden: no target named \"{}\"", escape(target));
+        return Ok(3);
+    };
+    let j = maintenance_job(&config, t, job);
+    if let (Some(n), None) = (job, j) {
+        eprintln!(
+            "dbwarden: no maintenance job named \"{}\" covers target \"{}\"",
+            escape(n),
+            escape(target)
+        );
+        return Ok(3);
+    }
+    let defaults = config::MaintenanceParams::default();
+    let params = j.and_then(|j| j.params.maintenance()).unwrap_or(&defaults);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.cancel();
+        }
+    });
+    let text = format == Format::Text;
+    let mut done = Vec::new();
+    let req = Request {
+        target: t,
+        params,
+        tz: config.timezone,
+        use_window: false,
+        dry_run,
+        watch_vacuum: text.then_some(Duration::from_secs(2)),
+    };
+    let result = crate::jobs::maintenance::maintain(
+        req,
+        &cancel,
+        |p| match p {
+            Progress::Step { i, n, step } if text => eprintln!(
+                "[{i}/{n}] {} {}: {}",
+                step.action.as_str(),
+                escape(&step.table),
+                escape(&step.reason)
+            ),
+            Progress::Vacuum {
+                phase,
+                scanned,
+                total,
+            } if text => eprintln!(
+                "      {}: {} of {} heap blocks scanned",
+                escape(&phase),
+                scanned as u64,
+                total as u64
+            ),
+            _ => {}
+        },
+        |r| done = r,
+    )
+    .await;
+    if !done.is_empty() {
+        record_maintenance(&config, target, done).await;
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "dbwarden: maintenance of {} did not run: {}",
+                escape(target),
+                escape(&e.to_string())
+            );
+            return Ok(2);
+        }
+    };
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(s) = &report.skipped {
+        println!("{}: skipped: {}", escape(target), escape(s));
+    } else if dry_run {
+        if report.plan.is_empty() {
+            println!("{}: nothing to do", escape(target));
+        }
+        for s in &report.plan {
+            let skip = s
+                .skip
+                .as_deref()
+                .map(|w| format!(" (will be skipped: {})", escape(w)))
+                .unwrap_or_default();
+            println!(
+                "{}\t{}\t{}{skip}",
+                escape(&s.table),
+                s.action.as_str(),
+                escape(&s.reason)
+            );
+        }
+    } else {
+        if report.records.is_empty() {
+            println!("{}: nothing to do", escape(target));
+        }
+        for r in &report.records {
+            println!(
+                "{}\t{}\t{}",
+                escape(&r.step.table),
+                r.step.action.as_str(),
+                escape(&r.outcome.to_string())
+            );
+        }
+    }
+    if report.deferred > 0 && text {
+        println!(
+            "{} more table(s) qualify; left for a later run (max_tables)",
+            report.deferred
+        );
+    }
+    let clean = report.skipped.is_none()
+        && report
+            .records
+            .iter()
+            .all(|r| r.outcome == crate::maintenance::Outcome::Done);
+    Ok(if clean { 0 } else { 1 })
 }
 
 async fn check(

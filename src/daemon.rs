@@ -13,6 +13,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::channel::Channels;
+use crate::alerts::deliver::Health;
+use crate::alerts::run::{Control, LiveChannels};
+use crate::alerts::self_target;
 use crate::config::{self, Config};
 use crate::events::{self, Events};
 use crate::jobs::{self, Shared};
@@ -72,8 +76,9 @@ pub fn target_changes(old: &Config, new: &Config) -> crate::scheduler::Changes {
 
 /// Reads the believed statuses back from the history into the tracker: at once if the
 /// store answers within [`RESTORE_WAIT`], else in the background until it does.
-async fn restore_believed(store: &Store, shared: &Arc<Shared>) {
-    let seed = |rows: Vec<BelievedRow>, shared: &Shared| {
+async fn restore_believed(store: &Store, shared: &Arc<Shared>, alerts: &Alerts) {
+    let seed = |rows: Vec<BelievedRow>, shared: &Shared, alerts: &Alerts| {
+        alerts.restored(&rows);
         let n = shared
             .tracker
             .restore(rows.into_iter().map(|r| (r.target, r.check, r.status)));
@@ -83,7 +88,7 @@ async fn restore_believed(store: &Store, shared: &Arc<Shared>) {
         );
     };
     match tokio::time::timeout(RESTORE_WAIT, store.believed_states()).await {
-        Ok(Ok(rows)) => seed(rows, shared),
+        Ok(Ok(rows)) => seed(rows, shared, alerts),
         failed => {
             let why = match failed {
                 Ok(Err(e)) => e.to_string(),
@@ -96,14 +101,14 @@ async fn restore_believed(store: &Store, shared: &Arc<Shared>) {
                 error = %why,
                 "believed statuses not restored yet (history store unavailable); until they are, a status that held before the restart may be recorded again"
             );
-            let (store, shared) = (store.clone(), shared.clone());
+            let (store, shared, alerts) = (store.clone(), shared.clone(), alerts.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(10)).await;
                     if let Ok(Ok(rows)) =
                         tokio::time::timeout(RESTORE_WAIT, store.believed_states()).await
                     {
-                        seed(rows, &shared);
+                        seed(rows, &shared, &alerts);
                         return;
                     }
                 }
@@ -146,6 +151,147 @@ fn store_trouble(h: &StoreHealth) -> Option<String> {
     ))
 }
 
+/// How often the `dbwarden` self-target is judged.
+const SELF_ROUND: Duration = Duration::from_secs(30);
+
+/// The alerter as the daemon sees it: started with the event stream, told the restored
+/// believed statuses and reloads, stopped after the runs.
+#[derive(Clone)]
+struct Alerts {
+    control: Option<tokio::sync::mpsc::UnboundedSender<Control>>,
+    channels: Option<Arc<LiveChannels>>,
+    health: Health,
+    stop: CancellationToken,
+    task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Alerts {
+    fn start(config: &Arc<Config>, events: &Events, store: &Store) -> Alerts {
+        let health = Health::default();
+        let stop = CancellationToken::new();
+        let channels = match Channels::from_config(config) {
+            Ok(c) => Some(Arc::new(LiveChannels::new(c))),
+            Err(e) => {
+                tracing::error!(error = %e, "alert channels cannot be built; no alert will be sent until a reload fixes it");
+                None
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = channels.as_ref().map(|ch| {
+            tokio::spawn(crate::alerts::run::run(
+                ch.clone(),
+                events.subscribe("alerts"),
+                Some(store.clone()),
+                config.clone(),
+                crate::store::agent_name(),
+                rx,
+                health.clone(),
+                stop.clone(),
+            ))
+        });
+        Alerts {
+            control: task.as_ref().map(|_| tx),
+            channels,
+            health,
+            stop,
+            task: Arc::new(std::sync::Mutex::new(task)),
+        }
+    }
+
+    fn restored(&self, rows: &[BelievedRow]) {
+        if let Some(c) = &self.control {
+            let targets = rows
+                .iter()
+                .filter(|r| r.check.is_none())
+                .map(|r| (r.target.clone(), r.status))
+                .collect();
+            let _ = c.send(Control::Restored(targets));
+        }
+    }
+
+    fn reload(&self, config: &Arc<Config>) {
+        if let (Some(live), Some(c)) = (&self.channels, &self.control) {
+            match Channels::from_config(config) {
+                Ok(ch) => live.replace(ch),
+                Err(e) => {
+                    tracing::error!(error = %e, "reloaded alert channels cannot be built; the previous ones keep sending")
+                }
+            }
+            let _ = c.send(Control::Reload(config.clone()));
+        }
+    }
+
+    async fn stop(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// Judges the daemon itself as the `dbwarden` target and publishes the round like any
+/// target's (history, hysteresis, alerts). Returns the store's drop count for next time.
+fn self_target_round(
+    shared: &Shared,
+    alerts: &Alerts,
+    store: &Store,
+    stuck: &[String],
+    dropped_before: u64,
+    config: &Config,
+) -> u64 {
+    let store_health = store.health();
+    let channels = alerts
+        .health
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let now = chrono::Utc::now();
+    let checks = self_target::checks(&self_target::Inputs {
+        store: &store_health,
+        dropped_before,
+        channels: &channels,
+        channel_failing_after: config.raw.alerts.channel_failing_after,
+        stuck_loops: stuck,
+        now,
+    });
+    let h = jobs::TargetHealth {
+        target: self_target::NAME.into(),
+        engine: self_target::NAME,
+        status: crate::health::target_status(&checks),
+        checks,
+        report: Default::default(),
+        measured_at: now,
+    };
+    let run_id = crate::store::new_run_id();
+    shared.events.publish(crate::events::Event::Checks {
+        ts: now,
+        target: h.target.clone(),
+        run_id,
+        results: h.checks.clone(),
+    });
+    for change in shared.tracker.observe(&h) {
+        let (from, to) = (change.transition.from, change.transition.to);
+        if change.check.is_none() {
+            tracing::warn!(
+                from = from.as_str(),
+                status = to.as_str(),
+                "dbwarden itself: {from} -> {to}: {}",
+                change.message
+            );
+        }
+        shared.events.publish(crate::events::Event::Transition {
+            ts: now,
+            target: change.target,
+            check: change.check,
+            from,
+            to,
+            message: change.message,
+        });
+    }
+    store_health.dropped.total()
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
 pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let config = match config::load(config_path) {
@@ -180,8 +326,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         stop_history.clone(),
     ));
     let (shared, ctx) = jobs::runtime(&config, events.clone());
+    let alerts = Alerts::start(&config, &events, &store);
     shared.samples.use_store(store.clone());
-    restore_believed(&store, &shared).await;
+    restore_believed(&store, &shared, &alerts).await;
     let mut sched = Scheduler::start(ctx.clone(), config.clone());
     let mut current = config;
 
@@ -193,6 +340,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let mut ping =
         tokio::time::interval(watchdog.map(|d| d / 2).unwrap_or(Duration::from_secs(3600)));
     let mut store_watch = tokio::time::interval(Duration::from_secs(5));
+    let mut self_round = tokio::time::interval(SELF_ROUND);
+    let mut self_dropped = 0;
     let mut shown_status = status_line(&current, &sched, &store);
     let mut store_loud = false;
     let every = current.daemon.summary_interval;
@@ -231,6 +380,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                         let new = Arc::new(new);
                         let targets = target_changes(&current, &new);
                         shared.reload(&new);
+                        alerts.reload(&new);
                         if new.daemon.summary_interval != current.daemon.summary_interval {
                             let every = new.daemon.summary_interval;
                             summary = tokio::time::interval_at(Instant::now() + every, every);
@@ -260,6 +410,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = self_round.tick() => {
+                self_dropped = self_target_round(&shared, &alerts, &store, &ctx.stuck_loops(), self_dropped, &current);
+            }
             _ = summary.tick() => log_summary(&ctx.take_counts(), ctx.running(), &events, &store.health()),
             _ = store_watch.tick() => {
                 let h = store.health();
@@ -309,6 +462,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     }
     let left = deadline.saturating_duration_since(Instant::now());
     shared.engines.close_all(left / 2).await;
+    alerts.stop().await;
     stop_history.cancel();
     let _ = history.await;
     let left = deadline.saturating_duration_since(Instant::now());

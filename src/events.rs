@@ -41,6 +41,12 @@ pub enum Event {
         to: Status,
         message: String,
     },
+    /// What a maintenance run did to each table.
+    Maintenance {
+        target: String,
+        run_id: Option<String>,
+        records: Vec<crate::maintenance::StepRecord>,
+    },
     /// Per-table statistics of one round (on the table-statistics cadence).
     TableStats {
         ts: DateTime<Utc>,
@@ -56,6 +62,9 @@ pub enum Event {
         texts: Vec<(String, String)>,
         long_runners: Vec<crate::sample::LongRunner>,
         snapshot: Option<String>,
+        /// The sample's `query_regression` result, stored with the check results. Not an
+        /// [`Event::Checks`]: consumers read those as a health round's complete set.
+        check: Option<CheckResult>,
     },
 }
 
@@ -108,6 +117,18 @@ impl Event {
                 to: *to,
                 message: message.clone(),
             }],
+            Event::Maintenance {
+                target,
+                run_id,
+                records,
+            } => records
+                .iter()
+                .map(|r| Record::Maintenance {
+                    target: target.clone(),
+                    run_id: run_id.clone(),
+                    record: Box::new(r.clone()),
+                })
+                .collect(),
             Event::TableStats { ts, target, stats } => stats
                 .iter()
                 .map(|s| Record::Table {
@@ -123,8 +144,15 @@ impl Event {
                 texts,
                 long_runners,
                 snapshot,
+                check,
             } => {
                 let mut out: Vec<Record> = Vec::new();
+                out.extend(check.iter().map(|c| Record::Check {
+                    ts: *ts,
+                    target: target.clone(),
+                    run_id: None,
+                    result: c.clone(),
+                }));
                 out.extend(texts.iter().map(|(id, q)| Record::QueryText {
                     ts: *ts,
                     target: target.clone(),

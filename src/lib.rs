@@ -18,8 +18,13 @@
 //! - [`health`]: the status model (pure): check catalogue, thresholds, evaluation of
 //!   measurements into [`health::CheckResult`]s, worst-of for a target.
 //! - [`jobs`]: job kinds behind one contract (build from the kind's own config, run against
-//!   a target with a cancellation token, return a typed report); today `health`. Also the
+//!   a target with a cancellation token, return a typed report); today `health` and
+//!   `maintenance`. Also the
 //!   engine per target, server-level check ownership and believed statuses (hysteresis).
+//! - [`maintenance`]: the pure planner (table statistics + policy → ordered steps with
+//!   reasons), the window/`max_duration` deadline, and the step runner that stops starting
+//!   tables at the deadline and cancels a statement still running then; the engines run
+//!   the steps (`engine::postgres` and `engine::sqlite` maintenance sessions).
 //! - [`events`]: the in-process event stream: what runs produce, published once; the
 //!   history writer (and later the alerter and the API) consume it; drops are counted.
 //! - [`store`]: the history store (SQLite or PostgreSQL through sqlx, embedded migrations).
@@ -44,6 +49,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod logging;
+pub mod maintenance;
 pub mod sample;
 pub mod schedule;
 pub mod scheduler;

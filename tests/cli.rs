@@ -180,10 +180,10 @@ fn migrate_creates_the_store() {
     let dir = setup("");
     let o = run(dir.path(), &["migrate", "-c", "c.toml"]);
     assert!(o.status.success(), "{}", all(&o));
-    // The newest migration shipped is the version reported (the highest number, not the
-    // count: branches add numbers in parallel, so a branch may have gaps).
+    // The newest migration shipped is the version reported.
     let newest = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
         .map(|d| {
+            // The highest number, not the count: parallel branches may leave a gap.
             d.filter_map(|e| e.ok())
                 .filter_map(|e| {
                     e.file_name()

@@ -655,6 +655,7 @@ fn every_ranged_key_is_checked_at_both_ends() {
     };
     for up in [true, false] {
         let (mut daemon, mut target, mut pool, mut job) = (vec![], vec![], vec![], vec![]);
+        let mut alerts = vec![];
         let mut every = "@every 2h".to_string();
         let mut expected = vec![];
         for r in RANGES {
@@ -668,6 +669,7 @@ fn every_ranged_key_is_checked_at_both_ends() {
                     every = format!("@every {}", toml(v).trim_matches('"'));
                 }
                 ["daemon", k] => daemon.push(line(k)),
+                ["alerts", k] => alerts.push(line(k)),
                 ["target", "pool", k] => pool.push(line(k)),
                 ["target", k] => target.push(line(k)),
                 ["job", k] => job.push(line(k)),
@@ -680,8 +682,9 @@ fn every_ranged_key_is_checked_at_both_ends() {
             );
         }
         let body = format!(
-            "[daemon]\n{}\n[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n{}\npool = {{ {} }}\n[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"{every}\"\n{}\n",
+            "[daemon]\n{}\n[alerts]\n{}\n[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n{}\npool = {{ {} }}\n[[job]]\nname = \"h\"\nkind = \"health\"\nschedule = \"{every}\"\n{}\n",
             daemon.join("\n"),
+            alerts.join("\n"),
             target.join("\n"),
             pool.join(", "),
             job.join("\n")
@@ -703,4 +706,47 @@ fn every_ranged_key_is_checked_at_both_ends() {
             expected.len()
         );
     }
+}
+
+#[test]
+fn expected_replicas_takes_a_count_names_or_the_keyword_on_postgres_only() {
+    let pg = |i: usize, v: &str| {
+        format!(
+            "[[target]]\nname = \"p{i}\"\nurl = \"postgres://mon@db/app\"\nexpected_replicas = {v}\n"
+        )
+    };
+    let good = [
+        pg(0, "2"),
+        pg(1, "[\"standby1\"]"),
+        pg(2, "\"synchronous_standby_names\""),
+    ]
+    .concat();
+    let (code, out, _) = check_body(&good, &[]);
+    assert_eq!(code, Some(0), "{out}");
+
+    let bad = [
+        pg(0, "0"),
+        pg(1, "[]"),
+        pg(2, "\"synchronous_names\""),
+        "[[target]]\nname = \"s\"\nurl = \"sqlite://t.db\"\nexpected_replicas = 1\n".to_string(),
+    ]
+    .concat();
+    let (code, out, _) = check_body(&bad, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        error_line(&out, "target[0].expected_replicas").contains("1–100"),
+        "{out}"
+    );
+    assert!(
+        error_line(&out, "target[1].expected_replicas").contains("application_name"),
+        "{out}"
+    );
+    assert!(
+        error_line(&out, "target[2].expected_replicas").contains("\"synchronous_standby_names\""),
+        "{out}"
+    );
+    assert!(
+        error_line(&out, "target[3].expected_replicas").contains("only PostgreSQL"),
+        "{out}"
+    );
 }

@@ -293,3 +293,46 @@ async fn wal_size_is_the_wal_not_yet_checkpointed() {
     e.close(Duration::from_secs(5)).await;
     let _ = app.close().await;
 }
+
+/// A health round never writes to the application's database: after the application
+/// crashed with writes still in its WAL, dbwarden's round reads the backlog, and closing
+/// its connection (the last one to the file) does not checkpoint the WAL into the
+/// database or delete it, as closing a read-write connection would.
+#[tokio::test]
+async fn a_round_never_checkpoints_an_applications_wal() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let live = dir.path().join("live.db");
+    let mut app = connect(&live, true).await;
+    exec(&mut app, "PRAGMA journal_mode = WAL").await;
+    exec(&mut app, "PRAGMA wal_autocheckpoint = 0").await;
+    exec(&mut app, "CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)").await;
+    exec(
+        &mut app,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) \
+         INSERT INTO t(b) SELECT randomblob(1000) FROM n",
+    )
+    .await;
+    // The files as a crash would leave them: the database and its WAL, no -shm.
+    let path = dir.path().join("app.db");
+    let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    std::fs::write(&path, read(&live)).unwrap_or_else(|e| panic!("{e}"));
+    let wal = dir.path().join("app.db-wal");
+    std::fs::write(&wal, read(&dir.path().join("live.db-wal"))).unwrap_or_else(|e| panic!("{e}"));
+    let _ = app.close().await;
+    let (db_before, wal_before) = (read(&path), read(&wal));
+    assert!(wal_before.len() > 500_000, "WAL {}", wal_before.len());
+
+    let t = wal_target(dir.path(), &path);
+    let e = Engine::open(&t).unwrap_or_else(|e| panic!("{e}"));
+    let (_, pending, message) = wal_result(&e, &t).await;
+    assert!(pending > 500_000.0, "the round sees the backlog: {message}");
+    e.close(Duration::from_secs(5)).await;
+    assert!(
+        read(&path) == db_before,
+        "the database file changed: dbwarden checkpointed it"
+    );
+    assert!(
+        wal.exists() && read(&wal) == wal_before,
+        "the WAL was checkpointed or removed by dbwarden"
+    );
+}

@@ -32,3 +32,43 @@ fn readme_starts_with_the_two_commands() {
         ".ci/run must run the README's test command"
     );
 }
+
+/// The rows of the first Markdown table after `heading` (a line starting with it).
+fn table_after(readme: &str, heading: &str) -> String {
+    let start = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README.md has no {heading:?}"));
+    readme[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every check of an engine has a row in that engine's privilege table (a check missing
+/// there leaves the DBA guessing which GRANT it needs).
+#[test]
+fn every_check_is_in_its_engines_privilege_table() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .unwrap_or_else(|e| panic!("README.md: {e}"));
+    let pg = table_after(&readme, "### PostgreSQL versions and privileges");
+    let my = table_after(
+        &readme,
+        "What each check needs (a check whose privilege is missing",
+    );
+    for (table, checks) in [
+        (&pg, dbwarden::engine::postgres::CHECKS),
+        (&my, dbwarden::engine::mysql::CHECKS),
+    ] {
+        let missing: Vec<&str> = checks
+            .iter()
+            .map(|s| s.name)
+            .filter(|n| !table.contains(&format!("`{n}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "checks missing from their privilege table: {missing:?}"
+        );
+    }
+}

@@ -27,6 +27,42 @@ async fn exec(c: &mut MySqlConnection, sql: &str) {
     }
 }
 
+/// The digest table is one per server: the test that truncates it holds this exclusively,
+/// the tests that count calls in it hold it shared.
+static DIGESTS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Waits until performance_schema has aggregated `calls` executions of the statements of
+/// this database whose digest text contains every marker: the server adds a statement to
+/// the digest summary after the client already has its result, so a sample taken right
+/// away could miss the last one. (A deadline for waiting, never a timing assertion.)
+async fn settle(c: &mut MySqlConnection, markers: &[&str], calls: i64) {
+    let like: Vec<String> = markers
+        .iter()
+        .map(|m| format!("DIGEST_TEXT LIKE '%{m}%'"))
+        .collect();
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(COUNT_STAR), 0) AS SIGNED) FROM \
+         performance_schema.events_statements_summary_by_digest \
+         WHERE SCHEMA_NAME = DATABASE() AND {}",
+        like.join(" AND ")
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+            .fetch_one(&mut *c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        if n >= calls {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "performance_schema never showed {calls} calls of {markers:?} (has {n})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 struct Fixture {
     admin: String,
     db: String,
@@ -143,6 +179,7 @@ async fn a_slow_statement_is_reported_with_its_calls_and_time() {
     let Some(admin) = common::url_from_env("DBWARDEN_TEST_MYSQL_PS_URL") else {
         return;
     };
+    let _digests = DIGESTS.read().await;
     let f = Fixture::new(&admin, "top_n = 0\nslow_threshold = \"200ms\"").await;
     let mut c = f.connect().await;
     exec(
@@ -161,6 +198,8 @@ async fn a_slow_statement_is_reported_with_its_calls_and_time() {
     for _ in 0..10 {
         exec(&mut c, "SELECT x FROM slow_t WHERE x = 1").await;
     }
+    settle(&mut c, &["SLEEP", "slow_t"], 3).await;
+    settle(&mut c, &["slow_t", "WHERE"], 10).await;
     let second = f.sample().await;
     assert_never_negative(&second);
     let slow = find(&second, &second.new_texts, &["SLEEP", "slow_t"])
@@ -191,6 +230,7 @@ async fn a_truncated_digest_table_gives_no_negative_deltas() {
     let Some(admin) = common::url_from_env("DBWARDEN_TEST_MYSQL_PS_URL") else {
         return;
     };
+    let _digests = DIGESTS.write().await;
     let f = Fixture::new(&admin, "top_n = 100000\nslow_threshold = \"1h\"").await;
     let mut c = f.connect().await;
     exec(
@@ -200,10 +240,12 @@ async fn a_truncated_digest_table_gives_no_negative_deltas() {
     .await;
     let stmt = "SELECT COUNT(*) FROM reset_t WHERE x > 0";
     exec(&mut c, stmt).await;
+    settle(&mut c, &["reset_t", "WHERE"], 1).await;
     f.sample().await; // baseline
     for _ in 0..5 {
         exec(&mut c, stmt).await;
     }
+    settle(&mut c, &["reset_t", "WHERE"], 6).await;
     let before = f.sample().await;
     assert_never_negative(&before);
     let d = find(&before, &before.new_texts, &["reset_t", "x` >"])
@@ -226,6 +268,7 @@ async fn a_truncated_digest_table_gives_no_negative_deltas() {
     )
     .await;
     exec(&mut c, stmt).await;
+    settle(&mut c, &["reset_t", "WHERE"], 1).await;
     let reset = f.sample().await;
     assert_never_negative(&reset);
     assert!(
@@ -236,6 +279,7 @@ async fn a_truncated_digest_table_gives_no_negative_deltas() {
     for _ in 0..2 {
         exec(&mut c, stmt).await;
     }
+    settle(&mut c, &["reset_t", "WHERE"], 3).await;
     let after = f.sample().await;
     assert_never_negative(&after);
     assert_eq!(calls(&after), 2, "counted from the new baseline: {after:?}");
@@ -326,6 +370,7 @@ async fn a_regression_from_a_dropped_index_is_flagged() {
     let Some(admin) = common::url_from_env("DBWARDEN_TEST_MYSQL_PS_URL") else {
         return;
     };
+    let _digests = DIGESTS.read().await;
     let f = Fixture::new(&admin, "top_n = 100000\nslow_threshold = \"1h\"").await;
     let config = dbwarden::config::load(&f._dir.path().join("dbwarden.toml"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -354,10 +399,11 @@ async fn a_regression_from_a_dropped_index_is_flagged() {
     run().await.unwrap_or_else(|e| panic!("{e}")); // baseline
     let mut stored = 0;
     let mut texts: Vec<(String, String)> = Vec::new();
-    for _ in 0..3 {
+    for round in 1..=3 {
         for _ in 0..20 {
             exec(&mut c, stmt).await;
         }
+        settle(&mut c, &["pad", "reg_t", "WHERE"], round * 20).await;
         let r = run().await.unwrap_or_else(|e| panic!("{e}"));
         let check = r
             .regression
@@ -391,6 +437,7 @@ async fn a_regression_from_a_dropped_index_is_flagged() {
     for _ in 0..20 {
         exec(&mut c, stmt).await;
     }
+    settle(&mut c, &["pad", "reg_t", "WHERE"], 80).await;
     let r = run().await.unwrap_or_else(|e| panic!("{e}"));
     let check = r
         .regression

@@ -12,6 +12,10 @@
 //!   say whether a failure is worth retrying ([`DeliveryError`]).
 
 pub mod channel;
+pub mod deliver;
+pub mod run;
+pub mod self_target;
+pub mod state;
 
 use std::time::Duration;
 

@@ -89,11 +89,159 @@ impl Default for SampleParams {
     }
 }
 
+/// The keys of a maintenance job: when it may work and what it may do (the policy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceParams {
+    /// Daily window `"HH:MM-HH:MM"` in the job's time zone (may cross midnight): no new
+    /// table starts after it closes, a statement still running then is cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Longest run; the same hard end as the window's.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_duration: Option<Duration>,
+    /// What the job may do: `analyze`, `vacuum` (VACUUM (ANALYZE)), `freeze` (VACUUM
+    /// (FREEZE, ANALYZE) near wraparound).
+    #[serde(default = "default_actions")]
+    pub actions: Vec<crate::maintenance::Allowed>,
+    /// Glob patterns (`*`, `?`) on `schema.table`: only these tables (empty: all).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Glob patterns on `schema.table` never touched.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// At most this many tables per run (the most urgent first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tables: Option<usize>,
+    /// Floor: a table is vacuumed only with at least this many dead rows past its own
+    /// autovacuum trigger.
+    #[serde(default = "default_min_rows")]
+    pub min_dead_rows: u64,
+    /// Floor: a table is analyzed only with at least this many rows changed past its own
+    /// autoanalyze trigger.
+    #[serde(default = "default_min_rows")]
+    pub min_changed_rows: u64,
+    /// Freeze a table when age(relfrozenxid) reaches this percentage of
+    /// autovacuum_freeze_max_age.
+    #[serde(default = "default_freeze_percent")]
+    pub freeze_percent: f64,
+    /// Each statement waits at most this long for its table lock, then the table is
+    /// skipped (`skipped: lock not available`).
+    #[serde(default = "default_lock_timeout", with = "humantime_serde")]
+    pub lock_timeout: Duration,
+    /// `vacuum_cost_delay` for our VACUUMs, so maintenance yields I/O to the application.
+    #[serde(default = "default_cost_delay", with = "humantime_serde")]
+    pub vacuum_cost_delay: Duration,
+    /// Load guard (PostgreSQL): a table is skipped while more than this many other
+    /// sessions of the server are running a statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_sessions: Option<u32>,
+}
+
+fn default_actions() -> Vec<crate::maintenance::Allowed> {
+    use crate::maintenance::Allowed;
+    vec![Allowed::Analyze, Allowed::Vacuum, Allowed::Freeze]
+}
+fn default_min_rows() -> u64 {
+    1000
+}
+fn default_freeze_percent() -> f64 {
+    80.0
+}
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_cost_delay() -> Duration {
+    Duration::from_millis(2)
+}
+
+impl Default for MaintenanceParams {
+    fn default() -> Self {
+        MaintenanceParams {
+            window: None,
+            max_duration: None,
+            actions: default_actions(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            max_tables: None,
+            min_dead_rows: default_min_rows(),
+            min_changed_rows: default_min_rows(),
+            freeze_percent: default_freeze_percent(),
+            lock_timeout: default_lock_timeout(),
+            vacuum_cost_delay: default_cost_delay(),
+            max_active_sessions: None,
+        }
+    }
+}
+
+impl MaintenanceParams {
+    /// The window, parsed (validation has checked it).
+    pub fn window(&self) -> Result<Option<crate::maintenance::Window>, String> {
+        self.window
+            .as_deref()
+            .map(crate::maintenance::Window::parse)
+            .transpose()
+    }
+
+    /// Every problem with these keys, as (key, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Err(e) = self.window() {
+            out.push(("window", e));
+        }
+        if !(1.0..=100.0).contains(&self.freeze_percent) {
+            out.push((
+                "freeze_percent",
+                format!(
+                    "{} is not a percentage between 1 and 100",
+                    self.freeze_percent
+                ),
+            ));
+        }
+        if self.actions.is_empty() {
+            out.push((
+                "actions",
+                "no action allowed: list at least one of \"analyze\", \"vacuum\", \"freeze\" (or disable the job)".into(),
+            ));
+        }
+        if self.max_tables == Some(0) {
+            out.push((
+                "max_tables",
+                "0 tables: leave it out for no limit, or disable the job".into(),
+            ));
+        }
+        if self.lock_timeout.is_zero() {
+            out.push(("lock_timeout", "0 would wait forever for a lock (PostgreSQL's 0 means no limit); give a time such as \"5s\"".into()));
+        }
+        out
+    }
+
+    /// The planner's policy (the server's autovacuum_freeze_max_age comes with the facts).
+    pub fn policy(&self, freeze_max_age: f64) -> crate::maintenance::Policy {
+        crate::maintenance::Policy {
+            allowed: self.actions.clone(),
+            min_dead_rows: self.min_dead_rows as f64,
+            min_changed_rows: self.min_changed_rows as f64,
+            freeze_ratio: self.freeze_percent / 100.0,
+            freeze_max_age,
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            max_tables: self.max_tables,
+            ..crate::maintenance::Policy::default()
+        }
+    }
+}
+
 /// A job's own keys, typed by its kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobParams {
     Health(HealthParams),
     Sample(SampleParams),
+    Maintenance(MaintenanceParams),
 }
 
 impl JobParams {
@@ -102,6 +250,7 @@ impl JobParams {
         match self {
             JobParams::Health(_) => JobKind::Health,
             JobParams::Sample(_) => JobKind::Sample,
+            JobParams::Maintenance(_) => JobKind::Maintenance,
         }
     }
 
@@ -109,6 +258,14 @@ impl JobParams {
     pub fn health(&self) -> Option<&HealthParams> {
         match self {
             JobParams::Health(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A maintenance job's keys; `None` for every other kind.
+    pub fn maintenance(&self) -> Option<&MaintenanceParams> {
+        match self {
+            JobParams::Maintenance(p) => Some(p),
             _ => None,
         }
     }
@@ -120,6 +277,7 @@ impl Serialize for JobParams {
         match self {
             JobParams::Health(p) => p.serialize(s),
             JobParams::Sample(p) => p.serialize(s),
+            JobParams::Maintenance(p) => p.serialize(s),
         }
     }
 }
@@ -129,6 +287,7 @@ impl Serialize for JobParams {
 pub enum JobKind {
     Health,
     Sample,
+    Maintenance,
 }
 
 /// What the loader and validator need to know about one job kind.
@@ -168,14 +327,18 @@ pub const KINDS: &[KindSpec] = &[
         keys: fields_of::<SampleParams>,
         parse: |v| de(v).map(JobParams::Sample),
     },
+    KindSpec {
+        kind: JobKind::Maintenance,
+        name: "maintenance",
+        default_timeout: Duration::from_secs(4 * 3600),
+        keys: fields_of::<MaintenanceParams>,
+        parse: |v| de(v).map(JobParams::Maintenance),
+    },
 ];
 
 /// Kinds that arrive in later versions and the keys they are planned with, so a key put on
 /// the wrong kind of job can say where it belongs.
-pub const PLANNED: &[(&str, &[&str])] = &[
-    ("maintenance", &["window", "max_duration"]),
-    ("rollup", &[]),
-];
+pub const PLANNED: &[(&str, &[&str])] = &[("rollup", &[])];
 
 impl JobKind {
     /// The `kind = "..."` values this version runs.
@@ -370,7 +533,7 @@ mod tests {
             let params = (spec.parse)(&empty).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(params.kind(), spec.kind);
         }
-        assert_eq!(JobKind::ALL, ["health", "sample"]);
+        assert_eq!(JobKind::ALL, ["health", "sample", "maintenance"]);
     }
 
     #[test]
@@ -420,8 +583,7 @@ mod tests {
         assert_eq!(
             m,
             "`window` is not a key of a health job; keys of a health job: integrity_check \
-             (and the common keys: name, kind); `window` belongs to maintenance jobs, which \
-             arrive in a later version"
+             (and the common keys: name, kind); `window` belongs to maintenance jobs"
         );
         let m = foreign_key_message("nonsense", JobKind::Health, &["name"]);
         assert!(!m.contains("belongs"), "{m}");

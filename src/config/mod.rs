@@ -22,7 +22,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use job::{
-    HealthParams, Job, JobKind, JobParams, KINDS, KindSpec, SampleParams, TargetSelector,
+    HealthParams, Job, JobKind, JobParams, KINDS, KindSpec, MaintenanceParams, SampleParams,
+    TargetSelector,
 };
 pub use load::{load, load_raw};
 pub use secret::{Secret, SecretUrl};
@@ -102,6 +103,52 @@ pub struct RawConfig {
     pub jobs: Vec<JobConfig>,
     #[serde(default, rename = "channel")]
     pub channels: Vec<ChannelConfig>,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: when notifications are sent (README "Alerts").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// The first change of a quiet target waits this long so related changes go out
+    /// together (`0s`: at once).
+    #[serde(default = "default_group_wait", with = "humantime_serde")]
+    pub group_wait: Duration,
+    /// Further changes of a target already notified go out at most this often.
+    #[serde(default = "default_group_interval", with = "humantime_serde")]
+    pub group_interval: Duration,
+    /// A target still WARNING/CRITICAL/UNKNOWN is reminded this often.
+    #[serde(default = "default_repeat_interval", with = "humantime_serde")]
+    pub repeat_interval: Duration,
+    /// A channel failing this long makes the `dbwarden` self-target CRITICAL, which alerts
+    /// on the other channels.
+    #[serde(default = "default_channel_failing_after", with = "humantime_serde")]
+    pub channel_failing_after: Duration,
+}
+
+fn default_group_wait() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_group_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_repeat_interval() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+fn default_channel_failing_after() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            group_wait: default_group_wait(),
+            group_interval: default_group_interval(),
+            repeat_interval: default_repeat_interval(),
+            channel_failing_after: default_channel_failing_after(),
+        }
+    }
 }
 
 /// `[daemon]`: the daemon's own settings.
@@ -273,6 +320,20 @@ pub struct TargetConfig {
     /// inside a READ ONLY transaction that is rolled back).
     #[serde(default)]
     pub explain_analyze: bool,
+    /// PostgreSQL primary: the standbys it must have connected (`replication_lag` alarms
+    /// when one is missing from pg_stat_replication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_replicas: Option<ExpectedReplicas>,
+}
+
+/// `expected_replicas = 2`, `= ["standby1", "standby2"]` (application_name), or
+/// `= "synchronous_standby_names"` (every name listed in that setting).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ExpectedReplicas {
+    Count(u32),
+    Names(Vec<String>),
+    Keyword(String),
 }
 
 fn default_busy_timeout() -> Duration {
@@ -338,7 +399,7 @@ impl Default for PoolConfig {
 pub struct JobConfig {
     #[serde(default)]
     pub name: String,
-    /// `health` (more kinds arrive with maintenance, sampling and rollups).
+    /// `health` or `maintenance` (more kinds arrive with sampling and rollups).
     #[serde(default)]
     pub kind: String,
     /// 5-field crontab, 6 fields with seconds, `@hourly`/`@daily`/..., or `@every 30s`.
@@ -409,6 +470,9 @@ pub struct ChannelConfig {
     /// Only alerts for targets with one of these tags (empty = all).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Also send "RESOLVED" when a target is OK again.
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
     /// Webhook/Slack: the URL from this environment variable (instead of `url_file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_env: Option<String>,
@@ -477,6 +541,7 @@ mod tests {
             ("[[job]]", None, fields_of::<JobConfig>().to_vec()),
             ("[[job]]", None, kind_keys.collect()),
             ("[[channel]]", None, fields_of::<ChannelConfig>().to_vec()),
+            ("[alerts]", None, fields_of::<AlertsConfig>().to_vec()),
         ];
         for (section, within, keys) in sections {
             let rows = cells(section);

@@ -132,6 +132,30 @@ pub const RANGES: &[Range] = &[
         why: "per-table rows every round cost millions of rows a day per target",
     },
     Range {
+        key: "alerts.group_wait",
+        min: secs(0),
+        max: secs(10 * MINUTE),
+        why: "a first alert held longer than this arrives too late to act on",
+    },
+    Range {
+        key: "alerts.group_interval",
+        min: secs(1),
+        max: secs(HOUR),
+        why: "how often one target's further changes go out; longer hides what happened",
+    },
+    Range {
+        key: "alerts.repeat_interval",
+        min: secs(MINUTE),
+        max: secs(7 * DAY),
+        why: "reminding more often than a minute is the noise alerts must avoid",
+    },
+    Range {
+        key: "alerts.channel_failing_after",
+        min: secs(MINUTE),
+        max: secs(DAY),
+        why: "how long a channel may fail before the other channels hear of it",
+    },
+    Range {
         key: "target.pool.max_connections",
         min: Limit::Count(1),
         max: Limit::Count(100),
@@ -232,6 +256,7 @@ impl Range {
 pub fn readme_key(key: &str) -> String {
     match key.split_once('.') {
         Some(("daemon", rest)) => format!("`[daemon] {rest}`"),
+        Some(("alerts", rest)) => format!("`[alerts] {rest}`"),
         Some((section, rest)) => format!("`[[{section}]] {rest}`"),
         None => format!("`{key}`"),
     }

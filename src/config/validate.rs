@@ -91,6 +91,8 @@ pub struct Target {
     pub thresholds: BTreeMap<&'static str, CheckThresholds>,
     pub integrity_check: bool,
     pub busy_timeout: Duration,
+    /// PostgreSQL: the standbys the primary must have connected.
+    pub expected_replicas: Option<super::ExpectedReplicas>,
     /// As written, for change detection on reload.
     pub raw: TargetConfig,
 }
@@ -291,6 +293,11 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             c.error(key("name"), "missing; every target needs a name");
         } else if !valid_name(&t.name) {
             c.error(key("name"), format!("\"{}\": {NAME_RULE}", t.name));
+        } else if t.name == crate::alerts::self_target::NAME {
+            c.error(
+                key("name"),
+                "\"dbwarden\" is the built-in target of the daemon watching itself; choose another name",
+            );
         } else if !seen.insert(t.name.clone()) {
             c.error(key("name"), format!("duplicate target name \"{}\"", t.name));
         }
@@ -308,6 +315,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             );
         }
         check_pool(&mut c, i, &t.pool);
+        check_expected_replicas(&mut c, &key("expected_replicas"), engine, t);
         c.range(&key("busy_timeout"), Limit::Duration(t.busy_timeout));
         let own = check_thresholds(&mut c, &key("thresholds"), &t.thresholds);
         let mut resolved = BTreeMap::new();
@@ -331,6 +339,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 thresholds: resolved,
                 integrity_check: t.integrity_check,
                 busy_timeout: t.busy_timeout,
+                expected_replicas: t.expected_replicas.clone(),
                 raw: t.clone(),
             });
         }
@@ -360,7 +369,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 c.error(
                     key("kind"),
                     format!(
-                        "\"{}\" is not a job kind this version runs; one of: {} (maintenance, sample and rollup jobs arrive in later versions)",
+                        "\"{}\" is not a job kind this version runs; one of: {} (sample and rollup jobs arrive in later versions)",
                         j.kind,
                         JobKind::ALL.join(", ")
                     ),
@@ -455,6 +464,11 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                     humantime::format_duration(interval),
                 ),
             );
+        }
+        if let Some(m) = j.params.as_ref().and_then(|p| p.maintenance()) {
+            for (k, msg) in m.problems() {
+                c.error(key(k), msg);
+            }
         }
         if let (Some(kind), Some(schedule), Some(params)) = (kind, schedule, j.params.clone()) {
             jobs.push(Job {
@@ -569,11 +583,15 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             );
         }
     }
-    if !raw.channels.is_empty() {
-        c.warn(
-            "channel",
-            "alert channels are validated but this version does not send alerts yet",
-        );
+    // [alerts]
+    let a = &raw.alerts;
+    for (k, v) in [
+        ("alerts.group_wait", a.group_wait),
+        ("alerts.group_interval", a.group_interval),
+        ("alerts.repeat_interval", a.repeat_interval),
+        ("alerts.channel_failing_after", a.channel_failing_after),
+    ] {
+        c.range(k, Limit::Duration(v));
     }
     if let Some(u) = &raw.daemon.public_url
         && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
@@ -687,6 +705,43 @@ fn check_password(c: &mut Collector<'_>, i: usize, t: &TargetConfig) -> Password
         return PasswordSource::Env(v.clone());
     }
     PasswordSource::Url
+}
+
+/// `expected_replicas`: PostgreSQL only; a count 1–100, non-empty names, or the keyword.
+fn check_expected_replicas(
+    c: &mut Collector<'_>,
+    key: &str,
+    engine: Option<EngineKind>,
+    t: &TargetConfig,
+) {
+    use super::ExpectedReplicas as E;
+    let Some(e) = &t.expected_replicas else {
+        return;
+    };
+    if engine.is_some_and(|e| e != EngineKind::Postgres) {
+        c.error(key, "only PostgreSQL targets have expected replicas");
+        return;
+    }
+    match e {
+        E::Count(n) if !(1..=100).contains(n) => {
+            c.error(key, format!("{n}: expected 1–100 replicas"));
+        }
+        E::Names(names) if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) => {
+            c.error(
+                key,
+                "list the standbys' application_name values, e.g. [\"standby1\"]",
+            );
+        }
+        E::Keyword(k) if k != "synchronous_standby_names" => {
+            c.error(
+                key,
+                format!(
+                    "\"{k}\": expected a count (2), names ([\"standby1\"]) or \"synchronous_standby_names\""
+                ),
+            );
+        }
+        _ => {}
+    }
 }
 
 fn check_pool(c: &mut Collector<'_>, i: usize, p: &PoolConfig) {

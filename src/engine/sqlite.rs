@@ -2,6 +2,10 @@
 //! journal mode. A target file that does not exist is CRITICAL "file not found": dbwarden
 //! never creates a database it was asked to watch unless the URL says `mode=rwc`.
 
+mod maintain;
+
+pub use maintain::SqliteMaintenance;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,7 +144,12 @@ impl SqliteEngine {
         let options = SqliteConnectOptions::new()
             .filename(&url.path)
             .create_if_missing(url.create)
-            .read_only(url.read_only)
+            // Health rounds only read. A read-only connection also never checkpoints: the
+            // last connection to close a WAL database checkpoints it and deletes the WAL,
+            // which would be dbwarden writing to the application's database (e.g. after the
+            // application crashed and left its WAL). Only `mode=rwc`, which asks dbwarden
+            // to create the file, opens it read-write. Maintenance has its own connection.
+            .read_only(url.read_only || !url.create)
             .busy_timeout(target.busy_timeout);
         let pool = super::conn::pool_options::<sqlx::Sqlite>(target).connect_lazy_with(options);
         Ok(SqliteEngine {

@@ -86,6 +86,20 @@ impl ServerFacts {
         results: Vec<CheckResult>,
         now: DateTime<Utc>,
     ) -> Vec<CheckResult> {
+        self.settle_claiming(target, report, results, now, &[])
+    }
+
+    /// [`settle`](Self::settle), where `target` takes the server-level checks in `claims`
+    /// over from another owner whenever it measured them: its config asks more of them
+    /// (e.g. `expected_replicas` for `replication_lag`) than another target would judge.
+    pub fn settle_claiming(
+        &self,
+        target: &str,
+        report: &HealthReport,
+        results: Vec<CheckResult>,
+        now: DateTime<Utc>,
+        claims: &[&str],
+    ) -> Vec<CheckResult> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let interval = st
             .rounds
@@ -107,7 +121,7 @@ impl ServerFacts {
                 for check in &report.server_checks {
                     let key = (id.clone(), check.to_string());
                     let take = match st.owners.get(&key) {
-                        Some(o) => o == target || st.lost(o, now),
+                        Some(o) => o == target || st.lost(o, now) || claims.contains(check),
                         None => true,
                     };
                     if take {
@@ -197,6 +211,41 @@ mod tests {
         facts
             .owner_for(target, at(now))
             .and_then(|o| o.by.get("connections").cloned())
+    }
+
+    #[test]
+    fn a_target_claiming_a_check_takes_it_over_from_its_owner() {
+        let facts = ServerFacts::default();
+        let s = Scope::Server("sys-1".into());
+        let lag = || vec![result("connections", s.clone(), Status::Warning)];
+        facts.settle(
+            "a",
+            &report(Some("sys-1"), &["connections"], true),
+            lag(),
+            at(0),
+        );
+        facts.settle(
+            "b",
+            &report(Some("sys-1"), &["connections"], true),
+            lag(),
+            at(0),
+        );
+        assert_eq!(owner(&facts, "b", 30), Some("a".into()));
+        // b measured it (its config asks more of it) and claims it: b owns it now, its
+        // result stands, and a's results point to b.
+        let b = facts.settle_claiming(
+            "b",
+            &report(Some("sys-1"), &["connections"], true),
+            lag(),
+            at(30),
+            &["connections"],
+        );
+        assert_eq!(b[0].status, Status::Warning);
+        assert_eq!(owner(&facts, "a", 60), Some("b".into()));
+        assert_eq!(owner(&facts, "b", 60), None);
+        // Without the claim a later round of a does not take it back.
+        let a = facts.settle("a", &report(Some("sys-1"), &[], true), lag(), at(60));
+        assert!(a[0].message.contains("measured by target b"), "{:?}", a[0]);
     }
 
     #[test]

@@ -164,8 +164,20 @@ pub async fn round(
     scope: &RunScope,
 ) -> TargetHealth {
     let measured_at = Utc::now();
+    // A target that declares the standbys it expects judges replication itself, whoever
+    // measured the server's replication_lag before.
+    let claims: &[&str] = if target.expected_replicas.is_some() {
+        &["replication_lag"]
+    } else {
+        &[]
+    };
     let opts = HealthOptions {
-        server_checks_by: facts.owner_for(&target.name, measured_at),
+        server_checks_by: facts
+            .owner_for(&target.name, measured_at)
+            .and_then(|mut o| {
+                o.by.retain(|check, _| !claims.contains(&check.as_str()));
+                (!o.by.is_empty()).then_some(o)
+            }),
         ..opts
     };
     let report = match engine {
@@ -181,7 +193,13 @@ pub async fn round(
             ..HealthReport::default()
         },
     };
-    let checks = facts.settle(&target.name, &report, judge(target, &report), measured_at);
+    let checks = facts.settle_claiming(
+        &target.name,
+        &report,
+        judge(target, &report),
+        measured_at,
+        claims,
+    );
     TargetHealth {
         target: target.name.clone(),
         engine: target.engine.as_str(),

@@ -9,6 +9,8 @@
 //!
 //! - `health`: one health round: probe, judge, settle server-level checks, hysteresis.
 //! - `sample`: slow-query sampling: statement counter deltas and live long runners.
+//! - `maintenance`: plan from fresh statistics, then act within the window (also
+//!   `dbwarden maintain`).
 //! - `engines`: the engine per target, kept across rounds and reloads.
 //! - `facts`: which target measures each server's server-level checks.
 //! - `tracker`: believed statuses (hysteresis), restored from the history at start.
@@ -16,6 +18,7 @@
 mod engines;
 mod facts;
 pub mod health;
+pub mod maintenance;
 pub mod sample;
 mod tracker;
 
@@ -180,6 +183,9 @@ impl crate::scheduler::Executor for Dispatcher {
         match &ctx.job.params {
             JobParams::Health(p) => start(HealthJob::build(p, &self.shared), ctx),
             JobParams::Sample(p) => start(SampleJob::build(p, &self.shared), ctx),
+            JobParams::Maintenance(p) => {
+                start(maintenance::MaintenanceJob::build(p, &self.shared), ctx)
+            }
         }
     }
 }

@@ -186,16 +186,8 @@ impl Kind for SampleJob {
                 Err(JobError::Cancelled)
             }
         }?;
-        if let Some(r) = &run.regression {
-            if r.status != Status::Ok {
-                tracing::warn!(target = %target.name, check = "query_regression", "{}", escape(&r.message));
-            }
-            self.shared.events.publish(Event::Checks {
-                ts: chrono::Utc::now(),
-                target: target.name.clone(),
-                run_id: ctx.run_id.clone(),
-                results: vec![r.clone()],
-            });
+        if let Some(r) = run.regression.as_ref().filter(|r| r.status != Status::Ok) {
+            tracing::warn!(target = %target.name, check = "query_regression", "{}", escape(&r.message));
         }
         Ok(run)
     }
@@ -326,6 +318,7 @@ pub async fn sample(
         texts: new_texts.clone(),
         long_runners: reading.long_runners.clone(),
         snapshot: Some(encoded),
+        check: regression.clone(),
     });
     Ok(SampleRun {
         unavailable: None,

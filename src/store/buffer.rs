@@ -204,6 +204,19 @@ impl Record {
             }
             Record::Metric { target, metric, .. } => s(target) + s(metric),
             Record::Table { target, stat, .. } => s(target) + s(&stat.table),
+            Record::Maintenance {
+                target,
+                run_id,
+                record,
+            } => {
+                s(target)
+                    + o(run_id)
+                    + size_of::<crate::maintenance::StepRecord>()
+                    + s(&record.step.table)
+                    + s(&record.step.sql_name)
+                    + s(&record.step.reason)
+                    + record.outcome.why().map_or(0, str::len)
+            }
             Record::Transition {
                 target,
                 check,

@@ -12,7 +12,8 @@
 //! it crashes. [`Store::health`] tells how it is going; reads use a separate pool.
 //!
 //! Layout: `buffer` (the bounded queue), `episode` (rate-limited drop and outage logs),
-//! `connect` (URL, connections, migrations), `write` (one batch's SQL, error
+//! `connect` (URL, connections, migrations), `outbox` (alert outbox and silences, written
+//! directly), `write` (one batch's SQL, error
 //! classification, splitting), `writer` (the task and its supervisor), `read` (queries).
 
 /// One code path for both dialects: the body is expanded once per pool type, so
@@ -44,6 +45,7 @@ macro_rules! orphans_update {
 mod buffer;
 mod connect;
 mod episode;
+mod outbox;
 mod read;
 mod write;
 mod writer;
@@ -62,7 +64,10 @@ use crate::engine::TableStat;
 use crate::health::{CheckResult, Status};
 
 pub use buffer::BufferLimits;
-pub use read::{BelievedRow, CheckRow, HistoryTable, RunRow, SlowOrder, SlowQueryRow};
+pub use outbox::{OutboxRow, SilenceRow, Undelivered};
+pub use read::{
+    BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow, SlowOrder, SlowQueryRow,
+};
 
 use connect::open_err;
 use writer::{Shared, State};
@@ -148,6 +153,12 @@ pub enum Record {
         ts: DateTime<Utc>,
         target: String,
         stat: TableStat,
+    },
+    /// One maintenance step of a run (`maintenance_actions`).
+    Maintenance {
+        target: String,
+        run_id: Option<String>,
+        record: Box<crate::maintenance::StepRecord>,
     },
     /// A believed status change (after hysteresis); `check` is `None` for the target.
     Transition {

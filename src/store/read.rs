@@ -35,6 +35,27 @@ pub struct CheckRow {
     pub message: String,
 }
 
+/// A maintenance step as read back from the store (`maintenance_actions`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MaintenanceRow {
+    pub target: String,
+    pub table: String,
+    pub action: String,
+    pub reason: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: String,
+    /// Why it was skipped, the error, or what interrupted it.
+    pub detail: Option<String>,
+    pub dead_rows_before: Option<f64>,
+    pub dead_rows_after: Option<f64>,
+    pub freeze_age_before: Option<f64>,
+    pub freeze_age_after: Option<f64>,
+    pub size_before: Option<f64>,
+    pub size_after: Option<f64>,
+    pub run_id: Option<String>,
+}
+
 /// The latest believed status of a target (`check` None) or of one of its checks, as the
 /// history last recorded it: for restoring hysteresis state after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -70,7 +91,9 @@ pub struct SlowQueryRow {
 }
 
 /// Runs a read within [`READ_TIMEOUT`].
-async fn bounded<T>(read: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+pub(super) async fn bounded<T>(
+    read: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     match tokio::time::timeout(READ_TIMEOUT, read).await {
         Ok(r) => r,
         Err(_) => Err(StoreError::Unavailable(format!(
@@ -174,6 +197,54 @@ impl Store {
                             outcome: r.try_get(5)?,
                             status: r.try_get(6)?,
                             error: r.try_get(7)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }))
+        })
+        .await
+    }
+
+    /// Maintenance steps started since `since`, of one target or all, oldest first.
+    pub async fn maintenance_actions(
+        &self,
+        target: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<MaintenanceRow>, StoreError> {
+        let pool = self.reader()?;
+        bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "SELECT target, table_name, action, reason, started_at, finished_at, outcome, detail, \
+                     dead_rows_before, dead_rows_after, freeze_age_before, freeze_age_after, size_before, size_after, run_id \
+                     FROM maintenance_actions WHERE started_at >= ",
+                );
+                q.push_bind(ms(since));
+                if let Some(t) = target {
+                    q.push(" AND target = ").push_bind(t);
+                }
+                q.push(" ORDER BY started_at, id");
+                q.build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<MaintenanceRow, sqlx::Error> {
+                        Ok(MaintenanceRow {
+                            target: r.try_get(0)?,
+                            table: r.try_get(1)?,
+                            action: r.try_get(2)?,
+                            reason: r.try_get(3)?,
+                            started_at: from_ms(r.try_get(4)?),
+                            finished_at: from_ms(r.try_get(5)?),
+                            outcome: r.try_get(6)?,
+                            detail: r.try_get(7)?,
+                            dead_rows_before: r.try_get(8)?,
+                            dead_rows_after: r.try_get(9)?,
+                            freeze_age_before: r.try_get(10)?,
+                            freeze_age_after: r.try_get(11)?,
+                            size_before: r.try_get(12)?,
+                            size_after: r.try_get(13)?,
+                            run_id: r.try_get(14)?,
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?

@@ -133,6 +133,7 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
     let mut query_texts = Vec::new();
     let mut long_queries = Vec::new();
     let mut snapshots = Vec::new();
+    let mut maintenance = Vec::new();
     for e in batch {
         let r = &e.record;
         match r {
@@ -146,6 +147,7 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
             Record::QueryText { .. } => query_texts.push(r),
             Record::LongQuery { .. } => long_queries.push(r),
             Record::SampleSnapshot { .. } => snapshots.push(r),
+            Record::Maintenance { .. } => maintenance.push(r),
         }
     }
     // The same statements for both dialects: QueryBuilder renders `?` or `$n` itself.
@@ -272,6 +274,33 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
                             .push_bind(d.plan_ms)
                             .push_bind(d.rows_examined)
                             .push_bind(d.no_index_used);
+                    }
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in maintenance.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO maintenance_actions (run_id, target, table_name, action, reason, started_at, finished_at, outcome, detail, dead_rows_before, dead_rows_after, freeze_age_before, freeze_age_after, size_before, size_after, agent) ",
+                );
+                let agent = super::agent_name();
+                q.push_values(chunk, |mut b, r| {
+                    if let Record::Maintenance { target, run_id, record } = r {
+                        b.push_bind(run_id.clone())
+                            .push_bind(target.clone())
+                            .push_bind(record.step.table.clone())
+                            .push_bind(record.step.action.as_str())
+                            .push_bind(record.step.reason.clone())
+                            .push_bind(ms(record.started))
+                            .push_bind(ms(record.finished))
+                            .push_bind(record.outcome.as_str())
+                            .push_bind(record.outcome.why().map(str::to_string))
+                            .push_bind(record.step.dead_rows)
+                            .push_bind(record.after.dead_rows)
+                            .push_bind(record.step.freeze_age)
+                            .push_bind(record.after.freeze_age)
+                            .push_bind(record.step.size_bytes)
+                            .push_bind(record.after.size_bytes)
+                            .push_bind(agent.clone());
                     }
                 });
                 q.build().execute(&mut *tx).await?;

@@ -607,6 +607,12 @@ fn describe(r: &Record) -> String {
         Record::Table { target, stat, .. } => {
             format!("table statistics {:?} of target {target:?}", stat.table)
         }
+        Record::Maintenance { target, record, .. } => {
+            format!(
+                "maintenance of table {:?} of target {target:?}",
+                record.step.table
+            )
+        }
         Record::Transition { target, check, .. } => {
             format!("status change of target {target:?} check {check:?}")
         }

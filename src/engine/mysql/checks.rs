@@ -63,7 +63,7 @@ pub const CHECKS: &[CheckSpec] = &[
         warning: Some(60.0),
         critical: Some(300.0),
         floor: None,
-        description: "Seconds_Behind_Source/Master minus the channel's intended SQL_Delay (a delayed replica is judged on the delay beyond the configured one), per replication channel; UNKNOWN (not 0) while a channel's IO or SQL thread is not running or still connecting. Only on a replica; needs REPLICATION CLIENT on MySQL, SLAVE MONITOR on MariaDB 10.5+",
+        description: "Seconds_Behind_Source/Master minus the channel's intended SQL_Delay (a delayed replica is judged on the delay beyond the configured one), per replication channel; UNKNOWN (not 0) while a channel's IO or SQL thread is not running or still connecting, unless another channel's lag is past critical (then CRITICAL, naming both). Only on a replica; needs REPLICATION CLIENT on MySQL, SLAVE MONITOR on MariaDB 10.5+",
     },
     CheckSpec {
         name: REPLICA_THREADS,
@@ -254,12 +254,19 @@ pub struct ReplicaChannel {
 #[derive(Debug, Default)]
 pub struct ConnectingSince(BTreeMap<String, std::time::Instant>);
 
+/// An IO thread on its way to reading from its source: `Connecting`, or MariaDB's
+/// `Preparing` (connected, registering with the source before it reads). Neither is a
+/// stopped thread; both turn CRITICAL only when they last.
+fn io_connecting(state: &str) -> bool {
+    matches!(state, "Connecting" | "Preparing")
+}
+
 impl ConnectingSince {
     /// Notes which channels are connecting at `now` and sets their `connecting_for`.
     pub fn update(&mut self, channels: &mut [ReplicaChannel], now: std::time::Instant) {
         let mut next = BTreeMap::new();
         for ch in channels.iter_mut() {
-            if ch.io_running == "Connecting" {
+            if io_connecting(&ch.io_running) {
                 let since = self.0.get(&ch.name).copied().unwrap_or(now);
                 ch.connecting_for = Some(now.saturating_duration_since(since));
                 next.insert(ch.name.clone(), since);
@@ -352,8 +359,13 @@ pub fn judge_replicas_with(
         } else if ch.name == "group_replication_applier" {
             // The applier channel has no receiver (IO) thread of its own.
             (Status::Ok, String::new())
-        } else if ch.io_running == "Connecting" {
+        } else if io_connecting(&ch.io_running) {
             let d = ch.connecting_for.unwrap_or_default();
+            let doing = if ch.io_running == "Preparing" {
+                "preparing (connected, registering with the source)"
+            } else {
+                "connecting to the source"
+            };
             let status = if d >= CONNECTING_CRITICAL_AFTER {
                 Status::Critical
             } else {
@@ -362,7 +374,7 @@ pub fn judge_replicas_with(
             (
                 status,
                 format!(
-                    "{}: IO thread connecting to the source for {} (CRITICAL after {}){}",
+                    "{}: IO thread {doing} for {} (CRITICAL after {}){}",
                     ch.label(),
                     Unit::Seconds.format(d.as_secs() as f64),
                     Unit::Seconds.format(CONNECTING_CRITICAL_AFTER.as_secs() as f64),
@@ -1235,6 +1247,27 @@ mod tests {
         assert_eq!(t.status, Status::Warning);
         let t = judge(&judge_replicas(&[at(300)], &Scope::Database).1);
         assert_eq!(t.status, Status::Critical, "{}", t.message);
+    }
+
+    /// MariaDB's `Preparing` IO thread (connected, registering) is on its way, not
+    /// stopped: WARNING like `Connecting`, CRITICAL once it lasts, and its clock is kept.
+    #[test]
+    fn preparing_io_thread_is_not_a_stopped_one() {
+        let mut c = channel("Preparing", "Yes", Some(0.0));
+        c.connecting_for = Some(Duration::from_secs(5));
+        let t = judge(&judge_replicas(std::slice::from_ref(&c), &Scope::Database).1);
+        assert_eq!(t.status, Status::Warning, "{}", t.message);
+        assert!(t.message.contains("IO thread preparing"), "{}", t.message);
+        c.connecting_for = Some(CONNECTING_CRITICAL_AFTER);
+        let t = judge(&judge_replicas(std::slice::from_ref(&c), &Scope::Database).1);
+        assert_eq!(t.status, Status::Critical, "{}", t.message);
+        let t0 = std::time::Instant::now();
+        let mut since = ConnectingSince::default();
+        let mut chans = vec![channel("Connecting", "Yes", None)];
+        since.update(&mut chans, t0);
+        chans[0].io_running = "Preparing".into();
+        since.update(&mut chans, t0 + Duration::from_secs(400));
+        assert_eq!(chans[0].connecting_for, Some(Duration::from_secs(400)));
     }
 
     /// The engine's memory of when each channel started connecting.

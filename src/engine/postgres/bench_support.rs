@@ -22,3 +22,18 @@ pub fn round_statements(archiving: bool) -> Vec<(&'static str, &'static str)> {
     }
     out
 }
+
+/// `(name, server_version_num, sql)` of the statements whose text depends on the server
+/// version, one per branch, so a test can run each branch's text (against views standing
+/// in for a newer release's columns).
+pub fn versioned_statements() -> Vec<(&'static str, i32, &'static str)> {
+    [130_000, 160_000, 170_000]
+        .into_iter()
+        .flat_map(|v| {
+            [
+                ("ACTIVITY", v, sql::activity_for(v, true)),
+                ("CHECKPOINTS", v, super::probe_server::checkpoints_sql(v)),
+            ]
+        })
+        .collect()
+}

@@ -32,6 +32,14 @@ pub const ARCHIVER: &str = "archiver";
 pub const PREPARED_XACTS: &str = "prepared_xacts";
 pub const XMIN_HORIZON: &str = "xmin_horizon";
 pub const DISK_SPACE: &str = "disk_space";
+pub const SETTINGS: &str = "settings";
+pub const CHECKSUM_FAILURES: &str = "checksum_failures";
+pub const LONG_TRANSACTION: &str = "long_transaction";
+pub const REPLICATION_BEHIND: &str = "replication_behind";
+pub const INACTIVE_SLOTS: &str = "inactive_slots";
+pub const SEQUENCE_EXHAUSTION: &str = "sequence_exhaustion";
+pub const WAL_VOLUME: &str = "wal_volume";
+pub const CHECKPOINTS: &str = "checkpoints";
 
 /// PostgreSQL checks (names, units, built-in thresholds). `connectivity` is shared and
 /// lives in [`crate::engine::catalog::CONNECTIVITY`].
@@ -275,5 +283,85 @@ pub const CHECKS: &[CheckSpec] = &[
         critical: Some(95.0),
         floor: None,
         description: "filesystem of the data directory (statvfs), only when dbwarden runs on the database host (loopback or Unix-socket connection) and may read data_directory (pg_read_all_settings); server-wide; cheap",
+    },
+    CheckSpec {
+        name: SETTINGS,
+        label: "setting(s) that blind or endanger",
+        unit: Unit::Count,
+        direction: Direction::HigherIsWorse,
+        warning: Some(1.0),
+        critical: None,
+        floor: None,
+        description: "track_counts off (statistics-based checks then read OK: CRITICAL), fsync or full_page_writes off (CRITICAL), autovacuum off (at the warning level: WARNING by default; critical = 1 makes it CRITICAL, warning = 2 accepts it); the value is how many; cheap",
+    },
+    CheckSpec {
+        name: CHECKSUM_FAILURES,
+        label: "checksum failure(s) since the previous round",
+        unit: Unit::Count,
+        direction: Direction::HigherIsWorse,
+        warning: Some(1.0),
+        critical: Some(1.0),
+        floor: None,
+        description: "pg_stat_database.checksum_failures delta of this database (baseline pending on the first round); data checksums off is OK with a note; cheap",
+    },
+    CheckSpec {
+        name: LONG_TRANSACTION,
+        label: "in one transaction",
+        unit: Unit::Seconds,
+        direction: Direction::HigherIsWorse,
+        warning: Some(900.0),
+        critical: Some(3600.0),
+        floor: None,
+        description: "sessions of this database by the age of their open transaction (xact_start), active or idle in it, with pid, user and the last query (literals replaced by ?) (pg_stat_activity); needs pg_read_all_stats (pg_monitor); cheap",
+    },
+    CheckSpec {
+        name: REPLICATION_BEHIND,
+        label: "of WAL not yet replayed",
+        unit: Unit::Bytes,
+        direction: Direction::HigherIsWorse,
+        warning: Some(GIB),
+        critical: Some(10.0 * GIB),
+        floor: None,
+        description: "primary: per replica, WAL written here but not yet replayed there (pg_stat_replication.replay_lsn); standby: received but not replayed; server-wide; cheap",
+    },
+    CheckSpec {
+        name: INACTIVE_SLOTS,
+        label: "inactive",
+        unit: Unit::Seconds,
+        direction: Direction::HigherIsWorse,
+        warning: Some(3600.0),
+        critical: Some(86_400.0),
+        floor: None,
+        description: "replication slots with no consumer connected, by how long (pg_replication_slots.inactive_since on 17; before, since dbwarden first saw the slot inactive, so a restart of dbwarden restarts the clock); server-wide; cheap",
+    },
+    CheckSpec {
+        name: SEQUENCE_EXHAUSTION,
+        label: "of the sequence's range used",
+        unit: Unit::Percent,
+        direction: Direction::HigherIsWorse,
+        warning: Some(85.0),
+        critical: Some(95.0),
+        floor: None,
+        description: "every sequence of this database (serial and identity included, owned or not) by the share of its range used, the owning column's type included, named with its owning column (pg_sequences, pg_depend); cycling sequences are not judged; needs SELECT or USAGE on the sequences; reading a sequence's state waits (up to lock_timeout) for a sequence locked by ALTER SEQUENCE in an open transaction, which makes only this check UNKNOWN until its next run; runs every 5 min",
+    },
+    CheckSpec {
+        name: WAL_VOLUME,
+        label: "of max_wal_size + wal_keep_size in pg_wal",
+        unit: Unit::Percent,
+        direction: Direction::HigherIsWorse,
+        warning: Some(150.0),
+        critical: Some(300.0),
+        floor: None,
+        description: "size of pg_wal (pg_ls_waldir, needs pg_monitor) against what a healthy server keeps; more means a slot, a failing archiver or a lagging standby retains WAL; the message gives the WAL generation rate; server-wide; runs every 5 min",
+    },
+    CheckSpec {
+        name: CHECKPOINTS,
+        label: "of checkpoints requested",
+        unit: Unit::Percent,
+        direction: Direction::HigherIsWorse,
+        warning: Some(50.0),
+        critical: None,
+        floor: Some(5.0),
+        description: "share of requested (WAL volume, CHECKPOINT) checkpoints over the last hour, from pg_stat_checkpointer (17+) or pg_stat_bgwriter; floor = checkpoints in the window; server-wide; sampled every 5 min",
     },
 ];

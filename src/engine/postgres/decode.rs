@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::probe::{Activity, DbCounters, Instance, TableRow, grant_monitor};
+use super::probe_server::ServerFacts;
 use super::{LOCK_TIMEOUT, STATEMENT_TIMEOUT, sql};
 use crate::engine::TableStat;
 use crate::health::Measurement;
@@ -34,12 +35,9 @@ pub(super) async fn probe_activity(
     conn: &mut PgConnection,
     user: &str,
     server_level: bool,
+    version_num: i32,
 ) -> Result<Activity, ProbeError> {
-    let text = if server_level {
-        sql::ACTIVITY
-    } else {
-        sql::ACTIVITY_DATABASE
-    };
+    let text = sql::activity_for(version_num, server_level);
     match sqlx::query(text).fetch_one(&mut *conn).await {
         Ok(row) => decode_activity(&row).map_err(|e| ProbeError {
             reason: format!("could not read the activity probe: {e}"),
@@ -171,6 +169,7 @@ pub(super) fn decode_instance(r: &PgRow) -> Result<Instance, sqlx::Error> {
         role_connlimit: r
             .try_get::<Option<f64>, _>("role_connlimit")?
             .unwrap_or(-1.0),
+        server: decode_server_facts(r)?,
     })
 }
 
@@ -220,6 +219,20 @@ pub(super) fn decode_activity(r: &PgRow) -> Result<Activity, String> {
         slots: json_list(r, "slots_json")?,
         prepared: json_list(r, "prepared_json")?,
         archiver: json_one(r, "archiver_json")?,
+        xacts: json_list(r, "xact_json")?,
+    })
+}
+
+fn decode_server_facts(r: &PgRow) -> Result<ServerFacts, sqlx::Error> {
+    Ok(ServerFacts {
+        track_counts: r.try_get("track_counts")?,
+        autovacuum: r.try_get("autovacuum")?,
+        fsync: r.try_get("fsync")?,
+        full_page_writes: r.try_get("full_page_writes")?,
+        sync_standby_names: r.try_get("sync_standby_names")?,
+        synchronous_commit: r.try_get("synchronous_commit")?,
+        checksum_failures: r.try_get("checksum_failures")?,
+        checksum_last_failure: r.try_get("checksum_last_failure")?,
     })
 }
 

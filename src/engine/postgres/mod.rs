@@ -11,6 +11,10 @@
 //! - `decode`: the rows of the probes as typed values, and probe errors.
 //! - `probe`: the pure functions that turn those values into measurements (unit-tested
 //!   without a server).
+//! - `probe_server`: the second pass's pure judgements (settings, checksum failures, long
+//!   transactions, expected replicas, bytes behind, slot conditions, sequences, WAL volume,
+//!   checkpoints) and which SQL text a server version gets.
+//! - `slow_server`: the sequence probe and the checkpoint/WAL sample (5-minute cadence).
 //! - `checks`: the catalogue (names, units, built-in thresholds).
 //! - query text in messages has its literals replaced by `?` ([`crate::engine::redact`]).
 //! - `disk`: free space of the data directory when the server runs on this host.
@@ -22,7 +26,9 @@
 //! `BACKEND_IDENTITY` so the run can cancel it); the database size and the index lists
 //! (invalid, never scanned) run at most every [`CATALOG_INTERVAL`], the table and index bloat estimates and
 //! the duplicate-index analysis at most every [`EXPENSIVE_INTERVAL`], and their last
-//! result is reused in between, with its age in the message.
+//! result is reused in between, with its age in the message. The sequences (`SEQUENCES`)
+//! and one sample of the checkpoint counters and WAL state (`CHECKPOINTS_*`, `WAL_DIR`)
+//! are read at most every [`CATALOG_INTERVAL`] too.
 
 #[doc(hidden)]
 pub mod bench_support;
@@ -32,8 +38,11 @@ mod conn;
 mod decode;
 mod disk;
 pub mod explain;
+mod maintain;
 mod probe;
+mod probe_server;
 mod round;
+mod slow_server;
 mod sql;
 pub mod statements;
 
@@ -50,6 +59,7 @@ use super::{EngineError, RunScope, Session};
 use crate::config::{Secret, Target};
 
 pub use checks::CHECKS;
+pub use maintain::{MaintenanceSettings, PgMaintenance, PlanInput};
 pub use probe::{grant_monitor, quote_ident, standby_replay_lag};
 
 /// The bloat estimate and the duplicate-index analysis (tens of ms of server time on a

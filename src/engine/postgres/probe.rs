@@ -50,6 +50,7 @@ pub struct Instance {
     pub counters: DbCounters,
     pub db_connlimit: f64,
     pub role_connlimit: f64,
+    pub server: super::probe_server::ServerFacts,
 }
 
 /// Lifetime counters of pg_stat_database for this database.
@@ -184,6 +185,17 @@ pub struct Replica {
     pub replay_lag: Option<f64>,
     pub behind_bytes: Option<f64>,
     pub xmin_age: Option<f64>,
+    /// A logical walsender (a subscription, a CDC tool), not a standby.
+    #[serde(default)]
+    pub logical: bool,
+}
+
+impl Replica {
+    /// A physical standby: not a logical walsender, not a base backup being taken
+    /// (`pg_basebackup` streams through a walsender too).
+    pub fn is_standby(&self) -> bool {
+        !self.logical && self.state.as_deref() != Some("backup")
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -197,6 +209,9 @@ pub struct Standby {
     pub replay_age: Option<f64>,
     pub receiver: Option<String>,
     pub sender: Option<String>,
+    /// The WAL receiver's pid: visible without pg_read_all_stats, unlike its status.
+    #[serde(default)]
+    pub receiver_pid: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -209,6 +224,15 @@ pub struct Slot {
     pub retained: Option<f64>,
     pub xmin_age: Option<f64>,
     pub catalog_xmin_age: Option<f64>,
+    /// 16+: a logical slot invalidated by a conflict with recovery.
+    #[serde(default)]
+    pub conflicting: Option<bool>,
+    /// 17+: why the slot was invalidated.
+    #[serde(default)]
+    pub invalidation_reason: Option<String>,
+    /// 17+: seconds since `inactive_since`.
+    #[serde(default)]
+    pub inactive_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -272,6 +296,8 @@ pub struct Activity {
     pub slots: Vec<Slot>,
     pub prepared: Vec<Prepared>,
     pub archiver: Option<Archiver>,
+    /// Sessions of this database by transaction age (`long_transaction`).
+    pub xacts: Vec<IdleSession>,
 }
 
 /// The `INDEXES` query's row (slower cadence).
@@ -347,6 +373,12 @@ impl TableRow {
     /// reltuples (per-table storage parameters first; reltuples -1 counts as 0), as
     /// autovacuum computes it.
     pub fn needs_analyze(&self, threshold: f64, scale: f64) -> bool {
+        self.mod_since_analyze > self.analyze_trigger(threshold, scale)
+    }
+
+    /// How many changed rows make autoanalyze analyze this table (per-table storage
+    /// parameters first; reltuples -1 counts as 0).
+    pub fn analyze_trigger(&self, threshold: f64, scale: f64) -> f64 {
         let threshold = self
             .option("autovacuum_analyze_threshold")
             .and_then(|v| v.parse().ok())
@@ -355,7 +387,7 @@ impl TableRow {
             .option("autovacuum_analyze_scale_factor")
             .and_then(|v| v.parse().ok())
             .unwrap_or(scale);
-        self.mod_since_analyze > threshold + scale * self.reltuples.max(0.0)
+        threshold + scale * self.reltuples.max(0.0)
     }
 }
 
@@ -1607,6 +1639,7 @@ mod tests {
             replay_age: Some(age),
             receiver: receiver.map(str::to_string),
             sender: None,
+            receiver_pid: None,
         }
     }
 
@@ -1719,6 +1752,7 @@ mod tests {
                 replay_lag: Some(400.0),
                 behind_bytes: Some(3.0 * 1024.0 * 1024.0),
                 xmin_age: None,
+                logical: false,
             }],
             ..Activity::default()
         };

@@ -15,7 +15,7 @@ use super::decode::{
     version_text,
 };
 use super::probe::{self, BloatRow, DbCounters, DuplicateGroup, IndexLists, Instance};
-use super::{PostgresEngine, checks, disk, sql};
+use super::{PostgresEngine, checks, disk, probe_server, sql};
 use crate::engine::conn::Lease;
 use crate::engine::round::{Checks, Round};
 use crate::engine::{HealthReport, RunScope};
@@ -39,6 +39,10 @@ pub(super) static CHECKS: Checks = Checks {
         checks::PREPARED_XACTS,
         checks::XMIN_HORIZON,
         checks::DISK_SPACE,
+        checks::REPLICATION_BEHIND,
+        checks::INACTIVE_SLOTS,
+        checks::WAL_VOLUME,
+        checks::CHECKPOINTS,
     ],
 };
 
@@ -62,6 +66,15 @@ pub(super) struct RoundState {
     standby_replay: Option<(f64, Instant)>,
     /// When opening a second connection last failed.
     pub second_failed: Option<Instant>,
+    /// checksum_failures at the previous round.
+    checksum_failures: Option<f64>,
+    /// Inactive replication slots (before 17): when this engine first saw each so.
+    slots_inactive: HashMap<String, Instant>,
+    pub sequences: Option<Cached<Vec<probe_server::SequenceRow>>>,
+    /// Checkpoint counters and WAL state, one sample per [`super::CATALOG_INTERVAL`].
+    pub wal: Vec<probe_server::WalSample>,
+    /// Why the last WAL/checkpoint sample failed, if it did.
+    pub wal_error: Option<(Instant, super::decode::ProbeError)>,
 }
 
 impl PostgresEngine {
@@ -150,10 +163,13 @@ impl PostgresEngine {
         );
         if inst.version_num < MIN_VERSION_NUM {
             conn.release().await;
-            let reason = format!(
-                "PostgreSQL {} is older than 13, the oldest version dbwarden supports",
-                version_text(inst.version_num)
-            );
+            let reason = probe_server::unsupported_version(
+                inst.version_num,
+                &version_text(inst.version_num),
+            )
+            .unwrap_or_default();
+            let connectivity =
+                Measurement::verdict("connectivity", Status::Unknown, Some(latency_ms), &reason);
             return round.all_unknown(&CHECKS, connectivity, &reason, cached_id);
         }
 
@@ -187,7 +203,7 @@ impl PostgresEngine {
         let (activity, tables) = match second {
             Some(mut other) => {
                 let (a, t) = tokio::join!(
-                    probe_activity(&mut conn, &inst.user, server_level),
+                    probe_activity(&mut conn, &inst.user, server_level, inst.version_num),
                     self.tables_on_second(&mut other, &inst, scope)
                 );
                 match t {
@@ -203,7 +219,7 @@ impl PostgresEngine {
                 }
             }
             None => {
-                let a = probe_activity(&mut conn, &inst.user, server_level).await;
+                let a = probe_activity(&mut conn, &inst.user, server_level, inst.version_num).await;
                 (a, probe_tables(&mut conn, &inst.user, inst.now).await)
             }
         };
@@ -218,6 +234,9 @@ impl PostgresEngine {
             };
         self.refresh_slow(round, &mut st, &mut conn, &inst.user, inst.version_num)
             .await;
+        let wal_measured = measures(checks::WAL_VOLUME) || measures(checks::CHECKPOINTS);
+        self.refresh_server(round, &mut st, &mut conn, &inst, wal_measured)
+            .await;
         conn.release().await;
 
         let mut measurements = Vec::new();
@@ -225,6 +244,13 @@ impl PostgresEngine {
         // Counter deltas; the baseline moves forward every round.
         let counter_ms = probe::counter_checks(st.counters.as_ref(), &inst.counters);
         st.counters = Some(inst.counters);
+        let checksum_ms = probe_server::checksum_failures(&inst, st.checksum_failures);
+        st.checksum_failures = inst.server.checksum_failures;
+        // A failed activity probe says nothing about slots: keep their first-seen times.
+        let inactive = match &activity {
+            Ok(a) => probe_server::inactive_for(&a.slots, &mut st.slots_inactive, Instant::now()),
+            Err(_) => Vec::new(),
+        };
 
         let stale_for: HashMap<i64, f64> = match &tables {
             Ok(rows) => probe::track_stale(&mut st.stale_since, &inst, rows, Instant::now()),
@@ -276,10 +302,48 @@ impl PostgresEngine {
                 checks::DEAD_TUPLES => tab.map(|r| probe::dead_tuples(&inst, r, &t)),
                 checks::STALE_STATS => tab.map(|r| probe::stale_stats(&inst, r, &stale_for, &t)),
                 checks::SEQ_SCANS => tab.map(|r| probe::seq_scans(r, scan_deltas.as_ref(), &t)),
-                checks::REPLICATION_LAG => {
-                    act.map(|a| probe::replication_lag(&inst, a, stalled_for))
+                checks::REPLICATION_LAG => act.map(|a| {
+                    probe_server::standby_receiver_hidden(&inst, a).unwrap_or_else(|| {
+                        let missing = probe_server::missing_replicas(
+                            &inst,
+                            &a.replicas,
+                            round.target.expected_replicas.as_ref(),
+                        );
+                        let m = probe::replication_lag(&inst, a, stalled_for);
+                        probe_server::with_conditions(m, missing, spec, &t)
+                    })
+                }),
+                checks::REPLICATION_SLOTS => act.map(|a| {
+                    let m = probe::replication_slots(a);
+                    probe_server::with_conditions(
+                        m,
+                        probe_server::slot_conditions(&a.slots),
+                        spec,
+                        &t,
+                    )
+                }),
+                checks::SETTINGS => Ok(probe_server::settings(&inst, &t)),
+                checks::CHECKSUM_FAILURES => Ok(checksum_ms.clone()),
+                checks::LONG_TRANSACTION => act.map(|a| probe_server::long_transactions(&inst, a)),
+                checks::REPLICATION_BEHIND => {
+                    act.map(|a| probe_server::replication_behind(&inst, a))
                 }
-                checks::REPLICATION_SLOTS => act.map(probe::replication_slots),
+                checks::INACTIVE_SLOTS => {
+                    act.map(|a| probe_server::inactive_slots(&a.slots, &inactive))
+                }
+                checks::SEQUENCE_EXHAUSTION => {
+                    Ok(Cached::measure(&st.sequences, check, |rows, age| {
+                        probe_server::sequence_exhaustion(rows, &inst.user, age)
+                    }))
+                }
+                checks::WAL_VOLUME => Ok(match &st.wal_error {
+                    Some((_, e)) => e.measurement(check),
+                    None => probe_server::wal_volume(&st.wal, &inst.user, inst.monitor),
+                }),
+                checks::CHECKPOINTS => Ok(match &st.wal_error {
+                    Some((_, e)) => e.measurement(check),
+                    None => probe_server::checkpoints(&st.wal),
+                }),
                 checks::DATABASE_SIZE => Ok(Cached::measure(&st.database_size, check, |s, age| {
                     probe::database_size(&inst.db, *s, age)
                 })),

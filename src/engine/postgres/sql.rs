@@ -59,7 +59,15 @@ pub const INSTANCE: &str = r#"/* dbwarden */ SELECT
   d.temp_bytes::float8 AS temp_bytes,
   extract(epoch FROM d.stats_reset)::float8 AS stats_reset,
   (SELECT datconnlimit FROM pg_database WHERE datname = current_database())::float8 AS db_connlimit,
-  (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user)::float8 AS role_connlimit
+  (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user)::float8 AS role_connlimit,
+  current_setting('track_counts') AS track_counts,
+  current_setting('autovacuum') AS autovacuum,
+  current_setting('fsync') AS fsync,
+  current_setting('full_page_writes') AS full_page_writes,
+  current_setting('synchronous_standby_names') AS sync_standby_names,
+  current_setting('synchronous_commit') AS synchronous_commit,
+  d.checksum_failures::float8 AS checksum_failures,
+  extract(epoch FROM d.checksum_last_failure)::float8 AS checksum_last_failure
 FROM pg_stat_database d
 WHERE d.datname = current_database()"#;
 
@@ -73,8 +81,10 @@ WHERE d.datname = current_database()"#;
 /// PostgreSQL folds them away when planning). A literal rather than a parameter, so each
 /// text keeps one generic plan for the connection's prepared statement (planning this text
 /// costs more than running it).
+///
+/// `$slots`: the version-dependent columns of pg_replication_slots (`slots_13!` …).
 macro_rules! activity {
-    ($server:literal) => {
+    ($server:literal, $slots:expr) => {
         concat!(
             r#"/* dbwarden */ WITH a AS MATERIALIZED (
   SELECT pid, datname::text AS datname, usename::text AS usr, application_name AS app,
@@ -158,7 +168,10 @@ SELECT
             extract(epoch FROM flush_lag)::float8 AS flush_lag,
             extract(epoch FROM replay_lag)::float8 AS replay_lag,
             pg_wal_lsn_diff(lsn.now_lsn, replay_lsn)::float8 AS behind_bytes,
-            age(backend_xmin)::float8 AS xmin_age
+            age(backend_xmin)::float8 AS xmin_age,
+            EXISTS (SELECT 1 FROM pg_replication_slots sl
+                    WHERE sl.active_pid = pg_stat_replication.pid
+                      AND sl.slot_type = 'logical') AS logical
      FROM pg_stat_replication, lsn) x)::text END AS replicas_json,
   CASE WHEN "#, $server, r#" THEN (SELECT row_to_json(x) FROM (
      SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 AS receive_minus_replay,
@@ -166,13 +179,15 @@ SELECT
             pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8 AS replayed,
             extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age,
             (SELECT status FROM pg_stat_wal_receiver) AS receiver,
-            (SELECT sender_host FROM pg_stat_wal_receiver) AS sender
+            (SELECT sender_host FROM pg_stat_wal_receiver) AS sender,
+            (SELECT pid FROM pg_stat_wal_receiver) AS receiver_pid
      WHERE pg_is_in_recovery()) x)::text END AS standby_json,
   CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT slot_name::text AS name, slot_type AS kind, active, wal_status,
             database::text AS database,
             pg_wal_lsn_diff(lsn.now_lsn, restart_lsn)::float8 AS retained,
-            age(xmin)::float8 AS xmin_age, age(catalog_xmin)::float8 AS catalog_xmin_age
+            age(xmin)::float8 AS xmin_age, age(catalog_xmin)::float8 AS catalog_xmin_age,
+            "#, $slots, r#"
      FROM pg_replication_slots, lsn) x)::text END AS slots_json,
   CASE WHEN "#, $server, r#" THEN (SELECT coalesce(json_agg(x), '[]') FROM (
      SELECT gid, database::text AS database, owner::text AS owner,
@@ -183,15 +198,100 @@ SELECT
      SELECT failed_count::float8 AS failed_count, last_failed_wal,
             extract(epoch FROM now() - last_archived_time)::float8 AS archived_secs_ago,
             extract(epoch FROM now() - last_failed_time)::float8 AS failed_secs_ago
-     FROM pg_stat_archiver) x)::text END AS archiver_json"#
+     FROM pg_stat_archiver) x)::text END AS archiver_json,
+  (SELECT coalesce(json_agg(x), '[]') FROM (
+     SELECT pid, usr, app, xact_secs AS secs, state, query
+     FROM a
+     WHERE here AND xact_secs IS NOT NULL AND backend_type = 'client backend'
+       AND NOT (state = 'active' AND query LIKE '/* dbwarden */%')
+     ORDER BY xact_secs DESC LIMIT 20) x)::text AS xact_json"#
         )
     };
 }
 
-/// The activity probe with the server-level sections.
-pub const ACTIVITY: &str = activity!("true");
+/// The version-dependent columns of pg_replication_slots: 13–15 have none of them.
+macro_rules! slots_13 {
+    () => {
+        "NULL::bool AS conflicting, NULL::text AS invalidation_reason, NULL::float8 AS inactive_secs"
+    };
+}
+/// 16: `conflicting` (logical slots invalidated by a conflict with recovery).
+macro_rules! slots_16 {
+    () => {
+        "conflicting, NULL::text AS invalidation_reason, NULL::float8 AS inactive_secs"
+    };
+}
+/// 17+: also `invalidation_reason` and `inactive_since`.
+macro_rules! slots_17 {
+    () => {
+        "conflicting, invalidation_reason::text AS invalidation_reason, \
+         extract(epoch FROM now() - inactive_since)::float8 AS inactive_secs"
+    };
+}
+/// The activity probe with the server-level sections (13–15).
+pub const ACTIVITY: &str = activity!("true", slots_13!());
+/// The activity probe with the server-level sections, PostgreSQL 16.
+pub const ACTIVITY_16: &str = activity!("true", slots_16!());
+/// The activity probe with the server-level sections, PostgreSQL 17+.
+pub const ACTIVITY_17: &str = activity!("true", slots_17!());
 /// The activity probe without them: another target of the server measures those.
-pub const ACTIVITY_DATABASE: &str = activity!("false");
+pub const ACTIVITY_DATABASE: &str = activity!("false", slots_13!());
+
+/// Checkpoint counters before 17 (`pg_stat_bgwriter`), with the WAL settings and position.
+pub const CHECKPOINTS_13: &str = r#"/* dbwarden */ SELECT
+  checkpoints_timed::float8 AS timed, checkpoints_req::float8 AS requested,
+  pg_size_bytes(current_setting('max_wal_size'))::float8 AS max_wal_size,
+  pg_size_bytes(current_setting('wal_keep_size'))::float8 AS wal_keep_size,
+  CASE WHEN pg_is_in_recovery() THEN NULL
+       ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 END AS lsn
+FROM pg_stat_bgwriter"#;
+
+/// Checkpoint counters on 17+ (`pg_stat_checkpointer`), with the WAL settings and position.
+pub const CHECKPOINTS_17: &str = r#"/* dbwarden */ SELECT
+  num_timed::float8 AS timed, num_requested::float8 AS requested,
+  pg_size_bytes(current_setting('max_wal_size'))::float8 AS max_wal_size,
+  pg_size_bytes(current_setting('wal_keep_size'))::float8 AS wal_keep_size,
+  CASE WHEN pg_is_in_recovery() THEN NULL
+       ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 END AS lsn
+FROM pg_stat_checkpointer"#;
+
+/// Size of pg_wal (needs pg_monitor: EXECUTE on pg_ls_waldir, so a statement of its own).
+pub const WAL_DIR: &str =
+    "/* dbwarden */ SELECT coalesce(sum(size), 0)::float8 FROM pg_ls_waldir()";
+
+/// Every sequence of this database with its range, last value (NULL when never called
+/// or not readable) and the column owning it (serial, identity, OWNED BY). Runs every
+/// 5 minutes: pg_sequences reads each sequence's state.
+pub const SEQUENCES: &str = r#"/* dbwarden */ SELECT
+  format('%I.%I', s.schemaname, s.sequencename) AS name,
+  s.data_type::text AS data_type,
+  s.min_value::float8 AS min_value, s.max_value::float8 AS max_value,
+  s.increment_by::float8 AS increment, s.cycle,
+  s.last_value::float8 AS last_value,
+  has_sequence_privilege(c.oid, 'SELECT,USAGE') AS readable,
+  CASE WHEN a.attname IS NOT NULL
+       THEN format('%I.%I.%I', tn.nspname, t.relname, a.attname) END AS owner,
+  format_type(a.atttypid, NULL) AS column_type
+FROM pg_sequences s
+JOIN pg_namespace n ON n.nspname = s.schemaname
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename AND c.relkind = 'S'
+LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                     AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+                     AND d.deptype IN ('a', 'i')
+LEFT JOIN pg_class t ON t.oid = d.refobjid
+LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
+LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"#;
+
+/// The activity probe for a server version (`server`: with the server-level sections).
+pub fn activity_for(version_num: i32, server: bool) -> &'static str {
+    use super::probe_server::SlotColumns;
+    match (server, SlotColumns::of(version_num)) {
+        (false, _) => ACTIVITY_DATABASE,
+        (true, SlotColumns::V13) => ACTIVITY,
+        (true, SlotColumns::V16) => ACTIVITY_16,
+        (true, SlotColumns::V17) => ACTIVITY_17,
+    }
+}
 
 /// Invalid indexes (builds in progress excluded) and never-scanned indexes not backing a
 /// constraint, largest first. Index state changes slowly; this runs every 5 minutes.
@@ -452,6 +552,96 @@ JOIN unnest($1::int4[], $2::text[]) AS m(pid, started)
  AND (a.backend_start::text = m.started OR (m.started IS NULL AND a.application_name = 'dbwarden'))
 WHERE a.state = 'active' AND a.pid <> pg_backend_pid()"#;
 
+/// Maintenance: the settings a plan needs, and whether this is a hot standby.
+pub const MAINTENANCE_SETTINGS: &str = r#"/* dbwarden */ SELECT
+  pg_is_in_recovery() AS in_recovery,
+  current_setting('autovacuum_vacuum_threshold')::float8 AS vacuum_threshold,
+  current_setting('autovacuum_vacuum_scale_factor')::float8 AS vacuum_scale,
+  current_setting('autovacuum_analyze_threshold')::float8 AS analyze_threshold,
+  current_setting('autovacuum_analyze_scale_factor')::float8 AS analyze_scale,
+  current_setting('autovacuum_freeze_max_age')::float8 AS freeze_max_age"#;
+
+/// Maintenance: the columns of [`TABLES`] plus the unquoted name for people and patterns
+/// and the freeze age. Like every probe, no relation locks (relpages, not
+/// pg_relation_size()), so one locked table cannot break the plan for the others.
+pub const MAINTENANCE_TABLES: &str = r#"/* dbwarden */ SELECT
+  s.relid::int8 AS relid,
+  format('%I.%I', s.schemaname, s.relname) AS name,
+  s.schemaname || '.' || s.relname AS display,
+  s.n_live_tup::float8 AS live,
+  s.n_dead_tup::float8 AS dead,
+  s.n_mod_since_analyze::float8 AS mod_since_analyze,
+  s.n_tup_ins::float8 AS ins,
+  s.n_tup_upd::float8 AS upd,
+  s.n_tup_del::float8 AS del,
+  coalesce(s.seq_scan, 0)::float8 AS seq_scan,
+  s.idx_scan::float8 AS idx_scan,
+  coalesce(s.seq_tup_read, 0)::float8 AS seq_tup_read,
+  c.relpages::float8 * current_setting('block_size')::float8 AS size,
+  extract(epoch FROM greatest(s.last_vacuum, s.last_autovacuum))::float8 AS last_vacuum,
+  extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8 AS last_analyze,
+  array_to_string(c.reloptions, ',') AS reloptions,
+  c.reltuples::float8 AS reltuples,
+  age(c.relfrozenxid)::float8 AS freeze_age
+FROM pg_stat_user_tables s
+JOIN pg_class c ON c.oid = s.relid
+WHERE c.relkind IN ('r', 'm', 't')"#;
+
+/// Maintenance: the oldest holder of the xmin horizon of this database's tables (a session
+/// of this database with a snapshot or open write transaction, an inactive replication
+/// slot, a prepared transaction of this database): VACUUM cannot remove rows that died
+/// after it. `held_secs` NULL: no end in sight (an inactive slot).
+pub const HORIZON_HOLDER: &str = r#"/* dbwarden */ SELECT who, held_secs FROM (
+  SELECT format('session pid %s (user %s, application %s, %s since %s)', pid,
+                coalesce(usename, '?'), coalesce(nullif(application_name, ''), '-'),
+                coalesce(state, '?'), coalesce(xact_start, query_start)::timestamptz(0)) AS who,
+         greatest(age(backend_xmin), age(backend_xid))::float8 AS xmin_age,
+         extract(epoch FROM now() - coalesce(xact_start, query_start, backend_start))::float8 AS held_secs
+    FROM pg_stat_activity
+   WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+     AND pid <> pg_backend_pid()
+     AND datname = current_database()
+     AND backend_type IS DISTINCT FROM 'autovacuum worker'
+  UNION ALL
+  SELECT format('inactive replication slot %s', quote_literal(slot_name)),
+         age(xmin)::float8, NULL
+    FROM pg_replication_slots WHERE xmin IS NOT NULL AND NOT active
+  UNION ALL
+  SELECT format('prepared transaction %s (owner %s, prepared %s)', quote_literal(gid), owner, prepared::timestamptz(0)),
+         age(transaction)::float8, extract(epoch FROM now() - prepared)::float8
+    FROM pg_prepared_xacts WHERE database = current_database()
+) h ORDER BY xmin_age DESC NULLS LAST LIMIT 1"#;
+
+/// Maintenance: one database-wide advisory lock key ("dbwdmnt1"), so two dbwarden
+/// processes never maintain one database at once (advisory locks are per database).
+pub const MAINTENANCE_LOCK: &str =
+    "/* dbwarden */ SELECT pg_try_advisory_lock(7233475224726828081)";
+pub const MAINTENANCE_UNLOCK: &str =
+    "/* dbwarden */ SELECT pg_advisory_unlock(7233475224726828081)";
+
+/// Maintenance: the session's limits (values bound, never pasted): statement_timeout off
+/// (the run's deadline cancels instead), lock_timeout, vacuum_cost_delay.
+pub const MAINTENANCE_SESSION: &str = "/* dbwarden */ SELECT \
+     set_config('statement_timeout', '0', false), \
+     set_config('lock_timeout', $1, false), \
+     set_config('vacuum_cost_delay', $2, false)";
+
+/// Maintenance: a table's numbers after a step, looked up by its quoted name without a
+/// lock (to_regclass takes none).
+pub const MAINTENANCE_AFTER: &str = r#"/* dbwarden */ SELECT s.n_dead_tup::float8,
+  age(c.relfrozenxid)::float8,
+  c.relpages::float8 * current_setting('block_size')::float8
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.relid = to_regclass($1)"#;
+
+/// Maintenance load guard: other client sessions of the server running a statement.
+pub const ACTIVE_SESSIONS: &str = "/* dbwarden */ SELECT count(*)::int8 FROM pg_stat_activity \
+     WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
+
+/// Maintenance progress of a backend's VACUUM (CLI progress line).
+pub const VACUUM_PROGRESS: &str = "/* dbwarden */ SELECT phase, heap_blks_scanned::float8, \
+     heap_blks_total::float8 FROM pg_stat_progress_vacuum WHERE pid = $1";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,6 +654,29 @@ mod tests {
         assert!(!duplicate_indexes(130_000).contains("indnullsnotdistinct"));
         for v in [130_000, 150_000] {
             assert!(duplicate_indexes(v).contains("i.indoption::text"));
+        }
+    }
+
+    /// Each server version gets the activity text with the slot columns it has (a swapped
+    /// arm would send `inactive_since` to a 16 and fail every round there).
+    #[test]
+    fn activity_text_follows_the_version() {
+        for v in [130_000, 140_011, 150_004] {
+            let t = activity_for(v, true);
+            assert!(t.contains("NULL::bool AS conflicting"), "{v}");
+            assert!(!t.contains("inactive_since"), "{v}");
+        }
+        let t16 = activity_for(160_002, true);
+        assert!(t16.contains("conflicting, NULL::text AS invalidation_reason"));
+        assert!(!t16.contains("inactive_since"));
+        for v in [170_000, 180_000] {
+            let t = activity_for(v, true);
+            assert!(t.contains("invalidation_reason::text") && t.contains("inactive_since"));
+        }
+        // Without the server-level sections the slot columns are never read: one text.
+        for v in [130_000, 160_000, 170_000] {
+            assert_eq!(activity_for(v, false), ACTIVITY_DATABASE);
+            assert!(ACTIVITY_DATABASE.contains("CASE WHEN false THEN"));
         }
     }
 }

@@ -1,0 +1,277 @@
+//! Maintenance on PostgreSQL: statistics for the planner (no relation locks), the horizon
+//! holder, and a session that runs `ANALYZE` / `VACUUM (ANALYZE)` / `VACUUM (FREEZE,
+//! ANALYZE)` one table at a time under `lock_timeout` and a cost delay, holding the
+//! database's maintenance advisory lock.
+
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, Postgres, Row};
+
+use super::decode::decode_table;
+use super::{PostgresEngine, conn, sql};
+use crate::engine::RunScope;
+use crate::engine::conn::Lease;
+use crate::maintenance::run::{After, Refusal, Session, StepResult};
+use crate::maintenance::{Action, HorizonHolder, Outcome, Step, TableFacts};
+
+/// How a maintenance session is set up.
+#[derive(Debug, Clone)]
+pub struct MaintenanceSettings {
+    /// A table whose lock is not granted within this is skipped.
+    pub lock_timeout: Duration,
+    /// `vacuum_cost_delay` of our VACUUMs, so they yield I/O to the application.
+    pub cost_delay: Duration,
+    /// Load guard: skip a table while more other sessions than this run a statement.
+    pub max_active_sessions: Option<u32>,
+}
+
+/// What the planner needs from this database.
+#[derive(Debug, Clone, Default)]
+pub struct PlanInput {
+    pub tables: Vec<TableFacts>,
+    pub horizon: Option<HorizonHolder>,
+    pub freeze_max_age: f64,
+}
+
+/// A maintenance session: one connection in the run's scope holding the advisory lock.
+pub struct PgMaintenance {
+    lease: Option<Lease<Postgres>>,
+    pid: i32,
+    lock_timeout: Duration,
+    max_active: Option<u32>,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+impl PostgresEngine {
+    /// Opens a maintenance session: a connection registered in `scope`, refused on a hot
+    /// standby or while another dbwarden holds this database's maintenance lock.
+    pub async fn maintenance(
+        &self,
+        scope: &RunScope,
+        settings: &MaintenanceSettings,
+    ) -> Result<PgMaintenance, Refusal> {
+        let mut lease = self
+            .connection()
+            .await
+            .map_err(|e| Refusal::Failed(e.message()))?;
+        let failed = |e: sqlx::Error| Refusal::Failed(format!("{}: {e}", self.endpoint));
+        let (pid, started) = conn::identify(&mut lease).await.map_err(failed)?;
+        self.enter(&mut lease, pid, started, scope);
+        let in_recovery: bool = sqlx::query_scalar("/* dbwarden */ SELECT pg_is_in_recovery()")
+            .fetch_one(&mut *lease)
+            .await
+            .map_err(failed)?;
+        if in_recovery {
+            lease.release().await;
+            return Err(Refusal::Skipped(
+                "the server is a hot standby (pg_is_in_recovery()): maintenance runs on the primary".into(),
+            ));
+        }
+        sqlx::query(sql::MAINTENANCE_SESSION)
+            .bind(ms(settings.lock_timeout))
+            .bind(ms(settings.cost_delay))
+            .execute(&mut *lease)
+            .await
+            .map_err(failed)?;
+        let locked: bool = sqlx::query_scalar(sql::MAINTENANCE_LOCK)
+            .fetch_one(&mut *lease)
+            .await
+            .map_err(failed)?;
+        if !locked {
+            lease.release().await;
+            return Err(Refusal::Skipped("another dbwarden holds the lock".into()));
+        }
+        Ok(PgMaintenance {
+            lease: Some(lease),
+            pid,
+            lock_timeout: settings.lock_timeout,
+            max_active: settings.max_active_sessions,
+        })
+    }
+}
+
+impl PgMaintenance {
+    fn conn(&mut self) -> Result<&mut Lease<Postgres>, String> {
+        self.lease
+            .as_mut()
+            .ok_or_else(|| "the maintenance session is closed".to_string())
+    }
+
+    /// The backend running this session's statements (progress, tests).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Fresh statistics for the planner, read without relation locks, and the oldest
+    /// holder of the xmin horizon.
+    pub async fn plan_input(&mut self) -> Result<PlanInput, String> {
+        let c = self.conn()?;
+        let s = sqlx::query(sql::MAINTENANCE_SETTINGS)
+            .fetch_one(&mut **c)
+            .await
+            .map_err(|e| format!("reading autovacuum settings: {e}"))?;
+        let get = |k: &str| s.try_get::<f64, _>(k).map_err(|e| e.to_string());
+        let (vt, vs, at, asc) = (
+            get("vacuum_threshold")?,
+            get("vacuum_scale")?,
+            get("analyze_threshold")?,
+            get("analyze_scale")?,
+        );
+        let freeze_max_age = get("freeze_max_age")?;
+        let rows = sqlx::query(sql::MAINTENANCE_TABLES)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(|e| format!("reading table statistics: {e}"))?;
+        let mut tables = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let t = decode_table(r, 0.0).map_err(|e| e.to_string())?;
+            let display: String = r.try_get("display").map_err(|e| e.to_string())?;
+            let freeze_age: Option<f64> = r.try_get("freeze_age").map_err(|e| e.to_string())?;
+            tables.push(TableFacts {
+                name: display,
+                sql_name: t.name.clone(),
+                size_bytes: t.size,
+                live_rows: t.live,
+                dead_rows: t.dead,
+                vacuum_trigger: t.vacuum_trigger(vt, vs),
+                changed_since_analyze: t.mod_since_analyze,
+                analyze_trigger: t.analyze_trigger(at, asc),
+                freeze_age,
+            });
+        }
+        let horizon = sqlx::query_as::<_, (String, Option<f64>)>(sql::HORIZON_HOLDER)
+            .fetch_optional(&mut **c)
+            .await
+            .map_err(|e| format!("reading the xmin horizon: {e}"))?
+            .map(|(who, held_secs)| HorizonHolder { who, held_secs });
+        Ok(PlanInput {
+            tables,
+            horizon,
+            freeze_max_age,
+        })
+    }
+
+    /// Releases the advisory lock and gives the connection back.
+    pub async fn finish(mut self) {
+        if let Some(mut lease) = self.lease.take() {
+            let _ = sqlx::query(sql::MAINTENANCE_UNLOCK)
+                .execute(&mut *lease)
+                .await;
+            lease.release().await;
+        }
+    }
+
+    async fn after(&mut self, sql_name: &str) -> After {
+        let Ok(c) = self.conn() else {
+            return After::default();
+        };
+        match sqlx::query_as::<_, (Option<f64>, Option<f64>, Option<f64>)>(sql::MAINTENANCE_AFTER)
+            .bind(sql_name)
+            .fetch_optional(&mut **c)
+            .await
+        {
+            Ok(Some((dead, freeze, size))) => After {
+                dead_rows: dead,
+                freeze_age: freeze,
+                size_bytes: size,
+            },
+            _ => After::default(),
+        }
+    }
+
+    async fn run_step(&mut self, step: &Step) -> StepResult {
+        // sql_name is format('%I.%I') from the server: quoted by PostgreSQL's own rules.
+        let stmt = match step.action {
+            Action::Analyze => format!("/* dbwarden */ ANALYZE {}", step.sql_name),
+            Action::VacuumAnalyze => format!("/* dbwarden */ VACUUM (ANALYZE) {}", step.sql_name),
+            Action::VacuumFreeze => {
+                format!("/* dbwarden */ VACUUM (FREEZE, ANALYZE) {}", step.sql_name)
+            }
+            other => {
+                return StepResult {
+                    outcome: Outcome::Failed(format!(
+                        "{} is not a PostgreSQL action",
+                        other.as_str()
+                    )),
+                    after: After::default(),
+                };
+            }
+        };
+        let lock_timeout = self.lock_timeout;
+        let max_active = self.max_active;
+        let c = match self.conn() {
+            Ok(c) => c,
+            Err(e) => {
+                return StepResult {
+                    outcome: Outcome::Failed(e),
+                    after: After::default(),
+                };
+            }
+        };
+        if let Some(limit) = max_active {
+            match sqlx::query_scalar::<_, i64>(sql::ACTIVE_SESSIONS)
+                .fetch_one(&mut **c)
+                .await
+            {
+                Ok(n) if n > i64::from(limit) => {
+                    return StepResult {
+                        outcome: Outcome::Skipped(format!(
+                            "load guard: {n} other sessions running statements > max_active_sessions {limit}"
+                        )),
+                        after: After::default(),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return StepResult {
+                        outcome: Outcome::Failed(format!("load guard: {e}")),
+                        after: After::default(),
+                    };
+                }
+            }
+        }
+        let r = sqlx::raw_sql(AssertSqlSafe(stmt)).execute(&mut **c).await;
+        let outcome = match r {
+            Ok(_) => Outcome::Done,
+            Err(e) if conn::lock_timeout(&e) => Outcome::Skipped(format!(
+                "lock not available within lock_timeout {}",
+                humantime::format_duration(lock_timeout)
+            )),
+            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P01") => {
+                Outcome::Skipped("the table no longer exists".into())
+            }
+            Err(sqlx::Error::Database(d)) => Outcome::Failed(d.message().to_string()),
+            Err(e) => {
+                // The connection is gone: nothing more can run on it.
+                if let Some(l) = self.lease.take() {
+                    l.discard();
+                }
+                Outcome::Failed(e.to_string())
+            }
+        };
+        let after = self.after(&step.sql_name).await;
+        StepResult { outcome, after }
+    }
+}
+
+impl Session for PgMaintenance {
+    fn execute(&mut self, step: &Step) -> impl std::future::Future<Output = StepResult> + Send {
+        self.run_step(step)
+    }
+}
+
+/// Progress of the VACUUM running on backend `pid`: phase and heap blocks scanned / total.
+impl PostgresEngine {
+    pub async fn vacuum_progress(&self, pid: i32) -> Option<(String, f64, f64)> {
+        let mut lease = self.connection().await.ok()?;
+        let r = sqlx::query_as::<_, (String, f64, f64)>(sql::VACUUM_PROGRESS)
+            .bind(pid)
+            .fetch_optional(&mut *lease)
+            .await;
+        lease.release().await;
+        r.ok().flatten()
+    }
+}

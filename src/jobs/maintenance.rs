@@ -1,0 +1,344 @@
+//! The `maintenance` job kind: plan from fresh statistics, then act within the window,
+//! `max_duration` and the run's cancellation. `dbwarden maintain` runs the same code.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use chrono_tz::Tz;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{JobError, Kind, Report, RunCtx, Shared};
+use crate::config::{MaintenanceParams, PasswordSource, Target};
+use crate::engine::postgres::MaintenanceSettings;
+use crate::engine::{Engine, RunScope};
+use crate::health::Status;
+use crate::maintenance::run::Refusal;
+use crate::maintenance::run::run_plan;
+use crate::maintenance::{SqlitePolicy, Step, StepRecord, plan, plan_sqlite, window};
+
+/// What one maintenance run of one target did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MaintenanceReport {
+    pub target: String,
+    /// Set when nothing was attempted, with why (`another dbwarden holds the lock`, a hot
+    /// standby, outside the window, an engine without maintenance yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// The plan (also for a dry run, which executes nothing).
+    pub plan: Vec<Step>,
+    /// Qualifying tables left for a later run by `max_tables`.
+    pub deferred: usize,
+    /// What happened to each planned step (empty for a dry run).
+    pub records: Vec<StepRecord>,
+}
+
+impl Report for MaintenanceReport {
+    fn status(&self) -> Option<Status> {
+        None
+    }
+
+    fn summary(&self) -> String {
+        if let Some(s) = &self.skipped {
+            return format!("skipped: {s}");
+        }
+        let count = |o: &str| {
+            self.records
+                .iter()
+                .filter(|r| r.outcome.as_str() == o)
+                .count()
+        };
+        format!(
+            "{} table(s) planned: {} done, {} skipped, {} failed, {} interrupted{}",
+            self.plan.len(),
+            count("done"),
+            count("skipped"),
+            count("failed"),
+            count("interrupted"),
+            if self.deferred > 0 {
+                format!(", {} left for a later run (max_tables)", self.deferred)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// How a maintenance run is asked for.
+pub struct Request<'a> {
+    pub target: &'a Target,
+    pub params: &'a MaintenanceParams,
+    /// The time zone of the window.
+    pub tz: Tz,
+    /// Honour the window (scheduled runs); `dbwarden maintain` by hand does not.
+    pub use_window: bool,
+    pub dry_run: bool,
+    /// Report PostgreSQL VACUUM progress (`pg_stat_progress_vacuum`) this often
+    /// ([`Progress::Vacuum`]); `None`: no polling (scheduled runs).
+    pub watch_vacuum: Option<std::time::Duration>,
+}
+
+/// One progress event of a run (`dbwarden maintain` prints them).
+pub enum Progress<'a> {
+    Step {
+        i: usize,
+        n: usize,
+        step: &'a Step,
+    },
+    /// The running VACUUM's phase and heap blocks scanned of total.
+    Vacuum {
+        phase: String,
+        scanned: f64,
+        total: f64,
+    },
+}
+
+/// The target as maintenance connects to it: `maintenance_url` and
+/// `maintenance_password_file` when set, so health checks can use a monitoring-only role.
+pub fn maintenance_target(t: &Target) -> Target {
+    let mut m = t.clone();
+    if let Some(u) = &t.raw.maintenance_url {
+        m.url = u.clone();
+        m.password = PasswordSource::Url;
+    }
+    if let Some(f) = &t.raw.maintenance_password_file {
+        m.password = PasswordSource::File(f.clone());
+    }
+    m
+}
+
+/// Plans and (unless a dry run) executes maintenance of one target. Returns
+/// [`JobError::Cancelled`] when `cancel` fired (the running statement was cancelled on the
+/// server first).
+pub async fn maintain(
+    req: Request<'_>,
+    cancel: &CancellationToken,
+    mut progress: impl FnMut(Progress<'_>) + Send,
+    record: impl FnOnce(Vec<StepRecord>),
+) -> Result<MaintenanceReport, JobError> {
+    let mut report = MaintenanceReport {
+        target: req.target.name.clone(),
+        ..MaintenanceReport::default()
+    };
+    let win = req.params.window().map_err(JobError::Setup)?;
+    let now = Utc::now().with_timezone(&req.tz).time();
+    let budget = match window::budget(
+        win.as_ref().filter(|_| req.use_window),
+        req.params.max_duration,
+        now,
+    ) {
+        Ok(b) => b,
+        Err(why) => {
+            report.skipped = Some(why);
+            return Ok(report);
+        }
+    };
+    let deadline = budget.map(|b| tokio::time::Instant::now() + b);
+    let mt = maintenance_target(req.target);
+    let engine = Engine::open_one_shot(&mt).map_err(|e| JobError::Setup(e.to_string()))?;
+    let scope = RunScope::default();
+    match &engine {
+        Engine::Postgres(pg) => {
+            let settings = MaintenanceSettings {
+                lock_timeout: req.params.lock_timeout,
+                cost_delay: req.params.vacuum_cost_delay,
+                max_active_sessions: req.params.max_active_sessions,
+            };
+            let mut session = match pg.maintenance(&scope, &settings).await {
+                Ok(s) => s,
+                Err(Refusal::Skipped(why)) => {
+                    report.skipped = Some(why);
+                    return Ok(report);
+                }
+                Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
+            };
+            let input = match session.plan_input().await {
+                Ok(i) => i,
+                Err(e) => {
+                    session.finish().await;
+                    return Err(JobError::Setup(e));
+                }
+            };
+            let p = plan(
+                &input.tables,
+                &req.params.policy(input.freeze_max_age),
+                input.horizon.as_ref(),
+            );
+            if !req.dry_run {
+                let pid = session.pid();
+                let progress = std::sync::Mutex::new(progress);
+                let say = |p: Progress<'_>| (progress.lock().unwrap_or_else(|e| e.into_inner()))(p);
+                let done = CancellationToken::new();
+                let work = async {
+                    let r = run_plan(
+                        &mut session,
+                        &p,
+                        deadline,
+                        cancel,
+                        || engine.cancel(&scope),
+                        |i, n, step| say(Progress::Step { i, n, step }),
+                    )
+                    .await;
+                    done.cancel();
+                    r
+                };
+                let watch = async {
+                    let Some(every) = req.watch_vacuum else {
+                        return;
+                    };
+                    loop {
+                        tokio::select! {
+                            _ = done.cancelled() => return,
+                            _ = tokio::time::sleep(every) => {}
+                        }
+                        if let Some((phase, scanned, total)) = pg.vacuum_progress(pid).await {
+                            say(Progress::Vacuum {
+                                phase,
+                                scanned,
+                                total,
+                            });
+                        }
+                    }
+                };
+                report.records = tokio::join!(work, watch).0;
+            }
+            report.deferred = p.deferred;
+            report.plan = p.steps;
+            session.finish().await;
+        }
+        Engine::Sqlite(sq) => {
+            let mut session = match sq.maintenance(&scope, req.params.lock_timeout).await {
+                Ok(s) => s,
+                Err(Refusal::Skipped(why)) => {
+                    report.skipped = Some(why);
+                    return Ok(report);
+                }
+                Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
+            };
+            let facts = match session.facts().await {
+                Ok(f) => f,
+                Err(r) => {
+                    session.finish().await;
+                    return match r {
+                        Refusal::Skipped(why) => {
+                            report.skipped = Some(why);
+                            Ok(report)
+                        }
+                        Refusal::Failed(why) => Err(JobError::Setup(why)),
+                    };
+                }
+            };
+            let p = plan_sqlite(&facts, &sqlite_policy(req.target, req.params));
+            if !req.dry_run {
+                report.records = run_plan(
+                    &mut session,
+                    &p,
+                    deadline,
+                    cancel,
+                    || engine.cancel(&scope),
+                    |i, n, step| progress(Progress::Step { i, n, step }),
+                )
+                .await;
+            }
+            report.plan = p.steps;
+            session.finish().await;
+        }
+        Engine::Mysql(_) => {
+            report.skipped = Some(format!(
+                "maintenance of {} targets arrives in a later version",
+                mt.engine.as_str()
+            ));
+            return Ok(report);
+        }
+    }
+    engine.close(std::time::Duration::from_secs(2)).await;
+    for r in &report.records {
+        tracing::info!(
+            target_name = %report.target,
+            table = %crate::text::escape(&r.step.table),
+            action = r.step.action.as_str(),
+            outcome = r.outcome.as_str(),
+            "maintenance: {}; {}",
+            crate::text::escape(&r.step.reason),
+            crate::text::escape(&r.outcome.to_string())
+        );
+    }
+    // Recorded also when the run was stopped: the interrupted step and the ones not
+    // started are history too.
+    record(report.records.clone());
+    if cancel.is_cancelled() {
+        return Err(JobError::Cancelled);
+    }
+    Ok(report)
+}
+
+/// The SQLite thresholds: the target's own `sqlite_freelist` warning ratio and size floor
+/// and `sqlite_wal_size` warning, so maintenance acts where the health check warns.
+fn sqlite_policy(t: &Target, p: &MaintenanceParams) -> SqlitePolicy {
+    let th = |name: &str| {
+        crate::engine::sqlite::CHECKS
+            .iter()
+            .find(|c| c.name == name)
+            .map(|spec| t.thresholds_for(spec))
+    };
+    let freelist = th("sqlite_freelist");
+    let wal = th("sqlite_wal_size");
+    SqlitePolicy {
+        allowed: p.actions.clone(),
+        freelist_percent: freelist.as_ref().and_then(|f| f.warning).unwrap_or(25.0),
+        min_file_bytes: freelist
+            .and_then(|f| f.floor)
+            .unwrap_or(16.0 * 1024.0 * 1024.0),
+        wal_bytes: wal
+            .and_then(|w| w.warning)
+            .unwrap_or(256.0 * 1024.0 * 1024.0),
+    }
+}
+
+/// A scheduled maintenance job.
+pub struct MaintenanceJob {
+    params: MaintenanceParams,
+    shared: Arc<Shared>,
+}
+
+impl Kind for MaintenanceJob {
+    type Params = MaintenanceParams;
+    type Report = MaintenanceReport;
+
+    fn build(params: &MaintenanceParams, shared: &Arc<Shared>) -> Self {
+        MaintenanceJob {
+            params: params.clone(),
+            shared: shared.clone(),
+        }
+    }
+
+    async fn run(self, ctx: RunCtx) -> Result<MaintenanceReport, JobError> {
+        let req = Request {
+            target: &ctx.target,
+            params: &self.params,
+            tz: job_tz(&ctx),
+            use_window: true,
+            dry_run: false,
+            watch_vacuum: None,
+        };
+        let events = &self.shared.events;
+        let record = |records: Vec<StepRecord>| {
+            if !records.is_empty() {
+                events.publish(crate::events::Event::Maintenance {
+                    target: ctx.target.name.clone(),
+                    run_id: Some(ctx.run_id.clone()),
+                    records,
+                });
+            }
+        };
+        maintain(req, &ctx.cancel, |_| {}, record).await
+    }
+}
+
+/// The job's time zone: its schedule's, else the daemon's.
+fn job_tz(ctx: &RunCtx) -> Tz {
+    match &ctx.job.schedule {
+        crate::schedule::Schedule::Cron { tz, .. } => *tz,
+        crate::schedule::Schedule::Every(_) => ctx.config.timezone,
+    }
+}
