@@ -18,7 +18,7 @@
 //! - [`health`]: the status model (pure): check catalogue, thresholds, evaluation of
 //!   measurements into [`health::CheckResult`]s, worst-of for a target.
 //! - [`jobs`]: job kinds behind one contract (build from the kind's own config, run against
-//!   a target with a cancellation token, return a typed report); today `health` and
+//!   a target with a cancellation token, return a typed report); today `health`, `sample` and
 //!   `maintenance`. Also the
 //!   engine per target, server-level check ownership and believed statuses (hysteresis).
 //! - [`maintenance`]: the pure planner (table statistics + policy → ordered steps with
