@@ -27,6 +27,8 @@ Examples:
   dbwarden jobs                               jobs and their next fire times
   dbwarden run-job health                     run a job now and print its result
   dbwarden check --format json                one health round; exit 0/1/2/3 (Nagios)
+  dbwarden slow-queries -t orders --since 1h  the worst statements of the last hour
+  dbwarden explain -t orders 'SELECT 1'      a query's plan (read-only queries only)
   dbwarden alert test --channel ops-slack     send a test alert; exit 1 on failure
   dbwarden silence add -t orders --for 2h --reason \"upgrade\"
   dbwarden status                             undelivered alerts, active silences
@@ -88,6 +90,42 @@ pub enum Command {
         /// covering each target; built-in defaults for a target no health job covers).
         #[arg(long, short = 'j', value_name = "NAME")]
         job: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// The worst statements of a period from the history store (sample jobs), summed over
+    /// the samples in it. Exit 0, 1 when the store cannot be read, 2 for a config problem
+    /// or an unknown target.
+    SlowQueries {
+        /// The target, as in [[target]] name = "...".
+        #[arg(long, short = 't', value_name = "NAME")]
+        target: String,
+        /// The period: samples newer than this (e.g. 15m, 1h, 7d).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// Order by total time, mean time per call, or calls.
+        #[arg(long, value_enum, default_value_t = SlowBy::Total)]
+        by: SlowBy,
+        /// At most this many statements.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print a query's plan (PostgreSQL). Only one read-only query is accepted (SELECT,
+    /// WITH, VALUES, TABLE; no data-modifying statement anywhere, also not inside WITH);
+    /// it runs as EXPLAIN in a READ ONLY transaction with a 5 s statement_timeout, rolled
+    /// back. Exit 0, 1 when the server refused it, 2 when dbwarden refused it.
+    Explain {
+        /// The target, as in [[target]] name = "...".
+        #[arg(long, short = 't', value_name = "NAME")]
+        target: String,
+        /// The query.
+        query: String,
+        /// EXPLAIN ANALYZE: executes the query. Refused unless the target sets
+        /// explain_analyze = true.
+        #[arg(long)]
+        analyze: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -187,6 +225,14 @@ pub enum AlertAction {
         #[arg(long, value_name = "NAME")]
         channel: String,
     },
+}
+
+/// How `slow-queries` orders statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SlowBy {
+    Total,
+    Mean,
+    Calls,
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,6 +354,38 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             };
             print_jobs(&config);
             Ok(0)
+        }
+        Command::SlowQueries {
+            target,
+            since,
+            by,
+            limit,
+            format,
+        } => {
+            slow_queries(
+                &path_of(&cli.config, None),
+                &target,
+                since,
+                by,
+                limit,
+                format,
+            )
+            .await
+        }
+        Command::Explain {
+            target,
+            query,
+            analyze,
+            format,
+        } => {
+            explain(
+                &path_of(&cli.config, None),
+                &target,
+                &query,
+                analyze,
+                format,
+            )
+            .await
         }
         Command::RunJob { name, target } => {
             run_job(&path_of(&cli.config, None), &name, target.as_deref()).await
@@ -657,6 +735,7 @@ async fn run_job(path: &std::path::Path, name: &str, only: Option<&str>) -> anyh
         stop.clone(),
     ));
     let (shared, ctx) = jobs::runtime(&config, events);
+    shared.samples.use_store(store.clone());
     let mut code = 0;
     for t in targets {
         let f = scheduler::run_now(ctx.clone(), job.clone(), t.clone(), config.clone()).await;
@@ -1159,6 +1238,130 @@ fn render_check_text(rounds: &[(Option<String>, jobs::TargetHealth)], worst: Sta
         }
     }
     out
+}
+
+/// `dbwarden slow-queries`: the worst statements of a period, from the history store.
+async fn slow_queries(
+    path: &std::path::Path,
+    target: &str,
+    since: Duration,
+    by: SlowBy,
+    limit: u32,
+    format: Format,
+) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    if config.target(target).is_none() {
+        eprintln!("dbwarden: no target named \"{}\"", escape(target));
+        return Ok(2);
+    }
+    let from = Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::Duration::MAX);
+    let order = match by {
+        SlowBy::Total => crate::store::SlowOrder::Total,
+        SlowBy::Mean => crate::store::SlowOrder::Mean,
+        SlowBy::Calls => crate::store::SlowOrder::Calls,
+    };
+    let store = crate::daemon::open_store(&config).await?;
+    let rows = store
+        .slow_queries(target, from, order, i64::from(limit))
+        .await;
+    let _ = store.close(Duration::from_secs(2)).await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dbwarden: cannot read the history store: {e}");
+            return Ok(1);
+        }
+    };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Text if rows.is_empty() => println!(
+            "no statements sampled for target {} in the last {} (is a sample job covering it?)",
+            escape(target),
+            humantime::format_duration(since)
+        ),
+        Format::Text => {
+            println!(
+                "{:>10} {:>12} {:>10} {:>10}  query",
+                "calls", "total ms", "mean ms", "rows"
+            );
+            for r in &rows {
+                let q = r
+                    .query
+                    .as_deref()
+                    .map(|q| crate::engine::redact::shorten(q, 100))
+                    .unwrap_or_else(|| format!("(queryid {}, text not stored)", r.queryid));
+                println!(
+                    "{:>10} {:>12.1} {:>10.2} {:>10}  {}",
+                    r.calls,
+                    r.total_ms,
+                    r.mean_ms,
+                    r.rows,
+                    escape(&q)
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `dbwarden explain`: a query's plan, through the read-only guard.
+async fn explain(
+    path: &std::path::Path,
+    target: &str,
+    query: &str,
+    analyze: bool,
+    format: Format,
+) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let Some(t) = config.target(target) else {
+        eprintln!("dbwarden: no target named \"{}\"", escape(target));
+        return Ok(2);
+    };
+    if analyze && !t.raw.explain_analyze {
+        eprintln!(
+            "dbwarden: --analyze refused: EXPLAIN ANALYZE executes the query (side effects of called functions included); set explain_analyze = true on target \"{}\" to allow it",
+            escape(target)
+        );
+        return Ok(2);
+    }
+    if let Err(why) = crate::engine::postgres::explain::check(query).map(|_| ()) {
+        eprintln!("dbwarden: {why}");
+        return Ok(2);
+    }
+    let engine = match crate::engine::Engine::open_one_shot(t) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("dbwarden: {e}");
+            return Ok(2);
+        }
+    };
+    let crate::engine::Engine::Postgres(pg) = &engine else {
+        eprintln!("dbwarden: explain works on PostgreSQL targets only in this version");
+        return Ok(2);
+    };
+    let plan_format = match format {
+        Format::Text => crate::engine::postgres::explain::PlanFormat::Text,
+        Format::Json => crate::engine::postgres::explain::PlanFormat::Json,
+    };
+    let scope = crate::engine::RunScope::default();
+    let result = pg.explain(query, analyze, plan_format, &scope).await;
+    engine.close(Duration::from_secs(2)).await;
+    match result {
+        Ok(plan) => {
+            println!("{plan}");
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("dbwarden: {}", escape(&e));
+            Ok(1)
+        }
+    }
 }
 
 #[cfg(test)]

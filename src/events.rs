@@ -53,6 +53,19 @@ pub enum Event {
         target: String,
         stats: Vec<TableStat>,
     },
+    /// One slow-query sample: the statements it kept, texts of statements new to it, the
+    /// live long runners, and the snapshot that is the next sample's baseline (encoded).
+    Sample {
+        ts: DateTime<Utc>,
+        target: String,
+        statements: Vec<crate::sample::StatementDelta>,
+        texts: Vec<(String, String)>,
+        long_runners: Vec<crate::sample::LongRunner>,
+        snapshot: Option<String>,
+        /// The sample's `query_regression` result, stored with the check results. Not an
+        /// [`Event::Checks`]: consumers read those as a health round's complete set.
+        check: Option<CheckResult>,
+    },
 }
 
 impl Event {
@@ -124,6 +137,47 @@ impl Event {
                     stat: s.clone(),
                 })
                 .collect(),
+            Event::Sample {
+                ts,
+                target,
+                statements,
+                texts,
+                long_runners,
+                snapshot,
+                check,
+            } => {
+                let mut out: Vec<Record> = Vec::new();
+                out.extend(check.iter().map(|c| Record::Check {
+                    ts: *ts,
+                    target: target.clone(),
+                    run_id: None,
+                    result: c.clone(),
+                }));
+                out.extend(texts.iter().map(|(id, q)| Record::QueryText {
+                    ts: *ts,
+                    target: target.clone(),
+                    queryid: id.clone(),
+                    query: q.clone(),
+                }));
+                out.extend(statements.iter().map(|d| Record::QueryStat {
+                    ts: *ts,
+                    target: target.clone(),
+                    delta: d.clone(),
+                }));
+                out.extend(long_runners.iter().map(|r| Record::LongQuery {
+                    ts: *ts,
+                    target: target.clone(),
+                    runner: r.clone(),
+                }));
+                if let Some(s) = snapshot {
+                    out.push(Record::SampleSnapshot {
+                        target: target.clone(),
+                        taken_at: *ts,
+                        snapshot: s.clone(),
+                    });
+                }
+                out
+            }
         }
     }
 }

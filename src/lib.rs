@@ -18,7 +18,7 @@
 //! - [`health`]: the status model (pure): check catalogue, thresholds, evaluation of
 //!   measurements into [`health::CheckResult`]s, worst-of for a target.
 //! - [`jobs`]: job kinds behind one contract (build from the kind's own config, run against
-//!   a target with a cancellation token, return a typed report); today `health` and
+//!   a target with a cancellation token, return a typed report); today `health`, `sample` and
 //!   `maintenance`. Also the
 //!   engine per target, server-level check ownership and believed statuses (hysteresis).
 //! - [`maintenance`]: the pure planner (table statistics + policy → ordered steps with
@@ -31,6 +31,8 @@
 //!   One writer task owns writes and batches them in transactions; reads use a pool.
 //! - [`daemon`]: the lifecycle: start, SIGHUP reload, SIGTERM drain within the grace,
 //!   sd_notify and watchdog, the periodic summary line. It knows no job kind.
+//! - [`sample`]: slow-query sampling: statement snapshots and their pure delta logic
+//!   (top N by time plus every slow statement, resets handled).
 //! - [`logging`]: tracing to the journal under systemd, readable text otherwise.
 //! - [`text`]: escaping of untrusted text (database names, messages) for terminals and logs.
 //! - [`alerts`]: believed status changes become notifications: a durable outbox, grouping,
@@ -48,6 +50,7 @@ pub mod health;
 pub mod jobs;
 pub mod logging;
 pub mod maintenance;
+pub mod sample;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;

@@ -23,6 +23,72 @@ pub struct HealthParams {
     pub integrity_check: bool,
 }
 
+/// The keys of a sample job (slow-query sampling).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleParams {
+    /// Keep the N statements with the most execution time in each interval.
+    #[serde(default = "default_top_n")]
+    pub top_n: usize,
+    /// Plus every statement whose mean time in the interval is at least this.
+    #[serde(default = "default_slow_threshold", with = "humantime_serde")]
+    pub slow_threshold: Duration,
+    /// Statement texts (normalised, and live queries after redaction) are cut to this
+    /// many characters.
+    #[serde(default = "default_query_text_length")]
+    pub query_text_length: usize,
+    /// Live statements running longer than this are recorded each sample.
+    #[serde(default = "default_long_running", with = "humantime_serde")]
+    pub long_running: Duration,
+    /// `query_regression`: a statement whose mean time in a sample exceeds this many times
+    /// its baseline (the median of its recent samples) is a WARNING; 0 turns it off.
+    #[serde(default = "default_regression_factor")]
+    pub regression_factor: f64,
+    /// ... when it ran at least this many times in the sample.
+    #[serde(default = "default_regression_min_calls")]
+    pub regression_min_calls: i64,
+    /// The baseline covers the samples of this period (at most the newest 100).
+    #[serde(default = "default_regression_window", with = "humantime_serde")]
+    pub regression_window: Duration,
+}
+
+fn default_regression_factor() -> f64 {
+    3.0
+}
+fn default_regression_min_calls() -> i64 {
+    10
+}
+fn default_regression_window() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+fn default_top_n() -> usize {
+    50
+}
+fn default_slow_threshold() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_query_text_length() -> usize {
+    1000
+}
+fn default_long_running() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for SampleParams {
+    fn default() -> Self {
+        SampleParams {
+            top_n: default_top_n(),
+            slow_threshold: default_slow_threshold(),
+            query_text_length: default_query_text_length(),
+            long_running: default_long_running(),
+            regression_factor: default_regression_factor(),
+            regression_min_calls: default_regression_min_calls(),
+            regression_window: default_regression_window(),
+        }
+    }
+}
+
 /// The keys of a maintenance job: when it may work and what it may do (the policy).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,6 +240,7 @@ impl MaintenanceParams {
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobParams {
     Health(HealthParams),
+    Sample(SampleParams),
     Maintenance(MaintenanceParams),
 }
 
@@ -182,6 +249,7 @@ impl JobParams {
     pub fn kind(&self) -> JobKind {
         match self {
             JobParams::Health(_) => JobKind::Health,
+            JobParams::Sample(_) => JobKind::Sample,
             JobParams::Maintenance(_) => JobKind::Maintenance,
         }
     }
@@ -208,6 +276,7 @@ impl Serialize for JobParams {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             JobParams::Health(p) => p.serialize(s),
+            JobParams::Sample(p) => p.serialize(s),
             JobParams::Maintenance(p) => p.serialize(s),
         }
     }
@@ -217,6 +286,7 @@ impl Serialize for JobParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
     Health,
+    Sample,
     Maintenance,
 }
 
@@ -251,6 +321,13 @@ pub const KINDS: &[KindSpec] = &[
         parse: |v| de(v).map(JobParams::Health),
     },
     KindSpec {
+        kind: JobKind::Sample,
+        name: "sample",
+        default_timeout: Duration::from_secs(60),
+        keys: fields_of::<SampleParams>,
+        parse: |v| de(v).map(JobParams::Sample),
+    },
+    KindSpec {
         kind: JobKind::Maintenance,
         name: "maintenance",
         default_timeout: Duration::from_secs(4 * 3600),
@@ -261,7 +338,7 @@ pub const KINDS: &[KindSpec] = &[
 
 /// Kinds that arrive in later versions and the keys they are planned with, so a key put on
 /// the wrong kind of job can say where it belongs.
-pub const PLANNED: &[(&str, &[&str])] = &[("sample", &[]), ("rollup", &[])];
+pub const PLANNED: &[(&str, &[&str])] = &[("rollup", &[])];
 
 impl JobKind {
     /// The `kind = "..."` values this version runs.
@@ -456,7 +533,7 @@ mod tests {
             let params = (spec.parse)(&empty).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(params.kind(), spec.kind);
         }
-        assert_eq!(JobKind::ALL, ["health", "maintenance"]);
+        assert_eq!(JobKind::ALL, ["health", "sample", "maintenance"]);
     }
 
     #[test]
@@ -486,6 +563,18 @@ mod tests {
     #[test]
     fn fields_come_from_the_struct() {
         assert_eq!(fields_of::<HealthParams>(), ["integrity_check"]);
+        assert_eq!(
+            fields_of::<SampleParams>(),
+            [
+                "top_n",
+                "slow_threshold",
+                "query_text_length",
+                "long_running",
+                "regression_factor",
+                "regression_min_calls",
+                "regression_window"
+            ]
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use job::{
-    HealthParams, Job, JobKind, JobParams, KINDS, KindSpec, MaintenanceParams, TargetSelector,
+    HealthParams, Job, JobKind, JobParams, KINDS, KindSpec, MaintenanceParams, SampleParams,
+    TargetSelector,
 };
 pub use load::{load, load_raw};
 pub use secret::{Secret, SecretUrl};
@@ -315,6 +316,10 @@ pub struct TargetConfig {
     /// SQLite: how long to wait for a lock held by the application before giving up.
     #[serde(default = "default_busy_timeout", with = "humantime_serde")]
     pub busy_timeout: Duration,
+    /// `dbwarden explain --analyze` may run EXPLAIN ANALYZE here (it executes the query,
+    /// inside a READ ONLY transaction that is rolled back).
+    #[serde(default)]
+    pub explain_analyze: bool,
     /// PostgreSQL primary: the standbys it must have connected (`replication_lag` alarms
     /// when one is missing from pg_stat_replication).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -369,7 +369,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 c.error(
                     key("kind"),
                     format!(
-                        "\"{}\" is not a job kind this version runs; one of: {} (sample and rollup jobs arrive in later versions)",
+                        "\"{}\" is not a job kind this version runs; one of: {} (rollup jobs arrive in a later version)",
                         j.kind,
                         JobKind::ALL.join(", ")
                     ),

@@ -8,6 +8,7 @@
 //! starts and stops things and knows none of them either.
 //!
 //! - `health`: one health round: probe, judge, settle server-level checks, hysteresis.
+//! - `sample`: slow-query sampling: statement counter deltas and live long runners.
 //! - `maintenance`: plan from fresh statistics, then act within the window (also
 //!   `dbwarden maintain`).
 //! - `engines`: the engine per target, kept across rounds and reloads.
@@ -18,6 +19,7 @@ mod engines;
 mod facts;
 pub mod health;
 pub mod maintenance;
+pub mod sample;
 mod tracker;
 
 use std::collections::HashMap;
@@ -37,6 +39,7 @@ use crate::health::hysteresis::Policy;
 pub use engines::Engines;
 pub use facts::{OWNER_PATIENCE_MAX, ServerFacts};
 pub use health::{HealthJob, HealthRun, TargetHealth, health_round, judge};
+pub use sample::{SampleJob, SampleRun, SampleState};
 pub use tracker::{BelievedChange, StatusTracker};
 
 /// Everything one run gets.
@@ -90,6 +93,8 @@ pub struct Shared {
     pub facts: ServerFacts,
     pub tracker: StatusTracker,
     pub events: Events,
+    /// What sample runs keep between runs (previous snapshots, known texts).
+    pub samples: SampleState,
     /// When each target's table statistics were last published (one cadence rule for
     /// every engine: `[daemon] table_stats_interval`).
     table_stats: Mutex<HashMap<String, tokio::time::Instant>>,
@@ -102,6 +107,7 @@ impl Shared {
             facts: ServerFacts::default(),
             tracker: StatusTracker::new(policy),
             events,
+            samples: SampleState::default(),
             table_stats: Mutex::default(),
         }
     }
@@ -176,6 +182,7 @@ impl crate::scheduler::Executor for Dispatcher {
     fn run(&self, ctx: RunCtx) -> BoxFuture<'static, Result<Box<dyn Report>, JobError>> {
         match &ctx.job.params {
             JobParams::Health(p) => start(HealthJob::build(p, &self.shared), ctx),
+            JobParams::Sample(p) => start(SampleJob::build(p, &self.shared), ctx),
             JobParams::Maintenance(p) => {
                 start(maintenance::MaintenanceJob::build(p, &self.shared), ctx)
             }

@@ -223,6 +223,26 @@ impl Record {
                 message,
                 ..
             } => s(target) + o(check) + s(message),
+            Record::QueryStat { target, delta, .. } => {
+                s(target) + s(&delta.key.id) + s(&delta.key.scope)
+            }
+            Record::QueryText {
+                target,
+                queryid,
+                query,
+                ..
+            } => s(target) + s(queryid) + s(query),
+            Record::LongQuery { target, runner, .. } => {
+                s(target)
+                    + o(&runner.user)
+                    + o(&runner.application)
+                    + o(&runner.state)
+                    + o(&runner.wait_event)
+                    + s(&runner.query)
+            }
+            Record::SampleSnapshot {
+                target, snapshot, ..
+            } => s(target) + s(snapshot),
         };
         size_of::<Record>() + heap
     }

@@ -65,7 +65,9 @@ use crate::health::{CheckResult, Status};
 
 pub use buffer::BufferLimits;
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
-pub use read::{BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow};
+pub use read::{
+    BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow, SlowOrder, SlowQueryRow,
+};
 
 use connect::open_err;
 use writer::{Shared, State};
@@ -166,6 +168,32 @@ pub enum Record {
         from: Status,
         to: Status,
         message: String,
+    },
+    /// One statement's work in one sample interval (slow-query sampling).
+    QueryStat {
+        ts: DateTime<Utc>,
+        target: String,
+        delta: crate::sample::StatementDelta,
+    },
+    /// A statement's normalised text, stored once per (target, queryid).
+    QueryText {
+        ts: DateTime<Utc>,
+        target: String,
+        queryid: String,
+        query: String,
+    },
+    /// A statement that was running longer than the threshold (query already redacted).
+    LongQuery {
+        ts: DateTime<Utc>,
+        target: String,
+        runner: crate::sample::LongRunner,
+    },
+    /// A target's latest counter snapshot ([`crate::sample::wire`]), replacing the one
+    /// before: the next sample's baseline, also after a restart.
+    SampleSnapshot {
+        target: String,
+        taken_at: DateTime<Utc>,
+        snapshot: String,
     },
 }
 

@@ -66,6 +66,30 @@ pub struct BelievedRow {
     pub since: DateTime<Utc>,
 }
 
+/// How `dbwarden slow-queries` orders statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowOrder {
+    Total,
+    Mean,
+    Calls,
+}
+
+/// One statement summed over the samples of a period (`dbwarden slow-queries`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SlowQueryRow {
+    pub queryid: String,
+    /// `None` when its text was never stored.
+    pub query: Option<String>,
+    pub calls: i64,
+    pub total_ms: f64,
+    pub mean_ms: f64,
+    pub rows: i64,
+    pub shared_hit: Option<i64>,
+    pub shared_read: Option<i64>,
+    /// How many samples it appeared in.
+    pub samples: i64,
+}
+
 /// Runs a read within [`READ_TIMEOUT`].
 pub(super) async fn bounded<T>(
     read: impl Future<Output = Result<T, StoreError>>,
@@ -312,6 +336,125 @@ impl Store {
         .await
     }
 
+    /// A target's latest statement snapshot as stored ([`crate::sample::wire`]), if any.
+    pub async fn sample_snapshot(&self, target: &str) -> Result<Option<String>, StoreError> {
+        let pool = self.reader()?;
+        bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new("SELECT snapshot FROM query_snapshots WHERE target = ");
+                q.push_bind(target);
+                q.build_query_scalar::<String>().fetch_optional(p).await?
+            }))
+        })
+        .await
+    }
+
+    /// The statements of `target` sampled since `since`, summed over the samples, worst
+    /// first by `by`, at most `limit`, with their stored texts.
+    pub async fn slow_queries(
+        &self,
+        target: &str,
+        since: DateTime<Utc>,
+        by: SlowOrder,
+        limit: i64,
+    ) -> Result<Vec<SlowQueryRow>, StoreError> {
+        let pool = self.reader()?;
+        let order = match by {
+            SlowOrder::Total => "total_ms",
+            SlowOrder::Mean => "mean_ms",
+            SlowOrder::Calls => "calls",
+        };
+        // PostgreSQL sums BIGINT into NUMERIC: cast back (CAST works in both dialects).
+        bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "SELECT s.queryid, t.query, s.calls, s.total_ms, s.total_ms / s.calls AS mean_ms, \
+                     s.n_rows, s.shared_hit, s.shared_read, s.samples FROM ( \
+                     SELECT queryid, CAST(SUM(calls) AS BIGINT) AS calls, SUM(total_ms) AS total_ms, \
+                     CAST(SUM(n_rows) AS BIGINT) AS n_rows, CAST(SUM(shared_hit) AS BIGINT) AS shared_hit, \
+                     CAST(SUM(shared_read) AS BIGINT) AS shared_read, COUNT(*) AS samples \
+                     FROM query_stats WHERE target = ",
+                );
+                q.push_bind(target)
+                    .push(" AND ts >= ")
+                    .push_bind(ms(since))
+                    .push(" GROUP BY queryid) s LEFT JOIN query_texts t ON t.target = ")
+                    .push_bind(target)
+                    .push(" AND t.queryid = s.queryid ORDER BY ")
+                    .push(order)
+                    .push(" DESC, s.queryid LIMIT ")
+                    .push_bind(limit);
+                q.build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<SlowQueryRow, sqlx::Error> {
+                        Ok(SlowQueryRow {
+                            queryid: r.try_get(0)?,
+                            query: r.try_get(1)?,
+                            calls: r.try_get(2)?,
+                            total_ms: r.try_get(3)?,
+                            mean_ms: r.try_get(4)?,
+                            rows: r.try_get(5)?,
+                            shared_hit: r.try_get(6)?,
+                            shared_read: r.try_get(7)?,
+                            samples: r.try_get(8)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }))
+        })
+        .await
+    }
+
+    /// The per-sample mean times of `queryids` of `target` stored in `[from, until)`, the
+    /// newest `per_statement` of each: the baselines of the `query_regression` check.
+    pub async fn statement_history(
+        &self,
+        target: &str,
+        queryids: &[String],
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        per_statement: i64,
+    ) -> Result<std::collections::HashMap<String, Vec<f64>>, StoreError> {
+        let mut out: std::collections::HashMap<String, Vec<f64>> = Default::default();
+        if queryids.is_empty() {
+            return Ok(out);
+        }
+        let pool = self.reader()?;
+        let rows: Vec<(String, f64)> = bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "SELECT queryid, mean_ms FROM (SELECT queryid, mean_ms, \
+                     ROW_NUMBER() OVER (PARTITION BY queryid ORDER BY ts DESC) AS newest \
+                     FROM query_stats WHERE target = ",
+                );
+                q.push_bind(target)
+                    .push(" AND ts >= ")
+                    .push_bind(ms(from))
+                    .push(" AND ts < ")
+                    .push_bind(ms(until))
+                    .push(" AND queryid IN (");
+                let mut sep = q.separated(", ");
+                for id in queryids {
+                    sep.push_bind(id.clone());
+                }
+                q.push(")) h WHERE newest <= ").push_bind(per_statement);
+                q.build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<(String, f64), sqlx::Error> { Ok((r.try_get(0)?, r.try_get(1)?)) })
+                    .collect::<Result<Vec<_>, _>>()?
+            }))
+        })
+        .await?;
+        for (id, mean) in rows {
+            out.entry(id).or_default().push(mean);
+        }
+        Ok(out)
+    }
+
     /// Counts rows of a history table (tests, `dbwarden status`).
     pub async fn count(&self, table: HistoryTable) -> Result<i64, StoreError> {
         let pool = self.reader()?;
@@ -335,6 +478,7 @@ pub enum HistoryTable {
     MetricSamples,
     TableStats,
     HealthTransitions,
+    QueryStats,
 }
 
 impl HistoryTable {
@@ -345,6 +489,7 @@ impl HistoryTable {
             HistoryTable::MetricSamples => "metric_samples",
             HistoryTable::TableStats => "table_stats",
             HistoryTable::HealthTransitions => "health_transitions",
+            HistoryTable::QueryStats => "query_stats",
         }
     }
 }

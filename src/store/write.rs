@@ -129,6 +129,10 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
     let mut metrics = Vec::new();
     let mut tables = Vec::new();
     let mut transitions = Vec::new();
+    let mut query_stats = Vec::new();
+    let mut query_texts = Vec::new();
+    let mut long_queries = Vec::new();
+    let mut snapshots = Vec::new();
     let mut maintenance = Vec::new();
     for e in batch {
         let r = &e.record;
@@ -139,6 +143,10 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
             Record::Metric { .. } => metrics.push(r),
             Record::Table { .. } => tables.push(r),
             Record::Transition { .. } => transitions.push(r),
+            Record::QueryStat { .. } => query_stats.push(r),
+            Record::QueryText { .. } => query_texts.push(r),
+            Record::LongQuery { .. } => long_queries.push(r),
+            Record::SampleSnapshot { .. } => snapshots.push(r),
             Record::Maintenance { .. } => maintenance.push(r),
         }
     }
@@ -244,6 +252,32 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
                 });
                 q.build().execute(&mut *tx).await?;
             }
+            for chunk in query_stats.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO query_stats (ts, target, queryid, scope, calls, total_ms, mean_ms, max_ms, n_rows, shared_hit, shared_read, temp_read, temp_written, plan_ms, rows_examined, no_index_used) ",
+                );
+                q.push_values(chunk, |mut b, r| {
+                    if let Record::QueryStat { ts, target, delta: d } = r {
+                        b.push_bind(ms(*ts))
+                            .push_bind(target.clone())
+                            .push_bind(d.key.id.clone())
+                            .push_bind(d.key.scope.clone())
+                            .push_bind(d.calls)
+                            .push_bind(d.total_ms)
+                            .push_bind(d.mean_ms)
+                            .push_bind(d.max_ms)
+                            .push_bind(d.rows)
+                            .push_bind(d.shared_hit)
+                            .push_bind(d.shared_read)
+                            .push_bind(d.temp_read)
+                            .push_bind(d.temp_written)
+                            .push_bind(d.plan_ms)
+                            .push_bind(d.rows_examined)
+                            .push_bind(d.no_index_used);
+                    }
+                });
+                q.build().execute(&mut *tx).await?;
+            }
             for chunk in maintenance.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO maintenance_actions (run_id, target, table_name, action, reason, started_at, finished_at, outcome, detail, dead_rows_before, dead_rows_after, freeze_age_before, freeze_age_after, size_before, size_after, agent) ",
@@ -270,6 +304,57 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
                     }
                 });
                 q.build().execute(&mut *tx).await?;
+            }
+            // Once per (target, queryid): a text already stored stays as first seen.
+            for chunk in query_texts.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO query_texts (target, queryid, query, first_seen) ",
+                );
+                q.push_values(chunk, |mut b, r| {
+                    if let Record::QueryText { ts, target, queryid, query } = r {
+                        b.push_bind(target.clone())
+                            .push_bind(queryid.clone())
+                            .push_bind(query.clone())
+                            .push_bind(ms(*ts));
+                    }
+                });
+                q.push(" ON CONFLICT (target, queryid) DO NOTHING");
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in long_queries.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO long_queries (ts, target, pid, user_name, application, state, wait_event, seconds, query) ",
+                );
+                q.push_values(chunk, |mut b, r| {
+                    if let Record::LongQuery { ts, target, runner: l } = r {
+                        b.push_bind(ms(*ts))
+                            .push_bind(target.clone())
+                            .push_bind(l.pid)
+                            .push_bind(l.user.clone())
+                            .push_bind(l.application.clone())
+                            .push_bind(l.state.clone())
+                            .push_bind(l.wait_event.clone())
+                            .push_bind(l.seconds)
+                            .push_bind(l.query.clone());
+                    }
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            // One statement per snapshot, in order (the newest wins): PostgreSQL refuses
+            // an ON CONFLICT DO UPDATE that touches one row twice in one statement.
+            for r in &snapshots {
+                if let Record::SampleSnapshot { target, taken_at, snapshot } = r {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO query_snapshots (target, taken_at, snapshot) VALUES (",
+                    );
+                    q.push_bind(target.clone())
+                        .push(", ")
+                        .push_bind(ms(*taken_at))
+                        .push(", ")
+                        .push_bind(snapshot.clone())
+                        .push(") ON CONFLICT (target) DO UPDATE SET taken_at = excluded.taken_at, snapshot = excluded.snapshot");
+                    q.build().execute(&mut *tx).await?;
+                }
             }
             for e in &ends {
                 let mut q = QueryBuilder::<$db>::new("UPDATE job_runs SET finished_at = ");

@@ -616,6 +616,18 @@ fn describe(r: &Record) -> String {
         Record::Transition { target, check, .. } => {
             format!("status change of target {target:?} check {check:?}")
         }
+        Record::QueryStat { target, delta, .. } => {
+            format!("query statistics {:?} of target {target:?}", delta.key.id)
+        }
+        Record::QueryText {
+            target, queryid, ..
+        } => format!("query text {queryid:?} of target {target:?}"),
+        Record::LongQuery { target, runner, .. } => {
+            format!("long-running query pid {} of target {target:?}", runner.pid)
+        }
+        Record::SampleSnapshot { target, .. } => {
+            format!("statement snapshot of target {target:?}")
+        }
     }
 }
 

@@ -16,7 +16,8 @@
 //!
 //! - `conn`: options, the pool, session settings, connect errors, `KILL QUERY`;
 //! - `queries`: the probe queries and their typed rows;
-//! - `checks`: the catalogue and the pure rules that turn rows into measurements.
+//! - `checks`: the catalogue and the pure rules that turn rows into measurements;
+//! - `statements`: slow-query sampling (events_statements_summary_by_digest, processlist).
 //!
 //! MySQL and MariaDB differ here; both are handled:
 //! - server identity: MySQL `@@server_uuid`; MariaDB has none, so `hostname:port:server_id`
@@ -36,6 +37,7 @@
 mod checks;
 mod conn;
 mod queries;
+pub mod statements;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

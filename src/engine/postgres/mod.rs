@@ -18,6 +18,8 @@
 //! - `checks`: the catalogue (names, units, built-in thresholds).
 //! - query text in messages has its literals replaced by `?` ([`crate::engine::redact`]).
 //! - `disk`: free space of the data directory when the server runs on this host.
+//! - `statements`: slow-query sampling (pg_stat_statements counters, texts, long runners).
+//! - `explain`: `dbwarden explain`: the read-only guard (our own lexer) and the plan.
 //!
 //! Cost classes: every round runs three cheap queries (`INSTANCE`, `ACTIVITY`, `TABLES`,
 //! plus `ARCHIVE_READY` when archiving is on, and on a second connection the one-row
@@ -35,12 +37,14 @@ mod checks;
 mod conn;
 mod decode;
 mod disk;
+pub mod explain;
 mod maintain;
 mod probe;
 mod probe_server;
 mod round;
 mod slow_server;
 mod sql;
+pub mod statements;
 
 use std::str::FromStr;
 use std::sync::atomic::AtomicBool;

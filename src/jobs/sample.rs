@@ -1,0 +1,419 @@
+//! The sample job kind: slow-query sampling of one target. Reads the statement counters
+//! (one query), compares them with the previous snapshot (pure: [`crate::sample::delta`]),
+//! fetches the texts of only the selected statements it has not seen, and records the
+//! live long runners (literals redacted by the engine).
+//!
+//! A missing pg_stat_statements is the job's own UNKNOWN with the fix, logged as a warning
+//! once per target (then at debug level), not a failed run per tick.
+//!
+//! The previous snapshot lives in [`SampleState`] (shared across runs in the daemon) and,
+//! through the event stream, in the history store (`query_snapshots`): a run with no
+//! snapshot in memory (the first after a start, every `dbwarden run-job`) reads it from
+//! there, so the baseline survives restarts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use super::{JobError, Kind, Report, RunCtx, Shared};
+use crate::config::SampleParams;
+use crate::engine::{Engine, RunScope};
+use crate::events::{Event, Events};
+use crate::health::{CheckResult, Scope, Status, Unit};
+use crate::sample::{
+    LongRunner, Outcome, SampleError, Selection, Snapshot, StatementDelta, compute, regression,
+    wire,
+};
+use crate::store::Store;
+use crate::text::escape;
+
+/// What sample runs keep between runs, per target.
+#[derive(Default)]
+pub struct SampleState {
+    previous: Mutex<HashMap<String, Snapshot>>,
+    /// Queryids whose text this process already has, per target.
+    texts: Mutex<HashMap<String, HashSet<String>>>,
+    /// Targets whose "extension missing" was already logged as a warning.
+    warned: Mutex<HashSet<String>>,
+    /// Where snapshots are read back from when none is in memory.
+    store: Mutex<Option<Store>>,
+}
+
+impl SampleState {
+    /// Reads previous snapshots from `store` when a target has none in memory.
+    pub fn use_store(&self, store: Store) {
+        *self.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    /// The previous snapshot of `target`: from memory, else from the store. One that
+    /// cannot be read is absent (a baseline), never a wrong delta.
+    async fn previous(&self, target: &str) -> Option<Snapshot> {
+        let mem = self
+            .previous
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(target);
+        if mem.is_some() {
+            return mem;
+        }
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        match store.sample_snapshot(target).await {
+            Ok(Some(text)) => match wire::decode(&text) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(
+                        target,
+                        "stored statement snapshot ignored ({e}): this sample is a new baseline"
+                    );
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(
+                    target,
+                    "previous statement snapshot not read from the history store ({e}): this sample is a new baseline"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A sample job, built from its `[[job]]` keys.
+pub struct SampleJob {
+    params: SampleParams,
+    shared: Arc<Shared>,
+}
+
+/// What a sample run found.
+#[derive(Debug)]
+pub struct SampleRun {
+    /// Set when sampling cannot work on this target: the fix (the job is UNKNOWN).
+    pub unavailable: Option<String>,
+    /// `None` when unavailable.
+    pub outcome: Option<Outcome>,
+    /// Texts fetched this run for statements not seen before: (queryid, text).
+    pub new_texts: Vec<(String, String)>,
+    pub long_runners: Vec<LongRunner>,
+    /// Statement entries in the snapshot.
+    pub entries: usize,
+    /// The `query_regression` check of this sample (`None`: not judged: a baseline
+    /// sample, or no history store to read baselines from).
+    pub regression: Option<CheckResult>,
+}
+
+impl SampleRun {
+    /// The selected statements (empty for a baseline or when unavailable).
+    pub fn statements(&self) -> &[StatementDelta] {
+        match &self.outcome {
+            Some(Outcome::Deltas { statements, .. }) => statements,
+            _ => &[],
+        }
+    }
+}
+
+impl Report for SampleRun {
+    fn status(&self) -> Option<Status> {
+        Some(if self.unavailable.is_some() {
+            Status::Unknown
+        } else {
+            self.regression.as_ref().map_or(Status::Ok, |r| r.status)
+        })
+    }
+
+    fn summary(&self) -> String {
+        if let Some(u) = &self.unavailable {
+            return format!("UNKNOWN: {u}");
+        }
+        let mut long = match self.long_runners.len() {
+            0 => String::new(),
+            n => format!("; {n} long-running statement(s)"),
+        };
+        if let Some(r) = self.regression.as_ref().filter(|r| r.status != Status::Ok) {
+            long.push_str(&format!("; query_regression {}: {}", r.status, r.message));
+        }
+        match &self.outcome {
+            Some(Outcome::Baseline(reason)) => {
+                format!("{} statements; {reason}{long}", self.entries)
+            }
+            Some(Outcome::Deltas {
+                statements,
+                active,
+                entries_reset,
+            }) => {
+                let reset = match entries_reset {
+                    0 => String::new(),
+                    n => format!(", {n} reset (new baseline)"),
+                };
+                format!(
+                    "{} statements, {active} ran in the interval, {} kept{reset}{long}",
+                    self.entries,
+                    statements.len()
+                )
+            }
+            None => String::new(),
+        }
+    }
+}
+
+impl Kind for SampleJob {
+    type Params = SampleParams;
+    type Report = SampleRun;
+
+    fn build(params: &SampleParams, shared: &Arc<Shared>) -> Self {
+        SampleJob {
+            params: params.clone(),
+            shared: shared.clone(),
+        }
+    }
+
+    async fn run(self, ctx: RunCtx) -> Result<SampleRun, JobError> {
+        let target = &ctx.target;
+        let engine = self
+            .shared
+            .engines
+            .get(target)
+            .map_err(|e| JobError::Setup(e.to_string()))?;
+        let scope = RunScope::default();
+        let run = tokio::select! {
+            r = sample(&engine, &self.params, &self.shared.samples, &target.name, &scope, &self.shared.events) => r,
+            _ = ctx.cancel.cancelled() => {
+                engine.cancel(&scope).await;
+                Err(JobError::Cancelled)
+            }
+        }?;
+        if let Some(r) = run.regression.as_ref().filter(|r| r.status != Status::Ok) {
+            tracing::warn!(target = %target.name, check = "query_regression", "{}", escape(&r.message));
+        }
+        Ok(run)
+    }
+}
+
+/// One sample of a target against the state kept in `state`.
+pub async fn sample(
+    engine: &Engine,
+    p: &SampleParams,
+    state: &SampleState,
+    target: &str,
+    scope: &RunScope,
+    events: &Events,
+) -> Result<SampleRun, JobError> {
+    let (secs, len) = (p.long_running.as_secs_f64(), p.query_text_length);
+    let read = match engine {
+        Engine::Postgres(e) => e.sample_statements(secs, len, scope).await,
+        Engine::Mysql(e) => e.sample_statements(secs, len, scope).await,
+        // A job with `targets = ["*"]` covers SQLite targets too: the job's own UNKNOWN,
+        // warned once, like a missing extension, not a failed run per tick.
+        Engine::Sqlite(_) => Err(SampleError::Unavailable(format!(
+            "target {target} is SQLite, which keeps no statement statistics: leave it out of this sample job's targets (sample jobs work on PostgreSQL and MySQL/MariaDB)"
+        ))),
+    };
+    let reading = match read {
+        Ok(r) => r,
+        Err(SampleError::Unavailable(fix)) => {
+            let first = state
+                .warned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(target.to_string());
+            if first {
+                tracing::warn!(target, "{}", escape(&fix));
+            } else {
+                tracing::debug!(target, "{}", escape(&fix));
+            }
+            return Ok(SampleRun {
+                unavailable: Some(fix),
+                outcome: None,
+                new_texts: Vec::new(),
+                long_runners: Vec::new(),
+                entries: 0,
+                regression: None,
+            });
+        }
+        Err(SampleError::Failed(e)) => {
+            return Err(JobError::Setup(format!(
+                "target {target}: reading the statement statistics failed: {e}"
+            )));
+        }
+    };
+    state
+        .warned
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(target);
+    let sel = Selection {
+        top_n: p.top_n,
+        slow_ms: p.slow_threshold.as_secs_f64() * 1000.0,
+    };
+    let previous = state.previous(target).await;
+    let outcome = compute(previous.as_ref(), &reading.snapshot, sel);
+    let entries = reading.snapshot.entries.len();
+    let ts = reading.snapshot.taken_at;
+    let encoded = wire::encode(&reading.snapshot);
+    state
+        .previous
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(target.to_string(), reading.snapshot);
+    let wanted: Vec<String> = {
+        let known = state.texts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<String> = match &outcome {
+            Outcome::Deltas { statements, .. } => statements
+                .iter()
+                .map(|d| d.key.id.clone())
+                .filter(|id| known.get(target).is_none_or(|k| !k.contains(id)))
+                .collect(),
+            Outcome::Baseline(_) => Vec::new(),
+        };
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let texts = match engine {
+        Engine::Postgres(e) => {
+            e.statement_texts(&reading.texts_from, &wanted, len, scope)
+                .await
+        }
+        Engine::Mysql(e) => e.statement_texts(&wanted, len, scope).await,
+        Engine::Sqlite(_) => Ok(Vec::new()),
+    };
+    let new_texts = texts.map_err(|e| match e {
+        SampleError::Unavailable(m) | SampleError::Failed(m) => JobError::Setup(format!(
+            "target {target}: reading statement texts failed: {m}"
+        )),
+    })?;
+    state
+        .texts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(target.to_string())
+        .or_default()
+        .extend(new_texts.iter().map(|(id, _)| id.clone()));
+    for l in &reading.long_runners {
+        tracing::info!(
+            target,
+            pid = l.pid,
+            seconds = l.seconds,
+            "long-running statement: {}",
+            escape(&l.query)
+        );
+    }
+    let regression = match &outcome {
+        Outcome::Deltas { statements, .. } => {
+            regression_check(state, p, target, ts, statements).await
+        }
+        Outcome::Baseline(_) => None,
+    };
+    events.publish(Event::Sample {
+        ts,
+        target: target.to_string(),
+        statements: match &outcome {
+            Outcome::Deltas { statements, .. } => statements.clone(),
+            Outcome::Baseline(_) => Vec::new(),
+        },
+        texts: new_texts.clone(),
+        long_runners: reading.long_runners.clone(),
+        snapshot: Some(encoded),
+        check: regression.clone(),
+    });
+    Ok(SampleRun {
+        unavailable: None,
+        outcome: Some(outcome),
+        new_texts,
+        long_runners: reading.long_runners,
+        entries,
+        regression,
+    })
+}
+
+/// Judges the kept statements against their baselines from the history store.
+async fn regression_check(
+    state: &SampleState,
+    p: &SampleParams,
+    target: &str,
+    ts: chrono::DateTime<chrono::Utc>,
+    statements: &[StatementDelta],
+) -> Option<CheckResult> {
+    if p.regression_factor <= 0.0 {
+        return None;
+    }
+    let store = state
+        .store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()?;
+    let ids: Vec<String> = statements
+        .iter()
+        .filter(|d| d.calls >= p.regression_min_calls)
+        .map(|d| d.key.id.clone())
+        .collect();
+    let from =
+        ts - chrono::Duration::from_std(p.regression_window).unwrap_or(chrono::Duration::MAX);
+    let history = match store.statement_history(target, &ids, from, ts, 100).await {
+        Ok(h) => h,
+        Err(e) => {
+            return Some(CheckResult {
+                check: "query_regression".into(),
+                status: Status::Unknown,
+                value: None,
+                unit: Unit::Milliseconds,
+                warning: None,
+                critical: None,
+                message: format!("statement baselines not read from the history store: {e}"),
+                subject: None,
+                scope: Scope::Database,
+            });
+        }
+    };
+    let found = regression::find(
+        statements,
+        &history,
+        p.regression_factor,
+        p.regression_min_calls,
+    );
+    let factor = p.regression_factor;
+    Some(match found.first() {
+        None => CheckResult {
+            check: "query_regression".into(),
+            status: Status::Ok,
+            value: None,
+            unit: Unit::Milliseconds,
+            warning: None,
+            critical: None,
+            message: format!(
+                "no statement slower than {factor}× its baseline ({} with a baseline)",
+                history.len()
+            ),
+            subject: None,
+            scope: Scope::Database,
+        },
+        Some(r) => CheckResult {
+            check: "query_regression".into(),
+            status: Status::Warning,
+            value: Some(r.mean_ms),
+            unit: Unit::Milliseconds,
+            warning: Some(r.baseline_ms * factor),
+            critical: None,
+            message: format!(
+                "statement {} ({}): mean {:.2} ms over {} calls, {:.1}× its baseline {:.2} ms (median of {} samples; warning at {factor}×){}; `dbwarden slow-queries` shows its text",
+                r.queryid,
+                r.scope,
+                r.mean_ms,
+                r.calls,
+                r.factor(),
+                r.baseline_ms,
+                r.baseline_samples,
+                match found.len() {
+                    1 => String::new(),
+                    n => format!("; {} more statements regressed", n - 1),
+                }
+            ),
+            subject: Some(format!("statement {}", r.queryid)),
+            scope: Scope::Database,
+        },
+    })
+}
