@@ -714,11 +714,13 @@ impl MysqlEngine {
                         .into_iter()
                         .flatten()
                         .any(|l| len >= l);
-                    if over
-                        && matches!(process, Process::Granted | Process::Unknown)
-                        && let Ok(Some(oldest)) = oldest_transaction(conn).await
-                    {
-                        obs = obs.detail(oldest);
+                    if over && matches!(process, Process::Granted | Process::Unknown) {
+                        match oldest_transaction(conn).await {
+                            Ok(Some(oldest)) => obs = obs.detail(oldest),
+                            Ok(None) => {}
+                            // Say why the holder is not named rather than drop it silently.
+                            Err(e) => obs = obs.detail(format!("oldest transaction not read: {e}")),
+                        }
                     }
                     Measurement::value(HISTORY_LIST, obs)
                 }
