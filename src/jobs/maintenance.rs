@@ -316,7 +316,7 @@ impl Kind for MaintenanceJob {
         let req = Request {
             target: &ctx.target,
             params: &self.params,
-            tz: job_tz(&ctx),
+            tz: window_tz(&ctx.job),
             use_window: true,
             dry_run: false,
             watch_vacuum: None,
@@ -335,10 +335,61 @@ impl Kind for MaintenanceJob {
     }
 }
 
-/// The job's time zone: its schedule's, else the daemon's.
-fn job_tz(ctx: &RunCtx) -> Tz {
-    match &ctx.job.schedule {
-        crate::schedule::Schedule::Cron { tz, .. } => *tz,
-        crate::schedule::Schedule::Every(_) => ctx.config.timezone,
+/// The time zone of a job's window: the job's own `timezone` key, else `daemon.timezone`
+/// (resolved at validation; an `@every` schedule carries no time zone of its own).
+pub fn window_tz(job: &crate::config::Job) -> Tz {
+    job.timezone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maintenance::Window;
+
+    /// Loads a config whose daemon runs in UTC with one maintenance job scheduled
+    /// `schedule` and the extra job keys `extra`.
+    fn job_with(schedule: &str, extra: &str) -> crate::config::Job {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("dbwarden.toml");
+        let body = format!(
+            r#"[daemon]
+history = "sqlite://{}/history.db"
+timezone = "UTC"
+
+[[target]]
+name = "pg"
+url = "postgres://127.0.0.1/x"
+
+[[job]]
+name = "m"
+kind = "maintenance"
+schedule = "{schedule}"
+window = "02:00-05:00"
+{extra}
+"#,
+            dir.path().display()
+        );
+        std::fs::write(&path, body).unwrap_or_else(|e| panic!("write: {e}"));
+        let c = crate::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
+        c.job("m").cloned().unwrap_or_else(|| panic!("no job m"))
+    }
+
+    #[test]
+    fn an_every_job_reads_its_window_in_its_own_time_zone() {
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap_or_else(|e| panic!("{e}"));
+        let every = job_with("@every 1h", "timezone = \"Asia/Tokyo\"");
+        assert_eq!(window_tz(&every), tokyo, "the job's own timezone key");
+        let cron = job_with("0 3 * * *", "timezone = \"Asia/Tokyo\"");
+        assert_eq!(window_tz(&cron), tokyo);
+        let plain = job_with("@every 1h", "");
+        assert_eq!(window_tz(&plain), Tz::UTC, "else daemon.timezone");
+        // 18:30 UTC is 03:30 in Tokyo: inside the window there, outside it in UTC.
+        let w = Window::parse("02:00-05:00").unwrap_or_else(|e| panic!("{e}"));
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-30T18:30:00Z")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_timezone(&Utc);
+        let local = |tz: Tz| at.with_timezone(&tz).time();
+        assert!(window::budget(Some(&w), None, local(window_tz(&every))).is_ok());
+        assert!(window::budget(Some(&w), None, local(window_tz(&plain))).is_err());
     }
 }
