@@ -15,7 +15,9 @@ use crate::engine::{Engine, RunScope};
 use crate::health::Status;
 use crate::maintenance::run::Refusal;
 use crate::maintenance::run::run_plan;
-use crate::maintenance::{SqlitePolicy, Step, StepRecord, plan, plan_sqlite, window};
+use crate::maintenance::{
+    MysqlPolicy, SqlitePolicy, Step, StepRecord, Window, plan, plan_mysql, plan_sqlite, window,
+};
 
 /// What one maintenance run of one target did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -243,12 +245,40 @@ pub async fn maintain(
             report.plan = p.steps;
             session.finish().await;
         }
-        Engine::Mysql(_) => {
-            report.skipped = Some(format!(
-                "maintenance of {} targets arrives in a later version",
-                mt.engine.as_str()
-            ));
-            return Ok(report);
+        Engine::Mysql(my) => {
+            let mut session = match my.maintenance(&scope, req.params.lock_timeout).await {
+                Ok(s) => s,
+                Err(Refusal::Skipped(why)) => {
+                    report.skipped = Some(why);
+                    return Ok(report);
+                }
+                Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
+            };
+            let facts = match session.facts().await {
+                Ok(f) => f,
+                Err(e) => {
+                    session.finish().await;
+                    return Err(JobError::Setup(e));
+                }
+            };
+            let p = plan_mysql(
+                &facts,
+                &mysql_policy(req.target, req.params, win.as_ref(), now),
+            );
+            if !req.dry_run {
+                report.records = run_plan(
+                    &mut session,
+                    &p,
+                    deadline,
+                    cancel,
+                    || engine.cancel(&scope),
+                    |i, n, step| progress(Progress::Step { i, n, step }),
+                )
+                .await;
+            }
+            report.deferred = p.deferred;
+            report.plan = p.steps;
+            session.finish().await;
         }
     }
     engine.close(std::time::Duration::from_secs(2)).await;
@@ -292,6 +322,44 @@ fn sqlite_policy(t: &Target, p: &MaintenanceParams) -> SqlitePolicy {
         wal_bytes: wal
             .and_then(|w| w.warning)
             .unwrap_or(256.0 * 1024.0 * 1024.0),
+    }
+}
+
+/// The MySQL/MariaDB thresholds: OPTIMIZE past the target's `mysql_fragmentation`
+/// warning and floor, and only inside the job's window (local time `now`); ANALYZE when
+/// 10% of the rows (InnoDB's own auto-recalc share) and `min_changed_rows` changed.
+fn mysql_policy(
+    t: &Target,
+    p: &MaintenanceParams,
+    win: Option<&Window>,
+    now: chrono::NaiveTime,
+) -> MysqlPolicy {
+    let frag = crate::engine::mysql::CHECKS
+        .iter()
+        .find(|c| c.name == "mysql_fragmentation")
+        .map(|spec| t.thresholds_for(spec));
+    let optimize_blocked = match win {
+        None => {
+            Some("OPTIMIZE TABLE runs only inside the job's window, and none is set".to_string())
+        }
+        Some(w) if w.remaining(now).is_none() => Some(format!(
+            "OPTIMIZE TABLE runs only inside the maintenance window {w} (now {})",
+            now.format("%H:%M")
+        )),
+        Some(_) => None,
+    };
+    MysqlPolicy {
+        allowed: p.actions.clone(),
+        analyze_percent: 10.0,
+        min_changed_rows: p.min_changed_rows as f64,
+        fragmentation_percent: frag.as_ref().and_then(|f| f.warning).unwrap_or(20.0),
+        fragmentation_floor: frag
+            .and_then(|f| f.floor)
+            .unwrap_or(100.0 * 1024.0 * 1024.0),
+        optimize_blocked,
+        include: p.include.clone(),
+        exclude: p.exclude.clone(),
+        max_tables: p.max_tables,
     }
 }
 
@@ -344,7 +412,6 @@ pub fn window_tz(job: &crate::config::Job) -> Tz {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maintenance::Window;
 
     /// Loads a config whose daemon runs in UTC with one maintenance job scheduled
     /// `schedule` and the extra job keys `extra`.

@@ -356,6 +356,139 @@ pub fn plan_sqlite(f: &SqliteFacts, p: &SqlitePolicy) -> Plan {
     Plan { steps, deferred: 0 }
 }
 
+/// One MySQL/MariaDB table as `information_schema.TABLES` and InnoDB's persistent
+/// statistics show it (read without table locks).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MysqlTableFacts {
+    /// `db.table` for people and the include/exclude patterns.
+    pub name: String,
+    /// The name quoted with backticks.
+    pub sql_name: String,
+    /// data + index bytes.
+    pub size_bytes: f64,
+    pub data_free: f64,
+    /// The row estimate of the statistics.
+    pub rows: f64,
+    /// An InnoDB table without a `mysql.innodb_table_stats` row: never analyzed.
+    pub never_analyzed: bool,
+    /// Rows changed since InnoDB last computed statistics (MariaDB
+    /// `INNODB_SYS_TABLESTATS.MODIFIED_COUNTER`; 0 where not visible).
+    pub changed_rows: f64,
+}
+
+/// The MySQL/MariaDB thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MysqlPolicy {
+    pub allowed: Vec<Allowed>,
+    /// Analyze when changed rows reach this share (percent) of the rows...
+    pub analyze_percent: f64,
+    /// ...and at least this many.
+    pub min_changed_rows: f64,
+    /// OPTIMIZE when data_free reaches this share (percent) of data + index + data_free
+    /// (the `mysql_fragmentation` warning)...
+    pub fragmentation_percent: f64,
+    /// ...and the table's allocated size this floor (its floor).
+    pub fragmentation_floor: f64,
+    /// `None`: inside the job's window; else why OPTIMIZE may not run now.
+    pub optimize_blocked: Option<String>,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub max_tables: Option<usize>,
+}
+
+/// The MySQL/MariaDB plan: `OPTIMIZE TABLE` for fragmented tables (recorded skipped
+/// outside the window), else `ANALYZE TABLE` for tables whose statistics are stale (never
+/// analyzed, or changed rows past `analyze_percent` and `min_changed_rows`). Most free
+/// space first, then most changed.
+pub fn plan_mysql(tables: &[MysqlTableFacts], p: &MysqlPolicy) -> Plan {
+    let allows = |a: Allowed| p.allowed.contains(&a);
+    let mut steps = Vec::new();
+    for t in tables {
+        if !p.include.is_empty() && !p.include.iter().any(|g| glob(g, &t.name)) {
+            continue;
+        }
+        if p.exclude.iter().any(|g| glob(g, &t.name)) {
+            continue;
+        }
+        let step = |action, need, reason: String, urgency: f64, skip: Option<String>| Step {
+            table: t.name.clone(),
+            sql_name: t.sql_name.clone(),
+            action,
+            need,
+            reason,
+            skip,
+            dead_rows: t.data_free,
+            freeze_age: None,
+            size_bytes: t.size_bytes,
+            urgency,
+        };
+        let allocated = t.size_bytes + t.data_free;
+        let free = if allocated > 0.0 {
+            t.data_free * 100.0 / allocated
+        } else {
+            0.0
+        };
+        if allows(Allowed::Vacuum)
+            && free >= p.fragmentation_percent
+            && allocated >= p.fragmentation_floor
+        {
+            steps.push(step(
+                Action::Optimize,
+                Need::DeadRows,
+                format!(
+                    "data_free {} bytes is {:.0}% of {} allocated (≥ {}%, floor {})",
+                    n(t.data_free),
+                    free,
+                    n(allocated),
+                    n(p.fragmentation_percent),
+                    n(p.fragmentation_floor)
+                ),
+                1e18 + t.data_free,
+                p.optimize_blocked.clone(),
+            ));
+            continue;
+        }
+        if !allows(Allowed::Analyze) {
+            continue;
+        }
+        let trigger = (t.rows * p.analyze_percent / 100.0).max(p.min_changed_rows);
+        if t.never_analyzed {
+            steps.push(step(
+                Action::Analyze,
+                Need::StaleStats,
+                "no persistent statistics (mysql.innodb_table_stats has no row)".into(),
+                1e9 + t.rows,
+                None,
+            ));
+        } else if t.changed_rows >= trigger && t.changed_rows > 0.0 {
+            steps.push(step(
+                Action::Analyze,
+                Need::StaleStats,
+                format!(
+                    "{} rows changed since the statistics were computed (≥ {} = max({}% of {} rows, {}))",
+                    n(t.changed_rows),
+                    n(trigger),
+                    n(p.analyze_percent),
+                    n(t.rows),
+                    n(p.min_changed_rows)
+                ),
+                t.changed_rows,
+                None,
+            ));
+        }
+    }
+    steps.sort_by(|a, b| b.urgency.total_cmp(&a.urgency));
+    let deferred = match p.max_tables {
+        Some(m) if steps.len() > m => {
+            let d = steps.len() - m;
+            steps.truncate(m);
+            d
+        }
+        _ => 0,
+    };
+    Plan { steps, deferred }
+}
+
 fn n(v: f64) -> String {
     format!("{}", v.round() as i64)
 }
