@@ -727,6 +727,79 @@ mod tests {
     }
 
     #[test]
+    fn mysql_optimizes_fragmented_tables_in_the_window_and_analyzes_stale_ones() {
+        let t = |name: &str, size: f64, free: f64, rows: f64, never: bool, changed: f64| {
+            MysqlTableFacts {
+                name: format!("db.{name}"),
+                sql_name: format!("`db`.`{name}`"),
+                size_bytes: size,
+                data_free: free,
+                rows,
+                never_analyzed: never,
+                changed_rows: changed,
+            }
+        };
+        let mb = 1024.0 * 1024.0;
+        let tables = [
+            t("quiet", 500.0 * mb, 10.0 * mb, 1e6, false, 5000.0),
+            t("small_frag", 10.0 * mb, 50.0 * mb, 1e3, false, 0.0),
+            t("frag", 300.0 * mb, 200.0 * mb, 1e6, false, 0.0),
+            t("fragger", 100.0 * mb, 400.0 * mb, 1e6, false, 0.0),
+            t("changed", 1.0 * mb, 0.0, 10_000.0, false, 2000.0),
+            t("few_changed", 1.0 * mb, 0.0, 1000.0, false, 500.0),
+            t("never", 1.0 * mb, 0.0, 10.0, true, 0.0),
+        ];
+        let mut p = MysqlPolicy {
+            allowed: vec![Allowed::Analyze, Allowed::Vacuum],
+            analyze_percent: 10.0,
+            min_changed_rows: 1000.0,
+            fragmentation_percent: 20.0,
+            fragmentation_floor: 100.0 * mb,
+            optimize_blocked: None,
+            include: vec![],
+            exclude: vec![],
+            max_tables: None,
+        };
+        let show = |pl: &Plan| -> Vec<String> {
+            pl.steps
+                .iter()
+                .map(|s| format!("{} {} {}", s.table, s.action.as_str(), s.skip.is_some()))
+                .collect()
+        };
+        // small_frag is under the floor, quiet under 20%, few_changed under min_changed_rows.
+        assert_eq!(
+            show(&plan_mysql(&tables, &p)),
+            [
+                "db.fragger optimize false",
+                "db.frag optimize false",
+                "db.never analyze false",
+                "db.changed analyze false",
+            ]
+        );
+        let r = &plan_mysql(&tables, &p).steps[1].reason;
+        assert_eq!(
+            r,
+            "data_free 209715200 bytes is 40% of 524288000 allocated (≥ 20%, floor 104857600)"
+        );
+        p.optimize_blocked = Some("outside".into());
+        p.exclude = vec!["db.never".into()];
+        p.max_tables = Some(2);
+        let pl = plan_mysql(&tables, &p);
+        assert_eq!(
+            show(&pl),
+            ["db.fragger optimize true", "db.frag optimize true"]
+        );
+        assert_eq!(pl.deferred, 1);
+        p.allowed = vec![Allowed::Analyze];
+        p.max_tables = None;
+        assert_eq!(
+            show(&plan_mysql(&tables, &p)),
+            ["db.changed analyze false"],
+            "no OPTIMIZE without vacuum allowed; fragmented tables are not analyzed for it"
+        );
+    }
+
+    #[test]
     fn globs() {
         assert!(glob("public.*", "public.orders"));
         assert!(glob("*", ""));
