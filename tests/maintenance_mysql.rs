@@ -221,6 +221,12 @@ async fn optimize_only_for_a_fragmented_table_inside_the_window() {
     let r = run(&inside).await;
     assert_eq!(outcomes(&r), [format!("{}.frag optimize done", db.name)]);
     assert!(r.records[0].step.reason.contains("data_free"), "{r:?}");
+    let before = r.records[0].step.dead_rows;
+    let after = r.records[0].after.dead_rows.unwrap_or(f64::MAX);
+    assert!(
+        after < before,
+        "OPTIMIZE reclaimed data_free: {before} → {after}"
+    );
     drop(c);
     db.drop_db().await;
 }

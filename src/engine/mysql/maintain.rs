@@ -196,9 +196,38 @@ impl MysqlMaintenance {
             Err(e) if error_number(&e) == Some(1205) => lock_skip(),
             Err(e) => Outcome::Failed(error_message(&e)),
         };
-        StepResult {
-            outcome,
-            after: After::default(),
+        let after = if outcome == Outcome::Done {
+            self.after(step).await
+        } else {
+            After::default()
+        };
+        StepResult { outcome, after }
+    }
+
+    /// The table's data_free (in the dead-rows column, as planned) and data + index size
+    /// right after a step (`None` when they cannot be read).
+    async fn after(&mut self, step: &Step) -> After {
+        let prefix = format!("{}.", self.db);
+        let Some(name) = step.table.strip_prefix(&prefix).map(str::to_string) else {
+            return After::default();
+        };
+        let Ok(c) = self.conn() else {
+            return After::default();
+        };
+        let row = sqlx::query(
+            "/* dbwarden */ SELECT COALESCE(DATA_FREE, 0), COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) \
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+        )
+        .bind(name)
+        .fetch_optional(&mut **c)
+        .await;
+        match row {
+            Ok(Some(r)) => After {
+                dead_rows: number(&r, 0).ok().flatten(),
+                freeze_age: None,
+                size_bytes: number(&r, 1).ok().flatten(),
+            },
+            _ => After::default(),
         }
     }
 
