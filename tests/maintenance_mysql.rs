@@ -290,3 +290,65 @@ async fn get_lock_held_by_another_session_skips_the_run() {
     drop(c);
     db.drop_db().await;
 }
+
+/// The `dbwarden` binary with `-c config` and `args`: exit code, stdout, stderr.
+fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dbwarden"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run dbwarden: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_maintain_command_plans_runs_with_progress_and_records_in_history() {
+    let Some(db) = Scratch::new("cli").await else {
+        return;
+    };
+    let mut c = db.conn().await;
+    exec(
+        &mut c,
+        "CREATE TABLE `Mixed Case` (id INT PRIMARY KEY) ENGINE=InnoDB STATS_PERSISTENT=0",
+    )
+    .await;
+    let (dir, _cfg) = config(&db.url(), "", "");
+    let path = dir.path().join("dbwarden.toml");
+    let table = format!("{}.Mixed Case", db.name);
+    let (code, out, err) = cli(&path, &["maintain", "--target", "my", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        format!(
+            "{table}\tanalyze\tno persistent statistics (mysql.innodb_table_stats has no row)\n"
+        )
+    );
+    let (code, out, err) = cli(&path, &["maintain", "--target", "my"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, format!("{table}\tanalyze\tdone\n"));
+    assert!(err.contains(&format!("[1/1] analyze {table}: ")), "{err}");
+    let (code, out, err) = cli(
+        &path,
+        &[
+            "history",
+            "maintenance",
+            "--target",
+            "my",
+            "--since",
+            "1h",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[1][2..6], ["my", table.as_str(), "analyze", "done"]);
+    drop(c);
+    db.drop_db().await;
+}
