@@ -10,6 +10,10 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Connection};
 use tokio_util::sync::CancellationToken;
 
+/// One maintenance run per server: the tests of this file share MariaDB's server-wide
+/// lock, so they take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A scratch database, dropped when the test ends (also on panic, best effort).
 struct Scratch {
     base: String,
@@ -120,6 +124,7 @@ fn windows() -> (String, String) {
 
 #[tokio::test]
 async fn analyze_runs_on_a_never_analyzed_table_with_an_odd_name_and_is_recorded() {
+    let _turn = SERIAL.lock().await;
     let Some(db) = Scratch::new("an").await else {
         return;
     };
@@ -194,6 +199,7 @@ const FRAG: &str = r#"thresholds = { mysql_fragmentation = { warning = 20, min_s
 
 #[tokio::test]
 async fn optimize_only_for_a_fragmented_table_inside_the_window() {
+    let _turn = SERIAL.lock().await;
     let Some(db) = Scratch::new("opt").await else {
         return;
     };
@@ -233,6 +239,7 @@ async fn optimize_only_for_a_fragmented_table_inside_the_window() {
 
 #[tokio::test]
 async fn a_held_metadata_lock_is_skipped_as_lock_not_available() {
+    let _turn = SERIAL.lock().await;
     let Some(db) = Scratch::new("mdl").await else {
         return;
     };
@@ -258,6 +265,7 @@ async fn a_held_metadata_lock_is_skipped_as_lock_not_available() {
 
 #[tokio::test]
 async fn get_lock_held_by_another_session_skips_the_run() {
+    let _turn = SERIAL.lock().await;
     let Some(db) = Scratch::new("gl").await else {
         return;
     };
@@ -308,6 +316,7 @@ fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test]
 async fn the_maintain_command_plans_runs_with_progress_and_records_in_history() {
+    let _turn = SERIAL.lock().await;
     let Some(db) = Scratch::new("cli").await else {
         return;
     };
@@ -351,4 +360,50 @@ async fn the_maintain_command_plans_runs_with_progress_and_records_in_history() 
     assert_eq!(lines[1][2..6], ["my", table.as_str(), "analyze", "done"]);
     drop(c);
     db.drop_db().await;
+}
+
+#[tokio::test]
+async fn one_maintenance_run_per_server_across_its_databases() {
+    let _turn = SERIAL.lock().await;
+    let Some(a) = Scratch::new("srva").await else {
+        return;
+    };
+    let Some(b) = Scratch::new("srvb").await else {
+        return;
+    };
+    let mut ca = a.conn().await;
+    exec(
+        &mut ca,
+        "CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB STATS_PERSISTENT=0",
+    )
+    .await;
+    // Another run (a dbwarden on database b of the same server) holds the server's lock.
+    let mut cb = b.conn().await;
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('dbwarden-maint-server', 0)")
+        .fetch_one(&mut cb)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got, Some(1));
+    let (_d, cfg) = config(&a.url(), "", "");
+    let r = run(&cfg).await;
+    assert_eq!(
+        r.skipped.as_deref(),
+        Some("another maintenance run holds this server's lock (one run per server at a time)")
+    );
+    assert!(r.records.is_empty());
+    // The refused run left database a's own lock free.
+    let free: Option<i64> = sqlx::query_scalar("SELECT IS_FREE_LOCK(?)")
+        .bind(format!("dbwarden-maint:{}", a.name))
+        .fetch_one(&mut ca)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(free, Some(1));
+    exec(&mut cb, "DO RELEASE_LOCK('dbwarden-maint-server')").await;
+    let r = run(&cfg).await;
+    assert_eq!(r.skipped, None, "runs once the server's lock is free");
+    assert_eq!(outcomes(&r).len(), 1, "{r:?}");
+    drop(ca);
+    drop(cb);
+    a.drop_db().await;
+    b.drop_db().await;
 }

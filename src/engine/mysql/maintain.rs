@@ -23,6 +23,9 @@ pub struct MysqlMaintenance {
     lock_timeout: Duration,
 }
 
+/// The server-wide lock: at most one maintenance run per server.
+pub const SERVER_LOCK: &str = "dbwarden-maint-server";
+
 /// Quotes an identifier with backticks (a backtick inside is doubled).
 pub fn quote(ident: &str) -> String {
     format!("`{}`", ident.replace('`', "``"))
@@ -83,6 +86,25 @@ impl MysqlEngine {
         if got != Some(1) {
             lease.release().await;
             return Err(Refusal::Skipped("another dbwarden holds the lock".into()));
+        }
+        // At most one maintenance run per server: several targets may be databases of it.
+        // GET_LOCK names are server-wide (a session may hold several: MariaDB 10.0.2+,
+        // MySQL 5.7.5+); closing the connection releases both.
+        let server: Option<i64> = sqlx::query_scalar("/* dbwarden */ SELECT GET_LOCK(?, 0)")
+            .bind(SERVER_LOCK)
+            .fetch_one(&mut *lease)
+            .await
+            .map_err(failed)?;
+        if server != Some(1) {
+            let _ = sqlx::query("/* dbwarden */ SELECT RELEASE_LOCK(?)")
+                .bind(format!("dbwarden-maint:{db}"))
+                .execute(&mut *lease)
+                .await;
+            lease.release().await;
+            return Err(Refusal::Skipped(
+                "another maintenance run holds this server's lock (one run per server at a time)"
+                    .into(),
+            ));
         }
         Ok(MysqlMaintenance {
             lease: Some(lease),
@@ -234,8 +256,9 @@ impl MysqlMaintenance {
     /// Releases the lock and the connection.
     pub async fn finish(mut self) {
         if let Some(mut lease) = self.lease.take() {
-            let _ = sqlx::query("/* dbwarden */ SELECT RELEASE_LOCK(?)")
+            let _ = sqlx::query("/* dbwarden */ SELECT RELEASE_LOCK(?), RELEASE_LOCK(?)")
                 .bind(format!("dbwarden-maint:{}", self.db))
+                .bind(SERVER_LOCK)
                 .execute(&mut *lease)
                 .await;
             lease.release().await;
