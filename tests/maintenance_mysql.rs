@@ -407,3 +407,54 @@ async fn one_maintenance_run_per_server_across_its_databases() {
     a.drop_db().await;
     b.drop_db().await;
 }
+
+#[tokio::test]
+async fn max_duration_kills_the_running_statement_on_the_server() {
+    let _turn = SERIAL.lock().await;
+    let Some(db) = Scratch::new("kill").await else {
+        return;
+    };
+    let mut c = db.conn().await;
+    fragmented(&mut c).await;
+    // OPTIMIZE waits for the metadata lock this open transaction holds (up to
+    // lock_timeout 30s); max_duration ends the run first.
+    exec(&mut c, "START TRANSACTION").await;
+    exec(&mut c, "SELECT COUNT(*) FROM frag").await;
+    let (open, _) = windows();
+    let (_d, cfg) = {
+        let (d, _) = config(&db.url(), "", "");
+        let path = d.path().join("dbwarden.toml");
+        let body = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        let body = body
+            .replace("lock_timeout = \"1s\"", "lock_timeout = \"30s\"")
+            .replace(
+                &format!("url = \"{}\"\n", db.url()),
+                &format!("url = \"{}\"\n{FRAG}\n", db.url()),
+            );
+        std::fs::write(
+            &path,
+            format!("{body}window = \"{open}\"\nmax_duration = \"1s\"\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
+        (d, cfg)
+    };
+    let r = run(&cfg).await;
+    assert_eq!(
+        outcomes(&r),
+        [format!(
+            "{}.frag optimize interrupted: cancelled on the server: the maintenance window or max_duration ended",
+            db.name
+        )]
+    );
+    let ours: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '/* dbwarden */ OPTIMIZE%'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ours, 0, "no OPTIMIZE of ours is left running");
+    exec(&mut c, "ROLLBACK").await;
+    drop(c);
+    db.drop_db().await;
+}
