@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 /// lock, so they take turns.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A scratch database, dropped when the test ends (also on panic, best effort).
+/// A scratch database `dbw_m2_<tag>_<pid>`, dropped at the end of a passing test (a failing
+/// test leaves it for inspection; the next run of that pid recreates it).
 struct Scratch {
     base: String,
     name: String,
