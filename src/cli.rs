@@ -977,7 +977,7 @@ async fn maintain(
     let req = Request {
         target: t,
         params,
-        tz: config.timezone,
+        tz: j.map_or(config.timezone, crate::jobs::maintenance::window_tz),
         use_window: false,
         dry_run,
         watch_vacuum: text.then_some(Duration::from_secs(2)),

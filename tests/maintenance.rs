@@ -15,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use common::pg::{PgDb, pg_url};
 
+/// At most one maintenance run per server: the tests of this file share the server-wide
+/// lock of 127.0.0.1:5432, so they take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A config with one PostgreSQL target `pg` and a maintenance job with `extra` keys.
 fn config(url: &str, extra: &str) -> (tempfile::TempDir, Config) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -109,6 +113,7 @@ const ODD_DISPLAY: &str = r#"Mixed Case ü.bloat "q" table"#;
 
 #[tokio::test]
 async fn bloated_table_is_vacuumed_with_its_reason_and_a_quiet_one_left_alone() {
+    let _turn = SERIAL.lock().await;
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     let mut c = db.connect().await;
@@ -163,6 +168,7 @@ async fn bloated_table_is_vacuumed_with_its_reason_and_a_quiet_one_left_alone() 
 
 #[tokio::test]
 async fn a_locked_table_is_skipped_quickly_and_the_run_goes_on() {
+    let _turn = SERIAL.lock().await;
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     table(&db, "public.locked", 20_000, true).await;
@@ -203,6 +209,7 @@ async fn a_locked_table_is_skipped_quickly_and_the_run_goes_on() {
 
 #[tokio::test]
 async fn two_dbwardens_one_maintains_the_other_records_the_lock() {
+    let _turn = SERIAL.lock().await;
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     table(&db, "public.t", 20_000, true).await;
@@ -242,6 +249,7 @@ async fn two_dbwardens_one_maintains_the_other_records_the_lock() {
 
 #[tokio::test]
 async fn max_duration_cancels_the_running_vacuum_on_the_server() {
+    let _turn = SERIAL.lock().await;
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     // Every page dirtied costs 20: at the longest cost delay (100 ms per 200 credits) the
@@ -280,6 +288,7 @@ async fn max_duration_cancels_the_running_vacuum_on_the_server() {
 
 #[tokio::test]
 async fn a_horizon_holder_is_named_instead_of_vacuuming_in_vain() {
+    let _turn = SERIAL.lock().await;
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     table(&db, "public.t", 20_000, false).await;
@@ -347,6 +356,7 @@ async fn a_horizon_holder_is_named_instead_of_vacuuming_in_vain() {
 
 #[tokio::test]
 async fn never_on_a_hot_standby() {
+    let _turn = SERIAL.lock().await;
     let Some(url) = common::url_from_env("DBWARDEN_TEST_PG_STANDBY_URL") else {
         return;
     };
@@ -382,6 +392,7 @@ fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test]
 async fn the_maintain_command_prints_the_plan_then_runs_it() {
+    let _turn = SERIAL.lock().await;
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     table(&db, "public.bloated", 20_000, true).await;
@@ -475,6 +486,7 @@ async fn the_maintain_command_prints_the_plan_then_runs_it() {
 /// The maintenance record round-trips through both store dialects.
 #[tokio::test]
 async fn maintenance_records_round_trip_in_both_store_dialects() {
+    let _turn = SERIAL.lock().await;
     use dbwarden::config::SecretUrl;
     use dbwarden::maintenance::run::After;
     use dbwarden::maintenance::{Plan, Policy, StepRecord, TableFacts};
@@ -693,6 +705,7 @@ fn outcomes(r: &MaintenanceReport) -> Vec<String> {
 
 #[tokio::test]
 async fn sqlite_freelist_after_deletes_is_reclaimed_by_vacuum() {
+    let _turn = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let db = dir.path().join("app.db");
     let mut c = sqlite_db(&db, "delete").await;
@@ -722,6 +735,7 @@ async fn sqlite_freelist_after_deletes_is_reclaimed_by_vacuum() {
 
 #[tokio::test]
 async fn sqlite_wal_past_its_size_is_checkpointed_and_truncated() {
+    let _turn = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let db = dir.path().join("app.db");
     // The application keeps its connection (autocheckpoint off): the WAL keeps ~4 MB.
@@ -743,6 +757,7 @@ async fn sqlite_wal_past_its_size_is_checkpointed_and_truncated() {
 
 #[tokio::test]
 async fn a_busy_sqlite_database_is_skipped_with_the_reason() {
+    let _turn = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let db = dir.path().join("app.db");
     let mut app = sqlite_db(&db, "delete").await;
@@ -762,6 +777,7 @@ async fn a_busy_sqlite_database_is_skipped_with_the_reason() {
 
 #[tokio::test]
 async fn the_maintain_command_shows_vacuum_progress() {
+    let _turn = SERIAL.lock().await;
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     // Throttled to the longest cost delay, this VACUUM takes about 4 s here: the 2 s
@@ -783,6 +799,7 @@ async fn the_maintain_command_shows_vacuum_progress() {
 
 #[tokio::test]
 async fn the_next_health_round_sees_the_vacuumed_table_clear() {
+    let _turn = SERIAL.lock().await;
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     table(&db, "public.bloated", 20_000, true).await;
@@ -814,6 +831,7 @@ async fn the_next_health_round_sees_the_vacuumed_table_clear() {
 
 #[tokio::test]
 async fn the_load_guard_skips_tables_while_the_server_is_busy() {
+    let _turn = SERIAL.lock().await;
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     table(&db, "public.t", 20_000, true).await;
@@ -864,5 +882,40 @@ async fn the_load_guard_skips_tables_while_the_server_is_busy() {
         Some(Outcome::Done)
     );
     let _ = watch.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn one_maintenance_run_per_server_across_its_databases() {
+    let _turn = SERIAL.lock().await;
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    table(&db, "public.t", 20_000, true).await;
+    let (_dir, cfg) = config(&db.url, "");
+    // Another run, on another database of this server, holds the server-wide lock (taken
+    // in database postgres, where every dbwarden takes it).
+    let (head, _) = admin.rsplit_once('/').unwrap_or((&admin, ""));
+    let mut other = sqlx::PgConnection::connect(&format!("{head}/postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(7233475224726828082)")
+        .fetch_one(&mut other)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(got);
+    let r = run(&cfg, false).await;
+    assert_eq!(
+        r.skipped.as_deref(),
+        Some("another maintenance run holds this server's lock (one run per server at a time)")
+    );
+    assert!(r.records.is_empty());
+    assert_eq!(dead_rows(&db, "public.t").await, 20_000.0, "untouched");
+    other.close().await.unwrap_or_else(|e| panic!("{e}"));
+    let r = run(&cfg, false).await;
+    assert_eq!(r.skipped, None, "runs once the server's lock is free");
+    assert_eq!(
+        r.records.first().map(|x| x.outcome.clone()),
+        Some(Outcome::Done)
+    );
     db.drop_db().await;
 }

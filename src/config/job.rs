@@ -430,6 +430,9 @@ pub struct Job {
     pub timeout: Duration,
     pub jitter: Duration,
     pub enabled: bool,
+    /// The job's time zone: its own `timezone` key, else `daemon.timezone`. Cron schedules
+    /// carry it too; an `@every` schedule does not, so the maintenance window reads it here.
+    pub timezone: chrono_tz::Tz,
     /// The kind's own keys.
     pub params: JobParams,
 }
@@ -447,6 +450,7 @@ impl Job {
             && self.timeout == other.timeout
             && self.jitter == other.jitter
             && self.enabled == other.enabled
+            && self.timezone == other.timezone
             && self.params == other.params
     }
 }

@@ -480,6 +480,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 timeout: j.timeout.unwrap_or_else(|| kind.default_timeout()),
                 jitter,
                 enabled: j.enabled,
+                timezone: tz,
                 params,
             });
         }

@@ -15,7 +15,9 @@ use crate::engine::{Engine, RunScope};
 use crate::health::Status;
 use crate::maintenance::run::Refusal;
 use crate::maintenance::run::run_plan;
-use crate::maintenance::{SqlitePolicy, Step, StepRecord, plan, plan_sqlite, window};
+use crate::maintenance::{
+    MysqlPolicy, SqlitePolicy, Step, StepRecord, Window, plan, plan_mysql, plan_sqlite, window,
+};
 
 /// What one maintenance run of one target did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -243,12 +245,40 @@ pub async fn maintain(
             report.plan = p.steps;
             session.finish().await;
         }
-        Engine::Mysql(_) => {
-            report.skipped = Some(format!(
-                "maintenance of {} targets arrives in a later version",
-                mt.engine.as_str()
-            ));
-            return Ok(report);
+        Engine::Mysql(my) => {
+            let mut session = match my.maintenance(&scope, req.params.lock_timeout).await {
+                Ok(s) => s,
+                Err(Refusal::Skipped(why)) => {
+                    report.skipped = Some(why);
+                    return Ok(report);
+                }
+                Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
+            };
+            let facts = match session.facts().await {
+                Ok(f) => f,
+                Err(e) => {
+                    session.finish().await;
+                    return Err(JobError::Setup(e));
+                }
+            };
+            let p = plan_mysql(
+                &facts,
+                &mysql_policy(req.target, req.params, win.as_ref(), now),
+            );
+            if !req.dry_run {
+                report.records = run_plan(
+                    &mut session,
+                    &p,
+                    deadline,
+                    cancel,
+                    || engine.cancel(&scope),
+                    |i, n, step| progress(Progress::Step { i, n, step }),
+                )
+                .await;
+            }
+            report.deferred = p.deferred;
+            report.plan = p.steps;
+            session.finish().await;
         }
     }
     engine.close(std::time::Duration::from_secs(2)).await;
@@ -295,6 +325,44 @@ fn sqlite_policy(t: &Target, p: &MaintenanceParams) -> SqlitePolicy {
     }
 }
 
+/// The MySQL/MariaDB thresholds: OPTIMIZE past the target's `mysql_fragmentation`
+/// warning and floor, and only inside the job's window (local time `now`); ANALYZE when
+/// 10% of the rows (InnoDB's own auto-recalc share) and `min_changed_rows` changed.
+fn mysql_policy(
+    t: &Target,
+    p: &MaintenanceParams,
+    win: Option<&Window>,
+    now: chrono::NaiveTime,
+) -> MysqlPolicy {
+    let frag = crate::engine::mysql::CHECKS
+        .iter()
+        .find(|c| c.name == "mysql_fragmentation")
+        .map(|spec| t.thresholds_for(spec));
+    let optimize_blocked = match win {
+        None => {
+            Some("OPTIMIZE TABLE runs only inside the job's window, and none is set".to_string())
+        }
+        Some(w) if w.remaining(now).is_none() => Some(format!(
+            "OPTIMIZE TABLE runs only inside the maintenance window {w} (now {})",
+            now.format("%H:%M")
+        )),
+        Some(_) => None,
+    };
+    MysqlPolicy {
+        allowed: p.actions.clone(),
+        analyze_percent: 10.0,
+        min_changed_rows: p.min_changed_rows as f64,
+        fragmentation_percent: frag.as_ref().and_then(|f| f.warning).unwrap_or(20.0),
+        fragmentation_floor: frag
+            .and_then(|f| f.floor)
+            .unwrap_or(100.0 * 1024.0 * 1024.0),
+        optimize_blocked,
+        include: p.include.clone(),
+        exclude: p.exclude.clone(),
+        max_tables: p.max_tables,
+    }
+}
+
 /// A scheduled maintenance job.
 pub struct MaintenanceJob {
     params: MaintenanceParams,
@@ -316,7 +384,7 @@ impl Kind for MaintenanceJob {
         let req = Request {
             target: &ctx.target,
             params: &self.params,
-            tz: job_tz(&ctx),
+            tz: window_tz(&ctx.job),
             use_window: true,
             dry_run: false,
             watch_vacuum: None,
@@ -335,10 +403,60 @@ impl Kind for MaintenanceJob {
     }
 }
 
-/// The job's time zone: its schedule's, else the daemon's.
-fn job_tz(ctx: &RunCtx) -> Tz {
-    match &ctx.job.schedule {
-        crate::schedule::Schedule::Cron { tz, .. } => *tz,
-        crate::schedule::Schedule::Every(_) => ctx.config.timezone,
+/// The time zone of a job's window: the job's own `timezone` key, else `daemon.timezone`
+/// (resolved at validation; an `@every` schedule carries no time zone of its own).
+pub fn window_tz(job: &crate::config::Job) -> Tz {
+    job.timezone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads a config whose daemon runs in UTC with one maintenance job scheduled
+    /// `schedule` and the extra job keys `extra`.
+    fn job_with(schedule: &str, extra: &str) -> crate::config::Job {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("dbwarden.toml");
+        let body = format!(
+            r#"[daemon]
+history = "sqlite://{}/history.db"
+timezone = "UTC"
+
+[[target]]
+name = "pg"
+url = "postgres://127.0.0.1/x"
+
+[[job]]
+name = "m"
+kind = "maintenance"
+schedule = "{schedule}"
+window = "02:00-05:00"
+{extra}
+"#,
+            dir.path().display()
+        );
+        std::fs::write(&path, body).unwrap_or_else(|e| panic!("write: {e}"));
+        let c = crate::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
+        c.job("m").cloned().unwrap_or_else(|| panic!("no job m"))
+    }
+
+    #[test]
+    fn an_every_job_reads_its_window_in_its_own_time_zone() {
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap_or_else(|e| panic!("{e}"));
+        let every = job_with("@every 1h", "timezone = \"Asia/Tokyo\"");
+        assert_eq!(window_tz(&every), tokyo, "the job's own timezone key");
+        let cron = job_with("0 3 * * *", "timezone = \"Asia/Tokyo\"");
+        assert_eq!(window_tz(&cron), tokyo);
+        let plain = job_with("@every 1h", "");
+        assert_eq!(window_tz(&plain), Tz::UTC, "else daemon.timezone");
+        // 18:30 UTC is 03:30 in Tokyo: inside the window there, outside it in UTC.
+        let w = Window::parse("02:00-05:00").unwrap_or_else(|e| panic!("{e}"));
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-30T18:30:00Z")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_timezone(&Utc);
+        let local = |tz: Tz| at.with_timezone(&tz).time();
+        assert!(window::budget(Some(&w), None, local(window_tz(&every))).is_ok());
+        assert!(window::budget(Some(&w), None, local(window_tz(&plain))).is_err());
     }
 }

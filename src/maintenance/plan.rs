@@ -356,6 +356,139 @@ pub fn plan_sqlite(f: &SqliteFacts, p: &SqlitePolicy) -> Plan {
     Plan { steps, deferred: 0 }
 }
 
+/// One MySQL/MariaDB table as `information_schema.TABLES` and InnoDB's persistent
+/// statistics show it (read without table locks).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MysqlTableFacts {
+    /// `db.table` for people and the include/exclude patterns.
+    pub name: String,
+    /// The name quoted with backticks.
+    pub sql_name: String,
+    /// data + index bytes.
+    pub size_bytes: f64,
+    pub data_free: f64,
+    /// The row estimate of the statistics.
+    pub rows: f64,
+    /// An InnoDB table without a `mysql.innodb_table_stats` row: never analyzed.
+    pub never_analyzed: bool,
+    /// Rows changed since InnoDB last computed statistics (MariaDB
+    /// `INNODB_SYS_TABLESTATS.MODIFIED_COUNTER`; 0 where not visible).
+    pub changed_rows: f64,
+}
+
+/// The MySQL/MariaDB thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MysqlPolicy {
+    pub allowed: Vec<Allowed>,
+    /// Analyze when changed rows reach this share (percent) of the rows...
+    pub analyze_percent: f64,
+    /// ...and at least this many.
+    pub min_changed_rows: f64,
+    /// OPTIMIZE when data_free reaches this share (percent) of data + index + data_free
+    /// (the `mysql_fragmentation` warning)...
+    pub fragmentation_percent: f64,
+    /// ...and the table's allocated size this floor (its floor).
+    pub fragmentation_floor: f64,
+    /// `None`: inside the job's window; else why OPTIMIZE may not run now.
+    pub optimize_blocked: Option<String>,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub max_tables: Option<usize>,
+}
+
+/// The MySQL/MariaDB plan: `OPTIMIZE TABLE` for fragmented tables (recorded skipped
+/// outside the window), else `ANALYZE TABLE` for tables whose statistics are stale (never
+/// analyzed, or changed rows past `analyze_percent` and `min_changed_rows`). Most free
+/// space first, then most changed.
+pub fn plan_mysql(tables: &[MysqlTableFacts], p: &MysqlPolicy) -> Plan {
+    let allows = |a: Allowed| p.allowed.contains(&a);
+    let mut steps = Vec::new();
+    for t in tables {
+        if !p.include.is_empty() && !p.include.iter().any(|g| glob(g, &t.name)) {
+            continue;
+        }
+        if p.exclude.iter().any(|g| glob(g, &t.name)) {
+            continue;
+        }
+        let step = |action, need, reason: String, urgency: f64, skip: Option<String>| Step {
+            table: t.name.clone(),
+            sql_name: t.sql_name.clone(),
+            action,
+            need,
+            reason,
+            skip,
+            dead_rows: t.data_free,
+            freeze_age: None,
+            size_bytes: t.size_bytes,
+            urgency,
+        };
+        let allocated = t.size_bytes + t.data_free;
+        let free = if allocated > 0.0 {
+            t.data_free * 100.0 / allocated
+        } else {
+            0.0
+        };
+        if allows(Allowed::Vacuum)
+            && free >= p.fragmentation_percent
+            && allocated >= p.fragmentation_floor
+        {
+            steps.push(step(
+                Action::Optimize,
+                Need::DeadRows,
+                format!(
+                    "data_free {} bytes is {:.0}% of {} allocated (≥ {}%, floor {})",
+                    n(t.data_free),
+                    free,
+                    n(allocated),
+                    n(p.fragmentation_percent),
+                    n(p.fragmentation_floor)
+                ),
+                1e18 + t.data_free,
+                p.optimize_blocked.clone(),
+            ));
+            continue;
+        }
+        if !allows(Allowed::Analyze) {
+            continue;
+        }
+        let trigger = (t.rows * p.analyze_percent / 100.0).max(p.min_changed_rows);
+        if t.never_analyzed {
+            steps.push(step(
+                Action::Analyze,
+                Need::StaleStats,
+                "no persistent statistics (mysql.innodb_table_stats has no row)".into(),
+                1e9 + t.rows,
+                None,
+            ));
+        } else if t.changed_rows >= trigger && t.changed_rows > 0.0 {
+            steps.push(step(
+                Action::Analyze,
+                Need::StaleStats,
+                format!(
+                    "{} rows changed since the statistics were computed (≥ {} = max({}% of {} rows, {}))",
+                    n(t.changed_rows),
+                    n(trigger),
+                    n(p.analyze_percent),
+                    n(t.rows),
+                    n(p.min_changed_rows)
+                ),
+                t.changed_rows,
+                None,
+            ));
+        }
+    }
+    steps.sort_by(|a, b| b.urgency.total_cmp(&a.urgency));
+    let deferred = match p.max_tables {
+        Some(m) if steps.len() > m => {
+            let d = steps.len() - m;
+            steps.truncate(m);
+            d
+        }
+        _ => 0,
+    };
+    Plan { steps, deferred }
+}
+
 fn n(v: f64) -> String {
     format!("{}", v.round() as i64)
 }
@@ -591,6 +724,79 @@ mod tests {
             ..p
         };
         assert_eq!(acts(&plan_sqlite(&f, &analyze_only)), [Action::Optimize]);
+    }
+
+    #[test]
+    fn mysql_optimizes_fragmented_tables_in_the_window_and_analyzes_stale_ones() {
+        let t = |name: &str, size: f64, free: f64, rows: f64, never: bool, changed: f64| {
+            MysqlTableFacts {
+                name: format!("db.{name}"),
+                sql_name: format!("`db`.`{name}`"),
+                size_bytes: size,
+                data_free: free,
+                rows,
+                never_analyzed: never,
+                changed_rows: changed,
+            }
+        };
+        let mb = 1024.0 * 1024.0;
+        let tables = [
+            t("quiet", 500.0 * mb, 10.0 * mb, 1e6, false, 5000.0),
+            t("small_frag", 10.0 * mb, 50.0 * mb, 1e3, false, 0.0),
+            t("frag", 300.0 * mb, 200.0 * mb, 1e6, false, 0.0),
+            t("fragger", 100.0 * mb, 400.0 * mb, 1e6, false, 0.0),
+            t("changed", 1.0 * mb, 0.0, 10_000.0, false, 2000.0),
+            t("few_changed", 1.0 * mb, 0.0, 1000.0, false, 500.0),
+            t("never", 1.0 * mb, 0.0, 10.0, true, 0.0),
+        ];
+        let mut p = MysqlPolicy {
+            allowed: vec![Allowed::Analyze, Allowed::Vacuum],
+            analyze_percent: 10.0,
+            min_changed_rows: 1000.0,
+            fragmentation_percent: 20.0,
+            fragmentation_floor: 100.0 * mb,
+            optimize_blocked: None,
+            include: vec![],
+            exclude: vec![],
+            max_tables: None,
+        };
+        let show = |pl: &Plan| -> Vec<String> {
+            pl.steps
+                .iter()
+                .map(|s| format!("{} {} {}", s.table, s.action.as_str(), s.skip.is_some()))
+                .collect()
+        };
+        // small_frag is under the floor, quiet under 20%, few_changed under min_changed_rows.
+        assert_eq!(
+            show(&plan_mysql(&tables, &p)),
+            [
+                "db.fragger optimize false",
+                "db.frag optimize false",
+                "db.never analyze false",
+                "db.changed analyze false",
+            ]
+        );
+        let r = &plan_mysql(&tables, &p).steps[1].reason;
+        assert_eq!(
+            r,
+            "data_free 209715200 bytes is 40% of 524288000 allocated (≥ 20%, floor 104857600)"
+        );
+        p.optimize_blocked = Some("outside".into());
+        p.exclude = vec!["db.never".into()];
+        p.max_tables = Some(2);
+        let pl = plan_mysql(&tables, &p);
+        assert_eq!(
+            show(&pl),
+            ["db.fragger optimize true", "db.frag optimize true"]
+        );
+        assert_eq!(pl.deferred, 1);
+        p.allowed = vec![Allowed::Analyze];
+        p.max_tables = None;
+        assert_eq!(
+            show(&plan_mysql(&tables, &p)),
+            ["db.changed analyze false"],
+            "no OPTIMIZE without vacuum allowed; fragmented tables are not analyzed for it"
+        );
     }
 
     #[test]

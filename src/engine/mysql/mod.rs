@@ -36,6 +36,7 @@
 
 mod checks;
 mod conn;
+mod maintain;
 mod queries;
 pub mod statements;
 
@@ -67,6 +68,7 @@ use crate::health::delta::Counters;
 use crate::health::{Measurement, Observation, Outcome, Scope, Status, Unit};
 
 pub use self::checks::CHECKS;
+pub use self::maintain::{MysqlMaintenance, quote};
 
 /// The MySQL checks; in MySQL every one but fragmentation and auto_increment (the
 /// target's own schema) is a fact of the whole server.

@@ -36,6 +36,8 @@ pub struct PlanInput {
 /// A maintenance session: one connection in the run's scope holding the advisory lock.
 pub struct PgMaintenance {
     lease: Option<Lease<Postgres>>,
+    /// The connection to database `postgres` holding the server-wide lock.
+    server_lock: Option<sqlx::PgConnection>,
     pid: i32,
     lock_timeout: Duration,
     max_active: Option<u32>,
@@ -84,12 +86,64 @@ impl PostgresEngine {
             lease.release().await;
             return Err(Refusal::Skipped("another dbwarden holds the lock".into()));
         }
+        let server_lock = match self.server_lock().await {
+            Ok(c) => c,
+            Err(r) => {
+                let _ = sqlx::query(sql::MAINTENANCE_UNLOCK)
+                    .execute(&mut *lease)
+                    .await;
+                lease.release().await;
+                return Err(r);
+            }
+        };
         Ok(PgMaintenance {
             lease: Some(lease),
+            server_lock: Some(server_lock),
             pid,
             lock_timeout: settings.lock_timeout,
             max_active: settings.max_active_sessions,
         })
+    }
+}
+
+impl PostgresEngine {
+    /// At most one maintenance run per server (several targets may be databases of it):
+    /// a second connection, to database `postgres`, holding the server-wide advisory lock
+    /// for the run (advisory locks are per database, so every dbwarden takes it there).
+    async fn server_lock(&self) -> Result<sqlx::PgConnection, Refusal> {
+        let db = sql::MAINTENANCE_SERVER_LOCK_DB;
+        let opts = self
+            .connect_options()
+            .map_err(Refusal::Failed)?
+            .database(db);
+        let mut c = crate::engine::conn::connect_direct::<Postgres>(&opts, self.connect_timeout)
+            .await
+            .map_err(|_| {
+                Refusal::Failed(format!(
+                    "{}: cannot connect to database \"{db}\" to take the server-wide maintenance lock (one run per server); let the maintenance role connect to it (GRANT CONNECT ON DATABASE {db})",
+                    self.endpoint
+                ))
+            })?;
+        let got: Result<bool, sqlx::Error> = sqlx::query_scalar(sql::MAINTENANCE_SERVER_LOCK)
+            .fetch_one(&mut c)
+            .await;
+        match got {
+            Ok(true) => Ok(c),
+            Ok(false) => {
+                let _ = sqlx::Connection::close(c).await;
+                Err(Refusal::Skipped(
+                    "another maintenance run holds this server's lock (one run per server at a time)"
+                        .into(),
+                ))
+            }
+            Err(e) => {
+                let _ = sqlx::Connection::close(c).await;
+                Err(Refusal::Failed(format!(
+                    "{}: taking the server-wide maintenance lock: {e}",
+                    self.endpoint
+                )))
+            }
+        }
     }
 }
 
@@ -161,6 +215,10 @@ impl PgMaintenance {
                 .execute(&mut *lease)
                 .await;
             lease.release().await;
+        }
+        // Closing the connection releases the server-wide lock.
+        if let Some(c) = self.server_lock.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), sqlx::Connection::close(c)).await;
         }
     }
 

@@ -618,6 +618,12 @@ pub const MAINTENANCE_LOCK: &str =
     "/* dbwarden */ SELECT pg_try_advisory_lock(7233475224726828081)";
 pub const MAINTENANCE_UNLOCK: &str =
     "/* dbwarden */ SELECT pg_advisory_unlock(7233475224726828081)";
+/// Maintenance: the server-wide lock (at most one run per server), taken in database
+/// `postgres` because advisory locks are scoped to the database they are taken in.
+pub const MAINTENANCE_SERVER_LOCK: &str =
+    "/* dbwarden */ SELECT pg_try_advisory_lock(7233475224726828082)";
+/// The database where every dbwarden takes the server-wide lock.
+pub const MAINTENANCE_SERVER_LOCK_DB: &str = "postgres";
 
 /// Maintenance: the session's limits (values bound, never pasted): statement_timeout off
 /// (the run's deadline cancels instead), lock_timeout, vacuum_cost_delay.
