@@ -903,15 +903,25 @@ async fn one_maintenance_run_per_server_across_its_databases() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(got);
-    let r = run(&cfg, false).await;
+    // A dry run does not wait for its turn: it says why it would.
+    let r = run(&cfg, true).await;
     assert_eq!(
         r.skipped.as_deref(),
         Some("another maintenance run holds this server's lock (one run per server at a time)")
     );
     assert!(r.records.is_empty());
     assert_eq!(dead_rows(&db, "public.t").await, 20_000.0, "untouched");
-    other.close().await.unwrap_or_else(|e| panic!("{e}"));
-    let r = run(&cfg, false).await;
+    // A real run waits for its turn (retrying every 5 s) and runs once the other ends.
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            dead_rows(&db, "public.t").await,
+            20_000.0,
+            "waits, untouched"
+        );
+        other.close().await.unwrap_or_else(|e| panic!("{e}"));
+    };
+    let (r, ()) = tokio::join!(run(&cfg, false), release);
     assert_eq!(r.skipped, None, "runs once the server's lock is free");
     assert_eq!(
         r.records.first().map(|x| x.outcome.clone()),

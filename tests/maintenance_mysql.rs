@@ -8,6 +8,7 @@ use dbwarden::config::Config;
 use dbwarden::jobs::maintenance::{MaintenanceReport, Request, maintain};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Connection};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// One maintenance run per server: the tests of this file share MariaDB's server-wide
@@ -87,21 +88,24 @@ lock_timeout = "1s"
     (dir, config)
 }
 
-async fn run(c: &Config) -> MaintenanceReport {
+fn request(c: &Config) -> Request<'_> {
     let t = c.target("my").unwrap_or_else(|| panic!("no target"));
     let p = c
         .job("nightly")
         .and_then(|j| j.params.maintenance())
         .unwrap_or_else(|| panic!("no job"));
-    let req = Request {
+    Request {
         target: t,
         params: p,
         tz: c.timezone,
         use_window: false,
         dry_run: false,
         watch_vacuum: None,
-    };
-    maintain(req, &CancellationToken::new(), |_| {}, |_| {})
+    }
+}
+
+async fn run(c: &Config) -> MaintenanceReport {
+    maintain(request(c), &CancellationToken::new(), |_| {}, |_| {})
         .await
         .unwrap_or_else(|e| panic!("maintain: {e}"))
 }
@@ -386,7 +390,14 @@ async fn one_maintenance_run_per_server_across_its_databases() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got, Some(1));
     let (_d, cfg) = config(&a.url(), "", "");
-    let r = run(&cfg).await;
+    // A dry run does not wait for its turn: it says why it would.
+    let dry = Request {
+        dry_run: true,
+        ..request(&cfg)
+    };
+    let r = maintain(dry, &CancellationToken::new(), |_| {}, |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("maintain: {e}"));
     assert_eq!(
         r.skipped.as_deref(),
         Some("another maintenance run holds this server's lock (one run per server at a time)")
@@ -399,8 +410,12 @@ async fn one_maintenance_run_per_server_across_its_databases() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(free, Some(1));
-    exec(&mut cb, "DO RELEASE_LOCK('dbwarden-maint-server')").await;
-    let r = run(&cfg).await;
+    // A real run waits for its turn (retrying every 5 s) and runs once the other ends.
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        exec(&mut cb, "DO RELEASE_LOCK('dbwarden-maint-server')").await;
+    };
+    let (r, ()) = tokio::join!(run(&cfg), release);
     assert_eq!(r.skipped, None, "runs once the server's lock is free");
     assert_eq!(outcomes(&r).len(), 1, "{r:?}");
     drop(ca);

@@ -109,6 +109,42 @@ pub fn maintenance_target(t: &Target) -> Target {
     m
 }
 
+/// How often a run waiting for its server's maintenance lock tries again.
+const SERVER_LOCK_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens a maintenance session; while another database of the same server is being
+/// maintained (one run per server), waits for its turn, trying every
+/// [`SERVER_LOCK_RETRY`], until the run's deadline or cancellation — so a job covering
+/// several databases of one server maintains them one after the other instead of one per
+/// fire. Without `wait` (a dry run) or past the deadline it is a skip with the reason.
+async fn wait_for_server<S, F, Fut>(
+    mut open: F,
+    wait: bool,
+    deadline: Option<tokio::time::Instant>,
+    cancel: &CancellationToken,
+) -> Result<S, Refusal>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<S, Refusal>>,
+{
+    loop {
+        match open().await {
+            Err(Refusal::ServerBusy(why)) => {
+                let late =
+                    deadline.is_some_and(|d| tokio::time::Instant::now() + SERVER_LOCK_RETRY >= d);
+                if !wait || late || cancel.is_cancelled() {
+                    return Err(Refusal::Skipped(why));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(SERVER_LOCK_RETRY) => {}
+                    _ = cancel.cancelled() => return Err(Refusal::Skipped(why)),
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Plans and (unless a dry run) executes maintenance of one target. Returns
 /// [`JobError::Cancelled`] when `cancel` fired (the running statement was cancelled on the
 /// server first).
@@ -146,9 +182,10 @@ pub async fn maintain(
                 cost_delay: req.params.vacuum_cost_delay,
                 max_active_sessions: req.params.max_active_sessions,
             };
-            let mut session = match pg.maintenance(&scope, &settings).await {
+            let open = || pg.maintenance(&scope, &settings);
+            let mut session = match wait_for_server(open, !req.dry_run, deadline, cancel).await {
                 Ok(s) => s,
-                Err(Refusal::Skipped(why)) => {
+                Err(Refusal::Skipped(why) | Refusal::ServerBusy(why)) => {
                     report.skipped = Some(why);
                     return Ok(report);
                 }
@@ -211,7 +248,7 @@ pub async fn maintain(
         Engine::Sqlite(sq) => {
             let mut session = match sq.maintenance(&scope, req.params.lock_timeout).await {
                 Ok(s) => s,
-                Err(Refusal::Skipped(why)) => {
+                Err(Refusal::Skipped(why) | Refusal::ServerBusy(why)) => {
                     report.skipped = Some(why);
                     return Ok(report);
                 }
@@ -222,7 +259,7 @@ pub async fn maintain(
                 Err(r) => {
                     session.finish().await;
                     return match r {
-                        Refusal::Skipped(why) => {
+                        Refusal::Skipped(why) | Refusal::ServerBusy(why) => {
                             report.skipped = Some(why);
                             Ok(report)
                         }
@@ -246,9 +283,10 @@ pub async fn maintain(
             session.finish().await;
         }
         Engine::Mysql(my) => {
-            let mut session = match my.maintenance(&scope, req.params.lock_timeout).await {
+            let open = || my.maintenance(&scope, req.params.lock_timeout);
+            let mut session = match wait_for_server(open, !req.dry_run, deadline, cancel).await {
                 Ok(s) => s,
-                Err(Refusal::Skipped(why)) => {
+                Err(Refusal::Skipped(why) | Refusal::ServerBusy(why)) => {
                     report.skipped = Some(why);
                     return Ok(report);
                 }
@@ -458,5 +496,77 @@ window = "02:00-05:00"
         let local = |tz: Tz| at.with_timezone(&tz).time();
         assert!(window::budget(Some(&w), None, local(window_tz(&every))).is_ok());
         assert!(window::budget(Some(&w), None, local(window_tz(&plain))).is_err());
+    }
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::{Refusal, SERVER_LOCK_RETRY, wait_for_server};
+
+    /// `open` that finds the server busy `busy` times, then succeeds.
+    fn busy_then_free(
+        busy: u32,
+        tries: &AtomicU32,
+    ) -> impl FnMut() -> std::future::Ready<Result<u32, Refusal>> + '_ {
+        move || {
+            let n = tries.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if n < busy {
+                Err(Refusal::ServerBusy("busy".into()))
+            } else {
+                Ok(n)
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_waits_for_its_servers_turn() {
+        let tries = AtomicU32::new(0);
+        let start = tokio::time::Instant::now();
+        let got = wait_for_server(
+            busy_then_free(3, &tries),
+            true,
+            None,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(matches!(got, Ok(3)));
+        assert_eq!(start.elapsed(), SERVER_LOCK_RETRY * 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dry_run_the_deadline_and_a_cancel_end_the_wait_as_a_skip() {
+        let skipped =
+            |r: Result<u32, Refusal>| matches!(r, Err(Refusal::Skipped(w)) if w == "busy");
+        let tries = AtomicU32::new(0);
+        let none = CancellationToken::new();
+        assert!(skipped(
+            wait_for_server(busy_then_free(9, &tries), false, None, &none).await
+        ));
+        assert_eq!(tries.load(Ordering::SeqCst), 1, "a dry run does not retry");
+
+        let tries = AtomicU32::new(0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+        assert!(skipped(
+            wait_for_server(busy_then_free(9, &tries), true, Some(deadline), &none).await
+        ));
+        assert_eq!(tries.load(Ordering::SeqCst), 3, "tries at 0, 5 and 10 s");
+
+        let tries = AtomicU32::new(0);
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let (r, ()) = tokio::join!(
+            wait_for_server(busy_then_free(9, &tries), true, None, &cancel),
+            async move {
+                tokio::time::sleep(Duration::from_secs(7)).await;
+                stop.cancel();
+            }
+        );
+        assert!(skipped(r));
+        assert_eq!(tries.load(Ordering::SeqCst), 2);
     }
 }

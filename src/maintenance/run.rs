@@ -57,6 +57,9 @@ pub enum Refusal {
     Skipped(String),
     /// Could not connect or set up the session.
     Failed(String),
+    /// Another database of the same server is being maintained (the server-wide lock is
+    /// held): a scheduled run waits for its turn, a dry run says so.
+    ServerBusy(String),
 }
 
 /// Numbers measured right after a step.

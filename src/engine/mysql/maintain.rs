@@ -101,7 +101,7 @@ impl MysqlEngine {
                 .execute(&mut *lease)
                 .await;
             lease.release().await;
-            return Err(Refusal::Skipped(
+            return Err(Refusal::ServerBusy(
                 "another maintenance run holds this server's lock (one run per server at a time)"
                     .into(),
             ));

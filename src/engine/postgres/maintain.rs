@@ -131,7 +131,7 @@ impl PostgresEngine {
             Ok(true) => Ok(c),
             Ok(false) => {
                 let _ = sqlx::Connection::close(c).await;
-                Err(Refusal::Skipped(
+                Err(Refusal::ServerBusy(
                     "another maintenance run holds this server's lock (one run per server at a time)"
                         .into(),
                 ))
