@@ -237,6 +237,7 @@ fn self_target_round(
     alerts: &Alerts,
     store: &Store,
     stuck: &[String],
+    missed: &[self_target::Missed],
     dropped_before: u64,
     config: &Config,
 ) -> u64 {
@@ -253,6 +254,8 @@ fn self_target_round(
         channels: &channels,
         channel_failing_after: config.raw.alerts.channel_failing_after,
         stuck_loops: stuck,
+        missed,
+        thresholds: &config.self_thresholds,
         now,
     });
     let h = jobs::TargetHealth {
@@ -410,7 +413,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = self_round.tick() => {
-                self_dropped = self_target_round(&shared, &alerts, &store, &ctx.stuck_loops(), self_dropped, &current);
+                self_dropped = self_target_round(&shared, &alerts, &store, &ctx.stuck_loops(), &ctx.take_missed(), self_dropped, &current);
             }
             _ = summary.tick() => log_summary(&ctx.take_counts(), ctx.running(), &events, &store.health()),
             _ = store_watch.tick() => {
