@@ -62,11 +62,46 @@ pub fn check_names() -> impl Iterator<Item = &'static str> {
 pub struct Missed {
     pub job: String,
     pub target: String,
-    /// Runs missed since the previous round.
+    /// Runs missed (since the previous round, or in [`MISSED_WINDOW`]).
     pub missed: u64,
     /// The longest streak of consecutive missed runs seen since the previous round
     /// (a streak still going counts whole, from its start).
     pub streak: u64,
+}
+
+/// How long a missed run keeps `schedules_missed` raised: long enough for hysteresis
+/// (several 30 s rounds) to believe it, so one missed tick is heard of once.
+pub const MISSED_WINDOW: Duration = Duration::from_secs(600);
+
+/// The misses of the last [`MISSED_WINDOW`], fed each round with the scheduler's delta.
+#[derive(Debug, Default, Clone)]
+pub struct MissedWindow {
+    seen: std::collections::VecDeque<(DateTime<Utc>, Missed)>,
+}
+
+impl MissedWindow {
+    /// Adds a round's misses (taken at `now`) and returns those of the window, summed per
+    /// (job, target), with the longest streak.
+    pub fn round(&mut self, now: DateTime<Utc>, delta: Vec<Missed>) -> Vec<Missed> {
+        self.seen.extend(delta.into_iter().map(|m| (now, m)));
+        let window = chrono::Duration::from_std(MISSED_WINDOW).unwrap_or_default();
+        while self.seen.front().is_some_and(|(t, _)| now - *t >= window) {
+            self.seen.pop_front();
+        }
+        let mut by: BTreeMap<(&str, &str), Missed> = BTreeMap::new();
+        for (_, m) in &self.seen {
+            let e = by
+                .entry((m.job.as_str(), m.target.as_str()))
+                .or_insert_with(|| Missed {
+                    missed: 0,
+                    streak: 0,
+                    ..m.clone()
+                });
+            e.missed += m.missed;
+            e.streak = e.streak.max(m.streak);
+        }
+        by.into_values().collect()
+    }
 }
 
 /// What the self-target's round looks at.
@@ -218,7 +253,7 @@ fn schedules_missed(i: &Inputs<'_>, th: &CheckThresholds) -> CheckResult {
         );
         if !listed.is_empty() {
             message.push_str(&format!(
-                "; runs missed since the last round: {}",
+                "; runs missed in the last 10 min: {}",
                 listed.join(", ")
             ));
         }
@@ -236,7 +271,7 @@ fn schedules_missed(i: &Inputs<'_>, th: &CheckThresholds) -> CheckResult {
         "every job runs on schedule".into()
     } else {
         format!(
-            "runs missed since the last round (overlap, late wake-up): {}",
+            "runs missed in the last 10 min (overlap, late wake-up): {}",
             listed.join(", ")
         )
     };
@@ -547,5 +582,25 @@ mod tests {
         assert_eq!(c.self_thresholds["schedules_missed"].critical, Some(5.0));
         assert_eq!(c.self_thresholds["schedules_missed"].warning, Some(1.0));
         assert!(c.self_thresholds["alert_delivery"].enabled);
+    }
+    #[test]
+    fn a_miss_stays_in_the_window_for_ten_minutes() {
+        let t0 = Utc::now();
+        let mut w = MissedWindow::default();
+        assert!(w.round(t0, vec![]).is_empty());
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let m = w.round(at(30), vec![missed(1)]);
+        assert_eq!((m[0].missed, m[0].streak), (1, 1));
+        // Later rounds without a miss still show it, so hysteresis can believe it.
+        let m = w.round(at(60), vec![]);
+        assert_eq!((m[0].missed, m[0].streak), (1, 1));
+        let m = w.round(at(90), vec![missed(2)]);
+        assert_eq!((m[0].missed, m[0].streak), (2, 2), "summed, longest streak");
+        assert_eq!(w.round(at(629), vec![]).len(), 1);
+        assert_eq!(
+            w.round(at(690), vec![]).len(),
+            0,
+            "gone 10 min after the last"
+        );
     }
 }
