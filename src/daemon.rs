@@ -236,7 +236,8 @@ fn self_target_round(
     shared: &Shared,
     alerts: &Alerts,
     store: &Store,
-    stuck: &[String],
+    sched: &crate::scheduler::Context,
+    missed: &mut self_target::MissedWindow,
     dropped_before: u64,
     config: &Config,
 ) -> u64 {
@@ -247,12 +248,16 @@ fn self_target_round(
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let now = chrono::Utc::now();
+    let stuck = sched.stuck_loops();
+    let missed = missed.round(now, sched.take_missed());
     let checks = self_target::checks(&self_target::Inputs {
         store: &store_health,
         dropped_before,
         channels: &channels,
         channel_failing_after: config.raw.alerts.channel_failing_after,
-        stuck_loops: stuck,
+        stuck_loops: &stuck,
+        missed: &missed,
+        thresholds: &config.self_thresholds,
         now,
     });
     let h = jobs::TargetHealth {
@@ -342,6 +347,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let mut store_watch = tokio::time::interval(Duration::from_secs(5));
     let mut self_round = tokio::time::interval(SELF_ROUND);
     let mut self_dropped = 0;
+    let mut missed_window = self_target::MissedWindow::default();
     let mut shown_status = status_line(&current, &sched, &store);
     let mut store_loud = false;
     let every = current.daemon.summary_interval;
@@ -411,7 +417,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = self_round.tick() => {
-                self_dropped = self_target_round(&shared, &alerts, &store, &ctx.stuck_loops(), self_dropped, &current);
+                self_dropped = self_target_round(&shared, &alerts, &store, &ctx, &mut missed_window, self_dropped, &current);
             }
             _ = summary.tick() => log_summary(&ctx.take_counts(), ctx.running(), &events, &store.health()),
             _ = store_watch.tick() => {

@@ -227,6 +227,50 @@ pub struct Context {
     /// Runs in flight by (job, target) → run id: the overlap guard.
     running: std::sync::Mutex<HashMap<(String, String), String>>,
     counts: Counters,
+    /// Scheduled runs that did not happen, by (job, target), for the self-target.
+    missed: std::sync::Mutex<HashMap<(String, String), Misses>>,
+}
+
+/// Missed runs of one (job, target): since the last [`Context::take_missed`], and the
+/// current streak (reset when a run starts).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Misses {
+    window: u64,
+    streak: u64,
+    /// The longest streak seen in the window.
+    worst: u64,
+}
+
+impl Misses {
+    fn miss(&mut self, n: u64) {
+        self.window += n;
+        self.streak += n;
+        self.worst = self.worst.max(self.streak);
+    }
+}
+
+/// What the window shows and resets it; a streak still going is carried into the next
+/// window whole, so several rounds of one missed run each still read as "several in a row".
+fn take_misses(
+    m: &mut HashMap<(String, String), Misses>,
+) -> Vec<crate::alerts::self_target::Missed> {
+    let mut out: Vec<_> = m
+        .iter_mut()
+        .filter(|(_, v)| v.window > 0)
+        .map(|((job, target), v)| crate::alerts::self_target::Missed {
+            job: job.clone(),
+            target: target.clone(),
+            missed: v.window,
+            streak: v.worst,
+        })
+        .collect();
+    for v in m.values_mut() {
+        v.window = 0;
+        v.worst = v.streak;
+    }
+    m.retain(|_, v| v.streak > 0);
+    out.sort_by(|a, b| (&a.job, &a.target).cmp(&(&b.job, &b.target)));
+    out
 }
 
 impl Context {
@@ -246,6 +290,7 @@ impl Context {
             heartbeats: std::sync::Mutex::new(HashMap::new()),
             running: std::sync::Mutex::new(HashMap::new()),
             counts: Counters::default(),
+            missed: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -269,6 +314,32 @@ impl Context {
     /// Run counts since the previous call (for the periodic summary line).
     pub fn take_counts(&self) -> RunCounts {
         self.counts.take()
+    }
+
+    /// Scheduled runs that did not happen since the previous call (ticks skipped because
+    /// the previous run still ran, fire times missed or coalesced after a late wake-up),
+    /// per (job, target), with the longest streak of consecutive misses.
+    pub fn take_missed(&self) -> Vec<crate::alerts::self_target::Missed> {
+        take_misses(&mut self.missed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// `n` scheduled runs of (job, target) did not happen.
+    fn miss(&self, job: &str, target: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut m = self.missed.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry((job.to_string(), target.to_string()))
+            .or_default()
+            .miss(n);
+    }
+
+    /// A run of (job, target) started: its streak of misses ends.
+    fn ran(&self, job: &str, target: &str) {
+        let mut m = self.missed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = m.get_mut(&(job.to_string(), target.to_string())) {
+            v.streak = 0;
+        }
     }
 
     /// Runs in flight now.
@@ -551,6 +622,7 @@ async fn job_loop(
                 );
                 let cfg = config.borrow().clone();
                 for t in cfg.job_targets(&job) {
+                    ctx.miss(&job.name, &t.name, count as u64);
                     record_skip(
                         &ctx,
                         &job,
@@ -600,6 +672,7 @@ fn fire(
         let id = new_run_id();
         if !ctx.claim(&job.name, &target.name, &id) {
             tracing::debug!(target = %target.name, "previous run still going; this tick is skipped");
+            ctx.miss(&job.name, &target.name, 1 + u64::from(coalesced));
             record_skip(
                 ctx,
                 job,
@@ -609,6 +682,8 @@ fn fire(
             );
             continue;
         }
+        // Fire times a late wake-up coalesced into this run did not run on their own.
+        ctx.miss(&job.name, &target.name, u64::from(coalesced));
         let run = Planned {
             id,
             job: job.clone(),
@@ -713,6 +788,7 @@ async fn run_inner(ctx: Arc<Context>, run: Planned) -> Finished {
                 error: Some("the daemon stopped before the run could start".into()),
             };
         };
+        ctx.ran(&job.name, &target.name);
         ctx.events.publish(Event::RunStarted(JobRun {
             id: id.clone(),
             job: job.name.clone(),
@@ -993,6 +1069,77 @@ mod tests {
             "{o:?}"
         );
         assert!(sched.shutdown(soon()).await);
+    }
+
+    /// (job, target, missed, streak) of a `take_missed`.
+    fn missed(ctx: &Context) -> Vec<(String, String, u64, u64)> {
+        ctx.take_missed()
+            .into_iter()
+            .map(|m| (m.job, m.target, m.missed, m.streak))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_skipped_by_overlap_are_counted_missed_per_window_with_their_streak() {
+        let h = harness(Duration::from_secs(25), "2026-01-01T00:00:00Z");
+        let sched = Scheduler::start(h.ctx.clone(), config(&job("slow", "@every 10s", "5m")));
+        sleep(5.5).await;
+        assert_eq!(missed(&h.ctx), vec![], "the first run started on time");
+        sleep(10.0).await;
+        // The tick at 10 found the run from 0 still going.
+        let one = |n, streak| vec![("slow".to_string(), "t0".to_string(), n, streak)];
+        assert_eq!(missed(&h.ctx), one(1, 1));
+        sleep(10.0).await;
+        // The tick at 20 too: one more in this window, the second in a row.
+        assert_eq!(missed(&h.ctx), one(1, 2));
+        sleep(10.0).await;
+        // The tick at 30 started a run: the streak ended, nothing missed in this window.
+        assert_eq!(missed(&h.ctx), vec![]);
+        assert!(sched.shutdown(soon()).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fire_times_missed_by_a_clock_jump_are_counted_missed() {
+        let h = harness(Duration::from_millis(10), "2026-01-01T00:00:05Z");
+        let sched = Scheduler::start(h.ctx.clone(), config(&job("c", "*/10 * * * * *", "5s")));
+        sleep(6.0).await;
+        assert_eq!(h.started(), 1);
+        assert_eq!(missed(&h.ctx), vec![]);
+        // A resume after 2 minutes (within the 5 min catch-up grace): the 13 fire times
+        // 00:00:20..=00:02:20 run once, late; the 12 that did not run on their own count.
+        h.clock.step(chrono::Duration::seconds(120));
+        // The loop notices at its next wake (due 00:00:20 by the wall clock, at 15 s).
+        sleep(10.0).await;
+        assert_eq!(h.started(), 2);
+        assert_eq!(
+            missed(&h.ctx),
+            vec![("c".to_string(), "t0".to_string(), 12, 12)]
+        );
+        // A jump past the grace: those fire times are skipped, a streak that goes on.
+        h.clock.step(chrono::Duration::minutes(10));
+        sleep(10.0).await;
+        let m = missed(&h.ctx);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].2 >= 59 && m[0].3 == m[0].2, "{m:?}");
+        assert!(sched.shutdown(soon()).await);
+    }
+
+    #[test]
+    fn a_streak_going_on_is_carried_whole_into_the_next_window() {
+        let mut m = HashMap::new();
+        let key = ("j".to_string(), "t".to_string());
+        m.entry(key.clone()).or_insert_with(Misses::default).miss(2);
+        let w = take_misses(&mut m);
+        assert_eq!((w[0].missed, w[0].streak), (2, 2));
+        assert!(take_misses(&mut m).is_empty(), "nothing new missed");
+        m.entry(key.clone()).or_insert_with(Misses::default).miss(1);
+        let w = take_misses(&mut m);
+        assert_eq!((w[0].missed, w[0].streak), (1, 3), "third in a row");
+        if let Some(v) = m.get_mut(&key) {
+            v.streak = 0;
+        }
+        assert!(take_misses(&mut m).is_empty());
+        assert!(m.is_empty(), "a finished streak is forgotten");
     }
 
     #[tokio::test(start_paused = true)]

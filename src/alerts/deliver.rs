@@ -34,6 +34,23 @@ const LEASE: Duration = Duration::from_secs(120);
 /// How often rows in the store are claimed (left by a predecessor or an expired agent)
 /// and this process's claims renewed.
 const CLAIM_EVERY: Duration = Duration::from_secs(10);
+/// Delivered and cancelled outbox rows are kept this long (for `dbwarden status` and
+/// post-mortems), then pruned.
+pub const OUTBOX_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often old outbox rows are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Rows one prune deletes at most; a full batch prunes again at the next claim.
+const PRUNE_BATCH: i64 = 1000;
+
+/// When to prune again after a prune that deleted `deleted` rows: soon while a backlog
+/// remains (a full batch), else after [`PRUNE_EVERY`].
+fn prune_again_in(deleted: u64) -> Duration {
+    if deleted >= PRUNE_BATCH as u64 {
+        CLAIM_EVERY
+    } else {
+        PRUNE_EVERY
+    }
+}
 
 /// The delay before retry number `attempt` (1 = the first retry): `BACKOFF_FIRST ·
 /// 2^(attempt-1)`, capped, scaled by `jitter` (expected in 0.8..=1.2).
@@ -397,6 +414,7 @@ async fn persister(
     let mut queue: VecDeque<Op> = VecDeque::new();
     let mut released = false;
     let mut next_claim = Instant::now();
+    let mut next_prune = Instant::now();
     let mut delay = Duration::from_millis(200);
     let mut open = true;
     loop {
@@ -458,6 +476,25 @@ async fn persister(
             {
                 let _ = claimed.send(rows);
             }
+            if Instant::now() >= next_prune {
+                let before =
+                    Utc::now() - chrono::Duration::from_std(OUTBOX_KEEP).unwrap_or_default();
+                next_prune = match store.outbox_prune(before, PRUNE_BATCH).await {
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::debug!(
+                                rows = n,
+                                "old delivered/cancelled notifications pruned from the outbox"
+                            );
+                        }
+                        Instant::now() + prune_again_in(n)
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "pruning the outbox failed; tried again later");
+                        Instant::now() + CLAIM_EVERY
+                    }
+                };
+            }
             continue;
         }
         tokio::select! {
@@ -507,6 +544,90 @@ async fn apply(store: &Store, op: &Op, claimer: &str) -> Result<(), StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Accept;
+
+    impl Deliver for Accept {
+        async fn send(
+            &self,
+            _: &str,
+            _: &crate::alerts::Notification,
+        ) -> Result<(), crate::alerts::DeliveryError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_prune_batch_prunes_again_soon() {
+        assert_eq!(prune_again_in(0), PRUNE_EVERY);
+        assert_eq!(prune_again_in(PRUNE_BATCH as u64 - 1), PRUNE_EVERY);
+        assert_eq!(prune_again_in(PRUNE_BATCH as u64), CLAIM_EVERY);
+    }
+
+    /// The delivery loop's periodic task prunes rows delivered more than [`OUTBOX_KEEP`]
+    /// ago and keeps recent and pending ones.
+    #[tokio::test]
+    async fn the_persister_prunes_old_delivered_rows() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("h.db");
+        let url = crate::config::SecretUrl::new(format!("sqlite://{}", file.display()));
+        let store = Store::open(&url, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let now = Utc::now();
+        let old = now - chrono::Duration::days(10);
+        let row = |key: &str, at: DateTime<Utc>| OutboxRow {
+            key: key.into(),
+            channel: "elsewhere".into(),
+            agent: "other".into(),
+            target: "db".into(),
+            event: "firing".into(),
+            created_at: at,
+            due_at: at,
+            payload: "{}".into(),
+            attempts: 0,
+            next_at: at,
+        };
+        let rows = [row("old", old), row("recent", now), row("pending", old)];
+        store
+            .outbox_insert(&rows, "other:1", now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (key, at) in [("old", now - chrono::Duration::days(8)), ("recent", now)] {
+            store
+                .outbox_delivered(key, "elsewhere", 1, at)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let stop = CancellationToken::new();
+        let (outbox, _claimed) = Outbox::new(
+            Arc::new(Accept),
+            Some(store.clone()),
+            "agent1",
+            vec!["hook".into()],
+            Health::default(),
+            stop.clone(),
+        );
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut keys: Vec<String> = Vec::new();
+        // Waits for the persister's first pass (at start), not for a time.
+        for _ in 0..100 {
+            keys = sqlx::query_scalar("SELECT id_key FROM alert_outbox ORDER BY id_key")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if keys.len() < 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(keys, vec!["pending".to_string(), "recent".to_string()]);
+        drop(outbox);
+        stop.cancel();
+    }
 
     #[test]
     fn backoff_doubles_from_one_second_up_to_five_minutes() {

@@ -3,36 +3,106 @@
 //! heartbeats; the daemon feeds them through the same hysteresis, history and alerting as
 //! any other target's round.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::deliver::ChannelHealth;
-use crate::health::{CheckResult, Scope, Status, Unit};
+use crate::health::{CheckResult, CheckSpec, CheckThresholds, Direction, Scope, Status, Unit};
 use crate::store::StoreHealth;
 
 /// The self-target's name (and engine).
 pub const NAME: &str = "dbwarden";
 
-/// The self-target's checks: (name, unit, what it means). README "Checks" lists them.
-pub const CHECKS: [(&str, &str, &str); 3] = [
-    (
-        "history_store",
-        "records dropped",
-        "CRITICAL while the history store is unreachable, WARNING when records were dropped since the last round",
-    ),
-    (
-        "schedules_missed",
-        "job loops",
-        "CRITICAL when a job's scheduling loop is stuck (its runs are being missed)",
-    ),
-    (
-        "alert_delivery",
-        "minutes",
-        "CRITICAL when a channel has failed to deliver for `alerts.channel_failing_after` (default 30 min)",
-    ),
+/// The self-target's checks, in the catalogue like any engine's (`[thresholds]` tunes or
+/// disables them; README "Checks" lists them).
+pub const CHECKS: [CheckSpec; 3] = [
+    CheckSpec {
+        name: "history_store",
+        label: "records dropped",
+        unit: Unit::Count,
+        direction: Direction::HigherIsWorse,
+        warning: Some(1.0),
+        critical: None,
+        floor: None,
+        description: "records the history store dropped since the last round; CRITICAL while it is unreachable",
+    },
+    CheckSpec {
+        name: "schedules_missed",
+        label: "runs missed in a row",
+        unit: Unit::Count,
+        direction: Direction::HigherIsWorse,
+        warning: Some(1.0),
+        critical: Some(3.0),
+        floor: None,
+        description: "the longest streak of runs of one job on one target that did not happen (tick skipped by overlap, fire times missed or coalesced) since the last round; CRITICAL when a job loop is stuck",
+    },
+    CheckSpec {
+        name: "alert_delivery",
+        label: "failing",
+        unit: Unit::Seconds,
+        direction: Direction::HigherIsWorse,
+        warning: None,
+        // None: `[alerts] channel_failing_after` (default 30 min) is the critical threshold.
+        critical: None,
+        floor: None,
+        description: "how long the longest-failing alert channel has failed to deliver",
+    },
 ];
+
+/// The self-target's check names.
+pub fn check_names() -> impl Iterator<Item = &'static str> {
+    CHECKS.iter().map(|s| s.name)
+}
+
+/// Runs of one job on one target that did not happen, since the previous round (from
+/// the scheduler, [`crate::scheduler::Context::take_missed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missed {
+    pub job: String,
+    pub target: String,
+    /// Runs missed (since the previous round, or in [`MISSED_WINDOW`]).
+    pub missed: u64,
+    /// The longest streak of consecutive missed runs seen since the previous round
+    /// (a streak still going counts whole, from its start).
+    pub streak: u64,
+}
+
+/// How long a missed run keeps `schedules_missed` raised: long enough for hysteresis
+/// (several 30 s rounds) to believe it, so one missed tick is heard of once.
+pub const MISSED_WINDOW: Duration = Duration::from_secs(600);
+
+/// The misses of the last [`MISSED_WINDOW`], fed each round with the scheduler's delta.
+#[derive(Debug, Default, Clone)]
+pub struct MissedWindow {
+    seen: std::collections::VecDeque<(DateTime<Utc>, Missed)>,
+}
+
+impl MissedWindow {
+    /// Adds a round's misses (taken at `now`) and returns those of the window, summed per
+    /// (job, target), with the longest streak.
+    pub fn round(&mut self, now: DateTime<Utc>, delta: Vec<Missed>) -> Vec<Missed> {
+        self.seen.extend(delta.into_iter().map(|m| (now, m)));
+        let window = chrono::Duration::from_std(MISSED_WINDOW).unwrap_or_default();
+        while self.seen.front().is_some_and(|(t, _)| now - *t >= window) {
+            self.seen.pop_front();
+        }
+        let mut by: BTreeMap<(&str, &str), Missed> = BTreeMap::new();
+        for (_, m) in &self.seen {
+            let e = by
+                .entry((m.job.as_str(), m.target.as_str()))
+                .or_insert_with(|| Missed {
+                    missed: 0,
+                    streak: 0,
+                    ..m.clone()
+                });
+            e.missed += m.missed;
+            e.streak = e.streak.max(m.streak);
+        }
+        by.into_values().collect()
+    }
+}
 
 /// What the self-target's round looks at.
 #[derive(Debug, Clone)]
@@ -43,105 +113,207 @@ pub struct Inputs<'a> {
     pub channels: &'a HashMap<String, ChannelHealth>,
     pub channel_failing_after: Duration,
     pub stuck_loops: &'a [String],
+    pub missed: &'a [Missed],
+    /// The effective thresholds of [`CHECKS`] (`[thresholds]`); a check absent here uses
+    /// its built-in ones.
+    pub thresholds: &'a BTreeMap<&'static str, CheckThresholds>,
     pub now: DateTime<Utc>,
 }
 
-fn result(check: &str, status: Status, value: f64, unit: Unit, message: String) -> CheckResult {
+impl Inputs<'_> {
+    fn thresholds(&self, name: &str) -> CheckThresholds {
+        match (
+            self.thresholds.get(name),
+            CHECKS.iter().find(|s| s.name == name),
+        ) {
+            (Some(t), _) => t.clone(),
+            (None, Some(s)) => CheckThresholds::builtin(s),
+            (None, None) => CheckThresholds {
+                enabled: true,
+                warning: None,
+                critical: None,
+                floor: None,
+            },
+        }
+    }
+}
+
+fn result(
+    check: &str,
+    status: Status,
+    value: f64,
+    unit: Unit,
+    t: &CheckThresholds,
+    message: String,
+) -> CheckResult {
     CheckResult {
         check: check.into(),
         status,
         value: Some(value),
         unit,
-        warning: None,
-        critical: None,
+        warning: t.warning,
+        critical: t.critical,
         message,
         subject: None,
         scope: Scope::Database,
     }
 }
 
-/// Judges the daemon's own health.
+/// A value against thresholds where higher is worse (at or above a threshold crosses it).
+fn level(value: f64, t: &CheckThresholds) -> Status {
+    if t.critical.is_some_and(|c| value >= c) {
+        Status::Critical
+    } else if t.warning.is_some_and(|w| value >= w) {
+        Status::Warning
+    } else {
+        Status::Ok
+    }
+}
+
+/// Judges the daemon's own health; checks disabled in `[thresholds]` are left out.
 pub fn checks(i: &Inputs<'_>) -> Vec<CheckResult> {
     let mut out = Vec::with_capacity(3);
+    let th = i.thresholds("history_store");
+    if th.enabled {
+        out.push(history_store(i, &th));
+    }
+    let th = i.thresholds("schedules_missed");
+    if th.enabled {
+        out.push(schedules_missed(i, &th));
+    }
+    let th = i.thresholds("alert_delivery");
+    if th.enabled {
+        out.push(alert_delivery(i, &th));
+    }
+    out
+}
+
+fn history_store(i: &Inputs<'_>, th: &CheckThresholds) -> CheckResult {
     let dropped = i.store.dropped.total();
     let new_drops = dropped.saturating_sub(i.dropped_before);
-    out.push(if !i.store.reachable {
+    if !i.store.reachable {
         let since = i
             .store
             .failing_since
             .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
             .unwrap_or_default();
-        result(
+        return result(
             "history_store",
             Status::Critical,
             new_drops as f64,
-            Unit::None,
+            Unit::Count,
+            th,
             format!(
                 "history store unreachable{since}: {}; {} record(s) buffered, {} dropped",
                 i.store.last_error.as_deref().unwrap_or("no answer"),
                 i.store.backlog_records,
                 dropped
             ),
-        )
-    } else if new_drops > 0 {
-        result(
-            "history_store",
-            Status::Warning,
-            new_drops as f64,
-            Unit::None,
-            format!("history store dropped {new_drops} record(s) since the last round"),
-        )
+        );
+    }
+    let status = level(new_drops as f64, th);
+    let message = if new_drops > 0 {
+        format!("history store dropped {new_drops} record(s) since the last round")
     } else {
-        result(
-            "history_store",
-            Status::Ok,
-            0.0,
-            Unit::None,
-            "history store writes".into(),
-        )
+        "history store writes".into()
+    };
+    result(
+        "history_store",
+        status,
+        new_drops as f64,
+        Unit::Count,
+        th,
+        message,
+    )
+}
+
+fn schedules_missed(i: &Inputs<'_>, th: &CheckThresholds) -> CheckResult {
+    let mut missed: Vec<&Missed> = i.missed.iter().filter(|m| m.missed > 0).collect();
+    missed.sort_by(|a, b| {
+        b.streak
+            .cmp(&a.streak)
+            .then(b.missed.cmp(&a.missed))
+            .then(a.job.cmp(&b.job))
+            .then(a.target.cmp(&b.target))
     });
-    out.push(if i.stuck_loops.is_empty() {
-        result(
-            "schedules_missed",
-            Status::Ok,
-            0.0,
-            Unit::None,
-            "every job loop is on schedule".into(),
-        )
-    } else {
-        result(
+    let streak = missed.first().map_or(0, |m| m.streak);
+    let listed: Vec<String> = missed
+        .iter()
+        .map(|m| {
+            format!(
+                "{}@{}: {} missed ({} in a row)",
+                m.job, m.target, m.missed, m.streak
+            )
+        })
+        .collect();
+    if !i.stuck_loops.is_empty() {
+        let mut message = format!(
+            "job loops stuck, their runs are missed: {}",
+            i.stuck_loops.join(", ")
+        );
+        if !listed.is_empty() {
+            message.push_str(&format!(
+                "; runs missed in the last 10 min: {}",
+                listed.join(", ")
+            ));
+        }
+        return result(
             "schedules_missed",
             Status::Critical,
-            i.stuck_loops.len() as f64,
-            Unit::None,
-            format!(
-                "job loops stuck, their runs are missed: {}",
-                i.stuck_loops.join(", ")
-            ),
+            streak as f64,
+            Unit::Count,
+            th,
+            message,
+        );
+    }
+    let status = level(streak as f64, th);
+    let message = if listed.is_empty() {
+        "every job runs on schedule".into()
+    } else {
+        format!(
+            "runs missed in the last 10 min (overlap, late wake-up): {}",
+            listed.join(", ")
         )
-    });
-    let mut failing: Vec<(&String, &ChannelHealth, Duration)> = i
+    };
+    result(
+        "schedules_missed",
+        status,
+        streak as f64,
+        Unit::Count,
+        th,
+        message,
+    )
+}
+
+fn alert_delivery(i: &Inputs<'_>, th: &CheckThresholds) -> CheckResult {
+    let th = CheckThresholds {
+        critical: th.critical.or(Some(i.channel_failing_after.as_secs_f64())),
+        ..th.clone()
+    };
+    let mut failing: Vec<(&String, &ChannelHealth, Duration, Status)> = i
         .channels
         .iter()
         .filter_map(|(name, c)| {
             let since = c.failing_since?;
             let d = (i.now - since).to_std().ok()?;
-            (d >= i.channel_failing_after).then_some((name, c, d))
+            let s = level(d.as_secs_f64(), &th);
+            (s != Status::Ok).then_some((name, c, d, s))
         })
         .collect();
     failing.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
-    out.push(match failing.first() {
+    match failing.first() {
         None => result(
             "alert_delivery",
             Status::Ok,
             0.0,
-            Unit::None,
+            Unit::Seconds,
+            &th,
             "every alert channel delivers".into(),
         ),
-        Some(_) => {
+        Some(worst) => {
             let parts: Vec<String> = failing
                 .iter()
-                .map(|(name, c, d)| {
+                .map(|(name, c, d, _)| {
                     format!(
                         "{name} delivery failing for {} min ({} undelivered): {}",
                         d.as_secs() / 60,
@@ -150,16 +322,31 @@ pub fn checks(i: &Inputs<'_>) -> Vec<CheckResult> {
                     )
                 })
                 .collect();
-            result(
+            let mut r = result(
                 "alert_delivery",
-                Status::Critical,
-                (failing[0].2.as_secs() / 60) as f64,
-                Unit::None,
+                worst.3,
+                worst.2.as_secs_f64(),
+                Unit::Seconds,
+                &th,
                 parts.join("; "),
-            )
+            );
+            // The failing channels, by name: the alert is routed to every other channel.
+            let names: Vec<&str> = failing.iter().map(|f| f.0.as_str()).collect();
+            r.subject = Some(names.join(", "));
+            r
         }
-    });
-    out
+    }
+}
+
+/// The channels an `alert_delivery` result names as failing (its subject).
+pub fn failing_channels(r: &CheckResult) -> Vec<String> {
+    if r.check != "alert_delivery" {
+        return Vec::new();
+    }
+    r.subject
+        .as_deref()
+        .map(|s| s.split(", ").map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -209,6 +396,8 @@ mod tests {
             channels: &channels,
             channel_failing_after: thirty,
             stuck_loops: &[],
+            missed: &[],
+            thresholds: &BTreeMap::new(),
             now,
         };
         assert_eq!(
@@ -253,5 +442,165 @@ mod tests {
         let r = checks(&down);
         assert_eq!(r[0].status, Status::Critical);
         assert!(r[0].message.contains("unreachable"), "{}", r[0].message);
+    }
+    fn missed(streak: u64) -> Missed {
+        Missed {
+            job: "health".into(),
+            target: "orders".into(),
+            missed: 1,
+            streak,
+        }
+    }
+
+    #[test]
+    fn missed_runs_warn_and_several_in_a_row_are_critical() {
+        let channels = HashMap::new();
+        let none = BTreeMap::new();
+        let s = store(true, 0);
+        let judge = |m: &[Missed], th: &BTreeMap<&'static str, CheckThresholds>| {
+            let r = checks(&Inputs {
+                store: &s,
+                dropped_before: 0,
+                channels: &channels,
+                channel_failing_after: Duration::from_secs(1800),
+                stuck_loops: &[],
+                missed: m,
+                thresholds: th,
+                now: Utc::now(),
+            });
+            let c = r
+                .into_iter()
+                .find(|c| c.check == "schedules_missed")
+                .unwrap_or_else(|| panic!("no schedules_missed"));
+            (c.status, c.message)
+        };
+        assert_eq!(judge(&[], &none).0, Status::Ok);
+        let (st, msg) = judge(&[missed(1)], &none);
+        assert_eq!(st, Status::Warning);
+        assert!(
+            msg.contains("health@orders: 1 missed (1 in a row)"),
+            "{msg}"
+        );
+        assert_eq!(judge(&[missed(2)], &none).0, Status::Warning);
+        assert_eq!(judge(&[missed(3)], &none).0, Status::Critical);
+        // `[thresholds.schedules_missed] warning = 2` lets one overlap pass.
+        let mut tuned = BTreeMap::new();
+        tuned.insert(
+            "schedules_missed",
+            CheckThresholds {
+                warning: Some(2.0),
+                ..CheckThresholds::builtin(&CHECKS[1])
+            },
+        );
+        assert_eq!(judge(&[missed(1)], &tuned).0, Status::Ok);
+        assert_eq!(judge(&[missed(2)], &tuned).0, Status::Warning);
+    }
+
+    #[test]
+    fn thresholds_disable_and_tune_the_self_checks() {
+        let now = Utc::now();
+        let mut channels = HashMap::new();
+        channels.insert(
+            "email".to_string(),
+            ChannelHealth {
+                pending: 1,
+                failing_since: Some(now - chrono::Duration::minutes(12)),
+                last_error: Some("connection refused".into()),
+                delivered: 0,
+            },
+        );
+        let s = store(true, 3);
+        let run = |th: &BTreeMap<&'static str, CheckThresholds>| {
+            checks(&Inputs {
+                store: &s,
+                dropped_before: 0,
+                channels: &channels,
+                channel_failing_after: Duration::from_secs(1800),
+                stuck_loops: &[],
+                missed: &[],
+                thresholds: th,
+                now,
+            })
+        };
+        assert_eq!(
+            statuses(&run(&BTreeMap::new())),
+            vec![
+                ("history_store", Status::Warning),
+                ("schedules_missed", Status::Ok),
+                ("alert_delivery", Status::Ok),
+            ]
+        );
+        let mut th = BTreeMap::new();
+        th.insert(
+            "history_store",
+            CheckThresholds {
+                enabled: false,
+                ..CheckThresholds::builtin(&CHECKS[0])
+            },
+        );
+        th.insert(
+            "alert_delivery",
+            CheckThresholds {
+                warning: Some(300.0),
+                critical: Some(600.0),
+                ..CheckThresholds::builtin(&CHECKS[2])
+            },
+        );
+        let r = run(&th);
+        assert_eq!(
+            statuses(&r),
+            vec![
+                ("schedules_missed", Status::Ok),
+                ("alert_delivery", Status::Critical),
+            ],
+            "disabled is left out; critical = 10 min beats channel_failing_after"
+        );
+        assert_eq!(r[1].subject.as_deref(), Some("email"));
+        assert_eq!(failing_channels(&r[1]), vec!["email".to_string()]);
+    }
+
+    #[test]
+    fn the_self_checks_are_in_the_catalogue() {
+        for name in check_names() {
+            let spec = crate::engine::catalog::spec(name);
+            assert!(spec.is_some_and(|s| !s.description.is_empty()), "{name}");
+        }
+    }
+    #[test]
+    fn the_thresholds_table_reaches_the_self_checks() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[target]]\nname = \"t\"\nurl = \"sqlite://t.db\"\n\
+             [thresholds.history_store]\nenabled = false\n\
+             [thresholds.schedules_missed]\ncritical = 5\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let c = crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.self_thresholds["history_store"].enabled);
+        assert_eq!(c.self_thresholds["schedules_missed"].critical, Some(5.0));
+        assert_eq!(c.self_thresholds["schedules_missed"].warning, Some(1.0));
+        assert!(c.self_thresholds["alert_delivery"].enabled);
+    }
+    #[test]
+    fn a_miss_stays_in_the_window_for_ten_minutes() {
+        let t0 = Utc::now();
+        let mut w = MissedWindow::default();
+        assert!(w.round(t0, vec![]).is_empty());
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let m = w.round(at(30), vec![missed(1)]);
+        assert_eq!((m[0].missed, m[0].streak), (1, 1));
+        // Later rounds without a miss still show it, so hysteresis can believe it.
+        let m = w.round(at(60), vec![]);
+        assert_eq!((m[0].missed, m[0].streak), (1, 1));
+        let m = w.round(at(90), vec![missed(2)]);
+        assert_eq!((m[0].missed, m[0].streak), (2, 2), "summed, longest streak");
+        assert_eq!(w.round(at(629), vec![]).len(), 1);
+        assert_eq!(
+            w.round(at(690), vec![]).len(),
+            0,
+            "gone 10 min after the last"
+        );
     }
 }

@@ -74,6 +74,10 @@ impl Route {
         if !self.tags.is_empty() && !self.tags.iter().any(|t| tags.contains(t)) {
             return false;
         }
+        self.wants_severity(n)
+    }
+
+    fn wants_severity(&self, n: &Notification) -> bool {
         let status = match n.event {
             AlertEvent::Resolved => {
                 if !self.send_resolved {
@@ -367,7 +371,7 @@ impl Machine {
         let n = self.notification(name, t, event, base, at, note);
         let key = n.key.clone();
         let to = n.to;
-        let channels = self.channels(&n, &t.tags);
+        let channels = self.channels(&n, t);
         if let Some(t) = self.targets.get_mut(name) {
             t.pending = Some((key, due, to));
         }
@@ -379,10 +383,27 @@ impl Machine {
         })));
     }
 
-    fn channels(&self, n: &Notification, tags: &[String]) -> Vec<String> {
+    /// The channels a notification of target `t` goes to. The `dbwarden` self-target
+    /// concerns the operator, not a group of databases: it goes to every channel whose
+    /// severity it meets, whatever their `tags`, except the channels its `alert_delivery`
+    /// check names as failing ("email delivery failing" is not sent by email).
+    fn channels(&self, n: &Notification, t: &Tgt) -> Vec<String> {
+        if n.target == super::self_target::NAME {
+            let failing: Vec<String> = t
+                .checks
+                .iter()
+                .flat_map(super::self_target::failing_channels)
+                .collect();
+            return self
+                .routes
+                .iter()
+                .filter(|r| r.wants_severity(n) && !failing.contains(&r.channel))
+                .map(|r| r.channel.clone())
+                .collect();
+        }
         self.routes
             .iter()
-            .filter(|r| r.wants(n, tags))
+            .filter(|r| r.wants(n, &t.tags))
             .map(|r| r.channel.clone())
             .collect()
     }
@@ -510,7 +531,7 @@ impl Machine {
                     continue;
                 };
                 let n = self.notification(&name, t, AlertEvent::Reminder, t.announced, at, None);
-                let channels = self.channels(&n, &t.tags);
+                let channels = self.channels(&n, t);
                 out.push(Action::Write(Box::new(Outgoing {
                     notification: n,
                     channels,
@@ -1082,6 +1103,57 @@ mod tests {
         m.tick(now());
         let a = m.transition("dev", OK, Utc::now(), now());
         assert_eq!(channels(&a), vec!["pager"], "resolved follows what fired");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_self_target_alert_skips_the_failing_channel_and_ignores_tags() {
+        use crate::alerts::self_target::NAME;
+        let routes = vec![
+            route("email"),
+            Route {
+                tags: vec!["prod".into()],
+                ..route("prod-slack")
+            },
+            Route {
+                min_severity: Critical,
+                ..route("pager")
+            },
+        ];
+        let policy = Policy {
+            repeat_interval: 60 * S,
+            ..zero_wait()
+        };
+        let mut m = Machine::new(policy, "a", routes);
+        m.restore([(NAME.to_string(), OK), ("db".to_string(), OK)], now());
+        m.describe(NAME, NAME, &[], now());
+        let channels = |a: &[Action]| -> Vec<String> {
+            match a.last() {
+                Some(Action::Write(o)) => o.channels.clone(),
+                _ => panic!("no write: {a:?}"),
+            }
+        };
+        // "email delivery failing for 30 min": every channel but email, tags or not.
+        let delivery = CheckResult {
+            subject: Some("email".into()),
+            ..check("alert_delivery", Critical)
+        };
+        m.checks(NAME, &[delivery], now());
+        let a = m.transition(NAME, Critical, Utc::now(), now());
+        assert_eq!(channels(&a), vec!["prod-slack", "pager"]);
+        // Its reminder too.
+        m.tick(now());
+        tokio::time::advance(61 * S).await;
+        let a = m.tick(now());
+        assert_eq!(channels(&a), vec!["prod-slack", "pager"], "reminder");
+        // A database target without the tag is still routed by tags.
+        let a = m.transition("db", Critical, Utc::now(), now());
+        assert_eq!(channels(&a), vec!["email", "pager"]);
+        // Email delivers again, the store fails: that goes everywhere it is severe enough.
+        tokio::time::advance(61 * S).await;
+        m.tick(now());
+        m.checks(NAME, &[check("history_store", Critical)], now());
+        let a = m.transition(NAME, Warning, Utc::now(), now());
+        assert_eq!(channels(&a), vec!["email", "prod-slack"]);
     }
 
     #[test]

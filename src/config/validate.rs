@@ -34,6 +34,8 @@ pub struct Config {
     pub targets: Vec<Target>,
     pub jobs: Vec<Job>,
     pub warnings: Vec<ConfigError>,
+    /// Effective thresholds of the `dbwarden` self-target's checks (`[thresholds]`).
+    pub self_thresholds: BTreeMap<&'static str, CheckThresholds>,
 }
 
 impl Config {
@@ -283,6 +285,17 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
 
     // [thresholds]
     let global = check_thresholds(&mut c, "thresholds", &raw.thresholds);
+
+    let self_thresholds = crate::alerts::self_target::CHECKS
+        .iter()
+        .map(|spec| {
+            let mut th = CheckThresholds::builtin(spec);
+            if let Some(o) = global.get(spec.name) {
+                o.apply(&mut th);
+            }
+            (spec.name, th)
+        })
+        .collect();
 
     // [[target]]
     let mut targets = Vec::new();
@@ -621,6 +634,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
         targets,
         jobs,
         warnings: c.warnings,
+        self_thresholds,
     })
 }
 

@@ -16,12 +16,14 @@ pub const CONNECTIVITY: CheckSpec = CheckSpec {
     description: "opens a connection (or takes one from the pool) and times a trivial query; unreachable is CRITICAL",
 };
 
-/// Every check of every engine: connectivity, then each engine's own table.
+/// Every check of every engine: connectivity, then each engine's own table, then the
+/// `dbwarden` self-target's.
 pub fn all() -> impl Iterator<Item = &'static CheckSpec> {
     std::iter::once(&CONNECTIVITY)
         .chain(super::sqlite::CHECKS.iter())
         .chain(super::postgres::CHECKS.iter())
         .chain(super::mysql::CHECKS.iter())
+        .chain(crate::alerts::self_target::CHECKS.iter())
 }
 
 /// Looks a check up by name.

@@ -288,6 +288,25 @@ impl Store {
         .await
     }
 
+    /// Deletes up to `limit` rows delivered (or cancelled) before `before`; returns how
+    /// many. Pending rows are never deleted. Bounded, so a large backlog is pruned in
+    /// steps that do not hold the table for long.
+    pub async fn outbox_prune(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        let pool = self.reader()?;
+        bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new(
+                    "DELETE FROM alert_outbox WHERE (id_key, channel) IN (\
+                     SELECT id_key, channel FROM alert_outbox \
+                     WHERE state IN ('delivered', 'cancelled') AND COALESCE(delivered_at, created_at) < ",
+                );
+                q.push_bind(ms(before)).push(" LIMIT ").push_bind(limit).push(")");
+                q.build().execute(p).await?.rows_affected()
+            }))
+        })
+        .await
+    }
+
     /// Pending rows per channel, with the oldest and the latest error.
     pub async fn outbox_undelivered(&self) -> Result<Vec<Undelivered>, StoreError> {
         let pool = self.reader()?;
