@@ -232,12 +232,14 @@ impl Alerts {
 
 /// Judges the daemon itself as the `dbwarden` target and publishes the round like any
 /// target's (history, hysteresis, alerts). Returns the store's drop count for next time.
+#[allow(clippy::too_many_arguments)]
 fn self_target_round(
     shared: &Shared,
     alerts: &Alerts,
     store: &Store,
     sched: &crate::scheduler::Context,
     missed: &mut self_target::MissedWindow,
+    maintenance: &self_target::MaintenanceStreaks,
     dropped_before: u64,
     config: &Config,
 ) -> u64 {
@@ -257,6 +259,7 @@ fn self_target_round(
         channel_failing_after: config.raw.alerts.channel_failing_after,
         stuck_loops: &stuck,
         missed: &missed,
+        maintenance: &maintenance.current(),
         thresholds: &config.self_thresholds,
         now,
     });
@@ -348,6 +351,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let mut self_round = tokio::time::interval(SELF_ROUND);
     let mut self_dropped = 0;
     let mut missed_window = self_target::MissedWindow::default();
+    let mut maintenance_runs = self_target::MaintenanceStreaks::default();
+    let mut runs_seen = events.subscribe("self-target");
     let mut shown_status = status_line(&current, &sched, &store);
     let mut store_loud = false;
     let every = current.daemon.summary_interval;
@@ -397,6 +402,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                             jobs_added = ?jobs.added, jobs_removed = ?jobs.removed, jobs_changed = ?jobs.changed,
                             "configuration reloaded"
                         );
+                        maintenance_runs.retain_jobs(|job| new.jobs.iter().any(|j| j.name == job));
                         current = new;
                     }
                     Err(errors) => {
@@ -417,8 +423,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = self_round.tick() => {
-                self_dropped = self_target_round(&shared, &alerts, &store, &ctx, &mut missed_window, self_dropped, &current);
+                self_dropped = self_target_round(&shared, &alerts, &store, &ctx, &mut missed_window, &maintenance_runs, self_dropped, &current);
             }
+            Some(e) = runs_seen.recv() => match &*e {
+                crate::events::Event::RunStarted(r) => maintenance_runs.started(r),
+                crate::events::Event::RunFinished(end) if maintenance_runs.follows(&end.id) => {
+                    let skipped = shared.take_maintenance_skip(&end.id);
+                    maintenance_runs.finished(end, skipped.as_deref());
+                }
+                _ => {}
+            },
             _ = summary.tick() => log_summary(&ctx.take_counts(), ctx.running(), &events, &store.health()),
             _ = store_watch.tick() => {
                 let h = store.health();

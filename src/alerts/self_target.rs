@@ -10,14 +10,14 @@ use chrono::{DateTime, Utc};
 
 use super::deliver::ChannelHealth;
 use crate::health::{CheckResult, CheckSpec, CheckThresholds, Direction, Scope, Status, Unit};
-use crate::store::StoreHealth;
+use crate::store::{JobRun, RunEnd, RunOutcome, StoreHealth};
 
 /// The self-target's name (and engine).
 pub const NAME: &str = "dbwarden";
 
 /// The self-target's checks, in the catalogue like any engine's (`[thresholds]` tunes or
 /// disables them; README "Checks" lists them).
-pub const CHECKS: [CheckSpec; 3] = [
+pub const CHECKS: [CheckSpec; 4] = [
     CheckSpec {
         name: "history_store",
         label: "records dropped",
@@ -48,6 +48,16 @@ pub const CHECKS: [CheckSpec; 3] = [
         critical: None,
         floor: None,
         description: "how long the longest-failing alert channel has failed to deliver",
+    },
+    CheckSpec {
+        name: "maintenance_failing",
+        label: "runs in a row",
+        unit: Unit::Count,
+        direction: Direction::HigherIsWorse,
+        warning: Some(2.0),
+        critical: Some(3.0),
+        floor: None,
+        description: "the longest streak of consecutive maintenance runs of one job on one target that failed, timed out, were interrupted or were skipped whole (lock held by another dbwarden, server busy, overlap); a successful run resets it, a hot standby or outside-the-window skip neither counts nor resets",
     },
 ];
 
@@ -104,6 +114,131 @@ impl MissedWindow {
     }
 }
 
+/// Consecutive maintenance runs of one job on one target that did not do their work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceStreak {
+    pub job: String,
+    pub target: String,
+    /// Runs in a row that failed, timed out, were interrupted or were skipped whole.
+    pub runs: u64,
+    /// Why the last of them did not do its work.
+    pub last_reason: String,
+}
+
+/// A skip that is the plan, not a problem: a hot standby is maintained through its
+/// primary, and a run outside its window waits for the next one.
+pub fn expected_skip(why: &str) -> bool {
+    why.contains("hot standby") || why.starts_with("outside the maintenance window")
+}
+
+/// Runs still going that a streak waits for are forgotten past this many (their end was
+/// lost to a lagging event consumer), so a lost event cannot grow the map for good.
+const MAX_RUNNING: usize = 4096;
+
+/// Follows maintenance runs through the event stream ([`crate::events::Event::RunStarted`]
+/// and [`crate::events::Event::RunFinished`]) and counts, per (job, target), the runs in a
+/// row that did not do their work. A run the scheduler finished as `ok` but whose report
+/// says it was skipped whole (`another dbwarden holds the lock`, server busy) is passed to
+/// [`MaintenanceStreaks::finished`] with its skip reason.
+#[derive(Debug, Default, Clone)]
+pub struct MaintenanceStreaks {
+    running: HashMap<String, (String, String)>,
+    streaks: BTreeMap<(String, String), (u64, String)>,
+}
+
+impl MaintenanceStreaks {
+    /// A run started, or a tick recorded whole (skipped by the scheduler).
+    pub fn started(&mut self, run: &JobRun) {
+        if run.kind != "maintenance" {
+            return;
+        }
+        let Some(target) = &run.target else {
+            return;
+        };
+        if run.outcome == RunOutcome::Running {
+            if self.running.len() >= MAX_RUNNING {
+                self.running.clear();
+            }
+            self.running
+                .insert(run.id.clone(), (run.job.clone(), target.clone()));
+        } else {
+            self.ended(
+                (run.job.clone(), target.clone()),
+                run.outcome,
+                None,
+                run.error.as_deref(),
+            );
+        }
+    }
+
+    /// A run ended; `skipped` is its report's whole-run skip reason, if any. Ends of runs
+    /// not started as maintenance are ignored.
+    pub fn finished(&mut self, end: &RunEnd, skipped: Option<&str>) {
+        if let Some(key) = self.running.remove(&end.id) {
+            self.ended(key, end.outcome, skipped, end.error.as_deref());
+        }
+    }
+
+    /// Whether `id` is a maintenance run this follows (its end is awaited).
+    pub fn follows(&self, id: &str) -> bool {
+        self.running.contains_key(id)
+    }
+
+    fn ended(
+        &mut self,
+        key: (String, String),
+        outcome: RunOutcome,
+        skipped: Option<&str>,
+        error: Option<&str>,
+    ) {
+        let error = error.unwrap_or("no reason recorded");
+        let reason = match (outcome, skipped) {
+            (RunOutcome::Running, _) => return,
+            (RunOutcome::Ok, None) => {
+                self.streaks.remove(&key);
+                return;
+            }
+            (RunOutcome::Ok, Some(why)) | (RunOutcome::Skipped, Some(why)) => {
+                if expected_skip(why) {
+                    return;
+                }
+                format!("skipped: {why}")
+            }
+            (RunOutcome::Skipped, None) => {
+                if expected_skip(error) {
+                    return;
+                }
+                format!("skipped: {error}")
+            }
+            (o @ (RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Interrupted), _) => {
+                format!("{}: {error}", o.as_str())
+            }
+        };
+        let e = self.streaks.entry(key).or_insert((0, String::new()));
+        e.0 += 1;
+        e.1 = reason;
+    }
+
+    /// Forgets the streaks of jobs no longer configured (after a reload).
+    pub fn retain_jobs(&mut self, keep: impl Fn(&str) -> bool) {
+        self.streaks.retain(|(job, _), _| keep(job));
+        self.running.retain(|_, (job, _)| keep(job));
+    }
+
+    /// The streaks going on (at least one run in a row).
+    pub fn current(&self) -> Vec<MaintenanceStreak> {
+        self.streaks
+            .iter()
+            .map(|((job, target), (runs, why))| MaintenanceStreak {
+                job: job.clone(),
+                target: target.clone(),
+                runs: *runs,
+                last_reason: why.clone(),
+            })
+            .collect()
+    }
+}
+
 /// What the self-target's round looks at.
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
@@ -114,6 +249,8 @@ pub struct Inputs<'a> {
     pub channel_failing_after: Duration,
     pub stuck_loops: &'a [String],
     pub missed: &'a [Missed],
+    /// Maintenance runs in a row that did not do their work ([`MaintenanceStreaks`]).
+    pub maintenance: &'a [MaintenanceStreak],
     /// The effective thresholds of [`CHECKS`] (`[thresholds]`); a check absent here uses
     /// its built-in ones.
     pub thresholds: &'a BTreeMap<&'static str, CheckThresholds>,
@@ -172,7 +309,7 @@ fn level(value: f64, t: &CheckThresholds) -> Status {
 
 /// Judges the daemon's own health; checks disabled in `[thresholds]` are left out.
 pub fn checks(i: &Inputs<'_>) -> Vec<CheckResult> {
-    let mut out = Vec::with_capacity(3);
+    let mut out = Vec::with_capacity(CHECKS.len());
     let th = i.thresholds("history_store");
     if th.enabled {
         out.push(history_store(i, &th));
@@ -185,7 +322,49 @@ pub fn checks(i: &Inputs<'_>) -> Vec<CheckResult> {
     if th.enabled {
         out.push(alert_delivery(i, &th));
     }
+    let th = i.thresholds("maintenance_failing");
+    if th.enabled {
+        out.push(maintenance_failing(i, &th));
+    }
     out
+}
+
+fn maintenance_failing(i: &Inputs<'_>, th: &CheckThresholds) -> CheckResult {
+    let mut failing: Vec<&MaintenanceStreak> =
+        i.maintenance.iter().filter(|m| m.runs > 0).collect();
+    failing.sort_by(|a, b| {
+        b.runs
+            .cmp(&a.runs)
+            .then(a.job.cmp(&b.job))
+            .then(a.target.cmp(&b.target))
+    });
+    let worst = failing.first().map_or(0, |m| m.runs);
+    let status = level(worst as f64, th);
+    let message = if failing.is_empty() {
+        "every maintenance job's last run did its work".into()
+    } else {
+        let listed: Vec<String> = failing
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}@{}: {} run(s) in a row did not complete, last {}",
+                    m.job,
+                    m.target,
+                    m.runs,
+                    crate::text::escape(&m.last_reason)
+                )
+            })
+            .collect();
+        format!("maintenance not done: {}", listed.join("; "))
+    };
+    result(
+        "maintenance_failing",
+        status,
+        worst as f64,
+        Unit::Count,
+        th,
+        message,
+    )
 }
 
 fn history_store(i: &Inputs<'_>, th: &CheckThresholds) -> CheckResult {
@@ -397,6 +576,7 @@ mod tests {
             channel_failing_after: thirty,
             stuck_loops: &[],
             missed: &[],
+            maintenance: &[],
             thresholds: &BTreeMap::new(),
             now,
         };
@@ -406,6 +586,7 @@ mod tests {
                 ("history_store", Status::Ok),
                 ("schedules_missed", Status::Ok),
                 ("alert_delivery", Status::Ok),
+                ("maintenance_failing", Status::Ok),
             ],
             "29 minutes of failures is not yet 30"
         );
@@ -425,6 +606,7 @@ mod tests {
                 ("history_store", Status::Warning),
                 ("schedules_missed", Status::Critical),
                 ("alert_delivery", Status::Critical),
+                ("maintenance_failing", Status::Ok),
             ]
         );
         assert!(r[0].message.contains("dropped 4"), "{}", r[0].message);
@@ -465,6 +647,7 @@ mod tests {
                 channel_failing_after: Duration::from_secs(1800),
                 stuck_loops: &[],
                 missed: m,
+                maintenance: &[],
                 thresholds: th,
                 now: Utc::now(),
             });
@@ -518,6 +701,7 @@ mod tests {
                 channel_failing_after: Duration::from_secs(1800),
                 stuck_loops: &[],
                 missed: &[],
+                maintenance: &[],
                 thresholds: th,
                 now,
             })
@@ -528,6 +712,7 @@ mod tests {
                 ("history_store", Status::Warning),
                 ("schedules_missed", Status::Ok),
                 ("alert_delivery", Status::Ok),
+                ("maintenance_failing", Status::Ok),
             ]
         );
         let mut th = BTreeMap::new();
@@ -552,6 +737,7 @@ mod tests {
             vec![
                 ("schedules_missed", Status::Ok),
                 ("alert_delivery", Status::Critical),
+                ("maintenance_failing", Status::Ok),
             ],
             "disabled is left out; critical = 10 min beats channel_failing_after"
         );
@@ -602,5 +788,205 @@ mod tests {
             0,
             "gone 10 min after the last"
         );
+    }
+
+    fn run(id: &str, kind: &str, outcome: RunOutcome, error: Option<&str>) -> JobRun {
+        let now = Utc::now();
+        JobRun {
+            id: id.into(),
+            job: "nightly".into(),
+            kind: kind.into(),
+            target: Some("orders".into()),
+            scheduled_at: Some(now),
+            started_at: now,
+            finished_at: (outcome != RunOutcome::Running).then_some(now),
+            outcome,
+            status: None,
+            error: error.map(str::to_string),
+            coalesced: 0,
+        }
+    }
+
+    fn end(id: &str, outcome: RunOutcome, error: Option<&str>) -> RunEnd {
+        RunEnd {
+            id: id.into(),
+            finished_at: Utc::now(),
+            outcome,
+            status: None,
+            error: error.map(str::to_string),
+        }
+    }
+
+    /// One maintenance run through start and end.
+    fn once(
+        s: &mut MaintenanceStreaks,
+        id: &str,
+        o: RunOutcome,
+        err: Option<&str>,
+        skip: Option<&str>,
+    ) {
+        s.started(&run(id, "maintenance", RunOutcome::Running, None));
+        assert!(s.follows(id));
+        s.finished(&end(id, o, err), skip);
+        assert!(!s.follows(id));
+    }
+
+    fn runs(s: &MaintenanceStreaks) -> u64 {
+        s.current().first().map_or(0, |m| m.runs)
+    }
+
+    #[test]
+    fn failed_and_skipped_maintenance_runs_count_in_a_row_and_success_resets() {
+        let mut s = MaintenanceStreaks::default();
+        once(
+            &mut s,
+            "1",
+            RunOutcome::Failed,
+            Some("connection refused"),
+            None,
+        );
+        assert_eq!(runs(&s), 1);
+        once(
+            &mut s,
+            "2",
+            RunOutcome::TimedOut,
+            Some("did not finish within 1h"),
+            None,
+        );
+        once(
+            &mut s,
+            "3",
+            RunOutcome::Interrupted,
+            Some("shutting down"),
+            None,
+        );
+        assert_eq!(runs(&s), 3);
+        // Ended `ok`, but its report says the lock was taken: counts.
+        once(
+            &mut s,
+            "4",
+            RunOutcome::Ok,
+            None,
+            Some("another dbwarden holds the lock"),
+        );
+        // A tick the scheduler recorded whole as skipped counts too.
+        s.started(&run(
+            "5",
+            "maintenance",
+            RunOutcome::Skipped,
+            Some("a run of this job on this target was still going"),
+        ));
+        assert_eq!(runs(&s), 5);
+        // Expected skips neither count nor reset.
+        once(
+            &mut s,
+            "6",
+            RunOutcome::Ok,
+            None,
+            Some(
+                "the server is a hot standby (pg_is_in_recovery()): maintenance runs on the primary",
+            ),
+        );
+        once(
+            &mut s,
+            "7",
+            RunOutcome::Ok,
+            None,
+            Some("outside the maintenance window 02:00-05:00 (now 12:00)"),
+        );
+        let c = s.current();
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].job.as_str(), c[0].target.as_str(), c[0].runs),
+            ("nightly", "orders", 5)
+        );
+        assert_eq!(
+            c[0].last_reason,
+            "skipped: a run of this job on this target was still going"
+        );
+        // Other kinds and unknown ends are not maintenance.
+        s.started(&run("8", "health", RunOutcome::Running, None));
+        assert!(!s.follows("8"));
+        s.finished(&end("8", RunOutcome::Ok, None), None);
+        s.finished(&end("unknown", RunOutcome::Ok, None), None);
+        assert_eq!(runs(&s), 5);
+        // A run that did its work resets the streak.
+        once(&mut s, "9", RunOutcome::Ok, None, None);
+        assert!(s.current().is_empty());
+        once(&mut s, "10", RunOutcome::Failed, None, None);
+        assert_eq!(s.current()[0].last_reason, "failed: no reason recorded");
+        s.retain_jobs(|j| j != "nightly");
+        assert!(
+            s.current().is_empty(),
+            "a job removed by a reload is forgotten"
+        );
+    }
+
+    #[test]
+    fn maintenance_failing_warns_at_two_in_a_row_and_names_job_target_and_reason() {
+        let channels = HashMap::new();
+        let none = BTreeMap::new();
+        let st = store(true, 0);
+        let judge = |m: &[MaintenanceStreak], th: &BTreeMap<&'static str, CheckThresholds>| {
+            checks(&Inputs {
+                store: &st,
+                dropped_before: 0,
+                channels: &channels,
+                channel_failing_after: Duration::from_secs(1800),
+                stuck_loops: &[],
+                missed: &[],
+                maintenance: m,
+                thresholds: th,
+                now: Utc::now(),
+            })
+            .into_iter()
+            .find(|c| c.check == "maintenance_failing")
+        };
+        let streak = |runs: u64| MaintenanceStreak {
+            job: "nightly".into(),
+            target: "orders".into(),
+            runs,
+            last_reason: "skipped: another dbwarden holds the lock".into(),
+        };
+        let ok = judge(&[], &none).unwrap_or_else(|| panic!("no maintenance_failing"));
+        assert_eq!((ok.status, ok.value), (Status::Ok, Some(0.0)));
+        let one = judge(&[streak(1)], &none).unwrap_or_else(|| panic!("missing"));
+        assert_eq!(
+            one.status,
+            Status::Ok,
+            "one failed run is not yet a pattern"
+        );
+        let two = judge(&[streak(2)], &none).unwrap_or_else(|| panic!("missing"));
+        assert_eq!(two.status, Status::Warning);
+        assert!(
+            two.message
+                .contains("nightly@orders: 2 run(s) in a row did not complete, last skipped: another dbwarden holds the lock"),
+            "{}",
+            two.message
+        );
+        let other = MaintenanceStreak {
+            job: "weekly".into(),
+            target: "billing".into(),
+            runs: 3,
+            last_reason: "failed: permission denied".into(),
+        };
+        let three = judge(&[streak(2), other], &none).unwrap_or_else(|| panic!("missing"));
+        assert_eq!((three.status, three.value), (Status::Critical, Some(3.0)));
+        assert!(
+            three
+                .message
+                .starts_with("maintenance not done: weekly@billing: 3"),
+            "{}",
+            three.message
+        );
+        let mut off = BTreeMap::new();
+        off.insert(
+            "maintenance_failing",
+            CheckThresholds {
+                enabled: false,
+                ..CheckThresholds::builtin(&CHECKS[3])
+            },
+        );
+        assert!(judge(&[streak(5)], &off).is_none(), "disabled is left out");
     }
 }

@@ -437,7 +437,11 @@ impl Kind for MaintenanceJob {
                 });
             }
         };
-        maintain(req, &ctx.cancel, |_| {}, record).await
+        let report = maintain(req, &ctx.cancel, |_| {}, record).await?;
+        if let Some(why) = &report.skipped {
+            self.shared.note_maintenance_skip(&ctx.run_id, why);
+        }
+        Ok(report)
     }
 }
 

@@ -98,6 +98,9 @@ pub struct Shared {
     /// When each target's table statistics were last published (one cadence rule for
     /// every engine: `[daemon] table_stats_interval`).
     table_stats: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Maintenance runs that ended `ok` but skipped whole, by run id, with why; the
+    /// daemon takes them for the self-target's `maintenance_failing`.
+    maintenance_skips: Mutex<HashMap<String, String>>,
 }
 
 impl Shared {
@@ -109,7 +112,29 @@ impl Shared {
             events,
             samples: SampleState::default(),
             table_stats: Mutex::default(),
+            maintenance_skips: Mutex::default(),
         }
+    }
+
+    /// Notes that maintenance run `run_id` skipped its whole work, with why.
+    pub fn note_maintenance_skip(&self, run_id: &str, why: &str) {
+        let mut m = self
+            .maintenance_skips
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Bounded: notes nobody takes (a `run-job` outside the daemon) do not pile up.
+        if m.len() >= 1024 {
+            m.clear();
+        }
+        m.insert(run_id.to_string(), why.to_string());
+    }
+
+    /// The whole-run skip reason of maintenance run `run_id`, if it skipped (taken once).
+    pub fn take_maintenance_skip(&self, run_id: &str) -> Option<String> {
+        self.maintenance_skips
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(run_id)
     }
 
     /// Applies a reloaded config to the shared state.
