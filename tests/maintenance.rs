@@ -929,3 +929,72 @@ async fn one_maintenance_run_per_server_across_its_databases() {
     );
     db.drop_db().await;
 }
+
+/// The daemon's wiring of the self-target's `maintenance_failing`: a scheduled run that
+/// found another dbwarden's lock ends `ok` with a whole-run skip, which counts; the next
+/// run that does its work resets the streak.
+#[tokio::test]
+async fn a_run_skipped_by_the_lock_feeds_maintenance_failing_and_a_done_run_resets_it() {
+    use dbwarden::alerts::self_target::MaintenanceStreaks;
+    use dbwarden::events::{Event, Events};
+    use dbwarden::store::RunOutcome;
+    use std::sync::Arc;
+
+    let _turn = SERIAL.lock().await;
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let (_dir, cfg) = config(&db.url, "");
+    let cfg = Arc::new(cfg);
+    let (Some(job), Some(target)) = (cfg.job("nightly").cloned(), cfg.target("pg").cloned()) else {
+        panic!("job or target missing")
+    };
+    let events = Events::default();
+    let mut seen = events.subscribe("test");
+    let (shared, ctx) = dbwarden::jobs::runtime(&cfg, events);
+    let mut streaks = MaintenanceStreaks::default();
+    let mut feed = |streaks: &mut MaintenanceStreaks| {
+        while let Some(e) = seen.try_recv() {
+            match &*e {
+                Event::RunStarted(r) => streaks.started(r),
+                Event::RunFinished(end) if streaks.follows(&end.id) => {
+                    let skipped = shared.take_maintenance_skip(&end.id);
+                    streaks.finished(end, skipped.as_deref());
+                }
+                _ => {}
+            }
+        }
+    };
+
+    let other = Engine::open_one_shot(&target).unwrap_or_else(|e| panic!("{e}"));
+    let Engine::Postgres(pg) = &other else {
+        panic!("not postgres")
+    };
+    let settings = MaintenanceSettings {
+        lock_timeout: Duration::from_secs(5),
+        cost_delay: Duration::ZERO,
+        max_active_sessions: None,
+    };
+    let session = pg
+        .maintenance(&RunScope::default(), &settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let f =
+        dbwarden::scheduler::run_now(ctx.clone(), job.clone(), target.clone(), cfg.clone()).await;
+    assert_eq!(f.outcome, RunOutcome::Ok, "{:?}", f.error);
+    feed(&mut streaks);
+    let c = streaks.current();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(
+        (c[0].job.as_str(), c[0].target.as_str(), c[0].runs),
+        ("nightly", "pg", 1)
+    );
+    assert_eq!(c[0].last_reason, "skipped: another dbwarden holds the lock");
+    session.finish().await;
+    other.close(Duration::from_secs(2)).await;
+
+    let f = dbwarden::scheduler::run_now(ctx.clone(), job, target, cfg.clone()).await;
+    assert_eq!(f.outcome, RunOutcome::Ok, "{:?}", f.error);
+    feed(&mut streaks);
+    assert!(streaks.current().is_empty(), "{:?}", streaks.current());
+    db.drop_db().await;
+}
