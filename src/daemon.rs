@@ -425,14 +425,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             _ = self_round.tick() => {
                 self_dropped = self_target_round(&shared, &alerts, &store, &ctx, &mut missed_window, &maintenance_runs, self_dropped, &current);
             }
-            Some(e) = runs_seen.recv() => match &*e {
-                crate::events::Event::RunStarted(r) => maintenance_runs.started(r),
-                crate::events::Event::RunFinished(end) if maintenance_runs.follows(&end.id) => {
-                    let skipped = shared.take_maintenance_skip(&end.id);
-                    maintenance_runs.finished(end, skipped.as_deref());
-                }
-                _ => {}
-            },
+            Some(e) = runs_seen.recv() => {
+                maintenance_runs.observe(&e, |id| shared.take_maintenance_skip(id));
+            }
             _ = summary.tick() => log_summary(&ctx.take_counts(), ctx.running(), &events, &store.health()),
             _ = store_watch.tick() => {
                 let h = store.health();

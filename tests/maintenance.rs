@@ -936,7 +936,7 @@ async fn one_maintenance_run_per_server_across_its_databases() {
 #[tokio::test]
 async fn a_run_skipped_by_the_lock_feeds_maintenance_failing_and_a_done_run_resets_it() {
     use dbwarden::alerts::self_target::MaintenanceStreaks;
-    use dbwarden::events::{Event, Events};
+    use dbwarden::events::Events;
     use dbwarden::store::RunOutcome;
     use std::sync::Arc;
 
@@ -953,15 +953,9 @@ async fn a_run_skipped_by_the_lock_feeds_maintenance_failing_and_a_done_run_rese
     let (shared, ctx) = dbwarden::jobs::runtime(&cfg, events);
     let mut streaks = MaintenanceStreaks::default();
     let mut feed = |streaks: &mut MaintenanceStreaks| {
+        // As the daemon's loop feeds it.
         while let Some(e) = seen.try_recv() {
-            match &*e {
-                Event::RunStarted(r) => streaks.started(r),
-                Event::RunFinished(end) if streaks.follows(&end.id) => {
-                    let skipped = shared.take_maintenance_skip(&end.id);
-                    streaks.finished(end, skipped.as_deref());
-                }
-                _ => {}
-            }
+            streaks.observe(&e, |id| shared.take_maintenance_skip(id));
         }
     };
 

@@ -179,6 +179,23 @@ impl MaintenanceStreaks {
         }
     }
 
+    /// Feeds one event of the stream; `take_skip` gives a followed run's whole-run skip
+    /// reason ([`crate::jobs::Shared::take_maintenance_skip`]) when its end arrives.
+    pub fn observe(
+        &mut self,
+        e: &crate::events::Event,
+        take_skip: impl FnOnce(&str) -> Option<String>,
+    ) {
+        match e {
+            crate::events::Event::RunStarted(r) => self.started(r),
+            crate::events::Event::RunFinished(end) if self.follows(&end.id) => {
+                let skipped = take_skip(&end.id);
+                self.finished(end, skipped.as_deref());
+            }
+            _ => {}
+        }
+    }
+
     /// Whether `id` is a maintenance run this follows (its end is awaited).
     pub fn follows(&self, id: &str) -> bool {
         self.running.contains_key(id)
