@@ -336,3 +336,22 @@ async fn a_round_never_checkpoints_an_applications_wal() {
         "the WAL was checkpointed or removed by dbwarden"
     );
 }
+
+/// A WAL database closed cleanly has no -wal file; dbwarden's read-only connection does not
+/// create one nor initialize the wal-index, and the check reads "nothing pending", not
+/// UNKNOWN.
+#[tokio::test]
+async fn a_wal_database_without_a_wal_file_is_ok() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("app.db");
+    let mut app = connect(&path, true).await;
+    exec(&mut app, "PRAGMA journal_mode = WAL").await;
+    exec(&mut app, "CREATE TABLE t(id INTEGER PRIMARY KEY)").await;
+    let _ = app.close().await;
+    assert!(!dir.path().join("app.db-wal").exists(), "closed cleanly");
+    let t = wal_target(dir.path(), &path);
+    let e = Engine::open(&t).unwrap_or_else(|e| panic!("{e}"));
+    let (status, value, message) = wal_result(&e, &t).await;
+    assert_eq!((status, value), (Status::Ok, 0.0), "{message}");
+    e.close(Duration::from_secs(5)).await;
+}

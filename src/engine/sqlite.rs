@@ -379,6 +379,15 @@ fn wal_backlog(path: &Path, journal_mode: &str) -> Measurement {
         );
     }
     let wal_file = std::fs::metadata(sibling(path, "-wal")).map_or(0, |m| m.len());
+    if wal_file == 0 {
+        // Nothing in the WAL (no -wal file, or one truncated by a checkpoint). A read-only
+        // connection does not initialize the wal-index for a missing WAL, so the -shm
+        // header may be blank here: nothing is pending either way.
+        return Measurement::value(
+            CHECK,
+            Observation::new(0.0).detail("the write-ahead log is empty"),
+        );
+    }
     let shm_path = sibling(path, "-shm");
     let read = || -> std::io::Result<Vec<u8>> {
         use std::io::Read;
