@@ -15,7 +15,7 @@ use dbwarden::config::SecretUrl;
 use dbwarden::engine::TableStat;
 use dbwarden::health::{CheckResult, Scope, Status, Unit};
 use dbwarden::store::{
-    BufferLimits, HistoryTable, JobRun, Record, RunEnd, RunOutcome, Store, new_run_id,
+    BufferLimits, HistoryTable, JobRun, Record, RunEnd, RunOutcome, Store, TrendQuery, new_run_id,
 };
 use sqlx::Connection;
 
@@ -142,6 +142,31 @@ async fn exercise(store: Store) {
             .latest_table_stats("nobody")
             .await
             .is_ok_and(|s| s.is_empty())
+    );
+
+    // A stored value comes back as a trend: one hourly bucket holds the sample.
+    let trend = store
+        .trend(&TrendQuery {
+            target: "demo".into(),
+            metric: "connectivity".into(),
+            label: None,
+            from: now - chrono::Duration::hours(2),
+            to: now + chrono::Duration::hours(1),
+            step: Some(Duration::from_secs(3600)),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(trend.step_seconds, 3600);
+    let filled: Vec<_> = trend.points.iter().filter(|p| p.avg.is_some()).collect();
+    assert_eq!(filled.len(), 1, "{:?}", trend.points);
+    assert_eq!(filled[0].last, Some(1.5));
+    let series = store
+        .series_of("demo")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        series.iter().any(|s| s.metric == "connectivity"),
+        "{series:?}"
     );
 
     // Many records are batched and all committed.

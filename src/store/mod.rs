@@ -47,6 +47,7 @@ mod connect;
 mod episode;
 mod outbox;
 mod read;
+mod trend;
 mod write;
 mod writer;
 
@@ -68,6 +69,7 @@ pub use outbox::{OutboxRow, SilenceRow, Undelivered};
 pub use read::{
     BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow, SlowOrder, SlowQueryRow,
 };
+pub use trend::{Resolution, SeriesInfo, Trend, TrendPoint, TrendQuery};
 
 use connect::open_err;
 use writer::{Shared, State};
