@@ -189,6 +189,16 @@ impl Kind for SampleJob {
         if let Some(r) = run.regression.as_ref().filter(|r| r.status != Status::Ok) {
             tracing::warn!(target = %target.name, check = "query_regression", "{}", escape(&r.message));
         }
+        // The regression check is believed like any other (hysteresis), as a partial set:
+        // the target's health checks stay as their rounds left them.
+        if let Some(r) = &run.regression {
+            let ts = chrono::Utc::now();
+            let changes =
+                self.shared
+                    .tracker
+                    .observe_part(&target.name, std::slice::from_ref(r), ts);
+            super::health::publish_changes(&self.shared.events, ts, &changes);
+        }
         Ok(run)
     }
 }
