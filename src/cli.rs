@@ -112,18 +112,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Print a query's plan (PostgreSQL). Only one read-only query is accepted (SELECT,
-    /// WITH, VALUES, TABLE; no data-modifying statement anywhere, also not inside WITH);
-    /// it runs as EXPLAIN in a READ ONLY transaction with a 5 s statement_timeout, rolled
-    /// back. Exit 0, 1 when the server refused it, 2 when dbwarden refused it.
+    /// Print a query's plan (PostgreSQL, MySQL/MariaDB). Only one read-only query is
+    /// accepted (SELECT, WITH, VALUES, TABLE; no data-modifying statement anywhere, also
+    /// not inside WITH); it runs as EXPLAIN in a READ ONLY transaction with a 5 s statement
+    /// time limit, rolled back. Exit 0, 1 when the server refused it, 2 when dbwarden
+    /// refused it.
     Explain {
         /// The target, as in [[target]] name = "...".
         #[arg(long, short = 't', value_name = "NAME")]
         target: String,
         /// The query.
         query: String,
-        /// EXPLAIN ANALYZE: executes the query. Refused unless the target sets
-        /// explain_analyze = true.
+        /// EXPLAIN ANALYZE (MariaDB: ANALYZE): executes the query. Refused unless the
+        /// target sets explain_analyze = true.
         #[arg(long)]
         analyze: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -1330,7 +1331,17 @@ async fn explain(
         );
         return Ok(2);
     }
-    if let Err(why) = crate::engine::postgres::explain::check(query).map(|_| ()) {
+    // The guard first: a refused text never reaches the server, whatever its state.
+    let guard = match t.engine {
+        crate::engine::EngineKind::Postgres => {
+            crate::engine::postgres::explain::check(query).map(|_| ())
+        }
+        crate::engine::EngineKind::Mysql => crate::engine::mysql::explain::check(query).map(|_| ()),
+        crate::engine::EngineKind::Sqlite => Err(
+            "explain works on PostgreSQL and MySQL/MariaDB targets; for SQLite use `EXPLAIN QUERY PLAN` in the sqlite3 shell".into(),
+        ),
+    };
+    if let Err(why) = guard {
         eprintln!("dbwarden: {why}");
         return Ok(2);
     }
@@ -1341,16 +1352,18 @@ async fn explain(
             return Ok(2);
         }
     };
-    let crate::engine::Engine::Postgres(pg) = &engine else {
-        eprintln!("dbwarden: explain works on PostgreSQL targets only in this version");
-        return Ok(2);
-    };
     let plan_format = match format {
-        Format::Text => crate::engine::postgres::explain::PlanFormat::Text,
-        Format::Json => crate::engine::postgres::explain::PlanFormat::Json,
+        Format::Text => crate::engine::explain::PlanFormat::Text,
+        Format::Json => crate::engine::explain::PlanFormat::Json,
     };
     let scope = crate::engine::RunScope::default();
-    let result = pg.explain(query, analyze, plan_format, &scope).await;
+    let result = match &engine {
+        crate::engine::Engine::Postgres(pg) => {
+            pg.explain(query, analyze, plan_format, &scope).await
+        }
+        crate::engine::Engine::Mysql(my) => my.explain(query, analyze, plan_format, &scope).await,
+        crate::engine::Engine::Sqlite(_) => Err("explain does not work on SQLite targets".into()),
+    };
     engine.close(Duration::from_secs(2)).await;
     match result {
         Ok(plan) => {

@@ -23,33 +23,11 @@ async fn rows(c: &mut PgConnection) -> i64 {
 }
 
 fn config(dir: &std::path::Path, url: &str, analyze: bool) -> std::path::PathBuf {
-    let path = dir.join(format!("c{analyze}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[daemon]\nhistory = \"sqlite://{}/h.db\"\n\n[[target]]\nname = \"pg\"\nurl = \"{url}\"\nexplain_analyze = {analyze}\n",
-            dir.display()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    path
+    common::explain::config(dir, "pg", url, analyze)
 }
 
 fn explain(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dbwarden"))
-        .arg("explain")
-        .args(["--target", "pg"])
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .env_remove("DBWARDEN_CONFIG")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
+    common::explain::run(config, "pg", args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
