@@ -1268,16 +1268,28 @@ async fn slow_queries(
     let rows = store
         .slow_queries(target, from, order, i64::from(limit))
         .await;
+    let ids: Vec<String> = rows.iter().flatten().map(|r| r.queryid.clone()).collect();
+    let plans = store.plans_latest(target, &ids).await;
     let _ = store.close(Duration::from_secs(2)).await;
-    let rows = match rows {
-        Ok(r) => r,
-        Err(e) => {
+    let (rows, plans) = match (rows, plans) {
+        (Ok(r), Ok(p)) => (r, p),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("dbwarden: cannot read the history store: {e}");
             return Ok(1);
         }
     };
+    let plan_of = |id: &str| plans.get(id).map(|p| p.summary.clone());
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Json => {
+            let mut v = serde_json::to_value(&rows)?;
+            for o in v.as_array_mut().into_iter().flatten() {
+                let plan = o["queryid"].as_str().and_then(plan_of);
+                if let Some(o) = o.as_object_mut() {
+                    o.insert("plan".into(), serde_json::json!(plan));
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?)
+        }
         Format::Text if rows.is_empty() => println!(
             "no statements sampled for target {} in the last {} (is a sample job covering it?)",
             escape(target),
@@ -1302,6 +1314,9 @@ async fn slow_queries(
                     r.rows,
                     escape(&q)
                 );
+                if let Some(plan) = plan_of(&r.queryid) {
+                    println!("{:>46}plan: {}", "", escape(&plan));
+                }
             }
         }
     }
@@ -1359,7 +1374,18 @@ async fn explain(
     let scope = crate::engine::RunScope::default();
     let result = match &engine {
         crate::engine::Engine::Postgres(pg) => {
-            pg.explain(query, analyze, plan_format, &scope).await
+            let plan = pg.explain(query, analyze, plan_format, &scope).await;
+            // The summary comes from a plain EXPLAIN (FORMAT JSON): never a second execution.
+            match (plan, plan_format) {
+                (Ok(plan), crate::engine::explain::PlanFormat::Text) => {
+                    let summary = match pg.plan_summary(query, &scope).await {
+                        Ok((_, s)) => s.line(),
+                        Err(e) => format!("not available ({e})"),
+                    };
+                    Ok(format!("{plan}\nsummary: {summary}"))
+                }
+                (other, _) => other,
+            }
         }
         crate::engine::Engine::Mysql(my) => my.explain(query, analyze, plan_format, &scope).await,
         crate::engine::Engine::Sqlite(_) => Err("explain does not work on SQLite targets".into()),

@@ -83,7 +83,7 @@ pub struct Snapshot {
 }
 
 /// The work one statement did between two snapshots.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatementDelta {
     pub key: StatementKey,
     pub calls: i64,

@@ -46,6 +46,7 @@ mod buffer;
 mod connect;
 mod episode;
 mod outbox;
+mod plans;
 mod read;
 mod trend;
 mod write;
@@ -66,6 +67,7 @@ use crate::health::{CheckResult, Status};
 
 pub use buffer::BufferLimits;
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
+pub use plans::PlanRow;
 pub use read::{
     BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow, SlowOrder, SlowQueryRow,
 };

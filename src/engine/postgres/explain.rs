@@ -15,6 +15,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::PostgresEngine;
 use crate::engine::RunScope;
+use crate::sample::plan::{self, PlanSummary};
 
 /// How long the EXPLAIN may take.
 pub const EXPLAIN_TIMEOUT: &str = "5s";
@@ -309,6 +310,58 @@ impl PostgresEngine {
         lease.release().await;
         rollback.map_err(|e| format!("rolling back the EXPLAIN failed: {e}"))?;
         result
+    }
+}
+
+impl PostgresEngine {
+    /// The server's `server_version_num` (160000 for 16.0).
+    pub async fn server_version_num(&self, scope: &RunScope) -> Result<u32, String> {
+        let mut lease = self.connection().await.map_err(|e| e.message())?;
+        let (pid, started) = super::conn::identify(&mut lease)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.enter(&mut lease, pid, started, scope);
+        let v = sqlx::query_scalar::<_, String>("SHOW server_version_num")
+            .fetch_one(&mut *lease)
+            .await;
+        lease.release().await;
+        let v = v.map_err(|e| e.to_string())?;
+        v.trim()
+            .parse()
+            .map_err(|_| format!("server_version_num {v:?} is not a number"))
+    }
+
+    /// Plans `sql` like `dbwarden explain --format json` (a normalised text with `$1` as a
+    /// generic plan: PostgreSQL 16+) and summarises it; a Seq Scan's table is large by its
+    /// `pg_class.reltuples` (found by name on the search path; no lock taken).
+    pub async fn plan_summary(
+        &self,
+        sql: &str,
+        scope: &RunScope,
+    ) -> Result<(String, PlanSummary), String> {
+        let json = self.explain(sql, false, PlanFormat::Json, scope).await?;
+        let v: serde_json::Value =
+            serde_json::from_str(&json).map_err(|e| format!("the plan is not JSON: {e}"))?;
+        let summary = plan::summarize(&v)?;
+        if summary.seq_scans.is_empty() {
+            return Ok((json, summary));
+        }
+        let mut lease = self.connection().await.map_err(|e| e.message())?;
+        let (pid, started) = super::conn::identify(&mut lease)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.enter(&mut lease, pid, started, scope);
+        let rows: Result<Vec<(String, f64)>, sqlx::Error> = sqlx::query_as(
+            "/* dbwarden */ SELECT r, c.reltuples::float8 FROM unnest($1::text[]) AS r \
+             JOIN pg_class c ON c.oid = to_regclass(quote_ident(r))",
+        )
+        .bind(&summary.seq_scans)
+        .fetch_all(&mut *lease)
+        .await;
+        lease.release().await;
+        let rows = rows.map_err(|e| e.to_string())?;
+        let summary = plan::with_table_rows(summary, &rows.into_iter().collect());
+        Ok((json, summary))
     }
 }
 
