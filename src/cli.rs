@@ -94,8 +94,8 @@ pub enum Command {
         format: Format,
     },
     /// The worst statements of a period from the history store (sample jobs), summed over
-    /// the samples in it. Exit 0, 1 when the store cannot be read, 2 for a config problem
-    /// or an unknown target.
+    /// the samples in it, each with its newest stored plan summary (PostgreSQL 16+). Exit
+    /// 0, 1 when the store cannot be read, 2 for a config problem or an unknown target.
     SlowQueries {
         /// The target, as in [[target]] name = "...".
         #[arg(long, short = 't', value_name = "NAME")]
