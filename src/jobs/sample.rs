@@ -445,8 +445,19 @@ impl Plans<'_> {
             }
             (Vec::new(), Some(why))
         };
+        let mark_planned = || {
+            state
+                .planned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(target.to_string())
+                .or_default()
+                .extend(due.iter().map(|id| (id.clone(), self.ts)));
+        };
         match e.server_version_num(self.scope).await {
             Ok(v) if v < 160_000 => {
+                // Asked again only when these are due again (an upgrade needs a restart).
+                mark_planned();
                 return not_taken(format!(
                     "plans of the top statements not taken: planning a normalised text ($1) needs EXPLAIN (GENERIC_PLAN), which PostgreSQL 16+ has; this server is {}.{}",
                     v / 10_000,
@@ -468,13 +479,7 @@ impl Plans<'_> {
             }
         };
         // Planned or refused, each is tried again only after PLAN_EVERY.
-        state
-            .planned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(target.to_string())
-            .or_default()
-            .extend(due.iter().map(|id| (id.clone(), self.ts)));
+        mark_planned();
         let mut plans = Vec::new();
         for (queryid, text) in texts {
             match e.plan_summary(&text, self.scope).await {
