@@ -62,6 +62,8 @@ async fn run(c: &Config, dry_run: bool) -> MaintenanceReport {
         use_window: false,
         dry_run,
         watch_vacuum: None,
+        status: &|| None,
+        history: None,
     };
     maintain(req, &CancellationToken::new(), |_| {}, |_| {})
         .await
@@ -223,7 +225,6 @@ async fn two_dbwardens_one_maintains_the_other_records_the_lock() {
     let settings = MaintenanceSettings {
         lock_timeout: Duration::from_secs(5),
         cost_delay: Duration::ZERO,
-        max_active_sessions: None,
     };
     let session = pg
         .maintenance(&RunScope::default(), &settings)
@@ -231,12 +232,12 @@ async fn two_dbwardens_one_maintains_the_other_records_the_lock() {
         .unwrap_or_else(|e| panic!("{e:?}"));
     let r = run(&cfg, false).await;
     assert_eq!(
-        r.skipped.as_deref(),
+        r.skipped.as_ref().map(|s| s.why.as_str()),
         Some("another dbwarden holds the lock")
     );
     assert!(r.records.is_empty());
     assert_eq!(dead_rows(&db, "public.t").await, 20_000.0, "untouched");
-    session.finish().await;
+    session.close().await;
     let r = run(&cfg, false).await;
     assert_eq!(r.skipped, None);
     assert_eq!(
@@ -316,7 +317,6 @@ async fn a_horizon_holder_is_named_instead_of_vacuuming_in_vain() {
     let settings = MaintenanceSettings {
         lock_timeout: Duration::from_secs(5),
         cost_delay: Duration::ZERO,
-        max_active_sessions: None,
     };
     let mut s = pg
         .maintenance(&RunScope::default(), &settings)
@@ -340,14 +340,19 @@ async fn a_horizon_holder_is_named_instead_of_vacuuming_in_vain() {
     policy.horizon_patience_secs = 0.0;
     let p = dbwarden::maintenance::plan(&input.tables, &policy, Some(&holder));
     assert_eq!(p.steps.len(), 1, "{p:?}");
-    let skip = p.steps[0].skip.clone().unwrap_or_default();
+    let skip = p.steps[0]
+        .skip
+        .clone()
+        .unwrap_or_else(|| panic!("not skipped"));
+    assert_eq!(skip.kind, dbwarden::maintenance::SkipKind::Horizon);
+    let skip = skip.why;
     assert!(
         skip.starts_with(&format!(
             "VACUUM cannot remove the dead rows while session pid {pid}"
         )),
         "{skip}"
     );
-    s.finish().await;
+    s.close().await;
     let _ = old.execute("ROLLBACK").await;
     let _ = old.close().await;
     engine.close(Duration::from_secs(1)).await;
@@ -363,8 +368,12 @@ async fn never_on_a_hot_standby() {
     let (_dir, cfg) = config(&url, "");
     let r = run(&cfg, false).await;
     assert_eq!(
-        r.skipped.as_deref(),
+        r.skipped.as_ref().map(|s| s.why.as_str()),
         Some("the server is a hot standby (pg_is_in_recovery()): maintenance runs on the primary")
+    );
+    assert_eq!(
+        r.skipped.map(|s| s.kind),
+        Some(dbwarden::maintenance::SkipKind::Standby)
     );
 }
 
@@ -505,7 +514,10 @@ async fn maintenance_records_round_trip_in_both_store_dialects() {
     let now = chrono::Utc::now();
     let rec = StepRecord {
         step: steps[0].clone(),
-        outcome: Outcome::Skipped("lock not available within lock_timeout 5s".into()),
+        outcome: Outcome::skipped(
+            dbwarden::maintenance::SkipKind::LockHeld,
+            "lock not available within lock_timeout 5s",
+        ),
         started: now,
         finished: now,
         after: After {
@@ -667,6 +679,8 @@ async fn run_sqlite(c: &Config) -> MaintenanceReport {
         use_window: false,
         dry_run: false,
         watch_vacuum: None,
+        status: &|| None,
+        history: None,
     };
     maintain(req, &CancellationToken::new(), |_| {}, |_| {})
         .await
@@ -767,7 +781,7 @@ async fn a_busy_sqlite_database_is_skipped_with_the_reason() {
     let (_d, cfg) = sqlite_config(&db, "", "lock_timeout = \"200ms\"");
     let r = run_sqlite(&cfg).await;
     assert_eq!(
-        r.skipped.as_deref(),
+        r.skipped.as_ref().map(|s| s.why.as_str()),
         Some("database is busy (not available within busy_timeout 200ms)"),
         "{r:?}"
     );
@@ -906,7 +920,7 @@ async fn one_maintenance_run_per_server_across_its_databases() {
     // A dry run does not wait for its turn: it says why it would.
     let r = run(&cfg, true).await;
     assert_eq!(
-        r.skipped.as_deref(),
+        r.skipped.as_ref().map(|s| s.why.as_str()),
         Some("another maintenance run holds this server's lock (one run per server at a time)")
     );
     assert!(r.records.is_empty());
@@ -966,7 +980,6 @@ async fn a_run_skipped_by_the_lock_feeds_maintenance_failing_and_a_done_run_rese
     let settings = MaintenanceSettings {
         lock_timeout: Duration::from_secs(5),
         cost_delay: Duration::ZERO,
-        max_active_sessions: None,
     };
     let session = pg
         .maintenance(&RunScope::default(), &settings)
@@ -983,7 +996,7 @@ async fn a_run_skipped_by_the_lock_feeds_maintenance_failing_and_a_done_run_rese
         ("nightly", "pg", 1)
     );
     assert_eq!(c[0].last_reason, "skipped: another dbwarden holds the lock");
-    session.finish().await;
+    session.close().await;
     other.close(Duration::from_secs(2)).await;
 
     let f = dbwarden::scheduler::run_now(ctx.clone(), job, target, cfg.clone()).await;

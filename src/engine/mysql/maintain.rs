@@ -13,8 +13,8 @@ use super::MysqlEngine;
 use super::conn::{error_message, error_number, number, text};
 use crate::engine::conn::Lease;
 use crate::engine::{RunScope, Session as EngineSession};
-use crate::maintenance::run::{After, Refusal, Session, StepResult};
-use crate::maintenance::{Action, MysqlTableFacts, Outcome, Step};
+use crate::maintenance::run::{After, GuardLimits, Load, Refusal, Session, StepResult};
+use crate::maintenance::{Action, MysqlTableFacts, Outcome, Skip, SkipKind, Step};
 
 /// A maintenance session: one connection in the run's scope holding the database's lock.
 pub struct MysqlMaintenance {
@@ -85,7 +85,10 @@ impl MysqlEngine {
             .map_err(failed)?;
         if got != Some(1) {
             lease.release().await;
-            return Err(Refusal::Skipped("another dbwarden holds the lock".into()));
+            return Err(Refusal::Skipped(Skip::new(
+                SkipKind::Locked,
+                "another dbwarden holds the lock",
+            )));
         }
         // At most one maintenance run per server: several targets may be databases of it.
         // GET_LOCK names are server-wide (a session may hold several: MariaDB 10.0.2+,
@@ -122,7 +125,7 @@ impl MysqlMaintenance {
     }
 
     /// The tables of the database with the numbers the planner needs.
-    pub async fn facts(&mut self) -> Result<Vec<MysqlTableFacts>, String> {
+    pub async fn tables(&mut self) -> Result<Vec<MysqlTableFacts>, String> {
         let db = self.db.clone();
         let c = self.conn()?;
         let modified: HashMap<String, f64> = match sqlx::raw_sql(MODIFIED).fetch_all(&mut **c).await
@@ -189,10 +192,13 @@ impl MysqlMaintenance {
             }
         };
         let lock_skip = || {
-            Outcome::Skipped(format!(
-                "lock not available (not granted within lock_wait_timeout {})",
-                humantime::format_duration(lock)
-            ))
+            Outcome::skipped(
+                SkipKind::LockHeld,
+                format!(
+                    "lock not available (not granted within lock_wait_timeout {})",
+                    humantime::format_duration(lock)
+                ),
+            )
         };
         let outcome = match sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(&mut **c).await {
             // The statement reports per table: rows of (Table, Op, Msg_type, Msg_text).
@@ -254,7 +260,7 @@ impl MysqlMaintenance {
     }
 
     /// Releases the lock and the connection.
-    pub async fn finish(mut self) {
+    pub async fn close(mut self) {
         if let Some(mut lease) = self.lease.take() {
             let _ = sqlx::query("/* dbwarden */ SELECT RELEASE_LOCK(?), RELEASE_LOCK(?)")
                 .bind(format!("dbwarden-maint:{}", self.db))
@@ -267,7 +273,24 @@ impl MysqlMaintenance {
 }
 
 impl Session for MysqlMaintenance {
+    type Facts = Vec<MysqlTableFacts>;
+
+    async fn facts(&mut self) -> Result<Vec<MysqlTableFacts>, Refusal> {
+        self.tables().await.map_err(Refusal::Failed)
+    }
+
+    /// The load guard measures nothing on MySQL/MariaDB yet: `max_active_sessions` and
+    /// `max_replication_lag` are read on PostgreSQL only (documented); the status guard
+    /// is judged above the engines.
+    async fn load(&mut self, _: &GuardLimits) -> Result<Load, String> {
+        Ok(Load::default())
+    }
+
     fn execute(&mut self, step: &Step) -> impl std::future::Future<Output = StepResult> + Send {
         self.run_step(step)
+    }
+
+    fn finish(self) -> impl std::future::Future<Output = ()> + Send {
+        self.close()
     }
 }
