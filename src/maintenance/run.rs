@@ -173,6 +173,11 @@ pub struct After {
     pub dead_rows: Option<f64>,
     pub freeze_age: Option<f64>,
     pub size_bytes: Option<f64>,
+    /// The size measured right before the step where the plan's estimate is not good
+    /// enough (VACUUM FULL: relpages is as of the last VACUUM/ANALYZE); it replaces the
+    /// step's `size_bytes` in the record.
+    #[serde(skip)]
+    pub size_before: Option<f64>,
 }
 
 /// What an engine's session returns for one step.
@@ -425,7 +430,11 @@ where
             _ = until => stop(&mut fut, &interrupt, "the maintenance window or max_duration ended").await,
             _ = cancel.cancelled() => stop(&mut fut, &interrupt, "the run was stopped").await,
         };
-        out.push(record(result.outcome, result.after));
+        let mut rec = record(result.outcome, result.after);
+        if let Some(b) = rec.after.size_before.take() {
+            rec.step.size_bytes = b;
+        }
+        out.push(rec);
     }
     out
 }

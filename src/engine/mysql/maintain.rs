@@ -254,6 +254,7 @@ impl MysqlMaintenance {
                 dead_rows: number(&r, 0).ok().flatten(),
                 freeze_age: None,
                 size_bytes: number(&r, 1).ok().flatten(),
+                size_before: None,
             },
             _ => After::default(),
         }

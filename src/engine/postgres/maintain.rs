@@ -235,6 +235,7 @@ impl PgMaintenance {
                 dead_rows: dead,
                 freeze_age: freeze,
                 size_bytes: size,
+                size_before: None,
             },
             _ => After::default(),
         }
@@ -269,6 +270,27 @@ impl PgMaintenance {
                 after: After::default(),
             };
         };
+        // VACUUM FULL's point is the size: measure it, not the plan's relpages estimate.
+        let full = step.action == Action::VacuumFull;
+        let mut size_before = None;
+        if full {
+            match table_size(c, &step.sql_name).await {
+                Ok(s) => size_before = s,
+                Err(e) if conn::lock_timeout(&e) => {
+                    return StepResult {
+                        outcome: Outcome::skipped(
+                            SkipKind::LockHeld,
+                            format!(
+                                "lock not available within lock_timeout {}",
+                                humantime::format_duration(lock_timeout)
+                            ),
+                        ),
+                        after: After::default(),
+                    };
+                }
+                Err(_) => {}
+            }
+        }
         let run = sqlx::raw_sql(AssertSqlSafe(stmt)).execute(&mut **c);
         // VACUUM FULL holds ACCESS EXCLUSIVE for the whole rewrite: lock_timeout only
         // bounds our wait for it, so a watcher bounds the application's wait behind it.
@@ -310,7 +332,13 @@ impl PgMaintenance {
                 Outcome::Failed(e.to_string())
             }
         };
-        let after = self.after(&step.sql_name).await;
+        let mut after = self.after(&step.sql_name).await;
+        if full && outcome == Outcome::Done {
+            if let Ok(c) = self.conn() {
+                after.size_bytes = table_size(c, &step.sql_name).await.ok().flatten();
+            }
+            after.size_before = size_before;
+        }
         StepResult { outcome, after }
     }
 
@@ -336,6 +364,15 @@ impl PgMaintenance {
         }
         Ok(load)
     }
+}
+
+/// A table's size on disk (`pg_table_size`: heap, TOAST, maps), under the session's
+/// lock_timeout (it takes ACCESS SHARE).
+async fn table_size(c: &mut Lease<Postgres>, sql_name: &str) -> Result<Option<f64>, sqlx::Error> {
+    sqlx::query_scalar(sql::MAINTENANCE_TABLE_SIZE)
+        .bind(sql_name)
+        .fetch_one(&mut **c)
+        .await
 }
 
 /// While our VACUUM FULL runs, polls on `watch` (the server-lock connection: the views are

@@ -652,6 +652,10 @@ pub const MAINTENANCE_REPLICATION_LAG: &str = "/* dbwarden */ SELECT \
      coalesce(extract(epoch FROM replay_lag)::float8, 0) \
      FROM pg_stat_replication ORDER BY replay_lag DESC NULLS LAST LIMIT 1";
 
+/// VACUUM FULL's before/after size (takes ACCESS SHARE: run under lock_timeout).
+pub const MAINTENANCE_TABLE_SIZE: &str =
+    "/* dbwarden */ SELECT pg_table_size(to_regclass($1))::float8";
+
 /// VACUUM FULL watcher: whether backend $1 still runs a statement, and how many sessions
 /// wait for a lock it holds.
 pub const MAINTENANCE_BLOCKING: &str = "/* dbwarden */ SELECT \

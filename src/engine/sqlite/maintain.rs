@@ -148,6 +148,7 @@ impl SqliteMaintenance {
             } else {
                 (count * size) as f64
             }),
+            size_before: None,
         }
     }
 
