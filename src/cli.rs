@@ -130,9 +130,13 @@ pub enum Command {
         format: Format,
     },
     /// Plan maintenance of one target and, without --dry-run, run it now in the
-    /// foreground (ANALYZE / VACUUM (ANALYZE) / VACUUM (FREEZE, ANALYZE) on PostgreSQL).
+    /// foreground (ANALYZE / VACUUM (ANALYZE) / VACUUM (FREEZE, ANALYZE) on PostgreSQL,
+    /// VACUUM FULL for the job's vacuum_full tables inside its window; SQLite optimize,
+    /// VACUUM, checkpoint and a due integrity_check_every check).
     /// Uses the policy of the maintenance job covering the target (or --job), else the
-    /// defaults; a job's window is not applied by hand, its max_duration is.
+    /// defaults; a job's window is not applied by hand (except to VACUUM FULL and
+    /// OPTIMIZE TABLE), its max_duration and load guard are (skip_when_status needs the
+    /// daemon's health rounds and is not).
     /// Exit code: 0 every step done (or nothing to do), 1 some step skipped, failed or
     /// interrupted, 2 the run could not start (setup, connection), 3 bad arguments.
     Maintain {

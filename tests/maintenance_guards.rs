@@ -582,3 +582,73 @@ async fn a_target_believed_critical_is_not_maintained_with_skip_when_status() {
     );
     assert_eq!(scheduled_run(&cfg, Status::Warning).await, [Outcome::Done]);
 }
+
+#[test]
+fn the_new_maintenance_keys_are_validated_all_at_once() {
+    let load = |extra: &str| {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("dbwarden.toml");
+        let body = format!(
+            r#"[daemon]
+history = "sqlite://{}/history.db"
+
+[[target]]
+name = "pg"
+url = "postgres://127.0.0.1/x"
+
+[[job]]
+name = "nightly"
+kind = "maintenance"
+schedule = "0 3 * * *"
+{extra}
+"#,
+            dir.path().display()
+        );
+        std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
+        dbwarden::config::load(&path).map_err(|e| e.to_string())
+    };
+    let err = load(
+        "vacuum_full = [\"big\", \"public.*\"]\nactions = [\"analyze\"]\nmax_replication_lag = \"0s\"\nintegrity_check_every = \"0s\"",
+    )
+    .err()
+    .unwrap_or_else(|| panic!("accepted bad keys"));
+    for (key, what) in [
+        ("job[0].vacuum_full", "\"big\" is not a table name"),
+        ("job[0].vacuum_full", "\"public.*\" is not a table name"),
+        ("job[0].vacuum_full", "runs only inside the job's window"),
+        ("job[0].vacuum_full", "actions does not allow \"vacuum\""),
+        ("job[0].max_replication_lag", "0 would hold off every table"),
+        ("job[0].integrity_check_every", "0 is no interval"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(key) && l.contains(what)),
+            "{key}: {what} missing from:\n{err}"
+        );
+    }
+    let err = load("skip_when_status = \"bad\"")
+        .err()
+        .unwrap_or_else(|| panic!("accepted a bad status"));
+    assert!(
+        err.contains("skip_when_status")
+            && err.contains("use \"warning\", \"unknown\" or \"critical\""),
+        "{err}"
+    );
+    let err = load("guard_action = \"wait\"")
+        .err()
+        .unwrap_or_else(|| panic!("accepted a bad guard_action"));
+    assert!(err.contains("guard_action"), "{err}");
+    let ok = load(
+        "window = \"01:00-04:00\"\nvacuum_full = [\"public.big\"]\nmax_replication_lag = \"30s\"\nskip_when_status = \"Critical\"\nguard_action = \"pause\"\nintegrity_check_every = \"7d\"\nintegrity_check_pragma = \"quick_check\"",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let p = ok
+        .job("nightly")
+        .and_then(|j| j.params.maintenance())
+        .unwrap_or_else(|| panic!("no job"));
+    assert_eq!(p.skip_when_status, Some(dbwarden::health::Status::Critical));
+    assert_eq!(p.guard_action, dbwarden::maintenance::OnGuard::Pause);
+    assert_eq!(
+        p.integrity_check_every,
+        Some(Duration::from_secs(7 * 86_400))
+    );
+}
