@@ -21,27 +21,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A config with one PostgreSQL target `pg` and a maintenance job with `extra` keys.
 fn config(url: &str, extra: &str) -> (tempfile::TempDir, Config) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[[target]]
-name = "pg"
-url = "{url}"
-
-[[job]]
-name = "nightly"
-kind = "maintenance"
-schedule = "0 3 * * *"
-{extra}
-"#,
-        dir.path().display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-    let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    (dir, config)
+    common::maint::config("pg", url, "", extra)
 }
 
 fn parts(c: &Config) -> (&Target, &MaintenanceParams) {
@@ -574,32 +554,11 @@ async fn maintenance_records_round_trip_in_both_store_dialects() {
 
 #[test]
 fn maintenance_keys_are_validated_all_at_once() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[[target]]
-name = "pg"
-url = "postgres://127.0.0.1/x"
-
-[[job]]
-name = "nightly"
-kind = "maintenance"
-schedule = "0 3 * * *"
-window = "3-5"
-freeze_percent = 150
-actions = []
-max_tables = 0
-lock_timeout = "0s"
-"#,
-        dir.path().display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-    let err = match dbwarden::config::load(&path) {
+    let bad = "window = \"3-5\"\nfreeze_percent = 150\nactions = []\nmax_tables = 0\nlock_timeout = \"0s\"";
+    let load = |extra: &str| common::maint::try_config("pg", "postgres://127.0.0.1/x", "", extra).1;
+    let err = match load(bad) {
         Ok(_) => panic!("accepted a bad maintenance job"),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     };
     for (key, what) in [
         (
@@ -620,16 +579,9 @@ lock_timeout = "0s"
         );
     }
     // An unknown action is named by serde with the key's path.
-    std::fs::write(
-        &path,
-        std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .replace("actions = []", "actions = [\"vacuum_full\"]"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let err = match dbwarden::config::load(&path) {
+    let err = match load(&bad.replace("actions = []", "actions = [\"vacuum_full\"]")) {
         Ok(_) => panic!("accepted vacuum_full"),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     };
     assert!(err.contains("vacuum_full"), "{err}");
 }
@@ -641,29 +593,12 @@ fn sqlite_config(
     thresholds: &str,
     extra: &str,
 ) -> (tempfile::TempDir, Config) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[[target]]
-name = "lite"
-url = "sqlite://{}"
-thresholds = {{ {thresholds} }}
-
-[[job]]
-name = "nightly"
-kind = "maintenance"
-schedule = "0 3 * * *"
-{extra}
-"#,
-        dir.path().display(),
-        db.display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-    let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    (dir, config)
+    common::maint::config(
+        "lite",
+        &format!("sqlite://{}", db.display()),
+        &format!("thresholds = {{ {thresholds} }}"),
+        extra,
+    )
 }
 
 async fn run_sqlite(c: &Config) -> MaintenanceReport {

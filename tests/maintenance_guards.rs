@@ -18,30 +18,9 @@ use common::pg::{PgDb, pg_url};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A config with one target `t` at `url` and a maintenance job (time zone UTC) with
-/// `extra` keys; the health job `h` checks SQLite with `integrity_check = true`.
+/// `extra` keys.
 fn config(url: &str, extra: &str) -> (tempfile::TempDir, Config) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[[target]]
-name = "t"
-url = "{url}"
-
-[[job]]
-name = "nightly"
-kind = "maintenance"
-schedule = "0 3 * * *"
-timezone = "UTC"
-{extra}
-"#,
-        dir.path().display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-    let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    (dir, config)
+    common::maint::config("t", url, "", &format!("timezone = \"UTC\"\n{extra}"))
 }
 
 /// A window from an hour ago to an hour ahead (UTC), or one that closed an hour ago.
@@ -585,28 +564,7 @@ async fn a_target_believed_critical_is_not_maintained_with_skip_when_status() {
 
 #[test]
 fn the_new_maintenance_keys_are_validated_all_at_once() {
-    let load = |extra: &str| {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let path = dir.path().join("dbwarden.toml");
-        let body = format!(
-            r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[[target]]
-name = "pg"
-url = "postgres://127.0.0.1/x"
-
-[[job]]
-name = "nightly"
-kind = "maintenance"
-schedule = "0 3 * * *"
-{extra}
-"#,
-            dir.path().display()
-        );
-        std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-        dbwarden::config::load(&path).map_err(|e| e.to_string())
-    };
+    let load = |extra: &str| common::maint::try_config("t", "postgres://127.0.0.1/x", "", extra).1;
     let err = load(
         "vacuum_full = [\"big\", \"public.*\"]\nactions = [\"analyze\"]\nmax_replication_lag = \"0s\"\nintegrity_check_every = \"0s\"",
     )

@@ -63,29 +63,12 @@ async fn exec(c: &mut MySqlConnection, sql: &str) {
 /// A config with the MariaDB target `my` (with `target_extra` keys) and a maintenance job
 /// with `extra` keys.
 fn config(url: &str, target_extra: &str, extra: &str) -> (tempfile::TempDir, Config) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[[target]]
-name = "my"
-url = "{url}"
-{target_extra}
-
-[[job]]
-name = "nightly"
-kind = "maintenance"
-schedule = "0 3 * * *"
-lock_timeout = "1s"
-{extra}
-"#,
-        dir.path().display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-    let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    (dir, config)
+    common::maint::config(
+        "my",
+        url,
+        target_extra,
+        &format!("lock_timeout = \"1s\"\n{extra}"),
+    )
 }
 
 fn request(c: &Config) -> Request<'_> {

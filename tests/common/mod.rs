@@ -4,6 +4,7 @@
 //! (`tmpfs`).
 #![allow(dead_code)]
 
+pub mod maint;
 pub mod pg;
 pub mod proxy;
 pub mod receiver;

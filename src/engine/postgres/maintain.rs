@@ -294,17 +294,23 @@ impl PgMaintenance {
         let run = sqlx::raw_sql(AssertSqlSafe(stmt)).execute(&mut **c);
         // VACUUM FULL holds ACCESS EXCLUSIVE for the whole rewrite: lock_timeout only
         // bounds our wait for it, so a watcher bounds the application's wait behind it.
-        let (r, blocked) = match (step.action, watch) {
+        // Set by the watcher before it cancels (the statement's error may arrive first).
+        let kept_waiting = std::sync::atomic::AtomicUsize::new(0);
+        let r = match (step.action, watch) {
             (Action::VacuumFull, Some(w)) => {
-                let watcher = watch_blocking(w, pid, lock_timeout);
+                let watcher = watch_blocking(w, pid, lock_timeout, &kept_waiting);
                 tokio::pin!(run);
                 tokio::pin!(watcher);
                 tokio::select! {
-                    r = &mut run => (r, None),
-                    b = &mut watcher => (run.await, b),
+                    r = &mut run => r,
+                    () = &mut watcher => run.await,
                 }
             }
-            _ => (run.await, None),
+            _ => run.await,
+        };
+        let blocked = match kept_waiting.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
         };
         let outcome = match r {
             Ok(_) => Outcome::Done,
@@ -377,13 +383,14 @@ async fn table_size(c: &mut Lease<Postgres>, sql_name: &str) -> Result<Option<f6
 
 /// While our VACUUM FULL runs, polls on `watch` (the server-lock connection: the views are
 /// cluster-wide) for sessions waiting on our backend `pid`; once some have waited for
-/// `limit` without a break, cancels our statement and returns how many were waiting.
-/// Ends (with `None`) when our backend is no longer running a statement.
+/// `limit` without a break, stores how many in `kept_waiting` and cancels our statement.
+/// Ends when our backend is no longer running a statement.
 async fn watch_blocking(
     watch: &mut sqlx::PgConnection,
     pid: i32,
     limit: Duration,
-) -> Option<usize> {
+    kept_waiting: &std::sync::atomic::AtomicUsize,
+) {
     let every = (limit / 5).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut since: Option<tokio::time::Instant> = None;
     loop {
@@ -393,10 +400,10 @@ async fn watch_blocking(
             .fetch_one(&mut *watch)
             .await;
         let Ok((running, waiting)) = r else {
-            return None;
+            return;
         };
         if !running {
-            return None;
+            return;
         }
         if waiting == 0 {
             since = None;
@@ -404,11 +411,15 @@ async fn watch_blocking(
         }
         let first = *since.get_or_insert_with(tokio::time::Instant::now);
         if first.elapsed() >= limit {
+            kept_waiting.store(
+                usize::try_from(waiting).unwrap_or(1).max(1),
+                std::sync::atomic::Ordering::SeqCst,
+            );
             let _ = sqlx::query("/* dbwarden */ SELECT pg_cancel_backend($1)")
                 .bind(pid)
                 .execute(&mut *watch)
                 .await;
-            return Some(waiting.max(0) as usize);
+            return;
         }
     }
 }
