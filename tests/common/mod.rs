@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: the PostgreSQL health-check harness
-//! (`harness`), the real servers' URLs and throwaway
+//! (`harness`), maintenance configs (`maint`), the real servers' URLs and throwaway
 //! databases (`pg`), a TCP proxy that can refuse or pause a server (`proxy`), an HTTP
 //! receiver that records requests (`receiver`), and a small filesystem that can be filled
 //! (`tmpfs`).
