@@ -21,7 +21,15 @@ pub struct MysqlMaintenance {
     lease: Option<Lease<MySql>>,
     db: String,
     lock_timeout: Duration,
+    /// The server's version (which replica status statement it speaks).
+    version: Option<super::conn::ServerVersion>,
 }
+
+/// Load guard: other client threads running a statement (not sleeping, not replication
+/// or system threads). Without PROCESS only the user's own threads are visible.
+const ACTIVE_THREADS: &str = "/* dbwarden */ SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+    WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Sleep', 'Daemon', 'Binlog Dump', 'Binlog Dump GTID', 'Killed') \
+    AND USER NOT IN ('system user', 'event_scheduler')";
 
 /// The server-wide lock: at most one maintenance run per server.
 pub const SERVER_LOCK: &str = "dbwarden-maint-server";
@@ -109,10 +117,12 @@ impl MysqlEngine {
                     .into(),
             ));
         }
+        let version = *self.conn.version.lock().unwrap_or_else(|p| p.into_inner());
         Ok(MysqlMaintenance {
             lease: Some(lease),
             db,
             lock_timeout,
+            version,
         })
     }
 }
@@ -260,6 +270,43 @@ impl MysqlMaintenance {
         }
     }
 
+    /// The load guard's readings: other active threads, and on a replica its own lag
+    /// (Seconds_Behind_Source/Master beyond the channel's intended SQL_Delay, the worst
+    /// channel; a channel whose threads are stopped has no lag to read).
+    async fn read_load(&mut self, limits: &GuardLimits) -> Result<Load, String> {
+        let version = self.version;
+        let c = self.conn()?;
+        let mut load = Load::default();
+        if limits.max_active_sessions.is_some() {
+            let row = sqlx::raw_sql(ACTIVE_THREADS)
+                .fetch_one(&mut **c)
+                .await
+                .map_err(|e| format!("counting active threads: {}", error_message(&e)))?;
+            let n = number(&row, 0).map_err(|e| error_message(&e))?;
+            load.active_sessions = Some(n.unwrap_or(0.0).max(0.0) as u64);
+        }
+        if limits.max_replication_lag.is_some() {
+            let Some(v) = version else {
+                return Err("the server's version is not known: replica status not read".into());
+            };
+            let channels = super::queries::replicas(c, v).await.map_err(|e| {
+                format!(
+                    "reading replica status (needs {}): {}",
+                    super::checks::replica_privilege(v),
+                    error_message(&e)
+                )
+            })?;
+            load.replication_lag = channels
+                .iter()
+                .filter_map(|ch| {
+                    let lag = ch.lag? - ch.sql_delay.unwrap_or(0.0);
+                    Some((lag.max(0.0), ch.label()))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        Ok(load)
+    }
+
     /// Releases the lock and the connection.
     pub async fn close(mut self) {
         if let Some(mut lease) = self.lease.take() {
@@ -280,11 +327,11 @@ impl Session for MysqlMaintenance {
         self.tables().await.map_err(Refusal::Failed)
     }
 
-    /// The load guard measures nothing on MySQL/MariaDB yet: `max_active_sessions` and
-    /// `max_replication_lag` are read on PostgreSQL only (documented); the status guard
-    /// is judged above the engines.
-    async fn load(&mut self, _: &GuardLimits) -> Result<Load, String> {
-        Ok(Load::default())
+    fn load(
+        &mut self,
+        limits: &GuardLimits,
+    ) -> impl std::future::Future<Output = Result<Load, String>> + Send {
+        self.read_load(limits)
     }
 
     fn execute(&mut self, step: &Step) -> impl std::future::Future<Output = StepResult> + Send {
