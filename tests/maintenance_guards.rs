@@ -519,11 +519,12 @@ async fn the_last_passed_integrity_check_is_remembered_in_the_history_store() {
 }
 
 /// One scheduled run of the maintenance job on a runtime whose status tracker believes
-/// target `t` is `believed`: the outcome of each step, from the event stream.
+/// target `t` is `believed`: the outcome of each step, from the event stream, and the
+/// whole-run skip noted for `maintenance_failing`.
 async fn scheduled_run(
     cfg: &std::sync::Arc<Config>,
     believed: dbwarden::health::Status,
-) -> Vec<Outcome> {
+) -> (Vec<Outcome>, Option<dbwarden::maintenance::Skip>) {
     let (Some(job), Some(target)) = (cfg.job("nightly").cloned(), cfg.target("t").cloned()) else {
         panic!("job or target missing")
     };
@@ -539,7 +540,7 @@ async fn scheduled_run(
             got.extend(records.iter().map(|r| r.outcome.clone()));
         }
     }
-    got
+    (got, shared.take_maintenance_skip(&f.run_id))
 }
 
 #[tokio::test]
@@ -552,14 +553,19 @@ async fn a_target_believed_critical_is_not_maintained_with_skip_when_status() {
     let url = format!("sqlite://{}", db.display());
     let (_d, cfg) = config(&url, "skip_when_status = \"critical\"");
     let cfg = std::sync::Arc::new(cfg);
-    let got = scheduled_run(&cfg, Status::Critical).await;
+    let (got, whole) = scheduled_run(&cfg, Status::Critical).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].skip_kind(), Some(SkipKind::Guard));
     assert_eq!(
         got[0].why(),
         Some("load guard: the target's status is CRITICAL (skip_when_status CRITICAL)")
     );
-    assert_eq!(scheduled_run(&cfg, Status::Warning).await, [Outcome::Done]);
+    // Every planned step held off: the run did not do its work (maintenance_failing).
+    assert_eq!(whole.map(|s| s.kind), Some(SkipKind::Guard));
+    assert_eq!(
+        scheduled_run(&cfg, Status::Warning).await,
+        (vec![Outcome::Done], None)
+    );
 }
 
 #[test]

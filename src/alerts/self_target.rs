@@ -58,7 +58,7 @@ pub const CHECKS: [CheckSpec; 4] = [
         warning: Some(2.0),
         critical: Some(3.0),
         floor: None,
-        description: "the longest streak of consecutive maintenance runs of one job on one target that failed, timed out, were interrupted or were skipped whole (lock held by another dbwarden, server busy, overlap); a successful run resets it, a hot standby or outside-the-window skip neither counts nor resets",
+        description: "the longest streak of consecutive maintenance runs of one job on one target that failed, timed out, were interrupted or were skipped whole (lock held by another dbwarden, server busy, overlap, or every planned step skipped for a problem: table locks, a busy database, the load guard); a run that did its work resets it, a skip of kind standby, window or not_applicable neither counts nor resets",
     },
 ];
 

@@ -370,6 +370,28 @@ pub async fn maintain(
     Ok(report)
 }
 
+/// A run that planned work but skipped every step for a reason that is a problem (a held
+/// lock, a busy database, the load guard, ...) did not do its work either: as a whole-run
+/// skip (of the last step's kind) it feeds `maintenance_failing` instead of resetting it.
+pub fn all_skipped(records: &[StepRecord]) -> Option<Skip> {
+    let kinds: Vec<SkipKind> = records
+        .iter()
+        .map(|r| r.outcome.skip_kind())
+        .collect::<Option<_>>()?;
+    if kinds.iter().all(|k| k.expected()) {
+        return None;
+    }
+    let last = records.last()?;
+    Some(Skip::new(
+        kinds[kinds.len() - 1],
+        format!(
+            "all {} planned step(s) skipped, the last: {}",
+            records.len(),
+            last.outcome.why().unwrap_or_default()
+        ),
+    ))
+}
+
 /// `None` when `what` may run now (inside the job's window); else why not.
 fn window_blocked(what: &str, win: Option<&Window>, now: chrono::NaiveTime) -> Option<String> {
     match win {
@@ -525,8 +547,12 @@ impl Kind for MaintenanceJob {
             }
         };
         let report = maintain(req, &ctx.cancel, |_| {}, record).await?;
-        if let Some(why) = &report.skipped {
-            self.shared.note_maintenance_skip(&ctx.run_id, why);
+        if let Some(why) = report
+            .skipped
+            .clone()
+            .or_else(|| all_skipped(&report.records))
+        {
+            self.shared.note_maintenance_skip(&ctx.run_id, &why);
         }
         Ok(report)
     }
@@ -541,6 +567,50 @@ pub fn window_tz(job: &crate::config::Job) -> Tz {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_that_skipped_every_step_for_a_problem_counts_as_skipped_whole() {
+        use crate::maintenance::Outcome;
+        use crate::maintenance::plan::Need;
+        let rec = |outcome: Outcome| StepRecord {
+            step: Step {
+                table: "public.a".into(),
+                sql_name: String::new(),
+                action: Action::VacuumAnalyze,
+                need: Need::DeadRows,
+                reason: "r".into(),
+                skip: None,
+                dead_rows: 0.0,
+                freeze_age: None,
+                size_bytes: 0.0,
+                urgency: 0.0,
+            },
+            outcome,
+            started: Utc::now(),
+            finished: Utc::now(),
+            after: Default::default(),
+        };
+        let guard = || rec(Outcome::skipped(SkipKind::Guard, "load guard: busy"));
+        let lock = || rec(Outcome::skipped(SkipKind::LockHeld, "lock not available"));
+        let got = all_skipped(&[guard(), lock()]).unwrap_or_else(|| panic!("not counted"));
+        assert_eq!(got.kind, SkipKind::LockHeld);
+        assert_eq!(
+            got.why,
+            "all 2 planned step(s) skipped, the last: lock not available"
+        );
+        assert_eq!(
+            all_skipped(&[guard(), rec(Outcome::Done)]),
+            None,
+            "one step did its work"
+        );
+        assert_eq!(all_skipped(&[]), None, "nothing to do is not a failure");
+        let window = rec(Outcome::skipped(
+            SkipKind::Window,
+            "not started: window ended",
+        ));
+        assert_eq!(all_skipped(&[window]), None, "an expected skip");
+        assert_eq!(all_skipped(&[rec(Outcome::Failed("x".into()))]), None);
+    }
 
     /// Loads a config whose daemon runs in UTC with one maintenance job scheduled
     /// `schedule` and the extra job keys `extra`.
