@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: `dbwarden explain` runs (`explain`), the
-//! PostgreSQL health-check harness (`harness`), the real servers' URLs and throwaway
+//! PostgreSQL health-check harness (`harness`), maintenance configs (`maint`), the real
+//! servers' URLs and throwaway
 //! databases (`pg`), a TCP proxy that can refuse or pause a server (`proxy`), an HTTP
 //! receiver that records requests (`receiver`), and a small filesystem that can be filled
 //! (`tmpfs`).
@@ -7,6 +8,7 @@
 
 pub mod explain;
 pub mod harness;
+pub mod maint;
 pub mod pg;
 pub mod proxy;
 pub mod receiver;
