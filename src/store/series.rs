@@ -764,7 +764,9 @@ mod tests {
         c.checkin(out);
         assert_eq!(c.series(), 1);
         let mut failed = c.checkout(["a"]);
-        failed.rounds.get_mut("a").map(|r| r.sources.clear());
+        if let Some(r) = failed.rounds.get_mut("a") {
+            r.sources.clear();
+        }
         drop(failed);
         assert_eq!(c.series(), 0, "the store state is reloaded after a failure");
         let again = c.checkout(["a"]);
