@@ -713,7 +713,12 @@ async fn postgres_idle_in_transaction_gives_one_critical_then_one_resolved() {
     .unwrap_or_else(|e| panic!("{e}"));
     let daemon = Daemon::start(d);
     eventually(60, "rounds of pg", || async {
-        count(d, "SELECT COUNT(*) FROM check_results WHERE target = 'pg'").await > 40
+        count(
+            d,
+            "SELECT COALESCE(SUM(rounds), 0) FROM check_periods WHERE target = 'pg'",
+        )
+        .await
+            > 40
     })
     .await;
     assert!(
@@ -828,11 +833,15 @@ async fn a_query_regression_fires_and_resolves_through_the_webhook() {
         })
     };
     let daemon = Daemon::start(d);
-    let judged = "SELECT COUNT(*) FROM check_results WHERE target = 'pg' \
+    // Samples judged: the rounds of the check's OK periods (check_periods), counted once
+    // the latest judgement had a baseline (check_latest); 3 samples make the first baseline.
+    let judged = "SELECT CASE WHEN EXISTS (SELECT 1 FROM check_latest WHERE target = 'pg' \
                   AND check_name = 'query_regression' AND status = 'OK' \
-                  AND message NOT LIKE '%(0 with a baseline)%'";
+                  AND message NOT LIKE '%(0 with a baseline)%') \
+                  THEN (SELECT COALESCE(SUM(rounds), 0) FROM check_periods WHERE target = 'pg' \
+                  AND check_name = 'query_regression' AND status = 'OK') ELSE 0 END";
     eventually(90, "samples judged against a baseline", || async {
-        count(d, judged).await >= 8
+        count(d, judged).await >= 11
     })
     .await;
     assert!(about(&rx, "pg").is_empty(), "{:?}", about(&rx, "pg"));
