@@ -47,6 +47,7 @@ pub mod daemon;
 pub mod engine;
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod jobs;
 pub mod logging;
 pub mod maintenance;
