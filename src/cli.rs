@@ -736,6 +736,7 @@ async fn run_job(path: &std::path::Path, name: &str, only: Option<&str>) -> anyh
     ));
     let (shared, ctx) = jobs::runtime(&config, events);
     shared.samples.use_store(store.clone());
+    shared.use_store(store.clone());
     let mut code = 0;
     for t in targets {
         let f = scheduler::run_now(ctx.clone(), job.clone(), t.clone(), config.clone()).await;

@@ -363,7 +363,13 @@ mod tests {
     #[test]
     fn dead_rows_grow_between_vacuums() {
         // 1000 rows/day, vacuumed at day 4 (to ~0), then 1000/day again.
-        let s = series(7, |d| if d < 4.0 { 1000.0 * d } else { 1000.0 * (d - 4.0) });
+        let s = series(7, |d| {
+            if d < 4.0 {
+                1000.0 * d
+            } else {
+                1000.0 * (d - 4.0)
+            }
+        });
         let (rate, since) = growth_since_vacuum(&s).unwrap_or_else(|| panic!("no growth"));
         assert!((rate - 1000.0).abs() < 1.0, "{rate}");
         assert!((since - 3.0).abs() < 0.1, "{since}");

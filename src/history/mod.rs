@@ -5,5 +5,9 @@
 //! - `rollup`: bucket boundaries and the aggregates of a series' step function (pure).
 //! - `forecast`: Theil–Sen growth, "full in N days", "wraparound in N days", dead-row
 //!   growth between vacuums (pure).
+pub mod checks;
 pub mod forecast;
+pub mod maintain;
+pub mod retention;
 pub mod rollup;
+pub mod store;

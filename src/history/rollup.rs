@@ -56,7 +56,9 @@ impl Grain {
         match self {
             Grain::Hour => start_ms + HOUR * 1000,
             Grain::Day(tz) => {
-                let day = tz.from_utc_datetime(&from_ms(start_ms).naive_utc()).date_naive();
+                let day = tz
+                    .from_utc_datetime(&from_ms(start_ms).naive_utc())
+                    .date_naive();
                 match day.succ_opt() {
                     Some(d) => local_midnight(tz, d),
                     None => i64::MAX,
@@ -209,10 +211,7 @@ mod tests {
     const H: i64 = HOUR * 1000;
 
     fn s(ts: i64, v: f64) -> Sample {
-        Sample {
-            ts,
-            value: Some(v),
-        }
+        Sample { ts, value: Some(v) }
     }
     fn gap(ts: i64) -> Sample {
         Sample { ts, value: None }
@@ -238,22 +237,25 @@ mod tests {
     fn the_average_weighs_each_value_by_how_long_it_held() {
         // 10 for 45 minutes, then 30 for 15 minutes: 15, not the sample mean 20.
         let m = 60_000;
-        let b = aggregate(
-            Grain::Hour,
-            0,
-            H,
-            &[s(0, 10.0), s(45 * m, 30.0)],
-            Some(H),
-        );
+        let b = aggregate(Grain::Hour, 0, H, &[s(0, 10.0), s(45 * m, 30.0)], Some(H));
         assert_eq!(b.len(), 1);
-        assert_eq!((b[0].avg, b[0].min, b[0].max, b[0].last), (15.0, 10.0, 30.0, 30.0));
+        assert_eq!(
+            (b[0].avg, b[0].min, b[0].max, b[0].last),
+            (15.0, 10.0, 30.0, 30.0)
+        );
     }
 
     #[test]
     fn no_data_is_left_out_of_the_aggregates() {
         // Data for the first half hour only (then the series stopped): covered 30 min.
         let m = 60_000;
-        let b = aggregate(Grain::Hour, 0, 2 * H, &[s(0, 4.0), gap(30 * m)], Some(30 * m));
+        let b = aggregate(
+            Grain::Hour,
+            0,
+            2 * H,
+            &[s(0, 4.0), gap(30 * m)],
+            Some(30 * m),
+        );
         assert_eq!(b.len(), 1, "the second hour has no data: no row");
         assert_eq!((b[0].avg, b[0].covered_ms), (4.0, 30 * m));
         // The newest sample holds only until last_ts.
@@ -273,10 +275,7 @@ mod tests {
             Some(3 * H),
         );
         let got: Vec<(i64, f64, i64)> = b.iter().map(|b| (b.ts, b.avg, b.covered_ms)).collect();
-        assert_eq!(
-            got,
-            vec![(0, 1.0, 30 * m), (H, 1.0, H), (2 * H, 2.0, H)]
-        );
+        assert_eq!(got, vec![(0, 1.0, 30 * m), (H, 1.0, H), (2 * H, 2.0, H)]);
     }
 
     #[test]

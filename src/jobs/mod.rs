@@ -11,6 +11,8 @@
 //! - `sample`: slow-query sampling: statement counter deltas and live long runners.
 //! - `maintenance`: plan from fresh statistics, then act within the window (also
 //!   `dbwarden maintain`).
+//! - `rollup`: history housekeeping (rollups, retention, the SQLite store's upkeep) and
+//!   the forecasts the health rounds judge.
 //! - `engines`: the engine per target, kept across rounds and reloads.
 //! - `facts`: which target measures each server's server-level checks.
 //! - `tracker`: believed statuses (hysteresis), restored from the history at start.
@@ -19,6 +21,7 @@ mod engines;
 mod facts;
 pub mod health;
 pub mod maintenance;
+pub mod rollup;
 pub mod sample;
 mod tracker;
 
@@ -101,6 +104,10 @@ pub struct Shared {
     /// Maintenance runs that ended `ok` but skipped whole, by run id, with why; the
     /// daemon takes them for the self-target's `maintenance_failing`.
     maintenance_skips: Mutex<HashMap<String, String>>,
+    /// The history store, for kinds that read or tidy it (rollup).
+    history: Mutex<Option<crate::store::Store>>,
+    /// Forecast measurements per target (rollup runs fill it; health rounds judge them).
+    pub forecasts: crate::history::checks::ForecastCache,
 }
 
 impl Shared {
@@ -113,7 +120,22 @@ impl Shared {
             samples: SampleState::default(),
             table_stats: Mutex::default(),
             maintenance_skips: Mutex::default(),
+            history: Mutex::default(),
+            forecasts: Default::default(),
         }
+    }
+
+    /// Gives the kinds the history store (rollup jobs tidy it).
+    pub fn use_store(&self, store: crate::store::Store) {
+        *self.history.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
+    }
+
+    /// The history store, when this process has one.
+    pub fn history_store(&self) -> Option<crate::store::Store> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Notes that maintenance run `run_id` skipped its whole work, with why.
@@ -142,6 +164,7 @@ impl Shared {
         self.engines.retain(config);
         self.facts.retain(config);
         self.tracker.set_policy(policy_of(config));
+        self.forecasts.retain(|t| config.target(t).is_some());
         self.table_stats
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -211,6 +234,7 @@ impl crate::scheduler::Executor for Dispatcher {
             JobParams::Maintenance(p) => {
                 start(maintenance::MaintenanceJob::build(p, &self.shared), ctx)
             }
+            JobParams::Rollup(p) => start(rollup::RollupJob::build(p, &self.shared), ctx),
         }
     }
 }

@@ -137,6 +137,20 @@ pub fn bucketize(
 }
 
 impl Store {
+    /// The read pool, for the history housekeeping (rollups, purges) in `crate::history`:
+    /// its statements run in their own short transactions next to the writer's.
+    pub(crate) fn history_pool(&self) -> Result<Pool, StoreError> {
+        self.reader()
+    }
+
+    /// The store's file when it is SQLite (for its self-maintenance and size).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match &self.shared.target {
+            super::connect::Target::Sqlite { path, .. } => Some(path.clone()),
+            super::connect::Target::Postgres { .. } => None,
+        }
+    }
+
     /// One series of a target in buckets over a range. Unknown target or metric: a trend
     /// without data (every bucket empty).
     pub async fn trend(&self, q: &TrendQuery) -> Result<Trend, StoreError> {
