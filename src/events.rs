@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 
 use crate::engine::TableStat;
 use crate::health::{CheckResult, Status};
-use crate::store::{JobRun, Record, RunEnd, Store};
+use crate::store::{CheckSource, JobRun, Record, RunEnd, Store};
 
 /// Events the ring holds for a consumer that has not read them yet.
 pub const CAPACITY: usize = 4096;
@@ -69,8 +69,10 @@ pub enum Event {
 }
 
 impl Event {
-    /// The history rows this event becomes: check results, their numeric values as metric
-    /// samples (`<check>` in the check's unit), table statistics, runs and transitions.
+    /// The history records this event becomes: a round's check results and a round's
+    /// table statistics each stay one record, so the writer sees the round whole (store
+    /// on change needs to know what a round did not report); runs, transitions,
+    /// maintenance steps and sample rows one record each.
     pub fn records(&self) -> Vec<Record> {
         match self {
             Event::RunStarted(r) => vec![Record::Run(r.clone())],
@@ -80,28 +82,13 @@ impl Event {
                 target,
                 run_id,
                 results,
-            } => {
-                let mut out = Vec::with_capacity(results.len() * 2);
-                for c in results {
-                    out.push(Record::Check {
-                        ts: *ts,
-                        target: target.clone(),
-                        run_id: Some(run_id.clone()),
-                        result: c.clone(),
-                    });
-                    if let Some(v) = c.value
-                        && c.unit != crate::health::Unit::None
-                    {
-                        out.push(Record::Metric {
-                            ts: *ts,
-                            target: target.clone(),
-                            metric: c.check.clone(),
-                            value: v,
-                        });
-                    }
-                }
-                out
-            }
+            } => vec![Record::Checks {
+                ts: *ts,
+                target: target.clone(),
+                run_id: Some(run_id.clone()),
+                source: CheckSource::Health,
+                results: results.clone(),
+            }],
             Event::Transition {
                 ts,
                 target,
@@ -129,14 +116,11 @@ impl Event {
                     record: Box::new(r.clone()),
                 })
                 .collect(),
-            Event::TableStats { ts, target, stats } => stats
-                .iter()
-                .map(|s| Record::Table {
-                    ts: *ts,
-                    target: target.clone(),
-                    stat: s.clone(),
-                })
-                .collect(),
+            Event::TableStats { ts, target, stats } => vec![Record::Tables {
+                ts: *ts,
+                target: target.clone(),
+                stats: stats.clone(),
+            }],
             Event::Sample {
                 ts,
                 target,
@@ -147,11 +131,12 @@ impl Event {
                 check,
             } => {
                 let mut out: Vec<Record> = Vec::new();
-                out.extend(check.iter().map(|c| Record::Check {
+                out.extend(check.iter().map(|c| Record::Checks {
                     ts: *ts,
                     target: target.clone(),
                     run_id: None,
-                    result: c.clone(),
+                    source: CheckSource::Sample,
+                    results: vec![c.clone()],
                 }));
                 out.extend(texts.iter().map(|(id, q)| Record::QueryText {
                     ts: *ts,
@@ -340,31 +325,45 @@ mod tests {
     }
 
     #[test]
-    fn a_round_becomes_check_rows_and_samples_of_numeric_checks() {
-        let e = Event::Checks {
+    fn a_round_stays_one_record_and_a_sample_check_has_its_own_source() {
+        let results = vec![
+            check("connectivity", Unit::Milliseconds, Some(1.5)),
+            check("sqlite_quick_check", Unit::None, Some(0.0)),
+        ];
+        let round = Event::Checks {
             ts: Utc::now(),
             target: "t".into(),
             run_id: "r".into(),
-            results: vec![
-                check("connectivity", Unit::Milliseconds, Some(1.5)),
-                check("sqlite_quick_check", Unit::None, Some(0.0)),
-                check("cache_hit", Unit::Percent, None),
-            ],
+            results: results.clone(),
         };
-        let r = e.records();
-        let checks = r
-            .iter()
-            .filter(|r| matches!(r, Record::Check { .. }))
-            .count();
-        let metrics: Vec<&str> = r
-            .iter()
-            .filter_map(|r| match r {
-                Record::Metric { metric, .. } => Some(metric.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(checks, 3);
-        assert_eq!(metrics, vec!["connectivity"]);
+        match round.records().as_slice() {
+            [
+                Record::Checks {
+                    source,
+                    results: r,
+                    run_id,
+                    ..
+                },
+            ] => {
+                assert_eq!(*source, CheckSource::Health);
+                assert_eq!(r.len(), 2);
+                assert_eq!(run_id.as_deref(), Some("r"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let sample = Event::Sample {
+            ts: Utc::now(),
+            target: "t".into(),
+            statements: vec![],
+            texts: vec![],
+            long_runners: vec![],
+            snapshot: None,
+            check: Some(check("query_regression", Unit::Milliseconds, Some(3.0))),
+        };
+        assert!(matches!(
+            sample.records().as_slice(),
+            [Record::Checks { source: CheckSource::Sample, results, .. }] if results.len() == 1
+        ));
     }
 
     #[tokio::test]

@@ -185,25 +185,36 @@ impl Record {
         let heap = match self {
             Record::Run(r) => s(&r.id) + s(&r.job) + s(&r.kind) + o(&r.target) + o(&r.error),
             Record::RunEnd(e) => s(&e.id) + o(&e.error),
-            Record::Check {
+            Record::Checks {
                 target,
                 run_id,
-                result,
+                results,
                 ..
             } => {
-                let scope = match &result.scope {
-                    crate::health::Scope::Server(id) => s(id),
-                    crate::health::Scope::Database => 0,
-                };
-                s(target)
-                    + o(run_id)
-                    + s(&result.check)
-                    + s(&result.message)
-                    + o(&result.subject)
-                    + scope
+                let each: usize = results
+                    .iter()
+                    .map(|r| {
+                        let scope = match &r.scope {
+                            crate::health::Scope::Server(id) => s(id),
+                            crate::health::Scope::Database => 0,
+                        };
+                        size_of::<crate::health::CheckResult>()
+                            + s(&r.check)
+                            + s(&r.message)
+                            + o(&r.subject)
+                            + scope
+                    })
+                    .sum();
+                s(target) + o(run_id) + each
             }
             Record::Metric { target, metric, .. } => s(target) + s(metric),
-            Record::Table { target, stat, .. } => s(target) + s(&stat.table),
+            Record::Tables { target, stats, .. } => {
+                s(target)
+                    + stats
+                        .iter()
+                        .map(|t| size_of::<crate::engine::TableStat>() + s(&t.table))
+                        .sum::<usize>()
+            }
             Record::Maintenance {
                 target,
                 run_id,

@@ -13,7 +13,8 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 use super::{Pool, StoreError};
@@ -77,6 +78,9 @@ pub(super) fn parse(url: &SecretUrl, password: Option<Secret>) -> Result<Target,
         let opts = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
+            // Before the first table of a new store (sqlx sets it at connect); an older
+            // store is converted once after migrating (`incremental_vacuum`).
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT);
@@ -145,12 +149,15 @@ impl Target {
     /// Connects and migrates: a store ready for writing and reading. Migrations run
     /// through the read pool (a pool is what sqlx's migrator takes in a spawned task).
     pub async fn prepare(&self) -> Result<(WriteConn, Pool), PrepareError> {
-        let conn = self.connect().await.map_err(PrepareError::Connect)?;
+        let mut conn = self.connect().await.map_err(PrepareError::Connect)?;
         let read = self.read_pool();
         if let Err(e) = read.migrate().await {
             conn.close().await;
             read.close().await;
             return Err(PrepareError::Migrate(e.to_string()));
+        }
+        if let (WriteConn::Sqlite(c), Target::Sqlite { path, .. }) = (&mut conn, self) {
+            make_incremental(c, path).await;
         }
         Ok((conn, read))
     }
@@ -200,6 +207,61 @@ impl WriteConn {
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+    }
+}
+
+/// Converts a SQLite store created without `auto_vacuum = INCREMENTAL` (before 0008) once,
+/// with a VACUUM, so store maintenance can give free pages back with
+/// `PRAGMA incremental_vacuum`. A failure (e.g. no room for the copy VACUUM makes) is
+/// logged and retried at the next start; the store works either way.
+async fn make_incremental(c: &mut SqliteConnection, path: &Path) {
+    const INCREMENTAL: i64 = 2;
+    async fn size(c: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut *c)
+            .await?;
+        let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&mut *c)
+            .await?;
+        Ok(pages * page)
+    }
+    let mode: Result<i64, _> = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(&mut *c)
+        .await;
+    if !matches!(mode, Ok(m) if m != INCREMENTAL) {
+        return;
+    }
+    let before = size(c).await.unwrap_or(0);
+    tracing::info!(
+        history = %path.display(),
+        bytes = before,
+        "converting the history store to incremental vacuum (once; a VACUUM rewrites the file and needs as much free disk space as it is large)"
+    );
+    let started = std::time::Instant::now();
+    let done = async {
+        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("VACUUM").execute(&mut *c).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *c)
+            .await?;
+        size(c).await
+    }
+    .await;
+    match done {
+        Ok(after) => tracing::info!(
+            history = %path.display(),
+            before,
+            after,
+            seconds = started.elapsed().as_secs_f64(),
+            "history store converted to incremental vacuum: {before} bytes before, {after} after"
+        ),
+        Err(e) => tracing::warn!(
+            history = %path.display(),
+            error = %e,
+            "could not convert the history store to incremental vacuum; it works as before and the next start tries again"
+        ),
     }
 }
 

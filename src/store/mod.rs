@@ -46,7 +46,10 @@ mod buffer;
 mod connect;
 mod episode;
 mod outbox;
+mod raw;
 mod read;
+mod series;
+mod series_write;
 mod trend;
 mod write;
 mod writer;
@@ -66,6 +69,7 @@ use crate::health::{CheckResult, Status};
 
 pub use buffer::BufferLimits;
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
+pub use raw::{RawSeries, SeriesFilter, Step, steps};
 pub use read::{
     BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow, SlowOrder, SlowQueryRow,
 };
@@ -139,22 +143,30 @@ pub struct RunEnd {
 pub enum Record {
     Run(JobRun),
     RunEnd(RunEnd),
-    Check {
+    /// A set of check results of one target at one time: a health round (the target's
+    /// complete set: a series it reported before and not now gets "no data") or a
+    /// sample job's own check. Becomes check periods, the latest results, and samples of
+    /// the checks with a value and a unit.
+    Checks {
         ts: DateTime<Utc>,
         target: String,
         run_id: Option<String>,
-        result: CheckResult,
+        source: CheckSource,
+        results: Vec<CheckResult>,
     },
+    /// One value of a series without a label (store on change).
     Metric {
         ts: DateTime<Utc>,
         target: String,
         metric: String,
         value: f64,
     },
-    Table {
+    /// A target's per-table statistics of one round (the complete set): the latest per
+    /// table, and samples of the `table.*` series.
+    Tables {
         ts: DateTime<Utc>,
         target: String,
-        stat: TableStat,
+        stats: Vec<TableStat>,
     },
     /// One maintenance step of a run (`maintenance_actions`).
     Maintenance {
@@ -197,6 +209,23 @@ pub enum Record {
         taken_at: DateTime<Utc>,
         snapshot: String,
     },
+}
+
+/// Where check results come from: each source's rounds are compared with its own
+/// previous round (a sample job's check does not make a health round's checks absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckSource {
+    Health,
+    Sample,
+}
+
+impl CheckSource {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CheckSource::Health => "health",
+            CheckSource::Sample => "sample",
+        }
+    }
 }
 
 /// Store errors, with what to do about them.
@@ -420,6 +449,7 @@ impl Store {
             read: Mutex::new(read),
             handoff: Mutex::new(conn),
             writer: Mutex::new(None),
+            series: Mutex::new(series::Cache::new(series::CACHE_SERIES_MAX)),
             closing: CancellationToken::new(),
             #[cfg(test)]
             panic_once: std::sync::atomic::AtomicBool::new(false),
@@ -639,10 +669,8 @@ mod tests {
             (h.writer_restarts, h.written_total, h.dropped.total()),
             (1, 10, 0)
         );
-        assert_eq!(
-            store.count(HistoryTable::MetricSamples).await.ok(),
-            Some(10)
-        );
+        // Ten metrics, one sample each.
+        assert_eq!(store.count(HistoryTable::Samples).await.ok(), Some(10));
         let summary = store.close(Duration::from_secs(5)).await;
         assert_eq!(summary.unwritten, 0);
     }

@@ -253,7 +253,7 @@ impl Store {
         .await
     }
 
-    /// The most recent check results of a target, newest first.
+    /// The latest result of each check of a target (`check_latest`), newest first.
     pub async fn recent_checks(
         &self,
         target: &str,
@@ -263,10 +263,10 @@ impl Store {
         bounded(async {
             Ok(on_pool!(&pool, p => {
                 let mut q = QueryBuilder::new(
-                    "SELECT ts, target, check_name, status, value, message FROM check_results WHERE target = ",
+                    "SELECT ts, target, check_name, status, value, message FROM check_latest WHERE target = ",
                 );
                 q.push_bind(target)
-                    .push(" ORDER BY ts DESC, id DESC LIMIT ")
+                    .push(" ORDER BY ts DESC, check_name LIMIT ")
                     .push_bind(limit);
                 q.build()
                     .fetch_all(p)
@@ -289,7 +289,7 @@ impl Store {
     }
 
     /// A target's table statistics of its latest round that stored any, by table name,
-    /// with that round's time.
+    /// with that round's time (`table_stats_latest`: tables gone since are left out).
     pub async fn latest_table_stats(
         &self,
         target: &str,
@@ -300,10 +300,10 @@ impl Store {
                 let mut q = QueryBuilder::new(
                     "SELECT ts, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, \
                      deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified \
-                     FROM table_stats WHERE target = ",
+                     FROM table_stats_latest WHERE target = ",
                 );
                 q.push_bind(target)
-                    .push(" AND ts = (SELECT max(ts) FROM table_stats WHERE target = ")
+                    .push(" AND ts = (SELECT max(ts) FROM table_stats_latest WHERE target = ")
                     .push_bind(target)
                     .push(") ORDER BY table_name");
                 q.build()
@@ -474,9 +474,11 @@ impl Store {
 #[derive(Debug, Clone, Copy)]
 pub enum HistoryTable {
     JobRuns,
-    CheckResults,
-    MetricSamples,
-    TableStats,
+    Series,
+    Samples,
+    CheckPeriods,
+    CheckLatest,
+    TableStatsLatest,
     HealthTransitions,
     QueryStats,
 }
@@ -485,9 +487,11 @@ impl HistoryTable {
     fn name(self) -> &'static str {
         match self {
             HistoryTable::JobRuns => "job_runs",
-            HistoryTable::CheckResults => "check_results",
-            HistoryTable::MetricSamples => "metric_samples",
-            HistoryTable::TableStats => "table_stats",
+            HistoryTable::Series => "series",
+            HistoryTable::Samples => "samples",
+            HistoryTable::CheckPeriods => "check_periods",
+            HistoryTable::CheckLatest => "check_latest",
+            HistoryTable::TableStatsLatest => "table_stats_latest",
             HistoryTable::HealthTransitions => "health_transitions",
             HistoryTable::QueryStats => "query_stats",
         }

@@ -2,13 +2,15 @@
 //!
 //! This is the interface the API (`GET /api/v1/targets/{name}/metrics`), the dashboard's
 //! charts and `dbwarden history metrics` read. The bucket arithmetic is a pure function
-//! ([`bucketize`]); the store read returns raw samples (resolution [`Resolution::Raw`]).
+//! ([`bucketize`]) over the raw step function ([`Store::raw_samples`], resolution
+//! [`Resolution::Raw`]).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row};
 
+use super::raw::SeriesFilter;
 use super::read::bounded;
 use super::{Pool, Store, StoreError, from_ms, ms};
 
@@ -83,55 +85,67 @@ pub fn step_seconds(from: DateTime<Utc>, to: DateTime<Utc>, step: Option<Duratio
 }
 
 /// Buckets of `step` seconds aligned to the epoch covering `[from, to)`, each with the
-/// mean, minimum, maximum and last of the samples (time, value) falling in it. Samples
-/// outside the range are ignored; `samples` must be in time order.
+/// minimum, maximum, time-weighted mean and last value of the steps overlapping it (a
+/// point step counts for min/max/last, and for the mean only when the bucket has no
+/// longer step). `steps` must be in time order.
 pub fn bucketize(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     step: u64,
-    samples: &[(DateTime<Utc>, f64)],
+    steps: &[(i64, i64, f64)],
 ) -> Vec<TrendPoint> {
     let step_ms = i64::try_from(step.max(1)).unwrap_or(i64::MAX / 1000) * 1000;
     let start = ms(from).div_euclid(step_ms) * step_ms;
     let end = ms(to);
     let mut out = Vec::new();
-    let mut it = samples
-        .iter()
-        .filter(|(t, _)| *t >= from && *t < to)
-        .peekable();
+    let mut first = 0;
     let mut b = start;
     while b < end {
-        let (mut n, mut sum, mut min, mut max, mut last) =
-            (0u64, 0.0, f64::INFINITY, f64::NEG_INFINITY, None);
-        while let Some((t, v)) = it.peek() {
-            if ms(*t) >= b + step_ms {
-                break;
-            }
-            n += 1;
-            sum += v;
-            min = min.min(*v);
-            max = max.max(*v);
-            last = Some(*v);
-            it.next();
+        let e = b + step_ms;
+        while first < steps.len() && steps[first].1 < b.max(ms(from)) {
+            first += 1;
         }
-        out.push(if n == 0 {
-            TrendPoint {
+        let (mut wsum, mut w, mut psum, mut pn) = (0.0, 0i64, 0.0, 0u32);
+        let (mut min, mut max, mut last) = (f64::INFINITY, f64::NEG_INFINITY, None);
+        for &(s, t, v) in steps[first..].iter().take_while(|(s, _, _)| *s < e) {
+            let (os, oe) = (s.max(b), t.min(e));
+            if oe > os {
+                wsum += v * (oe - os) as f64;
+                w += oe - os;
+            } else if s == t && s >= b {
+                psum += v;
+                pn += 1;
+            } else {
+                continue;
+            }
+            min = min.min(v);
+            max = max.max(v);
+            last = Some(v);
+        }
+        let avg = if w > 0 {
+            Some(wsum / w as f64)
+        } else if pn > 0 {
+            Some(psum / f64::from(pn))
+        } else {
+            None
+        };
+        out.push(match avg {
+            None => TrendPoint {
                 t: from_ms(b),
                 avg: None,
                 min: None,
                 max: None,
                 last: None,
-            }
-        } else {
-            TrendPoint {
+            },
+            Some(avg) => TrendPoint {
                 t: from_ms(b),
-                avg: Some(sum / n as f64),
+                avg: Some(avg),
                 min: Some(min),
                 max: Some(max),
                 last,
-            }
+            },
         });
-        b += step_ms;
+        b = e;
     }
     out
 }
@@ -180,20 +194,19 @@ impl Store {
         bounded(async {
             Ok(on_pool!(&pool, p => {
                 let mut q = QueryBuilder::new(
-                    "SELECT m.metric, (SELECT c.unit FROM check_results c WHERE c.target = m.target \
-                     AND c.check_name = m.metric ORDER BY c.ts DESC LIMIT 1) \
-                     FROM (SELECT DISTINCT target, metric FROM metric_samples WHERE target = ",
+                    "SELECT DISTINCT metric, label, unit FROM series WHERE target = ",
                 );
-                q.push_bind(target).push(") m ORDER BY m.metric");
+                q.push_bind(target).push(" ORDER BY metric, label");
                 q.build()
                     .fetch_all(p)
                     .await?
                     .iter()
                     .map(|r| -> Result<SeriesInfo, sqlx::Error> {
+                        let label: String = r.try_get(1)?;
                         Ok(SeriesInfo {
                             metric: r.try_get(0)?,
-                            label: None,
-                            unit: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+                            label: (!label.is_empty()).then_some(label),
+                            unit: r.try_get(2)?,
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?
@@ -202,34 +215,26 @@ impl Store {
         .await
     }
 
-    /// The raw samples of one series in a range, oldest first.
-    async fn raw_metric(&self, q: &TrendQuery) -> Result<Vec<(DateTime<Utc>, f64)>, StoreError> {
-        if q.label.is_some() {
-            return Ok(Vec::new());
-        }
-        let pool = self.reader()?;
-        bounded(async {
-            Ok(on_pool!(&pool, p => {
-                let mut b = QueryBuilder::new("SELECT ts, value FROM metric_samples WHERE target = ");
-                b.push_bind(q.target.as_str())
-                    .push(" AND metric = ")
-                    .push_bind(q.metric.as_str())
-                    .push(" AND ts >= ")
-                    .push_bind(ms(q.from))
-                    .push(" AND ts < ")
-                    .push_bind(ms(q.to))
-                    .push(" ORDER BY ts");
-                b.build()
-                    .fetch_all(p)
-                    .await?
-                    .iter()
-                    .map(|r| -> Result<(DateTime<Utc>, f64), sqlx::Error> {
-                        Ok((from_ms(r.try_get(0)?), r.try_get(1)?))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-            }))
-        })
-        .await
+    /// The steps of one series in a range, oldest first (of the first agent's series
+    /// when several agents have one of this name).
+    async fn raw_metric(&self, q: &TrendQuery) -> Result<Vec<(i64, i64, f64)>, StoreError> {
+        let filter = SeriesFilter {
+            agent: None,
+            target: Some(q.target.clone()),
+            metric: Some(q.metric.clone()),
+            label: Some(q.label.clone().unwrap_or_default()),
+        };
+        let series = self.raw_samples(&filter, q.from, q.to).await?;
+        Ok(series
+            .into_iter()
+            .next()
+            .map(|s| {
+                s.steps
+                    .into_iter()
+                    .map(|x| (ms(x.from), ms(x.to), x.value))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }
 
@@ -243,27 +248,35 @@ mod tests {
     }
 
     #[test]
-    fn buckets_are_aligned_and_aggregate_their_samples() {
-        let samples = vec![
-            (at(59), 100.0),
-            (at(60), 1.0),
-            (at(61), 3.0),
-            (at(150), 5.0),
+    fn buckets_are_aligned_and_weigh_values_by_the_time_they_held() {
+        // 1.0 from 60 s to 90 s, 3.0 from 90 s to 120 s, 5.0 from 150 s to 160 s.
+        let steps = vec![
+            (0, 60_000, 100.0),
+            (60_000, 90_000, 1.0),
+            (90_000, 150_000, 3.0),
+            (150_000, 160_000, 5.0),
         ];
-        let p = bucketize(at(60), at(240), 60, &samples);
+        let p = bucketize(at(60), at(240), 60, &steps);
         assert_eq!(p.len(), 3);
         assert_eq!(p[0].t, at(60));
         assert_eq!(
             (p[0].avg, p[0].min, p[0].max, p[0].last),
             (Some(2.0), Some(1.0), Some(3.0), Some(3.0))
         );
-        assert_eq!(p[1].avg, Some(5.0));
-        assert_eq!(p[2].avg, None, "a bucket without samples is empty");
+        // 3.0 for 30 s, 5.0 for 10 s.
+        assert_eq!(p[1].avg, Some(3.5));
+        assert_eq!(p[2].avg, None, "a bucket without data is empty");
+    }
+
+    #[test]
+    fn a_constant_value_written_once_fills_every_bucket_it_held() {
+        let p = bucketize(at(0), at(180), 60, &[(0, 170_000, 7.0)]);
+        assert!(p.iter().all(|p| p.avg == Some(7.0)), "{p:?}");
     }
 
     #[test]
     fn an_unaligned_range_starts_at_the_bucket_holding_from() {
-        let p = bucketize(at(90), at(180), 60, &[(at(100), 1.0)]);
+        let p = bucketize(at(90), at(180), 60, &[(100_000, 100_000, 1.0)]);
         assert_eq!(
             p.iter().map(|p| p.t).collect::<Vec<_>>(),
             vec![at(60), at(120)]

@@ -3,12 +3,15 @@
 //! unavailable (keep the records, retry later) or the batch holding a bad record (split
 //! the batch until the bad record is alone, write the rest, drop only that one).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use sqlx::{Connection, QueryBuilder};
 
 use super::buffer::Entry;
 use super::connect::WriteConn;
+use super::series::Cache;
+use super::series_write;
 use super::{Record, ms};
 
 /// Rows per INSERT statement: SQLite allows 32766 bound parameters; 15 columns × 500 fits.
@@ -80,6 +83,7 @@ pub(super) async fn write_batch(
     conn: &mut WriteConn,
     batch: &[Entry],
     done: &mut usize,
+    cache: &Mutex<Cache>,
 ) -> Outcome {
     let mut out = Outcome::default();
     // Ranges still to write, the next one on top: processing stays in record order, so
@@ -89,7 +93,8 @@ pub(super) async fn write_batch(
         if lo == hi {
             continue;
         }
-        let attempt = tokio::time::timeout(WRITE_TIMEOUT, commit(conn, &batch[lo..hi])).await;
+        let attempt =
+            tokio::time::timeout(WRITE_TIMEOUT, commit(conn, &batch[lo..hi], cache)).await;
         let result = match attempt {
             Ok(r) => r,
             Err(_) => Err(Failure::Unavailable(format!(
@@ -122,12 +127,14 @@ pub(super) async fn write_batch(
 
 /// Writes one batch in one transaction. Run starts go first and run ends last so an end
 /// always finds its start, whatever the order inside the batch.
-async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
+async fn commit(
+    conn: &mut WriteConn,
+    batch: &[Entry],
+    cache: &Mutex<Cache>,
+) -> Result<(), Failure> {
     let mut runs = Vec::new();
     let mut ends = Vec::new();
-    let mut checks = Vec::new();
-    let mut metrics = Vec::new();
-    let mut tables = Vec::new();
+    let mut rounds = Vec::new();
     let mut transitions = Vec::new();
     let mut query_stats = Vec::new();
     let mut query_texts = Vec::new();
@@ -139,9 +146,7 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
         match r {
             Record::Run(x) => runs.push(x),
             Record::RunEnd(x) => ends.push(x),
-            Record::Check { .. } => checks.push(r),
-            Record::Metric { .. } => metrics.push(r),
-            Record::Table { .. } => tables.push(r),
+            Record::Checks { .. } | Record::Metric { .. } | Record::Tables { .. } => rounds.push(r),
             Record::Transition { .. } => transitions.push(r),
             Record::QueryStat { .. } => query_stats.push(r),
             Record::QueryText { .. } => query_texts.push(r),
@@ -150,16 +155,24 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
             Record::Maintenance { .. } => maintenance.push(r),
         }
     }
+    // The targets of the rounds leave the cache for the batch and come back only when it
+    // is committed (series.rs).
+    let mut work = lock(cache).checkout(rounds.iter().filter_map(|r| match r {
+        Record::Checks { target, .. }
+        | Record::Metric { target, .. }
+        | Record::Tables { target, .. } => Some(target.as_str()),
+        _ => None,
+    }));
+    let agent = super::agent_name();
     // The same statements for both dialects: QueryBuilder renders `?` or `$n` itself.
     macro_rules! write_all {
-        ($conn:expr, $db:ty) => {{
+        ($conn:expr, $db:ty, $series:path) => {{
             let mut tx = $conn.begin().await.map_err(|e| classify(&e))?;
             let written: Result<(), sqlx::Error> = async {
             for chunk in runs.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO job_runs (id, job, kind, target, agent, scheduled_at, started_at, finished_at, outcome, status, error, coalesced) ",
                 );
-                let agent = super::agent_name();
                 q.push_values(chunk, |mut b, r| {
                     b.push_bind(r.id.clone())
                         .push_bind(r.job.clone())
@@ -176,69 +189,11 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
                 });
                 q.build().execute(&mut *tx).await?;
             }
-            for chunk in checks.chunks(ROWS_PER_STATEMENT) {
-                let mut q = QueryBuilder::<$db>::new(
-                    "INSERT INTO check_results (ts, target, check_name, status, value, unit, warning, critical, message, subject, run_id) ",
-                );
-                q.push_values(chunk, |mut b, r| {
-                    if let Record::Check { ts, target, run_id, result } = r {
-                        b.push_bind(ms(*ts))
-                            .push_bind(target.clone())
-                            .push_bind(result.check.clone())
-                            .push_bind(result.status.as_str())
-                            .push_bind(result.value)
-                            .push_bind(result.unit.as_str())
-                            .push_bind(result.warning)
-                            .push_bind(result.critical)
-                            .push_bind(result.message.clone())
-                            .push_bind(result.subject.clone())
-                            .push_bind(run_id.clone());
-                    }
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
-                let mut q = QueryBuilder::<$db>::new("INSERT INTO metric_samples (ts, target, metric, value) ");
-                q.push_values(chunk, |mut b, r| {
-                    if let Record::Metric { ts, target, metric, value } = r {
-                        b.push_bind(ms(*ts))
-                            .push_bind(target.clone())
-                            .push_bind(metric.clone())
-                            .push_bind(*value);
-                    }
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            for chunk in tables.chunks(ROWS_PER_STATEMENT) {
-                let mut q = QueryBuilder::<$db>::new(
-                    "INSERT INTO table_stats (ts, target, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified) ",
-                );
-                q.push_values(chunk, |mut b, r| {
-                    if let Record::Table { ts, target, stat } = r {
-                        b.push_bind(ms(*ts))
-                            .push_bind(target.clone())
-                            .push_bind(stat.table.clone())
-                            .push_bind(stat.rows)
-                            .push_bind(stat.dead_rows)
-                            .push_bind(stat.size_bytes)
-                            .push_bind(stat.inserts_delta)
-                            .push_bind(stat.updates_delta)
-                            .push_bind(stat.deletes_delta)
-                            .push_bind(stat.seq_scans)
-                            .push_bind(stat.idx_scans)
-                            .push_bind(stat.last_vacuum)
-                            .push_bind(stat.last_analyze)
-                            .push_bind(stat.free_bytes)
-                            .push_bind(stat.last_modified);
-                    }
-                });
-                q.build().execute(&mut *tx).await?;
-            }
+            $series(&mut *tx, &agent, &mut work, &rounds).await?;
             for chunk in transitions.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO health_transitions (ts, target, check_name, from_status, to_status, message, agent) ",
                 );
-                let agent = super::agent_name();
                 q.push_values(chunk, |mut b, r| {
                     if let Record::Transition { ts, target, check, from, to, message } = r {
                         b.push_bind(ms(*ts))
@@ -282,7 +237,6 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO maintenance_actions (run_id, target, table_name, action, reason, started_at, finished_at, outcome, detail, dead_rows_before, dead_rows_after, freeze_age_before, freeze_age_after, size_before, size_after, agent) ",
                 );
-                let agent = super::agent_name();
                 q.push_values(chunk, |mut b, r| {
                     if let Record::Maintenance { target, run_id, record } = r {
                         b.push_bind(run_id.clone())
@@ -387,9 +341,16 @@ async fn commit(conn: &mut WriteConn, batch: &[Entry]) -> Result<(), Failure> {
         }};
     }
     match conn {
-        WriteConn::Sqlite(c) => write_all!(c, sqlx::Sqlite),
-        WriteConn::Postgres(c) => write_all!(c, sqlx::Postgres),
-    }
+        WriteConn::Sqlite(c) => write_all!(c, sqlx::Sqlite, series_write::write_sqlite),
+        WriteConn::Postgres(c) => write_all!(c, sqlx::Postgres, series_write::write_postgres),
+    }?;
+    lock(cache).checkin(work);
+    Ok(())
+}
+
+fn lock(cache: &Mutex<Cache>) -> std::sync::MutexGuard<'_, Cache> {
+    // The cache is only ever replaced whole per target; a panic mid-way leaves it usable.
+    cache.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Marks runs this agent left `running` (a crash, a kill -9) as `interrupted`.

@@ -48,6 +48,8 @@ pub(super) struct Shared {
     /// The connection `Store::open` / `start` made, for the first writer to take.
     pub handoff: Mutex<Option<WriteConn>>,
     pub writer: Mutex<Option<AbortHandle>>,
+    /// The writer's store-on-change cache (kept across writer restarts).
+    pub series: Mutex<super::series::Cache>,
     /// Cancelled when the store is closing (cuts backoff sleeps short).
     pub closing: CancellationToken,
     /// Test-only: the writer panics once when it next has records.
@@ -478,7 +480,7 @@ async fn writer(shared: Arc<Shared>) {
         {
             panic!("test hook: the writer panics with a batch in flight");
         }
-        let out = write::write_batch(c, &batch.entries, &mut batch.done).await;
+        let out = write::write_batch(c, &batch.entries, &mut batch.done, &shared.series).await;
         shared.lock().written += out.written;
         shared.rejected(&batch.entries, &out.bad);
         batch.give_back();
@@ -600,12 +602,14 @@ fn describe(r: &Record) -> String {
     match r {
         Record::Run(x) => format!("job run {:?} of job {:?}", x.id, x.job),
         Record::RunEnd(x) => format!("end of job run {:?}", x.id),
-        Record::Check { target, result, .. } => {
-            format!("check {:?} of target {target:?}", result.check)
+        Record::Checks {
+            target, results, ..
+        } => {
+            format!("{} check results of target {target:?}", results.len())
         }
         Record::Metric { target, metric, .. } => format!("metric {metric:?} of target {target:?}"),
-        Record::Table { target, stat, .. } => {
-            format!("table statistics {:?} of target {target:?}", stat.table)
+        Record::Tables { target, stats, .. } => {
+            format!("statistics of {} tables of target {target:?}", stats.len())
         }
         Record::Maintenance { target, record, .. } => {
             format!(
