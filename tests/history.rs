@@ -555,3 +555,80 @@ async fn sqlite_store_size_stays_bounded() {
     );
     store.close(std::time::Duration::from_secs(2)).await;
 }
+
+/// A trend over recent days reads hourly rollups up to the watermark and the raw steps
+/// after it: every point equals the aggregate computed directly from the raw data.
+#[tokio::test]
+async fn trend_reads_rollups_and_the_raw_tail() {
+    use dbwarden::store::{Resolution, TrendQuery};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (store, mut db, _) = sqlite_store(&dir).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let end = now.div_euclid(H) * H;
+    let start = end - 72 * H;
+    let samples: Vec<(i64, Option<f64>)> = (0..72 * 6)
+        .map(|i| (start + i * 600 * S + 17 * S, Some(((i * 37) % 23) as f64)))
+        .collect();
+    let series = vec![Series {
+        id: 10,
+        target: "tr",
+        samples,
+        last_ts: end,
+    }];
+    seed(&mut db, &series).await;
+    db.exec("UPDATE series SET metric = 'size' WHERE id = 10".into())
+        .await;
+    roll_up(
+        &store,
+        AGENT,
+        "tr",
+        Grain::Hour,
+        end - 5 * H,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let want = brute_force(&series, "tr", Grain::Hour, end);
+    let from_ms = end - 48 * H;
+    let q = TrendQuery {
+        target: "tr".into(),
+        metric: "size".into(),
+        label: None,
+        from: chrono::Utc
+            .timestamp_millis_opt(from_ms)
+            .single()
+            .unwrap_or_default(),
+        to: chrono::Utc
+            .timestamp_millis_opt(end)
+            .single()
+            .unwrap_or_default(),
+        step: Some(std::time::Duration::from_secs(3600)),
+    };
+    let t = store.trend(&q).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.resolution, Resolution::Hour);
+    assert_eq!(t.points.len(), 48);
+    for p in &t.points {
+        let w = want
+            .iter()
+            .find(|r| r.2 == p.t.timestamp_millis())
+            .unwrap_or_else(|| panic!("no bucket {}", p.t));
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+        assert!(
+            close(p.avg, w.5) && close(p.min, w.3) && close(p.max, w.4) && close(p.last, w.6),
+            "{p:?} vs {w:?}"
+        );
+    }
+    // A day at minute steps reads the raw steps.
+    let raw = store
+        .trend(&TrendQuery {
+            step: Some(std::time::Duration::from_secs(60)),
+            from: q.to - chrono::Duration::hours(24),
+            ..q
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(raw.resolution, Resolution::Raw);
+    assert_eq!(raw.points.len(), 24 * 60);
+    assert!(raw.points.iter().all(|p| p.avg.is_some()));
+    store.close(std::time::Duration::from_secs(2)).await;
+}

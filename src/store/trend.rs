@@ -188,6 +188,32 @@ pub struct Piece {
     pub last: f64,
 }
 
+/// A raw step `[s, e)` of value `v` as pieces split at the bucket boundaries (multiples
+/// of `step_ms`), so each bucket gets the time it held there.
+pub fn split_step(s: i64, e: i64, v: f64, step_ms: i64) -> Vec<Piece> {
+    let piece = |t: i64, w: i64| Piece {
+        t,
+        min: v,
+        max: v,
+        wsum: v * w as f64,
+        w,
+        point: v,
+        last: v,
+    };
+    let step_ms = step_ms.max(1);
+    let mut out = vec![];
+    let mut t = s;
+    loop {
+        let boundary = (t.div_euclid(step_ms) + 1).saturating_mul(step_ms);
+        let stop = boundary.min(e);
+        out.push(piece(t, stop - t));
+        if stop >= e {
+            break out;
+        }
+        t = stop;
+    }
+}
+
 /// Buckets of `step_ms` from `start` (a bucket boundary) to `end` combining the pieces
 /// starting in each: min of minima, max of maxima, the time-weighted mean, the last
 /// piece's last. `pieces` must be in time order. Pure.
@@ -333,17 +359,9 @@ impl Store {
         let mut pieces = rows;
         if tail_from < q.to {
             pieces.retain(|p| p.t < ms(tail_from));
-            pieces.extend(self.steps_of(&agent, q, tail_from).await?.into_iter().map(
-                |(s, e, v)| Piece {
-                    t: s,
-                    min: v,
-                    max: v,
-                    wsum: v * (e - s) as f64,
-                    w: e - s,
-                    point: v,
-                    last: v,
-                },
-            ));
+            for (s, e, v) in self.steps_of(&agent, q, tail_from).await? {
+                pieces.extend(split_step(s, e, v, step_ms));
+            }
         }
         trend.points = bucketize_pieces(start, ms(q.to), step_ms, &pieces);
         Ok(trend)
