@@ -706,7 +706,12 @@ async fn postgres_idle_in_transaction_gives_one_critical_then_one_resolved() {
     .unwrap_or_else(|e| panic!("{e}"));
     let daemon = Daemon::start(d);
     eventually(60, "rounds of pg", || async {
-        count(d, "SELECT COUNT(*) FROM check_results WHERE target = 'pg'").await > 40
+        count(
+            d,
+            "SELECT COALESCE(SUM(rounds), 0) FROM check_periods WHERE target = 'pg'",
+        )
+        .await
+            > 40
     })
     .await;
     assert!(

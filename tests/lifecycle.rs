@@ -150,7 +150,7 @@ async fn starts_on_the_demo_config_and_records_runs_and_checks() {
     .await;
     let checks = count(
         &h,
-        "SELECT COUNT(*) FROM check_results WHERE target = 'demo'",
+        "SELECT COUNT(*) FROM check_latest WHERE target = 'demo'",
     )
     .await;
     assert!(
@@ -158,7 +158,7 @@ async fn starts_on_the_demo_config_and_records_runs_and_checks() {
         "expected the SQLite checks of demo, got {checks}"
     );
     let qc: String = sqlx::query_scalar(
-        "SELECT status FROM check_results WHERE target = 'demo' AND check_name = 'sqlite_quick_check'",
+        "SELECT status FROM check_latest WHERE target = 'demo' AND check_name = 'sqlite_quick_check'",
     )
     .fetch_one(&h)
     .await
@@ -166,10 +166,17 @@ async fn starts_on_the_demo_config_and_records_runs_and_checks() {
     assert_eq!(qc, "OK");
     let metrics = count(
         &h,
-        "SELECT COUNT(*) FROM metric_samples WHERE metric = 'connectivity'",
+        "SELECT COUNT(*) FROM samples s JOIN series x ON x.id = s.series_id \
+         WHERE x.metric = 'connectivity' AND s.value IS NOT NULL",
     )
     .await;
-    assert!(metrics >= 2, "latency samples: {metrics}");
+    assert!(metrics >= 1, "latency samples: {metrics}");
+    let rounds = count(
+        &h,
+        "SELECT COALESCE(SUM(rounds), 0) FROM check_periods WHERE check_name = 'connectivity'",
+    )
+    .await;
+    assert!(rounds >= 2, "connectivity rounds: {rounds}");
     assert!(
         d.path().join("data/demo.db").exists(),
         "mode=rwc creates the demo target"
@@ -300,7 +307,7 @@ async fn a_missing_sqlite_target_is_critical_not_created() {
     })
     .await;
     let (status, message): (String, String) = sqlx::query_as(
-        "SELECT status, message FROM check_results WHERE target = 'gone' AND check_name = 'connectivity'",
+        "SELECT status, message FROM check_latest WHERE target = 'gone' AND check_name = 'connectivity'",
     )
     .fetch_one(&h)
     .await
@@ -403,7 +410,7 @@ async fn a_reload_that_only_changes_global_thresholds_takes_effect_next_round() 
     assert_eq!(
         count(
             &h,
-            "SELECT COUNT(*) FROM check_results WHERE check_name = 'idle_in_transaction'"
+            "SELECT COUNT(*) FROM check_latest WHERE check_name = 'idle_in_transaction'"
         )
         .await,
         0,
@@ -414,13 +421,13 @@ async fn a_reload_that_only_changes_global_thresholds_takes_effect_next_round() 
     wait_for("the reloaded thresholds to be applied", || async {
         count(
             &h,
-            "SELECT COUNT(*) FROM check_results WHERE check_name = 'idle_in_transaction'",
+            "SELECT COUNT(*) FROM check_latest WHERE check_name = 'idle_in_transaction'",
         )
         .await
             >= 1
             && count(
                 &h,
-                "SELECT COUNT(*) FROM check_results WHERE check_name = 'connectivity' AND status = 'WARNING'",
+                "SELECT COUNT(*) FROM check_periods WHERE check_name = 'connectivity' AND status = 'WARNING'",
             )
             .await
                 >= 1
@@ -583,13 +590,24 @@ async fn monitoring_keeps_its_schedule_while_the_history_store_is_down() {
         "no run skipped or failed because of the store:\n{}",
         d.log()
     );
-    let checks: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM check_results WHERE ts BETWEEN $1 AND $2")
-            .bind(window.0)
-            .bind(window.1)
-            .fetch_one(&mut pg)
-            .await
-            .unwrap_or(0);
+    // Every health round that ran up to the end of the window has its connectivity
+    // result in the store (periods count their rounds).
+    let runs: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM job_runs WHERE kind = 'health' AND outcome = 'ok' AND started_at <= $1",
+    )
+    .bind(window.1)
+    .fetch_one(&mut pg)
+    .await
+    .unwrap_or(-1);
+    let checks: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(rounds), 0) AS BIGINT) FROM check_periods \
+         WHERE check_name = 'connectivity' AND from_ts <= $1",
+    )
+    .bind(window.1)
+    .fetch_one(&mut pg)
+    .await
+    .unwrap_or(0);
+    assert!(checks >= runs, "rounds kept {checks} of {runs} runs");
     assert!(
         checks >= (TARGETS * 7) as i64,
         "check results kept: {checks}"

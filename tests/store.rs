@@ -15,7 +15,8 @@ use dbwarden::config::SecretUrl;
 use dbwarden::engine::TableStat;
 use dbwarden::health::{CheckResult, Scope, Status, Unit};
 use dbwarden::store::{
-    BufferLimits, HistoryTable, JobRun, Record, RunEnd, RunOutcome, Store, TrendQuery, new_run_id,
+    BufferLimits, CheckSource, HistoryTable, JobRun, Record, RunEnd, RunOutcome, SeriesFilter,
+    Store, TrendQuery, new_run_id,
 };
 use sqlx::Connection;
 
@@ -53,7 +54,9 @@ fn orders() -> TableStat {
 }
 
 async fn exercise(store: Store) {
-    let now = Utc::now();
+    // Whole milliseconds, as the store keeps them.
+    let now =
+        chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
     let id = new_run_id();
     store
         .write(Record::Run(JobRun {
@@ -71,17 +74,18 @@ async fn exercise(store: Store) {
         }))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    for i in 0..3 {
-        store
-            .write(Record::Check {
-                ts: now,
-                target: "demo".into(),
-                run_id: Some(id.clone()),
-                result: check("demo", &format!("c{i}"), Status::Warning, f64::from(i)),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    store
+        .write(Record::Checks {
+            ts: now,
+            target: "demo".into(),
+            run_id: Some(id.clone()),
+            source: CheckSource::Health,
+            results: (0..3)
+                .map(|i| check("demo", &format!("c{i}"), Status::Warning, f64::from(i)))
+                .collect(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     store
         .write(Record::Metric {
             ts: now,
@@ -92,10 +96,10 @@ async fn exercise(store: Store) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     store
-        .write(Record::Table {
+        .write(Record::Tables {
             ts: now,
             target: "demo".into(),
-            stat: orders(),
+            stats: vec![orders()],
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -127,8 +131,13 @@ async fn exercise(store: Store) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(checks.len(), 3);
     assert_eq!(checks[0].status, "WARNING");
-    assert_eq!(store.count(HistoryTable::MetricSamples).await.ok(), Some(1));
-    assert_eq!(store.count(HistoryTable::TableStats).await.ok(), Some(1));
+    // Three check values, connectivity, and the twelve `table.*` fields of one table.
+    assert_eq!(store.count(HistoryTable::Samples).await.ok(), Some(16));
+    assert_eq!(store.count(HistoryTable::Series).await.ok(), Some(16));
+    assert_eq!(
+        store.count(HistoryTable::TableStatsLatest).await.ok(),
+        Some(1)
+    );
     // Every field of a table's statistics comes back as written.
     let stats = store
         .latest_table_stats("demo")
@@ -168,23 +177,69 @@ async fn exercise(store: Store) {
         series.iter().any(|s| s.metric == "connectivity"),
         "{series:?}"
     );
+    assert!(
+        series.iter().any(|s| s.metric == "table.dead_rows"
+            && s.label.as_deref() == Some("public.orders")
+            && s.unit == "count"),
+        "{series:?}"
+    );
+    assert!(
+        series
+            .iter()
+            .any(|s| s.metric == "c1" && s.unit == "milliseconds"),
+        "{series:?}"
+    );
 
-    // Many records are batched and all committed.
+    // Many records are batched and all committed: one period, one sample per change.
     for i in 0..5000 {
         store
-            .write(Record::Check {
-                ts: now,
+            .write(Record::Checks {
+                ts: now + chrono::Duration::milliseconds(i64::from(i)),
                 target: "bulk".into(),
                 run_id: None,
-                result: check("bulk", "c", Status::Ok, f64::from(i)),
+                source: CheckSource::Health,
+                results: vec![check("bulk", "c", Status::Ok, f64::from(i / 2))],
             })
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
     store.flush().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        store.count(HistoryTable::CheckResults).await.ok(),
-        Some(5003)
+        store.count(HistoryTable::Samples).await.ok(),
+        Some(16 + 2500)
+    );
+    assert_eq!(store.count(HistoryTable::CheckPeriods).await.ok(), Some(4));
+    let raw = store
+        .raw_samples(
+            &SeriesFilter {
+                target: Some("bulk".into()),
+                ..SeriesFilter::default()
+            },
+            now + chrono::Duration::milliseconds(1),
+            now + chrono::Duration::seconds(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(raw.len(), 1);
+    let steps = &raw[0].steps;
+    assert_eq!(
+        steps.len(),
+        2500,
+        "the value before the range holds into it"
+    );
+    assert_eq!(
+        (steps[0].from, steps[0].to, steps[0].value),
+        (
+            now + chrono::Duration::milliseconds(1),
+            now + chrono::Duration::milliseconds(2),
+            0.0
+        )
+    );
+    let last = &steps[2499];
+    assert_eq!(
+        (last.to - last.from, last.value),
+        (chrono::Duration::milliseconds(1), 2499.0),
+        "the newest value holds until last_ts"
     );
 
     // A run left `running` by a crashed daemon of this agent is closed as interrupted.
@@ -235,7 +290,7 @@ async fn sqlite_store_round_trip() {
     let v = Store::migrate_only(&url, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(v, vec![1, 2, 3, 4, 5, 6, 7, 8]);
     // A newer agent of the fleet applied a migration this binary does not know.
     let path = dir.path().join("sub/dir/history.db");
     let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
@@ -274,7 +329,7 @@ async fn postgres_store_round_trip() {
     let v = Store::migrate_only(&url, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(v, vec![1, 2, 3, 4, 5, 6, 7, 8]);
     let mut c = sqlx::PgConnection::connect(&db.url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -308,19 +363,25 @@ async fn an_unreachable_store_is_a_clear_error_without_the_password() {
 
 // ---- Buffer, outages and bad records ----
 
-/// A typical check-result record, its value `i`.
+/// A round of one check result, value `i` at `i` seconds after a fixed time (so each
+/// record of a target writes one sample).
 fn result(target: &str, i: usize) -> Record {
-    Record::Check {
-        ts: Utc::now(),
+    Record::Checks {
+        ts: t0() + chrono::Duration::seconds(i as i64),
         target: target.into(),
         run_id: Some("round".into()),
-        result: check(target, "connectivity", Status::Ok, i as f64),
+        source: CheckSource::Health,
+        results: vec![check(target, "connectivity", Status::Ok, i as f64)],
     }
+}
+
+fn t0() -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
 }
 
 fn metric(i: usize) -> Record {
     Record::Metric {
-        ts: Utc::now(),
+        ts: t0() + chrono::Duration::seconds(i as i64),
         target: "t".into(),
         metric: "connectivity".into(),
         value: i as f64,
@@ -377,12 +438,12 @@ async fn past_the_bound_the_oldest_records_are_dropped_and_counted() {
     assert_eq!(h.backlog_records, 100);
     assert_eq!(h.dropped.overflow, 400);
     store.flush().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(count(&store, HistoryTable::MetricSamples).await, 100);
+    assert_eq!(count(&store, HistoryTable::Samples).await, 100);
     let path = dir.path().join("history.db");
     let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let oldest: f64 = sqlx::query_scalar("SELECT min(value) FROM metric_samples")
+    let oldest: f64 = sqlx::query_scalar("SELECT min(value) FROM samples")
         .fetch_one(&mut c)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -434,7 +495,9 @@ async fn bad_records_do_not_sink_their_batch(store: Store, bad_extra: Vec<Record
     assert_eq!(h.dropped.bad_record, bad, "{h:?}");
     assert_eq!(h.written_total, pushed - bad, "{h:?}");
     assert!(h.reachable, "a bad record is not an outage");
-    assert_eq!(count(&store, HistoryTable::CheckResults).await, 110);
+    // One sample per written round (each changes the value), one period.
+    assert_eq!(count(&store, HistoryTable::Samples).await, 110);
+    assert_eq!(count(&store, HistoryTable::CheckPeriods).await, 1);
     assert_eq!(count(&store, HistoryTable::JobRuns).await, 1);
     store.close(Duration::from_secs(5)).await;
 }
@@ -456,11 +519,12 @@ async fn postgres_a_bad_record_does_not_sink_its_batch() {
     // monitored database could carry one.
     let mut nul = check("demo", "long_query", Status::Warning, 1.0);
     nul.message = "query \0 text".into();
-    let bad = Record::Check {
-        ts: Utc::now(),
+    let bad = Record::Checks {
+        ts: t0() + chrono::Duration::seconds(75),
         target: "demo".into(),
         run_id: None,
-        result: nul,
+        source: CheckSource::Sample,
+        results: vec![nul],
     };
     bad_records_do_not_sink_their_batch(store, vec![bad]).await;
     db.drop_db().await;
@@ -614,7 +678,7 @@ async fn postgres_store_refused_for_30s_loses_nothing_within_the_bound() {
     let h = store.health();
     assert_eq!(h.written_total, 31 * 25, "{h:?}");
     assert_eq!((h.failing_since, h.last_error.as_deref()), (None, None));
-    assert_eq!(count(&store, HistoryTable::CheckResults).await, 31 * 25);
+    assert_eq!(count(&store, HistoryTable::Samples).await, 31 * 25);
     store.close(Duration::from_secs(5)).await;
     db.drop_db().await;
 }
@@ -664,7 +728,7 @@ async fn a_store_unreachable_at_start_runs_degraded_and_catches_up() {
         h.reachable && h.backlog_records == 0
     })
     .await;
-    assert_eq!(count(&store, HistoryTable::CheckResults).await, 10);
+    assert_eq!(count(&store, HistoryTable::Samples).await, 10);
     let runs = store
         .recent_runs(Some("health"), 10)
         .await
@@ -726,9 +790,9 @@ async fn sqlite_history_on_a_full_disk_resumes_when_space_returns() {
     // lock, wrong for good).
     let mut push = |store: &Store, n: usize| {
         for i in 0..n {
-            let mut r = result("demo", i);
-            if let Record::Check { result, .. } = &mut r {
-                result.message = "x".repeat(2000);
+            let mut r = result("demo", pushed as usize + i);
+            if let Record::Checks { results, .. } = &mut r {
+                results[0].message = "x".repeat(2000);
             }
             store.push(r);
         }
@@ -767,7 +831,8 @@ async fn sqlite_history_on_a_full_disk_resumes_when_space_returns() {
             .busy_timeout(Duration::from_secs(2));
         let mut other = sqlx::SqliteConnection::connect_with(&opts).await?;
         let r = sqlx::query(
-            "INSERT INTO metric_samples (ts, target, metric, value) VALUES (0, 'other', 'm', 1)",
+            "INSERT INTO samples (series_id, ts, value) \
+             SELECT 0, COALESCE(max(ts), 0) + 1, 1 FROM samples WHERE series_id = 0",
         )
         .execute(&mut other)
         .await;
@@ -786,8 +851,20 @@ async fn sqlite_history_on_a_full_disk_resumes_when_space_returns() {
     .await;
     let h = store.health();
     assert_eq!(h.written_total + h.dropped.total(), pushed, "{h:?}");
+    // Every written round changed the value: one step each.
+    let raw = store
+        .raw_samples(
+            &SeriesFilter {
+                target: Some("demo".into()),
+                ..SeriesFilter::default()
+            },
+            t0(),
+            t0() + chrono::Duration::days(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        count(&store, HistoryTable::CheckResults).await as u64,
+        raw.iter().map(|s| s.steps.len() as u64).sum::<u64>(),
         h.written_total
     );
 
@@ -798,9 +875,7 @@ async fn sqlite_history_on_a_full_disk_resumes_when_space_returns() {
     match std::process::Command::new("sqlite3")
         .arg(&path)
         .arg(".timeout 2000")
-        .arg(
-            "INSERT INTO metric_samples (ts, target, metric, value) VALUES (0, 'process', 'm', 1);",
-        )
+        .arg("INSERT INTO samples (series_id, ts, value) VALUES (-1, 0, 1);")
         .output()
     {
         Ok(out) => assert!(
@@ -877,4 +952,340 @@ async fn the_test_proxy_refuses_resets_pauses_and_resumes() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(&buf, b"four");
     assert_eq!(proxy.accepted(), 2);
+}
+
+// ---- Store on change, and the upgrade from the 0007 schema ----
+
+fn round(secs: i64, results: Vec<CheckResult>) -> Record {
+    Record::Checks {
+        ts: t0() + chrono::Duration::seconds(secs),
+        target: "pg".into(),
+        run_id: Some(format!("run-{secs}")),
+        source: CheckSource::Health,
+        results,
+    }
+}
+
+/// (ts in seconds after t0, value) of a series' samples, in order.
+async fn samples_of(store: &Store, metric: &str) -> Vec<(i64, Option<f64>)> {
+    // The raw step function does not show NULLs: read them through a range query of the
+    // step function and the sample count instead.
+    let raw = store
+        .raw_samples(
+            &SeriesFilter {
+                target: Some("pg".into()),
+                metric: Some(metric.into()),
+                ..SeriesFilter::default()
+            },
+            t0() - chrono::Duration::days(1),
+            t0() + chrono::Duration::days(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    raw.iter()
+        .flat_map(|s| s.steps.iter())
+        .map(|s| ((s.from - t0()).num_milliseconds(), Some(s.value)))
+        .collect()
+}
+
+/// Rounds through the real writer: unchanged values write nothing but `last_ts`, a series
+/// a round no longer reports gets "no data", periods extend, and after a restart the
+/// first write closes the gap. `reopen` gives a fresh Store on the same history.
+async fn store_on_change<F, Fut>(store: Store, reopen: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Store>,
+{
+    let c = |name: &str, status, v| check("pg", name, status, v);
+    for (secs, lat, conns) in [
+        (0, 1.0, 5.0),
+        (30, 1.0, 5.0),
+        (60, 1.0, 6.0),
+        (90, 1.0, 6.0),
+    ] {
+        store.push(round(
+            secs,
+            vec![
+                c("connectivity", Status::Ok, lat),
+                c("connections", Status::Ok, conns),
+            ],
+        ));
+    }
+    // connections is no longer reported; connectivity turns WARNING.
+    store.push(round(120, vec![c("connectivity", Status::Warning, 300.0)]));
+    store.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        samples_of(&store, "connectivity").await,
+        vec![(0, Some(1.0)), (120_000, Some(300.0))],
+        "one sample per change"
+    );
+    // 5.0 from 0 to 60 s, 6.0 from 60 s to the NULL at 120 s.
+    let raw = store
+        .raw_samples(
+            &SeriesFilter {
+                metric: Some("connections".into()),
+                ..SeriesFilter::default()
+            },
+            t0(),
+            t0() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let steps: Vec<(i64, i64, f64)> = raw[0]
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                (s.from - t0()).num_seconds(),
+                (s.to - t0()).num_seconds(),
+                s.value,
+            )
+        })
+        .collect();
+    assert_eq!(steps, vec![(0, 60, 5.0), (60, 120, 6.0)]);
+    assert_eq!(
+        count(&store, HistoryTable::Samples).await,
+        5,
+        "2 + 2 + a NULL"
+    );
+    let latest = store
+        .recent_checks("pg", 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let conn = latest.iter().find(|r| r.check == "connectivity");
+    assert_eq!(conn.map(|r| r.status.as_str()), Some("WARNING"));
+    assert_eq!(count(&store, HistoryTable::CheckPeriods).await, 3);
+    store.close(Duration::from_secs(5)).await;
+
+    // A restart: the same value again after five minutes is not "held all along".
+    let store = reopen().await;
+    store.push(round(420, vec![c("connectivity", Status::Warning, 300.0)]));
+    store.push(round(450, vec![c("connectivity", Status::Warning, 300.0)]));
+    store.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    let raw = store
+        .raw_samples(
+            &SeriesFilter {
+                metric: Some("connectivity".into()),
+                ..SeriesFilter::default()
+            },
+            t0(),
+            t0() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let steps: Vec<(i64, i64, f64)> = raw[0]
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                (s.from - t0()).num_milliseconds(),
+                (s.to - t0()).num_milliseconds(),
+                s.value,
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (0, 120_000, 1.0),
+            (120_000, 120_001, 300.0),
+            (420_000, 450_000, 300.0)
+        ]
+    );
+    // The restart opened a new WARNING period (not watched in between).
+    assert_eq!(count(&store, HistoryTable::CheckPeriods).await, 4);
+    let series = store
+        .series_of("pg")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        series.iter().map(|s| s.metric.as_str()).collect::<Vec<_>>(),
+        vec!["connections", "connectivity"]
+    );
+    store.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_on_change() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = sqlite_url(dir.path());
+    let store = start(&url, BufferLimits::default()).await;
+    store_on_change(store, || start(&url, BufferLimits::default())).await;
+    // A new store is created with incremental auto_vacuum.
+    let mut c = sqlx::SqliteConnection::connect(url.expose())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mode, 2, "INCREMENTAL");
+}
+
+#[tokio::test]
+async fn postgres_store_on_change() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let url = SecretUrl::new(db.url.clone());
+    let store = start(&url, BufferLimits::default()).await;
+    store_on_change(store, || start(&url, BufferLimits::default())).await;
+    db.drop_db().await;
+}
+
+/// What today's (0007) writer stored for a PostgreSQL target: two health rounds of job
+/// runs, check results (connectivity OK, OK, WARNING, OK), their metric samples, and
+/// table statistics of two rounds; written with the 0007 writer's statements.
+const OLD_HISTORY: &[&str] = &[
+    "INSERT INTO job_runs (id, job, kind, target, agent, scheduled_at, started_at, finished_at, outcome, status, error, coalesced) VALUES \
+     ('r1', 'health', 'health', 'pg', 'host-a', 1800000000000, 1800000000000, 1800000000500, 'ok', 'OK', NULL, 0), \
+     ('r4', 'health', 'health', 'pg', 'host-a', 1800000090000, 1800000090000, 1800000090500, 'ok', 'OK', NULL, 0)",
+    "INSERT INTO check_results (ts, target, check_name, status, value, unit, warning, critical, message, subject, run_id) VALUES \
+     (1800000000000, 'pg', 'connectivity', 'OK', 1.5, 'milliseconds', 250, 1000, 'm0', NULL, 'r1'), \
+     (1800000000000, 'pg', 'sqlite_quick_check', 'OK', NULL, 'none', NULL, NULL, 'ok', NULL, 'r1'), \
+     (1800000030000, 'pg', 'connectivity', 'OK', 1.5, 'milliseconds', 250, 1000, 'm1', NULL, 'r2'), \
+     (1800000060000, 'pg', 'connectivity', 'WARNING', 300, 'milliseconds', 250, 1000, 'slow', 'x', 'r3'), \
+     (1800000090000, 'pg', 'connectivity', 'OK', 2, 'milliseconds', 250, 1000, 'm3', NULL, 'r4')",
+    "INSERT INTO metric_samples (ts, target, metric, value) VALUES \
+     (1800000000000, 'pg', 'connectivity', 1.5), (1800000030000, 'pg', 'connectivity', 1.5), \
+     (1800000060000, 'pg', 'connectivity', 300), (1800000090000, 'pg', 'connectivity', 2)",
+    "INSERT INTO table_stats (ts, target, table_name, n_rows, dead_rows, size_bytes, inserts_delta, updates_delta, deletes_delta, seq_scans, idx_scans, last_vacuum, last_analyze, free_bytes, last_modified) VALUES \
+     (1800000000000, 'pg', 'public.orders', 10, 1, 8192, NULL, NULL, NULL, 6, 7, 1700000000, 1700000001, NULL, NULL), \
+     (1800000090000, 'pg', 'public.orders', 10, 2, 8192, 3, 4, 5, 6, 7, 1700000000, 1700000001, 4096, 1700000002)",
+];
+
+/// The history written at 0007 answers the same questions after 0008.
+async fn upgraded_history_survives(store: Store) {
+    let stats = store
+        .latest_table_stats("pg")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].0, t0() + chrono::Duration::seconds(90));
+    assert_eq!(stats[0].1, orders());
+    let latest = store
+        .recent_checks("pg", 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<(&str, &str)> = latest
+        .iter()
+        .map(|r| (r.check.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("connectivity", "OK"), ("sqlite_quick_check", "OK")]
+    );
+    // Values: 1.5 (twice, stored once), 300, 2.
+    let raw = store
+        .raw_samples(
+            &SeriesFilter {
+                target: Some("pg".into()),
+                metric: Some("connectivity".into()),
+                ..SeriesFilter::default()
+            },
+            t0(),
+            t0() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(raw.len(), 1);
+    assert_eq!(
+        (raw[0].agent.as_str(), raw[0].unit.as_str()),
+        ("host-a", "milliseconds")
+    );
+    let steps: Vec<(i64, i64, f64)> = raw[0]
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                (s.from - t0()).num_seconds(),
+                (s.to - t0()).num_seconds(),
+                s.value,
+            )
+        })
+        .collect();
+    assert_eq!(steps, vec![(0, 60, 1.5), (60, 90, 300.0), (90, 90, 2.0)]);
+    let dead = store
+        .raw_samples(
+            &SeriesFilter {
+                metric: Some("table.dead_rows".into()),
+                label: Some("public.orders".into()),
+                ..SeriesFilter::default()
+            },
+            t0(),
+            t0() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let values: Vec<f64> = dead[0].steps.iter().map(|s| s.value).collect();
+    assert_eq!(values, vec![1.0, 2.0]);
+    // Periods: OK (2 rounds), WARNING, OK; and the quick check's one.
+    assert_eq!(count(&store, HistoryTable::CheckPeriods).await, 4);
+    assert_eq!(count(&store, HistoryTable::JobRuns).await, 2);
+    // New rounds continue the migrated series (same agent when it is this host).
+    store.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn sqlite_upgrade_from_0007_keeps_the_history() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = sqlite_url(dir.path());
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("history.db"))
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::migrate!("./migrations/sqlite")
+        .run_to(7, &pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for sql in OLD_HISTORY {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mode, 0, "a 0007 store was made without auto_vacuum");
+    pool.close().await;
+    let store = Store::open(&url, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    upgraded_history_survives(store).await;
+    let mut c = sqlx::SqliteConnection::connect(url.expose())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mode, 2, "converted to incremental once");
+}
+
+#[tokio::test]
+async fn postgres_upgrade_from_0007_keeps_the_history() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let pool = sqlx::PgPool::connect(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::migrate!("./migrations/postgres")
+        .run_to(7, &pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for sql in OLD_HISTORY {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    pool.close().await;
+    let store = Store::open(&SecretUrl::new(db.url.clone()), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    upgraded_history_survives(store).await;
+    db.drop_db().await;
 }

@@ -77,6 +77,8 @@ pub(super) struct SourceRound {
     pub ts: i64,
     pub interval: Option<i64>,
     pub with_value: HashSet<i64>,
+    /// The checks the round reported (for check periods).
+    pub checks: HashSet<String>,
 }
 
 /// A sample to write.
@@ -187,6 +189,7 @@ pub(super) fn observe(
             ts,
             interval: prev.map(|p| ts - p.ts).filter(|i| *i > 0),
             with_value,
+            checks: HashSet::new(),
         },
     );
     out
@@ -202,8 +205,10 @@ pub(super) enum PeriodStep {
 }
 
 /// A check result of a round at `ts`: extends the check's newest period when the status
-/// is the same and the round follows without a gap, else starts a new one (returned with
-/// id 0 for the caller to insert and fill in).
+/// is the same and the check was in this process's previous round of its source
+/// (`watched`: no restart or pause in between), else starts a new one (id 0 until the
+/// caller inserts it).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn period_step(
     db: &mut TargetDb,
     check: &str,
@@ -212,25 +217,23 @@ pub(super) fn period_step(
     value: Option<f64>,
     unit: &str,
     message: &str,
+    watched: bool,
 ) -> PeriodStep {
     let value = value.filter(|v| v.is_finite());
-    if let Some(p) = db.periods.get_mut(check) {
-        let interval = if p.rounds > 1 {
-            Some((p.to_ts - p.from_ts) / (p.rounds - 1))
-        } else {
-            None
-        };
-        if p.status == status && ts >= p.to_ts && ts - p.to_ts <= gap_limit(interval) {
-            p.to_ts = ts;
-            p.rounds += 1;
-            unit.clone_into(&mut p.unit);
-            message.clone_into(&mut p.message);
-            if let Some(v) = value {
-                p.value_min = Some(p.value_min.map_or(v, |m| m.min(v)));
-                p.value_max = Some(p.value_max.map_or(v, |m| m.max(v)));
-            }
-            return PeriodStep::Extend(p.id);
+    if let Some(p) = db.periods.get_mut(check)
+        && watched
+        && p.status == status
+        && ts >= p.to_ts
+    {
+        p.to_ts = ts;
+        p.rounds += 1;
+        unit.clone_into(&mut p.unit);
+        message.clone_into(&mut p.message);
+        if let Some(v) = value {
+            p.value_min = Some(p.value_min.map_or(v, |m| m.min(v)));
+            p.value_max = Some(p.value_max.map_or(v, |m| m.max(v)));
         }
+        return PeriodStep::Extend(p.id);
     }
     let ended = db.periods.insert(
         check.to_string(),
@@ -384,6 +387,13 @@ pub(super) fn plan(work: &mut Checkout, records: &[&Record]) -> Plan {
             }
             _ => continue,
         };
+        // The checks of this source's previous round, unless it was long ago.
+        let watched: HashSet<String> = rounds
+            .sources
+            .get(&source)
+            .filter(|p| ts - p.ts <= gap_limit(p.interval))
+            .map(|p| p.checks.clone())
+            .unwrap_or_default();
         let samples = observe(db, rounds, &source, ts, &reported);
         for (id, _) in &reported {
             plan.confirm.insert(*id, ts);
@@ -396,6 +406,9 @@ pub(super) fn plan(work: &mut Checkout, records: &[&Record]) -> Plan {
             results, run_id, ..
         } = r
         {
+            if let Some(src) = rounds.sources.get_mut(&source) {
+                src.checks = results.iter().map(|c| c.check.clone()).collect();
+            }
             for c in results {
                 let step = period_step(
                     db,
@@ -405,6 +418,7 @@ pub(super) fn plan(work: &mut Checkout, records: &[&Record]) -> Plan {
                     c.value,
                     c.unit.as_str(),
                     &c.message,
+                    watched.contains(&c.check),
                 );
                 let key = (target.clone(), c.check.clone());
                 if let PeriodStep::Open(Some(ended)) = step
@@ -697,23 +711,25 @@ mod tests {
     fn periods_extend_while_the_status_holds() {
         let mut d = TargetDb::default();
         assert!(matches!(
-            period_step(&mut d, "c", "OK", 0, Some(1.0), "ms", "m"),
+            period_step(&mut d, "c", "OK", 0, Some(1.0), "ms", "m", true),
             PeriodStep::Open(None)
         ));
-        d.periods.get_mut("c").map(|p| p.id = 7);
+        if let Some(p) = d.periods.get_mut("c") {
+            p.id = 7;
+        }
         assert_eq!(
-            period_step(&mut d, "c", "OK", 30_000, Some(3.0), "ms", "m"),
+            period_step(&mut d, "c", "OK", 30_000, Some(3.0), "ms", "m", true),
             PeriodStep::Extend(7)
         );
         assert_eq!(
-            period_step(&mut d, "c", "OK", 60_000, None, "ms", "m"),
+            period_step(&mut d, "c", "OK", 60_000, None, "ms", "m", true),
             PeriodStep::Extend(7)
         );
         let p = &d.periods["c"];
         assert_eq!((p.from_ts, p.to_ts, p.rounds), (0, 60_000, 3));
         assert_eq!((p.value_min, p.value_max), (Some(1.0), Some(3.0)));
         assert!(matches!(
-            period_step(&mut d, "c", "WARNING", 90_000, Some(9.0), "ms", "m"),
+            period_step(&mut d, "c", "WARNING", 90_000, Some(9.0), "ms", "m", true),
             PeriodStep::Open(Some(_))
         ));
         let p = &d.periods["c"];
@@ -721,10 +737,13 @@ mod tests {
             (p.status.as_str(), p.from_ts, p.rounds),
             ("WARNING", 90_000, 1)
         );
-        d.periods.get_mut("c").map(|p| p.id = 8);
-        // A round after a long pause starts a new period even with the same status.
+        if let Some(p) = d.periods.get_mut("c") {
+            p.id = 8;
+        }
+        // A round not following a watched one (a restart, a pause) starts a new period
+        // even with the same status.
         assert!(matches!(
-            period_step(&mut d, "c", "WARNING", 90_000 + 3_600_000, None, "ms", "m"),
+            period_step(&mut d, "c", "WARNING", 120_000, None, "ms", "m", false),
             PeriodStep::Open(Some(_))
         ));
     }
