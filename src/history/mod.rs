@@ -6,8 +6,10 @@
 //! - `forecast`: Theil–Sen growth, "full in N days", "wraparound in N days", dead-row
 //!   growth between vacuums (pure).
 pub mod checks;
+pub mod cli;
 pub mod forecast;
 pub mod maintain;
+pub mod read;
 pub mod retention;
 pub mod rollup;
 pub mod store;
