@@ -22,6 +22,9 @@ macro_rules! on_pool {
     };
 }
 
+/// A series' id, last_ts, and the sample in effect at a range's start.
+type Head = (i64, Option<i64>, Option<i64>, Option<f64>);
+
 /// Rollup rows per INSERT statement (8 binds each, under SQLite's 32766).
 const UPSERT_ROWS: usize = 1000;
 
@@ -105,7 +108,7 @@ pub(crate) async fn rollup_range(
             .push(" AND r.target = ")
             .push_bind(target)
             .push(" ORDER BY r.id");
-        let heads: Vec<(i64, Option<i64>, Option<i64>, Option<f64>)> = q
+        let heads: Vec<Head> = q
             .build()
             .fetch_all(&mut *tx)
             .await?
@@ -212,6 +215,14 @@ pub async fn roll_up(
     Ok(stats)
 }
 
+/// A table's purge: its time column and a fixed extra condition (`" AND ..."` or `""`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Purge {
+    pub table: &'static str,
+    pub ts_col: &'static str,
+    pub extra: &'static str,
+}
+
 /// A key column's value in a purge.
 #[derive(Debug, Clone)]
 pub enum Key {
@@ -224,14 +235,17 @@ pub enum Key {
 /// rows deleted. Stops between batches when cancelled.
 pub(crate) async fn purge_batched(
     pool: &Pool,
-    table: &'static str,
+    what: Purge,
     keys: &[(&'static str, Key)],
-    ts_col: &'static str,
-    extra: &'static str,
     horizon: i64,
     batch: u64,
     cancel: &CancellationToken,
 ) -> Result<u64, sqlx::Error> {
+    let Purge {
+        table,
+        ts_col,
+        extra,
+    } = what;
     let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
     let mut deleted = 0u64;
     macro_rules! cond {
@@ -362,10 +376,12 @@ pub async fn purge_target(
         if let Some(keep) = keep {
             stats.samples += purge_batched(
                 &pool,
-                "samples",
+                Purge {
+                    table: "samples",
+                    ts_col: "ts",
+                    extra: "",
+                },
                 &[("series_id", Key::Int(id))],
-                "ts",
-                "",
                 keep,
                 batch,
                 cancel,
@@ -378,10 +394,12 @@ pub async fn purge_target(
         ] {
             stats.rollups += purge_batched(
                 &pool,
-                "rollups",
+                Purge {
+                    table: "rollups",
+                    ts_col: "ts",
+                    extra: "",
+                },
                 &[("series_id", Key::Int(id)), ("resolution", Key::Int(res))],
-                "ts",
-                "",
                 horizon,
                 batch,
                 cancel,
@@ -392,10 +410,12 @@ pub async fn purge_target(
     for (table, col, extra, horizon) in tables(h) {
         stats.other += purge_batched(
             &pool,
-            table,
+            Purge {
+                table,
+                ts_col: col,
+                extra,
+            },
             &[("target", Key::Text(target.into()))],
-            col,
-            extra,
             horizon,
             batch,
             cancel,
