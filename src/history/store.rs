@@ -91,8 +91,15 @@ pub(crate) async fn rollup_range(
 ) -> Result<u64, sqlx::Error> {
     let step = grain.progress_step(target);
     let res = grain.resolution();
+    // SQLite: take the write lock up front. A deferred transaction that reads first and
+    // writes later fails with SQLITE_BUSY_SNAPSHOT when the store's writer commits in
+    // between (busy_timeout does not help there); IMMEDIATE waits its turn instead.
+    let begin = match pool {
+        Pool::Sqlite(_) => "BEGIN IMMEDIATE",
+        Pool::Postgres(_) => "BEGIN",
+    };
     on_pool!(pool, p => {
-        let mut tx = p.begin().await?;
+        let mut tx = p.begin_with(begin).await?;
         // Each series' last confirmation and the sample in effect at `from`.
         let mut q = QueryBuilder::new(
             "SELECT r.id, r.last_ts, \
