@@ -632,3 +632,57 @@ async fn trend_reads_rollups_and_the_raw_tail() {
     assert!(raw.points.iter().all(|p| p.avg.is_some()));
     store.close(std::time::Duration::from_secs(2)).await;
 }
+
+/// A forecast the rollup job cached is judged by the next health round like any other
+/// check (here CRITICAL: full in 3 days) and published with the round's results, so it is
+/// believed and alerted through the same path.
+#[tokio::test]
+async fn a_cached_forecast_is_judged_by_the_health_round() {
+    use dbwarden::events::{Event, Events};
+    use dbwarden::health::{Measurement, Observation, Status};
+    use dbwarden::history::checks::FORECAST_FULL;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[daemon]\nhistory = \"sqlite://{0}/h.db\"\n[[target]]\nname = \"demo\"\nurl = \"sqlite://{0}/demo.db?mode=rwc\"\n\
+             [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 30s\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let config = std::sync::Arc::new(
+        dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}")),
+    );
+    let events = Events::default();
+    let mut sub = events.subscribe("test");
+    let (shared, ctx) = dbwarden::jobs::runtime(&config, events);
+    shared.forecasts.set(
+        "demo",
+        vec![Measurement::value(
+            FORECAST_FULL,
+            Observation::new(3.0 * 86_400.0).detail("size: now 900 MB of 1 GB"),
+        )],
+    );
+    let (Some(job), Some(target)) = (
+        config.job("health").cloned(),
+        config.target("demo").cloned(),
+    ) else {
+        panic!("job or target missing")
+    };
+    let done = dbwarden::scheduler::run_now(ctx, job, target, config.clone()).await;
+    assert_eq!(done.report.and_then(|r| r.status()), Some(Status::Critical));
+    let mut seen = None;
+    while let Ok(Some(e)) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), sub.recv()).await
+    {
+        if let Event::Checks { results, .. } = &*e {
+            seen = results.iter().find(|c| c.check == FORECAST_FULL).cloned();
+            break;
+        }
+    }
+    let r = seen.unwrap_or_else(|| panic!("forecast_full not in the round's results"));
+    assert_eq!(r.status, Status::Critical, "{}", r.message);
+    assert!(r.message.contains("900 MB"), "{}", r.message);
+}
