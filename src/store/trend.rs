@@ -123,13 +123,7 @@ pub fn bucketize(
             max = max.max(v);
             last = Some(v);
         }
-        let avg = if w > 0 {
-            Some(wsum / w as f64)
-        } else if pn > 0 {
-            Some(psum / f64::from(pn))
-        } else {
-            None
-        };
+        let avg = mean(wsum, w, psum, pn);
         out.push(match avg {
             None => TrendPoint {
                 t: from_ms(b),
@@ -188,6 +182,18 @@ pub struct Piece {
     pub last: f64,
 }
 
+/// The time-weighted mean of a bucket (`wsum` over `w` ms), or, when nothing in it had a
+/// duration, the mean of its point values; `None` for an empty bucket.
+fn mean(wsum: f64, w: i64, psum: f64, pn: u32) -> Option<f64> {
+    if w > 0 {
+        Some(wsum / w as f64)
+    } else if pn > 0 {
+        Some(psum / f64::from(pn))
+    } else {
+        None
+    }
+}
+
 /// A raw step `[s, e)` of value `v` as pieces split at the bucket boundaries (multiples
 /// of `step_ms`), so each bucket gets the time it held there.
 pub fn split_step(s: i64, e: i64, v: f64, step_ms: i64) -> Vec<Piece> {
@@ -242,13 +248,7 @@ pub fn bucketize_pieces(start: i64, end: i64, step_ms: i64, pieces: &[Piece]) ->
             last = Some(p.last);
             i += 1;
         }
-        let avg = if w > 0 {
-            Some(wsum / w as f64)
-        } else if pn > 0 {
-            Some(psum / f64::from(pn))
-        } else {
-            None
-        };
+        let avg = mean(wsum, w, psum, pn);
         out.push(TrendPoint {
             t: from_ms(b),
             avg,
