@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::RunScope;
 use crate::engine::sqlite::SqliteMaintenance;
-use crate::maintenance::run::{Refusal, run_plan};
+use crate::maintenance::run::{Guard, Refusal, Session, run_plan};
 use crate::maintenance::{Allowed, SqlitePolicy, StepRecord, plan_sqlite};
 
 /// When the history file is vacuumed or its WAL truncated.
@@ -22,6 +22,15 @@ pub fn policy() -> SqlitePolicy {
         freelist_percent: 25.0,
         min_file_bytes: 4.0 * 1024.0 * 1024.0,
         wal_bytes: 64.0 * 1024.0 * 1024.0,
+        // The history is checked by its own health target (`sqlite_quick_check`), if any.
+        integrity: None,
+    }
+}
+
+fn reason(r: Refusal) -> String {
+    match r {
+        Refusal::Skipped(s) => s.to_string(),
+        Refusal::Failed(m) | Refusal::ServerBusy(m) => m,
     }
 }
 
@@ -33,21 +42,19 @@ pub async fn maintain_store(
     let scope = RunScope::default();
     let mut session = SqliteMaintenance::open(path, Duration::from_secs(5), &scope)
         .await
-        .map_err(|r| match r {
-            Refusal::Skipped(m) | Refusal::Failed(m) => m,
-            Refusal::ServerBusy(m) => m,
-        })?;
-    let facts = match session.facts().await {
+        .map_err(reason)?;
+    let facts = match session.read_facts().await {
         Ok(f) => f,
-        Err(Refusal::Skipped(m) | Refusal::Failed(m) | Refusal::ServerBusy(m)) => {
+        Err(r) => {
             session.finish().await;
-            return Err(m);
+            return Err(reason(r));
         }
     };
     let plan = plan_sqlite(&facts, &policy());
     let records = run_plan(
         &mut session,
         &plan,
+        &Guard::none(),
         None,
         cancel,
         || async { scope.interrupt_sqlite() },

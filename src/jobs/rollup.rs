@@ -69,7 +69,7 @@ impl Kind for RollupJob {
     }
 
     async fn run(self, ctx: RunCtx) -> Result<RollupRun, JobError> {
-        let Some(store) = self.shared.history_store() else {
+        let Some(store) = self.shared.history() else {
             return Err(JobError::Setup(
                 "no history store in this process (rollup jobs run in the daemon and `dbwarden run-job`)".into(),
             ));
