@@ -1,7 +1,10 @@
 //! History store numbers. Run with `cargo bench --bench history_write`.
 //!
-//! 1. Write throughput: check results per second into a SQLite store through the buffer
-//!    and the batching writer (the daemon's only write path).
+//! 1. Write throughput into a SQLite store through the buffer and the batching writer (the
+//!    daemon's only write path), every value changing so each one is a sample (store on
+//!    change writes nothing for an unchanged value): samples per second of table-statistics
+//!    rounds (205 tables × 12 series each) and of health rounds (25 checks: a sample, a
+//!    check-period update and a latest-result upsert each).
 //! 2. The buffer's memory per buffered result: the estimate the byte bound uses, for a
 //!    typical check result and a typical health round (25 check results, each with its
 //!    metric sample, as the health job records them), and the resident memory actually
@@ -12,10 +15,13 @@ use std::time::Instant;
 
 use chrono::Utc;
 use dbwarden::config::SecretUrl;
+use dbwarden::engine::TableStat;
 use dbwarden::health::{CheckResult, Scope, Status, Unit};
-use dbwarden::store::{BufferLimits, HistoryTable, Record, Store, new_run_id};
+use dbwarden::store::{BufferLimits, CheckSource, HistoryTable, Record, Store, new_run_id};
 
-const WRITE_N: usize = 200_000;
+const TABLES: usize = 205;
+const TABLE_ROUNDS: usize = 40;
+const CHECK_ROUNDS: usize = 80;
 const BUFFER_N: usize = 100_000;
 const PUSH_N: usize = 1_000_000;
 
@@ -78,33 +84,77 @@ const ROUND: [(&str, &str); 25] = [
     ("sequences", "no sequence above 50% of its range"),
 ];
 
-fn check(target: &str, run_id: &str, i: usize) -> Record {
+fn result(i: usize) -> CheckResult {
     let (name, message) = ROUND[i % ROUND.len()];
-    Record::Check {
-        ts: Utc::now(),
-        target: target.to_string(),
-        run_id: Some(run_id.to_string()),
-        result: CheckResult {
-            check: name.to_string(),
-            status: Status::Ok,
-            value: Some(i as f64),
-            unit: Unit::Milliseconds,
-            warning: Some(250.0),
-            critical: Some(1000.0),
-            message: message.to_string(),
-            subject: None,
-            scope: Scope::Database,
-        },
+    CheckResult {
+        check: name.to_string(),
+        status: Status::Ok,
+        value: Some(i as f64),
+        unit: Unit::Milliseconds,
+        warning: Some(250.0),
+        critical: Some(1000.0),
+        message: message.to_string(),
+        subject: None,
+        scope: Scope::Database,
     }
 }
 
-fn metric(target: &str, i: usize) -> Record {
-    Record::Metric {
+/// A record holding one check result (the buffer's unit of memory).
+fn check(target: &str, run_id: &str, i: usize) -> Record {
+    Record::Checks {
         ts: Utc::now(),
         target: target.to_string(),
-        metric: ROUND[i % ROUND.len()].0.to_string(),
-        value: i as f64,
+        run_id: Some(run_id.to_string()),
+        source: CheckSource::Health,
+        results: vec![result(i)],
     }
+}
+
+/// Round `n` of a target: 25 checks, every value new.
+fn round(target: &str, run_id: &str, n: usize) -> Record {
+    Record::Checks {
+        ts: at(n),
+        target: target.to_string(),
+        run_id: Some(run_id.to_string()),
+        source: CheckSource::Health,
+        results: (0..25)
+            .map(|i| {
+                let mut r = result(i);
+                r.value = Some((n * 25 + i) as f64);
+                r
+            })
+            .collect(),
+    }
+}
+
+/// Table statistics round `n` of a target: 205 tables, every field new.
+fn tables(target: &str, n: usize) -> Record {
+    let v = |k: usize| Some((n * 16 + k) as f64);
+    Record::Tables {
+        ts: at(n),
+        target: target.to_string(),
+        stats: (0..TABLES)
+            .map(|t| TableStat {
+                table: format!("public.table_{t:03}"),
+                rows: v(1),
+                dead_rows: v(2),
+                size_bytes: v(3),
+                inserts_delta: v(4),
+                updates_delta: v(5),
+                deletes_delta: v(6),
+                seq_scans: v(7),
+                idx_scans: v(8),
+                last_vacuum: Some((n * 16 + 9) as i64),
+                last_analyze: Some((n * 16 + 10) as i64),
+                free_bytes: v(11),
+                last_modified: Some((n * 16 + 12) as i64),
+            })
+            .collect(),
+    }
+}
+
+fn at(n: usize) -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp(1_800_000_000 + 30 * n as i64, 0).unwrap_or_default()
 }
 
 /// Resident memory of this process, from /proc/self/statm.
@@ -131,8 +181,8 @@ async fn unreachable(limits: BufferLimits) -> Store {
 async fn write_throughput() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail("tempdir", e));
     let url = SecretUrl::new(format!("sqlite://{}/history.db", dir.path().display()));
-    // Unbounded for this measurement: a burst of 200,000 outruns the writer, and the
-    // default bound (100,000 records) would drop part of it.
+    // Unbounded for this measurement: a burst outruns the writer, and the default bound
+    // (100,000 records) would drop part of it.
     let unbounded = BufferLimits {
         records: usize::MAX,
         bytes: usize::MAX,
@@ -141,19 +191,42 @@ async fn write_throughput() {
         .await
         .unwrap_or_else(|e| fail("start", e));
     let run_id = new_run_id();
+    // Table statistics: 10 targets × 40 rounds × 205 tables × 12 series.
+    let records: Vec<Record> = (0..TABLE_ROUNDS)
+        .flat_map(|n| (0..10).map(move |t| tables(&format!("target-{t}"), n)))
+        .collect();
+    let samples = (records.len() * TABLES * 12) as f64;
     let started = Instant::now();
-    for i in 0..WRITE_N {
-        store.push(check(&format!("target-{}", i % 100), &run_id, i));
+    for r in records {
+        store.push(r);
     }
-    let pushed = started.elapsed().as_secs_f64();
     store.flush().await.unwrap_or_else(|e| fail("flush", e));
     let secs = started.elapsed().as_secs_f64();
-    let stored = store.count(HistoryTable::CheckResults).await.unwrap_or(0);
+    let stored = store.count(HistoryTable::Samples).await.unwrap_or(0);
+    println!(
+        "history_write: table statistics: {samples} samples in {secs:.3}s = {:.0} samples/s \
+         (samples stored: {stored}; dropped: {})",
+        samples / secs,
+        store.health().dropped.total()
+    );
+    // Health rounds: 100 targets × 80 rounds × 25 checks.
+    let records: Vec<Record> = (0..CHECK_ROUNDS)
+        .flat_map(|n| (0..100).map(move |t| (t, n)))
+        .map(|(t, n)| round(&format!("target-{t}"), &run_id, n))
+        .collect();
+    let values = (records.len() * 25) as f64;
+    let started = Instant::now();
+    for r in records {
+        store.push(r);
+    }
+    store.flush().await.unwrap_or_else(|e| fail("flush", e));
+    let secs = started.elapsed().as_secs_f64();
     let h = store.health();
     println!(
-        "history_write: {WRITE_N} check results written to SQLite in {secs:.3}s = {:.0} results/s \
-         (pushing took {pushed:.3}s; rows stored: {stored}; dropped: {})",
-        WRITE_N as f64 / secs,
+        "history_write: health rounds: {values} check results (a sample, a period update and a \
+         latest upsert each) in {secs:.3}s = {:.0} samples/s (samples stored in all: {}; dropped: {})",
+        values / secs,
+        store.count(HistoryTable::Samples).await.unwrap_or(0),
         h.dropped.total()
     );
     store.close(std::time::Duration::from_secs(5)).await;
@@ -162,15 +235,13 @@ async fn write_throughput() {
 async fn buffer_memory() {
     let run_id = new_run_id();
     let one = check("orders", &run_id, 0).approx_bytes();
-    let round_checks: usize = (0..25)
-        .map(|i| check("orders", &run_id, i).approx_bytes())
-        .sum();
-    let round_metrics: usize = (0..25).map(|i| metric("orders", i).approx_bytes()).sum();
+    let one_round = round("orders", &run_id, 0).approx_bytes();
+    let one_tables = tables("orders", 0).approx_bytes();
     println!(
-        "buffer estimate: {one} B per check result (Record enum {} B + strings); \
-         a round of 25 check results {round_checks} B, with their 25 metric samples {} B",
+        "buffer estimate: {one} B for a record of one check result (Record enum {} B + strings); \
+         a round of 25 check results (one record) {one_round} B; a table-statistics round of \
+         {TABLES} tables {one_tables} B",
         std::mem::size_of::<Record>(),
-        round_checks + round_metrics
     );
 
     let store = unreachable(BufferLimits {

@@ -852,17 +852,7 @@ async fn sqlite_history_on_a_full_disk_resumes_when_space_returns() {
     let h = store.health();
     assert_eq!(h.written_total + h.dropped.total(), pushed, "{h:?}");
     // Every written round changed the value: one step each.
-    let raw = store
-        .raw_samples(
-            &SeriesFilter {
-                target: Some("demo".into()),
-                ..SeriesFilter::default()
-            },
-            t0(),
-            t0() + chrono::Duration::days(1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let raw = raw_of(&store, "demo", None, None).await;
     assert_eq!(
         raw.iter().map(|s| s.steps.len() as u64).sum::<u64>(),
         h.written_total
@@ -966,25 +956,43 @@ fn round(secs: i64, results: Vec<CheckResult>) -> Record {
     }
 }
 
-/// (ts in seconds after t0, value) of a series' samples, in order.
-async fn samples_of(store: &Store, metric: &str) -> Vec<(i64, Option<f64>)> {
-    // The raw step function does not show NULLs: read them through a range query of the
-    // step function and the sample count instead.
-    let raw = store
+/// The series of `target` (of one metric and label, if given) over a day either side of
+/// t0.
+async fn raw_of(
+    store: &Store,
+    target: &str,
+    metric: Option<&str>,
+    label: Option<&str>,
+) -> Vec<dbwarden::store::RawSeries> {
+    store
         .raw_samples(
             &SeriesFilter {
-                target: Some("pg".into()),
-                metric: Some(metric.into()),
-                ..SeriesFilter::default()
+                target: Some(target.into()),
+                metric: metric.map(String::from),
+                label: label.map(String::from),
+                agent: None,
             },
             t0() - chrono::Duration::days(1),
             t0() + chrono::Duration::days(1),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    raw.iter()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The step function of target `pg`'s series `metric` (with `label`, if any): (from, to,
+/// value) in milliseconds after t0.
+async fn steps_of(store: &Store, metric: &str, label: Option<&str>) -> Vec<(i64, i64, f64)> {
+    raw_of(store, "pg", Some(metric), label)
+        .await
+        .iter()
         .flat_map(|s| s.steps.iter())
-        .map(|s| ((s.from - t0()).num_milliseconds(), Some(s.value)))
+        .map(|s| {
+            (
+                (s.from - t0()).num_milliseconds(),
+                (s.to - t0()).num_milliseconds(),
+                s.value,
+            )
+        })
         .collect()
 }
 
@@ -1015,34 +1023,15 @@ where
     store.push(round(120, vec![c("connectivity", Status::Warning, 300.0)]));
     store.flush().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        samples_of(&store, "connectivity").await,
-        vec![(0, Some(1.0)), (120_000, Some(300.0))],
+        steps_of(&store, "connectivity", None).await,
+        vec![(0, 120_000, 1.0), (120_000, 120_000, 300.0)],
         "one sample per change"
     );
     // 5.0 from 0 to 60 s, 6.0 from 60 s to the NULL at 120 s.
-    let raw = store
-        .raw_samples(
-            &SeriesFilter {
-                metric: Some("connections".into()),
-                ..SeriesFilter::default()
-            },
-            t0(),
-            t0() + chrono::Duration::hours(1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let steps: Vec<(i64, i64, f64)> = raw[0]
-        .steps
-        .iter()
-        .map(|s| {
-            (
-                (s.from - t0()).num_seconds(),
-                (s.to - t0()).num_seconds(),
-                s.value,
-            )
-        })
-        .collect();
-    assert_eq!(steps, vec![(0, 60, 5.0), (60, 120, 6.0)]);
+    assert_eq!(
+        steps_of(&store, "connections", None).await,
+        vec![(0, 60_000, 5.0), (60_000, 120_000, 6.0)]
+    );
     assert_eq!(
         count(&store, HistoryTable::Samples).await,
         5,
@@ -1062,28 +1051,7 @@ where
     store.push(round(420, vec![c("connectivity", Status::Warning, 300.0)]));
     store.push(round(450, vec![c("connectivity", Status::Warning, 300.0)]));
     store.flush().await.unwrap_or_else(|e| panic!("{e}"));
-    let raw = store
-        .raw_samples(
-            &SeriesFilter {
-                metric: Some("connectivity".into()),
-                ..SeriesFilter::default()
-            },
-            t0(),
-            t0() + chrono::Duration::hours(1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let steps: Vec<(i64, i64, f64)> = raw[0]
-        .steps
-        .iter()
-        .map(|s| {
-            (
-                (s.from - t0()).num_milliseconds(),
-                (s.to - t0()).num_milliseconds(),
-                s.value,
-            )
-        })
-        .collect();
+    let steps = steps_of(&store, "connectivity", None).await;
     assert_eq!(
         steps,
         vec![
@@ -1105,6 +1073,17 @@ where
     store.close(Duration::from_secs(5)).await;
 }
 
+/// A SQLite store's `PRAGMA auto_vacuum` (2: incremental).
+async fn auto_vacuum(url: &SecretUrl) -> i64 {
+    let mut c = sqlx::SqliteConnection::connect(url.expose())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[tokio::test]
 async fn sqlite_store_on_change() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -1112,13 +1091,7 @@ async fn sqlite_store_on_change() {
     let store = start(&url, BufferLimits::default()).await;
     store_on_change(store, || start(&url, BufferLimits::default())).await;
     // A new store is created with incremental auto_vacuum.
-    let mut c = sqlx::SqliteConnection::connect(url.expose())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
-        .fetch_one(&mut c)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mode = auto_vacuum(&url).await;
     assert_eq!(mode, 2, "INCREMENTAL");
 }
 
@@ -1175,54 +1148,43 @@ async fn upgraded_history_survives(store: Store) {
         vec![("connectivity", "OK"), ("sqlite_quick_check", "OK")]
     );
     // Values: 1.5 (twice, stored once), 300, 2.
-    let raw = store
-        .raw_samples(
-            &SeriesFilter {
-                target: Some("pg".into()),
-                metric: Some("connectivity".into()),
-                ..SeriesFilter::default()
-            },
-            t0(),
-            t0() + chrono::Duration::hours(1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let raw = raw_of(&store, "pg", Some("connectivity"), None).await;
     assert_eq!(raw.len(), 1);
     assert_eq!(
         (raw[0].agent.as_str(), raw[0].unit.as_str()),
         ("host-a", "milliseconds")
     );
-    let steps: Vec<(i64, i64, f64)> = raw[0]
-        .steps
-        .iter()
-        .map(|s| {
-            (
-                (s.from - t0()).num_seconds(),
-                (s.to - t0()).num_seconds(),
-                s.value,
-            )
-        })
-        .collect();
-    assert_eq!(steps, vec![(0, 60, 1.5), (60, 90, 300.0), (90, 90, 2.0)]);
-    let dead = store
-        .raw_samples(
-            &SeriesFilter {
-                metric: Some("table.dead_rows".into()),
-                label: Some("public.orders".into()),
-                ..SeriesFilter::default()
-            },
-            t0(),
-            t0() + chrono::Duration::hours(1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let values: Vec<f64> = dead[0].steps.iter().map(|s| s.value).collect();
-    assert_eq!(values, vec![1.0, 2.0]);
+    assert_eq!(
+        steps_of(&store, "connectivity", None).await,
+        vec![
+            (0, 60_000, 1.5),
+            (60_000, 90_000, 300.0),
+            (90_000, 90_000, 2.0)
+        ]
+    );
+    let dead = steps_of(&store, "table.dead_rows", Some("public.orders")).await;
+    assert_eq!(dead.iter().map(|s| s.2).collect::<Vec<_>>(), vec![1.0, 2.0]);
     // Periods: OK (2 rounds), WARNING, OK; and the quick check's one.
     assert_eq!(count(&store, HistoryTable::CheckPeriods).await, 4);
     assert_eq!(count(&store, HistoryTable::JobRuns).await, 2);
     // New rounds continue the migrated series (same agent when it is this host).
     store.close(Duration::from_secs(5)).await;
+}
+
+/// Brings `pool`'s store to migration 0007 and writes [`OLD_HISTORY`] into it.
+macro_rules! at_0007 {
+    ($pool:expr, $migrations:literal) => {
+        sqlx::migrate!($migrations)
+            .run_to(7, &$pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for sql in OLD_HISTORY {
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(&$pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
 }
 
 #[tokio::test]
@@ -1235,16 +1197,7 @@ async fn sqlite_upgrade_from_0007_keeps_the_history() {
     let pool = sqlx::SqlitePool::connect_with(opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    sqlx::migrate!("./migrations/sqlite")
-        .run_to(7, &pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for sql in OLD_HISTORY {
-        sqlx::query(sqlx::AssertSqlSafe(*sql))
-            .execute(&pool)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    at_0007!(pool, "./migrations/sqlite");
     let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
         .fetch_one(&pool)
         .await
@@ -1255,13 +1208,7 @@ async fn sqlite_upgrade_from_0007_keeps_the_history() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     upgraded_history_survives(store).await;
-    let mut c = sqlx::SqliteConnection::connect(url.expose())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
-        .fetch_one(&mut c)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mode = auto_vacuum(&url).await;
     assert_eq!(mode, 2, "converted to incremental once");
 }
 
@@ -1272,16 +1219,7 @@ async fn postgres_upgrade_from_0007_keeps_the_history() {
     let pool = sqlx::PgPool::connect(&db.url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    sqlx::migrate!("./migrations/postgres")
-        .run_to(7, &pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for sql in OLD_HISTORY {
-        sqlx::query(sqlx::AssertSqlSafe(*sql))
-            .execute(&pool)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    at_0007!(pool, "./migrations/postgres");
     pool.close().await;
     let store = Store::open(&SecretUrl::new(db.url.clone()), None)
         .await

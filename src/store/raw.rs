@@ -96,7 +96,8 @@ impl Store {
         let pool = self.reader()?;
         let (from_ms_, to_ms) = (ms(from), ms(to));
         type Meta = (i64, String, String, String, String, String, Option<i64>);
-        let (meta, samples): (Vec<Meta>, Vec<(i64, i64, Option<f64>)>) = bounded(async {
+        type Sample = (i64, i64, Option<f64>);
+        let (meta, samples): (Vec<Meta>, Vec<Sample>) = bounded(async {
             Ok(on_pool!(&pool, p => {
                 let mut q = QueryBuilder::new(
                     "SELECT x.id, x.agent, x.target, x.metric, x.label, x.unit, x.last_ts FROM series x WHERE 1 = 1",
@@ -132,7 +133,7 @@ impl Store {
                     .fetch_all(p)
                     .await?
                     .iter()
-                    .map(|r| -> Result<(i64, i64, Option<f64>), sqlx::Error> {
+                    .map(|r| -> Result<Sample, sqlx::Error> {
                         Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
                     })
                     .collect::<Result<Vec<_>, _>>()?;

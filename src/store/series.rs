@@ -153,16 +153,7 @@ pub(super) fn observe(
                 }
                 with_value.insert(id);
             }
-            None => {
-                if st.last.is_some() {
-                    out.push(SampleRow {
-                        series_id: id,
-                        ts,
-                        value: None,
-                    });
-                    st.last = None;
-                }
-            }
+            None => no_data(st, ts, &mut out),
         }
         st.last_ts = Some(st.last_ts.map_or(ts, |l| l.max(ts)));
     }
@@ -170,16 +161,8 @@ pub(super) fn observe(
         let mut gone: Vec<i64> = p.with_value.difference(&seen).copied().collect();
         gone.sort_unstable();
         for id in gone {
-            if let Some(st) = db.series.get_mut(&id)
-                && st.last.is_some()
-            {
-                out.push(SampleRow {
-                    series_id: id,
-                    ts,
-                    value: None,
-                });
-                st.last = None;
-                st.last_ts = Some(st.last_ts.map_or(ts, |l| l.max(ts)));
+            if let Some(st) = db.series.get_mut(&id) {
+                no_data(st, ts, &mut out);
             }
         }
     }
@@ -193,6 +176,19 @@ pub(super) fn observe(
         },
     );
     out
+}
+
+/// "No data from `ts` on" for a series that had a value.
+fn no_data(st: &mut SeriesState, ts: i64, out: &mut Vec<SampleRow>) {
+    if st.last.is_some() {
+        out.push(SampleRow {
+            series_id: st.id,
+            ts,
+            value: None,
+        });
+        st.last = None;
+        st.last_ts = Some(st.last_ts.map_or(ts, |l| l.max(ts)));
+    }
 }
 
 /// What a check's result does to its periods.
@@ -768,7 +764,9 @@ mod tests {
         c.checkin(out);
         assert_eq!(c.series(), 1);
         let mut failed = c.checkout(["a"]);
-        failed.rounds.get_mut("a").map(|r| r.sources.clear());
+        if let Some(r) = failed.rounds.get_mut("a") {
+            r.sources.clear();
+        }
         drop(failed);
         assert_eq!(c.series(), 0, "the store state is reloaded after a failure");
         let again = c.checkout(["a"]);
