@@ -47,6 +47,7 @@ mod connect;
 mod episode;
 mod outbox;
 mod raw;
+mod plans;
 mod read;
 mod series;
 mod series_write;
@@ -70,6 +71,7 @@ use crate::health::{CheckResult, Status};
 pub use buffer::BufferLimits;
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
 pub use raw::{RawSeries, SeriesFilter, Step, steps};
+pub use plans::PlanRow;
 pub use read::{
     BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow, SlowOrder, SlowQueryRow,
 };
