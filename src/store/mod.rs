@@ -46,8 +46,8 @@ mod buffer;
 mod connect;
 mod episode;
 mod outbox;
-mod raw;
 mod plans;
+mod raw;
 mod read;
 mod series;
 mod series_write;
@@ -70,8 +70,8 @@ use crate::health::{CheckResult, Status};
 
 pub use buffer::BufferLimits;
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
-pub use raw::{RawSeries, SeriesFilter, Step, steps};
 pub use plans::PlanRow;
+pub use raw::{RawSeries, SeriesFilter, Step, steps};
 pub use read::{
     BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow, SlowOrder, SlowQueryRow,
 };
