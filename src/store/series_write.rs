@@ -15,6 +15,23 @@ const SAMPLES_PER_STATEMENT: usize = 5000;
 /// Rows per statement for the wider tables and id lists.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// Binds a period's columns (agent .. rounds) to a row of `push_values`.
+macro_rules! period_values {
+    ($b:expr, $agent:expr, $target:expr, $check:expr, $p:expr) => {
+        $b.push_bind($agent)
+            .push_bind($target.as_str())
+            .push_bind($check.as_str())
+            .push_bind($p.status.as_str())
+            .push_bind($p.from_ts)
+            .push_bind($p.to_ts)
+            .push_bind($p.value_min)
+            .push_bind($p.value_max)
+            .push_bind($p.unit.as_str())
+            .push_bind($p.message.as_str())
+            .push_bind($p.rounds)
+    };
+}
+
 macro_rules! series_sql {
     ($load:ident, $write:ident, $db:ty, $conn:ty) => {
         /// A target's series (with their last written value) and each check's newest
@@ -157,6 +174,7 @@ macro_rules! series_sql {
                 .map(|(t, k, p)| (t, k, Some(p)))
                 .collect();
             current.extend(plan.periods.iter().map(|(t, k)| (t.clone(), k.clone(), None)));
+            let mut extended: Vec<(String, String, Period)> = Vec::new();
             for (target, check, ended) in current {
                 let p = match ended {
                     Some(p) => p,
@@ -175,17 +193,7 @@ macro_rules! series_sql {
                         "INSERT INTO check_periods (agent, target, check_name, status, from_ts, to_ts, value_min, value_max, unit, message, rounds) ",
                     );
                     q.push_values([&p], |mut b, p| {
-                        b.push_bind(agent)
-                            .push_bind(target.as_str())
-                            .push_bind(check.as_str())
-                            .push_bind(p.status.as_str())
-                            .push_bind(p.from_ts)
-                            .push_bind(p.to_ts)
-                            .push_bind(p.value_min)
-                            .push_bind(p.value_max)
-                            .push_bind(p.unit.as_str())
-                            .push_bind(p.message.as_str())
-                            .push_bind(p.rounds);
+                        period_values!(b, agent, target, check, p);
                     });
                     q.push(" RETURNING id");
                     let id: i64 = q.build().fetch_one(&mut *c).await?.try_get(0)?;
@@ -201,22 +209,24 @@ macro_rules! series_sql {
                         cur.id = id;
                     }
                 } else {
-                    let mut q = QueryBuilder::<$db>::new("UPDATE check_periods SET to_ts = ");
-                    q.push_bind(p.to_ts)
-                        .push(", value_min = ")
-                        .push_bind(p.value_min)
-                        .push(", value_max = ")
-                        .push_bind(p.value_max)
-                        .push(", unit = ")
-                        .push_bind(p.unit.as_str())
-                        .push(", message = ")
-                        .push_bind(p.message.as_str())
-                        .push(", rounds = ")
-                        .push_bind(p.rounds)
-                        .push(" WHERE id = ")
-                        .push_bind(p.id);
-                    q.build().execute(&mut *c).await?;
+                    extended.push((target, check, p));
                 }
+            }
+            // Periods going on: one multi-row upsert on the id instead of an UPDATE each.
+            for chunk in extended.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO check_periods (id, agent, target, check_name, status, from_ts, to_ts, value_min, value_max, unit, message, rounds) ",
+                );
+                q.push_values(chunk, |mut b, (target, check, p)| {
+                    b.push_bind(p.id);
+                    period_values!(b, agent, target, check, p);
+                });
+                q.push(
+                    " ON CONFLICT (id) DO UPDATE SET to_ts = excluded.to_ts, value_min = excluded.value_min, \
+                     value_max = excluded.value_max, unit = excluded.unit, message = excluded.message, \
+                     rounds = excluded.rounds",
+                );
+                q.build().execute(&mut *c).await?;
             }
 
             let latest: Vec<_> = plan.latest_checks.iter().collect();
