@@ -152,6 +152,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// When a target fills its capacity or reaches ID wraparound at its current rate, and
+    /// which tables keep bloating between vacuums (from the history; exit 0 also when
+    /// there is too little history, saying how much more it needs).
+    Forecast {
+        #[arg(long, short = 't')]
+        target: String,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
     /// Show recorded history.
     History {
         #[command(subcommand)]
@@ -199,6 +208,64 @@ pub enum ConfigAction {
 
 #[derive(Debug, Subcommand)]
 pub enum HistoryWhat {
+    /// A target's metrics: without --metric the list of its series; with it, the series
+    /// in buckets (avg, min, max, last) and a sparkline. Recent ranges at fine steps read
+    /// raw samples, longer ones the hourly or daily rollups.
+    Metrics {
+        #[arg(long, short = 't')]
+        target: String,
+        /// A metric (a check name, or `table.<field>` with --label).
+        #[arg(long, short = 'm')]
+        metric: Option<String>,
+        /// The series' label (`schema.table` for `table.*` metrics).
+        #[arg(long)]
+        label: Option<String>,
+        /// How far back (`30d`, `12h`).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// Bucket width (`1h`, `1d`); default: about 240 buckets.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        step: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Check status periods: one row per check and period (from, to, status, value range,
+    /// last message).
+    Checks {
+        #[arg(long, short = 't')]
+        target: String,
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Job runs of a target.
+    Jobs {
+        #[arg(long, short = 't')]
+        target: String,
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Believed status changes of a target and its checks.
+    Transitions {
+        #[arg(long, short = 't')]
+        target: String,
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Notifications about a target (the outbox): channel, state, attempts, delivery.
+    Alerts {
+        #[arg(long, short = 't')]
+        target: String,
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
     /// Maintenance steps: target, table, action, reason, start, outcome, before/after.
     Maintenance {
         /// Only this target (default: all).
@@ -438,6 +505,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 format,
             )
             .await
+        }
+        Command::History { what } => history(&path_of(&cli.config, None), what).await,
+        Command::Forecast { target, format } => {
+            forecast(&path_of(&cli.config, None), &target, format).await
         }
         Command::Alert {
             action: AlertAction::Test { channel },
@@ -890,6 +961,99 @@ async fn history_maintenance(
         }
     }
     Ok(0)
+}
+
+impl From<TableFormat> for crate::history::cli::Output {
+    fn from(f: TableFormat) -> Self {
+        match f {
+            TableFormat::Table => crate::history::cli::Output::Table,
+            TableFormat::Json => crate::history::cli::Output::Json,
+            TableFormat::Csv => crate::history::cli::Output::Csv,
+        }
+    }
+}
+
+fn ago(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// `dbwarden history metrics|checks|jobs|transitions|alerts`.
+async fn history(path: &std::path::Path, what: HistoryWhat) -> anyhow::Result<i32> {
+    use crate::history::cli as h;
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = crate::daemon::open_store(&config).await?;
+    let now = Utc::now();
+    let r = match what {
+        HistoryWhat::Maintenance { .. } => Ok(0),
+        HistoryWhat::Metrics {
+            target,
+            metric,
+            label,
+            since,
+            step,
+            format,
+        } => {
+            h::metrics(
+                &store,
+                &target,
+                metric.as_deref(),
+                label.as_deref(),
+                ago(since),
+                step,
+                format.into(),
+            )
+            .await
+        }
+        HistoryWhat::Checks {
+            target,
+            since,
+            format,
+        } => h::checks(&store, &target, now - ago(since), format.into()).await,
+        HistoryWhat::Jobs {
+            target,
+            since,
+            format,
+        } => h::jobs(&store, &target, now - ago(since), format.into()).await,
+        HistoryWhat::Transitions {
+            target,
+            since,
+            format,
+        } => h::transitions(&store, &target, now - ago(since), format.into()).await,
+        HistoryWhat::Alerts {
+            target,
+            since,
+            format,
+        } => h::alerts(&store, &target, now - ago(since), format.into()).await,
+    };
+    let _ = store.close(Duration::from_secs(2)).await;
+    r
+}
+
+/// `dbwarden forecast --target T`.
+async fn forecast(
+    path: &std::path::Path,
+    target: &str,
+    format: TableFormat,
+) -> anyhow::Result<i32> {
+    let config = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let Some(t) = config.target(target) else {
+        eprintln!(
+            "dbwarden: no target {} in {}",
+            escape(target),
+            config.path.display()
+        );
+        return Ok(2);
+    };
+    let store = crate::daemon::open_store(&config).await?;
+    let r = crate::history::cli::forecast(&store, t, format.into()).await;
+    let _ = store.close(Duration::from_secs(2)).await;
+    r
 }
 
 /// Writes what `dbwarden maintain` did to the history store; a store problem is a

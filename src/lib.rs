@@ -29,6 +29,11 @@
 //!   history writer (and later the alerter and the API) consume it; drops are counted.
 //! - [`store`]: the history store (SQLite or PostgreSQL through sqlx, embedded migrations).
 //!   One writer task owns writes and batches them in transactions; reads use a pool.
+//! - [`history`]: history housekeeping and analysis: hourly/daily rollups of the raw
+//!   series (incremental, resumable), retention purges in batches, the SQLite store's
+//!   self-maintenance, Theil–Sen forecasts (full in N days, wraparound in N days) that the
+//!   `rollup` job caches for the health rounds to judge, and the `history`/`forecast`
+//!   commands' output.
 //! - [`daemon`]: the lifecycle: start, SIGHUP reload, SIGTERM drain within the grace,
 //!   sd_notify and watchdog, the periodic summary line. It knows no job kind.
 //! - [`sample`]: slow-query sampling: statement snapshots and their pure delta logic
@@ -47,6 +52,7 @@ pub mod daemon;
 pub mod engine;
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod jobs;
 pub mod logging;
 pub mod maintenance;

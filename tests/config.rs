@@ -57,7 +57,7 @@ fn demo_config_passes_on_a_fresh_clone() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("OK (2 target(s), 1 job(s))"),
+        text(&o).contains("OK (2 target(s), 2 job(s))"),
         "{}",
         text(&o)
     );

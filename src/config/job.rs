@@ -354,12 +354,70 @@ impl MaintenanceParams {
     }
 }
 
+/// The keys of a rollup job: history housekeeping for its targets (rollups, retention,
+/// the SQLite store's self-maintenance) and the forecasts computed from that history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollupParams {
+    /// A bucket is rolled up once it ended this long ago (results still buffered on their
+    /// way to the store have arrived by then).
+    #[serde(default = "default_settle", with = "humantime_serde")]
+    pub settle: Duration,
+    /// Forecasts fit this much of the newest history.
+    #[serde(default = "default_forecast_window", with = "humantime_serde")]
+    pub forecast_window: Duration,
+    /// Forecasts need at least this much history; with less they say how much more.
+    #[serde(default = "default_forecast_min_history", with = "humantime_serde")]
+    pub forecast_min_history: Duration,
+}
+
+fn default_settle() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_forecast_window() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+fn default_forecast_min_history() -> Duration {
+    Duration::from_secs(3 * 86_400)
+}
+
+impl Default for RollupParams {
+    fn default() -> Self {
+        RollupParams {
+            settle: default_settle(),
+            forecast_window: default_forecast_window(),
+            forecast_min_history: default_forecast_min_history(),
+        }
+    }
+}
+
+impl RollupParams {
+    /// Every problem with these keys, as (key, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.settle > Duration::from_secs(86_400) {
+            out.push((
+                "settle",
+                "longer than a day: rollups would lag a day behind; use e.g. \"5m\"".into(),
+            ));
+        }
+        if self.forecast_min_history.is_zero() || self.forecast_min_history > self.forecast_window {
+            out.push((
+                "forecast_min_history",
+                "must be more than 0 and at most forecast_window".into(),
+            ));
+        }
+        out
+    }
+}
+
 /// A job's own keys, typed by its kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobParams {
     Health(HealthParams),
     Sample(SampleParams),
     Maintenance(MaintenanceParams),
+    Rollup(RollupParams),
 }
 
 impl JobParams {
@@ -369,6 +427,7 @@ impl JobParams {
             JobParams::Health(_) => JobKind::Health,
             JobParams::Sample(_) => JobKind::Sample,
             JobParams::Maintenance(_) => JobKind::Maintenance,
+            JobParams::Rollup(_) => JobKind::Rollup,
         }
     }
 
@@ -396,6 +455,7 @@ impl Serialize for JobParams {
             JobParams::Health(p) => p.serialize(s),
             JobParams::Sample(p) => p.serialize(s),
             JobParams::Maintenance(p) => p.serialize(s),
+            JobParams::Rollup(p) => p.serialize(s),
         }
     }
 }
@@ -406,6 +466,7 @@ pub enum JobKind {
     Health,
     Sample,
     Maintenance,
+    Rollup,
 }
 
 /// What the loader and validator need to know about one job kind.
@@ -452,11 +513,18 @@ pub const KINDS: &[KindSpec] = &[
         keys: fields_of::<MaintenanceParams>,
         parse: |v| de(v).map(JobParams::Maintenance),
     },
+    KindSpec {
+        kind: JobKind::Rollup,
+        name: "rollup",
+        default_timeout: Duration::from_secs(3600),
+        keys: fields_of::<RollupParams>,
+        parse: |v| de(v).map(JobParams::Rollup),
+    },
 ];
 
 /// Kinds that arrive in later versions and the keys they are planned with, so a key put on
 /// the wrong kind of job can say where it belongs.
-pub const PLANNED: &[(&str, &[&str])] = &[("rollup", &[])];
+pub const PLANNED: &[(&str, &[&str])] = &[];
 
 impl JobKind {
     /// The `kind = "..."` values this version runs.
@@ -655,7 +723,7 @@ mod tests {
             let params = (spec.parse)(&empty).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(params.kind(), spec.kind);
         }
-        assert_eq!(JobKind::ALL, ["health", "sample", "maintenance"]);
+        assert_eq!(JobKind::ALL, ["health", "sample", "maintenance", "rollup"]);
     }
 
     #[test]

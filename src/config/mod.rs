@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use job::{
     HealthParams, IntegrityPragma, Job, JobKind, JobParams, KINDS, KindSpec, MaintenanceParams,
-    SampleParams, TargetSelector,
+    RollupParams, SampleParams, TargetSelector,
 };
 pub use load::{load, load_raw};
 pub use secret::{Secret, SecretUrl};
@@ -105,6 +105,9 @@ pub struct RawConfig {
     pub channels: Vec<ChannelConfig>,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// `[retention]`: how long each kind of history is kept.
+    #[serde(default)]
+    pub retention: crate::history::retention::RetentionConfig,
 }
 
 /// `[alerts]`: when notifications are sent (README "Alerts").
@@ -324,6 +327,10 @@ pub struct TargetConfig {
     /// when one is missing from pg_stat_replication).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_replicas: Option<ExpectedReplicas>,
+    /// The space the database may fill (`"500GB"`): `forecast_full` says when it is full.
+    /// Without it, SQLite targets use their filesystem's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<String>,
 }
 
 /// `expected_replicas = 2`, `= ["standby1", "standby2"]` (application_name), or

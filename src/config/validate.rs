@@ -330,6 +330,14 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
         check_pool(&mut c, i, &t.pool);
         check_expected_replicas(&mut c, &key("expected_replicas"), engine, t);
         c.range(&key("busy_timeout"), Limit::Duration(t.busy_timeout));
+        if let Some(cap) = &t.capacity
+            && crate::health::threshold::parse_bytes(cap).is_none_or(|b| b <= 0.0)
+        {
+            c.error(
+                key("capacity"),
+                format!("\"{cap}\" is not a size; write e.g. \"500GB\" (1024-based)"),
+            );
+        }
         let own = check_thresholds(&mut c, &key("thresholds"), &t.thresholds);
         let mut resolved = BTreeMap::new();
         for spec in catalog::all() {
@@ -382,7 +390,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 c.error(
                     key("kind"),
                     format!(
-                        "\"{}\" is not a job kind this version runs; one of: {} (rollup jobs arrive in a later version)",
+                        "\"{}\" is not a job kind this version runs; one of: {}",
                         j.kind,
                         JobKind::ALL.join(", ")
                     ),
@@ -480,6 +488,11 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
         }
         if let Some(m) = j.params.as_ref().and_then(|p| p.maintenance()) {
             for (k, msg) in m.problems() {
+                c.error(key(k), msg);
+            }
+        }
+        if let Some(crate::config::JobParams::Rollup(r)) = &j.params {
+            for (k, msg) in r.problems() {
                 c.error(key(k), msg);
             }
         }
@@ -596,6 +609,10 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
                 format!("\"{s}\" is not a status; one of: warning, unknown, critical"),
             );
         }
+    }
+    // [retention]
+    for (k, m) in raw.retention.problems() {
+        c.error(format!("retention.{k}"), m);
     }
     // [alerts]
     let a = &raw.alerts;

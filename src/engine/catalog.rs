@@ -24,6 +24,7 @@ pub fn all() -> impl Iterator<Item = &'static CheckSpec> {
         .chain(super::postgres::CHECKS.iter())
         .chain(super::mysql::CHECKS.iter())
         .chain(crate::alerts::self_target::CHECKS.iter())
+        .chain(crate::history::checks::CHECKS.iter())
 }
 
 /// Looks a check up by name.

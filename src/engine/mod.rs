@@ -179,6 +179,12 @@ impl RunScope {
         self.cancelled.load(Ordering::Relaxed)
     }
 
+    /// Interrupts this scope's SQLite statements (at their next progress check) without an
+    /// engine: for a SQLite session opened on a bare file (the history store's own).
+    pub fn interrupt_sqlite(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
     /// The flag a SQLite connection of this run checks while it steps a statement.
     pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancelled.clone()

@@ -85,6 +85,17 @@ impl Kind for HealthJob {
                 return Err(JobError::Cancelled);
             }
         };
+        let mut h = h;
+        // The forecasts the rollup job computed from the history, judged with this round.
+        let forecasts = shared.forecasts.get(&target.name);
+        if !forecasts.is_empty() {
+            let report = HealthReport {
+                measurements: forecasts,
+                ..HealthReport::default()
+            };
+            h.checks.extend(judge(target, &report));
+            h.status = health::target_status(&h.checks);
+        }
         let ts = h.measured_at;
         shared.events.publish(Event::Checks {
             ts,

@@ -11,6 +11,8 @@
 //! - `sample`: slow-query sampling: statement counter deltas and live long runners.
 //! - `maintenance`: plan from fresh statistics, then act within the window (also
 //!   `dbwarden maintain`).
+//! - `rollup`: history housekeeping (rollups, retention, the SQLite store's upkeep) and
+//!   the forecasts the health rounds judge.
 //! - `engines`: the engine per target, kept across rounds and reloads.
 //! - `facts`: which target measures each server's server-level checks.
 //! - `tracker`: believed statuses (hysteresis), restored from the history at start.
@@ -19,6 +21,7 @@ mod engines;
 mod facts;
 pub mod health;
 pub mod maintenance;
+pub mod rollup;
 pub mod sample;
 mod tracker;
 
@@ -101,8 +104,11 @@ pub struct Shared {
     /// Maintenance runs that ended `ok` but skipped whole, by run id, with why; the
     /// daemon takes them for the self-target's `maintenance_failing`.
     maintenance_skips: Mutex<HashMap<String, crate::maintenance::Skip>>,
-    /// The history store, for what runs look up in it (the last SQLite integrity check).
+    /// The history store, for what runs look up in it (the last SQLite integrity check)
+    /// or tidy (rollup).
     history: Mutex<Option<crate::store::Store>>,
+    /// Forecast measurements per target (rollup runs fill it; health rounds judge them).
+    pub forecasts: crate::history::checks::ForecastCache,
 }
 
 impl Shared {
@@ -116,6 +122,7 @@ impl Shared {
             table_stats: Mutex::default(),
             maintenance_skips: Mutex::default(),
             history: Mutex::default(),
+            forecasts: Default::default(),
         }
     }
 
@@ -160,6 +167,7 @@ impl Shared {
         self.engines.retain(config);
         self.facts.retain(config);
         self.tracker.set_policy(policy_of(config));
+        self.forecasts.retain(|t| config.target(t).is_some());
         self.table_stats
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -229,6 +237,7 @@ impl crate::scheduler::Executor for Dispatcher {
             JobParams::Maintenance(p) => {
                 start(maintenance::MaintenanceJob::build(p, &self.shared), ctx)
             }
+            JobParams::Rollup(p) => start(rollup::RollupJob::build(p, &self.shared), ctx),
         }
     }
 }

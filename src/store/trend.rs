@@ -1,9 +1,10 @@
 //! Trend queries: one series of a target over a time range, in buckets of a step.
 //!
 //! This is the interface the API (`GET /api/v1/targets/{name}/metrics`), the dashboard's
-//! charts and `dbwarden history metrics` read. The bucket arithmetic is a pure function
-//! ([`bucketize`]) over the raw step function ([`Store::raw_samples`], resolution
-//! [`Resolution::Raw`]).
+//! charts and `dbwarden history metrics` read. The range and step pick the resolution
+//! ([`pick_resolution`]): the raw step function ([`Store::raw_samples`], [`bucketize`]) for
+//! recent ranges at fine steps, else the hourly or daily rollups the `rollup` jobs write
+//! ([`bucketize_pieces`]), completed by the raw steps after the rollup's watermark.
 
 use std::time::Duration;
 
@@ -122,13 +123,7 @@ pub fn bucketize(
             max = max.max(v);
             last = Some(v);
         }
-        let avg = if w > 0 {
-            Some(wsum / w as f64)
-        } else if pn > 0 {
-            Some(psum / f64::from(pn))
-        } else {
-            None
-        };
+        let avg = mean(wsum, w, psum, pn);
         out.push(match avg {
             None => TrendPoint {
                 t: from_ms(b),
@@ -150,28 +145,256 @@ pub fn bucketize(
     out
 }
 
+/// Raw samples are read for ranges starting at most this long ago (the default raw
+/// retention) with steps under an hour.
+pub const RAW_SPAN: i64 = 7 * 86_400;
+/// Hourly rollups serve ranges starting at most this long ago (the default hourly
+/// retention) with steps under a day; anything else is served from daily rollups.
+pub const HOURLY_SPAN: i64 = 90 * 86_400;
+
+/// The resolution a trend is computed from and its step (seconds), rounded up to a
+/// multiple of the resolution: raw for ranges within the raw retention with steps under an
+/// hour, hourly rollups within the hourly retention with steps under a day, daily rollups
+/// otherwise. Pure.
+pub fn pick_resolution(now: DateTime<Utc>, from: DateTime<Utc>, step: u64) -> (Resolution, u64) {
+    let age = (now - from).num_seconds();
+    let round_up = |s: u64, to: u64| s.div_ceil(to) * to;
+    if age <= RAW_SPAN && step < 3600 {
+        (Resolution::Raw, step)
+    } else if age <= HOURLY_SPAN && step < 86_400 {
+        (Resolution::Hour, round_up(step, 3600))
+    } else {
+        (Resolution::Day, round_up(step, 86_400))
+    }
+}
+
+/// A part of a bucket: a rollup row, or a raw step; `point` is the value of a part with
+/// no duration (`w == 0`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Piece {
+    pub t: i64,
+    pub min: f64,
+    pub max: f64,
+    /// Sum of value × milliseconds held.
+    pub wsum: f64,
+    pub w: i64,
+    pub point: f64,
+    pub last: f64,
+}
+
+/// The time-weighted mean of a bucket (`wsum` over `w` ms), or, when nothing in it had a
+/// duration, the mean of its point values; `None` for an empty bucket.
+fn mean(wsum: f64, w: i64, psum: f64, pn: u32) -> Option<f64> {
+    if w > 0 {
+        Some(wsum / w as f64)
+    } else if pn > 0 {
+        Some(psum / f64::from(pn))
+    } else {
+        None
+    }
+}
+
+/// A raw step `[s, e)` of value `v` as pieces split at the bucket boundaries (multiples
+/// of `step_ms`), so each bucket gets the time it held there.
+pub fn split_step(s: i64, e: i64, v: f64, step_ms: i64) -> Vec<Piece> {
+    let piece = |t: i64, w: i64| Piece {
+        t,
+        min: v,
+        max: v,
+        wsum: v * w as f64,
+        w,
+        point: v,
+        last: v,
+    };
+    let step_ms = step_ms.max(1);
+    let mut out = vec![];
+    let mut t = s;
+    loop {
+        let boundary = (t.div_euclid(step_ms) + 1).saturating_mul(step_ms);
+        let stop = boundary.min(e);
+        out.push(piece(t, stop - t));
+        if stop >= e {
+            break out;
+        }
+        t = stop;
+    }
+}
+
+/// Buckets of `step_ms` from `start` (a bucket boundary) to `end` combining the pieces
+/// starting in each: min of minima, max of maxima, the time-weighted mean, the last
+/// piece's last. `pieces` must be in time order. Pure.
+pub fn bucketize_pieces(start: i64, end: i64, step_ms: i64, pieces: &[Piece]) -> Vec<TrendPoint> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut b = start;
+    while b < end {
+        let e = b.saturating_add(step_ms.max(1));
+        while i < pieces.len() && pieces[i].t < b {
+            i += 1;
+        }
+        let (mut min, mut max, mut wsum, mut w, mut psum, mut pn, mut last) =
+            (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0i64, 0.0, 0u32, None);
+        while i < pieces.len() && pieces[i].t < e {
+            let p = &pieces[i];
+            min = min.min(p.min);
+            max = max.max(p.max);
+            if p.w > 0 {
+                wsum += p.wsum;
+                w += p.w;
+            } else {
+                psum += p.point;
+                pn += 1;
+            }
+            last = Some(p.last);
+            i += 1;
+        }
+        let avg = mean(wsum, w, psum, pn);
+        out.push(TrendPoint {
+            t: from_ms(b),
+            avg,
+            min: avg.map(|_| min),
+            max: avg.map(|_| max),
+            last: avg.and(last),
+        });
+        b = e;
+    }
+    out
+}
+
 impl Store {
-    /// One series of a target in buckets over a range. Unknown target or metric: a trend
-    /// without data (every bucket empty).
+    /// The read pool, for the history housekeeping (rollups, purges) in `crate::history`:
+    /// its statements run in their own short transactions next to the writer's.
+    pub(crate) fn history_pool(&self) -> Result<Pool, StoreError> {
+        self.reader()
+    }
+
+    /// The store's file when it is SQLite (for its self-maintenance and size).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match &self.shared.target {
+            super::connect::Target::Sqlite { path, .. } => Some(path.clone()),
+            super::connect::Target::Postgres { .. } => None,
+        }
+    }
+
+    /// One series of a target in buckets over a range, from the resolution
+    /// [`pick_resolution`] chooses: raw steps, or hourly/daily rollups plus the raw steps
+    /// after the rollup's watermark (the newest buckets not rolled up yet). Unknown target
+    /// or metric: a trend without data (every bucket empty). With several agents' series
+    /// of one name, the one confirmed most recently.
     pub async fn trend(&self, q: &TrendQuery) -> Result<Trend, StoreError> {
-        let step = step_seconds(q.from, q.to, q.step);
-        let samples = self.raw_metric(q).await?;
-        let unit = self
-            .series_of(&q.target)
-            .await?
-            .into_iter()
-            .find(|s| s.metric == q.metric && s.label == q.label)
-            .map(|s| s.unit)
-            .unwrap_or_default();
-        Ok(Trend {
+        let (resolution, step) =
+            pick_resolution(Utc::now(), q.from, step_seconds(q.from, q.to, q.step));
+        let label = q.label.clone().unwrap_or_default();
+        let series = self.series_meta(&q.target, &q.metric, &label).await?;
+        let unit = series.as_ref().map(|s| s.2.clone()).unwrap_or_default();
+        let mut trend = Trend {
             target: q.target.clone(),
             metric: q.metric.clone(),
             label: q.label.clone(),
             unit,
-            resolution: Resolution::Raw,
+            resolution,
             step_seconds: step,
-            points: bucketize(q.from, q.to, step, &samples),
+            points: Vec::new(),
+        };
+        let Some((id, agent, _)) = series else {
+            trend.points = bucketize(q.from, q.to, step, &[]);
+            return Ok(trend);
+        };
+        let res = match resolution {
+            Resolution::Raw => {
+                let steps = self.steps_of(&agent, q, q.from).await?;
+                trend.points = bucketize(q.from, q.to, step, &steps);
+                return Ok(trend);
+            }
+            Resolution::Hour => 3600,
+            Resolution::Day => 86_400,
+        };
+        let step_ms = i64::try_from(step).unwrap_or(i64::MAX / 1000) * 1000;
+        let start = ms(q.from).div_euclid(step_ms) * step_ms;
+        let grain = if res == 3600 { "hour:" } else { "day:" };
+        let pool = self.reader()?;
+        let (rows, done) = bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut b = QueryBuilder::new(
+                    "SELECT ts, min, max, avg, last, covered_ms FROM rollups WHERE series_id = ",
+                );
+                b.push_bind(id)
+                    .push(" AND resolution = ")
+                    .push_bind(res)
+                    .push(" AND ts >= ")
+                    .push_bind(start)
+                    .push(" AND ts < ")
+                    .push_bind(ms(q.to))
+                    .push(" ORDER BY ts");
+                let rows = b
+                    .build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<Piece, sqlx::Error> {
+                        let (avg, w): (f64, i64) = (r.try_get(3)?, r.try_get(5)?);
+                        Ok(Piece {
+                            t: r.try_get(0)?,
+                            min: r.try_get(1)?,
+                            max: r.try_get(2)?,
+                            wsum: avg * w as f64,
+                            w,
+                            point: avg,
+                            last: r.try_get(4)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut b = QueryBuilder::new("SELECT done_until FROM rollup_progress WHERE agent = ");
+                b.push_bind(agent.as_str())
+                    .push(" AND step = ")
+                    .push_bind(format!("{grain}{}", q.target));
+                let done: Option<i64> =
+                    b.build().fetch_optional(p).await?.map(|r| r.try_get(0)).transpose()?;
+                (rows, done)
+            }))
         })
+        .await?;
+        // After the watermark the rollups are not written yet: the raw steps stand in.
+        let tail_from = done.map_or(q.from, |d| from_ms(d.max(start)));
+        let mut pieces = rows;
+        if tail_from < q.to {
+            pieces.retain(|p| p.t < ms(tail_from));
+            for (s, e, v) in self.steps_of(&agent, q, tail_from).await? {
+                pieces.extend(split_step(s, e, v, step_ms));
+            }
+        }
+        trend.points = bucketize_pieces(start, ms(q.to), step_ms, &pieces);
+        Ok(trend)
+    }
+
+    /// The series (id, agent, unit) of a target's metric and label ('' for none): the one
+    /// confirmed most recently when several agents have one.
+    async fn series_meta(
+        &self,
+        target: &str,
+        metric: &str,
+        label: &str,
+    ) -> Result<Option<(i64, String, String)>, StoreError> {
+        let pool = self.reader()?;
+        bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut b = QueryBuilder::new("SELECT id, agent, unit FROM series WHERE target = ");
+                b.push_bind(target)
+                    .push(" AND metric = ")
+                    .push_bind(metric)
+                    .push(" AND label = ")
+                    .push_bind(label)
+                    .push(" ORDER BY last_ts DESC LIMIT 1");
+                b.build()
+                    .fetch_optional(p)
+                    .await?
+                    .map(|r| -> Result<(i64, String, String), sqlx::Error> {
+                        Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+                    })
+                    .transpose()?
+            }))
+        })
+        .await
     }
 
     /// The series a target has stored values for.
@@ -201,16 +424,20 @@ impl Store {
         .await
     }
 
-    /// The steps of one series in a range, oldest first (of the first agent's series
-    /// when several agents have one of this name).
-    async fn raw_metric(&self, q: &TrendQuery) -> Result<Vec<(i64, i64, f64)>, StoreError> {
+    /// The raw steps of one agent's series of a query within `[from, q.to)`, oldest first.
+    async fn steps_of(
+        &self,
+        agent: &str,
+        q: &TrendQuery,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<(i64, i64, f64)>, StoreError> {
         let filter = SeriesFilter {
-            agent: None,
+            agent: Some(agent.to_string()),
             target: Some(q.target.clone()),
             metric: Some(q.metric.clone()),
             label: Some(q.label.clone().unwrap_or_default()),
         };
-        let series = self.raw_samples(&filter, q.from, q.to).await?;
+        let series = self.raw_samples(&filter, from, q.to).await?;
         Ok(series
             .into_iter()
             .next()
@@ -268,6 +495,49 @@ mod tests {
             vec![at(60), at(120)]
         );
         assert_eq!(p[0].avg, Some(1.0));
+    }
+
+    #[test]
+    fn the_resolution_follows_the_range_and_step() {
+        let now = at(1000 * 86_400);
+        let ago = |d: i64| at(1000 * 86_400 - d * 86_400);
+        assert_eq!(pick_resolution(now, ago(1), 60), (Resolution::Raw, 60));
+        assert_eq!(pick_resolution(now, ago(1), 3600), (Resolution::Hour, 3600));
+        assert_eq!(pick_resolution(now, ago(30), 600), (Resolution::Hour, 3600));
+        assert_eq!(
+            pick_resolution(now, ago(30), 5400),
+            (Resolution::Hour, 7200)
+        );
+        assert_eq!(
+            pick_resolution(now, ago(365), 3600),
+            (Resolution::Day, 86_400)
+        );
+        assert_eq!(
+            pick_resolution(now, ago(30), 86_400),
+            (Resolution::Day, 86_400)
+        );
+    }
+
+    #[test]
+    fn pieces_combine_into_buckets_weighted_by_coverage() {
+        let h = 3_600_000;
+        let piece = |t: i64, avg: f64, w: i64| Piece {
+            t,
+            min: avg - 1.0,
+            max: avg + 1.0,
+            wsum: avg * w as f64,
+            w,
+            point: avg,
+            last: avg,
+        };
+        // Two hours in one 2-hour bucket: 10 over a full hour, 40 over half an hour.
+        let p = bucketize_pieces(0, 4 * h, 2 * h, &[piece(0, 10.0, h), piece(h, 40.0, h / 2)]);
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (p[0].avg, p[0].min, p[0].max, p[0].last),
+            (Some(20.0), Some(9.0), Some(41.0), Some(40.0))
+        );
+        assert_eq!(p[1].avg, None);
     }
 
     #[test]

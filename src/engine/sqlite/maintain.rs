@@ -49,6 +49,18 @@ impl SqliteEngine {
             )));
         }
         regular_file(&path, false).map_err(Refusal::Failed)?;
+        SqliteMaintenance::open(path, busy_timeout, scope).await
+    }
+}
+
+impl SqliteMaintenance {
+    /// A maintenance session on a SQLite file (also the history store's own, which
+    /// maintains itself with this code).
+    pub async fn open(
+        path: PathBuf,
+        busy_timeout: Duration,
+        scope: &RunScope,
+    ) -> Result<SqliteMaintenance, Refusal> {
         let opts = SqliteConnectOptions::new()
             .filename(&path)
             .busy_timeout(busy_timeout);
@@ -67,9 +79,7 @@ impl SqliteEngine {
             corrupt: None,
         })
     }
-}
 
-impl SqliteMaintenance {
     /// The numbers the planner needs (busy: the reason).
     pub async fn read_facts(&mut self) -> Result<SqliteFacts, Refusal> {
         let b = self.busy_timeout;
