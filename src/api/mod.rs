@@ -175,6 +175,7 @@ pub fn routes(_state: ApiState) -> Router<ApiState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(crate::dashboard::routes())
 }
 
 /// Adds the layers every route gets: request log, timeout, body limit.
