@@ -352,6 +352,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         shared.clone(),
         ctx.clone(),
     );
+    api.set_alert_health(alerts.health.clone());
     let server = crate::api::Server::start(crate::api::router(api.clone()), config.listen);
     let mut current = config;
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::TableStat;
 use crate::events::{Event, Subscription};
 use crate::health::{CheckResult, Status};
-use crate::store::RunOutcome;
+use crate::store::{JobRun, RunOutcome};
 
 /// Runs kept per job (newest first).
 pub const RUNS_KEPT: usize = 50;
@@ -67,6 +67,41 @@ pub struct RunLive {
     /// The finished run's report (API-started maintenance runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<serde_json::Value>,
+}
+
+/// A run started now, outside the schedule (by the API), as the history records it.
+pub fn unscheduled_run(id: &str, job: &str, kind: &str, target: &str) -> JobRun {
+    JobRun {
+        id: id.into(),
+        job: job.into(),
+        kind: kind.into(),
+        target: Some(target.into()),
+        scheduled_at: None,
+        started_at: Utc::now(),
+        finished_at: None,
+        outcome: RunOutcome::Running,
+        status: None,
+        error: None,
+        coalesced: 0,
+    }
+}
+
+impl From<&JobRun> for RunLive {
+    fn from(r: &JobRun) -> Self {
+        RunLive {
+            id: r.id.clone(),
+            job: r.job.clone(),
+            kind: r.kind.clone(),
+            target: r.target.clone(),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            outcome: r.outcome,
+            status: r.status,
+            error: r.error.clone(),
+            progress: None,
+            report: None,
+        }
+    }
 }
 
 impl RunLive {
@@ -172,19 +207,7 @@ impl Live {
         s.applied += 1;
         match e {
             Event::RunStarted(r) => {
-                let run = RunLive {
-                    id: r.id.clone(),
-                    job: r.job.clone(),
-                    kind: r.kind.clone(),
-                    target: r.target.clone(),
-                    started_at: r.started_at,
-                    finished_at: r.finished_at,
-                    outcome: r.outcome,
-                    status: r.status,
-                    error: r.error.clone(),
-                    progress: None,
-                    report: None,
-                };
+                let run = RunLive::from(r);
                 if r.outcome == RunOutcome::Running {
                     // An API-started run registered itself first: keep its progress.
                     s.running.entry(r.id.clone()).or_insert(run);
@@ -245,6 +268,21 @@ impl Live {
             }
             Event::Sample { .. } => {}
         }
+    }
+
+    /// Registers a run unless a running one matches `conflict` (returned instead): the
+    /// check and the registration are one step, so two callers cannot both start.
+    pub fn begin_unless(
+        &self,
+        run: RunLive,
+        conflict: impl Fn(&RunLive) -> bool,
+    ) -> Option<RunLive> {
+        let mut s = self.write();
+        if let Some(other) = s.running.values().find(|r| conflict(r)) {
+            return Some(other.clone());
+        }
+        s.running.insert(run.id.clone(), run);
+        None
     }
 
     /// Registers a run before its [`Event::RunStarted`] so progress can be attached.
@@ -344,26 +382,14 @@ pub async fn follow(live: Live, mut sub: Subscription, stop: CancellationToken) 
 mod tests {
     use super::*;
     use crate::health::Scope;
-    use crate::store::{JobRun, RunEnd};
+    use crate::store::RunEnd;
 
     fn check(name: &str, status: Status) -> CheckResult {
         crate::jobs::testing::result(name, Scope::Database, status)
     }
 
     fn started(id: &str, kind: &str, target: &str) -> Event {
-        Event::RunStarted(JobRun {
-            id: id.into(),
-            job: format!("{kind}-job"),
-            kind: kind.into(),
-            target: Some(target.into()),
-            scheduled_at: None,
-            started_at: Utc::now(),
-            finished_at: None,
-            outcome: RunOutcome::Running,
-            status: None,
-            error: None,
-            coalesced: 0,
-        })
+        Event::RunStarted(unscheduled_run(id, &format!("{kind}-job"), kind, target))
     }
 
     #[test]
@@ -434,17 +460,8 @@ mod tests {
             return;
         };
         live.begin(RunLive {
-            id: r.id.clone(),
-            job: r.job.clone(),
-            kind: r.kind.clone(),
-            target: r.target.clone(),
-            started_at: r.started_at,
-            finished_at: None,
-            outcome: RunOutcome::Running,
-            status: None,
-            error: None,
             progress: Some(Progress::default()),
-            report: None,
+            ..RunLive::from(&r)
         });
         live.progress("m2", |p| {
             p.step = 1;

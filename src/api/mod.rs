@@ -10,9 +10,13 @@
 //! [`ApiState::config`], and history only through [`ApiState::store`] read methods (a store
 //! error becomes 503 through `?`). Document every route in `openapi.json`.
 
+pub mod actions;
 pub mod auth;
 pub mod error;
 pub mod live;
+pub mod metrics;
+pub mod params;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -60,6 +64,7 @@ struct Inner {
     /// Runs the API started (optimize): cancelled and awaited at shutdown.
     runs: tokio_util::task::TaskTracker,
     stop: CancellationToken,
+    alert_health: RwLock<Option<crate::alerts::deliver::Health>>,
 }
 
 impl ApiState {
@@ -83,6 +88,7 @@ impl ApiState {
                 started_at: Utc::now(),
                 runs: tokio_util::task::TaskTracker::new(),
                 stop: CancellationToken::new(),
+                alert_health: RwLock::new(None),
             }),
         }
     }
@@ -155,6 +161,29 @@ impl ApiState {
         }
     }
 
+    /// Gives `/metrics` the alert channels' delivery state.
+    pub fn set_alert_health(&self, h: crate::alerts::deliver::Health) {
+        *self
+            .inner
+            .alert_health
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    /// The alert channels' delivery state, when the alerter runs.
+    pub fn alert_health(&self) -> Option<crate::alerts::deliver::Health> {
+        self.inner
+            .alert_health
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the daemon is shutting down (API runs are being cancelled).
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stop.is_cancelled()
+    }
+
     /// Refuses a mutating call without the right bearer token.
     pub fn authorize(&self, headers: &HeaderMap) -> ApiResult<()> {
         self.inner
@@ -170,12 +199,65 @@ pub fn router(state: ApiState) -> Router {
     routes(state.clone()).with_state(state)
 }
 
-/// The routes before the state is attached (for merging).
-pub fn routes(_state: ApiState) -> Router<ApiState> {
+/// The routes before the state is attached (merge a `Router<ApiState>` into this).
+pub fn routes(state: ApiState) -> Router<ApiState> {
+    use axum::routing::{delete, post};
+    let mutating = Router::new()
+        .route("/api/v1/targets/{name}/optimize", post(actions::optimize))
+        .route(
+            "/api/v1/targets/{name}/query-plan",
+            post(actions::query_plan),
+        )
+        .route("/api/v1/silences", post(actions::silence_add))
+        .route("/api/v1/silences/{id}", delete(actions::silence_remove))
+        .route_layer(axum::middleware::from_fn_with_state(state, actions::guard));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/targets", get(routes::targets))
+        .route("/api/v1/targets/{name}/health", get(routes::health))
+        .route("/api/v1/targets/{name}/statistics", get(routes::statistics))
+        .route("/api/v1/targets/{name}/metrics", get(routes::metrics))
+        .route(
+            "/api/v1/targets/{name}/slow-queries",
+            get(routes::slow_queries),
+        )
+        .route(
+            "/api/v1/targets/{name}/maintenance",
+            get(routes::maintenance),
+        )
+        .route("/api/v1/jobs", get(routes::jobs))
+        .route("/api/v1/jobs/{name}/runs", get(routes::job_runs))
+        .route("/api/v1/runs/{id}", get(routes::run))
+        .route("/api/v1/silences", get(actions::silences))
+        .merge(mutating)
         .merge(crate::dashboard::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The OpenAPI 3 description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; GET /api/v1/openapi.json lists them")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; GET /api/v1/openapi.json lists them",
+    )
 }
 
 /// Adds the layers every route gets: request log, timeout, body limit.

@@ -42,6 +42,7 @@ macro_rules! orphans_update {
     }};
 }
 
+mod api_reads;
 mod buffer;
 mod connect;
 mod episode;
@@ -64,6 +65,7 @@ use crate::config::{Secret, SecretUrl};
 use crate::engine::TableStat;
 use crate::health::{CheckResult, Status};
 
+pub use api_reads::AuditRow;
 pub use buffer::BufferLimits;
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
 pub use read::{
