@@ -31,9 +31,9 @@ use view::{Agent, Chart, CheckLine, Filter, Range, Sort, TargetPage, Tile};
 pub const CSP: &str = "default-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; \
                        frame-ancestors 'none'; form-action 'self'";
 
-const CSS: &str = include_str!("assets/app.css");
-const JS: &str = include_str!("assets/app.js");
-const ICON: &str = include_str!("assets/icon.svg");
+pub const CSS: &str = include_str!("assets/app.css");
+pub const JS: &str = include_str!("assets/app.js");
+pub const ICON: &str = include_str!("assets/icon.svg");
 
 /// Charts a target page draws when its series exist, in this order (the catalogue's
 /// names for connections, cache hit ratio, dead rows, size and latency; MySQL and SQLite
@@ -52,6 +52,7 @@ const MAX_CHARTS: usize = 6;
 /// Rows of slow queries and job runs shown.
 const SLOW_ROWS: i64 = 10;
 const RUN_ROWS: usize = 20;
+const ALERT_ROWS: i64 = 30;
 
 /// The dashboard's routes, merged into the API's router.
 pub fn routes() -> Router<ApiState> {
@@ -256,6 +257,10 @@ async fn target(
         .await
         .map(|v| v.into_iter().filter(|x| x.target == name).collect())
         .map_err(store_says);
+    let alerts = store
+        .alert_history(&name, ALERT_ROWS)
+        .await
+        .map_err(store_says);
     let (runs, running) = {
         let live = s.live().read();
         let mut runs: Vec<_> = live
@@ -265,7 +270,7 @@ async fn target(
             .filter(|r| r.target.as_deref() == Some(name.as_str()))
             .cloned()
             .collect();
-        runs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        runs.sort_by_key(|r| std::cmp::Reverse(r.started_at));
         runs.truncate(RUN_ROWS);
         let running = live
             .running
@@ -286,6 +291,7 @@ async fn target(
         runs,
         maintenance,
         silences,
+        alerts,
         running,
     };
     html(StatusCode::OK, view::target(now, &page, refresh))

@@ -14,7 +14,7 @@ use maud::{DOCTYPE, Markup, html};
 use super::chart;
 use crate::api::live::{RunLive, TargetLive};
 use crate::health::{CheckResult, Status, Unit};
-use crate::store::{MaintenanceRow, SilenceRow, SlowQueryRow, Trend};
+use crate::store::{AlertRow, MaintenanceRow, SilenceRow, SlowQueryRow, Trend};
 
 /// Asset URLs; the version in the query makes a new binary's assets bypass caches.
 pub const CSS_URL: &str = concat!("/dashboard/app.css?v=", env!("CARGO_PKG_VERSION"));
@@ -364,6 +364,7 @@ pub struct TargetPage {
     pub runs: Vec<RunLive>,
     pub maintenance: Section<MaintenanceRow>,
     pub silences: Section<SilenceRow>,
+    pub alerts: Section<AlertRow>,
     /// A maintenance run going now on this target.
     pub running: Option<RunLive>,
 }
@@ -419,10 +420,10 @@ pub fn target(now: DateTime<Utc>, p: &TargetPage, refresh: u64) -> Markup {
                             tr data-check=(r.check) {
                                 td { span class={"badge " (ccls)} data-status=(cword) { span.icon aria-hidden="true" { (cicon) } " " (cword) } }
                                 td { (r.check) }
-                                td.num { (value(r.unit, r.value)) }
-                                td.num { (value(r.unit, r.warning)) }
-                                td.num { (value(r.unit, r.critical)) }
-                                td { @if let Some(s) = c.since { (age(now, Some(s))) } @else { "\u{2014}" } }
+                                td.num data-label="value" { (value(r.unit, r.value)) }
+                                td.num data-label="warning" { (value(r.unit, r.warning)) }
+                                td.num data-label="critical" { (value(r.unit, r.critical)) }
+                                td data-label="since" { @if let Some(s) = c.since { (age(now, Some(s))) } @else { "\u{2014}" } }
                                 td.msg { (r.message) }
                             }
                         }
@@ -514,6 +515,31 @@ pub fn target(now: DateTime<Utc>, p: &TargetPage, refresh: u64) -> Markup {
                                         td { (m.outcome) }
                                         td.msg { (m.reason) }
                                         td.msg { (m.detail.as_deref().unwrap_or("")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        details #p-alerts .panel {
+            summary { "Alert history" }
+            div.scroll #alerts data-live {
+                @match &p.alerts {
+                    Err(e) => { (unavailable(e)) }
+                    Ok(rows) if rows.is_empty() => { p.empty { "No notification about this target." } }
+                    Ok(rows) => {
+                        table {
+                            thead { tr { th { "Created" } th { "Event" } th { "Channel" } th { "Delivery" } th { "Attempts" } } }
+                            tbody {
+                                @for a in rows {
+                                    tr {
+                                        td { (time(a.created_at)) }
+                                        td { (a.event) }
+                                        td { (a.channel) }
+                                        td { (a.state) @if let Some(t) = a.delivered_at { " " (time(t)) } }
+                                        td.num { (a.attempts) }
                                     }
                                 }
                             }

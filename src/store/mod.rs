@@ -45,6 +45,7 @@ macro_rules! orphans_update {
 mod api_reads;
 mod buffer;
 mod connect;
+mod dashboard_reads;
 mod episode;
 mod outbox;
 mod read;
@@ -67,6 +68,7 @@ use crate::health::{CheckResult, Status};
 
 pub use api_reads::AuditRow;
 pub use buffer::BufferLimits;
+pub use dashboard_reads::AlertRow;
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
 pub use read::{
     BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow, SlowOrder, SlowQueryRow,
