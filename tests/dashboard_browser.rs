@@ -281,6 +281,25 @@ async fn the_dashboard_in_a_real_browser() {
         .await;
     eprintln!("dry run: {out}");
 
+    // ---- add a silence, see it listed, remove it (the token is not asked again) ----
+    s.type_into("#silence-form input[name=reason]", "dashboard test")
+        .await;
+    s.click("#silence-form button").await;
+    s.wait_js(
+        15,
+        "the new silence is listed",
+        "return document.getElementById('silences').textContent.includes('dashboard test')
+             && !!document.querySelector('button[data-silence]:not([hidden])');",
+    )
+    .await;
+    s.click("button[data-silence]").await;
+    s.wait_js(
+        15,
+        "the silence is gone",
+        "return document.getElementById('silences').textContent.includes('No active silence');",
+    )
+    .await;
+
     // ---- a check turns CRITICAL within one refresh, without a reload ----
     let before = s
         .js(
@@ -325,6 +344,27 @@ async fn the_dashboard_in_a_real_browser() {
         "the page was refreshed in place, not reloaded"
     );
     assert!(after[1].as_i64().unwrap_or_default() > before);
+
+    // ---- without JavaScript: the same facts are in the HTML itself, under the CSP ----
+    let r = http
+        .get(&page)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let csp = r
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(csp.starts_with("default-src 'self'"), "CSP: {csp}");
+    let raw = r.text().await.unwrap_or_default();
+    assert!(raw.contains(r#"<tr data-check="idle_in_transaction"><td><span class="badge s-critical" data-status="CRITICAL">"#));
+    assert!(raw.contains("<polyline") && raw.contains(r#"href="/targets/shop?range=7d""#));
+    assert!(
+        !raw.contains(TOKEN) && !raw.contains(&db.url),
+        "no token or target URL in a page"
+    );
 
     // ---- the notification it caused is in the alert history ----
     s.wait_js(
