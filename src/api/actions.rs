@@ -234,6 +234,8 @@ async fn run_maintenance(
         use_window: false,
         dry_run,
         watch_vacuum: Some(Duration::from_secs(2)),
+        status: &|| None,
+        history: Some(s.store()),
     };
     // The job's timeout bounds an API run as it bounds a scheduled one.
     let timeout = job.as_ref().map(|j| j.timeout);
