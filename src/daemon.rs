@@ -338,6 +338,22 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     shared.use_history(store.clone());
     restore_believed(&store, &shared, &alerts).await;
     let mut sched = Scheduler::start(ctx.clone(), config.clone());
+    let live = crate::api::Live::default();
+    let stop_live = CancellationToken::new();
+    let live_task = tokio::spawn(crate::api::live::follow(
+        live.clone(),
+        events.subscribe("api"),
+        stop_live.clone(),
+    ));
+    let api = crate::api::ApiState::new(
+        config.clone(),
+        live,
+        store.clone(),
+        shared.clone(),
+        ctx.clone(),
+    );
+    api.set_alert_health(alerts.health.clone());
+    let server = crate::api::Server::start(crate::api::router(api.clone()), config.listen);
     let mut current = config;
 
     let mut hup = signal(SignalKind::hangup())?;
@@ -392,6 +408,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                         let targets = target_changes(&current, &new);
                         shared.reload(&new);
                         alerts.reload(&new);
+                        api.reload(new.clone());
                         if new.daemon.summary_interval != current.daemon.summary_interval {
                             let every = new.daemon.summary_interval;
                             summary = tokio::time::interval_at(Instant::now() + every, every);
@@ -472,12 +489,17 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         sd_notify::NotifyState::Status("stopping: cancelling running jobs"),
     ]);
     let reserve = (grace / 4).min(Duration::from_secs(2));
+    // No new API request from here; those in flight get a moment to answer.
+    server.shutdown(reserve).await;
+    api.shutdown(deadline - reserve).await;
     if !sched.shutdown(deadline - reserve).await {
         tracing::warn!(grace = %humantime::format_duration(grace), "some runs did not stop within the grace period");
     }
     let left = deadline.saturating_duration_since(Instant::now());
     shared.engines.close_all(left / 2).await;
     alerts.stop().await;
+    stop_live.cancel();
+    let _ = live_task.await;
     stop_history.cancel();
     let _ = history.await;
     let left = deadline.saturating_duration_since(Instant::now());

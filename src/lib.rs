@@ -42,13 +42,19 @@
 //! - [`text`]: escaping of untrusted text (database names, messages) for terminals and logs.
 //! - [`alerts`]: believed status changes become notifications: a durable outbox, grouping,
 //!   repeat, silences, routing, and the Slack, webhook and email channels.
+//! - [`api`]: the HTTP API, Prometheus `/metrics` and the live state they read (kept from
+//!   the event stream), served by axum on `[daemon] listen` inside the daemon.
+//! - [`dashboard`]: the web dashboard at `GET /` (server-rendered HTML, embedded assets,
+//!   a small script for refresh and token actions), merged into the API's router.
 //! - [`cli`]: the command line (clap), shared by the daemon and the one-shot commands.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod engine;
 pub mod events;
 pub mod health;

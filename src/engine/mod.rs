@@ -31,6 +31,25 @@ use std::time::Duration;
 use crate::config::Target;
 use crate::health::Measurement;
 
+/// A target's connection pool now (for `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, idle or in use.
+    pub size: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
+impl PoolStats {
+    pub(crate) fn of<DB: sqlx::Database>(p: &sqlx::Pool<DB>) -> PoolStats {
+        PoolStats {
+            size: p.size(),
+            idle: p.num_idle(),
+            max: p.options().get_max_connections(),
+        }
+    }
+}
+
 /// Database engines dbwarden speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -306,6 +325,15 @@ impl Engine {
     }
 
     /// Closes the pool, waiting at most `within`.
+    /// The engine's pool now; `None` for a one-shot engine (no pool).
+    pub fn pool_stats(&self) -> Option<PoolStats> {
+        match self {
+            Engine::Sqlite(e) => Some(e.pool_stats()),
+            Engine::Postgres(e) => e.pool_stats(),
+            Engine::Mysql(e) => e.pool_stats(),
+        }
+    }
+
     pub async fn close(&self, within: Duration) {
         let fut = async {
             match self {

@@ -136,6 +136,11 @@ pub struct SqliteEngine {
 }
 
 impl SqliteEngine {
+    /// The pool now (`/metrics`).
+    pub fn pool_stats(&self) -> crate::engine::PoolStats {
+        crate::engine::PoolStats::of(&self.pool)
+    }
+
     pub fn open(target: &Target) -> Result<Self, EngineError> {
         let url = path_from_url(target.url.expose()).ok_or_else(|| EngineError::Setup {
             target: target.name.clone(),

@@ -100,6 +100,17 @@ impl Engines {
     }
 
     /// Closes every engine at once, waiting at most `within` in total.
+    /// The pool of every target's current engine, by target name (`/metrics`).
+    pub fn pool_stats(&self) -> Vec<(String, crate::engine::PoolStats)> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = map
+            .iter()
+            .filter_map(|(t, (_, e))| e.pool_stats().map(|s| (t.clone(), s)))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     pub async fn close_all(&self, within: Duration) {
         let all: Vec<Arc<Engine>> = {
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());

@@ -42,8 +42,10 @@ macro_rules! orphans_update {
     }};
 }
 
+mod api_reads;
 mod buffer;
 mod connect;
+mod dashboard_reads;
 mod episode;
 mod outbox;
 mod plans;
@@ -68,7 +70,9 @@ use crate::config::{Secret, SecretUrl};
 use crate::engine::TableStat;
 use crate::health::{CheckResult, Status};
 
+pub use api_reads::AuditRow;
 pub use buffer::BufferLimits;
+pub use dashboard_reads::AlertRow;
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
 pub use plans::PlanRow;
 pub use raw::{RawSeries, SeriesFilter, Step, steps};

@@ -205,6 +205,11 @@ pub struct MysqlEngine {
 const SERVER_UID_TTL: Duration = Duration::from_secs(600);
 
 impl MysqlEngine {
+    /// The pool now (`/metrics`); `None` for a one-shot engine.
+    pub fn pool_stats(&self) -> Option<crate::engine::PoolStats> {
+        self.conn.pool.as_ref().map(crate::engine::PoolStats::of)
+    }
+
     /// Prepares the engine: parses the URL and sets up a lazy pool. No I/O (the password
     /// file is read when a connection is made, so a rotated password is picked up).
     /// `one_shot`: no pool; each round opens one direct connection.

@@ -97,6 +97,11 @@ pub struct PostgresEngine {
 }
 
 impl PostgresEngine {
+    /// The pool now (`/metrics`); `None` for a one-shot engine.
+    pub fn pool_stats(&self) -> Option<crate::engine::PoolStats> {
+        self.pool.as_ref().map(crate::engine::PoolStats::of)
+    }
+
     /// Prepares the engine and, unless `one_shot`, its lazy pool; no connection is made and
     /// no secret is read.
     pub fn open(target: &Target, one_shot: bool) -> Result<Self, EngineError> {
