@@ -468,6 +468,16 @@ async fn every_endpoint_answers_as_openapi_json_says_and_bad_input_is_named() {
         "{body}"
     );
 
+    let huge = "x".repeat(300 * 1024);
+    let (code, body) = d
+        .post("/api/v1/targets/pgdown/query-plan", tok, Some(plan(&huge)))
+        .await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+    spec.check("post", "/api/v1/targets/{name}/query-plan", code, &body);
     let (code, body) = d
         .post(
             "/api/v1/silences",

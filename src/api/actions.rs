@@ -55,15 +55,11 @@ pub async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Respo
             .replace(' ', "_")
     };
     let run_id = response.extensions().get::<AuditRun>().map(|r| r.0.clone());
+    // As the client wrote it (percent-encoded if it was).
     let target = path
         .strip_prefix("/api/v1/targets/")
         .and_then(|r| r.split('/').next())
-        .map(|t| {
-            url::form_urlencoded::parse(t.as_bytes())
-                .next()
-                .map(|(k, _)| k.to_string())
-                .unwrap_or_else(|| t.to_string())
-        });
+        .map(str::to_string);
     tracing::info!(
         audit = true,
         client = %client,
