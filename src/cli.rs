@@ -130,9 +130,13 @@ pub enum Command {
         format: Format,
     },
     /// Plan maintenance of one target and, without --dry-run, run it now in the
-    /// foreground (ANALYZE / VACUUM (ANALYZE) / VACUUM (FREEZE, ANALYZE) on PostgreSQL).
+    /// foreground (ANALYZE / VACUUM (ANALYZE) / VACUUM (FREEZE, ANALYZE) on PostgreSQL,
+    /// VACUUM FULL for the job's vacuum_full tables inside its window; SQLite optimize,
+    /// VACUUM, checkpoint and a due integrity_check_every check).
     /// Uses the policy of the maintenance job covering the target (or --job), else the
-    /// defaults; a job's window is not applied by hand, its max_duration is.
+    /// defaults; a job's window is not applied by hand (except to VACUUM FULL and
+    /// OPTIMIZE TABLE), its max_duration and load guard are (skip_when_status needs the
+    /// daemon's health rounds and is not).
     /// Exit code: 0 every step done (or nothing to do), 1 some step skipped, failed or
     /// interrupted, 2 the run could not start (setup, connection), 3 bad arguments.
     Maintain {
@@ -735,7 +739,7 @@ async fn run_job(path: &std::path::Path, name: &str, only: Option<&str>) -> anyh
         stop.clone(),
     ));
     let (shared, ctx) = jobs::runtime(&config, events);
-    shared.samples.use_store(store.clone());
+    shared.use_history(store.clone());
     let mut code = 0;
     for t in targets {
         let f = scheduler::run_now(ctx.clone(), job.clone(), t.clone(), config.clone()).await;
@@ -974,6 +978,19 @@ async fn maintain(
     });
     let text = format == Format::Text;
     let mut done = Vec::new();
+    // The last SQLite integrity check is remembered in the history store.
+    let history = match params.integrity_check_every {
+        Some(_) => match crate::daemon::open_store(&config).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!(
+                    "dbwarden: warning: the history store cannot be read ({e}): the integrity check counts as due"
+                );
+                None
+            }
+        },
+        None => None,
+    };
     let req = Request {
         target: t,
         params,
@@ -981,6 +998,9 @@ async fn maintain(
         use_window: false,
         dry_run,
         watch_vacuum: text.then_some(Duration::from_secs(2)),
+        // By hand there are no health rounds to believe a status from.
+        status: &|| None,
+        history: history.as_ref(),
     };
     let result = crate::jobs::maintenance::maintain(
         req,
@@ -1007,6 +1027,9 @@ async fn maintain(
         |r| done = r,
     )
     .await;
+    if let Some(h) = history {
+        h.close(Duration::from_secs(2)).await;
+    }
     if !done.is_empty() {
         record_maintenance(&config, target, done).await;
     }
@@ -1024,7 +1047,7 @@ async fn maintain(
     if format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if let Some(s) = &report.skipped {
-        println!("{}: skipped: {}", escape(target), escape(s));
+        println!("{}: skipped: {}", escape(target), escape(&s.why));
     } else if dry_run {
         if report.plan.is_empty() {
             println!("{}: nothing to do", escape(target));
@@ -1032,8 +1055,8 @@ async fn maintain(
         for s in &report.plan {
             let skip = s
                 .skip
-                .as_deref()
-                .map(|w| format!(" (will be skipped: {})", escape(w)))
+                .as_ref()
+                .map(|w| format!(" (will be skipped: {})", escape(&w.why)))
                 .unwrap_or_default();
             println!(
                 "{}\t{}\t{}{skip}",

@@ -335,7 +335,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     ));
     let (shared, ctx) = jobs::runtime(&config, events.clone());
     let alerts = Alerts::start(&config, &events, &store);
-    shared.samples.use_store(store.clone());
+    shared.use_history(store.clone());
     restore_believed(&store, &shared, &alerts).await;
     let mut sched = Scheduler::start(ctx.clone(), config.clone());
     let live = crate::api::Live::default();

@@ -8,14 +8,20 @@
 //! standby as well (`DBWARDEN_TEST_PG_PRIMARY_URL`, `DBWARDEN_TEST_PG_STANDBY_URL`, which
 //! `.ci/run` starts): see "A real primary and its standby" below.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dbwarden::config::{Config, Target};
-use dbwarden::engine::{Engine, HealthOptions, HealthReport, RunScope, catalog};
-use dbwarden::health::{CheckResult, Status, evaluate};
+use dbwarden::engine::{Engine, HealthOptions, HealthReport, RunScope};
+use dbwarden::health::{CheckResult, Status};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor};
+
+use common::harness::{
+    self, RELAXED_DISK, connect, engine, exec, find, judge, round_in, scalar_i32, show, unique,
+};
 
 // ---------------------------------------------------------------------------------------
 // Harness
@@ -34,33 +40,6 @@ fn base_url() -> Option<url::Url> {
             eprintln!("skipping: DBWARDEN_TEST_PG_URL not set");
             None
         }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{:08x}", rand::random::<u32>())
-}
-
-async fn connect(url: &str) -> PgConnection {
-    match PgConnection::connect(url).await {
-        Ok(c) => c,
-        Err(e) => panic!("cannot connect to the test server: {e}"),
-    }
-}
-
-async fn exec(conn: &mut PgConnection, sql: &str) {
-    if let Err(e) = conn.execute(AssertSqlSafe(sql.to_string())).await {
-        panic!("{sql}: {e}");
-    }
-}
-
-async fn scalar_i32(conn: &mut PgConnection, sql: &str) -> i32 {
-    match sqlx::query_scalar::<_, i32>(AssertSqlSafe(sql.to_string()))
-        .fetch_one(conn)
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => panic!("{sql}: {e}"),
     }
 }
 
@@ -154,42 +133,23 @@ impl Drop for TestDb {
     }
 }
 
-/// A config of `targets` (`[[target]]` tables) plus a health job, loaded the way the
-/// daemon loads it: a TOML file through `dbwarden::config::load`. `disk_space` is judged
-/// at 99% / 100% here: these tests are about the database, and a build machine's disk
-/// may well be over the built-in 85% (the disk_space tests set their own thresholds).
-/// `settings` is off: the shared test server runs with autovacuum off, which that check
-/// reports (tests/pg_checks_new.rs tests it).
+/// One round as the daemon runs it, reporting table statistics.
+async fn run_round(e: &Engine, t: &Target) -> HealthReport {
+    run_round_in(e, t, &RunScope::default()).await
+}
+
+/// [`run_round`] as the run of `scope`.
+async fn run_round_in(e: &Engine, t: &Target, scope: &RunScope) -> HealthReport {
+    round_in(e, t, true, scope).await
+}
+
+/// A config of `targets` plus a health job. `settings` is off: the shared test server runs
+/// with autovacuum off, which that check reports (tests/pg_checks_new.rs tests it).
 fn config(targets: &str) -> (tempfile::TempDir, Config) {
-    let dir = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => panic!("tempdir: {e}"),
-    };
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[thresholds]
-disk_space = {{ warning = "99%", critical = "100%" }}
-settings = {{ enabled = false }}
-
-{targets}
-
-[[job]]
-name = "health"
-kind = "health"
-schedule = "@every 30s"
-"#,
-        dir.path().display()
-    );
-    if let Err(e) = std::fs::write(&path, body) {
-        panic!("write config: {e}");
-    }
-    match dbwarden::config::load(&path) {
-        Ok(c) => (dir, c),
-        Err(e) => panic!("config: {e}"),
-    }
+    harness::config(
+        &format!("{RELAXED_DISK}\nsettings = {{ enabled = false }}"),
+        targets,
+    )
 }
 
 /// A target named "pg" for `url`; `extra` is appended inside its `[[target]]` table.
@@ -207,62 +167,12 @@ pool = {{ max_connections = 2, connect_timeout = "2s", acquire_timeout = "2s" }}
     (dir, t)
 }
 
-fn engine(t: &Target) -> Engine {
-    match Engine::open(t) {
-        Ok(e) => e,
-        Err(e) => panic!("open: {e}"),
-    }
-}
-
-/// One round as the daemon runs it, reporting table statistics.
-async fn run_round(e: &Engine, t: &Target) -> HealthReport {
-    run_round_in(e, t, &RunScope::default()).await
-}
-
-/// [`run_round`] as the run of `scope`.
-async fn run_round_in(e: &Engine, t: &Target, scope: &RunScope) -> HealthReport {
-    let opts = HealthOptions {
-        table_stats: true,
-        ..HealthOptions::default()
-    };
-    e.health(t, &opts, scope).await
-}
-
 /// The backend pids the engine's rounds used.
 fn pids(e: &Engine) -> Vec<i32> {
     match e {
         Engine::Postgres(p) => p.backend_pids(),
         _ => panic!("not a PostgreSQL engine"),
     }
-}
-
-/// The results of a round, judged with the target's thresholds (as the daemon does).
-fn judge(t: &Target, report: &HealthReport) -> Vec<CheckResult> {
-    report
-        .measurements
-        .iter()
-        .map(|m| {
-            let Some(spec) = catalog::spec(m.check) else {
-                panic!("check {} is not in the catalogue", m.check)
-            };
-            evaluate(m, spec, &t.thresholds_for(spec))
-        })
-        .collect()
-}
-
-fn find<'a>(results: &'a [CheckResult], check: &str) -> &'a CheckResult {
-    match results.iter().find(|r| r.check == check) {
-        Some(r) => r,
-        None => panic!("no result for {check}: {}", show(results)),
-    }
-}
-
-fn show(results: &[CheckResult]) -> String {
-    results
-        .iter()
-        .map(|r| format!("  {} {}: {}", r.status, r.check, r.message))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Runs rounds until `check` is no longer OK (statistics reach the views with a delay of up

@@ -21,27 +21,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A config with one PostgreSQL target `pg` and a maintenance job with `extra` keys.
 fn config(url: &str, extra: &str) -> (tempfile::TempDir, Config) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[[target]]
-name = "pg"
-url = "{url}"
-
-[[job]]
-name = "nightly"
-kind = "maintenance"
-schedule = "0 3 * * *"
-{extra}
-"#,
-        dir.path().display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-    let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    (dir, config)
+    common::maint::config("pg", url, "", extra)
 }
 
 fn parts(c: &Config) -> (&Target, &MaintenanceParams) {
@@ -62,6 +42,8 @@ async fn run(c: &Config, dry_run: bool) -> MaintenanceReport {
         use_window: false,
         dry_run,
         watch_vacuum: None,
+        status: &|| None,
+        history: None,
     };
     maintain(req, &CancellationToken::new(), |_| {}, |_| {})
         .await
@@ -223,7 +205,6 @@ async fn two_dbwardens_one_maintains_the_other_records_the_lock() {
     let settings = MaintenanceSettings {
         lock_timeout: Duration::from_secs(5),
         cost_delay: Duration::ZERO,
-        max_active_sessions: None,
     };
     let session = pg
         .maintenance(&RunScope::default(), &settings)
@@ -231,12 +212,12 @@ async fn two_dbwardens_one_maintains_the_other_records_the_lock() {
         .unwrap_or_else(|e| panic!("{e:?}"));
     let r = run(&cfg, false).await;
     assert_eq!(
-        r.skipped.as_deref(),
+        r.skipped.as_ref().map(|s| s.why.as_str()),
         Some("another dbwarden holds the lock")
     );
     assert!(r.records.is_empty());
     assert_eq!(dead_rows(&db, "public.t").await, 20_000.0, "untouched");
-    session.finish().await;
+    session.close().await;
     let r = run(&cfg, false).await;
     assert_eq!(r.skipped, None);
     assert_eq!(
@@ -316,7 +297,6 @@ async fn a_horizon_holder_is_named_instead_of_vacuuming_in_vain() {
     let settings = MaintenanceSettings {
         lock_timeout: Duration::from_secs(5),
         cost_delay: Duration::ZERO,
-        max_active_sessions: None,
     };
     let mut s = pg
         .maintenance(&RunScope::default(), &settings)
@@ -340,14 +320,19 @@ async fn a_horizon_holder_is_named_instead_of_vacuuming_in_vain() {
     policy.horizon_patience_secs = 0.0;
     let p = dbwarden::maintenance::plan(&input.tables, &policy, Some(&holder));
     assert_eq!(p.steps.len(), 1, "{p:?}");
-    let skip = p.steps[0].skip.clone().unwrap_or_default();
+    let skip = p.steps[0]
+        .skip
+        .clone()
+        .unwrap_or_else(|| panic!("not skipped"));
+    assert_eq!(skip.kind, dbwarden::maintenance::SkipKind::Horizon);
+    let skip = skip.why;
     assert!(
         skip.starts_with(&format!(
             "VACUUM cannot remove the dead rows while session pid {pid}"
         )),
         "{skip}"
     );
-    s.finish().await;
+    s.close().await;
     let _ = old.execute("ROLLBACK").await;
     let _ = old.close().await;
     engine.close(Duration::from_secs(1)).await;
@@ -363,8 +348,12 @@ async fn never_on_a_hot_standby() {
     let (_dir, cfg) = config(&url, "");
     let r = run(&cfg, false).await;
     assert_eq!(
-        r.skipped.as_deref(),
+        r.skipped.as_ref().map(|s| s.why.as_str()),
         Some("the server is a hot standby (pg_is_in_recovery()): maintenance runs on the primary")
+    );
+    assert_eq!(
+        r.skipped.map(|s| s.kind),
+        Some(dbwarden::maintenance::SkipKind::Standby)
     );
 }
 
@@ -505,7 +494,10 @@ async fn maintenance_records_round_trip_in_both_store_dialects() {
     let now = chrono::Utc::now();
     let rec = StepRecord {
         step: steps[0].clone(),
-        outcome: Outcome::Skipped("lock not available within lock_timeout 5s".into()),
+        outcome: Outcome::skipped(
+            dbwarden::maintenance::SkipKind::LockHeld,
+            "lock not available within lock_timeout 5s",
+        ),
         started: now,
         finished: now,
         after: After {
@@ -562,32 +554,11 @@ async fn maintenance_records_round_trip_in_both_store_dialects() {
 
 #[test]
 fn maintenance_keys_are_validated_all_at_once() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[[target]]
-name = "pg"
-url = "postgres://127.0.0.1/x"
-
-[[job]]
-name = "nightly"
-kind = "maintenance"
-schedule = "0 3 * * *"
-window = "3-5"
-freeze_percent = 150
-actions = []
-max_tables = 0
-lock_timeout = "0s"
-"#,
-        dir.path().display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-    let err = match dbwarden::config::load(&path) {
+    let bad = "window = \"3-5\"\nfreeze_percent = 150\nactions = []\nmax_tables = 0\nlock_timeout = \"0s\"";
+    let load = |extra: &str| common::maint::try_config("pg", "postgres://127.0.0.1/x", "", extra).1;
+    let err = match load(bad) {
         Ok(_) => panic!("accepted a bad maintenance job"),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     };
     for (key, what) in [
         (
@@ -608,16 +579,9 @@ lock_timeout = "0s"
         );
     }
     // An unknown action is named by serde with the key's path.
-    std::fs::write(
-        &path,
-        std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .replace("actions = []", "actions = [\"vacuum_full\"]"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let err = match dbwarden::config::load(&path) {
+    let err = match load(&bad.replace("actions = []", "actions = [\"vacuum_full\"]")) {
         Ok(_) => panic!("accepted vacuum_full"),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     };
     assert!(err.contains("vacuum_full"), "{err}");
 }
@@ -629,29 +593,12 @@ fn sqlite_config(
     thresholds: &str,
     extra: &str,
 ) -> (tempfile::TempDir, Config) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[[target]]
-name = "lite"
-url = "sqlite://{}"
-thresholds = {{ {thresholds} }}
-
-[[job]]
-name = "nightly"
-kind = "maintenance"
-schedule = "0 3 * * *"
-{extra}
-"#,
-        dir.path().display(),
-        db.display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-    let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    (dir, config)
+    common::maint::config(
+        "lite",
+        &format!("sqlite://{}", db.display()),
+        &format!("thresholds = {{ {thresholds} }}"),
+        extra,
+    )
 }
 
 async fn run_sqlite(c: &Config) -> MaintenanceReport {
@@ -667,6 +614,8 @@ async fn run_sqlite(c: &Config) -> MaintenanceReport {
         use_window: false,
         dry_run: false,
         watch_vacuum: None,
+        status: &|| None,
+        history: None,
     };
     maintain(req, &CancellationToken::new(), |_| {}, |_| {})
         .await
@@ -767,7 +716,7 @@ async fn a_busy_sqlite_database_is_skipped_with_the_reason() {
     let (_d, cfg) = sqlite_config(&db, "", "lock_timeout = \"200ms\"");
     let r = run_sqlite(&cfg).await;
     assert_eq!(
-        r.skipped.as_deref(),
+        r.skipped.as_ref().map(|s| s.why.as_str()),
         Some("database is busy (not available within busy_timeout 200ms)"),
         "{r:?}"
     );
@@ -906,7 +855,7 @@ async fn one_maintenance_run_per_server_across_its_databases() {
     // A dry run does not wait for its turn: it says why it would.
     let r = run(&cfg, true).await;
     assert_eq!(
-        r.skipped.as_deref(),
+        r.skipped.as_ref().map(|s| s.why.as_str()),
         Some("another maintenance run holds this server's lock (one run per server at a time)")
     );
     assert!(r.records.is_empty());
@@ -966,7 +915,6 @@ async fn a_run_skipped_by_the_lock_feeds_maintenance_failing_and_a_done_run_rese
     let settings = MaintenanceSettings {
         lock_timeout: Duration::from_secs(5),
         cost_delay: Duration::ZERO,
-        max_active_sessions: None,
     };
     let session = pg
         .maintenance(&RunScope::default(), &settings)
@@ -983,7 +931,7 @@ async fn a_run_skipped_by_the_lock_feeds_maintenance_failing_and_a_done_run_rese
         ("nightly", "pg", 1)
     );
     assert_eq!(c[0].last_reason, "skipped: another dbwarden holds the lock");
-    session.finish().await;
+    session.close().await;
     other.close(Duration::from_secs(2)).await;
 
     let f = dbwarden::scheduler::run_now(ctx.clone(), job, target, cfg.clone()).await;

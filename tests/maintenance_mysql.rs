@@ -63,29 +63,12 @@ async fn exec(c: &mut MySqlConnection, sql: &str) {
 /// A config with the MariaDB target `my` (with `target_extra` keys) and a maintenance job
 /// with `extra` keys.
 fn config(url: &str, target_extra: &str, extra: &str) -> (tempfile::TempDir, Config) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[[target]]
-name = "my"
-url = "{url}"
-{target_extra}
-
-[[job]]
-name = "nightly"
-kind = "maintenance"
-schedule = "0 3 * * *"
-lock_timeout = "1s"
-{extra}
-"#,
-        dir.path().display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-    let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    (dir, config)
+    common::maint::config(
+        "my",
+        url,
+        target_extra,
+        &format!("lock_timeout = \"1s\"\n{extra}"),
+    )
 }
 
 fn request(c: &Config) -> Request<'_> {
@@ -101,6 +84,8 @@ fn request(c: &Config) -> Request<'_> {
         use_window: false,
         dry_run: false,
         watch_vacuum: None,
+        status: &|| None,
+        history: None,
     }
 }
 
@@ -289,7 +274,7 @@ async fn get_lock_held_by_another_session_skips_the_run() {
     let (_d, cfg) = config(&db.url(), "", "");
     let r = run(&cfg).await;
     assert_eq!(
-        r.skipped.as_deref(),
+        r.skipped.as_ref().map(|s| s.why.as_str()),
         Some("another dbwarden holds the lock")
     );
     assert!(r.records.is_empty());
@@ -399,7 +384,7 @@ async fn one_maintenance_run_per_server_across_its_databases() {
         .await
         .unwrap_or_else(|e| panic!("maintain: {e}"));
     assert_eq!(
-        r.skipped.as_deref(),
+        r.skipped.as_ref().map(|s| s.why.as_str()),
         Some("another maintenance run holds this server's lock (one run per server at a time)")
     );
     assert!(r.records.is_empty());
@@ -472,5 +457,74 @@ async fn max_duration_kills_the_running_statement_on_the_server() {
     assert_eq!(ours, 0, "no OPTIMIZE of ours is left running");
     exec(&mut c, "ROLLBACK").await;
     drop(c);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn the_load_guard_reads_active_threads_and_replica_lag_on_mariadb() {
+    let _turn = SERIAL.lock().await;
+    let Some(db) = Scratch::new("guard").await else {
+        return;
+    };
+    let mut c = db.conn().await;
+    exec(&mut c, "CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB").await;
+    let forget_stats = format!(
+        "DELETE FROM mysql.innodb_table_stats WHERE database_name = '{}'",
+        db.name
+    );
+    exec(&mut c, &forget_stats).await;
+    // Another client runs a statement throughout the run.
+    let mut busy = db.conn().await;
+    let sleeper = tokio::spawn(async move {
+        let _ = sqlx::raw_sql("SELECT SLEEP(5)").execute(&mut busy).await;
+        busy
+    });
+    let mut watch = db.conn().await;
+    for _ in 0..100 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(5)'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // This server is no replica: max_replication_lag reads no channel and holds nothing.
+    let (_d, cfg) = config(
+        &db.url(),
+        "",
+        "max_active_sessions = 0\nmax_replication_lag = \"1s\"",
+    );
+    let r = run(&cfg).await;
+    assert_eq!(r.records.len(), 1, "{r:?}");
+    assert_eq!(
+        r.records[0].outcome.skip_kind(),
+        Some(dbwarden::maintenance::SkipKind::Guard)
+    );
+    let why = r.records[0].outcome.why().unwrap_or_default().to_string();
+    assert!(
+        why.starts_with("load guard: ")
+            && why.ends_with("other sessions running statements > max_active_sessions 0"),
+        "{why}"
+    );
+    let _ = sleeper.await;
+    // With the load gone (and the table still without statistics) it runs.
+    exec(&mut c, &forget_stats).await;
+    let (_d, cfg) = config(
+        &db.url(),
+        "",
+        "max_active_sessions = 1000\nmax_replication_lag = \"1s\"",
+    );
+    let r = run(&cfg).await;
+    assert_eq!(
+        outcomes(&r),
+        [format!("{}.t analyze done", db.name)],
+        "{r:?}"
+    );
+    let _ = watch.close().await;
+    let _ = c.close().await;
     db.drop_db().await;
 }

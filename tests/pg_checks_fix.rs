@@ -12,104 +12,28 @@ mod common;
 use std::time::{Duration, Instant};
 
 use dbwarden::config::Target;
-use dbwarden::engine::{Engine, HealthOptions, HealthReport, RunScope, catalog};
-use dbwarden::health::{CheckResult, Observation, Outcome, Status, evaluate};
+use dbwarden::engine::{Engine, HealthReport, RunScope};
+use dbwarden::health::{CheckResult, Observation, Outcome, Status};
 use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Connection, Executor};
+use sqlx::{Connection, Executor};
 
+use common::harness::{
+    RELAXED_DISK, engine, exec, find, judge, pg_target, round_in, scalar_i32, show,
+};
 use common::pg::{PgDb, pg_url};
 
 // ---------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------
 
-async fn exec(conn: &mut PgConnection, sql: &str) {
-    if let Err(e) = conn.execute(AssertSqlSafe(sql.to_string())).await {
-        panic!("{sql}: {e}");
-    }
-}
-
-async fn scalar_i32(conn: &mut PgConnection, sql: &str) -> i32 {
-    match sqlx::query_scalar::<_, i32>(AssertSqlSafe(sql.to_string()))
-        .fetch_one(conn)
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => panic!("{sql}: {e}"),
-    }
-}
-
-/// A target named "pg" for `url`, with `extra` inside its `[[target]]` table, loaded the
-/// way the daemon loads a config file.
+/// A target named "pg" for `url`, with `extra` inside its `[[target]]` table.
 fn target(url: &str, extra: &str) -> (tempfile::TempDir, Target) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[thresholds]
-disk_space = {{ warning = "99%", critical = "100%" }}
-
-[[target]]
-name = "pg"
-url = "{url}"
-pool = {{ max_connections = 2, connect_timeout = "2s", acquire_timeout = "2s" }}
-{extra}
-
-[[job]]
-name = "health"
-kind = "health"
-schedule = "@every 30s"
-"#,
-        dir.path().display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
-    let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    let t = config
-        .target("pg")
-        .cloned()
-        .unwrap_or_else(|| panic!("target pg missing"));
+    let (dir, _config, t) = pg_target(url, extra, RELAXED_DISK);
     (dir, t)
 }
 
-fn engine(t: &Target) -> Engine {
-    Engine::open(t).unwrap_or_else(|e| panic!("open: {e}"))
-}
-
 async fn run_round(e: &Engine, t: &Target) -> HealthReport {
-    let opts = HealthOptions {
-        table_stats: true,
-        ..HealthOptions::default()
-    };
-    e.health(t, &opts, &RunScope::default()).await
-}
-
-fn judge(t: &Target, report: &HealthReport) -> Vec<CheckResult> {
-    report
-        .measurements
-        .iter()
-        .map(|m| {
-            let spec = catalog::spec(m.check)
-                .unwrap_or_else(|| panic!("check {} is not in the catalogue", m.check));
-            evaluate(m, spec, &t.thresholds_for(spec))
-        })
-        .collect()
-}
-
-fn find<'a>(results: &'a [CheckResult], check: &str) -> &'a CheckResult {
-    results
-        .iter()
-        .find(|r| r.check == check)
-        .unwrap_or_else(|| panic!("no result for {check}: {}", show(results)))
-}
-
-fn show(results: &[CheckResult]) -> String {
-    results
-        .iter()
-        .map(|r| format!("  {} {}: {}", r.status, r.check, r.message))
-        .collect::<Vec<_>>()
-        .join("\n")
+    round_in(e, t, true, &RunScope::default()).await
 }
 
 /// The observations of `check` in a round (empty for a verdict).

@@ -12,93 +12,23 @@ mod common;
 use std::time::Duration;
 
 use dbwarden::config::{Config, Target};
-use dbwarden::engine::{Engine, HealthOptions, HealthReport, RunScope, catalog};
-use dbwarden::health::{CheckResult, Measurement, Outcome, Status, evaluate};
-use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Connection, Executor};
+use dbwarden::engine::{Engine, HealthOptions, HealthReport, RunScope};
+use dbwarden::health::{CheckResult, Measurement, Outcome, Status};
+use sqlx::{AssertSqlSafe, Connection};
+
+use common::harness::{RELAXED_DISK, as_user, connect, exec, find, judge, pg_target, unique};
 
 /// The standby's `cluster_name`, which its WAL receiver sends as application_name.
 const STANDBY_NAME: &str = "dbwarden_ci_standby";
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{:08x}", rand::random::<u32>())
-}
-
-async fn connect(url: &str) -> PgConnection {
-    PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-}
-
-async fn exec(c: &mut PgConnection, sql: &str) {
-    if let Err(e) = c.execute(AssertSqlSafe(sql.to_string())).await {
-        panic!("{sql}: {e}");
-    }
-}
-
-/// `url` with another user (no password: the test servers trust local connections).
-fn as_user(url: &str, user: &str) -> String {
-    let mut u = url::Url::parse(url).unwrap_or_else(|e| panic!("{e}"));
-    let _ = u.set_username(user);
-    let _ = u.set_password(None);
-    u.to_string()
-}
-
 /// A config with one PostgreSQL target "pg" (`extra` inside its table) and a health job.
-/// `disk_space` is relaxed: a build machine's disk is not what these tests are about.
 fn target(url: &str, extra: &str) -> (tempfile::TempDir, Config, Target) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let path = dir.path().join("dbwarden.toml");
-    let body = format!(
-        r#"[daemon]
-history = "sqlite://{}/history.db"
-
-[thresholds]
-disk_space = {{ warning = "99%", critical = "100%" }}
-
-[[target]]
-name = "pg"
-url = "{url}"
-pool = {{ max_connections = 2, connect_timeout = "2s", acquire_timeout = "2s" }}
-{extra}
-
-[[job]]
-name = "health"
-kind = "health"
-schedule = "@every 30s"
-"#,
-        dir.path().display()
-    );
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
-    let config = dbwarden::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    let t = config
-        .target("pg")
-        .cloned()
-        .unwrap_or_else(|| panic!("no target"));
-    (dir, config, t)
+    pg_target(url, extra, RELAXED_DISK)
 }
 
 async fn round(e: &Engine, t: &Target) -> HealthReport {
     e.health(t, &HealthOptions::default(), &RunScope::default())
         .await
-}
-
-fn judge(t: &Target, report: &HealthReport) -> Vec<CheckResult> {
-    report
-        .measurements
-        .iter()
-        .map(|m| {
-            let spec = catalog::spec(m.check).unwrap_or_else(|| panic!("{}", m.check));
-            evaluate(m, spec, &t.thresholds_for(spec))
-        })
-        .collect()
-}
-
-fn find<'a>(results: &'a [CheckResult], check: &str) -> &'a CheckResult {
-    results
-        .iter()
-        .find(|r| r.check == check)
-        .unwrap_or_else(|| panic!("no result for {check}"))
 }
 
 fn measurement<'a>(report: &'a HealthReport, check: &str) -> &'a Measurement {

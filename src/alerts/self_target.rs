@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::deliver::ChannelHealth;
 use crate::health::{CheckResult, CheckSpec, CheckThresholds, Direction, Scope, Status, Unit};
+use crate::maintenance::Skip;
 use crate::store::{JobRun, RunEnd, RunOutcome, StoreHealth};
 
 /// The self-target's name (and engine).
@@ -57,7 +58,7 @@ pub const CHECKS: [CheckSpec; 4] = [
         warning: Some(2.0),
         critical: Some(3.0),
         floor: None,
-        description: "the longest streak of consecutive maintenance runs of one job on one target that failed, timed out, were interrupted or were skipped whole (lock held by another dbwarden, server busy, overlap); a successful run resets it, a hot standby or outside-the-window skip neither counts nor resets",
+        description: "the longest streak of consecutive maintenance runs of one job on one target that failed, timed out, were interrupted or were skipped whole (lock held by another dbwarden, server busy, overlap, or every planned step skipped for a problem: table locks, a busy database, the load guard); a run that did its work resets it, a skip of kind standby, window or not_applicable neither counts nor resets",
     },
 ];
 
@@ -125,12 +126,6 @@ pub struct MaintenanceStreak {
     pub last_reason: String,
 }
 
-/// A skip that is the plan, not a problem: a hot standby is maintained through its
-/// primary, and a run outside its window waits for the next one.
-pub fn expected_skip(why: &str) -> bool {
-    why.contains("hot standby") || why.starts_with("outside the maintenance window")
-}
-
 /// Runs still going that a streak waits for are forgotten past this many (their end was
 /// lost to a lagging event consumer), so a lost event cannot grow the map for good.
 const MAX_RUNNING: usize = 4096;
@@ -173,7 +168,7 @@ impl MaintenanceStreaks {
 
     /// A run ended; `skipped` is its report's whole-run skip reason, if any. Ends of runs
     /// not started as maintenance are ignored.
-    pub fn finished(&mut self, end: &RunEnd, skipped: Option<&str>) {
+    pub fn finished(&mut self, end: &RunEnd, skipped: Option<&Skip>) {
         if let Some(key) = self.running.remove(&end.id) {
             self.ended(key, end.outcome, skipped, end.error.as_deref());
         }
@@ -184,13 +179,13 @@ impl MaintenanceStreaks {
     pub fn observe(
         &mut self,
         e: &crate::events::Event,
-        take_skip: impl FnOnce(&str) -> Option<String>,
+        take_skip: impl FnOnce(&str) -> Option<Skip>,
     ) {
         match e {
             crate::events::Event::RunStarted(r) => self.started(r),
             crate::events::Event::RunFinished(end) if self.follows(&end.id) => {
                 let skipped = take_skip(&end.id);
-                self.finished(end, skipped.as_deref());
+                self.finished(end, skipped.as_ref());
             }
             _ => {}
         }
@@ -205,7 +200,7 @@ impl MaintenanceStreaks {
         &mut self,
         key: (String, String),
         outcome: RunOutcome,
-        skipped: Option<&str>,
+        skipped: Option<&Skip>,
         error: Option<&str>,
     ) {
         let error = error.unwrap_or("no reason recorded");
@@ -215,18 +210,16 @@ impl MaintenanceStreaks {
                 self.streaks.remove(&key);
                 return;
             }
-            (RunOutcome::Ok, Some(why)) | (RunOutcome::Skipped, Some(why)) => {
-                if expected_skip(why) {
+            // A skip that is the plan (a hot standby, outside the window) neither counts
+            // nor resets: its kind says so, not its wording.
+            (RunOutcome::Ok | RunOutcome::Skipped, Some(skip)) => {
+                if skip.kind.expected() {
                     return;
                 }
-                format!("skipped: {why}")
+                format!("skipped: {}", skip.why)
             }
-            (RunOutcome::Skipped, None) => {
-                if expected_skip(error) {
-                    return;
-                }
-                format!("skipped: {error}")
-            }
+            // The scheduler skipped the tick whole (overlap): it did not run.
+            (RunOutcome::Skipped, None) => format!("skipped: {error}"),
             (o @ (RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Interrupted), _) => {
                 format!("{}: {error}", o.as_str())
             }
@@ -548,6 +541,7 @@ pub fn failing_channels(r: &CheckResult) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maintenance::SkipKind;
     use crate::store::{BufferLimits, DropCounts};
 
     fn store(reachable: bool, dropped: u64) -> StoreHealth {
@@ -840,11 +834,11 @@ mod tests {
         id: &str,
         o: RunOutcome,
         err: Option<&str>,
-        skip: Option<&str>,
+        skip: Option<Skip>,
     ) {
         s.started(&run(id, "maintenance", RunOutcome::Running, None));
         assert!(s.follows(id));
-        s.finished(&end(id, o, err), skip);
+        s.finished(&end(id, o, err), skip.as_ref());
         assert!(!s.follows(id));
     }
 
@@ -884,7 +878,10 @@ mod tests {
             "4",
             RunOutcome::Ok,
             None,
-            Some("another dbwarden holds the lock"),
+            Some(Skip::new(
+                SkipKind::Locked,
+                "another dbwarden holds the lock",
+            )),
         );
         // A tick the scheduler recorded whole as skipped counts too.
         s.started(&run(
@@ -894,28 +891,47 @@ mod tests {
             Some("a run of this job on this target was still going"),
         ));
         assert_eq!(runs(&s), 5);
-        // Expected skips neither count nor reset.
+        // Expected skips neither count nor reset: by their kind, whatever the words.
+        for (id, kind) in [
+            ("6", SkipKind::Standby),
+            ("7", SkipKind::Window),
+            ("7b", SkipKind::NotApplicable),
+        ] {
+            once(
+                &mut s,
+                id,
+                RunOutcome::Ok,
+                None,
+                Some(Skip::new(
+                    kind,
+                    "reworded: hot standby, outside the maintenance window",
+                )),
+            );
+        }
+        assert_eq!(runs(&s), 5);
+        // The same words with a kind that is a problem count.
         once(
             &mut s,
-            "6",
+            "7c",
             RunOutcome::Ok,
             None,
-            Some(
-                "the server is a hot standby (pg_is_in_recovery()): maintenance runs on the primary",
-            ),
+            Some(Skip::new(
+                SkipKind::Guard,
+                "outside the maintenance window, says a misleading message",
+            )),
         );
-        once(
-            &mut s,
-            "7",
-            RunOutcome::Ok,
-            None,
-            Some("outside the maintenance window 02:00-05:00 (now 12:00)"),
-        );
+        assert_eq!(runs(&s), 6);
+        s.started(&run(
+            "7d",
+            "maintenance",
+            RunOutcome::Skipped,
+            Some("a run of this job on this target was still going"),
+        ));
         let c = s.current();
         assert_eq!(c.len(), 1);
         assert_eq!(
             (c[0].job.as_str(), c[0].target.as_str(), c[0].runs),
-            ("nightly", "orders", 5)
+            ("nightly", "orders", 7)
         );
         assert_eq!(
             c[0].last_reason,
@@ -926,7 +942,7 @@ mod tests {
         assert!(!s.follows("8"));
         s.finished(&end("8", RunOutcome::Ok, None), None);
         s.finished(&end("unknown", RunOutcome::Ok, None), None);
-        assert_eq!(runs(&s), 5);
+        assert_eq!(runs(&s), 7);
         // A run that did its work resets the streak.
         once(&mut s, "9", RunOutcome::Ok, None, None);
         assert!(s.current().is_empty());

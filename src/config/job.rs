@@ -136,10 +136,73 @@ pub struct MaintenanceParams {
     /// `vacuum_cost_delay` for our VACUUMs, so maintenance yields I/O to the application.
     #[serde(default = "default_cost_delay", with = "humantime_serde")]
     pub vacuum_cost_delay: Duration,
-    /// Load guard (PostgreSQL): a table is skipped while more than this many other
+    /// Load guard (PostgreSQL): hold off a table while more than this many other
     /// sessions of the server are running a statement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_active_sessions: Option<u32>,
+    /// Load guard (PostgreSQL): hold off a table while a standby's replay lag (from
+    /// pg_stat_replication on the primary) is above this.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_replication_lag: Option<Duration>,
+    /// Load guard: hold off a table while the target's believed status (the daemon's
+    /// health rounds) is at or above this: "warning", "unknown" or "critical" (order
+    /// CRITICAL > UNKNOWN > WARNING).
+    #[serde(
+        default,
+        deserialize_with = "de_status",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub skip_when_status: Option<crate::health::Status>,
+    /// What a guard that holds does: "skip" the table (the default) or "pause" the run
+    /// until the load drops, re-checking every 30 s, at most until the window or
+    /// max_duration ends.
+    #[serde(default)]
+    pub guard_action: crate::maintenance::OnGuard,
+    /// PostgreSQL tables (`schema.table`, exact names) whose dead-row vacuum is a
+    /// `VACUUM (FULL, ANALYZE)`: only inside the job's `window` (which it requires); it
+    /// waits at most lock_timeout for its lock and is cancelled once it has kept
+    /// application sessions waiting for longer than lock_timeout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vacuum_full: Vec<String>,
+    /// SQLite: run an integrity check as a maintenance step when the last one recorded
+    /// in the history store is older than this (e.g. "7d").
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub integrity_check_every: Option<Duration>,
+    /// SQLite: "integrity_check" (thorough, the default) or "quick_check" (faster, skips
+    /// the index-content checks).
+    #[serde(default)]
+    pub integrity_check_pragma: IntegrityPragma,
+}
+
+/// Which SQLite pragma a scheduled integrity check runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrityPragma {
+    #[default]
+    IntegrityCheck,
+    QuickCheck,
+}
+
+/// `skip_when_status = "critical"`, in any case.
+fn de_status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<crate::health::Status>, D::Error> {
+    use crate::health::Status;
+    let s = String::deserialize(d)?;
+    match s.to_ascii_lowercase().as_str() {
+        "warning" => Ok(Some(Status::Warning)),
+        "unknown" => Ok(Some(Status::Unknown)),
+        "critical" => Ok(Some(Status::Critical)),
+        _ => Err(serde::de::Error::custom(format!(
+            "\"{s}\" is not a status to skip at; use \"warning\", \"unknown\" or \"critical\""
+        ))),
+    }
 }
 
 fn default_actions() -> Vec<crate::maintenance::Allowed> {
@@ -174,6 +237,12 @@ impl Default for MaintenanceParams {
             lock_timeout: default_lock_timeout(),
             vacuum_cost_delay: default_cost_delay(),
             max_active_sessions: None,
+            max_replication_lag: None,
+            skip_when_status: None,
+            guard_action: crate::maintenance::OnGuard::Skip,
+            vacuum_full: Vec::new(),
+            integrity_check_every: None,
+            integrity_check_pragma: IntegrityPragma::IntegrityCheck,
         }
     }
 }
@@ -214,6 +283,44 @@ impl MaintenanceParams {
                 "0 tables: leave it out for no limit, or disable the job".into(),
             ));
         }
+        for t in &self.vacuum_full {
+            let (schema, table) = t.split_once('.').unwrap_or(("", ""));
+            if schema.is_empty() || table.is_empty() || t.contains(['*', '?']) {
+                out.push((
+                    "vacuum_full",
+                    format!(
+                        "\"{t}\" is not a table name; write each as \"schema.table\" exactly (no patterns: VACUUM FULL locks the table out for its whole rewrite)"
+                    ),
+                ));
+            }
+        }
+        if !self.vacuum_full.is_empty() && self.window.is_none() {
+            out.push((
+                "vacuum_full",
+                "VACUUM FULL runs only inside the job's window: set window = \"HH:MM-HH:MM\" (a quiet time)".into(),
+            ));
+        }
+        if !self.vacuum_full.is_empty()
+            && !self.actions.contains(&crate::maintenance::Allowed::Vacuum)
+        {
+            out.push((
+                "vacuum_full",
+                "tables are listed for VACUUM FULL but actions does not allow \"vacuum\"; add it or remove vacuum_full".into(),
+            ));
+        }
+        if self.max_replication_lag.is_some_and(|d| d.is_zero()) {
+            out.push((
+                "max_replication_lag",
+                "0 would hold off every table while any standby replays anything; give a time such as \"30s\"".into(),
+            ));
+        }
+        if self.integrity_check_every.is_some_and(|d| d.is_zero()) {
+            out.push((
+                "integrity_check_every",
+                "0 is no interval; give one such as \"7d\" (leave it out for no scheduled check)"
+                    .into(),
+            ));
+        }
         if self.lock_timeout.is_zero() {
             out.push(("lock_timeout", "0 would wait forever for a lock (PostgreSQL's 0 means no limit); give a time such as \"5s\"".into()));
         }
@@ -231,7 +338,18 @@ impl MaintenanceParams {
             include: self.include.clone(),
             exclude: self.exclude.clone(),
             max_tables: self.max_tables,
+            vacuum_full: self.vacuum_full.clone(),
             ..crate::maintenance::Policy::default()
+        }
+    }
+
+    /// The load guard's limits.
+    pub fn guard_limits(&self) -> crate::maintenance::GuardLimits {
+        crate::maintenance::GuardLimits {
+            max_active_sessions: self.max_active_sessions,
+            max_replication_lag: self.max_replication_lag,
+            skip_when_status: self.skip_when_status,
+            on_guard: self.guard_action,
         }
     }
 }

@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use job::{
-    HealthParams, Job, JobKind, JobParams, KINDS, KindSpec, MaintenanceParams, SampleParams,
-    TargetSelector,
+    HealthParams, IntegrityPragma, Job, JobKind, JobParams, KINDS, KindSpec, MaintenanceParams,
+    SampleParams, TargetSelector,
 };
 pub use load::{load, load_raw};
 pub use secret::{Secret, SecretUrl};

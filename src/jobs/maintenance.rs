@@ -9,14 +9,14 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{JobError, Kind, Report, RunCtx, Shared};
-use crate::config::{MaintenanceParams, PasswordSource, Target};
-use crate::engine::postgres::MaintenanceSettings;
+use crate::config::{IntegrityPragma, MaintenanceParams, PasswordSource, Target};
+use crate::engine::postgres::{MaintenanceSettings, PlanInput};
 use crate::engine::{Engine, RunScope};
 use crate::health::Status;
-use crate::maintenance::run::Refusal;
-use crate::maintenance::run::run_plan;
+use crate::maintenance::run::{Refusal, Session, run_plan};
 use crate::maintenance::{
-    MysqlPolicy, SqlitePolicy, Step, StepRecord, Window, plan, plan_mysql, plan_sqlite, window,
+    Action, Guard, Integrity, MysqlPolicy, Plan, Policy, Skip, SkipKind, SqlitePolicy, Step,
+    StepRecord, Window, plan, plan_mysql, plan_sqlite, window,
 };
 
 /// What one maintenance run of one target did.
@@ -24,9 +24,9 @@ use crate::maintenance::{
 pub struct MaintenanceReport {
     pub target: String,
     /// Set when nothing was attempted, with why (`another dbwarden holds the lock`, a hot
-    /// standby, outside the window, an engine without maintenance yet).
+    /// standby, outside the window) and its kind.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub skipped: Option<String>,
+    pub skipped: Option<Skip>,
     /// The plan (also for a dry run, which executes nothing).
     pub plan: Vec<Step>,
     /// Qualifying tables left for a later run by `max_tables`.
@@ -78,6 +78,11 @@ pub struct Request<'a> {
     /// Report PostgreSQL VACUUM progress (`pg_stat_progress_vacuum`) this often
     /// ([`Progress::Vacuum`]); `None`: no polling (scheduled runs).
     pub watch_vacuum: Option<std::time::Duration>,
+    /// The target's believed status for the load guard's `skip_when_status` (the
+    /// daemon's health rounds); `&|| None` where none is known (`dbwarden maintain`).
+    pub status: &'a (dyn Fn() -> Option<Status> + Send + Sync),
+    /// Where the last SQLite integrity check is looked up; `None`: always due.
+    pub history: Option<&'a crate::store::Store>,
 }
 
 /// One progress event of a run (`dbwarden maintain` prints them).
@@ -133,16 +138,115 @@ where
                 let late =
                     deadline.is_some_and(|d| tokio::time::Instant::now() + SERVER_LOCK_RETRY >= d);
                 if !wait || late || cancel.is_cancelled() {
-                    return Err(Refusal::Skipped(why));
+                    return Err(Refusal::Skipped(Skip::new(SkipKind::Locked, why)));
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(SERVER_LOCK_RETRY) => {}
-                    _ = cancel.cancelled() => return Err(Refusal::Skipped(why)),
+                    _ = cancel.cancelled() => return Err(Refusal::Skipped(Skip::new(SkipKind::Locked, why))),
                 }
             }
             other => return other,
         }
     }
+}
+
+/// What every engine's run shares once its session is open: the bounds and the guard.
+struct Drive<'a> {
+    dry_run: bool,
+    deadline: Option<tokio::time::Instant>,
+    cancel: &'a CancellationToken,
+    guard: Guard<'a>,
+    /// Poll the running VACUUM's progress this often (PostgreSQL, `dbwarden maintain`).
+    watch_vacuum: Option<std::time::Duration>,
+}
+
+/// Opens an engine's maintenance session (waiting for its server's turn), plans from its
+/// facts and, unless a dry run, runs the plan: the one shape every engine goes through.
+#[allow(clippy::too_many_arguments)]
+async fn drive<S, O, OF, I, IF, W, WF>(
+    d: &Drive<'_>,
+    open: O,
+    make_plan: impl FnOnce(S::Facts) -> Plan,
+    interrupt: I,
+    vacuum_progress: W,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+    report: &mut MaintenanceReport,
+) -> Result<(), JobError>
+where
+    S: Session,
+    O: FnMut() -> OF,
+    OF: std::future::Future<Output = Result<S, Refusal>>,
+    I: Fn() -> IF,
+    IF: std::future::Future<Output = ()>,
+    W: Fn(i32) -> WF,
+    WF: std::future::Future<Output = Option<(String, f64, f64)>>,
+{
+    let refused = |r: Refusal, report: &mut MaintenanceReport| match r {
+        Refusal::Skipped(s) => {
+            report.skipped = Some(s);
+            Ok(())
+        }
+        Refusal::ServerBusy(why) => {
+            report.skipped = Some(Skip::new(SkipKind::Locked, why));
+            Ok(())
+        }
+        Refusal::Failed(why) => Err(JobError::Setup(why)),
+    };
+    let mut session = match wait_for_server(open, !d.dry_run, d.deadline, d.cancel).await {
+        Ok(s) => s,
+        Err(r) => return refused(r, report),
+    };
+    let facts = match session.facts().await {
+        Ok(f) => f,
+        Err(r) => {
+            session.finish().await;
+            return refused(r, report);
+        }
+    };
+    let p = make_plan(facts);
+    if !d.dry_run {
+        let backend = session.backend();
+        let progress = std::sync::Mutex::new(progress);
+        let say = |p: Progress<'_>| (progress.lock().unwrap_or_else(|e| e.into_inner()))(p);
+        let done = CancellationToken::new();
+        let work = async {
+            let r = run_plan(
+                &mut session,
+                &p,
+                &d.guard,
+                d.deadline,
+                d.cancel,
+                &interrupt,
+                |i, n, step| say(Progress::Step { i, n, step }),
+            )
+            .await;
+            done.cancel();
+            r
+        };
+        let watch = async {
+            let (Some(every), Some(pid)) = (d.watch_vacuum, backend) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = done.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Some((phase, scanned, total)) = vacuum_progress(pid).await {
+                    say(Progress::Vacuum {
+                        phase,
+                        scanned,
+                        total,
+                    });
+                }
+            }
+        };
+        report.records = tokio::join!(work, watch).0;
+    }
+    report.deferred = p.deferred;
+    report.plan = p.steps;
+    session.finish().await;
+    Ok(())
 }
 
 /// Plans and (unless a dry run) executes maintenance of one target. Returns
@@ -167,159 +271,85 @@ pub async fn maintain(
     ) {
         Ok(b) => b,
         Err(why) => {
-            report.skipped = Some(why);
+            report.skipped = Some(Skip::new(SkipKind::Window, why));
             return Ok(report);
         }
     };
-    let deadline = budget.map(|b| tokio::time::Instant::now() + b);
+    let d = Drive {
+        dry_run: req.dry_run,
+        deadline: budget.map(|b| tokio::time::Instant::now() + b),
+        cancel,
+        guard: Guard {
+            limits: req.params.guard_limits(),
+            status: req.status,
+        },
+        watch_vacuum: req.watch_vacuum,
+    };
     let mt = maintenance_target(req.target);
     let engine = Engine::open_one_shot(&mt).map_err(|e| JobError::Setup(e.to_string()))?;
     let scope = RunScope::default();
-    match &engine {
+    let interrupt = || engine.cancel(&scope);
+    let progress: &mut (dyn FnMut(Progress<'_>) + Send) = &mut progress;
+    let r = match &engine {
         Engine::Postgres(pg) => {
             let settings = MaintenanceSettings {
                 lock_timeout: req.params.lock_timeout,
                 cost_delay: req.params.vacuum_cost_delay,
-                max_active_sessions: req.params.max_active_sessions,
             };
-            let open = || pg.maintenance(&scope, &settings);
-            let mut session = match wait_for_server(open, !req.dry_run, deadline, cancel).await {
-                Ok(s) => s,
-                Err(Refusal::Skipped(why) | Refusal::ServerBusy(why)) => {
-                    report.skipped = Some(why);
-                    return Ok(report);
-                }
-                Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
-            };
-            let input = match session.plan_input().await {
-                Ok(i) => i,
-                Err(e) => {
-                    session.finish().await;
-                    return Err(JobError::Setup(e));
-                }
-            };
-            let p = plan(
-                &input.tables,
-                &req.params.policy(input.freeze_max_age),
-                input.horizon.as_ref(),
-            );
-            if !req.dry_run {
-                let pid = session.pid();
-                let progress = std::sync::Mutex::new(progress);
-                let say = |p: Progress<'_>| (progress.lock().unwrap_or_else(|e| e.into_inner()))(p);
-                let done = CancellationToken::new();
-                let work = async {
-                    let r = run_plan(
-                        &mut session,
-                        &p,
-                        deadline,
-                        cancel,
-                        || engine.cancel(&scope),
-                        |i, n, step| say(Progress::Step { i, n, step }),
-                    )
-                    .await;
-                    done.cancel();
-                    r
-                };
-                let watch = async {
-                    let Some(every) = req.watch_vacuum else {
-                        return;
+            let full_blocked = window_blocked("VACUUM FULL", win.as_ref(), now);
+            drive(
+                &d,
+                || pg.maintenance(&scope, &settings),
+                |input: PlanInput| {
+                    let policy = Policy {
+                        full_blocked,
+                        ..req.params.policy(input.freeze_max_age)
                     };
-                    loop {
-                        tokio::select! {
-                            _ = done.cancelled() => return,
-                            _ = tokio::time::sleep(every) => {}
-                        }
-                        if let Some((phase, scanned, total)) = pg.vacuum_progress(pid).await {
-                            say(Progress::Vacuum {
-                                phase,
-                                scanned,
-                                total,
-                            });
-                        }
-                    }
-                };
-                report.records = tokio::join!(work, watch).0;
-            }
-            report.deferred = p.deferred;
-            report.plan = p.steps;
-            session.finish().await;
+                    plan(&input.tables, &policy, input.horizon.as_ref())
+                },
+                interrupt,
+                |pid| pg.vacuum_progress(pid),
+                progress,
+                &mut report,
+            )
+            .await
         }
         Engine::Sqlite(sq) => {
-            let mut session = match sq.maintenance(&scope, req.params.lock_timeout).await {
-                Ok(s) => s,
-                Err(Refusal::Skipped(why) | Refusal::ServerBusy(why)) => {
-                    report.skipped = Some(why);
-                    return Ok(report);
-                }
-                Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
+            let integrity = integrity_due(&req).await;
+            let policy = SqlitePolicy {
+                integrity,
+                ..sqlite_policy(req.target, req.params)
             };
-            let facts = match session.facts().await {
-                Ok(f) => f,
-                Err(r) => {
-                    session.finish().await;
-                    return match r {
-                        Refusal::Skipped(why) | Refusal::ServerBusy(why) => {
-                            report.skipped = Some(why);
-                            Ok(report)
-                        }
-                        Refusal::Failed(why) => Err(JobError::Setup(why)),
-                    };
-                }
-            };
-            let p = plan_sqlite(&facts, &sqlite_policy(req.target, req.params));
-            if !req.dry_run {
-                report.records = run_plan(
-                    &mut session,
-                    &p,
-                    deadline,
-                    cancel,
-                    || engine.cancel(&scope),
-                    |i, n, step| progress(Progress::Step { i, n, step }),
-                )
-                .await;
-            }
-            report.plan = p.steps;
-            session.finish().await;
+            drive(
+                &d,
+                || sq.maintenance(&scope, req.params.lock_timeout),
+                |facts| plan_sqlite(&facts, &policy),
+                interrupt,
+                |_| std::future::ready(None),
+                progress,
+                &mut report,
+            )
+            .await
         }
         Engine::Mysql(my) => {
-            let open = || my.maintenance(&scope, req.params.lock_timeout);
-            let mut session = match wait_for_server(open, !req.dry_run, deadline, cancel).await {
-                Ok(s) => s,
-                Err(Refusal::Skipped(why) | Refusal::ServerBusy(why)) => {
-                    report.skipped = Some(why);
-                    return Ok(report);
-                }
-                Err(Refusal::Failed(why)) => return Err(JobError::Setup(why)),
-            };
-            let facts = match session.facts().await {
-                Ok(f) => f,
-                Err(e) => {
-                    session.finish().await;
-                    return Err(JobError::Setup(e));
-                }
-            };
-            let p = plan_mysql(
-                &facts,
-                &mysql_policy(req.target, req.params, win.as_ref(), now),
-            );
-            if !req.dry_run {
-                report.records = run_plan(
-                    &mut session,
-                    &p,
-                    deadline,
-                    cancel,
-                    || engine.cancel(&scope),
-                    |i, n, step| progress(Progress::Step { i, n, step }),
-                )
-                .await;
-            }
-            report.deferred = p.deferred;
-            report.plan = p.steps;
-            session.finish().await;
+            let policy = mysql_policy(req.target, req.params, win.as_ref(), now);
+            drive(
+                &d,
+                || my.maintenance(&scope, req.params.lock_timeout),
+                |facts: Vec<_>| plan_mysql(&facts, &policy),
+                interrupt,
+                |_| std::future::ready(None),
+                progress,
+                &mut report,
+            )
+            .await
         }
-    }
+    };
     engine.close(std::time::Duration::from_secs(2)).await;
+    r?;
+    if report.skipped.is_some() {
+        return Ok(report);
+    }
     for r in &report.records {
         tracing::info!(
             target_name = %report.target,
@@ -338,6 +368,87 @@ pub async fn maintain(
         return Err(JobError::Cancelled);
     }
     Ok(report)
+}
+
+/// A run that planned work but skipped every step for a reason that is a problem (a held
+/// lock, a busy database, the load guard, ...) did not do its work either: as a whole-run
+/// skip (of the last step's kind) it feeds `maintenance_failing` instead of resetting it.
+pub fn all_skipped(records: &[StepRecord]) -> Option<Skip> {
+    let kinds: Vec<SkipKind> = records
+        .iter()
+        .map(|r| r.outcome.skip_kind())
+        .collect::<Option<_>>()?;
+    if kinds.iter().all(|k| k.expected()) {
+        return None;
+    }
+    let last = records.last()?;
+    Some(Skip::new(
+        kinds[kinds.len() - 1],
+        format!(
+            "all {} planned step(s) skipped, the last: {}",
+            records.len(),
+            last.outcome.why().unwrap_or_default()
+        ),
+    ))
+}
+
+/// `None` when `what` may run now (inside the job's window); else why not.
+fn window_blocked(what: &str, win: Option<&Window>, now: chrono::NaiveTime) -> Option<String> {
+    match win {
+        None => Some(format!(
+            "{what} runs only inside the job's window, and none is set"
+        )),
+        Some(w) if w.remaining(now).is_none() => Some(format!(
+            "{what} runs only inside the maintenance window {w} (now {})",
+            now.format("%H:%M")
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The SQLite integrity check, when `integrity_check_every` is set and no check ended
+/// `done` within that interval in the history store's maintenance records.
+async fn integrity_due(req: &Request<'_>) -> Option<Integrity> {
+    let every = req.params.integrity_check_every?;
+    let quick = req.params.integrity_check_pragma == IntegrityPragma::QuickCheck;
+    let interval = humantime::format_duration(every);
+    let since = Utc::now() - chrono::Duration::from_std(every).unwrap_or(chrono::TimeDelta::MAX);
+    let Some(store) = req.history else {
+        return Some(Integrity {
+            quick,
+            reason: format!(
+                "integrity_check_every {interval}: no history store to remember the last check in"
+            ),
+        });
+    };
+    let rows = match store
+        .maintenance_actions(Some(&req.target.name), since)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            return Some(Integrity {
+                quick,
+                reason: format!(
+                    "integrity_check_every {interval}: the last check could not be read from the history store ({e})"
+                ),
+            });
+        }
+    };
+    let checks = [Action::IntegrityCheck.as_str(), Action::QuickCheck.as_str()];
+    let last = rows
+        .iter()
+        .rev()
+        .find(|r| checks.contains(&r.action.as_str()) && r.outcome == "done");
+    match last {
+        Some(_) => None,
+        None => Some(Integrity {
+            quick,
+            reason: format!(
+                "no passed integrity check recorded in the last {interval} (integrity_check_every)"
+            ),
+        }),
+    }
 }
 
 /// The SQLite thresholds: the target's own `sqlite_freelist` warning ratio and size floor
@@ -360,6 +471,7 @@ fn sqlite_policy(t: &Target, p: &MaintenanceParams) -> SqlitePolicy {
         wal_bytes: wal
             .and_then(|w| w.warning)
             .unwrap_or(256.0 * 1024.0 * 1024.0),
+        integrity: None,
     }
 }
 
@@ -376,16 +488,7 @@ fn mysql_policy(
         .iter()
         .find(|c| c.name == "mysql_fragmentation")
         .map(|spec| t.thresholds_for(spec));
-    let optimize_blocked = match win {
-        None => {
-            Some("OPTIMIZE TABLE runs only inside the job's window, and none is set".to_string())
-        }
-        Some(w) if w.remaining(now).is_none() => Some(format!(
-            "OPTIMIZE TABLE runs only inside the maintenance window {w} (now {})",
-            now.format("%H:%M")
-        )),
-        Some(_) => None,
-    };
+    let optimize_blocked = window_blocked("OPTIMIZE TABLE", win, now);
     MysqlPolicy {
         allowed: p.actions.clone(),
         analyze_percent: 10.0,
@@ -419,6 +522,10 @@ impl Kind for MaintenanceJob {
     }
 
     async fn run(self, ctx: RunCtx) -> Result<MaintenanceReport, JobError> {
+        let shared = self.shared.clone();
+        let name = ctx.target.name.clone();
+        let status = move || shared.tracker.believed(&name);
+        let history = self.shared.history();
         let req = Request {
             target: &ctx.target,
             params: &self.params,
@@ -426,6 +533,8 @@ impl Kind for MaintenanceJob {
             use_window: true,
             dry_run: false,
             watch_vacuum: None,
+            status: &status,
+            history: history.as_ref(),
         };
         let events = &self.shared.events;
         let record = |records: Vec<StepRecord>| {
@@ -438,8 +547,12 @@ impl Kind for MaintenanceJob {
             }
         };
         let report = maintain(req, &ctx.cancel, |_| {}, record).await?;
-        if let Some(why) = &report.skipped {
-            self.shared.note_maintenance_skip(&ctx.run_id, why);
+        if let Some(why) = report
+            .skipped
+            .clone()
+            .or_else(|| all_skipped(&report.records))
+        {
+            self.shared.note_maintenance_skip(&ctx.run_id, &why);
         }
         Ok(report)
     }
@@ -454,6 +567,50 @@ pub fn window_tz(job: &crate::config::Job) -> Tz {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_that_skipped_every_step_for_a_problem_counts_as_skipped_whole() {
+        use crate::maintenance::Outcome;
+        use crate::maintenance::plan::Need;
+        let rec = |outcome: Outcome| StepRecord {
+            step: Step {
+                table: "public.a".into(),
+                sql_name: String::new(),
+                action: Action::VacuumAnalyze,
+                need: Need::DeadRows,
+                reason: "r".into(),
+                skip: None,
+                dead_rows: 0.0,
+                freeze_age: None,
+                size_bytes: 0.0,
+                urgency: 0.0,
+            },
+            outcome,
+            started: Utc::now(),
+            finished: Utc::now(),
+            after: Default::default(),
+        };
+        let guard = || rec(Outcome::skipped(SkipKind::Guard, "load guard: busy"));
+        let lock = || rec(Outcome::skipped(SkipKind::LockHeld, "lock not available"));
+        let got = all_skipped(&[guard(), lock()]).unwrap_or_else(|| panic!("not counted"));
+        assert_eq!(got.kind, SkipKind::LockHeld);
+        assert_eq!(
+            got.why,
+            "all 2 planned step(s) skipped, the last: lock not available"
+        );
+        assert_eq!(
+            all_skipped(&[guard(), rec(Outcome::Done)]),
+            None,
+            "one step did its work"
+        );
+        assert_eq!(all_skipped(&[]), None, "nothing to do is not a failure");
+        let window = rec(Outcome::skipped(
+            SkipKind::Window,
+            "not started: window ended",
+        ));
+        assert_eq!(all_skipped(&[window]), None, "an expected skip");
+        assert_eq!(all_skipped(&[rec(Outcome::Failed("x".into()))]), None);
+    }
 
     /// Loads a config whose daemon runs in UTC with one maintenance job scheduled
     /// `schedule` and the extra job keys `extra`.
@@ -511,6 +668,7 @@ mod wait_tests {
     use tokio_util::sync::CancellationToken;
 
     use super::{Refusal, SERVER_LOCK_RETRY, wait_for_server};
+    use crate::maintenance::SkipKind;
 
     /// `open` that finds the server busy `busy` times, then succeeds.
     fn busy_then_free(
@@ -544,8 +702,7 @@ mod wait_tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_dry_run_the_deadline_and_a_cancel_end_the_wait_as_a_skip() {
-        let skipped =
-            |r: Result<u32, Refusal>| matches!(r, Err(Refusal::Skipped(w)) if w == "busy");
+        let skipped = |r: Result<u32, Refusal>| matches!(r, Err(Refusal::Skipped(w)) if w.why == "busy" && w.kind == SkipKind::Locked);
         let tries = AtomicU32::new(0);
         let none = CancellationToken::new();
         assert!(skipped(

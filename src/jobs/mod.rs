@@ -100,7 +100,9 @@ pub struct Shared {
     table_stats: Mutex<HashMap<String, tokio::time::Instant>>,
     /// Maintenance runs that ended `ok` but skipped whole, by run id, with why; the
     /// daemon takes them for the self-target's `maintenance_failing`.
-    maintenance_skips: Mutex<HashMap<String, String>>,
+    maintenance_skips: Mutex<HashMap<String, crate::maintenance::Skip>>,
+    /// The history store, for what runs look up in it (the last SQLite integrity check).
+    history: Mutex<Option<crate::store::Store>>,
 }
 
 impl Shared {
@@ -113,11 +115,27 @@ impl Shared {
             samples: SampleState::default(),
             table_stats: Mutex::default(),
             maintenance_skips: Mutex::default(),
+            history: Mutex::default(),
         }
     }
 
+    /// Gives the runs the history store to look things up in (and sample runs their
+    /// baselines).
+    pub fn use_history(&self, store: crate::store::Store) {
+        self.samples.use_store(store.clone());
+        *self.history.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
+    }
+
+    /// The history store, when the runs have one.
+    pub fn history(&self) -> Option<crate::store::Store> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Notes that maintenance run `run_id` skipped its whole work, with why.
-    pub fn note_maintenance_skip(&self, run_id: &str, why: &str) {
+    pub fn note_maintenance_skip(&self, run_id: &str, why: &crate::maintenance::Skip) {
         let mut m = self
             .maintenance_skips
             .lock()
@@ -126,11 +144,11 @@ impl Shared {
         if m.len() >= 1024 {
             m.clear();
         }
-        m.insert(run_id.to_string(), why.to_string());
+        m.insert(run_id.to_string(), why.clone());
     }
 
     /// The whole-run skip reason of maintenance run `run_id`, if it skipped (taken once).
-    pub fn take_maintenance_skip(&self, run_id: &str) -> Option<String> {
+    pub fn take_maintenance_skip(&self, run_id: &str) -> Option<crate::maintenance::Skip> {
         self.maintenance_skips
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -72,6 +72,16 @@ impl StatusTracker {
         out
     }
 
+    /// The target's believed overall status, if one is believed yet (the maintenance load
+    /// guard's `skip_when_status`).
+    pub fn believed(&self, target: &str) -> Option<Status> {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(target.to_string(), None))
+            .and_then(|s| s.believed())
+    }
+
     /// Seeds believed statuses read back from the history (the latest transition of each
     /// target and check), so a status known before a restart is not announced again.
     /// Keys already observed by this process are left alone (a late restore after the
@@ -114,6 +124,25 @@ mod tests {
             report: HealthReport::default(),
             measured_at: DateTime::<Utc>::from_timestamp(at, 0).unwrap_or_default(),
         }
+    }
+
+    #[test]
+    fn the_believed_status_of_a_target_is_what_hysteresis_settled() {
+        let t = StatusTracker::new(Policy {
+            rounds: 2,
+            min_duration: std::time::Duration::ZERO,
+        });
+        assert_eq!(t.believed("a"), None);
+        t.restore([("a".to_string(), None, Status::Critical)]);
+        assert_eq!(t.believed("a"), Some(Status::Critical));
+        t.observe(&round("a", &[("c", Status::Ok)], 1));
+        assert_eq!(
+            t.believed("a"),
+            Some(Status::Critical),
+            "one round is not believed yet"
+        );
+        t.observe(&round("a", &[("c", Status::Ok)], 2));
+        assert_eq!(t.believed("a"), Some(Status::Ok));
     }
 
     #[test]

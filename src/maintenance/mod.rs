@@ -10,8 +10,8 @@ pub mod run;
 pub mod window;
 
 pub use plan::{
-    Action, Allowed, HorizonHolder, MysqlPolicy, MysqlTableFacts, Plan, Policy, SqliteFacts,
-    SqlitePolicy, Step, TableFacts, plan, plan_mysql, plan_sqlite,
+    Action, Allowed, HorizonHolder, Integrity, MysqlPolicy, MysqlTableFacts, Plan, Policy,
+    SqliteFacts, SqlitePolicy, Step, TableFacts, plan, plan_mysql, plan_sqlite,
 };
-pub use run::{Outcome, StepRecord};
+pub use run::{Guard, GuardLimits, Load, OnGuard, Outcome, Skip, SkipKind, StepRecord};
 pub use window::Window;

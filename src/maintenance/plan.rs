@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use super::run::{Skip, SkipKind};
+
 /// What maintenance does to one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,6 +27,13 @@ pub enum Action {
     IncrementalVacuum,
     /// SQLite `PRAGMA wal_checkpoint(TRUNCATE)`.
     Checkpoint,
+    /// PostgreSQL `VACUUM (FULL, ANALYZE)`: rewrites the table under an ACCESS EXCLUSIVE
+    /// lock; only for tables named in `vacuum_full`, only inside the window.
+    VacuumFull,
+    /// SQLite `PRAGMA integrity_check` (scheduled by `integrity_check_every`).
+    IntegrityCheck,
+    /// SQLite `PRAGMA quick_check` (the same schedule, `integrity_check_mode = "quick"`).
+    QuickCheck,
 }
 
 impl Action {
@@ -37,6 +46,9 @@ impl Action {
             Action::Vacuum => "vacuum",
             Action::IncrementalVacuum => "incremental_vacuum",
             Action::Checkpoint => "wal_checkpoint",
+            Action::VacuumFull => "vacuum_full",
+            Action::IntegrityCheck => "integrity_check",
+            Action::QuickCheck => "quick_check",
         }
     }
 }
@@ -98,6 +110,11 @@ pub struct Policy {
     pub max_tables: Option<usize>,
     /// A horizon holder older than this makes dead-row vacuums pointless.
     pub horizon_patience_secs: f64,
+    /// Tables (`schema.table`, exactly) whose dead-row vacuum is a `VACUUM FULL`.
+    pub vacuum_full: Vec<String>,
+    /// `None`: inside the job's window; else why VACUUM FULL may not run now (the table
+    /// gets a plain VACUUM (ANALYZE) instead).
+    pub full_blocked: Option<String>,
 }
 
 impl Default for Policy {
@@ -112,6 +129,8 @@ impl Default for Policy {
             exclude: Vec::new(),
             max_tables: None,
             horizon_patience_secs: 300.0,
+            vacuum_full: Vec::new(),
+            full_blocked: Some("no window".into()),
         }
     }
 }
@@ -137,7 +156,7 @@ pub struct Step {
     pub reason: String,
     /// Set when the step must not run (VACUUM cannot remove the dead rows: the horizon
     /// holder is named); the run records it `skipped` with this reason.
-    pub skip: Option<String>,
+    pub skip: Option<Skip>,
     /// Numbers before the action, for the record.
     pub dead_rows: f64,
     pub freeze_age: Option<f64>,
@@ -222,22 +241,33 @@ fn choose(
     let trigger = t.vacuum_trigger.max(0.0);
     if allows(Allowed::Vacuum) && t.dead_rows > trigger && t.dead_rows >= p.min_dead_rows {
         let past = t.dead_rows / trigger.max(1.0);
-        let mut s = step(
-            Action::VacuumAnalyze,
-            Need::DeadRows,
-            format!(
-                "{} dead rows > autovacuum trigger {} ({:.1}×, floor {})",
-                n(t.dead_rows),
-                n(trigger),
-                past,
-                n(p.min_dead_rows)
-            ),
-            past * t.size_bytes.max(1.0),
+        let mut reason = format!(
+            "{} dead rows > autovacuum trigger {} ({:.1}×, floor {})",
+            n(t.dead_rows),
+            n(trigger),
+            past,
+            n(p.min_dead_rows)
         );
+        let mut action = Action::VacuumAnalyze;
+        if p.vacuum_full.iter().any(|f| f == &t.name) {
+            match &p.full_blocked {
+                None => {
+                    action = Action::VacuumFull;
+                    reason.push_str("; VACUUM FULL enabled for this table (vacuum_full)");
+                }
+                Some(why) => {
+                    reason.push_str(&format!("; VACUUM FULL not now: {why}"));
+                }
+            }
+        }
+        let mut s = step(action, Need::DeadRows, reason, past * t.size_bytes.max(1.0));
         if let Some(h) = held_back {
-            s.skip = Some(format!(
-                "VACUUM cannot remove the dead rows while {} holds back the xmin horizon; end it first",
-                h.who
+            s.skip = Some(Skip::new(
+                SkipKind::Horizon,
+                format!(
+                    "VACUUM cannot remove the dead rows while {} holds back the xmin horizon; end it first",
+                    h.who
+                ),
             ));
         }
         return Some(s);
@@ -290,6 +320,17 @@ pub struct SqlitePolicy {
     /// Files smaller than this are not vacuumed.
     pub min_file_bytes: f64,
     pub wal_bytes: f64,
+    /// A scheduled integrity check that is due, with why (`None`: not due / not set).
+    pub integrity: Option<Integrity>,
+}
+
+/// A due SQLite integrity check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Integrity {
+    /// `PRAGMA quick_check` rather than the thorough `PRAGMA integrity_check`.
+    pub quick: bool,
+    /// Why it is due (the last run and the interval), for the record.
+    pub reason: String,
 }
 
 /// The SQLite plan: `PRAGMA optimize` (with analyze allowed), then `VACUUM` (or
@@ -311,6 +352,15 @@ pub fn plan_sqlite(f: &SqliteFacts, p: &SqlitePolicy) -> Plan {
     };
     let size = f.page_count * f.page_size;
     let mut steps = Vec::new();
+    // First: a corrupt file should not be rewritten (the session skips the rest).
+    if let Some(i) = &p.integrity {
+        let action = if i.quick {
+            Action::QuickCheck
+        } else {
+            Action::IntegrityCheck
+        };
+        steps.push(step(action, Need::StaleStats, i.reason.clone(), size));
+    }
     if allows(Allowed::Analyze) {
         steps.push(step(
             Action::Optimize,
@@ -410,7 +460,7 @@ pub fn plan_mysql(tables: &[MysqlTableFacts], p: &MysqlPolicy) -> Plan {
         if p.exclude.iter().any(|g| glob(g, &t.name)) {
             continue;
         }
-        let step = |action, need, reason: String, urgency: f64, skip: Option<String>| Step {
+        let step = |action, need, reason: String, urgency: f64, skip: Option<Skip>| Step {
             table: t.name.clone(),
             sql_name: t.sql_name.clone(),
             action,
@@ -444,7 +494,9 @@ pub fn plan_mysql(tables: &[MysqlTableFacts], p: &MysqlPolicy) -> Plan {
                     n(p.fragmentation_floor)
                 ),
                 1e18 + t.data_free,
-                p.optimize_blocked.clone(),
+                p.optimize_blocked
+                    .clone()
+                    .map(|w| Skip::new(SkipKind::Window, w)),
             ));
             continue;
         }
@@ -660,7 +712,7 @@ mod tests {
         let p = plan(&[a.clone(), f], &Policy::default(), Some(&holder));
         assert_eq!(p.steps[0].skip, None, "freezing still helps");
         assert_eq!(
-            p.steps[1].skip.as_deref(),
+            p.steps[1].skip.as_ref().map(|s| s.why.as_str()),
             Some(
                 "VACUUM cannot remove the dead rows while pid 42 (app, idle in transaction for 2h) holds back the xmin horizon; end it first"
             )
@@ -692,6 +744,7 @@ mod tests {
             freelist_percent: 25.0,
             min_file_bytes: 16.0 * 1024.0 * 1024.0,
             wal_bytes: 256.0 * 1024.0 * 1024.0,
+            integrity: None,
         };
         let acts = |p: &Plan| p.steps.iter().map(|s| s.action).collect::<Vec<_>>();
         // 40 MB file, 30% free, 300 MB WAL.
@@ -809,5 +862,100 @@ mod tests {
         assert!(glob("ü*", "über"));
         assert!(!selected("a.b", &[], &["a.*".into()]));
         assert!(selected("a.b", &["x.*".into(), "a.b".into()], &[]));
+    }
+
+    #[test]
+    fn vacuum_full_only_for_named_tables_and_only_inside_the_window() {
+        let mut big = table("public.big");
+        big.dead_rows = 50_000.0;
+        let mut other = table("public.bigger");
+        other.dead_rows = 50_000.0;
+        let inside = Policy {
+            vacuum_full: vec!["public.big".into()],
+            full_blocked: None,
+            ..Policy::default()
+        };
+        let p = plan(&[big.clone(), other.clone()], &inside, None);
+        let acts: Vec<(&str, Action)> = p
+            .steps
+            .iter()
+            .map(|s| (s.table.as_str(), s.action))
+            .collect();
+        assert!(
+            acts.contains(&("public.big", Action::VacuumFull)),
+            "{acts:?}"
+        );
+        assert!(
+            acts.contains(&("public.bigger", Action::VacuumAnalyze)),
+            "a pattern-free exact name"
+        );
+        let full = p
+            .steps
+            .iter()
+            .find(|s| s.action == Action::VacuumFull)
+            .map(|s| s.reason.clone());
+        assert!(
+            full.is_some_and(|r| r.ends_with("; VACUUM FULL enabled for this table (vacuum_full)"))
+        );
+        let outside = Policy {
+            full_blocked: Some("outside the window 02:00-05:00 (now 12:00)".into()),
+            ..inside.clone()
+        };
+        let p = plan(&[big.clone()], &outside, None);
+        assert_eq!(p.steps[0].action, Action::VacuumAnalyze);
+        assert!(
+            p.steps[0]
+                .reason
+                .ends_with("; VACUUM FULL not now: outside the window 02:00-05:00 (now 12:00)")
+        );
+        // Below its trigger: nothing, VACUUM FULL or not.
+        assert!(plan(&[table("public.big")], &inside, None).steps.is_empty());
+        // Vacuum not allowed: no VACUUM FULL either.
+        let analyze_only = Policy {
+            allowed: vec![Allowed::Analyze],
+            ..inside
+        };
+        assert!(
+            plan(&[big], &analyze_only, None)
+                .steps
+                .iter()
+                .all(|s| s.action != Action::VacuumFull)
+        );
+    }
+
+    #[test]
+    fn a_due_integrity_check_comes_first() {
+        let f = SqliteFacts {
+            name: "a.db".into(),
+            page_count: 10.0,
+            page_size: 4096.0,
+            ..SqliteFacts::default()
+        };
+        let mut p = SqlitePolicy {
+            allowed: vec![Allowed::Analyze],
+            freelist_percent: 25.0,
+            min_file_bytes: 0.0,
+            wal_bytes: 1e9,
+            integrity: Some(Integrity {
+                quick: false,
+                reason: "never run; integrity_check_every 7d".into(),
+            }),
+        };
+        let acts = |p: &Plan| p.steps.iter().map(|s| s.action).collect::<Vec<_>>();
+        assert_eq!(
+            acts(&plan_sqlite(&f, &p)),
+            [Action::IntegrityCheck, Action::Optimize]
+        );
+        assert_eq!(
+            plan_sqlite(&f, &p).steps[0].reason,
+            "never run; integrity_check_every 7d"
+        );
+        p.integrity = Some(Integrity {
+            quick: true,
+            reason: "r".into(),
+        });
+        assert_eq!(acts(&plan_sqlite(&f, &p))[0], Action::QuickCheck);
+        p.integrity = None;
+        assert_eq!(acts(&plan_sqlite(&f, &p)), [Action::Optimize]);
     }
 }

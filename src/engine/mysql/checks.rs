@@ -302,7 +302,7 @@ fn normally_stopped(ch: &ReplicaChannel) -> bool {
 }
 
 impl ReplicaChannel {
-    fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         if self.name.is_empty() {
             format!("replication from {}", self.source)
         } else {

@@ -13,15 +13,23 @@ use super::MysqlEngine;
 use super::conn::{error_message, error_number, number, text};
 use crate::engine::conn::Lease;
 use crate::engine::{RunScope, Session as EngineSession};
-use crate::maintenance::run::{After, Refusal, Session, StepResult};
-use crate::maintenance::{Action, MysqlTableFacts, Outcome, Step};
+use crate::maintenance::run::{After, GuardLimits, Load, Refusal, Session, StepResult};
+use crate::maintenance::{Action, MysqlTableFacts, Outcome, Skip, SkipKind, Step};
 
 /// A maintenance session: one connection in the run's scope holding the database's lock.
 pub struct MysqlMaintenance {
     lease: Option<Lease<MySql>>,
     db: String,
     lock_timeout: Duration,
+    /// The server's version (which replica status statement it speaks).
+    version: Option<super::conn::ServerVersion>,
 }
+
+/// Load guard: other client threads running a statement (not sleeping, not replication
+/// or system threads). Without PROCESS only the user's own threads are visible.
+const ACTIVE_THREADS: &str = "/* dbwarden */ SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+    WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Sleep', 'Daemon', 'Binlog Dump', 'Binlog Dump GTID', 'Killed') \
+    AND USER NOT IN ('system user', 'event_scheduler')";
 
 /// The server-wide lock: at most one maintenance run per server.
 pub const SERVER_LOCK: &str = "dbwarden-maint-server";
@@ -85,7 +93,10 @@ impl MysqlEngine {
             .map_err(failed)?;
         if got != Some(1) {
             lease.release().await;
-            return Err(Refusal::Skipped("another dbwarden holds the lock".into()));
+            return Err(Refusal::Skipped(Skip::new(
+                SkipKind::Locked,
+                "another dbwarden holds the lock",
+            )));
         }
         // At most one maintenance run per server: several targets may be databases of it.
         // GET_LOCK names are server-wide (a session may hold several: MariaDB 10.0.2+,
@@ -106,10 +117,12 @@ impl MysqlEngine {
                     .into(),
             ));
         }
+        let version = *self.conn.version.lock().unwrap_or_else(|p| p.into_inner());
         Ok(MysqlMaintenance {
             lease: Some(lease),
             db,
             lock_timeout,
+            version,
         })
     }
 }
@@ -122,7 +135,7 @@ impl MysqlMaintenance {
     }
 
     /// The tables of the database with the numbers the planner needs.
-    pub async fn facts(&mut self) -> Result<Vec<MysqlTableFacts>, String> {
+    pub async fn tables(&mut self) -> Result<Vec<MysqlTableFacts>, String> {
         let db = self.db.clone();
         let c = self.conn()?;
         let modified: HashMap<String, f64> = match sqlx::raw_sql(MODIFIED).fetch_all(&mut **c).await
@@ -189,10 +202,13 @@ impl MysqlMaintenance {
             }
         };
         let lock_skip = || {
-            Outcome::Skipped(format!(
-                "lock not available (not granted within lock_wait_timeout {})",
-                humantime::format_duration(lock)
-            ))
+            Outcome::skipped(
+                SkipKind::LockHeld,
+                format!(
+                    "lock not available (not granted within lock_wait_timeout {})",
+                    humantime::format_duration(lock)
+                ),
+            )
         };
         let outcome = match sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(&mut **c).await {
             // The statement reports per table: rows of (Table, Op, Msg_type, Msg_text).
@@ -248,13 +264,51 @@ impl MysqlMaintenance {
                 dead_rows: number(&r, 0).ok().flatten(),
                 freeze_age: None,
                 size_bytes: number(&r, 1).ok().flatten(),
+                size_before: None,
             },
             _ => After::default(),
         }
     }
 
+    /// The load guard's readings: other active threads, and on a replica its own lag
+    /// (Seconds_Behind_Source/Master beyond the channel's intended SQL_Delay, the worst
+    /// channel; a channel whose threads are stopped has no lag to read).
+    async fn read_load(&mut self, limits: &GuardLimits) -> Result<Load, String> {
+        let version = self.version;
+        let c = self.conn()?;
+        let mut load = Load::default();
+        if limits.max_active_sessions.is_some() {
+            let row = sqlx::raw_sql(ACTIVE_THREADS)
+                .fetch_one(&mut **c)
+                .await
+                .map_err(|e| format!("counting active threads: {}", error_message(&e)))?;
+            let n = number(&row, 0).map_err(|e| error_message(&e))?;
+            load.active_sessions = Some(n.unwrap_or(0.0).max(0.0) as u64);
+        }
+        if limits.max_replication_lag.is_some() {
+            let Some(v) = version else {
+                return Err("the server's version is not known: replica status not read".into());
+            };
+            let channels = super::queries::replicas(c, v).await.map_err(|e| {
+                format!(
+                    "reading replica status (needs {}): {}",
+                    super::checks::replica_privilege(v),
+                    error_message(&e)
+                )
+            })?;
+            load.replication_lag = channels
+                .iter()
+                .filter_map(|ch| {
+                    let lag = ch.lag? - ch.sql_delay.unwrap_or(0.0);
+                    Some((lag.max(0.0), ch.label()))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        Ok(load)
+    }
+
     /// Releases the lock and the connection.
-    pub async fn finish(mut self) {
+    pub async fn close(mut self) {
         if let Some(mut lease) = self.lease.take() {
             let _ = sqlx::query("/* dbwarden */ SELECT RELEASE_LOCK(?), RELEASE_LOCK(?)")
                 .bind(format!("dbwarden-maint:{}", self.db))
@@ -267,7 +321,24 @@ impl MysqlMaintenance {
 }
 
 impl Session for MysqlMaintenance {
+    type Facts = Vec<MysqlTableFacts>;
+
+    async fn facts(&mut self) -> Result<Vec<MysqlTableFacts>, Refusal> {
+        self.tables().await.map_err(Refusal::Failed)
+    }
+
+    fn load(
+        &mut self,
+        limits: &GuardLimits,
+    ) -> impl std::future::Future<Output = Result<Load, String>> + Send {
+        self.read_load(limits)
+    }
+
     fn execute(&mut self, step: &Step) -> impl std::future::Future<Output = StepResult> + Send {
         self.run_step(step)
+    }
+
+    fn finish(self) -> impl std::future::Future<Output = ()> + Send {
+        self.close()
     }
 }

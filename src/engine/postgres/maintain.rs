@@ -11,8 +11,8 @@ use super::decode::decode_table;
 use super::{PostgresEngine, conn, sql};
 use crate::engine::RunScope;
 use crate::engine::conn::Lease;
-use crate::maintenance::run::{After, Refusal, Session, StepResult};
-use crate::maintenance::{Action, HorizonHolder, Outcome, Step, TableFacts};
+use crate::maintenance::run::{After, GuardLimits, Load, Refusal, Session, StepResult};
+use crate::maintenance::{Action, HorizonHolder, Outcome, Skip, SkipKind, Step, TableFacts};
 
 /// How a maintenance session is set up.
 #[derive(Debug, Clone)]
@@ -21,8 +21,6 @@ pub struct MaintenanceSettings {
     pub lock_timeout: Duration,
     /// `vacuum_cost_delay` of our VACUUMs, so they yield I/O to the application.
     pub cost_delay: Duration,
-    /// Load guard: skip a table while more other sessions than this run a statement.
-    pub max_active_sessions: Option<u32>,
 }
 
 /// What the planner needs from this database.
@@ -40,7 +38,6 @@ pub struct PgMaintenance {
     server_lock: Option<sqlx::PgConnection>,
     pid: i32,
     lock_timeout: Duration,
-    max_active: Option<u32>,
 }
 
 fn ms(d: Duration) -> String {
@@ -68,9 +65,10 @@ impl PostgresEngine {
             .map_err(failed)?;
         if in_recovery {
             lease.release().await;
-            return Err(Refusal::Skipped(
-                "the server is a hot standby (pg_is_in_recovery()): maintenance runs on the primary".into(),
-            ));
+            return Err(Refusal::Skipped(Skip::new(
+                SkipKind::Standby,
+                "the server is a hot standby (pg_is_in_recovery()): maintenance runs on the primary",
+            )));
         }
         sqlx::query(sql::MAINTENANCE_SESSION)
             .bind(ms(settings.lock_timeout))
@@ -84,7 +82,10 @@ impl PostgresEngine {
             .map_err(failed)?;
         if !locked {
             lease.release().await;
-            return Err(Refusal::Skipped("another dbwarden holds the lock".into()));
+            return Err(Refusal::Skipped(Skip::new(
+                SkipKind::Locked,
+                "another dbwarden holds the lock",
+            )));
         }
         let server_lock = match self.server_lock().await {
             Ok(c) => c,
@@ -101,7 +102,6 @@ impl PostgresEngine {
             server_lock: Some(server_lock),
             pid,
             lock_timeout: settings.lock_timeout,
-            max_active: settings.max_active_sessions,
         })
     }
 }
@@ -209,7 +209,7 @@ impl PgMaintenance {
     }
 
     /// Releases the advisory lock and gives the connection back.
-    pub async fn finish(mut self) {
+    pub async fn close(mut self) {
         if let Some(mut lease) = self.lease.take() {
             let _ = sqlx::query(sql::MAINTENANCE_UNLOCK)
                 .execute(&mut *lease)
@@ -235,6 +235,7 @@ impl PgMaintenance {
                 dead_rows: dead,
                 freeze_age: freeze,
                 size_bytes: size,
+                size_before: None,
             },
             _ => After::default(),
         }
@@ -248,6 +249,9 @@ impl PgMaintenance {
             Action::VacuumFreeze => {
                 format!("/* dbwarden */ VACUUM (FREEZE, ANALYZE) {}", step.sql_name)
             }
+            Action::VacuumFull => {
+                format!("/* dbwarden */ VACUUM (FULL, ANALYZE) {}", step.sql_name)
+            }
             other => {
                 return StepResult {
                     outcome: Outcome::Failed(format!(
@@ -259,47 +263,71 @@ impl PgMaintenance {
             }
         };
         let lock_timeout = self.lock_timeout;
-        let max_active = self.max_active;
-        let c = match self.conn() {
-            Ok(c) => c,
-            Err(e) => {
-                return StepResult {
-                    outcome: Outcome::Failed(e),
-                    after: After::default(),
-                };
-            }
+        let pid = self.pid;
+        let (Some(c), watch) = (self.lease.as_mut(), self.server_lock.as_mut()) else {
+            return StepResult {
+                outcome: Outcome::Failed("the maintenance session is closed".into()),
+                after: After::default(),
+            };
         };
-        if let Some(limit) = max_active {
-            match sqlx::query_scalar::<_, i64>(sql::ACTIVE_SESSIONS)
-                .fetch_one(&mut **c)
-                .await
-            {
-                Ok(n) if n > i64::from(limit) => {
+        // VACUUM FULL's point is the size: measure it, not the plan's relpages estimate.
+        let full = step.action == Action::VacuumFull;
+        let mut size_before = None;
+        if full {
+            match table_size(c, &step.sql_name).await {
+                Ok(s) => size_before = s,
+                Err(e) if conn::lock_timeout(&e) => {
                     return StepResult {
-                        outcome: Outcome::Skipped(format!(
-                            "load guard: {n} other sessions running statements > max_active_sessions {limit}"
-                        )),
+                        outcome: Outcome::skipped(
+                            SkipKind::LockHeld,
+                            format!(
+                                "lock not available within lock_timeout {}",
+                                humantime::format_duration(lock_timeout)
+                            ),
+                        ),
                         after: After::default(),
                     };
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    return StepResult {
-                        outcome: Outcome::Failed(format!("load guard: {e}")),
-                        after: After::default(),
-                    };
-                }
+                Err(_) => {}
             }
         }
-        let r = sqlx::raw_sql(AssertSqlSafe(stmt)).execute(&mut **c).await;
+        let run = sqlx::raw_sql(AssertSqlSafe(stmt)).execute(&mut **c);
+        // VACUUM FULL holds ACCESS EXCLUSIVE for the whole rewrite: lock_timeout only
+        // bounds our wait for it, so a watcher bounds the application's wait behind it.
+        // Set by the watcher before it cancels (the statement's error may arrive first).
+        let kept_waiting = std::sync::atomic::AtomicUsize::new(0);
+        let r = match (step.action, watch) {
+            (Action::VacuumFull, Some(w)) => {
+                let watcher = watch_blocking(w, pid, lock_timeout, &kept_waiting);
+                tokio::pin!(run);
+                tokio::pin!(watcher);
+                tokio::select! {
+                    r = &mut run => r,
+                    () = &mut watcher => run.await,
+                }
+            }
+            _ => run.await,
+        };
+        let blocked = match kept_waiting.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        };
         let outcome = match r {
             Ok(_) => Outcome::Done,
-            Err(e) if conn::lock_timeout(&e) => Outcome::Skipped(format!(
-                "lock not available within lock_timeout {}",
+            Err(_) if blocked.is_some() => Outcome::Interrupted(format!(
+                "VACUUM FULL cancelled: it kept {} application session(s) waiting for longer than lock_timeout {}",
+                blocked.unwrap_or_default(),
                 humantime::format_duration(lock_timeout)
             )),
+            Err(e) if conn::lock_timeout(&e) => Outcome::skipped(
+                SkipKind::LockHeld,
+                format!(
+                    "lock not available within lock_timeout {}",
+                    humantime::format_duration(lock_timeout)
+                ),
+            ),
             Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P01") => {
-                Outcome::Skipped("the table no longer exists".into())
+                Outcome::skipped(SkipKind::Gone, "the table no longer exists")
             }
             Err(sqlx::Error::Database(d)) => Outcome::Failed(d.message().to_string()),
             Err(e) => {
@@ -310,14 +338,116 @@ impl PgMaintenance {
                 Outcome::Failed(e.to_string())
             }
         };
-        let after = self.after(&step.sql_name).await;
+        let mut after = self.after(&step.sql_name).await;
+        if full && outcome == Outcome::Done {
+            if let Ok(c) = self.conn() {
+                after.size_bytes = table_size(c, &step.sql_name).await.ok().flatten();
+            }
+            after.size_before = size_before;
+        }
         StepResult { outcome, after }
+    }
+
+    /// The load guard's readings: other active sessions and the worst standby's replay
+    /// lag (this is a primary: a standby refuses maintenance).
+    async fn read_load(&mut self, limits: &GuardLimits) -> Result<Load, String> {
+        let c = self.conn()?;
+        let mut load = Load::default();
+        if limits.max_active_sessions.is_some() {
+            let n = sqlx::query_scalar::<_, i64>(sql::ACTIVE_SESSIONS)
+                .fetch_one(&mut **c)
+                .await
+                .map_err(|e| format!("counting active sessions: {e}"))?;
+            load.active_sessions = Some(n.max(0) as u64);
+        }
+        if limits.max_replication_lag.is_some() {
+            load.replication_lag =
+                sqlx::query_as::<_, (String, f64)>(sql::MAINTENANCE_REPLICATION_LAG)
+                    .fetch_optional(&mut **c)
+                    .await
+                    .map_err(|e| format!("reading the standbys' replay lag: {e}"))?
+                    .map(|(who, lag)| (lag, who));
+        }
+        Ok(load)
+    }
+}
+
+/// A table's size on disk (`pg_table_size`: heap, TOAST, maps), under the session's
+/// lock_timeout (it takes ACCESS SHARE).
+async fn table_size(c: &mut Lease<Postgres>, sql_name: &str) -> Result<Option<f64>, sqlx::Error> {
+    sqlx::query_scalar(sql::MAINTENANCE_TABLE_SIZE)
+        .bind(sql_name)
+        .fetch_one(&mut **c)
+        .await
+}
+
+/// While our VACUUM FULL runs, polls on `watch` (the server-lock connection: the views are
+/// cluster-wide) for sessions waiting on our backend `pid`; once some have waited for
+/// `limit` without a break, stores how many in `kept_waiting` and cancels our statement.
+/// Ends when our backend is no longer running a statement.
+async fn watch_blocking(
+    watch: &mut sqlx::PgConnection,
+    pid: i32,
+    limit: Duration,
+    kept_waiting: &std::sync::atomic::AtomicUsize,
+) {
+    let every = (limit / 5).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let r = sqlx::query_as::<_, (bool, i64)>(sql::MAINTENANCE_BLOCKING)
+            .bind(pid)
+            .fetch_one(&mut *watch)
+            .await;
+        let Ok((running, waiting)) = r else {
+            return;
+        };
+        if !running {
+            return;
+        }
+        if waiting == 0 {
+            since = None;
+            continue;
+        }
+        let first = *since.get_or_insert_with(tokio::time::Instant::now);
+        if first.elapsed() >= limit {
+            kept_waiting.store(
+                usize::try_from(waiting).unwrap_or(1).max(1),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            let _ = sqlx::query("/* dbwarden */ SELECT pg_cancel_backend($1)")
+                .bind(pid)
+                .execute(&mut *watch)
+                .await;
+            return;
+        }
     }
 }
 
 impl Session for PgMaintenance {
+    type Facts = PlanInput;
+
+    fn backend(&self) -> Option<i32> {
+        Some(self.pid)
+    }
+
+    async fn facts(&mut self) -> Result<PlanInput, Refusal> {
+        self.plan_input().await.map_err(Refusal::Failed)
+    }
+
+    fn load(
+        &mut self,
+        limits: &GuardLimits,
+    ) -> impl std::future::Future<Output = Result<Load, String>> + Send {
+        self.read_load(limits)
+    }
+
     fn execute(&mut self, step: &Step) -> impl std::future::Future<Output = StepResult> + Send {
         self.run_step(step)
+    }
+
+    fn finish(self) -> impl std::future::Future<Output = ()> + Send {
+        self.close()
     }
 }
 

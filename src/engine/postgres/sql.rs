@@ -644,6 +644,24 @@ WHERE s.relid = to_regclass($1)"#;
 pub const ACTIVE_SESSIONS: &str = "/* dbwarden */ SELECT count(*)::int8 FROM pg_stat_activity \
      WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
 
+/// Maintenance load guard: the standby with the most replay lag (seconds), as the
+/// replication check reads it from pg_stat_replication (a NULL lag is a standby with
+/// nothing to replay).
+pub const MAINTENANCE_REPLICATION_LAG: &str = "/* dbwarden */ SELECT \
+     coalesce(nullif(application_name, ''), host(client_addr), pid::text), \
+     coalesce(extract(epoch FROM replay_lag)::float8, 0) \
+     FROM pg_stat_replication ORDER BY replay_lag DESC NULLS LAST LIMIT 1";
+
+/// VACUUM FULL's before/after size (takes ACCESS SHARE: run under lock_timeout).
+pub const MAINTENANCE_TABLE_SIZE: &str =
+    "/* dbwarden */ SELECT pg_table_size(to_regclass($1))::float8";
+
+/// VACUUM FULL watcher: whether backend $1 still runs a statement, and how many sessions
+/// wait for a lock it holds.
+pub const MAINTENANCE_BLOCKING: &str = "/* dbwarden */ SELECT \
+     EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'), \
+     (SELECT count(*)::int8 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))";
+
 /// Maintenance progress of a backend's VACUUM (CLI progress line).
 pub const VACUUM_PROGRESS: &str = "/* dbwarden */ SELECT phase, heap_blks_scanned::float8, \
      heap_blks_total::float8 FROM pg_stat_progress_vacuum WHERE pid = $1";

@@ -7,20 +7,25 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection};
 
 use super::{PROGRESS_STEPS, SqliteEngine, regular_file, sibling};
 use crate::engine::RunScope;
-use crate::maintenance::run::{After, Refusal, Session, StepResult};
-use crate::maintenance::{Action, Outcome, SqliteFacts, Step};
+use crate::maintenance::run::{After, GuardLimits, Load, Refusal, Session, StepResult};
+use crate::maintenance::{Action, Outcome, Skip, SkipKind, SqliteFacts, Step};
 
 /// A maintenance session on one SQLite connection.
 pub struct SqliteMaintenance {
     conn: SqliteConnection,
     path: PathBuf,
     busy_timeout: Duration,
+    /// The integrity check of this run failed with this: the file is not rewritten.
+    corrupt: Option<String>,
 }
+
+/// At most this many problems are asked of an integrity check (its message lists them).
+const INTEGRITY_MAX_ERRORS: usize = 20;
 
 /// SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included.
 fn busy(e: &sqlx::Error) -> bool {
@@ -38,9 +43,10 @@ impl SqliteEngine {
     ) -> Result<SqliteMaintenance, Refusal> {
         let path = self.url.path.clone();
         if self.url.read_only {
-            return Err(Refusal::Skipped(
-                "the target is opened read-only (mode=ro): maintenance needs to write".into(),
-            ));
+            return Err(Refusal::Skipped(Skip::new(
+                SkipKind::NotApplicable,
+                "the target is opened read-only (mode=ro): maintenance needs to write",
+            )));
         }
         regular_file(&path, false).map_err(Refusal::Failed)?;
         let opts = SqliteConnectOptions::new()
@@ -58,19 +64,23 @@ impl SqliteEngine {
             conn,
             path,
             busy_timeout,
+            corrupt: None,
         })
     }
 }
 
 impl SqliteMaintenance {
     /// The numbers the planner needs (busy: the reason).
-    pub async fn facts(&mut self) -> Result<SqliteFacts, Refusal> {
+    pub async fn read_facts(&mut self) -> Result<SqliteFacts, Refusal> {
         let b = self.busy_timeout;
         let map = |e: sqlx::Error| {
             if busy(&e) {
-                Refusal::Skipped(format!(
-                    "database is busy (not available within busy_timeout {})",
-                    humantime::format_duration(b)
+                Refusal::Skipped(Skip::new(
+                    SkipKind::Busy,
+                    format!(
+                        "database is busy (not available within busy_timeout {})",
+                        humantime::format_duration(b)
+                    ),
                 ))
             } else {
                 Refusal::Failed(e.to_string())
@@ -138,10 +148,57 @@ impl SqliteMaintenance {
             } else {
                 (count * size) as f64
             }),
+            size_before: None,
         }
     }
 
+    /// `PRAGMA integrity_check` / `quick_check`: `Ok(None)` for "ok", else the problems.
+    async fn integrity(&mut self, quick: bool) -> Result<Option<String>, sqlx::Error> {
+        let pragma = if quick {
+            "quick_check"
+        } else {
+            "integrity_check"
+        };
+        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "PRAGMA {pragma}({INTEGRITY_MAX_ERRORS})"
+        )))
+        .fetch_all(&mut self.conn)
+        .await?;
+        if rows.len() == 1 && rows[0] == "ok" {
+            return Ok(None);
+        }
+        Ok(Some(format!("PRAGMA {pragma}: {}", rows.join("; "))))
+    }
+
     async fn run_step(&mut self, step: &Step) -> StepResult {
+        if let Some(why) = &self.corrupt {
+            return StepResult {
+                outcome: Outcome::skipped(
+                    SkipKind::NotApplicable,
+                    format!("not run on a database that failed its integrity check ({why})"),
+                ),
+                after: After::default(),
+            };
+        }
+        if let a @ (Action::IntegrityCheck | Action::QuickCheck) = step.action {
+            let outcome = match self.integrity(a == Action::QuickCheck).await {
+                Ok(None) => Outcome::Done,
+                Ok(Some(problems)) => {
+                    self.corrupt = Some(a.as_str().to_string());
+                    Outcome::Failed(problems)
+                }
+                Err(e) if busy(&e) => self.busy_skip(),
+                Err(e) => {
+                    // A file too damaged to read at all is as corrupt as it gets.
+                    self.corrupt = Some(a.as_str().to_string());
+                    Outcome::Failed(format!("PRAGMA {}: {e}", a.as_str()))
+                }
+            };
+            return StepResult {
+                outcome,
+                after: After::default(),
+            };
+        }
         let r: Result<Option<String>, sqlx::Error> = match step.action {
             Action::Optimize => sqlx::query("PRAGMA optimize=0x10002")
                 .fetch_all(&mut self.conn)
@@ -169,24 +226,42 @@ impl SqliteMaintenance {
         };
         let outcome = match r {
             Ok(None) => Outcome::Done,
-            Ok(Some(why)) => Outcome::Skipped(why),
-            Err(e) if busy(&e) => Outcome::Skipped(format!(
-                "database is busy (not available within busy_timeout {})",
-                humantime::format_duration(self.busy_timeout)
-            )),
+            Ok(Some(why)) => Outcome::skipped(SkipKind::Busy, why),
+            Err(e) if busy(&e) => self.busy_skip(),
             Err(e) => Outcome::Failed(e.to_string()),
         };
         let after = self.after(step.action).await;
         StepResult { outcome, after }
     }
 
-    pub async fn finish(self) {
-        let _ = self.conn.close().await;
+    fn busy_skip(&self) -> Outcome {
+        Outcome::skipped(
+            SkipKind::Busy,
+            format!(
+                "database is busy (not available within busy_timeout {})",
+                humantime::format_duration(self.busy_timeout)
+            ),
+        )
     }
 }
 
 impl Session for SqliteMaintenance {
+    type Facts = SqliteFacts;
+
+    fn facts(&mut self) -> impl std::future::Future<Output = Result<SqliteFacts, Refusal>> + Send {
+        self.read_facts()
+    }
+
+    /// Nothing to measure on a file: the status guard is judged above the engines.
+    async fn load(&mut self, _: &GuardLimits) -> Result<Load, String> {
+        Ok(Load::default())
+    }
+
     fn execute(&mut self, step: &Step) -> impl std::future::Future<Output = StepResult> + Send {
         self.run_step(step)
+    }
+
+    async fn finish(self) {
+        let _ = self.conn.close().await;
     }
 }
