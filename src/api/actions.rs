@@ -223,6 +223,11 @@ async fn run_maintenance(
         .as_ref()
         .and_then(|j| j.params.maintenance())
         .unwrap_or(&defaults);
+    // The load guard's `skip_when_status` reads the believed status, as scheduled runs do.
+    let shared = s.shared().clone();
+    let tname = name.clone();
+    let status = move || shared.tracker.believed(&tname);
+    let history = s.shared().history();
     let req = MaintRequest {
         target: &target,
         params,
@@ -230,6 +235,8 @@ async fn run_maintenance(
         use_window: false,
         dry_run,
         watch_vacuum: Some(Duration::from_secs(2)),
+        status: &status,
+        history: history.as_ref(),
     };
     // The job's timeout bounds an API run as it bounds a scheduled one.
     let timeout = job.as_ref().map(|j| j.timeout);
@@ -278,10 +285,14 @@ async fn run_maintenance(
             if let Ok(v) = serde_json::to_value(report) {
                 s.live().set_report(&id, v);
             }
-            if let Some(why) = &report.skipped
+            // Like a scheduled run: skipped whole feeds the self-target's maintenance_failing.
+            if let Some(why) = report
+                .skipped
+                .clone()
+                .or_else(|| maint::all_skipped(&report.records))
                 && !dry_run
             {
-                s.shared().note_maintenance_skip(&id, why);
+                s.shared().note_maintenance_skip(&id, &why);
             }
             (RunOutcome::Ok, None)
         }
