@@ -65,6 +65,8 @@ struct Inner {
     runs: tokio_util::task::TaskTracker,
     stop: CancellationToken,
     alert_health: RwLock<Option<crate::alerts::deliver::Health>>,
+    /// The latest `/metrics` text and when it was rendered ([`metrics::FRESH`]).
+    metrics: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<String>)>>,
 }
 
 impl ApiState {
@@ -89,6 +91,7 @@ impl ApiState {
                 runs: tokio_util::task::TaskTracker::new(),
                 stop: CancellationToken::new(),
                 alert_health: RwLock::new(None),
+                metrics: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -177,6 +180,21 @@ impl ApiState {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The `/metrics` text, rendered at most once per [`metrics::FRESH`]: scrapes arriving
+    /// together share one rendering instead of each walking every target.
+    pub async fn metrics_text(&self) -> Result<Arc<String>, prometheus::Error> {
+        let mut cache = self.inner.metrics.lock().await;
+        let now = tokio::time::Instant::now();
+        if let Some((at, text)) = cache.as_ref()
+            && now.saturating_duration_since(*at) < metrics::FRESH
+        {
+            return Ok(text.clone());
+        }
+        let text = Arc::new(metrics::render(self)?);
+        *cache = Some((now, text.clone()));
+        Ok(text)
     }
 
     /// Whether the daemon is shutting down (API runs are being cancelled).
