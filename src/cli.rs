@@ -94,8 +94,8 @@ pub enum Command {
         format: Format,
     },
     /// The worst statements of a period from the history store (sample jobs), summed over
-    /// the samples in it. Exit 0, 1 when the store cannot be read, 2 for a config problem
-    /// or an unknown target.
+    /// the samples in it, each with its newest stored plan summary (PostgreSQL 16+). Exit
+    /// 0, 1 when the store cannot be read, 2 for a config problem or an unknown target.
     SlowQueries {
         /// The target, as in [[target]] name = "...".
         #[arg(long, short = 't', value_name = "NAME")]
@@ -112,18 +112,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Print a query's plan (PostgreSQL). Only one read-only query is accepted (SELECT,
-    /// WITH, VALUES, TABLE; no data-modifying statement anywhere, also not inside WITH);
-    /// it runs as EXPLAIN in a READ ONLY transaction with a 5 s statement_timeout, rolled
-    /// back. Exit 0, 1 when the server refused it, 2 when dbwarden refused it.
+    /// Print a query's plan (PostgreSQL, MySQL/MariaDB). Only one read-only query is
+    /// accepted (SELECT, WITH, VALUES, TABLE; no data-modifying statement anywhere, also
+    /// not inside WITH); it runs as EXPLAIN in a READ ONLY transaction with a 5 s statement
+    /// time limit, rolled back. Exit 0, 1 when the server refused it, 2 when dbwarden
+    /// refused it.
     Explain {
         /// The target, as in [[target]] name = "...".
         #[arg(long, short = 't', value_name = "NAME")]
         target: String,
         /// The query.
         query: String,
-        /// EXPLAIN ANALYZE: executes the query. Refused unless the target sets
-        /// explain_analyze = true.
+        /// EXPLAIN ANALYZE (MariaDB: ANALYZE): executes the query. Refused unless the
+        /// target sets explain_analyze = true.
         #[arg(long)]
         analyze: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -1290,16 +1291,28 @@ async fn slow_queries(
     let rows = store
         .slow_queries(target, from, order, i64::from(limit))
         .await;
+    let ids: Vec<String> = rows.iter().flatten().map(|r| r.queryid.clone()).collect();
+    let plans = store.plans_latest(target, &ids).await;
     let _ = store.close(Duration::from_secs(2)).await;
-    let rows = match rows {
-        Ok(r) => r,
-        Err(e) => {
+    let (rows, plans) = match (rows, plans) {
+        (Ok(r), Ok(p)) => (r, p),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("dbwarden: cannot read the history store: {e}");
             return Ok(1);
         }
     };
+    let plan_of = |id: &str| plans.get(id).map(|p| p.summary.clone());
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Json => {
+            let mut v = serde_json::to_value(&rows)?;
+            for o in v.as_array_mut().into_iter().flatten() {
+                let plan = o["queryid"].as_str().and_then(plan_of);
+                if let Some(o) = o.as_object_mut() {
+                    o.insert("plan".into(), serde_json::json!(plan));
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?)
+        }
         Format::Text if rows.is_empty() => println!(
             "no statements sampled for target {} in the last {} (is a sample job covering it?)",
             escape(target),
@@ -1324,6 +1337,9 @@ async fn slow_queries(
                     r.rows,
                     escape(&q)
                 );
+                if let Some(plan) = plan_of(&r.queryid) {
+                    println!("{:>46}plan: {}", "", escape(&plan));
+                }
             }
         }
     }
@@ -1353,7 +1369,17 @@ async fn explain(
         );
         return Ok(2);
     }
-    if let Err(why) = crate::engine::postgres::explain::check(query).map(|_| ()) {
+    // The guard first: a refused text never reaches the server, whatever its state.
+    let guard = match t.engine {
+        crate::engine::EngineKind::Postgres => {
+            crate::engine::postgres::explain::check(query).map(|_| ())
+        }
+        crate::engine::EngineKind::Mysql => crate::engine::mysql::explain::check(query).map(|_| ()),
+        crate::engine::EngineKind::Sqlite => Err(
+            "explain works on PostgreSQL and MySQL/MariaDB targets; for SQLite use `EXPLAIN QUERY PLAN` in the sqlite3 shell".into(),
+        ),
+    };
+    if let Err(why) = guard {
         eprintln!("dbwarden: {why}");
         return Ok(2);
     }
@@ -1364,16 +1390,29 @@ async fn explain(
             return Ok(2);
         }
     };
-    let crate::engine::Engine::Postgres(pg) = &engine else {
-        eprintln!("dbwarden: explain works on PostgreSQL targets only in this version");
-        return Ok(2);
-    };
     let plan_format = match format {
-        Format::Text => crate::engine::postgres::explain::PlanFormat::Text,
-        Format::Json => crate::engine::postgres::explain::PlanFormat::Json,
+        Format::Text => crate::engine::explain::PlanFormat::Text,
+        Format::Json => crate::engine::explain::PlanFormat::Json,
     };
     let scope = crate::engine::RunScope::default();
-    let result = pg.explain(query, analyze, plan_format, &scope).await;
+    let result = match &engine {
+        crate::engine::Engine::Postgres(pg) => {
+            let plan = pg.explain(query, analyze, plan_format, &scope).await;
+            // The summary comes from a plain EXPLAIN (FORMAT JSON): never a second execution.
+            match (plan, plan_format) {
+                (Ok(plan), crate::engine::explain::PlanFormat::Text) => {
+                    let summary = match pg.plan_summary(query, &scope).await {
+                        Ok((_, s)) => s.line(),
+                        Err(e) => format!("not available ({e})"),
+                    };
+                    Ok(format!("{plan}\nsummary: {summary}"))
+                }
+                (other, _) => other,
+            }
+        }
+        crate::engine::Engine::Mysql(my) => my.explain(query, analyze, plan_format, &scope).await,
+        crate::engine::Engine::Sqlite(_) => Err("explain does not work on SQLite targets".into()),
+    };
     engine.close(Duration::from_secs(2)).await;
     match result {
         Ok(plan) => {

@@ -63,7 +63,9 @@ pub enum Event {
         long_runners: Vec<crate::sample::LongRunner>,
         snapshot: Option<String>,
         /// The sample's `query_regression` result, stored with the check results. Not an
-        /// [`Event::Checks`]: consumers read those as a health round's complete set.
+        /// [`Event::Checks`]: consumers read those as a health round's complete set; this
+        /// is a partial set (the alerter lists it beside the round's checks, and the
+        /// believed changes it makes follow as [`Event::Transition`]s).
         check: Option<CheckResult>,
     },
 }

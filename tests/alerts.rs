@@ -597,6 +597,15 @@ async fn count(dir: &std::path::Path, sql: &'static str) -> i64 {
     n
 }
 
+/// A scratch directory whose `hook-url` (a channel's `url_file`) points at a receiver
+/// answering 200.
+async fn hooked_dir() -> (tempfile::TempDir, Receiver) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rx = Receiver::start(vec![Reply::new(200, "ok")]).await;
+    std::fs::write(dir.path().join("hook-url"), rx.url("/hook")).unwrap_or_else(|e| panic!("{e}"));
+    (dir, rx)
+}
+
 /// The requests the receiver got about `target`, as (event, to, key).
 fn about(rx: &Receiver, target: &str) -> Vec<(String, String, String)> {
     rx.requests()
@@ -683,10 +692,8 @@ async fn a_notification_pending_at_kill_9_is_delivered_after_restart() {
 async fn postgres_idle_in_transaction_gives_one_critical_then_one_resolved() {
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (dir, rx) = hooked_dir().await;
     let d = dir.path();
-    let rx = Receiver::start(vec![Reply::new(200, "ok")]).await;
-    std::fs::write(d.join("hook-url"), rx.url("/hook")).unwrap_or_else(|e| panic!("{e}"));
     // Short thresholds; checks the shared server fails for reasons of its own (a full
     // disk; `settings`: autovacuum is off there) are off. The session passes
     // WARNING (1 s) on its way to CRITICAL (2 s): group_wait (3 s) makes that one message.
@@ -761,6 +768,122 @@ async fn postgres_idle_in_transaction_gives_one_critical_then_one_resolved() {
         .unwrap_or_default();
     assert!(body.to_string().contains("RESOLVED"), "{body}");
     drop(daemon);
+    db.drop_db().await;
+}
+
+/// Issue 12: `query_regression` alerts like any other check. The real daemon samples a
+/// scratch database on the primary (pg_stat_statements preloaded) every second while an
+/// indexed lookup runs; once the statement has a baseline, its index is dropped: one
+/// WARNING naming `query_regression` reaches the webhook receiver; the index is rebuilt:
+/// one RESOLVED. The sample job has no health round beside it, so nothing else can move
+/// the target's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_regression_fires_and_resolves_through_the_webhook() {
+    let Some(admin) = common::url_from_env("DBWARDEN_TEST_PG_PRIMARY_URL") else {
+        return;
+    };
+    let db = PgDb::create(&admin).await;
+    let mut c = db.connect().await;
+    let exec = |sql: &'static str| sqlx::raw_sql(sql);
+    for sql in [
+        "CREATE EXTENSION pg_stat_statements",
+        "CREATE TABLE reg_t (id int, pad text)",
+        "INSERT INTO reg_t SELECT g, repeat('x', 50) FROM generate_series(1, 200000) g",
+        "CREATE INDEX reg_t_id ON reg_t (id)",
+        "ANALYZE reg_t",
+    ] {
+        exec(sql)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let (dir, rx) = hooked_dir().await;
+    let d = dir.path();
+    std::fs::write(
+        d.join("dbwarden.toml"),
+        format!(
+            "[daemon]\nhistory = \"sqlite://{d}/h.db\"\nconfirm_rounds = 1\n\
+             [alerts]\ngroup_wait = \"0s\"\n\n\
+             [[target]]\nname = \"pg\"\nurl = \"{url}\"\n\n\
+             [[job]]\nname = \"slow\"\nkind = \"sample\"\nschedule = \"@every 1s\"\n\
+             top_n = 100000\nregression_min_calls = 5\n\n\
+             [[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{d}/hook-url\"\n",
+            d = d.display(),
+            url = db.url
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The application: the lookup, over and over, on its own connection.
+    let stop = CancellationToken::new();
+    let app = {
+        let (stop, mut conn) = (stop.clone(), db.connect().await);
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let q = sqlx::raw_sql("SELECT pad FROM reg_t WHERE id = 4242");
+                if let Err(e) = q.execute(&mut conn).await {
+                    panic!("workload: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let daemon = Daemon::start(d);
+    let judged = "SELECT COUNT(*) FROM check_results WHERE target = 'pg' \
+                  AND check_name = 'query_regression' AND status = 'OK' \
+                  AND message NOT LIKE '%(0 with a baseline)%'";
+    eventually(90, "samples judged against a baseline", || async {
+        count(d, judged).await >= 8
+    })
+    .await;
+    assert!(about(&rx, "pg").is_empty(), "{:?}", about(&rx, "pg"));
+
+    exec("DROP INDEX reg_t_id")
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(60, "a WARNING at the receiver", || async {
+        !about(&rx, "pg").is_empty()
+    })
+    .await;
+    exec("CREATE INDEX reg_t_id ON reg_t (id)")
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(60, "a RESOLVED at the receiver", || async {
+        about(&rx, "pg").iter().any(|(e, _, _)| e == "resolved")
+    })
+    .await;
+    stop.cancel();
+    let _ = app.await;
+    let got = about(&rx, "pg");
+    let bodies: Vec<serde_json::Value> = rx
+        .requests()
+        .iter()
+        .map(|r| r.json())
+        .filter(|j| j["target"] == "pg")
+        .collect();
+    let shape: Vec<(&str, &str)> = got
+        .iter()
+        .map(|(e, to, _)| (e.as_str(), to.as_str()))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![("firing", "WARNING"), ("resolved", "OK")],
+        "{bodies:?}\n{}",
+        log_of(d)
+    );
+    for b in &bodies {
+        assert_eq!(b["checks"][0]["check"], "query_regression", "{b}");
+    }
+    assert!(
+        bodies[0]["checks"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("baseline")),
+        "{}",
+        bodies[0]
+    );
+    drop(daemon);
+    drop(c);
     db.drop_db().await;
 }
 

@@ -23,33 +23,11 @@ async fn rows(c: &mut PgConnection) -> i64 {
 }
 
 fn config(dir: &std::path::Path, url: &str, analyze: bool) -> std::path::PathBuf {
-    let path = dir.join(format!("c{analyze}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[daemon]\nhistory = \"sqlite://{}/h.db\"\n\n[[target]]\nname = \"pg\"\nurl = \"{url}\"\nexplain_analyze = {analyze}\n",
-            dir.display()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    path
+    common::explain::config(dir, "pg", url, analyze)
 }
 
 fn explain(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dbwarden"))
-        .arg("explain")
-        .args(["--target", "pg"])
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .env_remove("DBWARDEN_CONFIG")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
+    common::explain::run(config, "pg", args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,10 +48,29 @@ async fn plans_are_printed_and_every_writing_attempt_is_refused() {
     let plain = config(dir.path(), &db.url, false);
     let allowed = config(dir.path(), &db.url, true);
 
-    // Plans, text and JSON.
+    // Plans, text and JSON; the text ends with the summary, naming a Seq Scan on a large
+    // table (pg_class.reltuples ≥ 10,000) and not on a small one.
     let (code, out, err) = explain(&plain, &["SELECT * FROM victims WHERE id = 5"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("Seq Scan on victims"), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("summary: Seq Scan on victims (cost ")
+                && !l.contains("large table")),
+        "{out}"
+    );
+    exec(
+        &mut c,
+        "CREATE TABLE big AS SELECT g AS id FROM generate_series(1, 20000) g; ANALYZE big",
+    )
+    .await;
+    let (code, out, err) = explain(&plain, &["SELECT count(*) FROM big WHERE id = 5"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("; Seq Scan on large table big (~20000 rows)"),
+        "{out}"
+    );
     let (code, out, err) = explain(&plain, &["--format", "json", "SELECT * FROM victims"]);
     assert_eq!(code, Some(0), "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));

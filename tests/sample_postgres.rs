@@ -398,6 +398,21 @@ async fn the_baseline_survives_separate_run_job_invocations_and_slow_queries_rea
         out.contains("ran in the interval"),
         "not a baseline again: {out}"
     );
+    // The top statements' generic plans: PostgreSQL 16+; an older server says why not.
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    if version >= 160_000 {
+        assert!(out.contains("plan(s) stored"), "{out}");
+    } else {
+        assert!(
+            out.contains("plans of the top statements not taken")
+                && out.contains("GENERIC_PLAN")
+                && out.contains("16+"),
+            "{out}"
+        );
+    }
 
     let (code, out, err) = run(&["slow-queries", "--target", "pg", "--format", "json"]);
     assert_eq!(code, Some(0), "{out}{err}");
@@ -422,9 +437,60 @@ async fn the_baseline_survives_separate_run_job_invocations_and_slow_queries_rea
     for key in ["queryid", "rows"] {
         assert!(row.get(key).is_some(), "{key} missing: {row}");
     }
+    // `slow-queries` shows each statement's newest stored plan summary (on a server
+    // before 16, one is stored here by hand for the statement: what a 16+ sample stores).
+    let queryid = row["queryid"].as_str().unwrap_or_default().to_string();
+    if version < 160_000 {
+        assert_eq!(row["plan"], serde_json::Value::Null, "{row}");
+        let config =
+            dbwarden::config::load(&dir.join("dbwarden.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let store = dbwarden::daemon::open_store(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let plan = dbwarden::store::PlanRow {
+            target: "pg".into(),
+            queryid: queryid.clone(),
+            ts: chrono::Utc::now(),
+            plan_json: r#"[{"Plan": {"Node Type": "Aggregate"}}]"#.into(),
+            summary:
+                "Aggregate (cost 35.50, rows 1); Seq Scan on large table dbw_cli_t (~20000 rows)"
+                    .into(),
+            top_node: "Aggregate".into(),
+            total_cost: Some(35.5),
+            plan_rows: Some(1.0),
+            large_seq_scans: Some("dbw_cli_t".into()),
+        };
+        store
+            .plans_insert("test", std::slice::from_ref(&plan))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let latest = store
+            .plans_latest("pg", std::slice::from_ref(&queryid))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            latest.get(&queryid).map(|p| &p.summary),
+            Some(&plan.summary)
+        );
+        let _ = store.close(Duration::from_secs(2)).await;
+    }
+    let (code, out, err) = run(&["slow-queries", "--target", "pg", "--format", "json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let rows: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let plan = rows
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["queryid"] == queryid.as_str()))
+        .map(|r| r["plan"].clone())
+        .unwrap_or_default();
+    assert!(
+        plan.as_str().is_some_and(|p| p.starts_with("Aggregate")),
+        "{out}"
+    );
     let (code, out, _) = run(&["slow-queries", "--target", "pg", "--by", "calls"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("dbw_cli_t"), "{out}");
+    assert!(out.contains("plan: Aggregate"), "{out}");
     let (code, _, err) = run(&["slow-queries", "--target", "nope"]);
     assert_eq!(code, Some(2), "{err}");
     drop(c);

@@ -170,6 +170,14 @@ fn on_event(m: &mut Machine, e: &Event) -> Vec<super::state::Action> {
             m.checks(target, results, now);
             Vec::new()
         }
+        Event::Sample {
+            target,
+            check: Some(c),
+            ..
+        } => {
+            m.part(target, std::slice::from_ref(c), now);
+            Vec::new()
+        }
         Event::Transition {
             ts,
             target,

@@ -134,6 +134,9 @@ struct Tgt {
     baseline: bool,
     /// The latest round's non-OK checks.
     checks: Vec<CheckResult>,
+    /// The latest result of each check another job judges (a sample's
+    /// `query_regression`), by check name: not part of any round.
+    parts: std::collections::BTreeMap<String, CheckResult>,
     /// A round of it was seen in this process (its believed status is then this
     /// process's own, not the restored one).
     seen: bool,
@@ -145,6 +148,14 @@ struct Tgt {
     next_reminder: Option<Instant>,
     /// News held since this instant, waiting for the restore.
     held_since: Option<Instant>,
+}
+
+impl Tgt {
+    /// The failing checks a message lists: the latest round's and the other jobs'.
+    fn failing(&self) -> Vec<CheckResult> {
+        let parts = self.parts.values().filter(|c| c.status != Status::Ok);
+        self.checks.iter().chain(parts).cloned().collect()
+    }
 }
 
 /// The alert state machine of one agent.
@@ -222,6 +233,7 @@ impl Machine {
             announced: None,
             baseline,
             checks: Vec::new(),
+            parts: Default::default(),
             seen: false,
             announced_checks: Vec::new(),
             pending: None,
@@ -248,6 +260,16 @@ impl Machine {
             .filter(|c| c.status != Status::Ok)
             .cloned()
             .collect();
+    }
+
+    /// Checks another job judged for `target` (a partial set, e.g. a sample's
+    /// `query_regression`): each replaces only its own earlier result; the round's checks
+    /// stay. Messages list both.
+    pub fn part(&mut self, target: &str, results: &[CheckResult], now: Instant) {
+        let t = self.target(target, now);
+        for c in results {
+            t.parts.insert(c.check.clone(), c.clone());
+        }
     }
 
     /// The believed statuses read back from the history: (target, status) of each target
@@ -427,7 +449,7 @@ impl Machine {
                 t.announced_checks.clone(),
             )
         } else {
-            summarize(&t.checks)
+            summarize(&t.failing())
         };
         let key = key(&self.agent, name, from, to, event, at);
         Notification {
@@ -495,7 +517,7 @@ impl Machine {
                 && *due <= now
             {
                 t.announced = Some(*to);
-                t.announced_checks = summarize(&t.checks).1;
+                t.announced_checks = summarize(&t.failing()).1;
                 t.last_sent = Some(*due);
                 t.next_reminder = (*to != Status::Ok).then(|| *due + policy.repeat_interval);
                 t.pending = None;
@@ -756,6 +778,34 @@ mod tests {
         let keys: std::collections::HashSet<_> = r.sent.iter().map(|n| &n.key).collect();
         assert_eq!(keys.len(), 6, "each notification has its own key");
         assert!(r.sent.iter().all(|n| n.agent == "agent1"));
+    }
+
+    /// A sample's `query_regression` is a partial set: the rounds' checks stay listed
+    /// beside it, a later round does not drop it, and the RESOLVED lists what was failing.
+    #[tokio::test(start_paused = true)]
+    async fn a_sample_check_is_listed_beside_the_rounds_checks() {
+        let mut r = Rig::restored(zero_wait(), vec![("db", OK)]);
+        r.round("db", &[("dead_tuples", Warning), ("connectivity", OK)]);
+        r.pass(60 * S).await;
+        r.m.part("db", &[check("query_regression", Warning)], now());
+        r.round("db", &[("dead_tuples", Warning), ("connectivity", OK)]);
+        r.m.checks("db", &[check("dead_tuples", OK)], now());
+        let a = r.m.transition("db", Critical, Utc::now(), now());
+        r.apply(a);
+        r.pass(60 * S).await;
+        let names = |n: &Notification| -> Vec<String> {
+            n.checks.iter().map(|c| c.check.clone()).collect()
+        };
+        assert_eq!(r.events()[1], (Some(Warning), Critical, Firing));
+        assert_eq!(names(&r.sent[1]), vec!["query_regression"]);
+        r.m.part("db", &[check("query_regression", OK)], now());
+        let a = r.m.transition("db", OK, Utc::now(), now());
+        r.apply(a);
+        r.pass(60 * S).await;
+        assert_eq!(r.events()[2], (Some(Critical), OK, Resolved));
+        assert_eq!(names(&r.sent[2]), vec!["query_regression"]);
+        // The first message listed the round's check; a round since kept the part.
+        assert_eq!(names(&r.sent[0]), vec!["dead_tuples"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@
 //! changed ([`Engine::settings_key`]): thresholds come with every round.
 //!
 //! - `catalog`: every check of every engine (names, units, built-in thresholds).
+//! - `explain`: what every engine's `dbwarden explain` guard shares.
 //! - `round`: what every engine does the same way: leaving out disabled checks, the
 //!   "measured by target X" stand-in, marking server-level checks, listing which were
 //!   measured, gating table statistics.
@@ -15,6 +16,7 @@
 
 pub mod catalog;
 pub(crate) mod conn;
+pub mod explain;
 pub mod mysql;
 pub mod postgres;
 pub mod redact;

@@ -104,34 +104,7 @@ impl Kind for HealthJob {
             tracing::debug!(check = %c.check, status = c.status.as_str(), "{}", escape(&c.message));
         }
         let changes = shared.tracker.observe(&h);
-        for change in &changes {
-            let check = change.check.as_deref().unwrap_or("(target)");
-            let (from, to) = (change.transition.from, change.transition.to);
-            let message = escape(&change.message);
-            if to == Status::Ok {
-                tracing::info!(
-                    check,
-                    status = to.as_str(),
-                    from = from.as_str(),
-                    "{check}: {from} -> {to}: {message}"
-                );
-            } else {
-                tracing::warn!(
-                    check,
-                    status = to.as_str(),
-                    from = from.as_str(),
-                    "{check}: {from} -> {to}: {message}"
-                );
-            }
-            shared.events.publish(Event::Transition {
-                ts,
-                target: change.target.clone(),
-                check: change.check.clone(),
-                from,
-                to,
-                message: change.message.clone(),
-            });
-        }
+        publish_changes(&shared.events, ts, &changes);
         if let Err(e) = &engine {
             return Err(JobError::Setup(e.to_string()));
         }
@@ -139,6 +112,43 @@ impl Kind for HealthJob {
             changes: changes.len(),
             health: h,
         })
+    }
+}
+
+/// Logs believed changes and publishes them as [`Event::Transition`]s (what the alerter
+/// and the history hear), whichever job's results made them.
+pub(crate) fn publish_changes(
+    events: &crate::events::Events,
+    ts: DateTime<Utc>,
+    changes: &[super::BelievedChange],
+) {
+    for change in changes {
+        let check = change.check.as_deref().unwrap_or("(target)");
+        let (from, to) = (change.transition.from, change.transition.to);
+        let message = escape(&change.message);
+        if to == Status::Ok {
+            tracing::info!(
+                check,
+                status = to.as_str(),
+                from = from.as_str(),
+                "{check}: {from} -> {to}: {message}"
+            );
+        } else {
+            tracing::warn!(
+                check,
+                status = to.as_str(),
+                from = from.as_str(),
+                "{check}: {from} -> {to}: {message}"
+            );
+        }
+        events.publish(Event::Transition {
+            ts,
+            target: change.target.clone(),
+            check: change.check.clone(),
+            from,
+            to,
+            message: change.message.clone(),
+        });
     }
 }
 

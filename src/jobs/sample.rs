@@ -23,8 +23,9 @@ use crate::sample::{
     LongRunner, Outcome, SampleError, Selection, Snapshot, StatementDelta, compute, regression,
     wire,
 };
-use crate::store::Store;
+use crate::store::{PlanRow, Store};
 use crate::text::escape;
+use chrono::{DateTime, Utc};
 
 /// What sample runs keep between runs, per target.
 #[derive(Default)]
@@ -36,6 +37,44 @@ pub struct SampleState {
     warned: Mutex<HashSet<String>>,
     /// Where snapshots are read back from when none is in memory.
     store: Mutex<Option<Store>>,
+    /// When each statement was last planned, per target.
+    planned: Mutex<HashMap<String, HashMap<String, DateTime<Utc>>>>,
+    /// Targets whose "plans not taken" was already logged at info level.
+    plans_said: Mutex<HashSet<String>>,
+}
+
+/// At most this many statements are planned per sample: the kept statements with the most
+/// time, each at most once per [`PLAN_EVERY`].
+pub const PLANS_PER_SAMPLE: usize = 3;
+
+/// How often one statement is planned again.
+pub const PLAN_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The longest normalised text fetched for planning (stored texts are cut shorter).
+const PLAN_TEXT_MAX: usize = 100_000;
+
+/// The statements to plan now (pure): the most time-consuming of `statements` not planned
+/// within [`PLAN_EVERY`] before `now`, each queryid once, at most `n`.
+pub fn due_for_plan(
+    statements: &[StatementDelta],
+    planned: &HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+    n: usize,
+) -> Vec<String> {
+    let every = chrono::Duration::from_std(PLAN_EVERY).unwrap_or(chrono::Duration::MAX);
+    let mut by_time: Vec<&StatementDelta> = statements.iter().collect();
+    by_time.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+    let mut out: Vec<String> = Vec::new();
+    for d in by_time {
+        let recent = planned.get(&d.key.id).is_some_and(|t| now - *t < every);
+        if !recent && !out.contains(&d.key.id) {
+            out.push(d.key.id.clone());
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    out
 }
 
 impl SampleState {
@@ -104,6 +143,10 @@ pub struct SampleRun {
     /// The `query_regression` check of this sample (`None`: not judged: a baseline
     /// sample, or no history store to read baselines from).
     pub regression: Option<CheckResult>,
+    /// Plans of the top statements taken by this sample (PostgreSQL 16+).
+    pub plans: Vec<PlanRow>,
+    /// Why plans were due but not taken (an older server, a failure).
+    pub plans_not_taken: Option<String>,
 }
 
 impl SampleRun {
@@ -135,6 +178,12 @@ impl Report for SampleRun {
         };
         if let Some(r) = self.regression.as_ref().filter(|r| r.status != Status::Ok) {
             long.push_str(&format!("; query_regression {}: {}", r.status, r.message));
+        }
+        if !self.plans.is_empty() {
+            long.push_str(&format!("; {} plan(s) stored", self.plans.len()));
+        }
+        if let Some(why) = &self.plans_not_taken {
+            long.push_str(&format!("; {why}"));
         }
         match &self.outcome {
             Some(Outcome::Baseline(reason)) => {
@@ -189,6 +238,16 @@ impl Kind for SampleJob {
         if let Some(r) = run.regression.as_ref().filter(|r| r.status != Status::Ok) {
             tracing::warn!(target = %target.name, check = "query_regression", "{}", escape(&r.message));
         }
+        // The regression check is believed like any other (hysteresis), as a partial set:
+        // the target's health checks stay as their rounds left them.
+        if let Some(r) = &run.regression {
+            let ts = chrono::Utc::now();
+            let changes =
+                self.shared
+                    .tracker
+                    .observe_part(&target.name, std::slice::from_ref(r), ts);
+            super::health::publish_changes(&self.shared.events, ts, &changes);
+        }
         Ok(run)
     }
 }
@@ -232,6 +291,8 @@ pub async fn sample(
                 long_runners: Vec::new(),
                 entries: 0,
                 regression: None,
+                plans: Vec::new(),
+                plans_not_taken: None,
             });
         }
         Err(SampleError::Failed(e)) => {
@@ -308,6 +369,19 @@ pub async fn sample(
         }
         Outcome::Baseline(_) => None,
     };
+    let (plans, plans_not_taken) = match (engine, &outcome) {
+        (Engine::Postgres(e), Outcome::Deltas { statements, .. }) => {
+            let at = Plans {
+                state,
+                target,
+                schema: &reading.texts_from,
+                ts,
+                scope,
+            };
+            at.take(e, statements).await
+        }
+        _ => (Vec::new(), None),
+    };
     events.publish(Event::Sample {
         ts,
         target: target.to_string(),
@@ -327,7 +401,123 @@ pub async fn sample(
         long_runners: reading.long_runners,
         entries,
         regression,
+        plans,
+        plans_not_taken,
     })
+}
+
+/// Where a sample's plans are taken.
+struct Plans<'a> {
+    state: &'a SampleState,
+    target: &'a str,
+    schema: &'a str,
+    ts: DateTime<Utc>,
+    scope: &'a RunScope,
+}
+
+impl Plans<'_> {
+    /// Plans the statements due ([`due_for_plan`]) with their normalised texts (a generic
+    /// plan: PostgreSQL 16+) and stores them; on an older server, says why not (logged
+    /// once per target, and in every run's summary while plans are due).
+    async fn take(
+        &self,
+        e: &crate::engine::postgres::PostgresEngine,
+        statements: &[StatementDelta],
+    ) -> (Vec<PlanRow>, Option<String>) {
+        let (state, target) = (self.state, self.target);
+        let due = {
+            let planned = state.planned.lock().unwrap_or_else(|p| p.into_inner());
+            let none = HashMap::new();
+            let mine = planned.get(target).unwrap_or(&none);
+            due_for_plan(statements, mine, self.ts, PLANS_PER_SAMPLE)
+        };
+        if due.is_empty() {
+            return (Vec::new(), None);
+        }
+        let not_taken = |why: String| {
+            let first = state
+                .plans_said
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(target.to_string());
+            if first {
+                tracing::info!(target, "{}", escape(&why));
+            }
+            (Vec::new(), Some(why))
+        };
+        let mark_planned = || {
+            state
+                .planned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(target.to_string())
+                .or_default()
+                .extend(due.iter().map(|id| (id.clone(), self.ts)));
+        };
+        match e.server_version_num(self.scope).await {
+            Ok(v) if v < 160_000 => {
+                // Asked again only when these are due again (an upgrade needs a restart).
+                mark_planned();
+                return not_taken(format!(
+                    "plans of the top statements not taken: planning a normalised text ($1) needs EXPLAIN (GENERIC_PLAN), which PostgreSQL 16+ has; this server is {}.{}",
+                    v / 10_000,
+                    v % 10_000
+                ));
+            }
+            Ok(_) => {}
+            Err(why) => return not_taken(format!("plans not taken: {why}")),
+        }
+        let texts = match e
+            .statement_texts(self.schema, &due, PLAN_TEXT_MAX, self.scope)
+            .await
+        {
+            Ok(t) => t,
+            Err(SampleError::Unavailable(m) | SampleError::Failed(m)) => {
+                return not_taken(format!(
+                    "plans not taken: reading statement texts failed: {m}"
+                ));
+            }
+        };
+        // Planned or refused, each is tried again only after PLAN_EVERY.
+        mark_planned();
+        let mut plans = Vec::new();
+        for (queryid, text) in texts {
+            match e.plan_summary(&text, self.scope).await {
+                Ok((plan_json, s)) => plans.push(PlanRow {
+                    target: target.to_string(),
+                    queryid,
+                    ts: self.ts,
+                    plan_json,
+                    summary: s.line(),
+                    top_node: s.top_node.clone(),
+                    total_cost: s.total_cost,
+                    plan_rows: s.rows,
+                    large_seq_scans: (!s.large_seq_scans.is_empty()).then(|| {
+                        let names: Vec<&str> =
+                            s.large_seq_scans.iter().map(|(t, _)| t.as_str()).collect();
+                        names.join(",")
+                    }),
+                }),
+                // Not a plannable query (an INSERT, a utility statement): not an error.
+                Err(why) => {
+                    tracing::debug!(target, %queryid, "statement not planned: {}", escape(&why))
+                }
+            }
+        }
+        let store = state
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(store) = store
+            && let Err(e) = store
+                .plans_insert(&crate::store::agent_name(), &plans)
+                .await
+        {
+            tracing::warn!(target, "query plans not stored in the history: {e}");
+        }
+        (plans, None)
+    }
 }
 
 /// Judges the kept statements against their baselines from the history store.
@@ -416,4 +606,42 @@ async fn regression_check(
             scope: Scope::Database,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::StatementKey;
+
+    fn d(id: &str, scope: &str, total_ms: f64) -> StatementDelta {
+        StatementDelta {
+            key: StatementKey {
+                id: id.into(),
+                scope: scope.into(),
+            },
+            total_ms,
+            ..StatementDelta::default()
+        }
+    }
+
+    #[test]
+    fn the_most_time_consuming_statements_are_planned_once_an_hour() {
+        let t0 = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let kept = [
+            d("a", "10/5/t", 5.0),
+            d("b", "10/5/t", 50.0),
+            d("c", "10/5/t", 20.0),
+            // The same statement of another user: one plan.
+            d("b", "11/5/t", 40.0),
+            d("e", "10/5/t", 1.0),
+        ];
+        let mut planned = HashMap::new();
+        assert_eq!(due_for_plan(&kept, &planned, t0, 3), vec!["b", "c", "a"]);
+        planned.extend(["b", "c", "a"].map(|id| (id.to_string(), t0)));
+        let later = t0 + chrono::Duration::minutes(59);
+        assert_eq!(due_for_plan(&kept, &planned, later, 3), vec!["e"]);
+        let hour = t0 + chrono::Duration::minutes(60);
+        assert_eq!(due_for_plan(&kept, &planned, hour, 2), vec!["b", "c"]);
+        assert!(due_for_plan(&[], &planned, hour, 3).is_empty());
+    }
 }

@@ -83,7 +83,7 @@ pub struct Snapshot {
 }
 
 /// The work one statement did between two snapshots.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatementDelta {
     pub key: StatementKey,
     pub calls: i64,
@@ -182,14 +182,21 @@ pub fn compute(previous: Option<&Snapshot>, current: &Snapshot, sel: Selection) 
     }
     let active = out.len();
     // Most time first; ties by key so the order is stable.
-    out.sort_unstable_by(|(ka, a), (kb, b)| {
-        b.total_ms.total_cmp(&a.total_ms).then_with(|| ka.cmp(kb))
-    });
+    type Item<'a> = (&'a StatementKey, StatementDelta);
+    let order =
+        |(ka, a): &Item, (kb, b): &Item| b.total_ms.total_cmp(&a.total_ms).then_with(|| ka.cmp(kb));
+    // The top N by a linear-time selection, not a sort of every active statement; then
+    // the slow ones among the rest; only what is kept is sorted.
+    let top = sel.top_n.min(out.len());
+    if top > 0 && top < out.len() {
+        out.select_nth_unstable_by(top - 1, order);
+    }
+    let rest = out.split_off(top);
+    out.extend(rest.into_iter().filter(|(_, d)| d.mean_ms >= sel.slow_ms));
+    out.sort_unstable_by(order);
     let out: Vec<StatementDelta> = out
         .into_iter()
-        .enumerate()
-        .filter(|(i, (_, d))| *i < sel.top_n || d.mean_ms >= sel.slow_ms)
-        .map(|(_, (k, d))| StatementDelta {
+        .map(|(k, d)| StatementDelta {
             key: k.clone(),
             ..d
         })

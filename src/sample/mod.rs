@@ -5,13 +5,15 @@
 //! - `delta`: two snapshots → the statements worth storing (top N by time plus every
 //!   statement above the slow threshold), with resets handled: a reset never yields a
 //!   negative or inflated delta, it starts a new baseline for what was reset.
-
+//! - `plan`: the summary of a PostgreSQL plan (`FORMAT JSON`) stored with a sample's top
+//!   statements and shown by `dbwarden slow-queries` and `dbwarden explain`.
 //! - `regression`: a statement slower than its own baseline (median of its recent
 //!   samples) by a factor: the `query_regression` check.
 //! - `wire`: a snapshot as stored in the history (`query_snapshots`), so the baseline
 //!   survives a restart.
 
 pub mod delta;
+pub mod plan;
 pub mod regression;
 pub mod wire;
 

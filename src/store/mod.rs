@@ -47,6 +47,7 @@ mod buffer;
 mod connect;
 mod episode;
 mod outbox;
+mod plans;
 mod read;
 mod trend;
 mod write;
@@ -68,6 +69,7 @@ use crate::health::{CheckResult, Status};
 pub use api_reads::AuditRow;
 pub use buffer::BufferLimits;
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
+pub use plans::PlanRow;
 pub use read::{
     BelievedRow, CheckRow, HistoryTable, MaintenanceRow, RunRow, SlowOrder, SlowQueryRow,
 };

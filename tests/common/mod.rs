@@ -1,10 +1,12 @@
-//! Helpers shared by the integration tests: the PostgreSQL health-check harness
-//! (`harness`), maintenance configs (`maint`), the real servers' URLs and throwaway
+//! Helpers shared by the integration tests: `dbwarden explain` runs (`explain`), the
+//! PostgreSQL health-check harness (`harness`), maintenance configs (`maint`), the real
+//! servers' URLs and throwaway
 //! databases (`pg`), a TCP proxy that can refuse or pause a server (`proxy`), an HTTP
 //! receiver that records requests (`receiver`), and a small filesystem that can be filled
 //! (`tmpfs`).
 #![allow(dead_code)]
 
+pub mod explain;
 pub mod harness;
 pub mod maint;
 pub mod pg;

@@ -36,6 +36,7 @@
 
 mod checks;
 mod conn;
+pub mod explain;
 mod maintain;
 mod queries;
 pub mod statements;
