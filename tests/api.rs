@@ -340,15 +340,17 @@ async fn every_endpoint_answers_as_openapi_json_says_and_bad_input_is_named() {
     }
     let (_, health) = d.get("/api/v1/targets/pgdown/health").await;
     assert_eq!(health["status"], "CRITICAL", "{health}");
-    let (_, trend) = d
-        .get("/api/v1/targets/demo/metrics?metric=connectivity&from=10m")
-        .await;
-    assert!(
-        trend["points"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|p| p["avg"].is_number())),
-        "the trend has the rounds' latency: {trend}"
-    );
+    // The rounds' latency reaches the trend once the history writer has written it.
+    d.wait_json(
+        "/api/v1/targets/demo/metrics?metric=connectivity&from=10m",
+        "the rounds' latency in the trend",
+        |t| {
+            t["points"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["avg"].is_number()))
+        },
+    )
+    .await;
 
     // Unknown targets, bad parameters: named.
     for t in [
@@ -468,6 +470,27 @@ async fn every_endpoint_answers_as_openapi_json_says_and_bad_input_is_named() {
         "{body}"
     );
 
+    // On its own connection: the server closes it after refusing the body unread.
+    let huge = "x".repeat(300 * 1024);
+    let (code, body) = match reqwest::Client::new()
+        .post(d.url("/api/v1/targets/pgdown/query-plan"))
+        .bearer_auth(TOKEN)
+        .json(&plan(&huge))
+        .send()
+        .await
+    {
+        Ok(r) => (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap_or_default(),
+        ),
+        Err(e) => panic!("huge body: {e}"),
+    };
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+    spec.check("post", "/api/v1/targets/{name}/query-plan", code, &body);
     let (code, body) = d
         .post(
             "/api/v1/silences",

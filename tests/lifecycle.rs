@@ -203,7 +203,7 @@ async fn sighup_with_a_broken_config_keeps_the_old_one_and_a_new_job_starts() {
     .await;
     let log = d.log();
     assert!(
-        log.contains("job[1].schedule"),
+        log.contains("job[2].schedule: \"every now and then\""),
         "the log must carry the error list:\n{log}"
     );
 

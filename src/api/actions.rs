@@ -55,15 +55,11 @@ pub async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Respo
             .replace(' ', "_")
     };
     let run_id = response.extensions().get::<AuditRun>().map(|r| r.0.clone());
+    // As the client wrote it (percent-encoded if it was).
     let target = path
         .strip_prefix("/api/v1/targets/")
         .and_then(|r| r.split('/').next())
-        .map(|t| {
-            url::form_urlencoded::parse(t.as_bytes())
-                .next()
-                .map(|(k, _)| k.to_string())
-                .unwrap_or_else(|| t.to_string())
-        });
+        .map(str::to_string);
     tracing::info!(
         audit = true,
         client = %client,
@@ -227,6 +223,11 @@ async fn run_maintenance(
         .as_ref()
         .and_then(|j| j.params.maintenance())
         .unwrap_or(&defaults);
+    // The load guard's `skip_when_status` reads the believed status, as scheduled runs do.
+    let shared = s.shared().clone();
+    let tname = name.clone();
+    let status = move || shared.tracker.believed(&tname);
+    let history = s.shared().history();
     let req = MaintRequest {
         target: &target,
         params,
@@ -234,8 +235,8 @@ async fn run_maintenance(
         use_window: false,
         dry_run,
         watch_vacuum: Some(Duration::from_secs(2)),
-        status: &|| None,
-        history: Some(s.store()),
+        status: &status,
+        history: history.as_ref(),
     };
     // The job's timeout bounds an API run as it bounds a scheduled one.
     let timeout = job.as_ref().map(|j| j.timeout);
@@ -284,10 +285,14 @@ async fn run_maintenance(
             if let Ok(v) = serde_json::to_value(report) {
                 s.live().set_report(&id, v);
             }
-            if let Some(why) = &report.skipped
+            // Like a scheduled run: skipped whole feeds the self-target's maintenance_failing.
+            if let Some(why) = report
+                .skipped
+                .clone()
+                .or_else(|| maint::all_skipped(&report.records))
                 && !dry_run
             {
-                s.shared().note_maintenance_skip(&id, why);
+                s.shared().note_maintenance_skip(&id, &why);
             }
             (RunOutcome::Ok, None)
         }

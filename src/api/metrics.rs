@@ -13,6 +13,10 @@ use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 use super::ApiState;
 use crate::health::Status;
 
+/// How long one rendering of `/metrics` is served again (Prometheus scrapes every 15 s or
+/// so; this only merges scrapes that arrive together).
+pub const FRESH: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Nagios code of a status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 pub fn status_code(s: Status) -> f64 {
     f64::from(s.exit_code())
@@ -312,8 +316,12 @@ pub fn render(s: &ApiState) -> Result<String, prometheus::Error> {
 
 /// `GET /metrics`.
 pub async fn metrics(State(s): State<ApiState>) -> Response {
-    match render(&s) {
-        Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+    match s.metrics_text().await {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            text.to_string(),
+        )
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "/metrics could not be rendered");
             super::ApiError::new(

@@ -65,6 +65,8 @@ struct Inner {
     runs: tokio_util::task::TaskTracker,
     stop: CancellationToken,
     alert_health: RwLock<Option<crate::alerts::deliver::Health>>,
+    /// The latest `/metrics` text and when it was rendered ([`metrics::FRESH`]).
+    metrics: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<String>)>>,
 }
 
 impl ApiState {
@@ -89,6 +91,7 @@ impl ApiState {
                 runs: tokio_util::task::TaskTracker::new(),
                 stop: CancellationToken::new(),
                 alert_health: RwLock::new(None),
+                metrics: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -179,6 +182,21 @@ impl ApiState {
             .clone()
     }
 
+    /// The `/metrics` text, rendered at most once per [`metrics::FRESH`]: scrapes arriving
+    /// together share one rendering instead of each walking every target.
+    pub async fn metrics_text(&self) -> Result<Arc<String>, prometheus::Error> {
+        let mut cache = self.inner.metrics.lock().await;
+        let now = tokio::time::Instant::now();
+        if let Some((at, text)) = cache.as_ref()
+            && now.saturating_duration_since(*at) < metrics::FRESH
+        {
+            return Ok(text.clone());
+        }
+        let text = Arc::new(metrics::render(self)?);
+        *cache = Some((now, text.clone()));
+        Ok(text)
+    }
+
     /// Whether the daemon is shutting down (API runs are being cancelled).
     pub fn is_stopping(&self) -> bool {
         self.inner.stop.is_cancelled()
@@ -260,7 +278,8 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Adds the layers every route gets: request log, timeout, body limit.
+/// Adds the layers every route gets: request log, timeout, body limit, and one error
+/// shape for the answers the layers and extractors make themselves.
 pub fn with_layers(router: Router) -> Router {
     use tower_http::limit::RequestBodyLimitLayer;
     use tower_http::timeout::TimeoutLayer;
@@ -271,7 +290,43 @@ pub fn with_layers(router: Router) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::map_response(uniform_errors))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Gives an error answer not made by our handlers (a body over the limit, a timeout, a
+/// path the router could not decode) the API's error shape.
+async fn uniform_errors(r: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let json = r
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let status = r.status();
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return r;
+    }
+    let (code, message) = match status.as_u16() {
+        413 => (
+            "too_large",
+            format!("the request body is over {} KiB", BODY_LIMIT / 1024),
+        ),
+        408 | 503 => (
+            "timeout",
+            format!(
+                "the request took longer than {}s; try again later",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        ),
+        _ => (
+            "bad_request",
+            status
+                .canonical_reason()
+                .unwrap_or("the request cannot be handled")
+                .to_string(),
+        ),
+    };
+    ApiError::new(status, code, message).into_response()
 }
 
 #[derive(Serialize)]
