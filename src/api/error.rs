@@ -75,7 +75,7 @@ impl ApiError {
                     "the history store is unavailable; live state (targets, health, jobs, /metrics) still answers. `dbwarden status` shows the store's state; try again later",
                 )
             }
-            StoreError::Db(_) => {
+            StoreError::Db(_) | StoreError::ReadOnly(_) => {
                 tracing::error!(error = %e, "API: history store query failed");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -28,7 +28,7 @@ pub struct AuditRow {
 impl Store {
     /// Records one mutating API call.
     pub async fn audit_insert(&self, a: &AuditRow) -> Result<(), StoreError> {
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         bounded(async {
             on_pool!(&pool, p => {
                 let mut q = QueryBuilder::new(

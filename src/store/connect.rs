@@ -146,6 +146,66 @@ impl Target {
         }
     }
 
+    /// A pool that can only read (CLI readers): SQLite opened with `mode=ro` (never
+    /// creating the file or its directory, never migrating or checkpointing), PostgreSQL
+    /// sessions with `default_transaction_read_only=on`. Checks the schema first on a
+    /// direct connection, so a missing or older store fails at once with the reason.
+    pub async fn read_only_pool(&self) -> Result<Pool, String> {
+        let read_only = match self {
+            Target::Sqlite { path, .. } => {
+                if !path.exists() {
+                    return Err(format!(
+                        "{} does not exist: start the daemon first (it creates the history store), or point [daemon] history at the store it writes",
+                        path.display()
+                    ));
+                }
+                // A WAL store being written (or left by a crash) has its `-wal` file: read
+                // it through the WAL like any reader. Without one no process has the store
+                // open (the last connection to close removes it), and a read-only reader
+                // would have to create `-wal` and `-shm` (and leave them behind, as it may
+                // not remove them), which it cannot in a directory it may not write:
+                // open the file `immutable` then, creating nothing. A daemon starting
+                // meanwhile writes to a new `-wal`, not to the file this command reads.
+                let idle = !wal_file(path).exists();
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true)
+                    .immutable(idle)
+                    .create_if_missing(false)
+                    .busy_timeout(BUSY_TIMEOUT);
+                let attempt = async {
+                    let mut c = SqliteConnection::connect_with(&opts)
+                        .await
+                        .map_err(|e| format!("cannot open {} read-only: {e}", path.display()))?;
+                    let r = schema_check(sqlite_version(&mut c).await, false);
+                    let _ = c.close().await;
+                    r
+                };
+                bounded(attempt).await?;
+                Target::Sqlite {
+                    path: path.clone(),
+                    opts,
+                }
+            }
+            Target::Postgres { opts } => {
+                let opts = opts
+                    .clone()
+                    .options([("default_transaction_read_only", "on")]);
+                let attempt = async {
+                    let mut c = PgConnection::connect_with(&opts)
+                        .await
+                        .map_err(|e| format!("cannot connect: {e}"))?;
+                    let r = schema_check(pg_version(&mut c).await, true);
+                    let _ = c.close().await;
+                    r
+                };
+                bounded(attempt).await?;
+                Target::Postgres { opts }
+            }
+        };
+        Ok(read_only.read_pool())
+    }
+
     /// Connects and migrates: a store ready for writing and reading. Migrations run
     /// through the read pool (a pool is what sqlx's migrator takes in a spawned task).
     pub async fn prepare(&self) -> Result<(WriteConn, Pool), PrepareError> {
@@ -265,6 +325,79 @@ async fn make_incremental(c: &mut SqliteConnection, path: &Path) {
     }
 }
 
+/// The newest migration applied to a store (None: no migration table, a store never
+/// migrated).
+const SCHEMA_SQL: &str = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+
+async fn sqlite_version(c: &mut SqliteConnection) -> Result<Option<i64>, sqlx::Error> {
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    if exists == 0 {
+        return Ok(None);
+    }
+    sqlx::query_scalar(SCHEMA_SQL).fetch_one(&mut *c).await
+}
+
+async fn pg_version(c: &mut PgConnection) -> Result<Option<i64>, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *c)
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    sqlx::query_scalar(SCHEMA_SQL).fetch_one(&mut *c).await
+}
+
+/// The newest migration this binary embeds for a dialect.
+fn schema_needed(postgres: bool) -> i64 {
+    let m = if postgres {
+        sqlx::migrate!("./migrations/postgres")
+    } else {
+        sqlx::migrate!("./migrations/sqlite")
+    };
+    m.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+fn schema_check(found: Result<Option<i64>, sqlx::Error>, postgres: bool) -> Result<(), String> {
+    let found = found.map_err(|e| format!("cannot read its schema version: {e}"))?;
+    schema_verdict(found, schema_needed(postgres))
+}
+
+/// Whether a reader of schema `needed` can read a store at `found`: an older store cannot
+/// (its tables lack what this binary queries); a newer one can (migrations only add, and a
+/// newer agent of a fleet may have upgraded it).
+pub(super) fn schema_verdict(found: Option<i64>, needed: i64) -> Result<(), String> {
+    const UPGRADE: &str = "start the daemon once (or run `dbwarden migrate`) to upgrade it";
+    match found {
+        None => Err(format!(
+            "the history store has no schema yet, this dbwarden needs schema {needed}: {UPGRADE}"
+        )),
+        Some(n) if n < needed => Err(format!(
+            "the history store is at schema {n}, this dbwarden needs {needed}: {UPGRADE}"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+async fn bounded(
+    attempt: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
+    }
+}
+
+/// A SQLite database's write-ahead log file.
+fn wal_file(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
 fn create_parent(path: &Path) -> Result<(), String> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
@@ -276,5 +409,41 @@ fn create_parent(path: &Path) -> Result<(), String> {
                 )
             }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_needs_a_store_at_least_at_its_schema() {
+        assert_eq!(schema_verdict(Some(10), 10), Ok(()));
+        // A newer agent of the fleet migrated it: readable (migrations only add).
+        assert_eq!(schema_verdict(Some(11), 10), Ok(()));
+        let older = schema_verdict(Some(9), 10).err().unwrap_or_default();
+        assert!(
+            older.starts_with(
+                "the history store is at schema 9, this dbwarden needs 10: start the daemon once"
+            ),
+            "{older}"
+        );
+        let none = schema_verdict(None, 10).err().unwrap_or_default();
+        assert!(none.contains("no schema yet"), "{none}");
+        assert!(none.contains("`dbwarden migrate`"), "{none}");
+    }
+
+    #[test]
+    fn both_dialects_embed_a_latest_schema() {
+        assert!(schema_needed(false) >= 10);
+        assert_eq!(schema_needed(false), schema_needed(true));
+    }
+
+    #[test]
+    fn the_wal_file_is_named_after_the_database() {
+        assert_eq!(
+            wal_file(Path::new("./data/history.db")),
+            PathBuf::from("./data/history.db-wal")
+        );
     }
 }

@@ -241,6 +241,11 @@ pub enum StoreError {
     Open { url: String, message: String },
     #[error("history store: {0}")]
     Db(String),
+    /// A write through a store opened with [`Store::open_read_only`] (a bug of the caller).
+    #[error(
+        "history store {0} is open read-only (a CLI reader) and cannot be written; this is a bug in dbwarden: please report the command you ran"
+    )]
+    ReadOnly(String),
     #[error("history store: the writer has stopped")]
     WriterGone,
     /// The store cannot be reached now; writes are buffered meanwhile.
@@ -395,6 +400,44 @@ impl Store {
         ))
     }
 
+    /// Opens the store for reading only (CLI readers): no migrations, no writer task, no
+    /// WAL checkpoint on close; a SQLite file is opened with `mode=ro` and never created
+    /// (a missing file is an error saying to start the daemon first), PostgreSQL sessions
+    /// are read-only. A store at an older schema than this binary's is an error saying how
+    /// to upgrade it; a newer one is read as is. Writes through it fail with
+    /// [`StoreError::ReadOnly`] (pushes are logged as errors and counted as dropped).
+    pub async fn open_read_only(
+        url: &SecretUrl,
+        password: Option<Secret>,
+    ) -> Result<Store, StoreError> {
+        let target = connect::parse(url, password)?;
+        let read = target
+            .read_only_pool()
+            .await
+            .map_err(|m| open_err(url, m))?;
+        let mut state = State::new(BufferLimits::default());
+        state.reachable = true;
+        let shared = Arc::new(Shared {
+            url: url.redacted(),
+            target,
+            read_only: true,
+            state: Mutex::new(state),
+            wake: Notify::new(),
+            progress: watch::channel(0).0,
+            read: Mutex::new(Some(read)),
+            handoff: Mutex::new(None),
+            writer: Mutex::new(None),
+            series: Mutex::new(series::Cache::new(0)),
+            closing: CancellationToken::new(),
+            #[cfg(test)]
+            panic_once: std::sync::atomic::AtomicBool::new(false),
+        });
+        Ok(Store {
+            _owner: Arc::new(Owner(shared.clone())),
+            shared,
+        })
+    }
+
     /// Starts the store for the daemon: fails only for a URL that can never work (bad
     /// scheme or path). An unreachable store (PostgreSQL down, a SQLite directory not yet
     /// writable) gives a degraded Store that buffers records and keeps trying to connect
@@ -449,6 +492,7 @@ impl Store {
         let shared = Arc::new(Shared {
             url: url.redacted(),
             target,
+            read_only: false,
             state: Mutex::new(state),
             wake: Notify::new(),
             progress: watch::channel(0).0,
@@ -499,6 +543,7 @@ impl Store {
     /// [`Store::push`] for callers written when writes could wait; never waits, never
     /// fails (a dropped record is counted, not an error).
     pub async fn write(&self, r: Record) -> Result<(), StoreError> {
+        self.writable()?;
         self.push(r);
         Ok(())
     }
@@ -514,6 +559,7 @@ impl Store {
     /// is bounded by one backoff delay (at most 5 s) plus one attempt (a 5 s connect or a
     /// 30 s write timeout) while the store is failing.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.writable()?;
         let mut progress = self.shared.progress.subscribe();
         let (target, failures) = {
             let mut s = self.shared.lock();
@@ -558,6 +604,20 @@ impl Store {
     /// Returns within `within` plus about a second. Other clones of this Store may still
     /// push afterwards: those records are counted as dropped at shutdown.
     pub async fn close(self, within: Duration) -> CloseSummary {
+        if self.shared.read_only {
+            // No writer to stop, nothing buffered: close the pool (a read-only SQLite
+            // connection neither checkpoints nor removes the WAL) and report.
+            if let Ok(read) = self.reader() {
+                read.close().await;
+            }
+            let mut s = self.shared.lock();
+            s.closed = true;
+            return CloseSummary {
+                flushed: 0,
+                unwritten: 0,
+                health: s.health(),
+            };
+        }
         let started = tokio::time::Instant::now();
         let written_before = self.shared.lock().written;
         self.shared.begin_close(started + within);
@@ -598,6 +658,21 @@ impl Store {
         })
         .await
         .map_err(|_| ())
+    }
+
+    /// Fails for a store opened read-only: what a write checks before it starts.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.shared.read_only {
+            return Err(StoreError::ReadOnly(self.shared.url.clone()));
+        }
+        Ok(())
+    }
+
+    /// The pool for a direct write (outbox, silences, audit, plans, orphaned runs):
+    /// [`StoreError::ReadOnly`] on a store opened read-only.
+    fn write_pool(&self) -> Result<Pool, StoreError> {
+        self.writable()?;
+        self.reader()
     }
 
     /// The read pool, once the store is connected.

@@ -96,7 +96,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         bounded(async {
             on_pool!(&pool, p => {
                 for chunk in rows.chunks(500) {
@@ -139,7 +139,7 @@ impl Store {
         if channels.is_empty() {
             return Ok(Vec::new());
         }
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         let skip_locked = matches!(pool, Pool::Postgres(_));
         bounded(async {
             Ok(on_pool!(&pool, p => {
@@ -180,7 +180,7 @@ impl Store {
         claimer: &str,
         claim_until: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         bounded(async {
             Ok(on_pool!(&pool, p => {
                 let mut q = QueryBuilder::new("UPDATE alert_outbox SET claim_until = ");
@@ -196,7 +196,7 @@ impl Store {
     /// Releases the claims of earlier processes of this agent (`claimed_by` starting with
     /// `agent:`): at start, a killed predecessor's rows are this process's to send.
     pub async fn outbox_release_agent(&self, agent: &str) -> Result<u64, StoreError> {
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         let prefix = format!("{agent}:");
         bounded(async {
             Ok(on_pool!(&pool, p => {
@@ -223,7 +223,7 @@ impl Store {
         attempts: i64,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         bounded(async {
             on_pool!(&pool, p => {
                 let mut q = QueryBuilder::new(
@@ -252,7 +252,7 @@ impl Store {
         error: &str,
         next_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         bounded(async {
             on_pool!(&pool, p => {
                 let mut q = QueryBuilder::new("UPDATE alert_outbox SET attempts = ");
@@ -274,7 +274,7 @@ impl Store {
 
     /// Cancels every pending row of a notification (a later change made it moot).
     pub async fn outbox_cancel(&self, key: &str) -> Result<(), StoreError> {
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         bounded(async {
             on_pool!(&pool, p => {
                 let mut q = QueryBuilder::new(
@@ -292,7 +292,7 @@ impl Store {
     /// many. Pending rows are never deleted. Bounded, so a large backlog is pruned in
     /// steps that do not hold the table for long.
     pub async fn outbox_prune(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         bounded(async {
             Ok(on_pool!(&pool, p => {
                 let mut q = QueryBuilder::new(
@@ -341,7 +341,7 @@ impl Store {
         reason: &str,
         created_by: &str,
     ) -> Result<i64, StoreError> {
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         let now = ms(Utc::now());
         bounded(async {
             Ok(on_pool!(&pool, p => {
@@ -396,7 +396,7 @@ impl Store {
 
     /// Ends a silence now; false when no active silence has that id.
     pub async fn silence_remove(&self, id: i64) -> Result<bool, StoreError> {
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         let now = ms(Utc::now());
         bounded(async {
             Ok(on_pool!(&pool, p => {

@@ -37,7 +37,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         bounded(async {
             on_pool!(&pool, p => {
                 let mut q = QueryBuilder::new(format!("INSERT INTO query_plans (agent, {COLUMNS}) "));

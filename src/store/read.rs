@@ -155,7 +155,7 @@ impl Store {
 
     /// Marks runs this agent left `running` (a crash, a kill -9) as `interrupted`.
     pub async fn close_orphaned_runs(&self, agent: &str) -> Result<u64, StoreError> {
-        let pool = self.reader()?;
+        let pool = self.write_pool()?;
         let now = ms(Utc::now());
         bounded(async {
             Ok(on_pool!(&pool, p => orphans_update!(agent, now)

@@ -38,6 +38,8 @@ const RESTART_DELAY: Duration = Duration::from_secs(1);
 pub(super) struct Shared {
     pub url: String,
     pub target: Target,
+    /// Opened with `Store::open_read_only`: no writer; pushes are refused.
+    pub read_only: bool,
     pub state: Mutex<State>,
     /// Records pushed into an empty queue, a full batch, a flush, a close.
     pub wake: Notify,
@@ -149,6 +151,16 @@ impl Shared {
     pub fn push(&self, r: Record) {
         let now = Instant::now();
         let mut s = self.lock();
+        if self.read_only {
+            // A caller bug, never silent: logged each time and counted.
+            s.dropped.bad_record += 1;
+            drop(s);
+            tracing::error!(
+                history = %self.url,
+                "history store is open read-only (a CLI reader): a record was not written; this is a bug in dbwarden, please report the command you ran"
+            );
+            return;
+        }
         if s.closed {
             s.dropped.shutdown += 1;
             let line = s.shutdown_log.event(now, 1);
