@@ -602,7 +602,11 @@ async fn silence(path: &std::path::Path, action: SilenceAction) -> anyhow::Resul
             return Ok(2);
         }
     }
-    let store = crate::daemon::open_store(&config).await?;
+    // Listing only reads: it opens the store read-only; adding and removing write.
+    let store = match action {
+        SilenceAction::List => crate::daemon::open_store_read_only(&config).await?,
+        _ => crate::daemon::open_store(&config).await?,
+    };
     match action {
         SilenceAction::Add {
             target,
@@ -653,7 +657,7 @@ async fn status(path: &std::path::Path, format: Format) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let store = match crate::daemon::open_store(&config).await {
+    let store = match crate::daemon::open_store_read_only(&config).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("dbwarden: history store: {e:#}");
@@ -898,7 +902,7 @@ async fn history_maintenance(
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let store = crate::daemon::open_store(&config).await?;
+    let store = crate::daemon::open_store_read_only(&config).await?;
     let from = Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::Duration::MAX);
     let rows = store.maintenance_actions(target, from).await;
     let _ = store.close(Duration::from_secs(2)).await;
@@ -984,7 +988,7 @@ async fn history(path: &std::path::Path, what: HistoryWhat) -> anyhow::Result<i3
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let store = crate::daemon::open_store(&config).await?;
+    let store = crate::daemon::open_store_read_only(&config).await?;
     let now = Utc::now();
     let r = match what {
         HistoryWhat::Maintenance { .. } => Ok(0),
@@ -1050,7 +1054,7 @@ async fn forecast(
         );
         return Ok(2);
     };
-    let store = crate::daemon::open_store(&config).await?;
+    let store = crate::daemon::open_store_read_only(&config).await?;
     let r = crate::history::cli::forecast(&store, t, format.into()).await;
     let _ = store.close(Duration::from_secs(2)).await;
     r
@@ -1451,7 +1455,7 @@ async fn slow_queries(
         SlowBy::Mean => crate::store::SlowOrder::Mean,
         SlowBy::Calls => crate::store::SlowOrder::Calls,
     };
-    let store = crate::daemon::open_store(&config).await?;
+    let store = crate::daemon::open_store_read_only(&config).await?;
     let rows = store
         .slow_queries(target, from, order, i64::from(limit))
         .await;

@@ -49,11 +49,22 @@ fn status_line(config: &Config, sched: &Scheduler, store: &Store) -> String {
 /// Opens the history store named by a config (password from `history_password_file`),
 /// strictly: an unreachable store is an error. For one-shot commands.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let password = match &config.daemon.history_password_file {
-        Some(f) => Some(config::secret::read_secret_file(f).map_err(anyhow::Error::msg)?),
-        None => None,
-    };
-    Ok(Store::open(&config.daemon.history, password).await?)
+    Ok(Store::open(&config.daemon.history, history_password(config)?).await?)
+}
+
+/// Opens the configured history store for reading only (CLI commands that only read it):
+/// never creates, migrates or writes it ([`Store::open_read_only`]).
+pub async fn open_store_read_only(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open_read_only(&config.daemon.history, history_password(config)?).await?)
+}
+
+fn history_password(config: &Config) -> anyhow::Result<Option<config::Secret>> {
+    match &config.daemon.history_password_file {
+        Some(f) => Ok(Some(
+            config::secret::read_secret_file(f).map_err(anyhow::Error::msg)?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Names of targets added, removed and changed between two configs (for the reload log).
