@@ -343,6 +343,7 @@ async fn retention_deletes_exactly_what_is_older(store: &Store, db: &mut Db) {
         for target in ["t", "other"] {
             db.exec(format!("INSERT INTO job_runs (id, job, kind, target, started_at, outcome, agent) VALUES ('r{i}{target}', 'j', 'health', '{target}', {ts}, 'ok', '{AGENT}')")).await;
             db.exec(format!("INSERT INTO health_transitions (ts, target, check_name, from_status, to_status, message, agent) VALUES ({ts}, '{target}', 'c', 'ok', 'warning', 'm', '{AGENT}')")).await;
+            db.exec(format!("INSERT INTO query_plans (agent, target, queryid, ts, plan_json, summary, top_node) VALUES ('{AGENT}', '{target}', 'q', {ts}, '[]', 's', 'Seq Scan')")).await;
         }
         db.exec(format!("INSERT INTO alert_outbox (id_key, channel, agent, target, event, created_at, due_at, payload, state, next_at) VALUES ('k{i}', 'c', '{AGENT}', 't', 'e', {ts}, {ts}, '{{}}', 'delivered', {ts})")).await;
         db.exec(format!("INSERT INTO alert_outbox (id_key, channel, agent, target, event, created_at, due_at, payload, state, next_at) VALUES ('p{i}', 'c', '{AGENT}', 't', 'e', {ts}, {ts}, '{{}}', 'pending', {ts})")).await;
@@ -412,7 +413,11 @@ async fn retention_deletes_exactly_what_is_older(store: &Store, db: &mut Db) {
         .await
             > 0
     );
-    for (table, col) in [("job_runs", "started_at"), ("health_transitions", "ts")] {
+    for (table, col) in [
+        ("job_runs", "started_at"),
+        ("health_transitions", "ts"),
+        ("query_plans", "ts"),
+    ] {
         let t_old = db
             .count(&format!(
                 "SELECT COUNT(*) FROM {table} WHERE target = 't' AND {col} < {horizon}"

@@ -243,6 +243,18 @@ async fn target(
         .slow_queries(&name, from, SlowOrder::Total, SLOW_ROWS)
         .await
         .map_err(store_says);
+    // Plan summaries of the statements shown; without them the table still shows.
+    let plans = match &slow {
+        Ok(rows) => {
+            let ids: Vec<String> = rows.iter().map(|q| q.queryid.clone()).collect();
+            store
+                .plans_latest(&name, &ids)
+                .await
+                .map(|m| m.into_iter().map(|(id, p)| (id, p.summary)).collect())
+                .unwrap_or_default()
+        }
+        Err(_) => Default::default(),
+    };
     let maintenance = store
         .maintenance_actions(Some(&name), now - chrono::Duration::days(30))
         .await
@@ -288,6 +300,7 @@ async fn target(
         range,
         charts,
         slow,
+        plans,
         runs,
         maintenance,
         silences,

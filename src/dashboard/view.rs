@@ -361,6 +361,8 @@ pub struct TargetPage {
     pub range: Range,
     pub charts: Section<Chart>,
     pub slow: Section<SlowQueryRow>,
+    /// The newest stored plan summary of each slow statement, by queryid.
+    pub plans: std::collections::HashMap<String, String>,
     pub runs: Vec<RunLive>,
     pub maintenance: Section<MaintenanceRow>,
     pub silences: Section<SilenceRow>,
@@ -465,7 +467,12 @@ pub fn target(now: DateTime<Utc>, p: &TargetPage, refresh: u64) -> Markup {
                                         td.num { (q.calls) }
                                         td.num { (q.rows) }
                                         td.num { (q.shared_hit.map_or("\u{2014}".into(), |v| v.to_string())) " / " (q.shared_read.map_or("\u{2014}".into(), |v| v.to_string())) }
-                                        td.sql { code { (q.query.as_deref().unwrap_or("(text not stored)")) } }
+                                        td.sql {
+                                            code { (q.query.as_deref().unwrap_or("(text not stored)")) }
+                                            @if let Some(plan) = p.plans.get(&q.queryid) {
+                                                div.plan { "plan: " (plan) }
+                                            }
+                                        }
                                     }
                                 }
                             }
@@ -687,6 +694,49 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(select(&t, &crit), vec![2]);
+    }
+
+    #[test]
+    fn a_slow_query_shows_its_stored_plan_summary_and_escapes_it() {
+        let row = |id: &str| SlowQueryRow {
+            queryid: id.into(),
+            query: Some(format!("SELECT * FROM t{id} WHERE id = $1")),
+            calls: 10,
+            total_ms: 1500.0,
+            mean_ms: 150.0,
+            rows: 10,
+            shared_hit: None,
+            shared_read: None,
+            samples: 2,
+        };
+        let page = TargetPage {
+            name: "pg".into(),
+            engine: "postgres",
+            tags: vec![],
+            live: TargetLive::default(),
+            checks: vec![],
+            range: Range::default(),
+            charts: Ok(vec![]),
+            slow: Ok(vec![row("1"), row("2")]),
+            plans: [("1".to_string(), "Seq Scan on <big> cost 99".to_string())]
+                .into_iter()
+                .collect(),
+            runs: vec![],
+            maintenance: Ok(vec![]),
+            silences: Ok(vec![]),
+            alerts: Ok(vec![]),
+            running: None,
+        };
+        let html = target(Utc::now(), &page, 30).into_string();
+        assert!(
+            html.contains("plan: Seq Scan on &lt;big&gt; cost 99"),
+            "the summary is shown, escaped"
+        );
+        assert_eq!(
+            html.matches("class=\"plan\"").count(),
+            1,
+            "only where a plan is stored"
+        );
     }
 
     #[test]

@@ -327,7 +327,7 @@ impl PurgeStats {
 }
 
 /// The per-target tables with their own retention: (table, time column, extra condition).
-fn tables(h: &Horizons) -> [(&'static str, &'static str, &'static str, i64); 7] {
+fn tables(h: &Horizons) -> [(&'static str, &'static str, &'static str, i64); 8] {
     [
         (
             "job_runs",
@@ -340,6 +340,8 @@ fn tables(h: &Horizons) -> [(&'static str, &'static str, &'static str, i64); 7] 
         ("maintenance_actions", "started_at", "", h.maintenance),
         ("query_stats", "ts", "", h.query_stats),
         ("long_queries", "ts", "", h.long_queries),
+        // Plans of sampled statements live as long as the samples they explain.
+        ("query_plans", "ts", "", h.query_stats),
         // Only notifications that are done with (delivered or given up), never pending ones.
         (
             "alert_outbox",
