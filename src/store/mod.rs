@@ -728,6 +728,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_read_only_store_reads_and_refuses_every_write() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = SecretUrl::new(format!("sqlite://{}/h.db", dir.path().display()));
+        let rw = Store::open(&url, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        rw.push(metric(0));
+        rw.flush().await.unwrap_or_else(|e| panic!("{e}"));
+        rw.close(Duration::from_secs(5)).await;
+
+        let ro = Store::open_read_only(&url, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ro.count(HistoryTable::Samples).await.ok(), Some(1));
+        ro.push(metric(1));
+        assert_eq!(
+            ro.health().dropped.bad_record,
+            1,
+            "a refused push is counted"
+        );
+        assert!(matches!(
+            ro.write(metric(2)).await,
+            Err(StoreError::ReadOnly(_))
+        ));
+        assert!(matches!(ro.flush().await, Err(StoreError::ReadOnly(_))));
+        let r = ro.silence_add("t", Utc::now(), "r", "me").await;
+        assert!(matches!(r, Err(StoreError::ReadOnly(_))), "{r:?}");
+        assert_eq!(ro.count(HistoryTable::Samples).await.ok(), Some(1));
+        let summary = ro.close(Duration::from_secs(5)).await;
+        assert_eq!((summary.flushed, summary.unwritten), (0, 0));
+    }
+
+    #[tokio::test]
     async fn a_writer_that_panics_is_restarted_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let url = SecretUrl::new(format!("sqlite://{}/h.db", dir.path().display()));
