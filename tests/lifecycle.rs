@@ -70,7 +70,13 @@ impl Daemon {
 
     async fn history(&self) -> SqlitePool {
         let path = self.path().join("data/history.db");
-        wait_for("the history store to exist", || async { path.exists() }).await;
+        // Open it once the daemon has created and migrated it: a connection opened on the
+        // half-created file (before WAL mode and incremental auto_vacuum are set) was seen
+        // to keep failing every read.
+        wait_for("the daemon to have opened its history store", || async {
+            path.exists() && self.log().contains("dbwarden started")
+        })
+        .await;
         SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(
@@ -127,7 +133,13 @@ where
 }
 
 async fn count(pool: &SqlitePool, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or(0)
+    match sqlx::query_scalar(sql).fetch_one(pool).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("history read failed (retrying): {e}");
+            0
+        }
+    }
 }
 
 fn demo_config() -> String {
