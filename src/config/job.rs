@@ -47,6 +47,10 @@ pub struct SampleParams {
     /// ... when it ran at least this many times in the sample.
     #[serde(default = "default_regression_min_calls")]
     pub regression_min_calls: i64,
+    /// ... and when its mean time in the sample is at least this long: a statement of
+    /// microseconds that triples is scheduling noise, not a regression.
+    #[serde(default = "default_regression_min_mean", with = "humantime_serde")]
+    pub regression_min_mean: Duration,
     /// The baseline covers the samples of this period (at most the newest 100).
     #[serde(default = "default_regression_window", with = "humantime_serde")]
     pub regression_window: Duration,
@@ -57,6 +61,9 @@ fn default_regression_factor() -> f64 {
 }
 fn default_regression_min_calls() -> i64 {
     10
+}
+fn default_regression_min_mean() -> Duration {
+    Duration::from_millis(1)
 }
 fn default_regression_window() -> Duration {
     Duration::from_secs(7 * 86_400)
@@ -84,6 +91,7 @@ impl Default for SampleParams {
             long_running: default_long_running(),
             regression_factor: default_regression_factor(),
             regression_min_calls: default_regression_min_calls(),
+            regression_min_mean: default_regression_min_mean(),
             regression_window: default_regression_window(),
         }
     }
@@ -762,6 +770,7 @@ mod tests {
                 "long_running",
                 "regression_factor",
                 "regression_min_calls",
+                "regression_min_mean",
                 "regression_window"
             ]
         );

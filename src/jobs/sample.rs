@@ -564,6 +564,7 @@ async fn regression_check(
         &history,
         p.regression_factor,
         p.regression_min_calls,
+        p.regression_min_mean.as_secs_f64() * 1000.0,
     );
     let factor = p.regression_factor;
     Some(match found.first() {

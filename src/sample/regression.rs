@@ -48,10 +48,11 @@ pub fn find(
     history: &HashMap<String, Vec<f64>>,
     factor: f64,
     min_calls: i64,
+    min_mean_ms: f64,
 ) -> Vec<Regression> {
     let mut out: Vec<Regression> = statements
         .iter()
-        .filter(|d| d.calls >= min_calls)
+        .filter(|d| d.calls >= min_calls && d.mean_ms >= min_mean_ms)
         .filter_map(|d| {
             let past = history.get(&d.key.id)?;
             if past.len() < MIN_BASELINE_SAMPLES {
@@ -123,10 +124,22 @@ mod tests {
             d("e", 5, 100.0),  // too few calls
             d("new", 20, 100.0),
         ];
-        let r = find(&now, &history, 3.0, 10);
+        let r = find(&now, &history, 3.0, 10, 1.0);
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(r[0].queryid, "a");
         assert!((r[0].baseline_ms - 1.1).abs() < 1e-9);
         assert_eq!(r[0].baseline_samples, 4);
+    }
+
+    #[test]
+    fn a_statement_of_microseconds_that_triples_is_noise_below_the_floor() {
+        let history: HashMap<String, Vec<f64>> = [("fast".to_string(), vec![0.02, 0.02, 0.02])]
+            .into_iter()
+            .collect();
+        let now = [d("fast", 100, 0.09)]; // 4.5× but 0.09 ms
+        assert!(find(&now, &history, 3.0, 10, 1.0).is_empty());
+        // The same statement turned into a 15 ms scan is a regression.
+        let r = find(&[d("fast", 100, 15.0)], &history, 3.0, 10, 1.0);
+        assert_eq!(r.len(), 1, "{r:?}");
     }
 }
