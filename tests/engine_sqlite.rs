@@ -355,3 +355,69 @@ async fn a_wal_database_without_a_wal_file_is_ok() {
     assert_eq!((status, value), (Status::Ok, 0.0), "{message}");
     e.close(Duration::from_secs(5)).await;
 }
+
+/// Whether another process sees a lock on the `-shm` file's "DMS" byte (offset 128, the
+/// byte every connection with the wal-index open holds a shared lock on). Asked from a
+/// child process: F_GETLK does not report the asking process's own locks. `None` when
+/// python3 is not there to ask.
+fn dms_locked_by_another_process(shm: &Path) -> Option<bool> {
+    let script = "import fcntl, struct, sys\n\
+                  f = open(sys.argv[1], 'rb')\n\
+                  req = struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 128, 1, 0)\n\
+                  got = struct.unpack('hhqqi4x', fcntl.fcntl(f, fcntl.F_GETLK, req))\n\
+                  print('free' if got[0] == fcntl.F_UNLCK else 'locked')\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(shm)
+        .output()
+        .ok()?;
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match said.as_str() {
+        "locked" => Some(true),
+        "free" => Some(false),
+        _ => panic!(
+            "python3 F_GETLK: {said} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Reading the wal-index header must not drop this process's SQLite locks. POSIX record
+/// locks belong to the process and closing any descriptor of a file releases them all:
+/// a check that opened the `-shm` file and closed it again left the process's own
+/// connections (the history store is also a target in the demo config) without their
+/// shared lock, so the next process to open the database truncated the wal-index under
+/// them and the daemon died of SIGBUS.
+#[tokio::test]
+async fn reading_the_wal_index_keeps_this_processs_locks() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("app.db");
+    let mut app = connect(&path, true).await;
+    exec(&mut app, "PRAGMA journal_mode = WAL").await;
+    exec(&mut app, "PRAGMA wal_autocheckpoint = 0").await;
+    exec(&mut app, "CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)").await;
+    exec(&mut app, "INSERT INTO t(b) SELECT randomblob(1000)").await;
+    let shm = dir.path().join("app.db-shm");
+    let Some(before) = dms_locked_by_another_process(&shm) else {
+        println!("SKIP: python3 is needed to ask for the lock from another process");
+        return;
+    };
+    assert!(before, "the application's connection holds the DMS lock");
+
+    let t = wal_target(dir.path(), &path);
+    let e = Engine::open(&t).unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..3 {
+        let (_, pending, message) = wal_result(&e, &t).await;
+        assert!(pending > 0.0, "{message}");
+        assert_eq!(
+            dms_locked_by_another_process(&shm),
+            Some(true),
+            "after a round the process must still hold its lock on {}",
+            shm.display()
+        );
+    }
+    // The engine's own connection closed: the application's connection keeps its lock.
+    e.close(Duration::from_secs(5)).await;
+    assert_eq!(dms_locked_by_another_process(&shm), Some(true));
+    let _ = app.close().await;
+}

@@ -15,6 +15,11 @@ use common::proxy::Proxy;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dbwarden");
 
+thread_local! {
+    /// The log of the daemon this test (thread) started last: printed when a wait times out.
+    static LAST_LOG: std::cell::RefCell<Option<(PathBuf, u32)>> = const { std::cell::RefCell::new(None) };
+}
+
 struct Daemon {
     child: Child,
     dir: tempfile::TempDir,
@@ -44,6 +49,7 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+        LAST_LOG.with(|l| *l.borrow_mut() = Some((dir.path().join("daemon.log"), child.id())));
         Daemon { child, dir }
     }
 
@@ -129,7 +135,27 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what}");
+    let (log, pid) = LAST_LOG.with(|l| l.borrow().clone()).unwrap_or_default();
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    // A daemon that died is a zombie until the test reaps it: its wait status is the
+    // last field of /proc/PID/stat (a signal number when killed; SIGBUS was seen once).
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or_else(
+        |_| "gone".to_string(),
+        |s| {
+            let f: Vec<&str> = s
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            format!(
+                "state {} wait status {}",
+                f.first().unwrap_or(&"?"),
+                f.last().unwrap_or(&"?")
+            )
+        },
+    );
+    panic!("timed out waiting for {what}; daemon (pid {pid}) {state}; its log:\n{log}");
 }
 
 async fn count(pool: &SqlitePool, sql: &'static str) -> i64 {

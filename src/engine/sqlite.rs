@@ -318,6 +318,55 @@ async fn measure_checks(
     Ok(())
 }
 
+/// `-shm` files this process has opened, by (device, inode); never closed.
+///
+/// POSIX record locks belong to the process, and closing *any* descriptor of a file drops
+/// every lock the process holds on it. The SQLite connections of this process (the
+/// target's pool, the history store when it is also a target) hold their shared "DMS"
+/// lock on the `-shm` file: opening it to read the header and closing it again released
+/// that lock, so the next process to open the database believed it was alone, truncated
+/// and rebuilt the wal-index under our mapping — and this process died of SIGBUS (seen
+/// in CI: a test's reader opening the daemon's history). SQLite itself defers such
+/// closes for the same reason. One descriptor per inode, for the life of the process.
+static SHM_FILES: std::sync::Mutex<Vec<((u64, u64), std::fs::File)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The first 136 bytes of a `-shm` file (fewer if it is shorter), read through a
+/// descriptor that stays open (see [`SHM_FILES`]).
+fn shm_header(shm_path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let meta = std::fs::metadata(shm_path)?;
+    let key = (meta.dev(), meta.ino());
+    let mut files = SHM_FILES.lock().unwrap_or_else(|p| p.into_inner());
+    let at = match files.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            let f = std::fs::File::open(shm_path)?;
+            // The file opened is the one measured (not replaced in between).
+            let m = f.metadata()?;
+            if (m.dev(), m.ino()) != key {
+                // Keep it anyway: closing it could drop this process's locks too.
+                files.push(((m.dev(), m.ino()), f));
+                return Err(std::io::Error::other(
+                    "the -shm file was replaced while reading it",
+                ));
+            }
+            files.push((key, f));
+            files.len() - 1
+        }
+    };
+    let mut buf = vec![0u8; 136];
+    let mut n = 0;
+    while n < buf.len() {
+        match files[at].1.read_at(&mut buf[n..], n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// The file next to the database with `suffix` (`-wal`, `-shm`).
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
@@ -394,14 +443,7 @@ fn wal_backlog(path: &Path, journal_mode: &str) -> Measurement {
         );
     }
     let shm_path = sibling(path, "-shm");
-    let read = || -> std::io::Result<Vec<u8>> {
-        use std::io::Read;
-        let mut buf = Vec::with_capacity(136);
-        std::fs::File::open(&shm_path)?
-            .take(136)
-            .read_to_end(&mut buf)?;
-        Ok(buf)
-    };
+    let read = || shm_header(&shm_path);
     // A writer may be updating the header between our reads of its two copies: retry.
     let mut last = None;
     for _ in 0..5 {
