@@ -8,20 +8,22 @@
 # debootstrap from deb.debian.org (a few minutes) and kept in $DBWARDEN_CI_PG17_ROOT
 # (default /var/tmp/dbwarden-pg17-root). The server runs chrooted as that root fs's
 # postgres user and shares the host's network: trust auth, database test,
-# shared_preload_libraries = pg_stat_statements, data in /var/lib/postgresql/dbwarden-ci inside the
-# root fs, its log in /var/lib/postgresql/dbwarden-ci.log there. A server already answering on 5435
-# with version 17 is used as it is; a rerun takes well under a second.
+# shared_preload_libraries = pg_stat_statements. Its data directory is
+# /var/tmp/dbwarden-pg17-data inside the root fs, and the same path on the host is a
+# symlink to it, so the host sees the server's data_directory (the disk_space check);
+# its log is /var/tmp/dbwarden-pg17-data.log next to it. A server already answering on
+# 5435 with version 17 is used as it is; a rerun takes well under a second.
 # Stop it with:
 #   chroot --userspec=postgres:postgres /var/tmp/dbwarden-pg17-root \
-#       /usr/lib/postgresql/17/bin/pg_ctl stop -D /var/lib/postgresql/dbwarden-ci
-# and start afresh by deleting /var/tmp/dbwarden-pg17-root/var/lib/postgresql/dbwarden-ci (the data)
-# or the whole root fs once it is stopped.
+#       /usr/lib/postgresql/17/bin/pg_ctl stop -D /var/tmp/dbwarden-pg17-data
+# and start afresh by deleting /var/tmp/dbwarden-pg17-root/var/tmp/dbwarden-pg17-data*
+# (the data) or the whole root fs once it is stopped.
 set -euo pipefail
 
 root=${DBWARDEN_CI_PG17_ROOT:-/var/tmp/dbwarden-pg17-root}
 port=5435
 bin=/usr/lib/postgresql/17/bin
-data=/var/lib/postgresql/dbwarden-ci
+data=/var/tmp/dbwarden-pg17-data
 mirror=http://deb.debian.org/debian
 
 say() { printf '\n== %s\n' "$*"; }
@@ -74,6 +76,8 @@ if ! up; then
         rm -rf "${root:?}$data"
         install -d -o "$(stat -c %u "$root/var/lib/postgresql")" \
             -g "$(stat -c %g "$root/var/lib/postgresql")" -m 0700 "$root$data"
+        install -m 0644 /dev/null "$root$data.log"
+        chown --reference="$root$data" "$root$data.log"
         if ! as_pg "$bin/initdb" -D "$data" -U postgres --auth=trust --no-sync \
             --encoding=UTF8 --locale=C.UTF-8 >"$root$data.initdb.log" 2>&1; then
             cat "$root$data.initdb.log" >&2
@@ -92,9 +96,12 @@ shared_preload_libraries = 'pg_stat_statements'
 dynamic_shared_memory_type = mmap
 shared_buffers = 16MB
 max_connections = 60
-fsync = off
 EOF
         touch "$root$data.initialized"
+    fi
+    # The same path on the host (see the top).
+    if [ ! -e "$data" ] || [ -L "$data" ]; then
+        ln -sfn "$root$data" "$data"
     fi
     say "starting PostgreSQL 17 on 127.0.0.1:$port ($root)"
     if ! as_pg "$bin/pg_ctl" start -D "$data" -l "$data.log" -w -t 60 >/dev/null 2>&1; then
