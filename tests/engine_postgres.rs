@@ -4,6 +4,7 @@
 //!
 //! Needs `DBWARDEN_TEST_PG_URL` (a superuser, e.g. postgres://postgres@127.0.0.1:5432/test);
 //! without it every test prints "skipping" and passes, unless DBWARDEN_REQUIRE_SERVICES=1.
+//! The healthy-database test also runs on PostgreSQL 17 (`DBWARDEN_TEST_PG17_URL`).
 //! The tests of archiving, prepared transactions and replication need a primary and its
 //! standby as well (`DBWARDEN_TEST_PG_PRIMARY_URL`, `DBWARDEN_TEST_PG_STANDBY_URL`, which
 //! `.ci/run` starts): see "A real primary and its standby" below.
@@ -194,8 +195,23 @@ async fn until_not_ok(e: &Engine, t: &Target, check: &str) -> Vec<CheckResult> {
 
 #[tokio::test]
 async fn healthy_database_is_ok_from_the_first_round() {
-    let Some(base) = base_url() else { return };
-    let db = TestDb::create(&base).await;
+    if let Some(base) = base_url() {
+        healthy_database(&base).await;
+    }
+}
+
+/// The same on PostgreSQL 17 (`DBWARDEN_TEST_PG17_URL`): every check's SQL as chosen for
+/// 17 (`pg_stat_checkpointer`, the slot columns new in 16 and 17) on a real server.
+#[tokio::test]
+async fn pg17_healthy_database_is_ok_from_the_first_round() {
+    if let Some(url) = common::pg::pg17_url().await {
+        healthy_database(&url::Url::parse(&url).unwrap_or_else(|e| panic!("{url}: {e}"))).await;
+    }
+}
+
+/// Every enabled check answers once, all OK, on a fresh database of the server at `base`.
+async fn healthy_database(base: &url::Url) {
+    let db = TestDb::create(base).await;
     let mut c = db.conn().await;
     exec(
         &mut c,

@@ -1,4 +1,5 @@
-//! The test PostgreSQL server (`DBWARDEN_TEST_PG_URL`) and throwaway databases on it.
+//! The test PostgreSQL servers (`DBWARDEN_TEST_PG_URL`, `DBWARDEN_TEST_PG17_URL`) and
+//! throwaway databases on them.
 
 use sqlx::Connection;
 
@@ -57,4 +58,30 @@ impl PgDb {
             let _ = c.close().await;
         }
     }
+}
+
+/// The PostgreSQL 17 test server (`DBWARDEN_TEST_PG17_URL`, `.ci/pg17.sh`), or None (with
+/// a printed reason, a failure under `DBWARDEN_REQUIRE_SERVICES=1`) when unset. What only
+/// 16+ can do (`EXPLAIN (GENERIC_PLAN)`) and pg_stat_statements as 17 has it run there.
+pub async fn pg17_url() -> Option<String> {
+    let url = super::url_from_env("DBWARDEN_TEST_PG17_URL")?;
+    let version = server_version(&url).await;
+    assert!(
+        version >= 170_000,
+        "DBWARDEN_TEST_PG17_URL is a PostgreSQL {version}, not 17+"
+    );
+    Some(url)
+}
+
+/// The `server_version_num` of the server at `url` (160000 for 16.0).
+pub async fn server_version(url: &str) -> i32 {
+    let mut c = sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let v = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("server_version_num: {e}"));
+    let _ = c.close().await;
+    v
 }

@@ -7,11 +7,13 @@
 //! quotes and comments ends it); it must start with SELECT, WITH, VALUES or TABLE; and no
 //! data-modifying or session-changing keyword may appear anywhere (a writable CTE
 //! included). Then the statement runs as `EXPLAIN (...)` through the extended protocol
-//! (which itself refuses a second statement) inside a READ ONLY transaction with a short
-//! `statement_timeout` and `standard_conforming_strings = on` (the rules [`check`] reads
-//! strings by), and the transaction is rolled back.
+//! (which itself refuses a second statement; a text with parameters, planned with
+//! `GENERIC_PLAN`, is parsed that way, then run unbound through the simple protocol)
+//! inside a READ ONLY transaction with a short `statement_timeout` and
+//! `standard_conforming_strings = on` (the rules [`check`] reads strings by), and the
+//! transaction is rolled back.
 
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr};
 
 use super::PostgresEngine;
 use crate::engine::RunScope;
@@ -284,15 +286,33 @@ impl PostgresEngine {
                 }
                 opts.push_str(", GENERIC_PLAN");
             }
-            // Extended protocol, unprepared: the server refuses a second statement too.
-            let rows = sqlx::query(AssertSqlSafe(format!("EXPLAIN ({opts}) {stmt}")))
-                .persistent(false)
-                .fetch_all(&mut *lease)
-                .await
-                .map_err(|e| match e.as_database_error() {
-                    Some(d) => format!("the server refused the query: {}", d.message()),
-                    None => e.to_string(),
-                })?;
+            let explain = format!("EXPLAIN ({opts}) {stmt}");
+            let refused = |e: sqlx::Error| match e.as_database_error() {
+                Some(d) => format!("the server refused the query: {}", d.message()),
+                None => e.to_string(),
+            };
+            let rows = if checked.parameters {
+                // A generic plan needs its parameters unbound. The extended protocol binds
+                // them: none given is refused ("bind message supplies 0 parameters"), and
+                // values given are planned as constants (a custom plan, not the generic
+                // one). So the simple protocol, once the server has parsed the text as a
+                // single statement (Parse refuses a second one, as below).
+                (&mut *lease)
+                    .prepare(AssertSqlSafe(explain.as_str()).into_sql_str())
+                    .await
+                    .map_err(refused)?;
+                sqlx::raw_sql(AssertSqlSafe(explain))
+                    .fetch_all(&mut *lease)
+                    .await
+                    .map_err(refused)?
+            } else {
+                // Extended protocol, unprepared: the server refuses a second statement too.
+                sqlx::query(AssertSqlSafe(explain))
+                    .persistent(false)
+                    .fetch_all(&mut *lease)
+                    .await
+                    .map_err(refused)?
+            };
             let lines: Vec<String> = rows
                 .iter()
                 .filter_map(|r| {
