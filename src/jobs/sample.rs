@@ -429,7 +429,9 @@ impl Plans<'_> {
             let planned = state.planned.lock().unwrap_or_else(|p| p.into_inner());
             let none = HashMap::new();
             let mine = planned.get(target).unwrap_or(&none);
-            due_for_plan(statements, mine, self.ts, PLANS_PER_SAMPLE)
+            // More candidates than plans: dbwarden's own statements are dropped below,
+            // once their texts say so.
+            due_for_plan(statements, mine, self.ts, PLANS_PER_SAMPLE * 4)
         };
         if due.is_empty() {
             return (Vec::new(), None);
@@ -445,19 +447,19 @@ impl Plans<'_> {
             }
             (Vec::new(), Some(why))
         };
-        let mark_planned = || {
+        let mark_planned = |ids: &[String]| {
             state
                 .planned
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .entry(target.to_string())
                 .or_default()
-                .extend(due.iter().map(|id| (id.clone(), self.ts)));
+                .extend(ids.iter().map(|id| (id.clone(), self.ts)));
         };
         match e.server_version_num(self.scope).await {
             Ok(v) if v < 160_000 => {
                 // Asked again only when these are due again (an upgrade needs a restart).
-                mark_planned();
+                mark_planned(&due);
                 return not_taken(format!(
                     "plans of the top statements not taken: planning a normalised text ($1) needs EXPLAIN (GENERIC_PLAN), which PostgreSQL 16+ has; this server is {}.{}",
                     v / 10_000,
@@ -478,8 +480,11 @@ impl Plans<'_> {
                 ));
             }
         };
-        // Planned or refused, each is tried again only after PLAN_EVERY.
-        mark_planned();
+        // Planned, refused or ours, each is tried again only after PLAN_EVERY; candidates
+        // not reached wait for the next sample.
+        let (own, texts) = theirs(texts, PLANS_PER_SAMPLE);
+        mark_planned(&own);
+        mark_planned(&texts.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
         let mut plans = Vec::new();
         for (queryid, text) in texts {
             match e.plan_summary(&text, self.scope).await {
@@ -518,6 +523,20 @@ impl Plans<'_> {
         }
         (plans, None)
     }
+}
+
+/// Splits `texts` into dbwarden's own statements (every query the engines send starts
+/// with a `/* dbwarden */` comment, which pg_stat_statements keeps) and the first `n` of
+/// the others, the ones to plan: a plan of our own health query tells the DBA nothing,
+/// and each EXPLAIN is one more entry in their statistics.
+fn theirs(texts: Vec<(String, String)>, n: usize) -> (Vec<String>, Vec<(String, String)>) {
+    let (own, others): (Vec<_>, Vec<_>) = texts
+        .into_iter()
+        .partition(|(_, text)| text.trim_start().starts_with("/* dbwarden */"));
+    (
+        own.into_iter().map(|(id, _)| id).collect(),
+        others.into_iter().take(n).collect(),
+    )
 }
 
 /// Judges the kept statements against their baselines from the history store.
@@ -644,5 +663,37 @@ mod tests {
         let hour = t0 + chrono::Duration::minutes(60);
         assert_eq!(due_for_plan(&kept, &planned, hour, 2), vec!["b", "c"]);
         assert!(due_for_plan(&[], &planned, hour, 3).is_empty());
+    }
+
+    #[test]
+    fn our_own_statements_are_not_planned() {
+        let texts = vec![
+            (
+                "1".to_string(),
+                "/* dbwarden */ SELECT count(*) FROM pg_stat_activity".to_string(),
+            ),
+            (
+                "2".to_string(),
+                "SELECT * FROM orders WHERE id = $1".to_string(),
+            ),
+            ("3".to_string(), "  /* dbwarden */ SELECT 1".to_string()),
+            (
+                "4".to_string(),
+                "SELECT /* dbwarden */ 1 FROM t".to_string(),
+            ),
+            ("5".to_string(), "SELECT 2".to_string()),
+        ];
+        let ids = |v: Vec<(String, String)>| v.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        let (own, plan) = theirs(texts.clone(), 3);
+        assert_eq!(
+            (own, ids(plan)),
+            (
+                vec!["1".into(), "3".into()],
+                vec!["2".into(), "4".into(), "5".into()]
+            )
+        );
+        let (own, plan) = theirs(texts, 1);
+        assert_eq!(own.len(), 2);
+        assert_eq!(ids(plan), vec!["2"]);
     }
 }
