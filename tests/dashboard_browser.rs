@@ -1,8 +1,10 @@
 //! The dashboard in a real browser: headless Chromium driven over WebDriver (chromedriver)
 //! against the daemon binary watching a real PostgreSQL database of its own. One browser
 //! session walks what a DBA does: the overview's status colour and word, a target's
-//! charts, a dry run with a wrong and then the right token, a check turning CRITICAL within
-//! one refresh (the page is not reloaded), the stale marker when the daemon stops.
+//! charts (the size chart's forecast to its capacity, a line per agent sharing the store),
+//! a dry run with a wrong and then the right token, "Run maintenance now" followed step by
+//! step to its outcome, a check turning CRITICAL within one refresh (the page is not
+//! reloaded), the stale marker when the daemon stops.
 //! Screenshots of the overview and a target page at laptop and phone widths are written to
 //! target/dashboard-screenshots/; the page's first contentful paint and weight are read
 //! from the Performance API and printed.
@@ -74,7 +76,7 @@ async fn shot(s: &webdriver::Session, name: &str) {
     eprintln!("screenshot: {}", p.display());
 }
 
-fn write_config(d: &Path, port: u16, url: &str) {
+fn write_config(d: &Path, port: u16, url: &str, capacity: u64) {
     // Checks the shared server fails for reasons of its own (its disk; `settings`:
     // autovacuum is off there) are off; idle_in_transaction gets thresholds a test can
     // cross in seconds; the dead rows above stay under the health thresholds.
@@ -85,17 +87,65 @@ fn write_config(d: &Path, port: u16, url: &str) {
              api_token_file = \"{tok}\"\nconfirm_rounds = 1\n\n\
              [alerts]\ngroup_wait = \"1s\"\ngroup_interval = \"1s\"\n\n\
              [[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"{hook}\"\n\n\
-             [[target]]\nname = \"shop\"\nurl = \"{url}\"\ntags = [\"prod\"]\n\
+             [[target]]\nname = \"shop\"\nurl = \"{url}\"\ntags = [\"prod\"]\ncapacity = \"{capacity}\"\n\
              thresholds = {{ disk_space = {{ enabled = false }}, settings = {{ enabled = false }}, \
              dead_tuples = {{ warning = \"90%\", critical = \"95%\" }}, \
              idle_in_transaction = {{ warning = \"1s\", critical = \"2s\" }} }}\n\n\
              [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1s\"\ntargets = [\"shop\"]\n",
             tok = d.join("api-token").display(),
             hook = d.join("hook-url").display(),
-            url = url
+            url = url,
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
+}
+
+const MB: f64 = 1024.0 * 1024.0;
+const HOUR_MS: i64 = 3_600_000;
+/// Another agent sharing the history store, with its own series of the target.
+const OTHER_AGENT: &str = "other-agent";
+
+/// The history store as a fleet would have left it, before the daemon starts: ten days of
+/// this agent's hourly `database_size` of the target growing 1 MB/day up to `size_now`
+/// (the forecast's history), and another agent's `connections` of the target over the
+/// last hour (a second line on that chart).
+async fn seed_history(d: &Path, size_now: f64) {
+    let o = Command::new(BIN)
+        .args(["migrate", "-c", "dbwarden.toml"])
+        .current_dir(d)
+        .output()
+        .unwrap_or_else(|e| panic!("{BIN} migrate: {e}"));
+    assert!(o.status.success(), "migrate: {o:?}");
+    let url = format!("sqlite://{}/data/history.db", d.display());
+    let mut c = sqlx::SqliteConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let now = chrono::Utc::now().timestamp_millis();
+    let me = dbwarden::store::agent_name().replace('\'', "''");
+    let mut sql = format!(
+        "INSERT INTO series (id, agent, target, metric, label, unit, last_ts) VALUES \
+         (1001, '{me}', 'shop', 'database_size', '', 'bytes', {now}), \
+         (1002, '{OTHER_AGENT}', 'shop', 'connections', '', 'percent', {now});"
+    );
+    for h in (1..=240).rev() {
+        sql.push_str(&format!(
+            "INSERT INTO samples (series_id, ts, value) VALUES (1001, {}, {});",
+            now - h * HOUR_MS,
+            size_now - MB * h as f64 / 24.0
+        ));
+    }
+    for m in (0..60).rev() {
+        sql.push_str(&format!(
+            "INSERT INTO samples (series_id, ts, value) VALUES (1002, {}, {});",
+            now - m * 60_000,
+            20 + m % 7
+        ));
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("seeding the history: {e}"));
+    let _ = c.close().await;
 }
 
 /// The status word and badge background colour of `css`.
@@ -127,6 +177,18 @@ async fn the_dashboard_in_a_real_browser() {
         }
         let _ = c.close().await;
     }
+    // The database's size now; its capacity 30 MB above: full in about 30 days at the
+    // seeded 1 MB/day.
+    let size_now: i64 = {
+        let mut c = db.connect().await;
+        let v = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("pg_database_size: {e}"));
+        let _ = c.close().await;
+        v
+    };
+    let capacity = size_now as u64 + 30 * 1024 * 1024;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let d = dir.path();
     std::fs::write(d.join("api-token"), format!("{TOKEN}\n")).unwrap_or_else(|e| panic!("{e}"));
@@ -134,6 +196,8 @@ async fn the_dashboard_in_a_real_browser() {
     let hook =
         common::receiver::Receiver::start(vec![common::receiver::Reply::new(200, "ok")]).await;
     std::fs::write(d.join("hook-url"), hook.url("/hook")).unwrap_or_else(|e| panic!("{e}"));
+    write_config(d, free_port(), &db.url, capacity);
+    seed_history(d, size_now as f64).await;
     let log = || std::fs::read_to_string(d.join("daemon.log")).unwrap_or_default();
     let http = reqwest::Client::new();
     // A free port can be taken by another process before the daemon binds it: then the
@@ -141,7 +205,7 @@ async fn the_dashboard_in_a_real_browser() {
     let mut started = None;
     for _ in 0..3 {
         let port = free_port();
-        write_config(d, port, &db.url);
+        write_config(d, port, &db.url, capacity);
         let mut daemon = Daemon::start(d);
         let base = format!("http://127.0.0.1:{port}");
         let mut ok = false;
@@ -300,6 +364,81 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
 
+    // ---- "Run maintenance now": its progress shows step by step until its outcome ----
+    // A session holding the table's SHARE UPDATE EXCLUSIVE lock for 3 s (running, not idle
+    // in transaction) keeps the VACUUM step waiting (lock_timeout 5 s), so the page shows
+    // the step before the outcome.
+    let mut holder = db.connect().await;
+    for sql in ["BEGIN", "LOCK TABLE bloated IN SHARE UPDATE EXCLUSIVE MODE"] {
+        sqlx::query(sql)
+            .execute(&mut holder)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let release = tokio::spawn(async move {
+        sqlx::raw_sql("SELECT pg_sleep(3); COMMIT")
+            .execute(&mut holder)
+            .await
+            .unwrap_or_else(|e| panic!("holding the lock: {e}"));
+        let _ = holder.close().await;
+    });
+    s.js(
+        "window.__runLog = [];
+         const o = document.getElementById('action-out');
+         new MutationObserver(() => window.__runLog.push(o.textContent))
+             .observe(o, { childList: true, subtree: true, characterData: true });",
+        vec![],
+    )
+    .await;
+    s.click("#run-now").await;
+    let asked = s.accept_dialog().await;
+    assert!(
+        asked.contains("shop"),
+        "the confirmation names the target: {asked}"
+    );
+    s.wait_js(
+        10,
+        "the run's progress shows its step",
+        "return window.__runLog.some(t => /Maintenance run running.*Step 1 of \\d+: .*bloated/.test(t))
+             || window.__runLog.slice(-3).join(' | ');",
+    )
+    .await;
+    s.wait_js(
+        30,
+        "the run's outcome shows",
+        "const o = document.getElementById('action-out');
+         return (o.textContent.startsWith('Maintenance run: ') && !!o.querySelector('table.plan'))
+             || o.textContent;",
+    )
+    .await;
+    release.await.unwrap_or_else(|e| panic!("{e}"));
+    let run = s
+        .js(
+            "const o = document.getElementById('action-out');
+             return [o.classList.contains('error'), o.textContent, window.__runLog];",
+            vec![],
+        )
+        .await;
+    eprintln!("maintenance run: {}", run[1]);
+    assert_eq!(run[0], json!(false), "the run succeeded: {run}");
+    let text = run[1].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("Maintenance run: ok") && text.contains("bloated"),
+        "{run}"
+    );
+    let log: Vec<&str> = run[2]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let step = log.iter().position(|t| t.contains("Step 1 of"));
+    let done = log
+        .iter()
+        .position(|t| t.starts_with("Maintenance run: ok"));
+    assert!(
+        matches!((step, done), (Some(a), Some(b)) if a < b),
+        "progress, then the outcome: {log:?}"
+    );
+
     // ---- a check turns CRITICAL within one refresh, without a reload ----
     let before = s
         .js(
@@ -383,6 +522,49 @@ async fn the_dashboard_in_a_real_browser() {
              .some(l => l.getAttribute('points').trim().split(/\\s+/).length >= 2);",
     )
     .await;
+    // ---- the size chart with its forecast; a line per agent sharing the store ----
+    let size = s
+        .js(
+            "const f = document.querySelector('figure.chart[data-metric=database_size]');
+             return f && [!!f.querySelector('line.forecast'), !!f.querySelector('line.capacity'),
+                          f.querySelector('figcaption').textContent];",
+            vec![],
+        )
+        .await;
+    assert_eq!(size[0], json!(true), "a dashed forecast line: {size}");
+    assert_eq!(size[1], json!(true), "the capacity line: {size}");
+    let caption = size[2].as_str().unwrap_or_default();
+    let days: f64 = caption
+        .split("full in ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no \"full in N days\": {caption}"));
+    assert!(
+        (20.0..45.0).contains(&days),
+        "30 MB to go at 1 MB/day: {caption}"
+    );
+    let me = dbwarden::store::agent_name();
+    s.wait_js(
+        30,
+        "the connections chart has a line and a legend entry per agent",
+        "const f = document.querySelector('figure.chart[data-metric=connections]');
+         if (!f) return 'no chart';
+         const lines = new Set([...f.querySelectorAll('polyline[data-agent]')].map(l => l.dataset.agent));
+         const legend = [...f.querySelectorAll('.legend li')].map(l => l.dataset.agent);
+         return (lines.size === 2 && legend.length === 2) || [...lines, '|', ...legend].join(' ');",
+    )
+    .await;
+    let legend = s
+        .js(
+            "return [...document.querySelectorAll('figure.chart[data-metric=connections] .legend li')]
+                 .map(l => l.dataset.agent);",
+            vec![],
+        )
+        .await;
+    let mut want = [me.as_str(), OTHER_AGENT];
+    want.sort_unstable();
+    assert_eq!(legend, json!(want), "both agents, named, by name");
     shot(&s, "target-laptop.png").await;
     s.js(
         "document.getElementById('p-trends').scrollIntoView(); window.scrollBy(0, -50);",

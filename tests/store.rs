@@ -552,6 +552,26 @@ async fn postgres_a_bad_record_does_not_sink_its_batch() {
 
 /// The statement another agent of a fleet would have left: a newer transition of target
 /// `a`, which this agent must not restore.
+/// Runs `sql` on a connection of its own to the SQLite store at `url`: what another agent
+/// sharing the store would have written.
+async fn sqlite_exec(url: &SecretUrl, sql: String) {
+    let mut c = sqlx::SqliteConnection::connect(url.expose())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// [`sqlite_exec`] for the PostgreSQL store `db`.
+async fn pg_exec(db: &PgDb, sql: String) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut db.connect().await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 const FOREIGN_TRANSITION: &str = "INSERT INTO health_transitions \
     (ts, target, check_name, from_status, to_status, message, agent) \
     VALUES (1800000009000, 'a', NULL, 'WARNING', 'OK', 'm', 'another-agent')";
@@ -615,16 +635,7 @@ async fn sqlite_believed_states() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let url = sqlite_url(dir.path());
     let store = start(&url, BufferLimits::default()).await;
-    let foreign = async {
-        use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(url.expose())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        sqlx::query(FOREIGN_TRANSITION)
-            .execute(&mut c)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    };
+    let foreign = sqlite_exec(&url, FOREIGN_TRANSITION.into());
     believed_states_are_the_newest_transitions(store, foreign).await;
 }
 
@@ -633,13 +644,87 @@ async fn postgres_believed_states() {
     let Some(admin) = pg_url() else { return };
     let db = PgDb::create(&admin).await;
     let store = start(&SecretUrl::new(db.url.clone()), BufferLimits::default()).await;
-    let foreign = async {
-        sqlx::query(FOREIGN_TRANSITION)
-            .execute(&mut db.connect().await)
+    let foreign = pg_exec(&db, FOREIGN_TRANSITION.into());
+    believed_states_are_the_newest_transitions(store, foreign).await;
+    db.drop_db().await;
+}
+
+/// Another agent's series of target `shared` (it shares the store): `connectivity` at
+/// 7.0 over the last half hour.
+fn foreign_series(now_ms: i64) -> String {
+    format!(
+        "INSERT INTO series (id, agent, target, metric, label, unit, last_ts) \
+         VALUES (9001, 'another-agent', 'shared', 'connectivity', '', 'ms', {now_ms}); \
+         INSERT INTO samples (series_id, ts, value) VALUES (9001, {}, 7.0)",
+        now_ms - 1_800_000
+    )
+}
+
+/// Two agents' series of one target and metric: both listed, and each agent's trend is
+/// its own values (the plain trend shows only one of them).
+async fn each_agents_series_reads_apart(
+    store: Store,
+    foreign: impl std::future::Future<Output = ()>,
+) {
+    let now =
+        chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
+    store.push(Record::Metric {
+        ts: now - chrono::Duration::minutes(20),
+        target: "shared".into(),
+        metric: "connectivity".into(),
+        value: 3.0,
+    });
+    store.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    foreign.await;
+    let me = dbwarden::store::agent_name();
+    let mut want = vec![
+        ("connectivity".to_string(), me.clone()),
+        ("connectivity".to_string(), "another-agent".to_string()),
+    ];
+    want.sort();
+    let got = store
+        .series_agents("shared")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got, want);
+    let q = TrendQuery {
+        target: "shared".into(),
+        metric: "connectivity".into(),
+        label: None,
+        from: now - chrono::Duration::hours(1),
+        to: now,
+        step: Some(Duration::from_secs(300)),
+    };
+    for (agent, value) in [(me.as_str(), 3.0), ("another-agent", 7.0)] {
+        let t = store
+            .trend_of(&q, Some(agent))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-    };
-    believed_states_are_the_newest_transitions(store, foreign).await;
+        let values: Vec<f64> = t.points.iter().filter_map(|p| p.avg).collect();
+        assert!(
+            !values.is_empty() && values.iter().all(|v| *v == value),
+            "{agent}: {values:?}"
+        );
+    }
+    store.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn sqlite_each_agents_series_reads_apart() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = sqlite_url(dir.path());
+    let store = start(&url, BufferLimits::default()).await;
+    let foreign = sqlite_exec(&url, foreign_series(Utc::now().timestamp_millis()));
+    each_agents_series_reads_apart(store, foreign).await;
+}
+
+#[tokio::test]
+async fn postgres_each_agents_series_reads_apart() {
+    let Some(admin) = pg_url() else { return };
+    let db = PgDb::create(&admin).await;
+    let store = start(&SecretUrl::new(db.url.clone()), BufferLimits::default()).await;
+    let foreign = pg_exec(&db, foreign_series(Utc::now().timestamp_millis()));
+    each_agents_series_reads_apart(store, foreign).await;
     db.drop_db().await;
 }
 

@@ -23,6 +23,7 @@ use chrono::Utc;
 
 use crate::api::ApiState;
 use crate::health::{Status, Unit};
+use crate::history::forecast::{Forecast, Window, full_in};
 use crate::store::{SlowOrder, TrendQuery};
 use view::{Agent, Chart, CheckLine, Filter, Range, Sort, TargetPage, Tile};
 
@@ -310,50 +311,113 @@ async fn target(
     html(StatusCode::OK, view::target(now, &page, refresh))
 }
 
-/// The charts of a target: the preferred series it has, then others, each over the range.
+/// The charts of a target: the preferred series it has, then others, each over the range,
+/// one line per agent that wrote it; the size chart with its forecast.
 async fn charts(
     s: &ApiState,
     name: &str,
     from: chrono::DateTime<Utc>,
     to: chrono::DateTime<Utc>,
 ) -> view::Section<Chart> {
-    let series = s.store().series_of(name).await.map_err(store_says)?;
+    let store = s.store();
+    let series = store.series_agents(name).await.map_err(store_says)?;
     let mut metrics: Vec<&str> = PREFERRED
         .iter()
         .copied()
-        .filter(|m| series.iter().any(|x| x.metric == *m))
+        .filter(|m| series.iter().any(|x| x.0 == *m))
         .collect();
-    for x in &series {
+    for (m, _) in &series {
         if metrics.len() >= MAX_CHARTS {
             break;
         }
-        if !metrics.contains(&x.metric.as_str()) {
-            metrics.push(&x.metric);
+        if !metrics.contains(&m.as_str()) {
+            metrics.push(m);
         }
     }
     metrics.truncate(MAX_CHARTS);
+    let config = s.config();
+    let target = config.target(name);
+    let size_metric = target.and_then(|t| crate::history::checks::size_metric(t.engine));
     let mut out = Vec::new();
     for m in metrics {
-        let trend = s
-            .store()
-            .trend(&TrendQuery {
-                target: name.to_string(),
-                metric: m.to_string(),
-                label: None,
-                from,
-                to,
-                step: None,
-            })
-            .await
-            .map_err(store_says)?;
+        let q = TrendQuery {
+            target: name.to_string(),
+            metric: m.to_string(),
+            label: None,
+            from,
+            to,
+            step: None,
+        };
+        let agents: Vec<&str> = series
+            .iter()
+            .filter(|x| x.0 == m)
+            .map(|x| x.1.as_str())
+            .collect();
+        let mut trends = Vec::with_capacity(agents.len());
+        for a in agents {
+            let t = store.trend_of(&q, Some(a)).await.map_err(store_says)?;
+            trends.push((a.to_string(), t));
+        }
+        let forecast = match (target, size_metric == Some(m)) {
+            (Some(t), true) => size_forecast(s, t, to).await,
+            _ => None,
+        };
         let spec = crate::engine::catalog::spec(m);
         out.push(Chart {
+            metric: m.to_string(),
             title: spec.map_or(m.to_string(), |sp| format!("{m} ({})", sp.label)),
             unit: spec.map_or(Unit::Count, |sp| sp.unit),
-            trend,
+            trends,
+            forecast,
         });
     }
     Ok(out)
+}
+
+/// The size forecast the `forecast_full` check makes ([`crate::history::forecast::full_in`]
+/// over hourly averages, against the target's capacity, with the window of the rollup job
+/// covering the target), for the size chart; `None` without a capacity or a readable
+/// history.
+async fn size_forecast(
+    s: &ApiState,
+    target: &crate::config::Target,
+    now: chrono::DateTime<Utc>,
+) -> Option<Forecast> {
+    let cap = crate::history::checks::capacity(target).ok()??;
+    let metric = crate::history::checks::size_metric(target.engine)?;
+    let config = s.config();
+    let w = config
+        .jobs
+        .iter()
+        .filter(|j| j.enabled)
+        .filter(|j| config.job_targets(j).iter().any(|x| x.name == target.name))
+        .find_map(|j| match &j.params {
+            crate::config::JobParams::Rollup(p) => Some(Window {
+                min_days: p.forecast_min_history.as_secs_f64() / 86_400.0,
+                days: p.forecast_window.as_secs_f64() / 86_400.0,
+            }),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let hourly = s
+        .store()
+        .trend(&TrendQuery {
+            target: target.name.clone(),
+            metric: metric.to_string(),
+            label: None,
+            from: now - chrono::Duration::milliseconds((w.days * 86_400_000.0) as i64),
+            to: now,
+            step: Some(std::time::Duration::from_secs(3600)),
+        })
+        .await
+        .map_err(store_says)
+        .ok()?;
+    let points: Vec<(i64, f64)> = hourly
+        .points
+        .iter()
+        .filter_map(|p| Some((p.t.timestamp_millis(), p.avg?)))
+        .collect();
+    Some(full_in(&points, cap, w))
 }
 
 #[cfg(test)]

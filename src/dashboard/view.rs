@@ -14,6 +14,7 @@ use maud::{DOCTYPE, Markup, html};
 use super::chart;
 use crate::api::live::{RunLive, TargetLive};
 use crate::health::{CheckResult, Status, Unit};
+use crate::history::forecast::Forecast;
 use crate::store::{AlertRow, MaintenanceRow, SilenceRow, SlowQueryRow, Trend};
 
 /// Asset URLs; the version in the query makes a new binary's assets bypass caches.
@@ -338,9 +339,14 @@ pub type Section<T> = Result<Vec<T>, String>;
 /// One chart on a target page.
 #[derive(Debug, Clone)]
 pub struct Chart {
+    pub metric: String,
     pub title: String,
     pub unit: Unit,
-    pub trend: Trend,
+    /// One trend per agent that wrote the series (several agents may share a store),
+    /// with the agent's name; one line each, and a legend when there are several.
+    pub trends: Vec<(String, Trend)>,
+    /// The size forecast (the `forecast_full` check's) on the database-size chart.
+    pub forecast: Option<Forecast>,
 }
 
 /// A check with the time its current status started, when the history knows it.
@@ -578,32 +584,83 @@ pub fn target(now: DateTime<Utc>, p: &TargetPage, refresh: u64) -> Markup {
     page(&p.name, refresh, body)
 }
 
-/// One chart: a title with the latest value, the SVG, and the range's ends.
+/// How many agents' lines get their own colour (then the colours repeat; the legend and
+/// each point's title still name the agent).
+const AGENT_COLOURS: usize = 4;
+
+/// One chart: a title with the latest value, the SVG (a line per agent, the forecast's
+/// projection), a legend when several agents wrote the series, and the range's ends.
 fn chart_view(c: &Chart) -> Markup {
-    let g = chart::geometry(&c.trend.points, c.unit);
-    let last = c.trend.points.iter().rev().find_map(|p| p.avg);
+    let points: Vec<&[crate::store::TrendPoint]> =
+        c.trends.iter().map(|(_, t)| t.points.as_slice()).collect();
+    let g = chart::geometry(&points, c.unit, c.forecast.as_ref());
+    let several = c.trends.len() > 1;
+    let first = c.trends.first().map(|(_, t)| t);
+    let last = if several {
+        None
+    } else {
+        first.and_then(|t| t.points.iter().rev().find_map(|p| p.avg))
+    };
     let (from, to) = (
-        c.trend.points.first().map(|p| p.t),
-        c.trend
-            .points
-            .last()
-            .map(|p| p.t + chrono::Duration::seconds(c.trend.step_seconds as i64)),
+        first.and_then(|t| t.points.first()).map(|p| p.t),
+        first.and_then(|t| {
+            t.points
+                .last()
+                .map(|p| p.t + chrono::Duration::seconds(t.step_seconds as i64))
+        }),
     );
+    let label = c
+        .forecast
+        .as_ref()
+        .and_then(|f| chart::forecast_label(f, c.unit));
+    let total: usize = g.paths.iter().map(|p| p.points.len()).sum();
     // Markers for sparse series (a few rounds); a dense one is read from the line alone.
-    let marks = g.points.len() <= 120;
+    let marks = total <= 120;
     html! {
-        figure.chart data-metric=(c.trend.metric) data-points=(g.points.len()) {
-            figcaption { (c.title) span.muted { " \u{b7} now " (value(c.unit, last)) } }
+        figure.chart data-metric=(c.metric) data-points=(total) data-agents=(c.trends.len()) {
+            figcaption {
+                (c.title)
+                @if !several { span.muted { " \u{b7} now " (value(c.unit, last)) } }
+                @if let Some(l) = &label { span.forecast-text { " \u{b7} " (l) } }
+            }
             svg viewBox=(format!("0 0 {} {}", chart::WIDTH, chart::HEIGHT)) role="img" aria-label=(format!("{} over the range", c.title)) {
                 line.axis x1=(chart::axis_x() + 4.0) x2=(chart::WIDTH) y1=(chart::axis_top()) y2=(chart::axis_top()) {}
                 line.axis x1=(chart::axis_x() + 4.0) x2=(chart::WIDTH) y1=(chart::axis_bottom()) y2=(chart::axis_bottom()) {}
                 text.label x=(chart::axis_x()) y=(chart::axis_top() + 4.0) text-anchor="end" { (c.unit.format(g.range.1)) }
                 text.label x=(chart::axis_x()) y=(chart::axis_bottom()) text-anchor="end" { (c.unit.format(g.range.0)) }
-                @for l in &g.lines { polyline.series points=(l) {} }
-                @if marks {
-                    @for (x, y, t, v) in &g.points {
-                        circle.point cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="2.5" {
-                            title { (chrono::DateTime::from_timestamp_millis(*t).map(time).unwrap_or_default()) ": " (c.unit.format(*v)) }
+                @if let Some(p) = &g.projection {
+                    line.axis x1=(format!("{:.1}", p.now_x)) x2=(format!("{:.1}", p.now_x)) y1=(chart::axis_top()) y2=(chart::axis_bottom()) {}
+                    line.capacity x1=(chart::axis_x() + 4.0) x2=(chart::WIDTH) y1=(format!("{:.1}", p.limit_y)) y2=(format!("{:.1}", p.limit_y)) {}
+                    @if let Some((x1, y1, x2, y2)) = p.line {
+                        line.forecast x1=(format!("{x1:.1}")) y1=(format!("{y1:.1}")) x2=(format!("{x2:.1}")) y2=(format!("{y2:.1}")) {
+                            title { (label.as_deref().unwrap_or_default()) }
+                        }
+                    }
+                    @if let Some(l) = c.forecast.as_ref().and_then(chart::forecast_when) {
+                        text.fc-label x=(format!("{:.1}", p.now_x - 6.0)) y=(format!("{:.1}", p.limit_y + 14.0)) text-anchor="end" { (l) }
+                    }
+                }
+                @for (i, (path, (agent, _))) in g.paths.iter().zip(&c.trends).enumerate() {
+                    @let cls = format!("a{}", i % AGENT_COLOURS);
+                    @for l in &path.lines { polyline class={"series " (cls)} points=(l) data-agent=(agent) {} }
+                    @if marks {
+                        @for (x, y, t, v) in &path.points {
+                            circle class={"point " (cls)} cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="2.5" {
+                                title {
+                                    @if several { (agent) ", " }
+                                    (chrono::DateTime::from_timestamp_millis(*t).map(time).unwrap_or_default()) ": " (c.unit.format(*v))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if several {
+                ul.legend {
+                    @for (i, (agent, t)) in c.trends.iter().enumerate() {
+                        li data-agent=(agent) {
+                            span class={"swatch a" (i % AGENT_COLOURS)} aria-hidden="true" {}
+                            " " (agent) span.muted { " \u{b7} now " (value(c.unit, t.points.iter().rev().find_map(|p| p.avg))) }
                         }
                     }
                 }
@@ -737,6 +794,93 @@ mod tests {
             1,
             "only where a plan is stored"
         );
+    }
+
+    fn trend(values: &[f64]) -> Trend {
+        Trend {
+            target: "pg".into(),
+            metric: "database_size".into(),
+            label: None,
+            unit: "bytes".into(),
+            resolution: crate::store::Resolution::Raw,
+            step_seconds: 60,
+            points: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| crate::store::TrendPoint {
+                    t: at(60 * i as i64),
+                    avg: Some(*v),
+                    min: Some(*v),
+                    max: Some(*v),
+                    last: Some(*v),
+                })
+                .collect(),
+        }
+    }
+
+    fn chart(trends: Vec<(String, Trend)>, forecast: Option<Forecast>) -> String {
+        chart_view(&Chart {
+            metric: "database_size".into(),
+            title: "database_size".into(),
+            unit: Unit::Bytes,
+            trends,
+            forecast,
+        })
+        .into_string()
+    }
+
+    #[test]
+    fn a_chart_draws_a_line_per_agent_with_a_legend_only_when_several() {
+        let two = chart(
+            vec![
+                ("db-a".into(), trend(&[1.0, 2.0])),
+                ("db-<b>".into(), trend(&[3.0, 4.0])),
+            ],
+            None,
+        );
+        assert!(two.contains(r#"class="series a0""#) && two.contains(r#"class="series a1""#));
+        assert_eq!(two.matches("<li data-agent=").count(), 2, "{two}");
+        assert!(
+            two.contains(r#"data-agent="db-&lt;b&gt;""#),
+            "escaped: {two}"
+        );
+        let one = chart(vec![("db-a".into(), trend(&[1.0, 2.0]))], None);
+        assert!(!one.contains("legend") && one.contains("now 2 B"), "{one}");
+    }
+
+    #[test]
+    fn the_size_chart_shows_its_forecast_only_when_it_reaches_the_capacity() {
+        let data = || vec![("db-a".to_string(), trend(&[100.0, 110.0]))];
+        let reaches = Forecast::Reaches {
+            rate_per_day: 10.0,
+            current: 110.0,
+            limit: 1000.0,
+            days: 89.0,
+        };
+        let html = chart(data(), Some(reaches));
+        assert!(html.contains(r#"<line class="forecast""#), "{html}");
+        assert!(html.contains(r#"<line class="capacity""#));
+        assert!(
+            html.contains("full in 89 days at 10 B/day, capacity 1000 B"),
+            "{html}"
+        );
+        for f in [
+            None,
+            Some(Forecast::NotGrowing {
+                rate_per_day: 0.0,
+                current: 110.0,
+            }),
+            Some(Forecast::NeedsHistory {
+                have_days: 1.0,
+                needs_days: 2.0,
+            }),
+        ] {
+            let html = chart(data(), f);
+            assert!(
+                !html.contains("forecast") && !html.contains("capacity"),
+                "{html}"
+            );
+        }
     }
 
     #[test]

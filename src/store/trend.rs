@@ -282,10 +282,18 @@ impl Store {
     /// or metric: a trend without data (every bucket empty). With several agents' series
     /// of one name, the one confirmed most recently.
     pub async fn trend(&self, q: &TrendQuery) -> Result<Trend, StoreError> {
+        self.trend_of(q, None).await
+    }
+
+    /// [`Store::trend`] of one agent's series (`None`: the one confirmed most recently),
+    /// for showing each agent sharing the store apart ([`Store::series_agents`]).
+    pub async fn trend_of(&self, q: &TrendQuery, agent: Option<&str>) -> Result<Trend, StoreError> {
         let (resolution, step) =
             pick_resolution(Utc::now(), q.from, step_seconds(q.from, q.to, q.step));
         let label = q.label.clone().unwrap_or_default();
-        let series = self.series_meta(&q.target, &q.metric, &label).await?;
+        let series = self
+            .series_meta(&q.target, &q.metric, &label, agent)
+            .await?;
         let unit = series.as_ref().map(|s| s.2.clone()).unwrap_or_default();
         let mut trend = Trend {
             target: q.target.clone(),
@@ -367,13 +375,14 @@ impl Store {
         Ok(trend)
     }
 
-    /// The series (id, agent, unit) of a target's metric and label ('' for none): the one
-    /// confirmed most recently when several agents have one.
+    /// The series (id, agent, unit) of a target's metric and label ('' for none): `agent`'s,
+    /// or the one confirmed most recently when several agents have one.
     async fn series_meta(
         &self,
         target: &str,
         metric: &str,
         label: &str,
+        agent: Option<&str>,
     ) -> Result<Option<(i64, String, String)>, StoreError> {
         let pool = self.reader()?;
         bounded(async {
@@ -383,8 +392,11 @@ impl Store {
                     .push(" AND metric = ")
                     .push_bind(metric)
                     .push(" AND label = ")
-                    .push_bind(label)
-                    .push(" ORDER BY last_ts DESC LIMIT 1");
+                    .push_bind(label);
+                if let Some(a) = agent {
+                    b.push(" AND agent = ").push_bind(a);
+                }
+                b.push(" ORDER BY last_ts DESC LIMIT 1");
                 b.build()
                     .fetch_optional(p)
                     .await?
@@ -417,6 +429,28 @@ impl Store {
                             label: (!label.is_empty()).then_some(label),
                             unit: r.try_get(2)?,
                         })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }))
+        })
+        .await
+    }
+
+    /// The unlabelled series a target has, as (metric, agent), one row per agent that
+    /// wrote it (several agents may share a store), ordered by metric and agent.
+    pub async fn series_agents(&self, target: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let pool = self.reader()?;
+        bounded(async {
+            Ok(on_pool!(&pool, p => {
+                let mut q = QueryBuilder::new("SELECT metric, agent FROM series WHERE target = ");
+                q.push_bind(target)
+                    .push(" AND label = '' ORDER BY metric, agent");
+                q.build()
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<(String, String), sqlx::Error> {
+                        Ok((r.try_get(0)?, r.try_get(1)?))
                     })
                     .collect::<Result<Vec<_>, _>>()?
             }))

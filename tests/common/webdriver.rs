@@ -1,6 +1,7 @@
 //! A small W3C WebDriver client (over reqwest, already a dependency) and a chromedriver
 //! process running headless Chromium, for the dashboard's real-browser test. Only the
-//! commands the test uses: navigate, run a script, find/click/type, resize, screenshot.
+//! commands the test uses: navigate, run a script, find/click/type, accept a dialog,
+//! resize, screenshot.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -107,7 +108,13 @@ impl Drop for Driver {
 }
 
 impl Session {
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    /// A command's value, or the WebDriver error it answered with.
+    async fn try_cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(b) = body {
             req = req.json(&b);
@@ -120,9 +127,37 @@ impl Session {
             .await
             .unwrap_or_else(|e| panic!("webdriver {path}: {e}"));
         if v["value"].get("error").is_some() {
-            panic!("webdriver {path}: {}", v["value"]);
+            return Err(v["value"].clone());
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_cmd(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
+    }
+
+    /// Accepts the page's `confirm`/`alert` dialog as a user would (OK), waiting up to 5 s
+    /// for it to open; returns its text.
+    pub async fn accept_dialog(&self) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match self
+                .try_cmd(reqwest::Method::GET, "/alert/text", None)
+                .await
+            {
+                Ok(text) => {
+                    self.cmd(reqwest::Method::POST, "/alert/accept", Some(json!({})))
+                        .await;
+                    return text.as_str().unwrap_or_default().to_string();
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    panic!("no dialog opened within 5 s: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 
     pub async fn goto(&self, url: &str) {
@@ -154,9 +189,15 @@ impl Session {
             .to_string()
     }
 
-    /// Clicks an element as a user would.
+    /// Clicks an element as a user would: scrolled to the middle of the window first (a
+    /// sticky header would take a click at the top edge).
     pub async fn click(&self, css: &str) {
         let id = self.find(css).await;
+        self.js(
+            "arguments[0].scrollIntoView({ block: 'center' });",
+            vec![json!({ ELEMENT: id })],
+        )
+        .await;
         self.cmd(
             reqwest::Method::POST,
             &format!("/element/{id}/click"),
