@@ -79,7 +79,7 @@ fn render(state: &[(String, Vec<String>, TargetLive)], agents: &[Agent]) -> Stri
             live: live.clone(),
         })
         .collect();
-    view::overview(Utc::now(), &tiles, &Filter::default(), agents, 30).into_string()
+    view::overview(Utc::now(), &tiles, &Filter::default(), agents, &[], 30).into_string()
 }
 
 fn quantile(sorted: &[Duration], q: f64) -> Duration {

@@ -687,6 +687,21 @@ async fn each_agents_series_reads_apart(
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got, want);
+    // The agents sharing the store (the dashboard's overview lists them).
+    let agents = store.agents().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut names: Vec<&str> = agents.iter().map(|a| a.agent.as_str()).collect();
+    names.sort();
+    let mut want_names = vec![me.as_str(), "another-agent"];
+    want_names.sort();
+    assert_eq!(names, want_names, "{agents:?}");
+    let other = agents.iter().find(|a| a.agent == "another-agent");
+    assert_eq!(other.map(|a| a.targets), Some(1), "{agents:?}");
+    assert!(
+        other
+            .and_then(|a| a.last_write)
+            .is_some_and(|t| (now - t).num_seconds().abs() < 60),
+        "{agents:?}"
+    );
     let q = TrendQuery {
         target: "shared".into(),
         metric: "connectivity".into(),

@@ -67,7 +67,13 @@ struct Inner {
     alert_health: RwLock<Option<crate::alerts::deliver::Health>>,
     /// The latest `/metrics` text and when it was rendered ([`metrics::FRESH`]).
     metrics: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<String>)>>,
+    /// The agents writing to the store and when they were read ([`AGENTS_FRESH`]).
+    agents: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Vec<crate::store::AgentRow>>)>>,
 }
+
+/// How long the list of agents sharing the store is reused (its read scans the series
+/// dictionary; an agent appearing or going quiet is news on a scale of minutes).
+pub const AGENTS_FRESH: Duration = Duration::from_secs(60);
 
 impl ApiState {
     /// The state for a config; the token is read now ([`ApiState::reload`] reads it again).
@@ -92,6 +98,7 @@ impl ApiState {
                 stop: CancellationToken::new(),
                 alert_health: RwLock::new(None),
                 metrics: tokio::sync::Mutex::new(None),
+                agents: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -139,6 +146,30 @@ impl ApiState {
     /// When the API (the daemon) started.
     pub fn started_at(&self) -> DateTime<Utc> {
         self.inner.started_at
+    }
+
+    /// The agents that write to the history store (this one included once it has written),
+    /// read at most every [`AGENTS_FRESH`]; while the store does not answer, the last list
+    /// read, or `None`.
+    pub async fn store_agents(&self) -> Option<Arc<Vec<crate::store::AgentRow>>> {
+        let mut cached = self.inner.agents.lock().await;
+        let now = tokio::time::Instant::now();
+        if let Some((at, rows)) = cached.as_ref()
+            && now.duration_since(*at) < AGENTS_FRESH
+        {
+            return Some(rows.clone());
+        }
+        match self.inner.store.agents().await {
+            Ok(rows) => {
+                let rows = Arc::new(rows);
+                *cached = Some((now, rows.clone()));
+                Some(rows)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "agents sharing the store not read");
+                cached.as_ref().map(|(_, rows)| rows.clone())
+            }
+        }
     }
 
     /// Spawns work the API started (a maintenance run): it gets a token cancelled at

@@ -174,9 +174,17 @@ async fn overview(State(s): State<ApiState>, Query(q): Query<HashMap<String, Str
         store_reachable: s.store().health().reachable,
         running: s.live().read().running.len(),
     }];
+    let peers = s.store_agents().await.unwrap_or_default();
     html(
         StatusCode::OK,
-        view::overview(Utc::now(), &tiles, &filter_of(&q), &agents, refresh_of(&q)),
+        view::overview(
+            Utc::now(),
+            &tiles,
+            &filter_of(&q),
+            &agents,
+            &peers,
+            refresh_of(&q),
+        ),
     )
 }
 

@@ -15,7 +15,7 @@ use super::chart;
 use crate::api::live::{RunLive, TargetLive};
 use crate::health::{CheckResult, Status, Unit};
 use crate::history::forecast::Forecast;
-use crate::store::{AlertRow, MaintenanceRow, SilenceRow, SlowQueryRow, Trend};
+use crate::store::{AgentRow, AlertRow, MaintenanceRow, SilenceRow, SlowQueryRow, Trend};
 
 /// Asset URLs; the version in the query makes a new binary's assets bypass caches.
 pub const CSS_URL: &str = concat!("/dashboard/app.css?v=", env!("CARGO_PKG_VERSION"));
@@ -102,6 +102,10 @@ impl Tile {
     }
 }
 
+/// An agent sharing the store whose newest write is older than this is marked quiet
+/// (stopped, or cut off from the store).
+const PEER_QUIET_SECS: i64 = 600;
+
 /// The agent (this daemon) as the overview's agent line shows it.
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -184,9 +188,15 @@ pub fn overview(
     tiles: &[Tile],
     f: &Filter,
     agents: &[Agent],
+    peers: &[AgentRow],
     refresh: u64,
 ) -> Markup {
     let shown = select(tiles, f);
+    // The other agents writing to the same store (this one has its own line above them).
+    let peers: Vec<&AgentRow> = peers
+        .iter()
+        .filter(|p| !agents.iter().any(|a| a.name == p.agent))
+        .collect();
     let mut tags: Vec<&str> = tiles
         .iter()
         .flat_map(|t| t.tags.iter().map(String::as_str))
@@ -275,6 +285,18 @@ pub fn overview(
                         " \u{b7} up since " (time(a.started_at))
                         " \u{b7} history store " @if a.store_reachable { "reachable" } @else { span.warn { "NOT reachable" } }
                         " \u{b7} " (a.running) " run(s) going"
+                    }
+                }
+                @for p in &peers {
+                    li.peer data-agent=(p.agent) {
+                        strong { (p.agent) } " \u{b7} another agent sharing this history store"
+                        " \u{b7} " (p.targets) " target(s)"
+                        " \u{b7} last wrote "
+                        @if p.last_write.is_none_or(|t| now - t > chrono::Duration::seconds(PEER_QUIET_SECS)) {
+                            span.warn { (age(now, p.last_write)) " (quiet)" }
+                        } @else {
+                            (age(now, p.last_write))
+                        }
                     }
                 }
             }
@@ -904,7 +926,7 @@ mod tests {
             ),
             tile("ok one", Some(Status::Ok), &[], Some(0)),
         ];
-        let html = overview(at(30), &t, &Filter::default(), &[], 30).into_string();
+        let html = overview(at(30), &t, &Filter::default(), &[], &[], 30).into_string();
         assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(!html.contains("<script>x"));
         assert!(html.contains("/targets/%3Cscript%3Ex%3C%2Fscript%3E"));
@@ -926,6 +948,39 @@ mod tests {
             !name.is_empty() && rest[name.len()..].starts_with('=')
         });
         assert!(!handler, "an inline event handler");
+    }
+
+    #[test]
+    fn the_overview_lists_the_other_agents_sharing_the_store_and_marks_a_quiet_one() {
+        let me = Agent {
+            name: "db-1".into(),
+            version: "0",
+            started_at: at(0),
+            store_reachable: true,
+            running: 0,
+        };
+        let peer = |agent: &str, targets, last: Option<i64>| AgentRow {
+            agent: agent.into(),
+            targets,
+            last_write: last.map(at),
+        };
+        let peers = [
+            peer("db-1", 3, Some(3590)),
+            peer("db-2", 5, Some(3500)),
+            peer("db-3", 2, Some(10)),
+            peer("db-4", 0, None),
+        ];
+        let html = overview(at(3600), &[], &Filter::default(), &[me], &peers, 30).into_string();
+        // This agent once (its own line), the others once each.
+        assert_eq!(html.matches("<strong>db-1</strong>").count(), 1, "{html}");
+        assert_eq!(html.matches("<li class=\"peer\"").count(), 3, "{html}");
+        assert!(
+            html.contains("5 target(s) \u{b7} last wrote 100 s ago"),
+            "{html}"
+        );
+        assert!(html.contains("59 min ago (quiet)"), "{html}");
+        assert!(html.contains("never (quiet)"), "{html}");
+        assert!(!html.contains("100 s ago (quiet)"), "{html}");
     }
 
     #[test]

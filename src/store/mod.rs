@@ -72,7 +72,7 @@ use crate::health::{CheckResult, Status};
 
 pub use api_reads::AuditRow;
 pub use buffer::BufferLimits;
-pub use dashboard_reads::AlertRow;
+pub use dashboard_reads::{AgentRow, AlertRow};
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
 pub use plans::PlanRow;
 pub use raw::{RawSeries, SeriesFilter, Step, steps};
