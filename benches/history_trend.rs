@@ -12,7 +12,16 @@
 //! 2. a 24-hour raw trend query at 60 s steps of a fully sampled series, median of 40;
 //! 3. one day's rollup + purge of all 50 targets (the rollup job's daily work): the
 //!    watermarks are set back one day, then every target is rolled up and purged (raw
-//!    retention 7 days: one day of raw samples goes).
+//!    retention 7 days: one day of raw samples goes);
+//! 4. ingest: 200,000 new samples (1000 series × 200 rounds) through the store's writer.
+//!
+//! With `DBWARDEN_BENCH_PG_PARTITIONS=1` (PostgreSQL; use a fresh database) `samples` is
+//! first turned into a table range-partitioned by day on `ts` (same columns and key), and
+//! step 3 purges raw samples by partition instead of batched deletes: for each day wholly
+//! older than the raw horizon, the newest sample of every series is carried to the day's
+//! end (the value still in effect there, as the batched purge keeps it) and the partition
+//! is dropped; rollups and the other tables are purged as before. README "History sizing"
+//! compares the two.
 
 use std::time::{Duration, Instant};
 
@@ -82,9 +91,33 @@ async fn main() {
                 .unwrap_or_else(|e| panic!("{e}")),
         ),
     };
-    let dialect = if pg.is_some() { "PostgreSQL" } else { "SQLite" };
+    let partitions = pg.is_some() && std::env::var("DBWARDEN_BENCH_PG_PARTITIONS").is_ok();
+    let dialect = match (&pg, partitions) {
+        (None, _) => "SQLite",
+        (Some(_), false) => "PostgreSQL",
+        (Some(_), true) => "PostgreSQL, daily partitions",
+    };
     let now = Utc::now().timestamp_millis();
     let today = now.div_euclid(D) * D;
+    if partitions {
+        // The product's samples table, partitioned by day: 8 days back to 2 days ahead.
+        db.exec(
+            "ALTER TABLE samples RENAME TO samples_flat; \
+             CREATE TABLE samples (LIKE samples_flat INCLUDING ALL) PARTITION BY RANGE (ts); \
+             DROP TABLE samples_flat"
+                .into(),
+        )
+        .await;
+        for day in -8..=2 {
+            let from = today + day * D;
+            db.exec(format!(
+                "CREATE TABLE samples_d{} PARTITION OF samples FOR VALUES FROM ({from}) TO ({})",
+                from / D,
+                from + D
+            ))
+            .await;
+        }
+    }
 
     let t = Instant::now();
     for sql in [
@@ -172,6 +205,30 @@ async fn main() {
         t.elapsed()
     );
 
+    // 4. Ingest through the writer: 1000 new series × 200 rounds, 30 s apart, ending now.
+    let t = Instant::now();
+    let rounds = 200;
+    for r in 0..rounds {
+        let ts = Utc::now() - chrono::Duration::seconds(30 * (rounds - r));
+        for i in 0..1000 {
+            store.push(dbwarden::store::Record::Metric {
+                ts,
+                target: format!("ingest{}", i / 40),
+                metric: format!("m{}", i % 40),
+                value: (r * 1000 + i) as f64,
+            });
+        }
+        if r % 20 == 19 {
+            store.flush().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    store.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    let took = t.elapsed();
+    println!(
+        "{dialect}: ingest of 200,000 samples through the writer: {took:.1?} ({:.0} samples/s)",
+        200_000.0 / took.as_secs_f64()
+    );
+
     // 1. One year, daily.
     let mut times = Vec::new();
     for i in 0..50 {
@@ -216,8 +273,43 @@ async fn main() {
 
     // 3. One day's rollup + purge of all targets.
     let retention = RetentionConfig::default();
+    let mut horizons = retention.horizons(now);
     let t = Instant::now();
     let (mut rows, mut purged) = (0, 0);
+    if partitions {
+        // Whole days older than the raw horizon go as partitions (rollups are past them:
+        // caught up above); the batched purge then finds no raw sample left to delete.
+        let cut = horizons.raw.div_euclid(D) * D;
+        let mut c = sqlx::PgConnection::connect(pg.as_deref().unwrap_or_default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for day in -8..=0 {
+            let from = today + day * D;
+            if from + D > cut {
+                break;
+            }
+            let sql = format!(
+                "INSERT INTO samples (series_id, ts, value) \
+                 SELECT DISTINCT ON (series_id) series_id, {end}, value FROM samples_d{name} \
+                 ORDER BY series_id, ts DESC ON CONFLICT DO NOTHING; DROP TABLE samples_d{name}",
+                end = from + D,
+                name = from / D
+            );
+            let n = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM samples_d{}",
+                from / D
+            )))
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            purged += n as u64;
+        }
+        horizons.raw = cut;
+    }
     for i in 0..TARGETS {
         let target = format!("t{i}");
         for g in [Grain::Hour, Grain::Day(chrono_tz::UTC)] {
@@ -231,7 +323,7 @@ async fn main() {
             AGENT,
             &target,
             chrono_tz::UTC,
-            &retention.horizons(now),
+            &horizons,
             retention.purge_batch,
             &never,
         )

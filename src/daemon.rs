@@ -165,6 +165,27 @@ fn store_trouble(h: &StoreHealth) -> Option<String> {
 /// How often the `dbwarden` self-target is judged.
 const SELF_ROUND: Duration = Duration::from_secs(30);
 
+/// Computes the forecast checks from the history before the first health round, so they
+/// are judged from the start instead of after the first rollup run: waits up to
+/// [`RESTORE_WAIT`], then lets the computation finish in the background (it never replaces
+/// what a rollup run cached meanwhile).
+async fn prime_forecasts(store: &Store, shared: &Arc<Shared>, config: &Arc<Config>) {
+    let (store, shared, config) = (store.clone(), shared.clone(), config.clone());
+    let mut task = tokio::spawn(async move {
+        crate::history::checks::prime(&store, &config, &shared.forecasts).await
+    });
+    match tokio::time::timeout(RESTORE_WAIT, &mut task).await {
+        Ok(Ok(n)) => tracing::info!(
+            targets = n,
+            "forecast checks computed from the history for the first health rounds"
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "computing the forecast checks at start failed"),
+        Err(_) => tracing::info!(
+            "forecast checks still being computed from the history; health rounds judge them once ready"
+        ),
+    }
+}
+
 /// The alerter as the daemon sees it: started with the event stream, told the restored
 /// believed statuses and reloads, stopped after the runs.
 #[derive(Clone)]
@@ -348,6 +369,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let alerts = Alerts::start(&config, &events, &store);
     shared.use_history(store.clone());
     restore_believed(&store, &shared, &alerts).await;
+    prime_forecasts(&store, &shared, &config).await;
     let mut sched = Scheduler::start(ctx.clone(), config.clone());
     let live = crate::api::Live::default();
     let stop_live = CancellationToken::new();

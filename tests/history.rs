@@ -691,3 +691,205 @@ async fn a_cached_forecast_is_judged_by_the_health_round() {
     assert_eq!(r.status, Status::Critical, "{}", r.message);
     assert!(r.message.contains("900 MB"), "{}", r.message);
 }
+
+/// Two agents share one PostgreSQL history store: both write the same target names at
+/// the same time through the real write path, then roll up concurrently. Each agent's
+/// series, samples, latest results, transitions and watermarks are its own and complete,
+/// and each agent's rollups equal the aggregates computed from its own raw samples.
+#[tokio::test]
+async fn two_agents_share_one_postgres_store() {
+    use dbwarden::health::{CheckResult, Scope, Status, Unit};
+    use dbwarden::store::{CheckSource, Record};
+    let Some(admin) = common::pg::pg_url() else {
+        return;
+    };
+    let pg = common::pg::PgDb::create(&admin).await;
+    let url = SecretUrl::new(pg.url.clone());
+    let agents = ["agent-a", "agent-b"];
+    let targets = ["t1", "t2"];
+    let end = chrono::Utc::now().timestamp_millis().div_euclid(H) * H - H;
+    let start = end - 50 * H;
+    // Under the writer's 10-minute gap limit: no "no data" gaps between samples.
+    const STEP: i64 = 300 * S;
+    let steps = (end - start) / STEP;
+    // Every value differs by agent, target and time, so a crossed row would show.
+    let value = |a: usize, t: usize, i: i64| {
+        (a * 1_000_000 + t * 100_000) as f64 + (i * 37 % 101) as f64 + i as f64
+    };
+    let at = |ms: i64| {
+        chrono::Utc
+            .timestamp_millis_opt(ms)
+            .single()
+            .unwrap_or_default()
+    };
+    let mut stores = Vec::new();
+    for a in agents {
+        stores.push(
+            Store::open_as(&url, None, a)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    let write = |a: usize, store: &Store| {
+        let store = store.clone();
+        async move {
+            for i in 0..steps {
+                for (t, target) in targets.iter().enumerate() {
+                    store.push(Record::Metric {
+                        ts: at(start + i * STEP),
+                        target: target.to_string(),
+                        metric: "m".into(),
+                        value: value(a, t, i),
+                    });
+                }
+                if i % 25 == 0 {
+                    store.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
+                }
+            }
+            for (t, target) in targets.iter().enumerate() {
+                // The last value confirmed at `end` (unchanged: only last_ts moves).
+                store.push(Record::Metric {
+                    ts: at(end),
+                    target: target.to_string(),
+                    metric: "m".into(),
+                    value: value(a, t, steps - 1),
+                });
+                store.push(Record::Checks {
+                    ts: at(end),
+                    target: target.to_string(),
+                    run_id: None,
+                    source: CheckSource::Health,
+                    results: vec![CheckResult {
+                        check: "connectivity".into(),
+                        status: Status::Warning,
+                        value: Some(a as f64 + 300.0),
+                        unit: Unit::Milliseconds,
+                        warning: Some(250.0),
+                        critical: Some(1000.0),
+                        message: agents[a].into(),
+                        subject: None,
+                        scope: Scope::Database,
+                    }],
+                });
+                store.push(Record::Transition {
+                    ts: at(end),
+                    target: target.to_string(),
+                    check: Some("connectivity".into()),
+                    from: Status::Ok,
+                    to: Status::Warning,
+                    message: agents[a].into(),
+                });
+            }
+            store.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
+        }
+    };
+    tokio::join!(write(0, &stores[0]), write(1, &stores[1]));
+    let never = CancellationToken::new();
+    let roll = |store: &Store, agent: &'static str| {
+        let (store, never) = (store.clone(), never.clone());
+        async move {
+            for target in targets {
+                for g in [Grain::Hour, Grain::Day(chrono_tz::UTC)] {
+                    roll_up(&store, agent, target, g, end, &never)
+                        .await
+                        .unwrap_or_else(|e| panic!("{agent} {target}: {e}"));
+                }
+            }
+        }
+    };
+    tokio::join!(roll(&stores[0], agents[0]), roll(&stores[1], agents[1]));
+
+    let mut db = pg.connect().await;
+    let all_rollups: Vec<Row> = sqlx::query_as(
+        "SELECT series_id, resolution, ts, min, max, avg, last, covered_ms FROM rollups ORDER BY series_id, resolution, ts",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (a, agent) in agents.iter().enumerate() {
+        for (t, target) in targets.iter().enumerate() {
+            let (id, last_ts): (i64, i64) = sqlx::query_as(
+                "SELECT id, last_ts FROM series WHERE agent = $1 AND target = $2 AND metric = 'm' AND label = ''",
+            )
+            .bind(agent)
+            .bind(target)
+            .fetch_one(&mut db)
+            .await
+            .unwrap_or_else(|e| panic!("{agent} {target}: its series: {e}"));
+            let samples: Vec<(i64, Option<f64>)> =
+                sqlx::query_as("SELECT ts, value FROM samples WHERE series_id = $1 ORDER BY ts")
+                    .bind(id)
+                    .fetch_all(&mut db)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            let sent: Vec<(i64, Option<f64>)> = (0..steps)
+                .map(|i| (start + i * STEP, Some(value(a, t, i))))
+                .collect();
+            assert_eq!(
+                samples, sent,
+                "{agent} {target}: its samples, all and only its own"
+            );
+            let s = [Series {
+                id,
+                target,
+                samples,
+                last_ts,
+            }];
+            let mut want = brute_force(&s, target, Grain::Hour, end);
+            want.extend(brute_force(&s, target, Grain::Day(chrono_tz::UTC), end));
+            want.sort_by_key(|r| (r.0, r.1, r.2));
+            let got: Vec<Row> = all_rollups.iter().filter(|r| r.0 == id).copied().collect();
+            assert!(
+                got.len() >= 50,
+                "{agent} {target}: {} rollup rows",
+                got.len()
+            );
+            assert_rows_eq(&got, &want);
+            let latest: (String, f64) = sqlx::query_as(
+                "SELECT message, value FROM check_latest WHERE agent = $1 AND target = $2 AND check_name = 'connectivity'",
+            )
+            .bind(agent)
+            .bind(target)
+            .fetch_one(&mut db)
+            .await
+            .unwrap_or_else(|e| panic!("{agent} {target}: check_latest: {e}"));
+            assert_eq!(latest, (agent.to_string(), a as f64 + 300.0));
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM health_transitions WHERE agent = $1 AND target = $2 AND message = $1",
+            )
+            .bind(agent)
+            .bind(target)
+            .fetch_one(&mut db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(n, 1, "{agent} {target}: its transition");
+            let marks: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM rollup_progress WHERE agent = $1 AND step IN ($2, $3) AND done_until = $4",
+            )
+            .bind(agent)
+            .bind(format!("hour:{target}"))
+            .bind(format!("day:{target}"))
+            .bind(end)
+            .fetch_one(&mut db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert!(marks >= 1, "{agent} {target}: its watermarks");
+        }
+    }
+    let (series, latest): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM series WHERE metric = 'm'), (SELECT COUNT(*) FROM check_latest)",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (series, latest),
+        (4, 4),
+        "one series and one latest result per agent and target"
+    );
+    for s in stores {
+        s.close(std::time::Duration::from_secs(5)).await;
+    }
+    drop(db);
+    pg.drop_db().await;
+}

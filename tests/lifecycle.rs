@@ -432,6 +432,103 @@ async fn a_restart_does_not_announce_what_was_already_believed() {
     );
 }
 
+/// Seeds `dir`'s history (created as the daemon would) with ten days of a SQLite target's
+/// file size growing 50 kB a day to ~510 kB, hourly, up to an hour ago.
+async fn seed_growing_size(dir: &Path, target: &str) {
+    let url = format!("sqlite://{}/data/history.db", dir.display());
+    let store = dbwarden::store::Store::open(&dbwarden::config::SecretUrl::new(url.clone()), None)
+        .await
+        .unwrap_or_else(|e| panic!("create history: {e}"));
+    store.close(Duration::from_secs(2)).await;
+    let mut c = SqliteConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("open history: {e}"));
+    const HOUR: i64 = 3_600_000;
+    let now = chrono::Utc::now().timestamp_millis();
+    let agent = dbwarden::store::agent_name().replace('\'', "''");
+    let rows: Vec<String> = (0..240)
+        .map(|h| {
+            let ts = now - (241 - h) * HOUR;
+            format!("(1, {ts}, {})", 10_000.0 + 50_000.0 * h as f64 / 24.0)
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO series (id, agent, target, metric, label, unit, last_ts) \
+         VALUES (1, '{agent}', '{target}', 'sqlite_file_size', '', 'bytes', {now}); \
+         INSERT INTO samples (series_id, ts, value) VALUES {};",
+        rows.join(",")
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("seed: {e}"));
+}
+
+/// The forecast checks are judged from the first health round of a daemon's life, and
+/// again right after a restart, without waiting for a rollup run (the rollup job here
+/// never runs during the test): every round carries `forecast_full`, and the restart
+/// records no new transition of it.
+#[tokio::test]
+async fn forecasts_are_judged_from_the_first_round_after_a_restart() {
+    let config = "[daemon]\nconfirm_rounds = 1\n\
+        [[target]]\nname = \"demo\"\nurl = \"sqlite://./data/demo.db?mode=rwc\"\ncapacity = \"1MB\"\n\
+        [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1s\"\n\
+        [[job]]\nname = \"rollup\"\nkind = \"rollup\"\nschedule = \"0 3 1 1 *\"\n";
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    seed_growing_size(dir.path(), "demo").await;
+    // Rounds that lacked forecast_full: connectivity's rounds minus forecast_full's.
+    const MISSING: &str = "SELECT COALESCE((SELECT SUM(rounds) FROM check_periods WHERE target = 'demo' AND check_name = 'connectivity'), 0) \
+         - COALESCE((SELECT SUM(rounds) FROM check_periods WHERE target = 'demo' AND check_name = 'forecast_full'), 0)";
+    const WARNED: &str = "SELECT COUNT(*) FROM health_transitions WHERE target = 'demo' AND check_name = 'forecast_full' AND to_status = 'WARNING'";
+    let mut d = Daemon::start_in(dir, config);
+    for life in ["first start", "restart"] {
+        let h = d.history().await;
+        let runs = count(
+            &h,
+            "SELECT COUNT(*) FROM job_runs WHERE job = 'health' AND outcome = 'ok'",
+        )
+        .await;
+        wait_for("three health rounds", || async {
+            count(
+                &h,
+                "SELECT COUNT(*) FROM job_runs WHERE job = 'health' AND outcome = 'ok'",
+            )
+            .await
+                >= runs + 3
+        })
+        .await;
+        let status: String = sqlx::query_scalar(
+            "SELECT status FROM check_latest WHERE target = 'demo' AND check_name = 'forecast_full'",
+        )
+        .fetch_one(&h)
+        .await
+        .unwrap_or_else(|e| panic!("{life}: no forecast_full: {e}\n{}", d.log()));
+        assert_eq!(status, "WARNING", "{life}: full in ~10 days");
+        assert_eq!(
+            count(&h, MISSING).await,
+            0,
+            "{life}: a round without forecast_full\n{}",
+            d.log()
+        );
+        assert_eq!(
+            count(&h, WARNED).await,
+            1,
+            "{life}: forecast_full announced again\n{}",
+            d.log()
+        );
+        assert_eq!(
+            count(&h, "SELECT COUNT(*) FROM job_runs WHERE job = 'rollup'").await,
+            0,
+            "{life}: the rollup job ran"
+        );
+        h.close().await;
+        if life == "first start" {
+            let dir = d.stop();
+            d = Daemon::start_in(dir, config);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_reload_that_only_changes_global_thresholds_takes_effect_next_round() {
     let Some(url) = common::pg::pg_url() else {

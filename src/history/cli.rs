@@ -438,32 +438,12 @@ pub async fn forecast(store: &Store, target: &Target, out: Output) -> anyhow::Re
         })
         .collect();
     let mut bloat = Vec::new();
-    for s in store
-        .series_of(&target.name)
-        .await?
-        .into_iter()
-        .filter(|s| s.metric == "table.dead_rows")
-    {
-        let t = store
-            .trend(&TrendQuery {
-                target: target.name.clone(),
-                metric: s.metric.clone(),
-                label: s.label.clone(),
-                from: now - chrono::Duration::days(w.days as i64),
-                to: now,
-                step: Some(std::time::Duration::from_secs(3600)),
-            })
-            .await?;
-        let points: Vec<(i64, f64)> = t
-            .points
-            .iter()
-            .filter_map(|p| Some((p.t.timestamp_millis(), p.avg?)))
-            .collect();
-        if let Some((rate, since)) = growth_since_vacuum(&points)
+    for t in super::checks::table_dead_rows(store, &target.name, now, w, None).await? {
+        if let Some((rate, since)) = growth_since_vacuum(&t.points)
             && rate > 0.0
         {
             bloat.push(BloatLine {
-                table: s.label.unwrap_or_default(),
+                table: t.table,
                 dead_rows_per_day: rate,
                 since_days: since,
             });

@@ -1,7 +1,7 @@
 //! The rollup job kind: history housekeeping for one target — hourly and daily rollups
 //! (incremental, resumable), retention purges in batches, then (once per job, by the run of
 //! its first target) the SQLite history store's self-maintenance — and the target's
-//! forecasts, cached for the health rounds (see [`crate::history::checks`]).
+//! forecasts (`forecast_full`, `forecast_wraparound`, `dead_row_growth`), cached for the health rounds (see [`crate::history::checks`]).
 
 use std::sync::Arc;
 
@@ -10,7 +10,6 @@ use chrono::Utc;
 use super::{JobError, Kind, Report, RunCtx, Shared};
 use crate::config::RollupParams;
 use crate::health::Status;
-use crate::history::forecast::Window;
 use crate::history::rollup::Grain;
 use crate::history::store::{PurgeStats, RollupStats, purge_target, roll_up};
 use crate::store::StoreError;
@@ -74,7 +73,7 @@ impl Kind for RollupJob {
                 "no history store in this process (rollup jobs run in the daemon and `dbwarden run-job`)".into(),
             ));
         };
-        let agent = crate::store::agent_name();
+        let agent = store.agent().to_string();
         let target = ctx.target.name.as_str();
         let tz = ctx.job.timezone;
         let now = Utc::now();
@@ -128,10 +127,7 @@ impl Kind for RollupJob {
                 },
             );
         }
-        let window = Window {
-            min_days: self.params.forecast_min_history.as_secs_f64() / 86_400.0,
-            days: self.params.forecast_window.as_secs_f64() / 86_400.0,
-        };
+        let window = crate::history::checks::window(&self.params);
         let forecasts = crate::history::checks::forecasts(&store, &ctx.target, now, window).await;
         run.forecasts = forecasts.len();
         self.shared.forecasts.set(target, forecasts);

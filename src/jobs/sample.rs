@@ -515,9 +515,7 @@ impl Plans<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some(store) = store
-            && let Err(e) = store
-                .plans_insert(&crate::store::agent_name(), &plans)
-                .await
+            && let Err(e) = store.plans_insert(store.agent(), &plans).await
         {
             tracing::warn!(target, "query plans not stored in the history: {e}");
         }

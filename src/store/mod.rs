@@ -386,6 +386,16 @@ impl Store {
     /// needed), migrates, and starts the writer, or fails when the store is unreachable.
     /// For `dbwarden migrate` and one-shot commands; the daemon uses [`Store::start`].
     pub async fn open(url: &SecretUrl, password: Option<Secret>) -> Result<Store, StoreError> {
+        Store::open_as(url, password, &agent_name()).await
+    }
+
+    /// [`Store::open`] writing as agent `agent` instead of this host's name (the rows of
+    /// several agents sharing one store, in one process: tests and benchmarks).
+    pub async fn open_as(
+        url: &SecretUrl,
+        password: Option<Secret>,
+        agent: &str,
+    ) -> Result<Store, StoreError> {
         let target = connect::parse(url, password)?;
         let ready = target
             .prepare()
@@ -397,6 +407,7 @@ impl Store {
             BufferLimits::default(),
             Ok(ready),
             false,
+            agent.to_string(),
         ))
     }
 
@@ -419,6 +430,7 @@ impl Store {
         state.reachable = true;
         let shared = Arc::new(Shared {
             url: url.redacted(),
+            agent: agent_name(),
             target,
             read_only: true,
             state: Mutex::new(state),
@@ -464,7 +476,7 @@ impl Store {
                 Err(e.to_string())
             }
         };
-        let store = Store::spawn(url, target, limits, ready, true);
+        let store = Store::spawn(url, target, limits, ready, true, agent_name());
         Ok(store)
     }
 
@@ -474,6 +486,7 @@ impl Store {
         limits: BufferLimits,
         ready: Result<(connect::WriteConn, Pool), String>,
         close_orphans: bool,
+        agent: String,
     ) -> Store {
         let mut state = State::new(limits);
         state.close_orphans = close_orphans;
@@ -491,6 +504,7 @@ impl Store {
         };
         let shared = Arc::new(Shared {
             url: url.redacted(),
+            agent,
             target,
             read_only: false,
             state: Mutex::new(state),
@@ -527,6 +541,11 @@ impl Store {
         let versions = read.versions().await;
         read.close().await;
         Ok(versions?)
+    }
+
+    /// The agent this store writes as (`agent` columns).
+    pub fn agent(&self) -> &str {
+        &self.shared.agent
     }
 
     /// The store's URL with any password hidden.

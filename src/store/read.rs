@@ -117,12 +117,12 @@ const BELIEVED_SQL: [&str; 2] = [
 ];
 
 impl Store {
-    /// For every (target, check-or-NULL) in `health_transitions` believed by this agent
-    /// ([`super::agent_name`]), the latest `to_status` and its time. Rows with a status this binary does not know are skipped.
+    /// For every (target, check-or-NULL) in `health_transitions` believed by this store's agent
+    /// ([`Store::agent`]), the latest `to_status` and its time. Rows with a status this binary does not know are skipped.
     pub async fn believed_states(&self) -> Result<Vec<BelievedRow>, StoreError> {
         let pool = self.reader()?;
         bounded(async {
-            let agent = super::agent_name();
+            let agent = self.agent().to_string();
             let rows = on_pool!(&pool, p => {
                 let mut q = sqlx::QueryBuilder::new(BELIEVED_SQL[0]);
                 q.push_bind(&agent).push(BELIEVED_SQL[1]);

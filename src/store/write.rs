@@ -84,6 +84,7 @@ pub(super) async fn write_batch(
     batch: &[Entry],
     done: &mut usize,
     cache: &Mutex<Cache>,
+    agent: &str,
 ) -> Outcome {
     let mut out = Outcome::default();
     // Ranges still to write, the next one on top: processing stays in record order, so
@@ -94,7 +95,7 @@ pub(super) async fn write_batch(
             continue;
         }
         let attempt =
-            tokio::time::timeout(WRITE_TIMEOUT, commit(conn, &batch[lo..hi], cache)).await;
+            tokio::time::timeout(WRITE_TIMEOUT, commit(conn, &batch[lo..hi], cache, agent)).await;
         let result = match attempt {
             Ok(r) => r,
             Err(_) => Err(Failure::Unavailable(format!(
@@ -131,6 +132,7 @@ async fn commit(
     conn: &mut WriteConn,
     batch: &[Entry],
     cache: &Mutex<Cache>,
+    agent: &str,
 ) -> Result<(), Failure> {
     let mut runs = Vec::new();
     let mut ends = Vec::new();
@@ -163,7 +165,7 @@ async fn commit(
         | Record::Tables { target, .. } => Some(target.as_str()),
         _ => None,
     }));
-    let agent = super::agent_name();
+    let agent = agent.to_string();
     // The same statements for both dialects: QueryBuilder renders `?` or `$n` itself.
     macro_rules! write_all {
         ($conn:expr, $db:ty, $series:path) => {{

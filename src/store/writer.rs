@@ -37,6 +37,9 @@ const RESTART_DELAY: Duration = Duration::from_secs(1);
 /// Everything the store handles, the writer and the supervisor share.
 pub(super) struct Shared {
     pub url: String,
+    /// The agent whose rows this store writes and whose believed statuses it reads
+    /// (`agent` columns; several agents share a PostgreSQL store).
+    pub agent: String,
     pub target: Target,
     /// Opened with `Store::open_read_only`: no writer; pushes are refused.
     pub read_only: bool,
@@ -377,8 +380,7 @@ impl Shared {
         let (mut conn, read) = self.target.prepare().await.map_err(|e| e.to_string())?;
         let orphans = self.lock().close_orphans;
         if orphans {
-            let agent = super::agent_name();
-            match write::close_orphaned_runs(&mut conn, &agent, super::ms(Utc::now())).await {
+            match write::close_orphaned_runs(&mut conn, &self.agent, super::ms(Utc::now())).await {
                 Ok(n) => {
                     self.lock().close_orphans = false;
                     if n > 0 {
@@ -492,7 +494,14 @@ async fn writer(shared: Arc<Shared>) {
         {
             panic!("test hook: the writer panics with a batch in flight");
         }
-        let out = write::write_batch(c, &batch.entries, &mut batch.done, &shared.series).await;
+        let out = write::write_batch(
+            c,
+            &batch.entries,
+            &mut batch.done,
+            &shared.series,
+            &shared.agent,
+        )
+        .await;
         shared.lock().written += out.written;
         shared.rejected(&batch.entries, &out.bad);
         batch.give_back();
