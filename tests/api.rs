@@ -967,6 +967,24 @@ async fn promtool_accepts_the_live_metrics_and_a_real_prometheus_scrapes_them() 
         .await;
     let (code, text) = d.call(reqwest::Method::GET, "/metrics", None, None).await;
     assert_eq!(code, 200);
+    // The history writer timed its batches (the rounds and the run above were written).
+    assert!(
+        text.contains("# TYPE dbwarden_history_write_seconds histogram"),
+        "{text}"
+    );
+    let writes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dbwarden_history_write_seconds_count "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(writes.is_some_and(|n| n > 0.0), "write count {writes:?}");
+    // Callers waiting for a pool connection (tests/engine_postgres.rs makes one wait).
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("dbwarden_pool_connections{")
+                && l.contains("state=\"waiting\"")
+                && l.contains("target=\"demo\"")),
+        "{text}"
+    );
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
