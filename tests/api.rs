@@ -933,6 +933,74 @@ async fn query_plan_on_postgresql_follows_the_explain_rules() {
     );
 }
 
+/// A request that takes longer than `[daemon] request_timeout` is answered `503` in the
+/// error shape once the timeout passes (not after the 10 s connect timeout of the stalled
+/// server it waits on), audited as a timeout, and the daemon goes on serving.
+#[tokio::test]
+async fn a_request_over_request_timeout_is_503_timeout_and_the_daemon_goes_on() {
+    let Some(pg) = common::url_from_env("DBWARDEN_TEST_PG_URL") else {
+        return;
+    };
+    let (proxy, via) = common::proxy::Proxy::for_url(&pg).await;
+    let d = Daemon::start(
+        &format!("{TOKEN_KEYS}\nrequest_timeout = \"1s\""),
+        &format!(
+            "[[target]]\nname = \"pg\"\nurl = \"{via}\"\npool = {{ connect_timeout = \"10s\", acquire_timeout = \"10s\" }}\n"
+        ),
+    )
+    .await;
+    // New connections to the server now hang: EXPLAIN waits on its connection.
+    proxy.pause().await;
+    let plan = Some(json!({ "query": "SELECT 1" }));
+    let asked = Instant::now();
+    let (code, body) = d
+        .post("/api/v1/targets/pg/query-plan", Some(TOKEN), plan.clone())
+        .await;
+    let took = asked.elapsed();
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (503, Some("timeout")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("request_timeout")),
+        "{body}"
+    );
+    Spec::load().check("post", "/api/v1/targets/{name}/query-plan", code, &body);
+    assert!(
+        took < Duration::from_secs(9),
+        "answered after {took:?}: by the connect timeout, not the request timeout"
+    );
+    // The daemon still serves, and the same call works once the server answers again.
+    assert_eq!(d.get("/healthz").await.0, 200);
+    proxy.resume().await;
+    let (code, body) = d
+        .post("/api/v1/targets/pg/query-plan", Some(TOKEN), plan)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    // The timed-out call is in the audit trail as what the client got.
+    let pool = d.history().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT status, outcome FROM api_audit ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+        if rows.len() >= 2 {
+            assert_eq!(
+                rows,
+                vec![(503, "timeout".to_string()), (200, "ok".to_string())]
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "audit rows: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether a program is on PATH; skips (or fails under DBWARDEN_REQUIRE_SERVICES=1) if not.
 fn have(program: &str) -> bool {
     let ok = Command::new(program)
