@@ -178,6 +178,22 @@ impl Daemon {
         }
     }
 
+    /// Opens (creating it) the SQLite database `file` in the daemon's directory and runs
+    /// `sql` on it; the connection stays open for what follows (a held lock).
+    async fn sqlite(&self, file: &str, sql: &str) -> sqlx::SqliteConnection {
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(self.path().join(file))
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("open {file}: {e}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {sql}: {e}"));
+        c
+    }
+
     async fn history(&self) -> sqlx::SqlitePool {
         sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
@@ -693,17 +709,12 @@ targets = ["*"]
 "#,
     )
     .await;
-    let db = d.path().join("demo.db");
-    let mut lock = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&db)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("open demo.db: {e}"));
-    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1)")
-        .execute(&mut lock)
-        .await
-        .unwrap_or_else(|e| panic!("lock demo.db: {e}"));
+    let mut lock = d
+        .sqlite(
+            "demo.db",
+            "CREATE TABLE IF NOT EXISTS t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1)",
+        )
+        .await;
 
     let (code, first) = d
         .post("/api/v1/targets/demo/optimize", Some(TOKEN), None)
@@ -758,6 +769,57 @@ targets = ["*"]
         .post("/api/v1/targets/demo/optimize", Some(TOKEN), None)
         .await;
     assert_eq!(code, 202, "free again: {body}");
+}
+
+/// A run the scheduler started shows its steps in `GET /api/v1/runs/{id}` as an
+/// API-started one does.
+#[tokio::test]
+async fn a_scheduled_maintenance_run_shows_its_progress() {
+    let d = Daemon::start(
+        TOKEN_KEYS,
+        r#"
+[[target]]
+name = "demo"
+url = "sqlite://{dir}/demo.db?mode=rwc"
+
+[[job]]
+name = "often"
+kind = "maintenance"
+schedule = "@every 2s"
+targets = ["demo"]
+"#,
+    )
+    .await;
+    // Maintenance never creates a watched database (a health round would have).
+    d.sqlite("demo.db", "CREATE TABLE t (x); INSERT INTO t VALUES (1)")
+        .await;
+    let runs = d
+        .wait_json("/api/v1/jobs/often/runs", "a finished scheduled run", |v| {
+            v["runs"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["outcome"] == "ok"))
+        })
+        .await;
+    let id = runs["runs"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["outcome"] == "ok"))
+        .and_then(|r| r["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let (code, run) = d.get(&format!("/api/v1/runs/{id}")).await;
+    assert_eq!(code, 200, "{run}");
+    Spec::load().check("get", "/api/v1/runs/{id}", code, &run);
+    assert!(
+        run["progress"]["steps_total"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{run}"
+    );
+    assert_eq!(
+        run["progress"]["step"], run["progress"]["steps_total"],
+        "{run}"
+    );
+    assert!(run["progress"]["action"].is_string(), "{run}");
 }
 
 #[tokio::test]

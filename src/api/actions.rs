@@ -290,26 +290,7 @@ async fn run_maintenance(
     });
     let live = s.live().clone();
     let events = s.shared().events.clone();
-    let progress = |p: Step<'_>| match p {
-        Step::Step { i, n, step } => live.progress(&id, |g| {
-            g.step = i;
-            g.steps_total = n;
-            g.table = Some(step.table.clone());
-            g.action = Some(step.action.as_str().to_string());
-            g.vacuum_phase = None;
-            g.heap_blocks_scanned = None;
-            g.heap_blocks_total = None;
-        }),
-        Step::Vacuum {
-            phase,
-            scanned,
-            total,
-        } => live.progress(&id, |g| {
-            g.vacuum_phase = Some(phase);
-            g.heap_blocks_scanned = Some(scanned);
-            g.heap_blocks_total = Some(total);
-        }),
-    };
+    let progress = |p: Step<'_>| live.progress(&id, |g| g.update(p));
     let record = |records: Vec<crate::maintenance::StepRecord>| {
         if !records.is_empty() && !dry_run {
             events.publish(Event::Maintenance {
