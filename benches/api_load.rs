@@ -7,11 +7,22 @@
 //! per endpoint. Then "probes still on schedule": the self-target's `schedules_missed`
 //! check is OK and every target had a round within the last interval (+ its length).
 //!
+//!
+//! Then the trend endpoint over HTTP (budget ≤ 50 ms): `GET
+//! /api/v1/targets/db000/metrics?metric=mN&from=30d&step=1h`, one request at a time while
+//! the rounds go on, against 30 days of one target's 40 series (the history of
+//! `benches/common/trend_fixture.rs`: 30 s raw samples for the last 8 days, rolled up
+//! hourly until yesterday, hourly rollups before) written into the daemon's store before
+//! it starts.
+//!
 //! Env: DBWARDEN_BENCH_API_TARGETS (200), DBWARDEN_BENCH_API_RATE (200/s),
-//! DBWARDEN_BENCH_API_SECONDS (30).
+//! DBWARDEN_BENCH_API_SECONDS (30), DBWARDEN_BENCH_API_TRENDS (400 trend requests).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "common/trend_fixture.rs"]
+mod trend_fixture;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dbwarden");
 
@@ -28,6 +39,27 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     }
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
+}
+
+/// Creates the daemon's history store with the trend fixture for target `db000`, rolled
+/// up until the start of yesterday as the rollup job would have.
+async fn history(url: &str, metrics: i64) {
+    let store = dbwarden::store::Store::open(&dbwarden::config::SecretUrl::new(url), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now.div_euclid(trend_fixture::D) * trend_fixture::D;
+    let targets = ["db000".to_string()];
+    let fixture = trend_fixture::Fixture {
+        agent: "bench",
+        targets: &targets,
+        metrics,
+    };
+    let mut db = trend_fixture::Db::connect(url).await;
+    trend_fixture::fill(&mut db, &fixture, now, today).await;
+    db.close().await;
+    trend_fixture::catch_up(&store, &fixture, today - trend_fixture::D).await;
+    store.close(Duration::from_secs(5)).await;
 }
 
 #[tokio::main]
@@ -50,6 +82,8 @@ async fn main() {
         ));
     }
     std::fs::write(dir.path().join("dbwarden.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    let metrics = 40;
+    history(&format!("sqlite://{d}/history.db"), metrics).await;
     let log =
         std::fs::File::create(dir.path().join("daemon.log")).unwrap_or_else(|e| panic!("{e}"));
     let mut child = Command::new(BIN)
@@ -142,6 +176,43 @@ async fn main() {
             pct(&v, 1.0).as_secs_f64() * 1000.0,
         );
     }
+
+    // The 30-day trend, one request at a time.
+    let trends = env_or("DBWARDEN_BENCH_API_TRENDS", 400);
+    let mut times = Vec::with_capacity(trends as usize);
+    let mut failed = 0;
+    for i in 0..trends {
+        let url = format!(
+            "{base}/api/v1/targets/db000/metrics?metric=m{}&from=30d&step=1h",
+            i % metrics as u64
+        );
+        let s = Instant::now();
+        let points = match http.get(url).send().await {
+            Ok(r) if r.status().is_success() => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| {
+                    v["points"]
+                        .as_array()
+                        .map(|p| p.iter().filter(|p| p["avg"].is_number()).count())
+                })
+                .unwrap_or(0),
+            _ => 0,
+        };
+        times.push(s.elapsed());
+        // 30 days of hours, every one with data.
+        if points < 719 {
+            failed += 1;
+        }
+    }
+    times.sort();
+    println!(
+        "30-day trend (step 1h) n={trends} p50={:.2} ms  p99={:.2} ms  max={:.2} ms  (budget ≤ 50 ms), {failed} without 30 days of data",
+        pct(&times, 0.50).as_secs_f64() * 1000.0,
+        pct(&times, 0.99).as_secs_f64() * 1000.0,
+        pct(&times, 1.0).as_secs_f64() * 1000.0,
+    );
 
     // Probes on schedule: the self-check and every target's latest round.
     let v: serde_json::Value = match http

@@ -3,11 +3,11 @@
 //! against that PostgreSQL database instead (it creates and drops the tables' rows of
 //! agent `bench`; use a scratch database).
 //!
-//! Data, generated directly in SQL (no year of raw ingest): 50 targets × 40 metrics =
-//! 2000 series; 8 days of raw samples at 30 s for one target's 40 series (a value that
-//! changes every sample: the worst case of store on change) and, for the other 49 targets,
-//! a value changing every 10 minutes; 90 days of hourly and 2 years of daily rollups for
-//! every series. Measured:
+//! Data, generated directly in SQL by `benches/common/trend_fixture.rs` (shared with
+//! `api_load`): 50 targets × 40 metrics = 2000 series; 8 days of raw samples at 30 s for one
+//! target's 40 series (a value that changes every sample: the worst case of store on
+//! change) and, for the other 49 targets, a value changing every 10 minutes; 90 days of
+//! hourly and 2 years of daily rollups for every series. Measured:
 //! 1. a 1-year trend query (daily rollups), median of 50 random series;
 //! 2. a 24-hour raw trend query at 60 s steps of a fully sampled series, median of 40;
 //! 3. one day's rollup + purge of all 50 targets (the rollup job's daily work): the
@@ -31,37 +31,15 @@ use dbwarden::history::retention::RetentionConfig;
 use dbwarden::history::rollup::Grain;
 use dbwarden::history::store::{purge_target, roll_up};
 use dbwarden::store::{Store, TrendQuery};
-use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
+
+#[path = "common/trend_fixture.rs"]
+mod trend_fixture;
+use trend_fixture::{D, Db, Fixture};
 
 const TARGETS: i64 = 50;
 const METRICS: i64 = 40;
 const AGENT: &str = "bench";
-const H: i64 = 3_600_000;
-const D: i64 = 24 * H;
-
-enum Db {
-    Sqlite(sqlx::SqliteConnection),
-    Pg(sqlx::PgConnection),
-}
-
-impl Db {
-    async fn exec(&mut self, sql: String) {
-        let r = match self {
-            Db::Sqlite(c) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(c)
-                .await
-                .map(|_| ()),
-            Db::Pg(c) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(c)
-                .await
-                .map(|_| ()),
-        };
-        if let Err(e) = r {
-            panic!("bench setup: {e}");
-        }
-    }
-}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -79,18 +57,7 @@ async fn main() {
     let store = Store::open(&SecretUrl::new(url.clone()), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut db = match &pg {
-        Some(u) => Db::Pg(
-            sqlx::PgConnection::connect(u)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        ),
-        None => Db::Sqlite(
-            sqlx::SqliteConnection::connect(&url)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        ),
-    };
+    let mut db = Db::connect(&url).await;
     let partitions = pg.is_some() && std::env::var("DBWARDEN_BENCH_PG_PARTITIONS").is_ok();
     let dialect = match (&pg, partitions) {
         (None, _) => "SQLite",
@@ -120,86 +87,21 @@ async fn main() {
     }
 
     let t = Instant::now();
-    for sql in [
-        "DELETE FROM samples WHERE series_id IN (SELECT id FROM series WHERE agent = 'bench')"
-            .to_string(),
-        "DELETE FROM rollups WHERE series_id IN (SELECT id FROM series WHERE agent = 'bench')"
-            .into(),
-        "DELETE FROM rollup_progress WHERE agent = 'bench'".into(),
-        "DELETE FROM series WHERE agent = 'bench'".into(),
-    ] {
-        db.exec(sql).await;
-    }
-    let mut series = Vec::new();
-    for t in 0..TARGETS {
-        for m in 0..METRICS {
-            series.push(format!(
-                "({}, '{AGENT}', 't{t}', 'm{m}', '', 'bytes', {now})",
-                1_000_000 + t * METRICS + m
-            ));
-        }
-    }
-    db.exec(format!(
-        "INSERT INTO series (id, agent, target, metric, label, unit, last_ts) VALUES {}",
-        series.join(",")
-    ))
-    .await;
-    // Raw: target t0 every 30 s, the others every 10 minutes, for 8 days.
-    let raw_from = today - 8 * D;
-    let raw_sql = |step_ms: i64, first: i64, last: i64| {
-        format!(
-            "INSERT INTO samples (series_id, ts, value) \
-             WITH RECURSIVE g(ts) AS (SELECT CAST({raw_from} AS BIGINT) UNION ALL SELECT ts + {step_ms} FROM g WHERE ts + {step_ms} < {now}) \
-             SELECT s.id, g.ts, (s.id % 97) * 1000.0 + (g.ts / {step_ms}) % 1000 FROM series s, g \
-             WHERE s.agent = '{AGENT}' AND s.id BETWEEN {first} AND {last}"
-        )
+    let targets: Vec<String> = (0..TARGETS).map(|t| format!("t{t}")).collect();
+    let fixture = Fixture {
+        agent: AGENT,
+        targets: &targets,
+        metrics: METRICS,
     };
-    db.exec(raw_sql(30_000, 1_000_000, 1_000_000 + METRICS - 1))
-        .await;
-    db.exec(raw_sql(
-        600_000,
-        1_000_000 + METRICS,
-        1_000_000 + TARGETS * METRICS - 1,
-    ))
-    .await;
-    // Rollups: 90 days hourly and 730 days daily, before the raw range.
-    for (res, step, days) in [(3600, H, 90), (86_400, D, 730)] {
-        db.exec(format!(
-            "INSERT INTO rollups (series_id, resolution, ts, min, max, avg, last, covered_ms) \
-             WITH RECURSIVE g(ts) AS (SELECT CAST({} AS BIGINT) UNION ALL SELECT ts + {step} FROM g WHERE ts + {step} < {}) \
-             SELECT s.id, {res}, g.ts, 1.0, 3.0, 2.0, 2.0, {step} FROM series s, g WHERE s.agent = '{AGENT}'",
-            today - days * D,
-            raw_from
-        ))
-        .await;
-    }
-    for t in 0..TARGETS {
-        for (step, until) in [("hour", raw_from), ("day", raw_from)] {
-            db.exec(format!(
-                "INSERT INTO rollup_progress (agent, step, done_until) VALUES ('{AGENT}', '{step}:t{t}', {until})"
-            ))
-            .await;
-        }
-    }
-    if let Db::Sqlite(_) = db {
-        db.exec("ANALYZE".into()).await;
-    } else {
-        db.exec("ANALYZE series; ANALYZE samples; ANALYZE rollups".into())
-            .await;
-    }
+    trend_fixture::fill(&mut db, &fixture, now, today).await;
+    db.close().await;
     println!("{dialect}: generated in {:.1?}", t.elapsed());
 
     // Bring the rollups up to now (7 days of hours for every target): not measured, the
     // measured day follows.
     let never = CancellationToken::new();
     let t = Instant::now();
-    for i in 0..TARGETS {
-        for g in [Grain::Hour, Grain::Day(chrono_tz::UTC)] {
-            roll_up(&store, AGENT, &format!("t{i}"), g, today - D, &never)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
+    trend_fixture::catch_up(&store, &fixture, today - D).await;
     println!(
         "{dialect}: caught up 7 days of rollups for 50 targets in {:.1?}",
         t.elapsed()
@@ -280,9 +182,10 @@ async fn main() {
         // Whole days older than the raw horizon go as partitions (rollups are past them:
         // caught up above); the batched purge then finds no raw sample left to delete.
         let cut = horizons.raw.div_euclid(D) * D;
-        let mut c = sqlx::PgConnection::connect(pg.as_deref().unwrap_or_default())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut c =
+            <sqlx::PgConnection as sqlx::Connection>::connect(pg.as_deref().unwrap_or_default())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
         for day in -8..=0 {
             let from = today + day * D;
             if from + D > cut {

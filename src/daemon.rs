@@ -386,7 +386,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         ctx.clone(),
     );
     api.set_alert_health(alerts.health.clone());
-    let server = crate::api::Server::start(crate::api::router(api.clone()), config.listen);
+    let server = crate::api::Server::start(
+        crate::api::router(api.clone()),
+        config.listen,
+        config.daemon.request_timeout,
+    );
     let mut current = config;
 
     let mut hup = signal(SignalKind::hangup())?;

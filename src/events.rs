@@ -47,6 +47,11 @@ pub enum Event {
         run_id: Option<String>,
         records: Vec<crate::maintenance::StepRecord>,
     },
+    /// Where a running maintenance run is now (for the live state; not stored).
+    Progress {
+        run_id: String,
+        progress: crate::jobs::maintenance::RunProgress,
+    },
     /// Per-table statistics of one round (on the table-statistics cadence).
     TableStats {
         ts: DateTime<Utc>,
@@ -118,6 +123,7 @@ impl Event {
                     record: Box::new(r.clone()),
                 })
                 .collect(),
+            Event::Progress { .. } => Vec::new(),
             Event::TableStats { ts, target, stats } => vec![Record::Tables {
                 ts: *ts,
                 target: target.clone(),

@@ -178,6 +178,22 @@ impl Daemon {
         }
     }
 
+    /// Opens (creating it) the SQLite database `file` in the daemon's directory and runs
+    /// `sql` on it; the connection stays open for what follows (a held lock).
+    async fn sqlite(&self, file: &str, sql: &str) -> sqlx::SqliteConnection {
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(self.path().join(file))
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("open {file}: {e}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {sql}: {e}"));
+        c
+    }
+
     async fn history(&self) -> sqlx::SqlitePool {
         sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
@@ -693,17 +709,12 @@ targets = ["*"]
 "#,
     )
     .await;
-    let db = d.path().join("demo.db");
-    let mut lock = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&db)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("open demo.db: {e}"));
-    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1)")
-        .execute(&mut lock)
-        .await
-        .unwrap_or_else(|e| panic!("lock demo.db: {e}"));
+    let mut lock = d
+        .sqlite(
+            "demo.db",
+            "CREATE TABLE IF NOT EXISTS t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1)",
+        )
+        .await;
 
     let (code, first) = d
         .post("/api/v1/targets/demo/optimize", Some(TOKEN), None)
@@ -758,6 +769,57 @@ targets = ["*"]
         .post("/api/v1/targets/demo/optimize", Some(TOKEN), None)
         .await;
     assert_eq!(code, 202, "free again: {body}");
+}
+
+/// A run the scheduler started shows its steps in `GET /api/v1/runs/{id}` as an
+/// API-started one does.
+#[tokio::test]
+async fn a_scheduled_maintenance_run_shows_its_progress() {
+    let d = Daemon::start(
+        TOKEN_KEYS,
+        r#"
+[[target]]
+name = "demo"
+url = "sqlite://{dir}/demo.db?mode=rwc"
+
+[[job]]
+name = "often"
+kind = "maintenance"
+schedule = "@every 2s"
+targets = ["demo"]
+"#,
+    )
+    .await;
+    // Maintenance never creates a watched database (a health round would have).
+    d.sqlite("demo.db", "CREATE TABLE t (x); INSERT INTO t VALUES (1)")
+        .await;
+    let runs = d
+        .wait_json("/api/v1/jobs/often/runs", "a finished scheduled run", |v| {
+            v["runs"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["outcome"] == "ok"))
+        })
+        .await;
+    let id = runs["runs"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["outcome"] == "ok"))
+        .and_then(|r| r["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let (code, run) = d.get(&format!("/api/v1/runs/{id}")).await;
+    assert_eq!(code, 200, "{run}");
+    Spec::load().check("get", "/api/v1/runs/{id}", code, &run);
+    assert!(
+        run["progress"]["steps_total"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{run}"
+    );
+    assert_eq!(
+        run["progress"]["step"], run["progress"]["steps_total"],
+        "{run}"
+    );
+    assert!(run["progress"]["action"].is_string(), "{run}");
 }
 
 #[tokio::test]
@@ -933,6 +995,74 @@ async fn query_plan_on_postgresql_follows_the_explain_rules() {
     );
 }
 
+/// A request that takes longer than `[daemon] request_timeout` is answered `503` in the
+/// error shape once the timeout passes (not after the 10 s connect timeout of the stalled
+/// server it waits on), audited as a timeout, and the daemon goes on serving.
+#[tokio::test]
+async fn a_request_over_request_timeout_is_503_timeout_and_the_daemon_goes_on() {
+    let Some(pg) = common::url_from_env("DBWARDEN_TEST_PG_URL") else {
+        return;
+    };
+    let (proxy, via) = common::proxy::Proxy::for_url(&pg).await;
+    let d = Daemon::start(
+        &format!("{TOKEN_KEYS}\nrequest_timeout = \"1s\""),
+        &format!(
+            "[[target]]\nname = \"pg\"\nurl = \"{via}\"\npool = {{ connect_timeout = \"10s\", acquire_timeout = \"10s\" }}\n"
+        ),
+    )
+    .await;
+    // New connections to the server now hang: EXPLAIN waits on its connection.
+    proxy.pause().await;
+    let plan = Some(json!({ "query": "SELECT 1" }));
+    let asked = Instant::now();
+    let (code, body) = d
+        .post("/api/v1/targets/pg/query-plan", Some(TOKEN), plan.clone())
+        .await;
+    let took = asked.elapsed();
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (503, Some("timeout")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("request_timeout")),
+        "{body}"
+    );
+    Spec::load().check("post", "/api/v1/targets/{name}/query-plan", code, &body);
+    assert!(
+        took < Duration::from_secs(9),
+        "answered after {took:?}: by the connect timeout, not the request timeout"
+    );
+    // The daemon still serves, and the same call works once the server answers again.
+    assert_eq!(d.get("/healthz").await.0, 200);
+    proxy.resume().await;
+    let (code, body) = d
+        .post("/api/v1/targets/pg/query-plan", Some(TOKEN), plan)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    // The timed-out call is in the audit trail as what the client got.
+    let pool = d.history().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT status, outcome FROM api_audit ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+        if rows.len() >= 2 {
+            assert_eq!(
+                rows,
+                vec![(503, "timeout".to_string()), (200, "ok".to_string())]
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "audit rows: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether a program is on PATH; skips (or fails under DBWARDEN_REQUIRE_SERVICES=1) if not.
 fn have(program: &str) -> bool {
     let ok = Command::new(program)
@@ -967,6 +1097,24 @@ async fn promtool_accepts_the_live_metrics_and_a_real_prometheus_scrapes_them() 
         .await;
     let (code, text) = d.call(reqwest::Method::GET, "/metrics", None, None).await;
     assert_eq!(code, 200);
+    // The history writer timed its batches (the rounds and the run above were written).
+    assert!(
+        text.contains("# TYPE dbwarden_history_write_seconds histogram"),
+        "{text}"
+    );
+    let writes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dbwarden_history_write_seconds_count "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(writes.is_some_and(|n| n > 0.0), "write count {writes:?}");
+    // Callers waiting for a pool connection (tests/engine_postgres.rs makes one wait).
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("dbwarden_pool_connections{")
+                && l.contains("state=\"waiting\"")
+                && l.contains("target=\"demo\"")),
+        "{text}"
+    );
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

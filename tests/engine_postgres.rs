@@ -2001,6 +2001,51 @@ async fn cancelling_a_run_stops_only_its_own_statements() {
     e.close(Duration::from_secs(5)).await;
 }
 
+/// sqlx does not count callers waiting for a pooled connection; the engine does (`/metrics`
+/// exports it as `dbwarden_pool_connections{state="waiting"}`): a pool of one held by a
+/// long statement, a second caller waits, and stops waiting once it has the connection.
+#[tokio::test]
+async fn a_caller_waiting_for_the_busy_pool_is_counted_until_it_gets_the_connection() {
+    let Some(base) = base_url() else { return };
+    let db = TestDb::create(&base).await;
+    let (_dir, config) = config(&format!(
+        "[[target]]\nname = \"pg\"\nurl = \"{}\"\npool = {{ max_connections = 1, connect_timeout = \"2s\", acquire_timeout = \"30s\" }}\n",
+        db.url()
+    ));
+    let Some(t) = config.target("pg").cloned() else {
+        panic!("target pg missing")
+    };
+    let e = Arc::new(engine(&t));
+    let waiting = || e.pool_stats().map(|s| s.waiting);
+    let run = |sql: &'static str, scope: &RunScope| {
+        let (e, scope) = (e.clone(), scope.clone());
+        tokio::spawn(async move {
+            match &*e {
+                Engine::Postgres(p) => p.run_in_scope(sql, &scope).await,
+                _ => panic!("not PostgreSQL"),
+            }
+        })
+    };
+    let holder_scope = RunScope::default();
+    let holder = run("SELECT pg_sleep(4)", &holder_scope);
+    scope_pid(&holder_scope).await;
+    assert_eq!(waiting(), Some(0), "nobody waits yet");
+    let second = run("SELECT 1", &RunScope::default());
+    common::wait_until(10, "the second caller waits for the pool", || {
+        waiting() == Some(1)
+    })
+    .await;
+    assert!(!second.is_finished());
+    // The holder's statement is cancelled: its connection goes back, the waiter takes it.
+    e.cancel(&holder_scope).await;
+    let held = holder.await.unwrap_or_else(|err| panic!("{err}"));
+    assert!(held.is_err(), "the holder was cancelled: {held:?}");
+    let got = second.await.unwrap_or_else(|err| panic!("{err}"));
+    assert!(got.is_ok(), "the waiter ran: {got:?}");
+    assert_eq!(waiting(), Some(0), "nobody waits any more");
+    e.close(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn one_shot_check_opens_one_connection() {
     let Some(base) = base_url() else { return };

@@ -558,6 +558,7 @@ mod tests {
                 ..DropCounts::default()
             },
             writer_restarts: 0,
+            write_seconds: Default::default(),
         }
     }
 

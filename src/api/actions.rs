@@ -31,15 +31,21 @@ pub const SILENCE_MAX: Duration = Duration::from_secs(30 * 86_400);
 pub struct AuditRun(pub String);
 
 /// Guards a mutating route: the bearer token first; then records the call (client, method,
-/// path, status, outcome) in the log and the `api_audit` table, allowed or not.
+/// path, status, outcome) in the log and the `api_audit` table, allowed or not, also when
+/// the request timeout drops it before it is answered.
 pub async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Response {
     let client = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.to_string())
         .unwrap_or_else(|| "-".into());
-    let method = req.method().to_string();
-    let path = req.uri().path().to_string();
+    let mut call = Audit {
+        s: s.clone(),
+        client,
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        done: false,
+    };
     let response = match s.authorize(req.headers()) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
@@ -55,42 +61,77 @@ pub async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Respo
             .replace(' ', "_")
     };
     let run_id = response.extensions().get::<AuditRun>().map(|r| r.0.clone());
-    // As the client wrote it (percent-encoded if it was).
-    let target = path
-        .strip_prefix("/api/v1/targets/")
-        .and_then(|r| r.split('/').next())
-        .map(str::to_string);
-    tracing::info!(
-        audit = true,
-        client = %client,
-        method = %method,
-        path = %crate::text::escape(&path),
-        status = status.as_u16(),
-        outcome = %outcome,
-        run_id = run_id.as_deref().unwrap_or("-"),
-        "API call {method} {} from {client}: {}",
-        crate::text::escape(&path),
-        status.as_u16()
-    );
-    let row = AuditRow {
-        ts: Utc::now(),
-        agent: crate::store::agent_name(),
-        client,
-        method,
-        path,
-        target,
-        status: i64::from(status.as_u16()),
-        outcome,
-        run_id,
-    };
-    let store = s.store().clone();
-    // Not on the request's time: the log line above is the record if the store is down.
-    tokio::spawn(async move {
-        if let Err(e) = store.audit_insert(&row).await {
-            tracing::warn!(error = %e, "API audit row not stored (the log line is the record)");
-        }
-    });
+    call.record(status, outcome, run_id);
     response
+}
+
+/// A mutating call being answered. Dropped unrecorded (the request timeout cut it short),
+/// it is recorded as what the client got: `503`, outcome `timeout`.
+struct Audit {
+    s: ApiState,
+    client: String,
+    method: String,
+    path: String,
+    done: bool,
+}
+
+impl Audit {
+    fn record(&mut self, status: StatusCode, outcome: String, run_id: Option<String>) {
+        self.done = true;
+        let Audit {
+            client,
+            method,
+            path,
+            ..
+        } = self;
+        // As the client wrote it (percent-encoded if it was).
+        let target = path
+            .strip_prefix("/api/v1/targets/")
+            .and_then(|r| r.split('/').next())
+            .map(str::to_string);
+        tracing::info!(
+            audit = true,
+            client = %client,
+            method = %method,
+            path = %crate::text::escape(path),
+            status = status.as_u16(),
+            outcome = %outcome,
+            run_id = run_id.as_deref().unwrap_or("-"),
+            "API call {method} {} from {client}: {}",
+            crate::text::escape(path),
+            status.as_u16()
+        );
+        let row = AuditRow {
+            ts: Utc::now(),
+            agent: crate::store::agent_name(),
+            client: client.clone(),
+            method: method.clone(),
+            path: path.clone(),
+            target,
+            status: i64::from(status.as_u16()),
+            outcome,
+            run_id,
+        };
+        let store = self.s.store().clone();
+        // Not on the request's time: the log line above is the record if the store is down
+        // (or the runtime is gone: a drop at the very end of shutdown).
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            if let Err(e) = store.audit_insert(&row).await {
+                tracing::warn!(error = %e, "API audit row not stored (the log line is the record)");
+            }
+        });
+    }
+}
+
+impl Drop for Audit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record(StatusCode::SERVICE_UNAVAILABLE, "timeout".into(), None);
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -249,26 +290,7 @@ async fn run_maintenance(
     });
     let live = s.live().clone();
     let events = s.shared().events.clone();
-    let progress = |p: Step<'_>| match p {
-        Step::Step { i, n, step } => live.progress(&id, |g| {
-            g.step = i;
-            g.steps_total = n;
-            g.table = Some(step.table.clone());
-            g.action = Some(step.action.as_str().to_string());
-            g.vacuum_phase = None;
-            g.heap_blocks_scanned = None;
-            g.heap_blocks_total = None;
-        }),
-        Step::Vacuum {
-            phase,
-            scanned,
-            total,
-        } => live.progress(&id, |g| {
-            g.vacuum_phase = Some(phase);
-            g.heap_blocks_scanned = Some(scanned);
-            g.heap_blocks_total = Some(total);
-        }),
-    };
+    let progress = |p: Step<'_>| live.progress(&id, |g| g.update(p));
     let record = |records: Vec<crate::maintenance::StepRecord>| {
         if !records.is_empty() && !dry_run {
             events.publish(Event::Maintenance {

@@ -5,7 +5,7 @@
 //! Kept per target: the latest round's check results and time, its status (worst of the
 //! checks) and the believed status (after hysteresis), the latest table statistics. Per job:
 //! the last [`RUNS_KEPT`] runs. Running runs (scheduled or started through the API), with
-//! progress for the maintenance runs the API started.
+//! the progress of maintenance runs (scheduled ones report it as [`Event::Progress`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -61,7 +61,7 @@ pub struct RunLive {
     pub outcome: RunOutcome,
     pub status: Option<Status>,
     pub error: Option<String>,
-    /// Maintenance progress (runs started through the API report it).
+    /// Maintenance progress (scheduled runs and runs started through the API).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
     /// The finished run's report (API-started maintenance runs).
@@ -112,22 +112,7 @@ impl RunLive {
 }
 
 /// How far a maintenance run is.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Progress {
-    /// Steps started so far, of `steps_total` planned.
-    pub step: usize,
-    pub steps_total: usize,
-    /// The table being worked on and the action.
-    pub table: Option<String>,
-    pub action: Option<String>,
-    /// PostgreSQL VACUUM phase and heap blocks scanned of total (`pg_stat_progress_vacuum`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vacuum_phase: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub heap_blocks_scanned: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub heap_blocks_total: Option<f64>,
-}
+pub use crate::jobs::maintenance::RunProgress as Progress;
 
 /// Counters since the start, for `/metrics`.
 #[derive(Debug, Clone, Default)]
@@ -264,6 +249,11 @@ impl Live {
                             r.outcome.as_str().to_string(),
                         ))
                         .or_default() += 1;
+                }
+            }
+            Event::Progress { run_id, progress } => {
+                if let Some(r) = s.running.get_mut(run_id) {
+                    r.progress = Some(progress.clone());
                 }
             }
             Event::Sample { .. } => {}

@@ -8,10 +8,12 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use prometheus::proto::{self, MetricFamily};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 use super::ApiState;
 use crate::health::Status;
+use crate::store::{Latency, WRITE_BUCKETS};
 
 /// How long one rendering of `/metrics` is served again (Prometheus scrapes every 15 s or
 /// so; this only merges scrapes that arrive together).
@@ -185,7 +187,7 @@ pub fn render(s: &ApiState) -> Result<String, prometheus::Error> {
     )?;
     let pool = f.gauge(
         "dbwarden_pool_connections",
-        "Connections of a target's pool, by state (open, idle, max)",
+        "Connections of a target's pool, by state (open, idle, max), and callers waiting for one (waiting)",
         &["target", "state"],
     )?;
     #[cfg(target_os = "linux")]
@@ -308,10 +310,47 @@ pub fn render(s: &ApiState) -> Result<String, prometheus::Error> {
             .set(st.idle as f64);
         pool.with_label_values(&[target.as_str(), "max"])
             .set(f64::from(st.max));
+        pool.with_label_values(&[target.as_str(), "waiting"])
+            .set(st.waiting as f64);
     }
+    let mut families = f.reg.gather();
+    families.push(histogram(
+        "dbwarden_history_write_seconds",
+        "Duration of each batch write to the history store (one transaction of up to 2000 records), failed attempts included",
+        &h.write_seconds,
+    ));
+    families.sort_by(|a, b| a.name().cmp(b.name()));
     let mut out = Vec::new();
-    TextEncoder::new().encode(&f.reg.gather(), &mut out)?;
+    TextEncoder::new().encode(&families, &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A histogram family from counts kept elsewhere (the store's writer keeps its own, so
+/// the store needs no exposition type); the encoder adds the `+Inf` bucket.
+fn histogram(name: &str, help: &str, l: &Latency) -> MetricFamily {
+    let mut h = proto::Histogram::default();
+    h.set_sample_count(l.count);
+    h.set_sample_sum(l.sum);
+    h.set_bucket(
+        WRITE_BUCKETS
+            .iter()
+            .zip(l.cumulative)
+            .map(|(bound, n)| {
+                let mut b = proto::Bucket::default();
+                b.set_upper_bound(*bound);
+                b.set_cumulative_count(n);
+                b
+            })
+            .collect(),
+    );
+    let mut m = proto::Metric::default();
+    m.set_histogram(h);
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(proto::MetricType::HISTOGRAM);
+    f.set_metric(vec![m]);
+    f
 }
 
 /// `GET /metrics`.

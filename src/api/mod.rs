@@ -40,8 +40,6 @@ pub use auth::Token;
 pub use error::{ApiError, ApiResult};
 pub use live::Live;
 
-/// How long one request may take before it is answered 408/503 (a slow store read).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest request body accepted (a query plan's SQL text is the largest input).
 pub const BODY_LIMIT: usize = 256 * 1024;
 /// How often a listen address that was busy at start is tried again.
@@ -309,9 +307,10 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Adds the layers every route gets: request log, timeout, body limit, and one error
-/// shape for the answers the layers and extractors make themselves.
-pub fn with_layers(router: Router) -> Router {
+/// Adds the layers every route gets: request log, `timeout` (`[daemon] request_timeout`),
+/// body limit, and one error shape for the answers the layers and extractors make
+/// themselves.
+pub fn with_layers(router: Router, timeout: Duration) -> Router {
     use tower_http::limit::RequestBodyLimitLayer;
     use tower_http::timeout::TimeoutLayer;
     use tower_http::trace::TraceLayer;
@@ -319,15 +318,20 @@ pub fn with_layers(router: Router) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
+            timeout,
         ))
-        .layer(axum::middleware::map_response(uniform_errors))
+        .layer(axum::middleware::map_response(move |r| {
+            uniform_errors(r, timeout)
+        }))
         .layer(TraceLayer::new_for_http())
 }
 
 /// Gives an error answer not made by our handlers (a body over the limit, a timeout, a
 /// path the router could not decode) the API's error shape.
-async fn uniform_errors(r: axum::response::Response) -> axum::response::Response {
+async fn uniform_errors(
+    r: axum::response::Response,
+    timeout: Duration,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let json = r
         .headers()
@@ -345,8 +349,8 @@ async fn uniform_errors(r: axum::response::Response) -> axum::response::Response
         408 | 503 => (
             "timeout",
             format!(
-                "the request took longer than {}s; try again later",
-                REQUEST_TIMEOUT.as_secs()
+                "the request took longer than {} (request_timeout); try again later",
+                humantime::format_duration(timeout)
             ),
         ),
         _ => (
@@ -410,10 +414,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `app` on `addr` until [`Server::shutdown`]. A busy or forbidden address is
-    /// not fatal (monitoring matters more): it is logged as an error and tried again every
-    /// [`BIND_RETRY`].
-    pub fn start(app: Router, addr: SocketAddr) -> Server {
+    /// Serves `app` on `addr` until [`Server::shutdown`], answering `503` to a request
+    /// not done within `timeout`. A busy or forbidden address is not fatal (monitoring
+    /// matters more): it is logged as an error and tried again every [`BIND_RETRY`].
+    pub fn start(app: Router, addr: SocketAddr, timeout: Duration) -> Server {
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
@@ -434,7 +438,7 @@ impl Server {
                     }
                 }
             };
-            serve(listener, app, s).await;
+            serve(listener, app, timeout, s).await;
         });
         Server { stop, task }
     }
@@ -451,13 +455,18 @@ impl Server {
 }
 
 /// Serves `app` on a bound listener until `stop` (graceful: requests in flight finish).
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, stop: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    timeout: Duration,
+    stop: CancellationToken,
+) {
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(listen = %addr, "HTTP API listening");
-    let app = with_layers(app).into_make_service_with_connect_info::<SocketAddr>();
+    let app = with_layers(app, timeout).into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await

@@ -170,6 +170,10 @@ pub struct DaemonConfig {
     /// File holding the bearer token mutating API calls need.
     #[serde(default)]
     pub api_token_file: Option<String>,
+    /// An API request not answered within this gets `503` (`timeout`); a restart applies a
+    /// change.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Default IANA time zone for schedules and windows.
     #[serde(default = "default_timezone")]
     pub timezone: String,
@@ -231,6 +235,9 @@ fn default_history() -> SecretUrl {
 fn default_listen() -> String {
     "127.0.0.1:9645".into()
 }
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(15)
+}
 fn default_timezone() -> String {
     "UTC".into()
 }
@@ -251,6 +258,7 @@ impl Default for DaemonConfig {
             history_password_file: None,
             listen: default_listen(),
             api_token_file: None,
+            request_timeout: default_request_timeout(),
             timezone: default_timezone(),
             shutdown_grace: default_grace(),
             max_concurrent_targets: default_max_concurrent(),

@@ -90,6 +90,12 @@ pub const RANGES: &[Range] = &[
         why: "running jobs need time to cancel their statements; systemd's TimeoutStopSec must exceed it",
     },
     Range {
+        key: "daemon.request_timeout",
+        min: secs(1),
+        max: secs(5 * MINUTE),
+        why: "an API answer takes milliseconds (EXPLAIN has its own 5 s statement timeout); a request held for minutes only ties up the server",
+    },
+    Range {
         key: "daemon.catch_up",
         min: secs(0),
         max: secs(DAY),

@@ -263,6 +263,7 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
     );
     for (key, v) in [
         ("daemon.shutdown_grace", d.shutdown_grace),
+        ("daemon.request_timeout", d.request_timeout),
         ("daemon.catch_up", d.catch_up),
         ("daemon.confirm_for", d.confirm_for),
         ("daemon.summary_interval", d.summary_interval),

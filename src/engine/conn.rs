@@ -5,7 +5,7 @@
 //! run's [`RunScope`] for as long as the run holds it.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sqlx::pool::{PoolConnection, PoolOptions};
@@ -25,6 +25,31 @@ pub(crate) fn pool_options<DB: Database>(target: &Target) -> PoolOptions<DB> {
         .idle_timeout(Some(p.idle_timeout))
         .max_lifetime(Some(p.max_lifetime))
         .test_before_acquire(p.test_before_acquire)
+}
+
+/// Callers waiting for a connection of a pool now (`/metrics`): sqlx does not count them.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting(AtomicUsize);
+
+impl Waiting {
+    /// Awaits `acquire`, counted as waiting until it finishes or is dropped midway (a run
+    /// cancelled while it waits).
+    pub async fn on<F: Future>(&self, acquire: F) -> F::Output {
+        struct Counted<'a>(&'a AtomicUsize);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.0.fetch_add(1, Ordering::Relaxed);
+        let _counted = Counted(&self.0);
+        acquire.await
+    }
+
+    /// How many wait now.
+    pub fn now(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// Why a connection could not be had.
@@ -58,6 +83,8 @@ pub(crate) struct Pooled<'a, DB: Database> {
     /// Set when a pooled connection was found dead (server restart, network cut): the
     /// next acquisition tries one direct connection first.
     pub suspect: &'a AtomicBool,
+    /// Counts this acquisition while it waits for the pool.
+    pub waiting: &'a Waiting,
 }
 
 impl<DB: Database> Pooled<'_, DB> {
@@ -73,7 +100,7 @@ impl<DB: Database> Pooled<'_, DB> {
         }
         match tokio::time::timeout(
             self.acquire_timeout + self.connect_timeout,
-            self.pool.acquire(),
+            self.waiting.on(self.pool.acquire()),
         )
         .await
         {

@@ -38,14 +38,17 @@ pub struct PoolStats {
     pub size: u32,
     pub idle: usize,
     pub max: u32,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
 }
 
 impl PoolStats {
-    pub(crate) fn of<DB: sqlx::Database>(p: &sqlx::Pool<DB>) -> PoolStats {
+    pub(crate) fn of<DB: sqlx::Database>(p: &sqlx::Pool<DB>, waiting: &conn::Waiting) -> PoolStats {
         PoolStats {
             size: p.size(),
             idle: p.num_idle(),
             max: p.options().get_max_connections(),
+            waiting: waiting.now(),
         }
     }
 }

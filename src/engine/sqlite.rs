@@ -133,12 +133,14 @@ pub struct SqliteEngine {
     target: String,
     url: SqliteUrl,
     pool: SqlitePool,
+    /// Callers waiting for a connection of the pool.
+    waiting: super::conn::Waiting,
 }
 
 impl SqliteEngine {
     /// The pool now (`/metrics`).
     pub fn pool_stats(&self) -> crate::engine::PoolStats {
-        crate::engine::PoolStats::of(&self.pool)
+        crate::engine::PoolStats::of(&self.pool, &self.waiting)
     }
 
     pub fn open(target: &Target) -> Result<Self, EngineError> {
@@ -161,6 +163,7 @@ impl SqliteEngine {
             target: target.name.clone(),
             url,
             pool,
+            waiting: Default::default(),
         })
     }
 
@@ -196,7 +199,7 @@ impl SqliteEngine {
         cancel: Arc<AtomicBool>,
     ) -> Result<Vec<Measurement>, sqlx::Error> {
         let started = Instant::now();
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.waiting.on(self.pool.acquire()).await?;
         // Closed when the round is done with it, also when the run's future is dropped
         // mid-statement, never given back to the pool: the progress handler below belongs
         // to this run, and a cancelled run's flag stays set, so no other run may inherit

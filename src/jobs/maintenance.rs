@@ -100,6 +100,50 @@ pub enum Progress<'a> {
     },
 }
 
+/// Where a maintenance run is (`GET /api/v1/runs/{id}`), built from its [`Progress`] events.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RunProgress {
+    /// Steps started so far, of `steps_total` planned.
+    pub step: usize,
+    pub steps_total: usize,
+    /// The table being worked on and the action.
+    pub table: Option<String>,
+    pub action: Option<String>,
+    /// PostgreSQL VACUUM phase and heap blocks scanned of total (`pg_stat_progress_vacuum`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vacuum_phase: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap_blocks_scanned: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap_blocks_total: Option<f64>,
+}
+
+impl RunProgress {
+    /// Takes the run's next progress event: a new step forgets the previous VACUUM's phase.
+    pub fn update(&mut self, p: Progress<'_>) {
+        match p {
+            Progress::Step { i, n, step } => {
+                *self = RunProgress {
+                    step: i,
+                    steps_total: n,
+                    table: Some(step.table.clone()),
+                    action: Some(step.action.as_str().to_string()),
+                    ..RunProgress::default()
+                }
+            }
+            Progress::Vacuum {
+                phase,
+                scanned,
+                total,
+            } => {
+                self.vacuum_phase = Some(phase);
+                self.heap_blocks_scanned = Some(scanned);
+                self.heap_blocks_total = Some(total);
+            }
+        }
+    }
+}
+
 /// The target as maintenance connects to it: `maintenance_url` and
 /// `maintenance_password_file` when set, so health checks can use a monitoring-only role.
 pub fn maintenance_target(t: &Target) -> Target {
@@ -546,7 +590,17 @@ impl Kind for MaintenanceJob {
                 });
             }
         };
-        let report = maintain(req, &ctx.cancel, |_| {}, record).await?;
+        // Progress goes out on the event stream, so the API shows a scheduled run's steps
+        // as it shows those of a run it started.
+        let mut at = RunProgress::default();
+        let progress = |p: Progress<'_>| {
+            at.update(p);
+            events.publish(crate::events::Event::Progress {
+                run_id: ctx.run_id.clone(),
+                progress: at.clone(),
+            });
+        };
+        let report = maintain(req, &ctx.cancel, progress, record).await?;
         if let Some(why) = report
             .skipped
             .clone()
@@ -568,23 +622,63 @@ pub fn window_tz(job: &crate::config::Job) -> Tz {
 mod tests {
     use super::*;
 
+    fn step(table: &str, action: Action) -> Step {
+        Step {
+            table: table.into(),
+            sql_name: String::new(),
+            action,
+            need: crate::maintenance::plan::Need::DeadRows,
+            reason: "r".into(),
+            skip: None,
+            dead_rows: 0.0,
+            freeze_age: None,
+            size_bytes: 0.0,
+            urgency: 0.0,
+        }
+    }
+
+    #[test]
+    fn progress_follows_the_steps_and_a_new_step_forgets_the_vacuum_phase() {
+        let mut p = RunProgress::default();
+        let a = step("public.a", Action::VacuumAnalyze);
+        p.update(Progress::Step {
+            i: 1,
+            n: 2,
+            step: &a,
+        });
+        p.update(Progress::Vacuum {
+            phase: "scanning heap".into(),
+            scanned: 5.0,
+            total: 10.0,
+        });
+        assert_eq!(
+            (p.step, p.steps_total, p.table.as_deref()),
+            (1, 2, Some("public.a"))
+        );
+        assert_eq!(p.vacuum_phase.as_deref(), Some("scanning heap"));
+        let b = step("public.b", Action::Analyze);
+        p.update(Progress::Step {
+            i: 2,
+            n: 2,
+            step: &b,
+        });
+        assert_eq!(
+            p,
+            RunProgress {
+                step: 2,
+                steps_total: 2,
+                table: Some("public.b".into()),
+                action: Some(Action::Analyze.as_str().into()),
+                ..RunProgress::default()
+            }
+        );
+    }
+
     #[test]
     fn a_run_that_skipped_every_step_for_a_problem_counts_as_skipped_whole() {
         use crate::maintenance::Outcome;
-        use crate::maintenance::plan::Need;
         let rec = |outcome: Outcome| StepRecord {
-            step: Step {
-                table: "public.a".into(),
-                sql_name: String::new(),
-                action: Action::VacuumAnalyze,
-                need: Need::DeadRows,
-                reason: "r".into(),
-                skip: None,
-                dead_rows: 0.0,
-                freeze_age: None,
-                size_bytes: 0.0,
-                urgency: 0.0,
-            },
+            step: step("public.a", Action::VacuumAnalyze),
             outcome,
             started: Utc::now(),
             finished: Utc::now(),

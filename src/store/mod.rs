@@ -14,7 +14,8 @@
 //! Layout: `buffer` (the bounded queue), `episode` (rate-limited drop and outage logs),
 //! `connect` (URL, connections, migrations), `outbox` (alert outbox and silences, written
 //! directly), `write` (one batch's SQL, error
-//! classification, splitting), `writer` (the task and its supervisor), `read` (queries).
+//! classification, splitting), `writer` (the task and its supervisor), `latency` (the
+//! writer's batch write times for `/metrics`), `read` (queries).
 
 /// One code path for both dialects: the body is expanded once per pool type, so
 /// `QueryBuilder` renders `?` or `$n` and rows decode with the same code.
@@ -47,6 +48,7 @@ mod buffer;
 mod connect;
 mod dashboard_reads;
 mod episode;
+mod latency;
 mod outbox;
 mod plans;
 mod raw;
@@ -73,6 +75,7 @@ use crate::health::{CheckResult, Status};
 pub use api_reads::AuditRow;
 pub use buffer::BufferLimits;
 pub use dashboard_reads::{AgentRow, AlertRow};
+pub use latency::{Latency, WRITE_BUCKETS};
 pub use outbox::{OutboxRow, SilenceRow, Undelivered};
 pub use plans::PlanRow;
 pub use raw::{RawSeries, SeriesFilter, Step, steps};
@@ -308,6 +311,8 @@ pub struct StoreHealth {
     pub dropped: DropCounts,
     /// Times the writer task crashed and was restarted.
     pub writer_restarts: u64,
+    /// How long each batch write took (failed attempts included).
+    pub write_seconds: Latency,
 }
 
 /// What [`Store::close`] managed.

@@ -69,6 +69,7 @@ pub(super) struct State {
     pub written: u64,
     pub dropped: DropCounts,
     pub restarts: u64,
+    pub write_seconds: super::Latency,
     /// Failed attempts (connect or write) so far: a flush fails on the next one.
     pub failures: u64,
     pub reachable: bool,
@@ -95,6 +96,7 @@ impl State {
             written: 0,
             dropped: DropCounts::default(),
             restarts: 0,
+            write_seconds: super::Latency::default(),
             failures: 0,
             reachable: false,
             failing_since: None,
@@ -135,6 +137,7 @@ impl State {
             written_total: self.written,
             dropped: self.dropped,
             writer_restarts: self.restarts,
+            write_seconds: self.write_seconds.clone(),
         }
     }
 }
@@ -494,6 +497,7 @@ async fn writer(shared: Arc<Shared>) {
         {
             panic!("test hook: the writer panics with a batch in flight");
         }
+        let started = Instant::now();
         let out = write::write_batch(
             c,
             &batch.entries,
@@ -502,7 +506,11 @@ async fn writer(shared: Arc<Shared>) {
             &shared.agent,
         )
         .await;
-        shared.lock().written += out.written;
+        {
+            let mut s = shared.lock();
+            s.written += out.written;
+            s.write_seconds.observe(started.elapsed());
+        }
         shared.rejected(&batch.entries, &out.bad);
         batch.give_back();
         drop(batch);

@@ -176,6 +176,8 @@ pub struct Connector {
     pub pool: Option<MySqlPool>,
     /// A pooled connection was found dead: the next acquisition checks the server first.
     suspect: AtomicBool,
+    /// Callers waiting for a connection of the pool.
+    pub waiting: crate::engine::conn::Waiting,
     connect_timeout: Duration,
     acquire_timeout: Duration,
     /// Version of the server, learned by every new connection (after_connect).
@@ -218,6 +220,7 @@ impl Connector {
             current_password: Mutex::new(None),
             pool,
             suspect: AtomicBool::new(false),
+            waiting: Default::default(),
             connect_timeout: target.pool.connect_timeout,
             acquire_timeout: target.pool.acquire_timeout,
             version,
@@ -268,6 +271,7 @@ impl Connector {
             connect_timeout: self.connect_timeout,
             acquire_timeout: self.acquire_timeout,
             suspect: &self.suspect,
+            waiting: &self.waiting,
         }
         .lease()
         .await

@@ -207,7 +207,10 @@ const SERVER_UID_TTL: Duration = Duration::from_secs(600);
 impl MysqlEngine {
     /// The pool now (`/metrics`); `None` for a one-shot engine.
     pub fn pool_stats(&self) -> Option<crate::engine::PoolStats> {
-        self.conn.pool.as_ref().map(crate::engine::PoolStats::of)
+        self.conn
+            .pool
+            .as_ref()
+            .map(|p| crate::engine::PoolStats::of(p, &self.conn.waiting))
     }
 
     /// Prepares the engine: parses the URL and sets up a lazy pool. No I/O (the password

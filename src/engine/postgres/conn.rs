@@ -85,6 +85,7 @@ impl PostgresEngine {
             connect_timeout: self.connect_timeout,
             acquire_timeout: self.acquire_timeout,
             suspect: &self.suspect,
+            waiting: &self.waiting,
         }
         .lease()
         .await
@@ -126,7 +127,7 @@ impl PostgresEngine {
             return None;
         }
         let wait = self.connect_timeout.min(Duration::from_secs(1));
-        match tokio::time::timeout(wait, pool.acquire()).await {
+        match tokio::time::timeout(wait, self.waiting.on(pool.acquire())).await {
             Ok(Ok(c)) => Some(Lease::new(Conn::Pooled(c))),
             _ => {
                 st.second_failed = Some(Instant::now());

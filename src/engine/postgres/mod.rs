@@ -91,6 +91,8 @@ pub struct PostgresEngine {
     test_before_acquire: bool,
     /// A pooled connection was found dead: the next acquisition checks the server first.
     suspect: AtomicBool,
+    /// Callers waiting for a connection of the pool.
+    waiting: crate::engine::conn::Waiting,
     /// Backend pids this engine's rounds used (diagnostics, tests).
     seen: std::sync::Mutex<Vec<i32>>,
     state: Box<Mutex<round::RoundState>>,
@@ -99,7 +101,9 @@ pub struct PostgresEngine {
 impl PostgresEngine {
     /// The pool now (`/metrics`); `None` for a one-shot engine.
     pub fn pool_stats(&self) -> Option<crate::engine::PoolStats> {
-        self.pool.as_ref().map(crate::engine::PoolStats::of)
+        self.pool
+            .as_ref()
+            .map(|p| crate::engine::PoolStats::of(p, &self.waiting))
     }
 
     /// Prepares the engine and, unless `one_shot`, its lazy pool; no connection is made and
@@ -157,6 +161,7 @@ impl PostgresEngine {
             max_connections: if one_shot { 1 } else { p.max_connections },
             test_before_acquire: p.test_before_acquire,
             suspect: AtomicBool::new(false),
+            waiting: Default::default(),
             seen: std::sync::Mutex::new(Vec::new()),
             state: Box::default(),
         })
