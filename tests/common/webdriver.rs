@@ -192,18 +192,44 @@ impl Session {
     /// Clicks an element as a user would: scrolled to the middle of the window first (a
     /// sticky header would take a click at the top edge).
     pub async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.js(
-            "arguments[0].scrollIntoView({ block: 'center' });",
-            vec![json!({ ELEMENT: id })],
-        )
-        .await;
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            Some(json!({})),
-        )
-        .await;
+        // The page's 30 s refresh (and a section re-rendered after an action) replaces
+        // elements: one found just before may be stale by the click. Find it again then,
+        // as a user's second look would.
+        let mut last = Value::Null;
+        for _ in 0..5 {
+            let id = self.find(css).await;
+            let el = json!({ ELEMENT: id });
+            let clicked = match self
+                .try_cmd(
+                    reqwest::Method::POST,
+                    "/execute/sync",
+                    Some(json!({
+                        "script": "arguments[0].scrollIntoView({ block: 'center' });",
+                        "args": [el],
+                    })),
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.try_cmd(
+                        reqwest::Method::POST,
+                        &format!("/element/{id}/click"),
+                        Some(json!({})),
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            match clicked {
+                Ok(_) => return,
+                Err(e) if e["error"] == "stale element reference" => {
+                    last = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("webdriver click {css}: {e}"),
+            }
+        }
+        panic!("webdriver click {css}: still stale after 5 tries: {last}");
     }
 
     /// Types into an element as a user would.
