@@ -389,10 +389,12 @@ fn path_of(cli_path: &Option<PathBuf>, positional: Option<PathBuf>) -> PathBuf {
 }
 
 fn load_or_report(path: &std::path::Path) -> Result<Config, i32> {
-    config::load(path).map_err(|e: ConfigErrors| {
+    let config = config::load(path).map_err(|e: ConfigErrors| {
         eprint!("{e}");
         2
-    })
+    })?;
+    crate::store::use_agent_name(&config);
+    Ok(config)
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {

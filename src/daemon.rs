@@ -347,6 +347,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
+    crate::store::use_agent_name(&config);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -438,8 +439,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                         }
                         if new.daemon.history.expose() != current.daemon.history.expose()
                             || new.daemon.listen != current.daemon.listen
+                            || new.daemon.agent != current.daemon.agent
                         {
-                            tracing::warn!("daemon.history and daemon.listen changes take effect after a restart");
+                            tracing::warn!("daemon.history, daemon.listen and daemon.agent changes take effect after a restart");
                         }
                         let new = Arc::new(new);
                         let targets = target_changes(&current, &new);

@@ -298,3 +298,44 @@ async fn a_table_name_with_a_newline_cannot_forge_a_check_line() {
         "{text}"
     );
 }
+
+/// `[daemon] agent` names this daemon in the store (two daemons on one host can share a
+/// store under different names); every row the run writes carries it. A bad name is a
+/// config error naming the key.
+#[tokio::test]
+async fn the_configured_agent_name_is_on_every_row() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = |agent: &str| {
+        format!(
+            "[daemon]\nhistory = \"sqlite://./data/history.db\"\nagent = \"{agent}\"\n\
+             [[target]]\nname = \"ok\"\nurl = \"sqlite://./ok.db?mode=rwc\"\n\
+             [[job]]\nname = \"health\"\nkind = \"health\"\nschedule = \"@every 1h\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("c.toml"), config("db-ci-7")).unwrap_or_else(|e| panic!("{e}"));
+    let o = run(dir.path(), &["run-job", "health", "-c", "c.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", all(&o));
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("data/history.db"))
+        .read_only(true);
+    let mut c = sqlx::SqliteConnection::connect_with(&opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for table in ["job_runs", "series", "check_latest"] {
+        let agents: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT agent FROM {table}"
+        )))
+        .fetch_all(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{table}: {e}"));
+        assert_eq!(agents, vec!["db-ci-7".to_string()], "{table}");
+    }
+    let _ = c.close().await;
+
+    std::fs::write(dir.path().join("c.toml"), config("no spaces/please"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let o = run(dir.path(), &["config", "check", "c.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", all(&o));
+    assert!(all(&o).contains("daemon.agent"), "{}", all(&o));
+}

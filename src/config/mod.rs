@@ -164,6 +164,10 @@ pub struct DaemonConfig {
     /// Password for a PostgreSQL history store, from a file.
     #[serde(default)]
     pub history_password_file: Option<String>,
+    /// This daemon's name in the history store (every row carries it, so several agents
+    /// can share one store); default the host name. A restart applies a change.
+    #[serde(default)]
+    pub agent: Option<String>,
     /// HTTP API / metrics / dashboard address.
     #[serde(default = "default_listen")]
     pub listen: String,
@@ -256,6 +260,7 @@ impl Default for DaemonConfig {
         DaemonConfig {
             history: default_history(),
             history_password_file: None,
+            agent: None,
             listen: default_listen(),
             api_token_file: None,
             request_timeout: default_request_timeout(),

@@ -238,6 +238,17 @@ pub fn validate(path: &Path, parsed: Parsed) -> Result<Config, ConfigErrors> {
             SocketAddr::from(([127, 0, 0, 1], 9645))
         }
     };
+    if let Some(a) = &d.agent
+        && !crate::store::valid_agent_name(a)
+    {
+        c.error(
+            "daemon.agent",
+            format!(
+                "\"{}\" is not an agent name: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. \"db-host-1\")",
+                crate::text::escape(a)
+            ),
+        );
+    }
     if let Some(f) = &d.api_token_file {
         c.plain_file("daemon.api_token_file", f);
     }

@@ -360,13 +360,38 @@ impl Drop for Owner {
     }
 }
 
-/// This agent's name in `job_runs.agent` (several agents may share a PostgreSQL store).
+/// The `[daemon] agent` of the config this process runs with ([`use_agent_name`]).
+static AGENT: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
+
+/// This agent's name in the history store (`job_runs.agent`, `series.agent`, …: several
+/// agents may share a store): `[daemon] agent` once [`use_agent_name`] applied it, else
+/// the host name.
 pub fn agent_name() -> String {
+    if let Some(a) = AGENT.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        return a.clone();
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "dbwarden".into())
+}
+
+/// Makes `[daemon] agent` (if set) this process's agent name: called once the daemon or a
+/// command has loaded its config, before it opens the store.
+pub fn use_agent_name(config: &crate::config::Config) {
+    if let Some(a) = &config.daemon.agent {
+        *AGENT.write().unwrap_or_else(|p| p.into_inner()) = Some(a.clone());
+    }
+}
+
+/// `[daemon] agent`: 1 to 63 of `[A-Za-z0-9._-]`, starting with a letter or digit (safe
+/// in a label, a header, a file name and a log line).
+pub fn valid_agent_name(a: &str) -> bool {
+    (1..=63).contains(&a.len())
+        && a.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// A fresh run id: time-ordered and unique enough across agents.
@@ -811,5 +836,24 @@ mod tests {
         assert_eq!(store.count(HistoryTable::Samples).await.ok(), Some(10));
         let summary = store.close(Duration::from_secs(5)).await;
         assert_eq!(summary.unwritten, 0);
+    }
+
+    #[test]
+    fn agent_names_are_short_and_plain() {
+        for ok in ["db-1", "host.example.com", "a", "A_b-9", &"x".repeat(63)] {
+            assert!(valid_agent_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-db",
+            ".db",
+            "db 1",
+            "db/1",
+            "db\n1",
+            "dbé",
+            &"x".repeat(64),
+        ] {
+            assert!(!valid_agent_name(bad), "{bad:?}");
+        }
     }
 }
