@@ -407,24 +407,10 @@ async fn size_forecast(
             _ => None,
         })
         .unwrap_or_default();
-    let hourly = s
-        .store()
-        .trend(&TrendQuery {
-            target: target.name.clone(),
-            metric: metric.to_string(),
-            label: None,
-            from: now - chrono::Duration::milliseconds((w.days * 86_400_000.0) as i64),
-            to: now,
-            step: Some(std::time::Duration::from_secs(3600)),
-        })
+    let points = crate::history::checks::hourly(s.store(), &target.name, metric, None, now, w)
         .await
         .map_err(store_says)
         .ok()?;
-    let points: Vec<(i64, f64)> = hourly
-        .points
-        .iter()
-        .filter_map(|p| Some((p.t.timestamp_millis(), p.avg?)))
-        .collect();
     Some(full_in(&points, cap, w))
 }
 

@@ -120,7 +120,7 @@ pub fn measurement(check: &'static str, what: &str, f: &Forecast, unit: Unit) ->
 }
 
 /// Hourly averages of one series over the window ending `now`, as (ms, value).
-async fn hourly(
+pub async fn hourly(
     store: &Store,
     target: &str,
     metric: &str,
